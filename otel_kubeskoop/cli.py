@@ -1,0 +1,149 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Command line: ``run``, ``probes``, ``doctor``, ``config validate``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+
+import click
+
+from otel_kubeskoop import __version__
+from otel_kubeskoop import environment_variables as env
+from otel_kubeskoop.config import CONFIG_ERROR, Config, ConfigError, load, parse
+from otel_kubeskoop.probe import Kind
+
+log = logging.getLogger("otel_kubeskoop")
+
+
+def _setup_logging(debug: bool) -> None:
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.DEBUG if debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not debug:  # the SDK's per-retry warnings are ours to summarise
+        logging.getLogger("opentelemetry").setLevel(logging.ERROR)
+
+
+def _load(path: str | None) -> Config:
+    """The config at ``path``, or ``$KUBESKOOP_CONFIG``, or the built-in default probe set."""
+    path = path or os.environ.get(env.KUBESKOOP_CONFIG)
+    try:
+        if path:
+            return load(path)
+        from otel_kubeskoop.probes import ALL_PROBES
+
+        return parse({"metrics": {"probes": [{"name": s.name} for s in ALL_PROBES if s.default_enabled]}},
+                     "<built-in defaults>")
+    except ConfigError as exc:
+        click.echo(f"error: invalid config\n{exc}", err=True)
+        sys.exit(CONFIG_ERROR)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="otel-kubeskoop")
+def main() -> None:
+    """Per-pod Linux network-stack telemetry as OpenTelemetry metrics and events."""
+
+
+@main.command()
+@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False), help="Config file (YAML).")
+@click.option("-d", "--debug", is_flag=True, help="Debug logging (same as debugMode: true).")
+def run(config_path: str | None, debug: bool) -> None:
+    """Run the agent until SIGTERM or SIGINT."""
+    config = _load(config_path)
+    _setup_logging(debug or config.debug)
+    from otel_kubeskoop.agent import Agent
+    from otel_kubeskoop.telemetry.exporters import ExporterError
+
+    try:
+        agent = Agent(config)
+    except (ExporterError, OSError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    log.info("otel-kubeskoop %s on node %s: config %s, interval %gs, OTLP %s", __version__, config.node_name,
+             config.source, config.interval,
+             f"{config.otlp.protocol} export on" if config.otlp.enabled else "off (no endpoint configured)")
+
+    def _terminate(signum: int, frame: object) -> None:
+        log.info("received %s, stopping", signal.Signals(signum).name)
+        agent.request_stop()
+
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, _terminate)
+    agent.start()
+    agent.wait()
+    agent.stop()
+    log.info("stopped")
+
+
+@main.command()
+@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False), help="Config whose settings (procRoot) apply.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def probes(config_path: str | None, as_json: bool) -> None:
+    """List every probe: kind, source, overhead, default, and whether it can run here."""
+    from otel_kubeskoop.doctor import probe_availability
+
+    config = _load(config_path)
+    _setup_logging(False)
+    logging.getLogger("otel_kubeskoop").setLevel(logging.ERROR)
+    rows = probe_availability(config)
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="otel-kubeskoop probes")
+    for col in ("probe", "kinds", "source", "scope", "overhead", "default", "here"):
+        table.add_column(col)
+    for r in rows:
+        here = "[green]yes[/green]" if r["available"] else f"[red]no[/red]: {r['reason']}"
+        table.add_row(r["name"], ",".join(r["kinds"]), r["source"], r["scope"],
+                      f"{r['overhead']}: {r['overhead_note']}", "yes" if r["default_enabled"] else "no", here)
+    Console(width=max(160, Console().width)).print(table)
+
+
+@main.command()
+@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False), help="Config to check against.")
+def doctor(config_path: str | None) -> None:
+    """Check this machine: kernel, BTF, tracefs, capabilities, libbpf, namespaces, OTLP endpoint."""
+    from otel_kubeskoop.doctor import run_checks
+
+    config = _load(config_path)
+    worst = 0
+    for check in run_checks(config):
+        mark = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}[check.verdict]
+        click.echo(f"[{mark}] {check.name}: {check.detail}")
+        worst = max(worst, {"ok": 0, "warn": 0, "fail": 1}[check.verdict])
+    sys.exit(worst)
+
+
+@main.group("config")
+def config_group() -> None:
+    """Config file commands."""
+
+
+@config_group.command("validate")
+@click.argument("file", type=click.Path(dir_okay=False))
+def config_validate(file: str) -> None:
+    """Validate FILE; exit 2 with every problem listed if it is invalid."""
+    try:
+        cfg = load(file)
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(CONFIG_ERROR)
+    click.echo(f"{file}: valid ({len(cfg.probes)} probes, interval {cfg.interval:g}s)")
+    for kind in Kind:
+        planned = [p.name for p in cfg.probes if p.planned and p.kind is kind]
+        if planned:
+            click.echo(f"note: {kind.value} probes not implemented in this version (reported as not_implemented): "
+                       + ", ".join(planned))
+
+
+if __name__ == "__main__":
+    main()

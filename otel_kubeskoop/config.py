@@ -1,0 +1,377 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Load and validate the agent's YAML config.
+
+The upstream KubeSkoop exporter schema loads unchanged (``metrics.probes``, ``event.probes``,
+``event.sinks``, ``metrics.additionalLabels``, ``port``/``address``, ``debugMode``,
+``enableController``); our own keys are ``otlp``, ``nodeName``, ``clusterName``, ``procRoot`` and
+``netnsDir``. Unknown keys, unknown probe names and wrong argument types are errors naming the file,
+the key path and what was expected. Where the file is silent, the standard ``OTEL_*`` variables
+apply (see :func:`resolve`).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from otel_kubeskoop import environment_variables as env
+from otel_kubeskoop.probe import Kind
+from otel_kubeskoop.probes import PLANNED, REGISTRY
+
+DEFAULT_INTERVAL_S = 15.0
+CONFIG_ERROR = 2  # exit status for an invalid config; nothing was started
+DEFAULT_ADDRESS = ":9102"
+
+
+class ConfigError(Exception):
+    """A config that cannot be used. ``problems`` is a list of (key path, message)."""
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]) -> None:
+        self.source = source
+        self.problems = problems
+        lines = [f"{source}: {path}: {msg}" if path else f"{source}: {msg}" for path, msg in problems]
+        super().__init__("\n".join(lines))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class ProbeEntry(_Strict):
+    name: str
+    args: dict[str, Any] | None = None
+
+
+SINKS = ("stdout", "stderr", "file", "loki")
+
+
+class SinkEntry(_Strict):
+    name: str
+    args: dict[str, Any] | None = None
+
+
+class MetricsSection(_Strict):
+    probes: list[ProbeEntry] = Field(default_factory=list)
+    additional_labels: list[str] = Field(default_factory=list, alias="additionalLabels")
+
+    @field_validator("additional_labels")
+    @classmethod
+    def _labels(cls, v: list[str]) -> list[str]:
+        for item in v:
+            name, sep, _ = item.partition("=")
+            if not sep or not name.strip():
+                raise ValueError(f"expected 'name=value' (value may use ${{labels:key}}), got {item!r}")
+        return v
+
+
+class EventSection(_Strict):
+    probes: list[ProbeEntry] = Field(default_factory=list)
+    sinks: list[SinkEntry] = Field(default_factory=list)
+
+
+class OTLPSection(_Strict):
+    endpoint: str | None = None
+    protocol: Literal["http/protobuf", "grpc"] | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout: float | None = Field(default=None, gt=0, description="seconds")
+    interval: float | None = Field(default=None, gt=0, description="seconds")
+
+
+class FileConfig(_Strict):
+    debug_mode: bool = Field(default=False, alias="debugMode")
+    port: int | None = Field(default=None, ge=0, le=65535)
+    address: str | None = None
+    enable_controller: bool = Field(default=False, alias="enableController")
+    controller_addr: str | None = Field(default=None, alias="controllerAddr")
+    metrics: MetricsSection = Field(default_factory=MetricsSection)
+    event: EventSection = Field(default_factory=EventSection)
+    otlp: OTLPSection = Field(default_factory=OTLPSection)
+    node_name: str | None = Field(default=None, alias="nodeName")
+    cluster_name: str | None = Field(default=None, alias="clusterName")
+    proc_root: str = Field(default="/proc", alias="procRoot")
+    netns_dir: str = Field(default="/run/netns", alias="netnsDir")
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    name: str
+    kind: Kind
+    args: BaseModel | None  # None for planned probes not implemented in this version
+    planned: bool = False
+
+
+@dataclass(frozen=True)
+class SinkConfig:
+    name: str
+    path: str | None = None  # file sink
+    addr: str | None = None  # loki sink
+
+
+@dataclass(frozen=True)
+class OTLPSettings:
+    """Resolved OTLP export settings; ``endpoint`` None means "let the exporter read the env"."""
+
+    enabled: bool
+    protocol: str
+    endpoint: str | None
+    headers: Mapping[str, str]
+    timeout: float | None
+
+
+@dataclass(frozen=True)
+class Config:
+    source: str
+    raw: FileConfig
+    probes: tuple[ProbeConfig, ...]
+    sinks: tuple[SinkConfig, ...]
+    interval: float
+    node_name: str
+    cluster_name: str | None
+    otlp: OTLPSettings
+    address: str | None  # None: no HTTP server
+    additional_labels: tuple[tuple[str, str], ...] = field(default=())
+
+    @property
+    def debug(self) -> bool:
+        return self.raw.debug_mode
+
+    def probe_names(self, kind: Kind) -> list[str]:
+        return [p.name for p in self.probes if p.kind is kind]
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+# Field names in pydantic's error loc are Python names; show the YAML spelling instead.
+def _yaml_loc(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    out: list[Any] = []
+    current: Any = model
+    for part in loc:
+        if isinstance(part, str) and isinstance(current, type) and issubclass(current, BaseModel):
+            info = current.model_fields.get(part)
+            out.append(info.alias if info is not None and info.alias else part)
+            ann = info.annotation if info is not None else None
+            current = ann
+            args = getattr(ann, "__args__", ())
+            for a in args:
+                if isinstance(a, type) and issubclass(a, BaseModel):
+                    current = a
+        else:
+            out.append(part)
+    return tuple(out)
+
+
+def _pydantic_problems(exc: ValidationError, prefix: str, model: type[BaseModel]) -> list[tuple[str, str]]:
+    problems = []
+    for err in exc.errors():
+        loc = _yaml_loc(model, tuple(err["loc"]))
+        path = _path(loc)
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            allowed = sorted(f.alias or name for name, f in model.model_fields.items()) if not loc[:-1] else None
+            msg = "unknown key" + (f" (known keys: {', '.join(allowed)})" if allowed else "")
+        elif "input" in err and err["type"] not in ("missing",):
+            msg = f"{msg}, got {err['input']!r}"
+        full = f"{prefix}.{path}" if prefix and path else (prefix or path)
+        problems.append((full, msg))
+    return problems
+
+
+def _validate_args(spec_args: type[BaseModel], given: Mapping[str, Any], prefix: str) -> tuple[BaseModel | None, list[tuple[str, str]]]:
+    """Validate a probe's ``args``. Keys match case-insensitively, as upstream's mapstructure does."""
+    by_lower = {}
+    for name, info in spec_args.model_fields.items():
+        by_lower[(info.alias or name).lower()] = info.alias or name
+        by_lower[name.lower()] = info.alias or name
+    mapped: dict[str, Any] = {}
+    problems: list[tuple[str, str]] = []
+    for key, value in given.items():
+        canon = by_lower.get(str(key).lower())
+        if canon is None:
+            known = sorted({info.alias or n for n, info in spec_args.model_fields.items()})
+            problems.append((f"{prefix}.{key}", "unknown argument" + (f" (known: {', '.join(known)})" if known else " (this probe takes no arguments)")))
+            continue
+        mapped[canon] = value
+    if problems:
+        return None, problems
+    try:
+        return spec_args.model_validate(mapped), []
+    except ValidationError as exc:
+        return None, _pydantic_problems(exc, prefix, spec_args)
+
+
+def _probes(fc: FileConfig) -> tuple[list[ProbeConfig], list[tuple[str, str]]]:
+    out: list[ProbeConfig] = []
+    problems: list[tuple[str, str]] = []
+    for section, kind in (("metrics", Kind.METRICS), ("event", Kind.EVENTS)):
+        entries = getattr(fc, section).probes
+        seen: set[str] = set()
+        for i, entry in enumerate(entries):
+            where = f"{section}.probes[{i}]"
+            if entry.name in seen:
+                problems.append((f"{where}.name", f"probe {entry.name!r} is listed twice"))
+                continue
+            seen.add(entry.name)
+            spec = REGISTRY.get(entry.name)
+            if spec is None:
+                if entry.name in PLANNED.get(kind, ()):
+                    out.append(ProbeConfig(entry.name, kind, None, planned=True))
+                    continue
+                known = sorted(n for n, s in REGISTRY.items() if kind in s.kinds)
+                planned = sorted(PLANNED.get(kind, ()))
+                problems.append((f"{where}.name", f"unknown {kind.value} probe {entry.name!r} (known: {', '.join(known)}"
+                                 + (f"; planned: {', '.join(planned)}" if planned else "") + ")"))
+                continue
+            if kind not in spec.kinds:
+                problems.append((f"{where}.name", f"probe {entry.name!r} has no {kind.value} (it provides: {', '.join(k.value for k in spec.kinds)})"))
+                continue
+            args, arg_problems = _validate_args(spec.args, entry.args or {}, f"{where}.args")
+            problems.extend(arg_problems)
+            if args is not None:
+                out.append(ProbeConfig(entry.name, kind, args))
+    return out, problems
+
+
+def _sinks(fc: FileConfig) -> tuple[list[SinkConfig], list[tuple[str, str]]]:
+    out: list[SinkConfig] = []
+    problems: list[tuple[str, str]] = []
+    required = {"file": "path", "loki": "addr"}
+    for i, sink in enumerate(fc.event.sinks):
+        if sink.name not in SINKS:
+            problems.append((f"event.sinks[{i}].name", f"unknown sink {sink.name!r} (known: {', '.join(SINKS)})"))
+            continue
+        where = f"event.sinks[{i}].args"
+        args = dict(sink.args or {})
+        need = required.get(sink.name)
+        allowed = {need} if need else set()
+        for key in args:
+            if key not in allowed:
+                problems.append((f"{where}.{key}", f"unknown argument for sink {sink.name!r}" + (f" (known: {need})" if need else " (it takes none)")))
+        if need:
+            value = args.get(need)
+            if not isinstance(value, str) or not value:
+                problems.append((f"{where}.{need}", f"sink {sink.name!r} needs a non-empty string {need!r}"))
+                continue
+        out.append(SinkConfig(sink.name, path=args.get("path"), addr=args.get("addr")))
+    return out, problems
+
+
+def _interval(fc: FileConfig, environ: Mapping[str, str]) -> tuple[float, list[tuple[str, str]]]:
+    if fc.otlp.interval is not None:
+        return fc.otlp.interval, []
+    raw = environ.get(env.OTEL_METRIC_EXPORT_INTERVAL)
+    if raw:
+        try:
+            ms = float(raw)
+            if ms <= 0:
+                raise ValueError
+            return ms / 1000.0, []
+        except ValueError:
+            return DEFAULT_INTERVAL_S, [("", f"environment {env.OTEL_METRIC_EXPORT_INTERVAL}={raw!r}: expected a positive number of milliseconds")]
+    return DEFAULT_INTERVAL_S, []
+
+
+def _otlp(fc: FileConfig, environ: Mapping[str, str]) -> tuple[OTLPSettings, list[tuple[str, str]]]:
+    problems = []
+    protocol = fc.otlp.protocol
+    if protocol is None:
+        protocol = (environ.get(env.OTEL_EXPORTER_OTLP_METRICS_PROTOCOL)
+                    or environ.get(env.OTEL_EXPORTER_OTLP_PROTOCOL) or "http/protobuf").strip()
+        if protocol not in ("http/protobuf", "grpc"):
+            problems.append(("", f"environment OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r}: expected 'http/protobuf' or 'grpc' (http/json is not available in Python)"))
+            protocol = "http/protobuf"
+    env_endpoint = any(environ.get(v) for v in (
+        env.OTEL_EXPORTER_OTLP_ENDPOINT, env.OTEL_EXPORTER_OTLP_METRICS_ENDPOINT, env.OTEL_EXPORTER_OTLP_LOGS_ENDPOINT))
+    enabled = bool(fc.otlp.endpoint) or env_endpoint
+    if environ.get(env.OTEL_SDK_DISABLED, "").strip().lower() == "true":
+        enabled = False
+    return OTLPSettings(enabled, protocol, fc.otlp.endpoint, dict(fc.otlp.headers), fc.otlp.timeout), problems
+
+
+def _node_name(fc: FileConfig, environ: Mapping[str, str]) -> str:
+    return (fc.node_name or environ.get(env.NODE_NAME) or environ.get(env.INSPECTOR_NODENAME)
+            or socket.gethostname())
+
+
+def _address(fc: FileConfig) -> tuple[str | None, list[tuple[str, str]]]:
+    if fc.address is not None:
+        addr = fc.address.strip()
+        if addr == "":
+            return None, []
+        if addr.startswith("unix://"):
+            return addr, [] if len(addr) > len("unix://") else [("address", "unix:// needs a socket path")]
+        hostport = addr.removeprefix("tcp://")
+        host, sep, port = hostport.rpartition(":")
+        if not sep or not port.isdigit() or int(port) > 65535:
+            return None, [("address", f"expected '[tcp://]host:port', ':port' or 'unix:///path', got {fc.address!r}")]
+        return hostport, []
+    if fc.port is not None:
+        return f":{fc.port}", []
+    return DEFAULT_ADDRESS, []
+
+
+def _additional_labels(fc: FileConfig) -> tuple[tuple[str, str], ...]:
+    return tuple(tuple(s.split("=", 1)) for s in fc.metrics.additional_labels)  # type: ignore[misc]
+
+
+def parse(data: Any, source: str = "<config>", environ: Mapping[str, str] | None = None) -> Config:
+    """Validate an already-loaded YAML document. Raises :class:`ConfigError` listing every problem."""
+    environ = os.environ if environ is None else environ
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(source, [("", f"expected a mapping at the top level, got {type(data).__name__}")])
+    try:
+        fc = FileConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(source, _pydantic_problems(exc, "", FileConfig)) from None
+    probes, problems = _probes(fc)
+    sinks, sink_problems = _sinks(fc)
+    interval, interval_problems = _interval(fc, environ)
+    otlp, otlp_problems = _otlp(fc, environ)
+    address, address_problems = _address(fc)
+    problems += sink_problems + interval_problems + otlp_problems + address_problems
+    if problems:
+        raise ConfigError(source, problems)
+    return Config(
+        source=source,
+        raw=fc,
+        probes=tuple(probes),
+        sinks=tuple(sinks),
+        interval=interval,
+        node_name=_node_name(fc, environ),
+        cluster_name=fc.cluster_name,
+        otlp=otlp,
+        address=address,
+        additional_labels=_additional_labels(fc),
+    )
+
+
+def load(path: str, environ: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a config file."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as exc:
+        raise ConfigError(path, [("", f"cannot read: {exc.strerror or exc}")]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(path, [(where, f"invalid YAML: {problem}")]) from None
+    return parse(data, path, environ)

@@ -1,0 +1,123 @@
+# SPDX-License-Identifier: Apache-2.0
+"""``otel-kubeskoop doctor`` and the availability column of ``otel-kubeskoop probes``."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+import socket
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+from otel_kubeskoop import environment_variables as env
+from otel_kubeskoop.bpf.tracefs import ensure_tracefs
+from otel_kubeskoop.config import Config
+from otel_kubeskoop.probe import Cycle, Kind, ProbeContext, Unavailable
+from otel_kubeskoop.probes import ALL_PROBES, PLANNED
+
+# linux/capability.h
+_CAPS = {"CAP_NET_ADMIN": 12, "CAP_SYS_PTRACE": 19, "CAP_SYS_ADMIN": 21, "CAP_PERFMON": 38, "CAP_BPF": 39}
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    verdict: str  # ok | warn | fail
+    detail: str
+
+
+def probe_availability(config: Config) -> list[dict[str, Any]]:
+    """Start and stop every registered probe once to learn whether it can run here, and why not."""
+    rows = []
+    for spec in ALL_PROBES:
+        ctx = ProbeContext(name=spec.name, proc_root=config.raw.proc_root, cycle=Cycle())
+        available, reason = True, ""
+        try:
+            probe = spec.factory(spec.args(), ctx)
+            probe.start()
+            probe.stop()
+        except Unavailable as exc:
+            available, reason = False, str(exc)
+        except Exception as exc:  # report, never crash the listing
+            available, reason = False, f"{type(exc).__name__}: {exc}"
+        rows.append({
+            "name": spec.name, "summary": spec.summary, "kinds": sorted(k.value for k in spec.kinds),
+            "source": spec.source.value, "scope": spec.scope.value, "overhead": spec.overhead.value,
+            "overhead_note": spec.overhead_note, "default_enabled": spec.default_enabled,
+            "available": available, "reason": reason,
+        })
+    for name in sorted(PLANNED[Kind.METRICS] | PLANNED[Kind.EVENTS]):
+        kinds = sorted(k.value for k, names in PLANNED.items() if name in names)
+        rows.append({"name": name, "summary": "upstream KubeSkoop probe", "kinds": kinds, "source": "-",
+                     "scope": "-", "overhead": "-", "overhead_note": "", "default_enabled": False,
+                     "available": False, "reason": "not implemented in this version"})
+    return rows
+
+
+def _capabilities() -> Check:
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            eff = next(int(line.split()[1], 16) for line in f if line.startswith("CapEff:"))
+    except (OSError, StopIteration, ValueError) as exc:
+        return Check("capabilities", "warn", f"cannot read CapEff from /proc/self/status: {exc}")
+    missing = [name for name, bit in _CAPS.items() if not eff >> bit & 1]
+    if not missing:
+        return Check("capabilities", "ok", "has " + ", ".join(_CAPS))
+    verdict = "fail" if "CAP_SYS_ADMIN" in missing else "warn"
+    return Check("capabilities", verdict, "missing " + ", ".join(missing)
+                 + " (netns setns and eBPF need CAP_SYS_ADMIN, or CAP_BPF+CAP_PERFMON)")
+
+
+def _libbpf() -> Check:
+    try:
+        lib = ctypes.CDLL("libbpf.so.1")
+        version = f"{lib.libbpf_major_version()}.{lib.libbpf_minor_version()}"
+    except OSError as exc:
+        return Check("libbpf", "warn", f"libbpf.so.1 not loadable ({exc}); eBPF probes will be unavailable (Debian: libbpf1)")
+    return Check("libbpf", "ok", f"libbpf.so.1 version {version}")
+
+
+def _otlp(config: Config) -> Check:
+    if not config.otlp.enabled:
+        return Check("otlp", "warn", "no endpoint configured (otlp.endpoint or OTEL_EXPORTER_OTLP_ENDPOINT): "
+                     "metrics only on /status, events to stdout")
+    endpoint = (config.otlp.endpoint or os.environ.get(env.OTEL_EXPORTER_OTLP_METRICS_ENDPOINT)
+                or os.environ.get(env.OTEL_EXPORTER_OTLP_ENDPOINT) or "")
+    url = urlparse(endpoint if "://" in endpoint else f"http://{endpoint}")
+    port = url.port or (443 if url.scheme == "https" else 4317 if config.otlp.protocol == "grpc" else 4318)
+    try:
+        with socket.create_connection((url.hostname or "localhost", port), timeout=3):
+            pass
+    except OSError as exc:
+        return Check("otlp", "fail", f"{config.otlp.protocol} endpoint {endpoint}: cannot connect to {url.hostname}:{port}: {exc}")
+    return Check("otlp", "ok", f"{config.otlp.protocol} endpoint {endpoint} accepts connections")
+
+
+def run_checks(config: Config) -> list[Check]:
+    checks = [Check("kernel", "ok", f"{platform.system()} {platform.release()} {platform.machine()}")]
+    btf = "/sys/kernel/btf/vmlinux"
+    checks.append(Check("btf", "ok", f"{btf} present") if os.path.exists(btf)
+                  else Check("btf", "warn", f"{btf} missing: eBPF probes need a kernel with CONFIG_DEBUG_INFO_BTF"))
+    tracefs, message = ensure_tracefs()
+    checks.append(Check("tracefs", "ok" if tracefs else "warn", message + ("" if tracefs else "; classic tracepoints unavailable")))
+    kprobes = os.path.exists("/sys/kernel/tracing/kprobe_events") or os.path.exists("/sys/kernel/debug/tracing/kprobe_events")
+    checks.append(Check("kprobes", "ok" if kprobes else "warn",
+                        "kprobe_events present" if kprobes else "no kprobe_events: kernel without CONFIG_KPROBES; probes needing kprobes are unavailable"))
+    checks.append(_capabilities())
+    checks.append(_libbpf())
+    proc1 = os.path.join(config.raw.proc_root, "1", "ns", "net")
+    try:
+        os.readlink(proc1)
+        checks.append(Check("host pids", "ok", f"can read {proc1} (host PID namespace visible)"))
+    except OSError as exc:
+        checks.append(Check("host pids", "fail", f"cannot read {proc1}: {exc.strerror} (run with hostPID and CAP_SYS_PTRACE)"))
+    rows = probe_availability(config)
+    configured = {p.name for p in config.probes}
+    bad = [f"{r['name']} ({r['reason']})" for r in rows if r["name"] in configured and not r["available"]]
+    checks.append(Check("probes", "warn" if bad else "ok",
+                        ("unavailable: " + "; ".join(bad)) if bad else f"all {len(configured)} configured probes can run"))
+    checks.append(Check("kubernetes", "ok", "pod attribution not in this version: namespaces are reported by inode"))
+    checks.append(_otlp(config))
+    return checks

@@ -1,0 +1,142 @@
+# SPDX-License-Identifier: Apache-2.0
+"""What a probe is: its declared SPEC (data), the protocol it implements, and what it returns.
+
+A probe reads the kernel and returns plain :class:`Sample` values keyed by network-namespace inode.
+It never imports OpenTelemetry and never knows pods: the framework (``runtime``, ``telemetry``)
+creates instruments, attributes namespaces to resources, isolates failures and reports its own
+health. See DESIGN section 3 and ``reference/style.md`` section 4.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from otel_kubeskoop.telemetry.instruments import InstrumentSpec
+    from otel_kubeskoop.topology.netns import Netns
+
+
+class Kind(enum.Enum):
+    METRICS = "metrics"
+    EVENTS = "events"
+
+
+class Source(enum.Enum):
+    PROCFS = "procfs"
+    NETLINK = "netlink"
+    BPF = "bpf"
+
+
+class Scope(enum.Enum):
+    NODE = "node"  # one value for the whole node (softnet, ipvs)
+    NETNS = "netns"  # one value per network namespace, attributed to its pod
+    FLOW = "flow"  # per connection or flow
+
+
+class Overhead(enum.Enum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+
+class Unavailable(Exception):
+    """The probe cannot run on this machine; the message says why (kernel feature, file, capability)."""
+
+
+class NoArgs(BaseModel):
+    """Args model for probes that take none: any key given is an error."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeSpec:
+    """Everything known about a probe without starting it (listed by ``otel-kubeskoop probes``)."""
+
+    name: str  # the upstream config name; equals the module stem
+    summary: str
+    kinds: frozenset[Kind]
+    source: Source
+    scope: Scope
+    overhead: Overhead
+    overhead_note: str  # what the cost scales with
+    default_enabled: bool
+    factory: type  # the probe class: factory(args, ctx) -> Probe
+    instruments: tuple[InstrumentSpec, ...] = ()
+    args: type[BaseModel] = NoArgs
+    requires: tuple[str, ...] = ()  # human-readable requirements (files, kernel features)
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One observation: an instrument, its value, the namespace it belongs to and its attributes.
+
+    ``netns`` is the namespace inode, or ``None`` for node-scope values (softnet, self-telemetry).
+    ``attributes`` is a tuple of (key, value) pairs so samples are hashable and cheap to build.
+    """
+
+    instrument: InstrumentSpec
+    value: int | float
+    netns: int | None = None
+    attributes: tuple[tuple[str, str | int], ...] = ()
+
+
+@dataclass(slots=True)
+class Cycle:
+    """State shared by every probe within one collection cycle; the runtime refreshes it."""
+
+    # inode -> namespace handle (a procfs FileSource over /proc/<pid>/ of that namespace).
+    namespaces: Mapping[int, Netns] = field(default_factory=dict)
+    host: Netns | None = None
+    # Results shared between probes within one cycle (``tcp``, ``udp`` and ``ip`` read
+    # ``net/snmp`` once per namespace). Cleared at the start of each cycle.
+    cache: dict[Any, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ProbeContext:
+    """What the framework hands one probe instance."""
+
+    name: str
+    proc_root: str = "/proc"
+    cycle: Cycle = field(default_factory=Cycle)
+    # Failures that did not stop the whole collection (one namespace's file was malformed);
+    # the runtime counts and clears them after each collect.
+    errors: list[BaseException] = field(default_factory=list)
+
+    def report(self, exc: BaseException) -> None:
+        self.errors.append(exc)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One anomaly, emitted as an OTel log record with ``event_name`` and the pod's resource.
+
+    ``name`` is ``kubeskoop.<probe>.<type>``; ``upstream_type`` the KubeSkoop event type string
+    (``TCPRESET_NOSOCK``...), carried as an attribute so upstream users know what they see.
+    """
+
+    name: str
+    upstream_type: str
+    netns: int | None
+    attributes: tuple[tuple[str, str | int | float | bool], ...] = ()
+    body: str = ""
+    timestamp_ns: int = 0
+
+
+class Probe(Protocol):
+    """The protocol every probe class implements. ``__init__(args, ctx)`` does no I/O."""
+
+    def start(self) -> None:
+        """Acquire resources, or raise :class:`Unavailable` with the reason."""
+
+    def collect(self) -> Iterable[Sample]:
+        """Read the source, return samples. Exceptions are isolated and counted by the runtime."""
+
+    def stop(self) -> None:
+        """Release resources. Idempotent."""

@@ -1,0 +1,22 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Attribute keys used on resources, data points and events (semconv where a name exists)."""
+
+# Resource attributes (semconv k8s.*, host.*, service.*; ours under kubeskoop.*).
+HOST_NAME = "host.name"
+K8S_CLUSTER_NAME = "k8s.cluster.name"
+K8S_NODE_NAME = "k8s.node.name"
+SERVICE_NAME = "service.name"
+SERVICE_NAMESPACE = "service.namespace"
+SERVICE_INSTANCE_ID = "service.instance.id"
+SERVICE_VERSION = "service.version"
+NETNS_INODE = "kubeskoop.netns.inode"
+NETNS_NAME = "kubeskoop.netns.name"
+
+# Data point attributes.
+NETWORK_INTERFACE_NAME = "network.interface.name"
+NETWORK_IO_DIRECTION = "network.io.direction"
+CPU_LOGICAL_NUMBER = "cpu.logical_number"
+ERROR_TYPE = "error.type"
+PROBE = "kubeskoop.probe"
+PROBE_STATE = "kubeskoop.probe.state"
+SIGNAL = "kubeskoop.signal"
