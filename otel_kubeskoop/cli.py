@@ -104,7 +104,7 @@ def probes(config_path: str | None, as_json: bool) -> None:
     for r in rows:
         here = "[green]yes[/green]" if r["available"] else f"[red]no[/red]: {r['reason']}"
         table.add_row(r["name"], ",".join(r["kinds"]), r["source"], r["scope"],
-                      f"{r['overhead']}: {r['overhead_note']}", "yes" if r["default_enabled"] else "no", here)
+                      f"{r['overhead']}: {r['overhead_note']}" if r["overhead_note"] else r["overhead"], "yes" if r["default_enabled"] else "no", here)
     Console(width=max(160, Console().width)).print(table)
 
 

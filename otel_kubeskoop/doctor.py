@@ -16,6 +16,7 @@ from otel_kubeskoop.bpf.tracefs import ensure_tracefs
 from otel_kubeskoop.config import Config
 from otel_kubeskoop.probe import Cycle, Kind, ProbeContext, Unavailable
 from otel_kubeskoop.probes import ALL_PROBES, PLANNED
+from otel_kubeskoop.topology.netns import NetnsDiscovery
 
 # linux/capability.h
 _CAPS = {"CAP_NET_ADMIN": 12, "CAP_SYS_PTRACE": 19, "CAP_SYS_ADMIN": 21, "CAP_PERFMON": 38, "CAP_BPF": 39}
@@ -82,7 +83,7 @@ def _libbpf() -> Check:
 def _otlp(config: Config) -> Check:
     if not config.otlp.enabled:
         return Check("otlp", "warn", "no endpoint configured (otlp.endpoint or OTEL_EXPORTER_OTLP_ENDPOINT): "
-                     "metrics only on /status, events to stdout")
+                     "no OTLP export; probe health on /status, events as JSON lines on stdout")
     endpoint = (config.otlp.endpoint or os.environ.get(env.OTEL_EXPORTER_OTLP_METRICS_ENDPOINT)
                 or os.environ.get(env.OTEL_EXPORTER_OTLP_ENDPOINT) or "")
     url = urlparse(endpoint if "://" in endpoint else f"http://{endpoint}")
@@ -93,6 +94,19 @@ def _otlp(config: Config) -> Check:
     except OSError as exc:
         return Check("otlp", "fail", f"{config.otlp.protocol} endpoint {endpoint}: cannot connect to {url.hostname}:{port}: {exc}")
     return Check("otlp", "ok", f"{config.otlp.protocol} endpoint {endpoint} accepts connections")
+
+
+def _namespaces(config: Config) -> Check:
+    """The same discovery the agent runs: how many namespaces, and which is the host's."""
+    with NetnsDiscovery(proc_root=config.raw.proc_root, netns_dir=config.raw.netns_dir) as discovery:
+        found = discovery.scan()
+    host = [ns for ns in found.values() if ns.is_host]
+    named = sum(1 for ns in found.values() if ns.name)
+    if not host:
+        return Check("namespaces", "fail", f"{len(found)} found, none identified as the host's: cannot read "
+                     f"{config.raw.proc_root}/1/ns/net nor kthreadd's (run with hostPID and CAP_SYS_PTRACE)")
+    return Check("namespaces", "ok", f"{len(found)} network namespaces ({named} named under {config.raw.netns_dir}); "
+                 f"host namespace {host[0].inode} via pid {host[0].pid}")
 
 
 def run_checks(config: Config) -> list[Check]:
@@ -107,12 +121,7 @@ def run_checks(config: Config) -> list[Check]:
                         "kprobe_events present" if kprobes else "no kprobe_events: kernel without CONFIG_KPROBES; probes needing kprobes are unavailable"))
     checks.append(_capabilities())
     checks.append(_libbpf())
-    proc1 = os.path.join(config.raw.proc_root, "1", "ns", "net")
-    try:
-        os.readlink(proc1)
-        checks.append(Check("host pids", "ok", f"can read {proc1} (host PID namespace visible)"))
-    except OSError as exc:
-        checks.append(Check("host pids", "fail", f"cannot read {proc1}: {exc.strerror} (run with hostPID and CAP_SYS_PTRACE)"))
+    checks.append(_namespaces(config))
     rows = probe_availability(config)
     configured = {p.name for p in config.probes}
     bad = [f"{r['name']} ({r['reason']})" for r in rows if r["name"] in configured and not r["available"]]

@@ -3,46 +3,46 @@
 
 from __future__ import annotations
 
-from opentelemetry.sdk.metrics import Counter, ObservableCounter, ObservableUpDownCounter, UpDownCounter
-from opentelemetry.sdk.metrics.export import AggregationTemporality, MetricExporter, MetricExportResult, MetricsData
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+
+from tests.otlp_receiver import decode_attributes
 
 
-class CaptureExporter(MetricExporter):
-    """An in-memory MetricExporter (the SDK interface, no network): keeps every MetricsData."""
+class MemoryExporter:
+    """Keeps a copy of every request the pipeline would send (no network), or fails on demand."""
 
-    def __init__(self, delta: bool = False, fail: bool = False) -> None:
-        temporality = AggregationTemporality.DELTA if delta else AggregationTemporality.CUMULATIVE
-        super().__init__(preferred_temporality={
-            Counter: temporality, ObservableCounter: temporality,
-            UpDownCounter: AggregationTemporality.CUMULATIVE, ObservableUpDownCounter: AggregationTemporality.CUMULATIVE,
-        })
-        self.exports: list[MetricsData] = []
+    def __init__(self, fail: bool = False) -> None:
+        self.requests: list[ExportMetricsServiceRequest] = []
         self.fail = fail
+        self.shut = False
 
-    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs) -> MetricExportResult:
-        self.exports.append(metrics_data)
-        return MetricExportResult.FAILURE if self.fail else MetricExportResult.SUCCESS
+    def export_request(self, request: ExportMetricsServiceRequest) -> bool:
+        self.requests.append(ExportMetricsServiceRequest.FromString(request.SerializeToString()))
+        return not self.fail
 
-    def force_flush(self, timeout_millis: float = 10_000) -> bool:
-        return True
-
-    def shutdown(self, timeout_millis: float = 30_000, **kwargs) -> None:
-        pass
+    def shutdown(self) -> None:
+        self.shut = True
 
 
-def points(data: MetricsData, name: str) -> dict[tuple, tuple]:
-    """{(resource attrs..., point attrs...): (value, start_time, temporality)} for one metric."""
+def points(request: ExportMetricsServiceRequest, name: str) -> dict[tuple, dict]:
+    """{(resource attrs, point attrs): {value, start, time, temporality, monotonic}} for one metric."""
     out = {}
-    for rm in data.resource_metrics:
+    for rm in request.resource_metrics:
+        res = tuple(sorted(decode_attributes(rm.resource.attributes).items()))
         for sm in rm.scope_metrics:
             for m in sm.metrics:
                 if m.name != name:
                     continue
-                for p in m.data.data_points:
-                    key = (tuple(sorted(rm.resource.attributes.items())), tuple(sorted(p.attributes.items())))
-                    out[key] = (p.value, p.start_time_unix_nano, getattr(m.data, "aggregation_temporality", None))
+                kind = m.WhichOneof("data")
+                data = getattr(m, kind)
+                for p in data.data_points:
+                    value = p.as_int if p.WhichOneof("value") == "as_int" else p.as_double
+                    out[(res, tuple(sorted(decode_attributes(p.attributes).items())))] = {
+                        "value": value, "start": p.start_time_unix_nano, "time": p.time_unix_nano,
+                        "temporality": getattr(data, "aggregation_temporality", None),
+                        "monotonic": getattr(data, "is_monotonic", None), "unit": m.unit}
     return out
 
 
-def resource_keys(data: MetricsData, attr: str) -> list:
-    return [rm.resource.attributes.get(attr) for rm in data.resource_metrics]
+def resource_values(request: ExportMetricsServiceRequest, attr: str) -> list:
+    return [decode_attributes(rm.resource.attributes).get(attr) for rm in request.resource_metrics]

@@ -1,38 +1,45 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The metric pipeline: one MeterProvider per resource, one thread-less reader each, one export.
+"""The metric pipeline: one OTLP resource per namespace (and one for the node), one export call.
 
-Design (a2) of ``reference/otel-python.md``: each resource (the node, each namespace) has its own
-``MeterProvider`` with a :class:`PullReader`; each cycle the agent hands the pipeline the cycle's
-samples, collects every reader, concatenates their ``ResourceMetrics`` and makes one
-``exporter.export()`` call. A resource that disappears is collected once more (with its last
-values) and then shut down and dropped.
+Each resource keeps a persistent OTLP ``ResourceMetrics`` protobuf message; every cycle the
+samples update its data points in place, and one export request carries every resource
+(``reference/otel-python.md`` approach (c'), a MetricProducer in all but name). The SDK's
+MeterProvider-per-resource path (a2) was measured first: at 100 namespaces (8,341 points) its
+aggregation and encoding cost 200 ms of CPU per cycle, 30x the probes' own reads; updating the
+messages in place costs a few microseconds per point (``bench/``).
 
-Kernel counters are observable counters reported as "increase since first seen": a value present
-when the agent started is taken as the baseline, so the first export does not carry a namespace's
-whole history with a start time of "now" (backends that inject a zero at start time would show a
-spike). Series that appear later (a new namespace, a new interface) start from zero, so their
-whole history is counted. A counter that goes backwards (an interface re-created under the same
-name) continues from where it was.
+What the SDK would have owned is here, and tested:
+
+- Temporality follows ``OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`` as the spec defines it
+  for asynchronous instruments: ``delta`` makes monotonic sums delta; ``cumulative`` (default) and
+  ``lowmemory`` keep them cumulative. Up-down counters are always cumulative.
+- Start times: a cumulative series starts when the agent first saw it. Kernel counters are reported
+  as the increase since then: a value present when the agent started is the baseline, so the first
+  export does not carry a namespace's whole history with a start time of "now" (backends that
+  inject a zero at the start time would show a spike). Series that appear later (a new namespace, a
+  new interface) start from zero, so their whole history counts. A counter that goes backwards (an
+  interface re-created under the same name) continues from where it was.
+- A resource that disappears is exported once more, with its last values, then dropped; a series
+  that disappears from a live resource is dropped at once.
+- Requests are cut at ``max_points`` data points, whole resources per request.
+
+The exporters are the SDK's OTLP exporters (env, TLS, headers, compression, retries), entered at
+their per-request layer: see :mod:`otel_kubeskoop.telemetry.exporters`.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
-from collections import defaultdict
-from collections.abc import Callable, Hashable, Iterable
+import time
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from opentelemetry.metrics import CallbackOptions, Observation
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import (
-    MetricExporter,
-    MetricExportResult,
-    MetricReader,
-    MetricsData,
-)
-from opentelemetry.sdk.resources import Resource
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope, KeyValue
+from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality, Metric, NumberDataPoint, ResourceMetrics
 
 from otel_kubeskoop import __version__
 from otel_kubeskoop.probe import Sample
@@ -40,158 +47,239 @@ from otel_kubeskoop.telemetry.instruments import InstrumentKind, InstrumentSpec
 
 log = logging.getLogger(__name__)
 
-SCOPE = "otel_kubeskoop.probes"
+SCOPE = InstrumentationScope(name="otel_kubeskoop.probes", version=__version__)
+TEMPORALITY_ENV = "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE"
+DEFAULT_MAX_POINTS = 8192  # per request: the Collector's gRPC receiver rejects messages over 4 MiB
 Attrs = tuple[tuple[str, Any], ...]
 
+CUMULATIVE = AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
+DELTA = AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
 
-class PullReader(MetricReader):
-    """A reader with no thread: it collects only when :meth:`take` is called."""
 
-    def __init__(self, exporter: MetricExporter) -> None:
-        # As PeriodicExportingMetricReader does: adopt the exporter's temporality and aggregation,
-        # so OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE reaches the wire.
-        super().__init__(
-            preferred_temporality=exporter._preferred_temporality,
-            preferred_aggregation=exporter._preferred_aggregation,
-        )
-        self._data: MetricsData | None = None
+class RequestExporter(Protocol):
+    """Sends one built OTLP metrics request; see ``exporters.metric_exporter``."""
 
-    def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> None:
-        self._data = metrics_data
+    def export_request(self, request: ExportMetricsServiceRequest) -> bool: ...
 
-    def take(self, timeout_millis: float = 10_000) -> MetricsData | None:
-        self._data = None
-        self.collect(timeout_millis=timeout_millis)
-        data, self._data = self._data, None
-        return data
+    def shutdown(self) -> None: ...
 
-    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        self._data = None
+
+def temporality_from_env(environ: Mapping[str, str] = os.environ) -> int:
+    value = environ.get(TEMPORALITY_ENV, "cumulative").strip().lower()
+    if value not in ("cumulative", "delta", "lowmemory"):
+        log.warning("%s=%r is not cumulative, delta or lowmemory; using cumulative", TEMPORALITY_ENV, value)
+    return DELTA if value == "delta" else CUMULATIVE
+
+
+def any_value(kv: KeyValue, value: Any) -> None:
+    if isinstance(value, bool):
+        kv.value.bool_value = value
+    elif isinstance(value, int):
+        kv.value.int_value = value
+    elif isinstance(value, float):
+        kv.value.double_value = value
+    else:
+        kv.value.string_value = str(value)
+
+
+def key_values(attrs: Mapping[str, Any] | Attrs) -> list[KeyValue]:
+    out = []
+    for key, value in attrs.items() if isinstance(attrs, Mapping) else attrs:
+        kv = KeyValue(key=key)
+        any_value(kv, value)
+        out.append(kv)
+    return out
+
+
+@dataclass(slots=True)
+class _Series:
+    point: NumberDataPoint  # a reference into the resource's message
+    counter: bool
+    delta: bool
+    baseline: float = 0
+    last_raw: float | None = None
+    offset: float = 0
+    reported: float = 0  # cumulative value at the previous export (delta)
+    start_ns: int = 0
+    seen: int = 0
+
+    def set(self, raw: float, now_ns: int) -> None:
+        value = raw
+        if self.counter:
+            last = self.last_raw
+            if last is not None and raw < last:  # the kernel counter restarted: stay monotonic
+                self.offset += last - self.baseline
+                self.baseline = 0
+            self.last_raw = raw
+            value = self.offset + raw - self.baseline
+            if self.delta:
+                self.point.start_time_unix_nano = self.start_ns
+                value, self.reported, self.start_ns = value - self.reported, value, now_ns
+        if isinstance(value, int):
+            self.point.as_int = value
+        else:
+            self.point.as_double = value
+        self.point.time_unix_nano = now_ns
 
 
 @dataclass
-class _Counter:
-    baseline: float
-    last: float
-    offset: float = 0.0
-
-    def update(self, raw: float) -> float:
-        if raw < self.last:  # the kernel counter restarted: keep our sum monotonic
-            self.offset += self.last - self.baseline
-            self.baseline = 0
-        self.last = raw
-        return self.offset + raw - self.baseline
-
-
-@dataclass
-class _Entry:
-    provider: MeterProvider
-    reader: PullReader
-    meter: Any
-    # instrument name -> attrs -> value, for this cycle
-    values: dict[str, dict[Attrs, float]] = field(default_factory=lambda: defaultdict(dict))
-    counters: dict[tuple[str, Attrs], _Counter] = field(default_factory=dict)
-    instruments: set[str] = field(default_factory=set)
-    baseline_new: bool = True  # take first values as baseline (only for resources present at start)
+class _Resource:
+    message: ResourceMetrics
+    metrics: dict[str, Metric] = field(default_factory=dict)
+    specs: dict[str, InstrumentSpec] = field(default_factory=dict)
+    series: dict[tuple[str, Attrs], _Series] = field(default_factory=dict)
+    baseline_new: bool = True  # first values are the baseline (resources present at start only)
     retiring: bool = False
+    points: int = 0
 
 
 class MetricPipeline:
-    """Owns the per-resource providers and the one exporter."""
+    """Owns the per-resource messages and the one exporter."""
 
-    def __init__(self, exporter: MetricExporter, resource_for: Callable[[Hashable], Resource]) -> None:
+    def __init__(self, exporter: RequestExporter, resource_attrs: Any,
+                 temporality: int | None = None, max_points: int = DEFAULT_MAX_POINTS) -> None:
+        """``resource_attrs(key)`` gives a resource's attributes (a mapping, or an SDK Resource)."""
         self._exporter = exporter
-        self._resource_for = resource_for
-        self._entries: dict[Hashable, _Entry] = {}
+        self._resource_attrs = resource_attrs
+        self._delta = (temporality if temporality is not None else temporality_from_env()) == DELTA
+        self._max_points = max_points
+        self._resources: dict[Hashable, _Resource] = {}
         self._first_cycle = True
+        self._cycle = 0
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._resources)
 
-    def _entry(self, key: Hashable) -> _Entry:
-        entry = self._entries.get(key)
-        if entry is None:
-            reader = PullReader(self._exporter)
-            provider = MeterProvider(metric_readers=[reader], resource=self._resource_for(key), shutdown_on_exit=False)
-            entry = _Entry(provider, reader, provider.get_meter(SCOPE, __version__), baseline_new=self._first_cycle)
-            self._entries[key] = entry
-        return entry
+    def _resource(self, key: Hashable) -> _Resource:
+        res = self._resources.get(key)
+        if res is None:
+            attrs = self._resource_attrs(key)
+            attrs = getattr(attrs, "attributes", attrs)
+            message = ResourceMetrics()
+            message.resource.attributes.extend(key_values(attrs))
+            schema = getattr(self._resource_attrs(key), "schema_url", "")
+            if schema:
+                message.schema_url = schema
+            message.scope_metrics.add().scope.CopyFrom(SCOPE)
+            res = self._resources[key] = _Resource(message, baseline_new=self._first_cycle)
+        return res
 
-    def _instrument(self, entry: _Entry, spec: InstrumentSpec) -> None:
-        name = spec.name
+    def _metric(self, res: _Resource, spec: InstrumentSpec) -> Metric:
+        metric = res.message.scope_metrics[0].metrics.add(name=spec.name, unit=spec.unit, description=spec.description)
+        if spec.kind is InstrumentKind.GAUGE:
+            metric.gauge.SetInParent()
+        else:
+            metric.sum.is_monotonic = spec.kind is InstrumentKind.COUNTER
+            metric.sum.aggregation_temporality = DELTA if self._delta and metric.sum.is_monotonic else CUMULATIVE
+        res.metrics[spec.name] = metric
+        res.specs[spec.name] = spec
+        return metric
 
-        def callback(options: CallbackOptions) -> Iterable[Observation]:
-            return [Observation(v, dict(a)) for a, v in entry.values.get(name, {}).items()]
+    def _points_of(self, metric: Metric) -> Any:
+        return metric.gauge.data_points if metric.HasField("gauge") else metric.sum.data_points
 
-        create = {
-            InstrumentKind.COUNTER: entry.meter.create_observable_counter,
-            InstrumentKind.UPDOWN: entry.meter.create_observable_up_down_counter,
-            InstrumentKind.GAUGE: entry.meter.create_observable_gauge,
-        }[spec.kind]
-        create(name, callbacks=[callback], unit=spec.unit, description=spec.description)
-        entry.instruments.add(name)
+    def _new_series(self, res: _Resource, spec: InstrumentSpec, attrs: Attrs, raw: float, now_ns: int) -> _Series:
+        metric = res.metrics.get(spec.name) or self._metric(res, spec)
+        point = self._points_of(metric).add()
+        point.attributes.extend(key_values(attrs))
+        counter = spec.kind is InstrumentKind.COUNTER
+        series = _Series(point, counter, counter and self._delta, start_ns=now_ns)
+        if spec.kind is not InstrumentKind.GAUGE:
+            point.start_time_unix_nano = now_ns
+        if counter and res.baseline_new:
+            series.baseline = series.last_raw = raw
+        res.series[(spec.name, attrs)] = series
+        return series
 
-    def update(self, samples_by_key: dict[Hashable, list[Sample]], live: Iterable[Hashable]) -> None:
-        """Store this cycle's samples. Keys not in ``live`` are collected once more, then released."""
+    def update(self, samples_by_key: Mapping[Hashable, Iterable[Sample]], live: Iterable[Hashable]) -> None:
+        """Store this cycle's samples. Resources not in ``live`` are exported once more, then dropped."""
+        now_ns = time.time_ns()
         with self._lock:
+            self._cycle += 1
+            cycle = self._cycle
             live = set(live)
-            for key, entry in self._entries.items():
-                if key not in live:
-                    entry.retiring = True
+            for key, res in self._resources.items():
+                res.retiring = key not in live
             for key, samples in samples_by_key.items():
                 if key not in live:
                     continue
-                entry = self._entry(key)
-                entry.retiring = False
-                entry.values.clear()
+                res = self._resource(key)
+                series_of = res.series
                 for s in samples:
                     spec = s.instrument
-                    if spec.name not in entry.instruments:
-                        self._instrument(entry, spec)
-                    value = s.value
-                    if spec.kind is InstrumentKind.COUNTER:
-                        ck = (spec.name, s.attributes)
-                        c = entry.counters.get(ck)
-                        if c is None:
-                            c = entry.counters[ck] = _Counter(value if entry.baseline_new else 0, value)
-                        value = c.update(value)
-                    entry.values[spec.name][s.attributes] = value
-                entry.baseline_new = False
+                    series = series_of.get((spec.name, s.attributes))
+                    if series is None:
+                        series = self._new_series(res, spec, s.attributes, s.value, now_ns)
+                    series.set(s.value, now_ns)
+                    series.seen = cycle
+                res.baseline_new = False
+                if len(series_of) != sum(1 for x in series_of.values() if x.seen == cycle):
+                    self._drop_unseen(res, cycle)
+                res.points = len(series_of)
             self._first_cycle = False
 
-    def collect(self) -> MetricsData:
-        """Collect every resource; release the ones that were collected for the last time."""
+    def _drop_unseen(self, res: _Resource, cycle: int) -> None:
+        """Rebuild a resource's message without the series that went away (an interface was deleted).
+
+        Rare, so it simply copies the surviving points out, clears the message and re-adds them;
+        series keep references into the message (upb keeps element references valid as the
+        container grows), so each is re-pointed at its new element.
+        """
+        keep = [(key, series, NumberDataPoint.FromString(series.point.SerializeToString()))
+                for key, series in res.series.items() if series.seen == cycle]
+        specs = dict(res.specs)
+        del res.message.scope_metrics[0].metrics[:]
+        res.metrics, res.series = {}, {}
+        for (name, attrs), series, copy in keep:
+            points = self._points_of(res.metrics.get(name) or self._metric(res, specs[name]))
+            points.append(copy)
+            series.point = points[len(points) - 1]
+            res.series[(name, attrs)] = series
+
+    def collect(self) -> list[tuple[ResourceMetrics, int]]:
+        """(message, data points) to export this cycle; resources exported for the last time are
+        dropped."""
         with self._lock:
-            rms = []
-            for key in list(self._entries):
-                entry = self._entries[key]
-                data = entry.reader.take()
-                if data is not None:
-                    rms.extend(data.resource_metrics)
-                if entry.retiring:
-                    entry.provider.shutdown()
-                    del self._entries[key]
-            return MetricsData(resource_metrics=rms)
+            out = []
+            for key in list(self._resources):
+                res = self._resources[key]
+                if res.points:
+                    out.append((res.message, res.points))
+                if res.retiring:
+                    del self._resources[key]
+            return out
+
+    def requests(self) -> list[ExportMetricsServiceRequest]:
+        """This cycle's export requests: whole resources, at most ``max_points`` points apiece (a
+        single resource larger than that goes alone)."""
+        requests: list[ExportMetricsServiceRequest] = []
+        batch: list[ResourceMetrics] = []
+        points = 0
+        for message, n in self.collect():
+            if batch and points + n > self._max_points:
+                requests.append(ExportMetricsServiceRequest(resource_metrics=batch))
+                batch, points = [], 0
+            batch.append(message)
+            points += n
+        if batch:
+            requests.append(ExportMetricsServiceRequest(resource_metrics=batch))
+        return requests
 
     def export(self) -> bool:
-        data = self.collect()
-        if not data.resource_metrics:
-            return True
-        try:
-            result = self._exporter.export(data)
-        except Exception as exc:  # an exporter bug must not stop collection
-            log.error("metric export raised %s: %s", type(exc).__name__, exc)
-            return False
-        if result is not MetricExportResult.SUCCESS:
-            log.warning("metric export failed (%d resources); cumulative totals go with the next export",
-                        len(data.resource_metrics))
-            return False
-        return True
+        ok = True
+        for request in self.requests():
+            try:
+                ok = self._exporter.export_request(request) and ok
+            except Exception as exc:  # an exporter bug must not stop collection
+                log.error("metric export raised %s: %s", type(exc).__name__, exc)
+                ok = False
+        if not ok:
+            log.warning("metric export failed; cumulative totals go out with the next export")
+        return ok
 
     def shutdown(self) -> None:
         with self._lock:
-            for entry in self._entries.values():
-                entry.provider.shutdown()
-            self._entries.clear()
+            self._resources.clear()
         self._exporter.shutdown()
+

@@ -23,7 +23,8 @@ How a handle reads:
   (:class:`SetnsReader`) enters the namespace with ``setns(2)`` and reads
   ``/proc/thread-self/net/*``, which shows the calling thread's namespace. It returns to its
   original namespace whenever it has no more requests queued, so it never keeps a deleted namespace
-  (and the veth devices in it) alive.
+  (and the veth devices in it) alive. A named namespace whose representative process has gone is
+  read this way too, until the next scan picks another process.
 
 Both raise :class:`NetnsGone` when the namespace can no longer be read through this handle, and pass
 ``FileNotFoundError`` through unwrapped when the namespace is alive but the file does not exist
@@ -395,7 +396,7 @@ class Netns:
             f"{' host' if self._is_host else ''}{state}>"
         )
 
-    # Internal: used by NetnsDiscovery.
+    # Internal. NetnsDiscovery calls _alive, _bind and _update.
 
     def _open_at(self, dirfd: int, relpath: str) -> int:
         try:

@@ -52,7 +52,9 @@ def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run ``ip ARGS`` and return its result; a failure raises with ip's stderr in the message."""
     result = subprocess.run([IP, *args], capture_output=True, text=True, check=False)
     if check and result.returncode != 0:
-        raise RuntimeError(f"ip {' '.join(args)} failed ({result.returncode}): {result.stderr.strip()}")
+        raise RuntimeError(
+            f"ip {' '.join(args)} failed ({result.returncode}): {result.stderr.strip()}"
+        )
     return result
 
 
@@ -78,8 +80,10 @@ class TestNetns:
     def __repr__(self) -> str:
         return f"<TestNetns {self.name} inode={self.inode}>"
 
-    def run(self, *argv: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-        """Run ``argv`` inside the namespace (``ip netns exec``) and wait for it; output is captured."""
+    def run(
+        self, *argv: str, check: bool = True, timeout: float = 30
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``argv`` inside the namespace (``ip netns exec``) and wait; output is captured."""
         result = subprocess.run(
             [IP, "netns", "exec", self.name, *argv],
             capture_output=True,
@@ -174,11 +178,14 @@ def veth_pair(
     prefix: str = "ksk",
 ) -> Iterator[tuple[str, str]]:
     """A veth pair with one end in each namespace, addressed and up; yields the two device names."""
-    stem = unique_name(prefix, 15 - len(prefix) - 1)
+    if len(prefix) > 10:
+        raise ValueError(f"prefix {prefix!r} leaves too few random characters in 15")
+    stem = unique_name(prefix, 15 - len(prefix) - 1)  # IFNAMSIZ 16 with the NUL
     dev_a, dev_b = stem + "a", stem + "b"
-    if len(dev_a) > 15:
-        raise ValueError(f"prefix {prefix!r} too long for a 15-character interface name")
-    ip("link", "add", dev_a, "netns", ns_a.name, "type", "veth", "peer", "name", dev_b, "netns", ns_b.name)
+    ip(
+        "link", "add", dev_a, "netns", ns_a.name,
+        "type", "veth", "peer", "name", dev_b, "netns", ns_b.name,
+    )
     try:
         ip("-n", ns_a.name, "addr", "add", addr_a, "dev", dev_a)
         ip("-n", ns_b.name, "addr", "add", addr_b, "dev", dev_b)

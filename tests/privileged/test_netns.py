@@ -178,7 +178,7 @@ def test_name_recreated_for_another_namespace_is_gone(discovery: NetnsDiscovery)
         ip("netns", "add", b.name)
         new_inode = os.stat(f"/run/netns/{b.name}").st_ino
         if new_inode == b.inode:
-            pytest.skip("the kernel reused the namespace inode number at once; nothing to tell apart")
+            pytest.skip("the kernel reused the namespace inode at once; nothing to tell apart")
         with pytest.raises(NetnsGone, match="now refers to"):
             handle.read("net/snmp")
         found = discovery.scan()
@@ -303,14 +303,13 @@ def test_setns_reader_serves_concurrent_callers() -> None:
             try:
                 for _ in range(25):
                     for inode in order:
-                        assert noports(reader.read(paths[inode], inode, "net/snmp")) == expected[inode]
+                        data = reader.read(paths[inode], inode, "net/snmp")
+                        assert noports(data) == expected[inode]
             except BaseException as err:  # reported by the main thread
                 errors.append(err)
 
-        threads = [
-            threading.Thread(target=work, args=([a.inode, b.inode] if i % 2 else [b.inode, a.inode],))
-            for i in range(4)
-        ]
+        orders = ([a.inode, b.inode], [b.inode, a.inode])
+        threads = [threading.Thread(target=work, args=(orders[i % 2],)) for i in range(4)]
         try:
             for t in threads:
                 t.start()
@@ -322,7 +321,7 @@ def test_setns_reader_serves_concurrent_callers() -> None:
 
 
 def test_setns_reader_does_not_pin_a_deleted_namespace() -> None:
-    """After reading a namespace and deleting it, the kernel destroys it (its veth peer vanishes)."""
+    """Read a namespace, delete it: the kernel destroys it (the veth peer outside vanishes)."""
     reader = SetnsReader()
     try:
         with netns() as keep:
@@ -367,7 +366,8 @@ def test_udp_to_closed_port_moves_noports_by_count(discovery: NetnsDiscovery) ->
         udp_to_closed_port(a, 9)
         after = handle.read("net/snmp")
         assert noports(after) - noports(before) == 9
-        assert snmp_value(after, "Udp", "OutDatagrams") - snmp_value(before, "Udp", "OutDatagrams") == 9
+        sent = snmp_value(after, "Udp", "OutDatagrams") - snmp_value(before, "Udp", "OutDatagrams")
+        assert sent == 9
 
 
 def test_tcp_refused_counters(discovery: NetnsDiscovery) -> None:
@@ -378,7 +378,9 @@ def test_tcp_refused_counters(discovery: NetnsDiscovery) -> None:
         after = handle.read("net/snmp")
         delta = {
             field: snmp_value(after, "Tcp", field) - snmp_value(before, "Tcp", field)
-            for field in ("ActiveOpens", "AttemptFails", "OutRsts", "InSegs", "OutSegs", "PassiveOpens")
+            for field in (
+                "ActiveOpens", "AttemptFails", "OutRsts", "InSegs", "OutSegs", "PassiveOpens"
+            )
         }
         assert delta == {
             "ActiveOpens": 5,

@@ -1,102 +1,139 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The metric pipeline: one resource per key, baselines, final export of a removed key, temporality."""
+"""The metric pipeline: one resource per key, baselines, final export of a removed key, temporality,
+request size; checked on the OTLP messages it sends."""
 
-import threading
-
-from opentelemetry.sdk.metrics.export import AggregationTemporality
-from opentelemetry.sdk.resources import Resource
+from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 
 from otel_kubeskoop.probe import Sample
 from otel_kubeskoop.telemetry import instruments as I
-from otel_kubeskoop.telemetry.pipeline import MetricPipeline
-from tests.helpers import CaptureExporter, points, resource_keys
+from otel_kubeskoop.telemetry.pipeline import DELTA, MetricPipeline, temporality_from_env
+from tests.helpers import MemoryExporter, points, resource_values
 
 NOPORTS = I.BY_NAME["kubeskoop.udp.noports"]
 CURREST = I.BY_NAME["kubeskoop.tcp.currestab"]
+RXBYTES = I.BY_NAME["kubeskoop.netdev.rxbytes"]
+DURATION = I.AGENT_PROBE_DURATION
+CUMULATIVE = AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
 
 
 def resource_for(key):
-    return Resource({"key": str(key)})
+    return {"key": str(key)}
 
 
-def value(data, name, key, attrs=()):
-    pts = points(data, name)
-    return pts[((("key", str(key)),), tuple(sorted(attrs)))][0]
+def value(request, name, key, attrs=()):
+    return points(request, name)[((("key", str(key)),), tuple(sorted(attrs)))]["value"]
+
+
+def pipeline(**kw):
+    exp = MemoryExporter()
+    return MetricPipeline(exp, resource_for, **kw), exp
 
 
 def test_each_key_is_its_own_resource_with_its_own_values():
-    exp = CaptureExporter()
-    p = MetricPipeline(exp, resource_for)
+    p, exp = pipeline()
     p.update({"node": [Sample(CURREST, 3)], 11: [Sample(NOPORTS, 5, 11)], 12: [Sample(NOPORTS, 9, 12)]}, ["node", 11, 12])
-    p.update({"node": [Sample(CURREST, 4)], 11: [Sample(NOPORTS, 8, 11)], 12: [Sample(NOPORTS, 9, 12)]}, ["node", 11, 12])
+    p.update({"node": [Sample(CURREST, 4), Sample(DURATION, 0.25, None, (("kubeskoop.probe", "tcp"),))],
+              11: [Sample(NOPORTS, 8, 11)], 12: [Sample(NOPORTS, 9, 12)]}, ["node", 11, 12])
     assert p.export()
-    data = exp.exports[-1]
-    assert sorted(resource_keys(data, "key")) == ["11", "12", "node"]
+    (req,) = exp.requests  # one request carries every resource
+    assert sorted(resource_values(req, "key")) == ["11", "12", "node"]
     # Counters present at the first cycle are reported as the increase since then.
-    assert value(data, NOPORTS.name, 11) == 3
-    assert value(data, NOPORTS.name, 12) == 0
-    # Up-down counters are levels, reported as read.
-    assert value(data, CURREST.name, "node") == 4
-    assert len(exp.exports) == 1  # one export call for all resources
+    assert value(req, NOPORTS.name, 11) == 3
+    assert value(req, NOPORTS.name, 12) == 0
+    # Up-down counters are levels as read; gauges keep floats.
+    assert value(req, CURREST.name, "node") == 4
+    assert value(req, DURATION.name, "node", (("kubeskoop.probe", "tcp"),)) == 0.25
+    pts = points(req, NOPORTS.name)
+    assert all(p["monotonic"] and p["temporality"] == CUMULATIVE and p["unit"] == "{datagram}" for p in pts.values())
+    assert next(iter(points(req, CURREST.name).values()))["monotonic"] is False
+    assert next(iter(points(req, DURATION.name).values()))["temporality"] is None  # a gauge
 
 
 def test_series_appearing_later_count_their_whole_value():
-    exp = CaptureExporter()
-    p = MetricPipeline(exp, resource_for)
+    p, exp = pipeline()
     p.update({11: [Sample(NOPORTS, 5, 11)]}, [11])
     p.export()
     p.update({11: [Sample(NOPORTS, 5, 11)], 13: [Sample(NOPORTS, 2, 13)]}, [11, 13])
     p.export()
-    assert value(exp.exports[-1], NOPORTS.name, 13) == 2
-    assert value(exp.exports[-1], NOPORTS.name, 11) == 0
+    assert value(exp.requests[-1], NOPORTS.name, 13) == 2
+    assert value(exp.requests[-1], NOPORTS.name, 11) == 0
 
 
 def test_counter_going_backwards_stays_monotonic():
-    exp = CaptureExporter()
-    p = MetricPipeline(exp, resource_for)
+    p, exp = pipeline()
     p.update({1: [Sample(NOPORTS, 100, 1)]}, [1])
     for raw in (110, 3, 10):  # +10, then the kernel counter restarted at 0 and reached 3, then 10
         p.update({1: [Sample(NOPORTS, raw, 1)]}, [1])
         p.export()
-    assert [value(d, NOPORTS.name, 1) for d in exp.exports] == [10, 13, 20]
+    assert [value(r, NOPORTS.name, 1) for r in exp.requests] == [10, 13, 20]
 
 
 def test_removed_key_is_exported_once_more_then_released():
-    exp = CaptureExporter()
-    p = MetricPipeline(exp, resource_for)
+    p, exp = pipeline()
     p.update({1: [Sample(NOPORTS, 1, 1)], 2: [Sample(NOPORTS, 1, 2)]}, [1, 2])
     p.update({1: [Sample(NOPORTS, 4, 1)], 2: [Sample(NOPORTS, 7, 2)]}, [1, 2])
     p.export()
     p.update({1: [Sample(NOPORTS, 5, 1)]}, [1])  # 2 is gone
     p.export()
-    assert sorted(resource_keys(exp.exports[-1], "key")) == ["1", "2"]
-    assert value(exp.exports[-1], NOPORTS.name, 2) == 6  # its last values, once more
+    assert sorted(resource_values(exp.requests[-1], "key")) == ["1", "2"]
+    assert value(exp.requests[-1], NOPORTS.name, 2) == 6  # its last values, once more
     assert len(p) == 1
     p.update({1: [Sample(NOPORTS, 6, 1)]}, [1])
     p.export()
-    assert resource_keys(exp.exports[-1], "key") == ["1"]
+    assert resource_values(exp.requests[-1], "key") == ["1"]
+
+
+def test_a_series_that_disappears_from_a_live_resource_is_dropped_and_the_rest_keep_counting():
+    p, exp = pipeline()
+    eth0, veth = (("network.interface.name", "eth0"),), (("network.interface.name", "veth1"),)
+    p.update({1: [Sample(RXBYTES, 10, 1, eth0), Sample(RXBYTES, 50, 1, veth), Sample(CURREST, 2, 1)]}, [1])
+    p.update({1: [Sample(RXBYTES, 15, 1, eth0), Sample(CURREST, 3, 1)]}, [1])  # veth1 deleted
+    p.update({1: [Sample(RXBYTES, 18, 1, eth0), Sample(CURREST, 1, 1)]}, [1])
+    p.export()
+    pts = points(exp.requests[-1], RXBYTES.name)
+    assert list(pts.values())[0]["value"] == 8 and len(pts) == 1
+    assert value(exp.requests[-1], CURREST.name, 1) == 1
+    p.update({1: [Sample(CURREST, 5, 1)]}, [1])  # rxbytes gone entirely: the metric goes too
+    p.export()
+    assert points(exp.requests[-1], RXBYTES.name) == {}
+    assert value(exp.requests[-1], CURREST.name, 1) == 5
 
 
 def test_cumulative_start_time_is_stable_and_delta_is_honoured():
-    cum, delta = CaptureExporter(), CaptureExporter(delta=True)
-    for exp in (cum, delta):
-        p = MetricPipeline(exp, resource_for)
-        for raw in (10, 15, 22):
-            p.update({1: [Sample(NOPORTS, raw, 1)]}, [1])
+    cum, cexp = pipeline()
+    delta, dexp = pipeline(temporality=DELTA)
+    for raw in (10, 15, 22):
+        for p in (cum, delta):
+            p.update({1: [Sample(NOPORTS, raw, 1), Sample(CURREST, raw, 1)]}, [1])
             p.export()
-    c = [points(d, NOPORTS.name) for d in cum.exports]
-    starts = {next(iter(x.values()))[1] for x in c}
-    assert len(starts) == 1
-    assert next(iter(c[-1].values()))[2] is AggregationTemporality.CUMULATIVE
-    d = [next(iter(points(x, NOPORTS.name).values())) for x in delta.exports]
-    assert [v for v, _, _ in d][1:] == [5, 7] and d[-1][2] is AggregationTemporality.DELTA
+    c = [next(iter(points(r, NOPORTS.name).values())) for r in cexp.requests]
+    assert len({x["start"] for x in c}) == 1 and [x["value"] for x in c] == [0, 5, 12]
+    d = [next(iter(points(r, NOPORTS.name).values())) for r in dexp.requests]
+    assert [x["value"] for x in d] == [0, 5, 7]
+    assert d[-1]["temporality"] == AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
+    assert d[2]["start"] == d[1]["time"], "a delta point starts where the previous one ended"
+    u = [next(iter(points(r, CURREST.name).values())) for r in dexp.requests]
+    assert u[-1]["temporality"] == CUMULATIVE and u[-1]["value"] == 22, "up-down counters stay cumulative"
 
 
-def test_export_failure_is_reported_and_no_threads_are_started():
-    before = threading.active_count()
-    exp = CaptureExporter(fail=True)
+def test_temporality_env():
+    assert temporality_from_env({}) == CUMULATIVE
+    assert temporality_from_env({"OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE": "DELTA"}) == DELTA
+    assert temporality_from_env({"OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE": "lowmemory"}) == CUMULATIVE
+
+
+def test_requests_are_cut_at_max_points_by_whole_resources():
+    p, exp = pipeline(max_points=5)
+    samples = {k: [Sample(NOPORTS, 1, k), Sample(CURREST, 1, k)] for k in range(7)}  # 2 points each
+    p.update(samples, list(samples))
+    assert p.export()
+    assert [len(r.resource_metrics) for r in exp.requests] == [2, 2, 2, 1]
+
+
+def test_export_failure_is_reported():
+    exp = MemoryExporter(fail=True)
     p = MetricPipeline(exp, resource_for)
-    for key in range(50):
-        p.update({key: [Sample(NOPORTS, 1, key)]}, list(range(50)))
+    p.update({1: [Sample(NOPORTS, 1, 1)]}, [1])
     assert not p.export()
-    assert threading.active_count() == before
+    p.shutdown()
+    assert exp.shut

@@ -160,7 +160,9 @@ def test_representative_is_stable_when_lower_pid_appears(
     assert second.read("net/snmp") == snmp(100)
 
 
-def test_representative_moves_to_lowest_remaining_pid(discovery: NetnsDiscovery, proc: Path) -> None:
+def test_representative_moves_to_lowest_remaining_pid(
+    discovery: NetnsDiscovery, proc: Path
+) -> None:
     first = discovery.scan()[POD_A]
     add_pid(proc, 50, f"net:[{POD_A}]", b"Udp: x\nUdp: 50\n")
     discovery.scan()
@@ -199,7 +201,9 @@ def test_read_after_process_changed_namespace_is_netns_gone(
     assert found[POD_B].pid == 205  # 100 joined it but is lower: the representative stays
 
 
-def test_representative_rebinds_when_its_pid_is_reused(discovery: NetnsDiscovery, proc: Path) -> None:
+def test_representative_rebinds_when_its_pid_is_reused(
+    discovery: NetnsDiscovery, proc: Path
+) -> None:
     """Pid 205 exits and a new pid 205 appears in the same namespace: the old dir fd is dead."""
     handle = discovery.scan()[POD_B]
     shutil.rmtree(proc / "205")
@@ -219,7 +223,9 @@ def test_new_namespace_appears(discovery: NetnsDiscovery, proc: Path) -> None:
     assert discovery.gone_since_last_scan == set()
 
 
-def test_disappeared_namespace_is_reported_and_closed(discovery: NetnsDiscovery, proc: Path) -> None:
+def test_disappeared_namespace_is_reported_and_closed(
+    discovery: NetnsDiscovery, proc: Path
+) -> None:
     handle = discovery.scan()[POD_B]
     shutil.rmtree(proc / "205")
     found = discovery.scan()
@@ -281,12 +287,14 @@ def test_handle_close_is_idempotent(discovery: NetnsDiscovery) -> None:
     assert discovery.gone_since_last_scan == set()
 
 
-def test_missing_proc_root_gives_nothing(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_missing_proc_root_gives_nothing(tmp_path: Path) -> None:
     with NetnsDiscovery(str(tmp_path / "absent"), str(tmp_path / "none")) as d:
         assert d.scan() == {}
 
 
-def test_missing_netns_dir_is_normal(discovery: NetnsDiscovery, caplog: pytest.LogCaptureFixture) -> None:
+def test_missing_netns_dir_is_normal(
+    discovery: NetnsDiscovery, caplog: pytest.LogCaptureFixture
+) -> None:
     with caplog.at_level(logging.DEBUG):
         discovery.scan()
     assert not [r for r in caplog.records if r.levelno > logging.DEBUG]
@@ -353,7 +361,8 @@ def test_setns_reader_passes_other_errors_back_and_keeps_serving(tmp_path: Path)
     reader = SetnsReader()
     try:
         for _ in range(2):
-            with pytest.raises(OSError) as err:  # setns on a regular file: EINVAL (EPERM unprivileged)
+            # setns on a regular file: EINVAL (EPERM without CAP_SYS_ADMIN)
+            with pytest.raises(OSError) as err:
                 reader.read(str(not_a_namespace), not_a_namespace.stat().st_ino, "net/dev")
             assert not isinstance(err.value, NetnsGone)
             assert "setns" in str(err.value)

@@ -1,0 +1,155 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The agent as a process, started through the console script the README's `make run` uses,
+exporting to a real OTLP receiver; its HTTP endpoints; its shutdown."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.otlp_receiver import OTLPReceiver
+from tests.privileged.netnsutil import netns, require_root, udp_to_closed_port
+
+require_root()
+pytestmark = [pytest.mark.e2e, pytest.mark.privileged]
+
+ROOT = Path(__file__).resolve().parents[2]
+CLI = str(Path(sys.executable).parent / "otel-kubeskoop")
+INODE = "kubeskoop.netns.inode"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(port: int, path: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+class AgentProcess:
+    def __init__(self, tmp_path: Path, env: dict[str, str], interval: float = 1.0) -> None:
+        config = yaml.safe_load((ROOT / "config/default.yaml").read_text())
+        self.port = free_port()
+        config["address"] = f"127.0.0.1:{self.port}"
+        config["otlp"]["interval"] = interval
+        self.config = tmp_path / "config.yaml"
+        self.config.write_text(yaml.safe_dump(config))
+        self.stdout = open(tmp_path / "stdout", "w+b")  # noqa: SIM115
+        self.stderr = open(tmp_path / "stderr", "w+b")  # noqa: SIM115
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+        self.proc = subprocess.Popen([CLI, "run", "-c", str(self.config)], env={**clean, "NO_PROXY": "127.0.0.1", **env},
+                                     stdout=self.stdout, stderr=self.stderr)
+
+    def wait_ready(self, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"agent exited {self.proc.returncode}: {self.logs()}")
+            try:
+                if get(self.port, "/readyz")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"agent not ready in {timeout}s: {self.logs()}")
+
+    def logs(self) -> str:
+        self.stderr.seek(0)
+        return self.stderr.read().decode(errors="replace")
+
+    def terminate(self, timeout: float = 20) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError(f"agent did not stop on SIGTERM: {self.logs()}") from None
+        return self.proc.returncode
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.stdout.close()
+        self.stderr.close()
+
+
+@pytest.fixture
+def agent_factory(tmp_path):
+    made: list[AgentProcess] = []
+
+    def make(env: dict[str, str]) -> AgentProcess:
+        made.append(AgentProcess(tmp_path, env))
+        return made[-1]
+
+    yield make
+    for agent in made:
+        agent.close()
+
+
+@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
+def test_agent_process_exports_each_namespace_to_otlp(agent_factory, protocol):
+    with OTLPReceiver() as rx, netns() as a:
+        a.sleeper()
+        endpoint = rx.grpc_endpoint if protocol == "grpc" else rx.http_endpoint
+        agent = agent_factory({"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
+                               "NODE_NAME": "e2e-node"})
+        agent.wait_ready()
+        rx.wait_for(lambda: rx.value("kubeskoop.udp.noports", resource={INODE: a.inode}) == 0, timeout=15)
+        udp_to_closed_port(a, 7)
+        rx.wait_for(lambda: rx.value("kubeskoop.udp.noports", resource={INODE: a.inode}) == 7, timeout=15)
+        res = next(r for r in rx.resources() if r.get(INODE) == a.inode)
+        assert res["kubeskoop.netns.name"] == a.name and res["k8s.node.name"] == "e2e-node"
+
+        assert get(agent.port, "/healthz") == (200, b"ok\n")
+        status_code, body = get(agent.port, "/status")
+        status = json.loads(body)
+        assert status_code == 200 and status["ready"] and status["otlp"]["enabled"]
+        assert status["otlp"]["protocol"] == protocol
+        assert {p["name"]: p["state"] for p in status["probes"]} == {
+            n: "running" for n in ("netdev", "tcp", "udp", "ip", "tcpext", "sock", "softnet")}
+        assert any(ns["inode"] == a.inode and ns["name"] == a.name for ns in status["namespaces"])
+        assert status["inuse_probes"]["metrics"][0] == {"name": "netdev", "state": "running"}
+        assert get(agent.port, "/debug/pprof/")[0] == 404
+
+        before = len(rx.metric_requests())
+        assert agent.terminate() == 0
+        assert len(rx.metric_requests()) == before + 1, "a final export at shutdown"
+        assert "stopped" in agent.logs()
+
+
+def test_without_an_endpoint_the_agent_runs_and_serves_status(agent_factory):
+    agent = agent_factory({})
+    agent.wait_ready()
+    status = json.loads(get(agent.port, "/status")[1])
+    assert not status["otlp"]["enabled"] and status["cycles"] >= 1
+    assert "OTLP off (no endpoint configured)" in agent.logs()
+    assert agent.terminate() == 0
+    agent.stdout.seek(0)
+    assert agent.stdout.read() == b"", "stdout carries only events (JSON lines), and there were none"
+
+
+def test_invalid_config_exits_2_naming_file_and_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("metrics:\n  probes:\n    - name: netdev\n      args: {interfaces: [eth0]}\n")
+    proc = subprocess.run([CLI, "run", "-c", str(bad)], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2
+    assert f"{bad}: metrics.probes[0].args.interfaces: unknown argument" in proc.stderr
