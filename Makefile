@@ -7,7 +7,7 @@ PYTHON ?= python3
 APT_PACKAGES := python3-venv python3-pip iproute2
 PYTEST_ARGS ?=
 
-.PHONY: setup system-packages run test test-unit bench clean
+.PHONY: setup system-packages run test test-unit bench docs clean
 
 setup: $(VENV)/.installed
 
@@ -39,3 +39,6 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
+
+docs: setup
+	$(VENV)/bin/python -m otel_kubeskoop.docs docs

@@ -174,16 +174,21 @@ def test_name_recreated_for_another_namespace_is_gone(discovery: NetnsDiscovery)
     with netns() as b:
         handle = discovery.scan()[b.inode]
         assert noports(handle.read("net/snmp")) == 0
-        ip("netns", "del", b.name)
-        ip("netns", "add", b.name)
-        new_inode = os.stat(f"/run/netns/{b.name}").st_ino
-        if new_inode == b.inode:
-            pytest.skip("the kernel reused the namespace inode at once; nothing to tell apart")
-        with pytest.raises(NetnsGone, match="now refers to"):
-            handle.read("net/snmp")
-        found = discovery.scan()
-        assert b.inode not in found and b.inode in discovery.gone_since_last_scan
-        assert found[new_inode].name == b.name
+        # Holding the old namespace open keeps it alive, so the kernel cannot hand its inode
+        # number to the new namespace (inode numbers are reused once a namespace is freed).
+        old = os.open(f"/run/netns/{b.name}", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            ip("netns", "del", b.name)
+            ip("netns", "add", b.name)
+            new_inode = os.stat(f"/run/netns/{b.name}").st_ino
+            assert new_inode != b.inode
+            with pytest.raises(NetnsGone, match="now refers to"):
+                handle.read("net/snmp")
+            found = discovery.scan()
+            assert b.inode not in found and b.inode in discovery.gone_since_last_scan
+            assert found[new_inode].name == b.name
+        finally:
+            os.close(old)
 
 
 def test_proc_dirfd_fails_after_exit_instead_of_reading_by_pid() -> None:

@@ -4,11 +4,16 @@
 import io
 import json
 
+import pytest
+
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
 from opentelemetry.sdk.resources import Resource
 
+from otel_kubeskoop.agent import Agent
+from otel_kubeskoop.config import parse
 from otel_kubeskoop.probe import Event
 from otel_kubeskoop.telemetry.events import EventEmitter, LineSink
+from tests.otlp_receiver import OTLPReceiver
 
 RES = {None: Resource({"k8s.node.name": "n1"}), 7: Resource({"kubeskoop.netns.inode": 7, "k8s.node.name": "n1"})}
 
@@ -52,3 +57,24 @@ def test_json_line_sink():
     assert line["resource"]["kubeskoop.netns.inode"] == 7
     assert line["attributes"]["destination.port"] == 80
     assert out.getvalue().count("\n") == 1
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_agent_sends_events_over_otlp_with_the_namespace_resource(protocol):
+    with OTLPReceiver() as rx:
+        endpoint = rx.grpc_endpoint if protocol == "grpc" else rx.http_endpoint
+        config = parse({"address": "", "nodeName": "n1", "otlp": {"endpoint": endpoint, "protocol": protocol}},
+                       "t", environ={})
+        agent = Agent(config)
+        try:
+            agent.emit(SYNTH)
+            agent.events.flush()
+            rx.wait_log_requests(1)
+            (rec,) = rx.log_records(event_name="kubeskoop.test.synthetic")
+            assert rec.resource["kubeskoop.netns.inode"] == 7 and rec.resource["k8s.node.name"] == "n1"
+            assert rec.resource["service.instance.id"] == "n1.netns-7"
+            assert rec.attributes["source.port"] == 40000 and rec.attributes["network.type"] == "ipv6"
+            assert rec.attributes["kubeskoop.event.type"] == "TEST_SYNTHETIC"
+            assert rec.time_unix_nano == SYNTH.timestamp_ns and rec.severity_number == 13
+        finally:
+            agent.stop()
