@@ -28,9 +28,12 @@ from otel_kubeskoop.telemetry import attributes as A
 from otel_kubeskoop.telemetry import exporters
 from otel_kubeskoop.telemetry import instruments as I
 from otel_kubeskoop.telemetry.events import EventEmitter, LineSink, line_sink
+from otel_kubeskoop.telemetry.compat import CompatEndpoint, CompatLabels
 from otel_kubeskoop.telemetry.pipeline import MetricPipeline
-from otel_kubeskoop.telemetry.resources import Identity, netns_resource, node_resource
+from otel_kubeskoop.telemetry.resources import Identity, netns_resource, node_resource, pod_resource
+from otel_kubeskoop.topology.attribution import NOBODY, Attributor, Owner
 from otel_kubeskoop.topology.netns import NetnsDiscovery
+from otel_kubeskoop.topology.pods import PodCache, PodInfo, render_additional_labels
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +47,16 @@ class Agent:
         self.identity = Identity(config.node_name, socket.gethostname(), config.cluster_name)
         self.discovery = NetnsDiscovery(proc_root=config.raw.proc_root, netns_dir=config.raw.netns_dir)
         self.runtime = ProbeRuntime(config.probes, proc_root=config.raw.proc_root)
-        self._resources: dict[Hashable, Resource] = {}
+        # Pod metadata from the Kubernetes API (in-cluster, or KUBECONFIG); without API access the
+        # cache is disabled, says so once, and namespaces are reported by inode.
+        self.pods = PodCache(config.node_name)
+        self.attributor = Attributor(self.pods)
+        self._owners: dict[int, Owner] = {}
+        # key -> (what the resource was built from, the resource, rendered additionalLabels)
+        self._resources: dict[Hashable, tuple[tuple[Any, ...], Resource, dict[str, str]]] = {}
         self._host_inode: int | None = None
+        self.compat = (CompatEndpoint(config.node_name, [name for name, _ in config.additional_labels])
+                       if config.raw.compat.enabled and config.address else None)
         if metric_exporter is None and config.otlp.enabled:
             metric_exporter = exporters.metric_exporter(config.otlp)
         if log_exporters is None:
@@ -72,19 +83,61 @@ class Agent:
 
     # Resources ---------------------------------------------------------------------------------
 
+    def _signature(self, key: Hashable) -> tuple[Any, ...]:
+        if key == NODE:
+            return (NODE, self._host_inode)
+        owner = self._owners.get(key, NOBODY)  # type: ignore[call-overload]
+        ns = self.runtime.cycle.namespaces.get(key)  # type: ignore[call-overload]
+        pod = owner.pod
+        return (owner.pod_uid, pod.resource_version if pod else None, ns.name if ns is not None else None)
+
+    def _build(self, key: Hashable) -> tuple[tuple[Any, ...], Resource, dict[str, str]]:
+        signature = self._signature(key)
+        if key == NODE:
+            return signature, node_resource(self.identity, self._host_inode), self._extra(None)
+        owner = self._owners.get(key, NOBODY)  # type: ignore[call-overload]
+        if owner.pod is not None:
+            extra = self._extra(owner.pod)
+            return signature, pod_resource(self.identity, int(key), owner.pod, extra), extra  # type: ignore[call-overload]
+        ns = self.runtime.cycle.namespaces.get(key)  # type: ignore[call-overload]
+        name = ns.name if ns is not None else None
+        return signature, netns_resource(self.identity, int(key), name, owner.pod_uid), {}  # type: ignore[call-overload]
+
+    def _extra(self, pod: PodInfo | None) -> dict[str, str]:
+        return render_additional_labels(self.config.additional_labels, pod) if self.config.additional_labels else {}
+
     def resource(self, key: Hashable) -> Resource:
-        res = self._resources.get(key)
-        if res is None:
-            if key == NODE:
-                res = node_resource(self.identity, self._host_inode)
-            else:
-                ns = self.runtime.cycle.namespaces.get(key)  # type: ignore[arg-type]
-                res = netns_resource(self.identity, int(key), ns.name if ns is not None else None)  # type: ignore[call-overload]
-            self._resources[key] = res
-        return res
+        entry = self._resources.get(key)
+        if entry is None:
+            entry = self._resources[key] = self._build(key)
+        return entry[1]
 
     def key_for(self, inode: int | None) -> Hashable:
         return NODE if inode is None or inode == self._host_inode else inode
+
+    def _attribute(self) -> None:
+        """Resolve every namespace's owner; a namespace whose resource changed (its pod's metadata
+        arrived, changed or went away) is re-attributed: the old resource is exported once more."""
+        self._owners = self.attributor.resolve(self.runtime.cycle.namespaces)
+        for key in list(self._resources):
+            old_signature, old, _ = self._resources[key]
+            if self._signature(key) == old_signature:
+                continue
+            entry = self._resources[key] = self._build(key)
+            if entry[1].attributes != old.attributes and self.pipeline is not None:
+                self.pipeline.reattribute(key)
+
+    def compat_labels(self, inode: int | None) -> CompatLabels | None:
+        """Upstream's entity labels: empty pod and namespace for the node; None for a namespace no
+        pod owns (upstream leaves those out)."""
+        key = self.key_for(inode)
+        if key == NODE:
+            return CompatLabels(extra=tuple(self._resources[NODE][2].items()) if NODE in self._resources else ())
+        owner = self._owners.get(key, NOBODY)  # type: ignore[call-overload]
+        if owner.pod is None:
+            return None
+        self.resource(key)
+        return CompatLabels(owner.pod.namespace, owner.pod.name, tuple(self._resources[key][2].items()))
 
     def _event_resource(self, inode: int | None) -> Resource:
         return self.resource(self.key_for(inode))
@@ -96,6 +149,7 @@ class Agent:
 
     def open(self) -> None:
         """Scan namespaces, start the probes and serve HTTP; cycles are then run by :meth:`cycle`."""
+        self.pods.start()
         self._scan()
         self.runtime.start()
         self._snapshot()
@@ -132,6 +186,7 @@ class Agent:
         if self.cycles:
             self.cycle()  # the final export, so counts since the last interval are not lost
         self.runtime.stop()
+        self.pods.stop()
         if self.pipeline is not None:
             self.pipeline.shutdown()
         self.events.shutdown()
@@ -154,12 +209,13 @@ class Agent:
         if host is not None and host.inode != self._host_inode:
             self._host_inode = host.inode
             self._resources.pop(NODE, None)
-        for inode in self.discovery.gone_since_last_scan:
-            self._resources.pop(inode, None)
         cycle = self.runtime.cycle
         cycle.namespaces = namespaces
         cycle.host = host
         cycle.cache.clear()
+        for inode in self.discovery.gone_since_last_scan:
+            self._resources.pop(inode, None)
+        self._attribute()
 
     def cycle(self) -> None:
         t0 = time.perf_counter()
@@ -182,6 +238,8 @@ class Agent:
             self.pipeline.update(groups, live)
             if not self.pipeline.export():
                 self.export_failures += 1
+        if self.compat is not None:
+            self.compat.update(samples, self.compat_labels)
         self.cycles += 1
         self.last_cycle_seconds = time.perf_counter() - t0
         self.last_cycle_end = time.monotonic()
@@ -199,10 +257,10 @@ class Agent:
             "interval_seconds": self.config.interval,
             "last_cycle_seconds": self.last_cycle_seconds,
             "probes": probes,
-            "namespaces": [
-                {"inode": ns.inode, "pid": ns.pid, "name": ns.name, "host": ns.is_host}
-                for ns in self.runtime.cycle.namespaces.values()
-            ],
+            "namespaces": [self._namespace_status(ns) for ns in self.runtime.cycle.namespaces.values()],
+            "kubernetes": self.pods.status(),
+            # Their namespace-level data is the node's (they share its namespace).
+            "host_network_pods": sorted(f"{p.namespace}/{p.name}" for p in self.attributor.host_network_pods()),
             "otlp": {
                 "enabled": self.pipeline is not None,
                 "protocol": self.config.otlp.protocol,
@@ -222,6 +280,15 @@ class Agent:
         with self._lock:
             self._status = status
 
+    def _namespace_status(self, ns: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {"inode": ns.inode, "pid": ns.pid, "name": ns.name, "host": ns.is_host}
+        owner = self._owners.get(ns.inode, NOBODY)
+        if owner.pod is not None:
+            out["pod"] = f"{owner.pod.namespace}/{owner.pod.name}"
+        if owner.pod_uid:
+            out["pod_uid"] = owner.pod_uid
+        return out
+
     def status(self) -> dict[str, Any]:
         with self._lock:
             return self._status
@@ -235,8 +302,11 @@ class Agent:
         return time.monotonic() - self.last_cycle_end < 3 * self.config.interval + 30
 
     def _routes(self) -> dict[str, Any]:
-        return {
+        routes = {
             "/status": lambda: json_response(200, self.status()),
             "/healthz": lambda: (200, "text/plain", b"ok\n") if self.healthy() else (503, "text/plain", b"collection stalled\n"),
             "/readyz": lambda: (200, "text/plain", b"ready\n") if self.cycles > 0 else (503, "text/plain", b"first collection not finished\n"),
         }
+        if self.compat is not None:
+            routes["/metrics"] = self.compat.render
+        return routes

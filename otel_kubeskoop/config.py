@@ -83,6 +83,10 @@ class OTLPSection(_Strict):
     interval: float | None = Field(default=None, gt=0, description="seconds")
 
 
+class CompatSection(_Strict):
+    enabled: bool = True
+
+
 class FileConfig(_Strict):
     debug_mode: bool = Field(default=False, alias="debugMode")
     port: int | None = Field(default=None, ge=0, le=65535)
@@ -92,6 +96,7 @@ class FileConfig(_Strict):
     metrics: MetricsSection = Field(default_factory=MetricsSection)
     event: EventSection = Field(default_factory=EventSection)
     otlp: OTLPSection = Field(default_factory=OTLPSection)
+    compat: CompatSection = Field(default_factory=CompatSection)
     node_name: str | None = Field(default=None, alias="nodeName")
     cluster_name: str | None = Field(default=None, alias="clusterName")
     proc_root: str = Field(default="/proc", alias="procRoot")

@@ -146,6 +146,7 @@ class MetricPipeline:
         self._resources: dict[Hashable, _Resource] = {}
         self._first_cycle = True
         self._cycle = 0
+        self._retired = 0
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -200,7 +201,7 @@ class MetricPipeline:
             cycle = self._cycle
             live = set(live)
             for key, res in self._resources.items():
-                res.retiring = key not in live
+                res.retiring = res.retiring or key not in live
             for key, samples in samples_by_key.items():
                 if key not in live:
                     continue
@@ -236,6 +237,31 @@ class MetricPipeline:
             points.append(copy)
             series.point = points[len(points) - 1]
             res.series[(name, attrs)] = series
+
+    def reattribute(self, key: Hashable) -> None:
+        """The resource of ``key`` changed (its pod's metadata arrived, or its pod went away).
+
+        The old resource is exported once more with its last values and then dropped; the series
+        go on under the new resource (``resource_attrs(key)`` is asked again) with their counter
+        state, so no count is lost or counted twice and cumulative start times are kept.
+        """
+        with self._lock:
+            old = self._resources.pop(key, None)
+            if old is None:
+                return
+            old.retiring = True
+            self._retired += 1
+            self._resources[("retired", self._retired, key)] = old
+            new = self._resource(key)
+            new.baseline_new = False
+            for (name, attrs), series in old.series.items():
+                metric = new.metrics.get(name) or self._metric(new, old.specs[name])
+                point = self._points_of(metric).add()
+                point.CopyFrom(series.point)
+                new.series[(name, attrs)] = _Series(
+                    point, series.counter, series.delta, series.baseline, series.last_raw, series.offset,
+                    series.reported, series.start_ns, series.seen)
+            new.points = len(new.series)
 
     def collect(self) -> list[tuple[ResourceMetrics, int]]:
         """(message, data points) to export this cycle; resources exported for the last time are

@@ -16,6 +16,11 @@ from opentelemetry.sdk.resources import Resource
 
 from otel_kubeskoop import __version__
 from otel_kubeskoop.telemetry import attributes as A
+from otel_kubeskoop.topology.pods import PodInfo, service_attributes
+
+# Owner kinds that have a semconv k8s.<kind>.name / .uid attribute.
+_WORKLOAD_KINDS = {"Deployment": "deployment", "ReplicaSet": "replicaset", "StatefulSet": "statefulset",
+                   "DaemonSet": "daemonset", "Job": "job", "CronJob": "cronjob"}
 
 AGENT_SERVICE_NAME = "otel-kubeskoop"
 
@@ -46,13 +51,42 @@ def node_resource(identity: Identity, host_inode: int | None) -> Resource:
     return Resource(attrs)
 
 
-def netns_resource(identity: Identity, inode: int, name: str | None) -> Resource:
-    """A network namespace that no pod claims (or before pod attribution exists)."""
+def netns_resource(identity: Identity, inode: int, name: str | None, pod_uid: str | None = None) -> Resource:
+    """A network namespace with no known pod. ``pod_uid`` is set when its processes' cgroup names a
+    pod the Kubernetes API has not described (no API access, or not yet synced)."""
     attrs: dict[str, str | int] = identity.base()
     attrs[A.NETNS_INODE] = inode
     if name:
         attrs[A.NETNS_NAME] = name
+    if pod_uid:
+        attrs[A.K8S_POD_UID] = pod_uid
     attrs[A.SERVICE_NAME] = f"netns/{name}" if name else "netns"
     attrs[A.SERVICE_NAMESPACE] = identity.node_name
     attrs[A.SERVICE_INSTANCE_ID] = f"{identity.node_name}.netns-{inode}"
+    return Resource(attrs)
+
+
+def pod_resource(identity: Identity, inode: int | None, pod: PodInfo, extra: dict[str, str]) -> Resource:
+    """A pod (DESIGN section 4): identity, owner workload, ``service.*`` by the semconv k8s rules,
+    and ``metrics.additionalLabels`` rendered for this pod (never overriding the others)."""
+    attrs: dict[str, str | int] = identity.base()
+    attrs[A.K8S_NAMESPACE_NAME] = pod.namespace
+    attrs[A.K8S_POD_NAME] = pod.name
+    attrs[A.K8S_POD_UID] = pod.uid
+    if pod.start_time:
+        attrs[A.K8S_POD_START_TIME] = pod.start_time
+    if pod.pod_ip and not pod.host_network:  # a hostNetwork pod's IP is the node's: ambiguous
+        attrs[A.K8S_POD_IP] = pod.pod_ip
+    for kind, name, uid in ((pod.owner_kind, pod.owner_name, pod.owner_uid),
+                            (pod.workload_kind, pod.workload_name, pod.workload_uid)):
+        key = _WORKLOAD_KINDS.get(kind or "")
+        if key and name:
+            attrs[f"k8s.{key}.name"] = name
+            if uid:
+                attrs[f"k8s.{key}.uid"] = uid
+    if inode is not None:
+        attrs[A.NETNS_INODE] = inode
+    attrs.update(service_attributes(pod))
+    for key, value in extra.items():
+        attrs.setdefault(key, value)
     return Resource(attrs)

@@ -137,3 +137,28 @@ def test_export_failure_is_reported():
     assert not p.export()
     p.shutdown()
     assert exp.shut
+
+
+def test_reattributed_key_exports_old_resource_once_more_and_keeps_counting_under_the_new_one():
+    names = {1: "netns"}
+    exp = MemoryExporter()
+    p = MetricPipeline(exp, lambda key: {"key": str(key), "who": names[key]})
+    p.update({1: [Sample(NOPORTS, 100, 1), Sample(CURREST, 2, 1)]}, [1])  # baseline 100
+    p.update({1: [Sample(NOPORTS, 104, 1), Sample(CURREST, 2, 1)]}, [1])
+    p.export()
+    names[1] = "pod-a"  # metadata arrived
+    p.reattribute(1)
+    p.update({1: [Sample(NOPORTS, 110, 1), Sample(CURREST, 3, 1)]}, [1])
+    p.export()
+    req = exp.requests[-1]
+    who = resource_values(req, "who")
+    assert who == ["netns", "pod-a"]  # the old resource once more, then the new one
+    pts = points(req, NOPORTS.name)
+    by_who = {dict(k[0])["who"]: v for k, v in pts.items()}
+    assert by_who["netns"]["value"] == 4 and by_who["pod-a"]["value"] == 10
+    assert by_who["pod-a"]["start"] == by_who["netns"]["start"]
+    p.update({1: [Sample(NOPORTS, 111, 1), Sample(CURREST, 3, 1)]}, [1])
+    p.export()
+    assert resource_values(exp.requests[-1], "who") == ["pod-a"]
+    assert {dict(k[0])["who"]: v["value"] for k, v in points(exp.requests[-1], NOPORTS.name).items()} == {"pod-a": 11}
+    assert len(p) == 1

@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: Apache-2.0 OR GPL-2.0-only */
+/* Map helpers shared by the probes (BPF side only). After libbpf-tools' maps.bpf.h. */
+#ifndef __OTEL_KUBESKOOP_MAPS_BPF_H
+#define __OTEL_KUBESKOOP_MAPS_BPF_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+
+#ifndef EEXIST
+#define EEXIST 17
+#endif
+
+/*
+ * The value under key, inserting init first when there is none. NULL only when the map is full
+ * (or another error): callers count that and move on.
+ */
+static __always_inline void *map_lookup_or_try_init(void *map, const void *key, const void *init)
+{
+	void *val;
+	long err;
+
+	val = bpf_map_lookup_elem(map, key);
+	if (val)
+		return val;
+	err = bpf_map_update_elem(map, key, init, BPF_NOEXIST);
+	if (err && err != -EEXIST)
+		return NULL;
+	return bpf_map_lookup_elem(map, key);
+}
+
+/*
+ * Add n to the __u64 counter under key of a per-CPU map (PERCPU_ARRAY or PERCPU_HASH), creating
+ * it at zero in a hash. This CPU's slot only, so no atomic is needed; user space sums the CPUs.
+ */
+static __always_inline void percpu_counter_add(void *map, const void *key, __u64 n)
+{
+	__u64 zero = 0;
+	__u64 *val;
+
+	val = map_lookup_or_try_init(map, key, &zero);
+	if (val)
+		*val += n;
+}
+
+/* The same for a map shared by all CPUs (ARRAY or HASH): an atomic add. */
+static __always_inline void shared_counter_add(void *map, const void *key, __u64 n)
+{
+	__u64 zero = 0;
+	__u64 *val;
+
+	val = map_lookup_or_try_init(map, key, &zero);
+	if (val)
+		__sync_fetch_and_add(val, n);
+}
+
+#endif /* __OTEL_KUBESKOOP_MAPS_BPF_H */

@@ -1,0 +1,107 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The KubeSkoop-compatible Prometheus endpoint: upstream names and labels from the same samples.
+
+One collection, two views: the cycle's samples go to the OTLP pipeline and are kept here for
+``/metrics``. Series use the upstream names from the names table (``InstrumentSpec.compat``) and
+upstream's labels ``k8s_node``, ``k8s_namespace``, ``k8s_pod`` (empty for the host namespace and
+node-scope data) plus ``metrics.additionalLabels``; values are the kernel's raw values, summed over
+attributes upstream does not have (interfaces except ``lo`` for netdev, CPUs for softnet), as
+upstream does. Upstream exports these as gauges (the legacy collector); so do we, so that
+dashboards and recording rules see the same types.
+
+Namespaces that belong to no pod are left out, as upstream does (their series would collide with
+the host's empty ``k8s_pod``), but counted: ``kubeskoop_agent_compat_unattributed_namespaces``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.exposition import generate_latest
+
+from otel_kubeskoop.probe import Sample
+
+STANDARD_LABELS = ("k8s_node", "k8s_namespace", "k8s_pod")
+
+
+@dataclass(frozen=True, slots=True)
+class CompatLabels:
+    """Upstream's entity labels for one namespace (or for node-scope data)."""
+
+    namespace: str = ""
+    pod: str = ""
+    extra: tuple[tuple[str, str], ...] = ()  # additionalLabels, rendered for this pod
+
+
+# netns inode (None for node scope) -> labels, or None when the namespace is no pod's
+LabelsFor = Callable[[int | None], CompatLabels | None]
+
+
+class CompatCollector(Collector):
+    def __init__(self, node_name: str, additional_label_names: Sequence[str]) -> None:
+        self._node = node_name
+        self._extra_names = tuple(additional_label_names)
+        self._lock = threading.Lock()
+        self._families: list[Metric] = []
+
+    def update(self, samples: Iterable[Sample], labels_for: LabelsFor) -> None:
+        """Build this cycle's families now (on the agent thread), so scrapes only serialize."""
+        sums: dict[str, dict[tuple[str, ...], float]] = defaultdict(lambda: defaultdict(float))
+        docs: dict[str, str] = {}
+        unattributed: set[int] = set()
+        cache: dict[int | None, CompatLabels | None] = {}
+        for s in samples:
+            spec = s.instrument
+            if spec.compat is None or any(kv in spec.compat_exclude for kv in s.attributes):
+                continue
+            if s.netns not in cache:
+                cache[s.netns] = labels_for(s.netns)
+            entity = cache[s.netns]
+            if entity is None:
+                if s.netns is not None:
+                    unattributed.add(s.netns)
+                continue
+            extra = dict(entity.extra)
+            key = (self._node, entity.namespace, entity.pod, *(extra.get(n, "") for n in self._extra_names))
+            sums[spec.compat][key] += s.value
+            docs[spec.compat] = spec.description
+        families: list[Metric] = []
+        names = (*STANDARD_LABELS, *self._extra_names)
+        for name in sorted(sums):
+            fam = GaugeMetricFamily(name, docs[name], labels=names)
+            for key, value in sums[name].items():
+                fam.add_metric(list(key), value)
+            families.append(fam)
+        fam = GaugeMetricFamily("kubeskoop_agent_compat_unattributed_namespaces",
+                                "Network namespaces left off this endpoint because no pod owns them",
+                                labels=["k8s_node"])
+        fam.add_metric([self._node], len(unattributed))
+        families.append(fam)
+        with self._lock:
+            self._families = families
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            families = self._families
+        yield from families
+
+
+class CompatEndpoint:
+    """A private registry holding only the compat collector (no process or platform metrics)."""
+
+    def __init__(self, node_name: str, additional_label_names: Sequence[str]) -> None:
+        self.collector = CompatCollector(node_name, additional_label_names)
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self.collector)
+
+    def update(self, samples: Iterable[Sample], labels_for: LabelsFor) -> None:
+        self.collector.update(samples, labels_for)
+
+    def render(self) -> tuple[int, str, bytes]:
+        return 200, "text/plain; version=0.0.4; charset=utf-8", generate_latest(self.registry)
