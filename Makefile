@@ -3,11 +3,14 @@
 
 VENV ?= .venv
 PYTHON ?= python3
-# iproute2: the privileged tests create namespaces and veth pairs; python3-venv: the virtualenv.
-APT_PACKAGES := python3-venv python3-pip iproute2
+# python3-venv: the virtualenv. iproute2: the privileged tests create namespaces and veth pairs.
+# clang llvm libbpf-dev: build bpf/*.bpf.c; libbpf1: loads them at run time; bpftool: regenerates
+# bpf/include/<arch>/vmlinux.h, and the privileged tests cross-check BTF with it.
+# prometheus: the end-to-end test scrapes the compat endpoint with a real Prometheus.
+APT_PACKAGES := python3-venv python3-pip iproute2 clang llvm libbpf-dev libbpf1 bpftool prometheus
 PYTEST_ARGS ?=
 
-.PHONY: setup system-packages run test test-unit bench docs clean
+.PHONY: setup system-packages bpf run test test-unit bench docs clean
 
 setup: $(VENV)/.installed
 
@@ -25,20 +28,26 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -q -e '.[test]'
 	touch $@
 
-run: setup
+# The BPF objects are built from source every time (CI too); up to date, this takes milliseconds.
+bpf: system-packages
+	$(MAKE) -C bpf
+
+run: setup bpf
 	$(VENV)/bin/otel-kubeskoop run -c config/default.yaml
 
-test: setup
+test: setup bpf
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 test-unit: setup
 	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
 
-bench: setup
+bench: setup bpf
 	$(VENV)/bin/python bench/cycle_cost.py
+	$(VENV)/bin/python bench/churn.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
+	$(MAKE) -C bpf clean
 
 docs: setup
 	$(VENV)/bin/python -m otel_kubeskoop.docs docs

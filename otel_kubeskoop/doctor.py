@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
 import platform
 import socket
@@ -71,13 +70,19 @@ def _capabilities() -> Check:
                  + " (netns setns and eBPF need CAP_SYS_ADMIN, or CAP_BPF+CAP_PERFMON)")
 
 
-def _libbpf() -> Check:
+def _libbpf() -> list[Check]:
+    from otel_kubeskoop.bpf import libbpf, selftest
+
     try:
-        lib = ctypes.CDLL("libbpf.so.1")
-        version = f"{lib.libbpf_major_version()}.{lib.libbpf_minor_version()}"
+        version = libbpf.version()
     except OSError as exc:
-        return Check("libbpf", "warn", f"libbpf.so.1 not loadable ({exc}); eBPF probes will be unavailable (Debian: libbpf1)")
-    return Check("libbpf", "ok", f"libbpf.so.1 version {version}")
+        return [Check("libbpf", "warn", f"libbpf.so.1 not loadable ({exc}); eBPF probes will be unavailable (Debian: libbpf1)")]
+    checks = [Check("libbpf", "ok", f"libbpf.so.1 version {version}")]
+    try:
+        checks.append(Check("ebpf", "ok", selftest.check()))
+    except (Unavailable, FileNotFoundError) as exc:
+        checks.append(Check("ebpf", "warn", f"cannot load and attach the selftest program: {exc}"))
+    return checks
 
 
 def _otlp(config: Config) -> Check:
@@ -120,7 +125,7 @@ def run_checks(config: Config) -> list[Check]:
     checks.append(Check("kprobes", "ok" if kprobes else "warn",
                         "kprobe_events present" if kprobes else "no kprobe_events: kernel without CONFIG_KPROBES; probes needing kprobes are unavailable"))
     checks.append(_capabilities())
-    checks.append(_libbpf())
+    checks.extend(_libbpf())
     checks.append(_namespaces(config))
     rows = probe_availability(config)
     configured = {p.name for p in config.probes}

@@ -407,8 +407,12 @@ class _Server(http.server.ThreadingHTTPServer):
 class KubeAPIServer:
     """See the module docstring. Use as a context manager, or call :meth:`start`/:meth:`close`."""
 
-    def __init__(self, *, git_version: str = "v1.33.1") -> None:
+    def __init__(self, *, git_version: str = "v1.33.1", history_limit: int = 10000) -> None:
+        """``history_limit``: events kept for watches resuming from an older resourceVersion
+        (older ones get 410 Expired, as etcd compaction does). Each holds whole pod objects, so
+        memory-sensitive tests keep it small."""
         self.git_version = git_version
+        self._history_limit = max(2, history_limit)
         self._lock = threading.Lock()
         self._rv = 1000
         self._oldest_valid_rv = 0  # watches from a resourceVersion below this get 410 Expired
@@ -599,8 +603,8 @@ class KubeAPIServer:
     def _publish(self, etype: str, old: dict | None, new: dict) -> None:
         # Called with the lock held.
         self._history.append((self._rv, etype, old, new))
-        if len(self._history) > 10000:
-            del self._history[:5000]
+        if len(self._history) > self._history_limit:
+            del self._history[: self._history_limit // 2]
             self._oldest_valid_rv = self._history[0][0] - 1
         for w in self._watches:
             t = w.translate(etype, old, new)

@@ -7,6 +7,7 @@
  * Settings, set by user space between open and load:
  *   targ_rate_per_sec  tokens added per second per bucket; 0 turns the limiter off
  *   targ_burst         bucket capacity: events allowed back to back after a quiet period
+ *                      (0 with a non-zero rate: emit nothing, count everything as limited)
  *
  * Buckets live in an LRU hash, so a node with more busy namespaces than entries forgets the least
  * recently seen ones (they start again full) instead of failing. Two CPUs updating one bucket at

@@ -379,7 +379,10 @@ def object_btf(path: str) -> BTF:
 
 @functools.cache
 def vmlinux_btf() -> BTF:
-    """The running kernel's BTF, parsed once. ``FileNotFoundError`` without CONFIG_DEBUG_INFO_BTF."""
+    """The running kernel's BTF, parsed once.
+
+    Raises ``FileNotFoundError`` on a kernel without CONFIG_DEBUG_INFO_BTF.
+    """
     return read_btf(VMLINUX_BTF)
 
 

@@ -76,7 +76,11 @@ class MapType:
 class BatchOpts(ctypes.Structure):
     """``struct bpf_map_batch_opts`` (LIBBPF_OPTS: ``sz`` first, set to the size we know)."""
 
-    _fields_ = [("sz", ctypes.c_size_t), ("elem_flags", ctypes.c_uint64), ("flags", ctypes.c_uint64)]
+    _fields_ = [
+        ("sz", ctypes.c_size_t),
+        ("elem_flags", ctypes.c_uint64),
+        ("flags", ctypes.c_uint64),
+    ]
 
     def __init__(self) -> None:
         super().__init__(ctypes.sizeof(BatchOpts), 0, 0)

@@ -66,18 +66,32 @@ _ENOTSUPP = 524  # the kernel-internal "operation not supported" some map operat
 _PROG_IN_LOG = re.compile(r"prog '([^']+)'")
 
 
-class AttachKind(str, enum.Enum):
-    """Where a program attaches, in the DESIGN section 6 order of preference."""
+class AttachKind(enum.StrEnum):
+    """Where a program attaches, in the DESIGN section 6 order of preference, and its target:
 
-    TP_BTF = "tp_btf"  # BTF tracepoint; target: the tracepoint ("tcp_receive_reset")
-    TRACEPOINT = "tracepoint"  # classic tracepoint; target: "category/name" ("tcp/tcp_receive_reset")
-    FENTRY = "fentry"  # BPF trampoline on a kernel function; target: the function
-    KPROBE = "kprobe"  # kprobe on a kernel function; target: the function
+    - ``tp_btf``: BTF tracepoint; the tracepoint (``tcp_receive_reset``)
+    - ``tracepoint``: classic tracepoint; ``category/name`` (``tcp/tcp_receive_reset``)
+    - ``fentry``: BPF trampoline on a kernel function; the function
+    - ``kprobe``: kprobe on a kernel function; the function
+    """
+
+    TP_BTF = "tp_btf"
+    TRACEPOINT = "tracepoint"
+    FENTRY = "fentry"
+    KPROBE = "kprobe"
+
+
+AttachKindName = Literal["tp_btf", "tracepoint", "fentry", "kprobe"]
 
 
 @dataclass(frozen=True, slots=True)
 class AttachPoint:
-    kind: AttachKind
+    """Where one program attaches: ``AttachPoint("tp_btf", "tcp_receive_reset")``.
+
+    ``kind`` is always an :class:`AttachKind` after construction (a str compares equal to it).
+    """
+
+    kind: AttachKind | AttachKindName
     target: str
 
     def __post_init__(self) -> None:
@@ -90,7 +104,7 @@ class AttachPoint:
     @property
     def section(self) -> str:
         """The ELF section (``SEC("...")``) a program for this point has."""
-        return f"{self.kind.value}/{self.target}"
+        return f"{AttachKind(self.kind).value}/{self.target}"
 
     def __str__(self) -> str:
         return self.section
@@ -116,11 +130,11 @@ class AttachPlan:
             raise ValueError(f"attach plan {self.hook!r} has no candidates")
 
     @classmethod
-    def of(cls, hook: str, *candidates: tuple[str, AttachKind | str, str]) -> AttachPlan:
+    def of(cls, hook: str, *candidates: tuple[str, AttachKind | AttachKindName, str]) -> AttachPlan:
         """``AttachPlan.of("reset", ("prog_btf", "tp_btf", "tcp_receive_reset"), ...)``."""
         return cls(
             hook,
-            tuple(Candidate(prog, AttachPoint(AttachKind(kind), target)) for prog, kind, target in candidates),
+            tuple(Candidate(prog, AttachPoint(kind, target)) for prog, kind, target in candidates),
         )
 
     @property
@@ -132,12 +146,14 @@ class AttachPlan:
 
 
 class Features(Protocol):
-    """What the kernel offers. ``unavailable`` returns None when a point can be tried, else why not."""
+    """What the kernel offers: ``unavailable`` is None when a point can be tried, else why not."""
 
     def unavailable(self, point: AttachPoint) -> str | None: ...
 
 
-def choose(plan: AttachPlan, features: Features, rejected: Mapping[str, str] | None = None) -> Candidate:
+def choose(
+    plan: AttachPlan, features: Features, rejected: Mapping[str, str] | None = None
+) -> Candidate:
     """The first candidate of ``plan`` that ``features`` allows and that was not ``rejected``
     (program -> why, from an earlier load or attach). ``Unavailable`` lists every reason."""
     rejected = rejected or {}
@@ -258,9 +274,8 @@ class _Resources:
         self.ringbufs: list[RingBuffer] = []
 
     def release_links(self) -> None:
-        so = libbpf.lib()
         while self.links:
-            so.bpf_link__destroy(self.links.pop())
+            libbpf.lib().bpf_link__destroy(self.links.pop())
 
     def release(self) -> None:
         for ringbuf in self.ringbufs:
@@ -416,12 +431,16 @@ class BPFObject:
             if not ptr:
                 err = ctypes.get_errno() or errno.EINVAL
                 raise Unavailable(
-                    f"{self.name}: opening {self.path} failed: {libbpf.strerror(err)}\n{_tail(lines)}"
+                    f"{self.name}: opening {self.path} failed: {libbpf.strerror(err)}\n"
+                    + _tail(lines)
                 )
         self._res.obj = ptr
         self._check_programs()
         for name, entries in self.max_entries.items():
-            check_int(so.bpf_map__set_max_entries(self._find_map(name), entries), f"{self.name}: max_entries of {name}")
+            check_int(
+                so.bpf_map__set_max_entries(self._find_map(name), entries),
+                f"{self.name}: max_entries of {name}",
+            )
         if self.rodata:
             self._write_rodata()
 
@@ -504,12 +523,19 @@ class BPFObject:
         so = libbpf.lib()
         planned = {prog for plan in self.plans for prog in plan.programs}
         while True:
-            self._choice = {plan.hook: choose(plan, self.features, self.rejected) for plan in self.plans}
+            try:
+                self._choice = {
+                    plan.hook: choose(plan, self.features, self.rejected) for plan in self.plans
+                }
+            except Unavailable as exc:
+                raise Unavailable(f"{self.name}: {exc}") from None
             chosen_programs = {c.program for c in self._choice.values()}
             for prog_name in self.program_names():
                 keep = prog_name in chosen_programs
                 if prog_name not in planned:
-                    _log.debug("%s: program %s is in no attach plan; not loaded", self.name, prog_name)
+                    _log.debug(
+                        "%s: program %s is in no attach plan; not loaded", self.name, prog_name
+                    )
                 check_int(
                     so.bpf_program__set_autoload(self._program(prog_name), keep),
                     f"{self.name}: set_autoload {prog_name}",
@@ -523,12 +549,12 @@ class BPFObject:
             failed = _failed_program(lines, chosen_programs)
             hook = next((h for h, c in self._choice.items() if c.program == failed), None)
             reason = f"load failed: {errno.errorcode.get(err, err)} ({libbpf.strerror(err)})"
-            if hook is not None and self._has_alternative(hook, failed):
+            if failed is not None and hook is not None and self._has_alternative(hook, failed):
                 _log.debug("%s: %s %s; falling back", self.name, failed, reason)
                 self.rejected[failed] = reason
                 self._reopen()
                 continue
-            if hook is None:
+            if failed is None or hook is None:
                 raise Unavailable(f"{self.name}: {reason}\n{_tail(lines)}")
             self.rejected[failed] = reason
             raise Unavailable(f"{self.name}: {self._why_not(hook)}\n{_tail(lines)}")
@@ -542,10 +568,10 @@ class BPFObject:
             return str(exc)
         return f"hook {hook!r} failed"
 
-    def _has_alternative(self, hook: str, failed: str | None) -> bool:
+    def _has_alternative(self, hook: str, failed: str) -> bool:
         plan = next(p for p in self.plans if p.hook == hook)
         rejected = dict(self.rejected)
-        rejected[str(failed)] = "rejected"
+        rejected[failed] = "rejected"
         try:
             choose(plan, self.features, rejected)
         except Unavailable:
@@ -613,14 +639,16 @@ class BPFObject:
         )
 
     def ringbuf(self, name: str, callback: Callable[[bytes], None]) -> RingBuffer:
-        """A consumer of ring buffer ``name``: ``callback(record)`` runs inside :meth:`RingBuffer.poll`."""
+        """A consumer of ring buffer ``name``; ``callback(record)`` runs in ``poll()``."""
         if self._state not in ("loaded", "attached"):
             raise RuntimeError(f"{self.name}: ring buffers exist once loaded (is {self._state})")
         so = libbpf.lib()
         ptr = self._find_map(name)
         if so.bpf_map__type(ptr) != MapType.RINGBUF:
             raise TypeError(f"{self.name}: map {name!r} is not a ring buffer")
-        ringbuf = RingBuffer(name, check_int(so.bpf_map__fd(ptr), f"{self.name}: fd of {name}"), callback)
+        ringbuf = RingBuffer(
+            name, check_int(so.bpf_map__fd(ptr), f"{self.name}: fd of {name}"), callback
+        )
         self._res.ringbufs.append(ringbuf)
         return ringbuf
 
@@ -628,8 +656,14 @@ class BPFObject:
 # --- maps ---------------------------------------------------------------------------------
 
 
+_SimpleCData: type = ctypes.c_int.__bases__[0]  # ctypes._SimpleCData, not exported
+
+
 def _is_int_type(t: type[Any] | None) -> bool:
-    return t is not None and issubclass(t, ctypes._SimpleCData) and isinstance(t(0).value, int)  # type: ignore[attr-defined]
+    """A ctypes integer type (c_uint64...), whose instances decode to ``.value``."""
+    if t is None or not issubclass(t, _SimpleCData):
+        return False
+    return isinstance(getattr(t(), "value", None), int)
 
 
 class BPFMap:
@@ -663,7 +697,10 @@ class BPFMap:
         self.value_type = value_type
         for t, size, what in ((key_type, key_size, "key"), (value_type, value_size, "value")):
             if t is not None and ctypes.sizeof(t) != size:
-                raise TypeError(f"map {name}: {what} type {t.__name__} has {ctypes.sizeof(t)} bytes, map has {size}")
+                raise TypeError(
+                    f"map {name}: {what} type {t.__name__} has {ctypes.sizeof(t)} bytes, "
+                    f"the map's have {size}"
+                )
         self.is_percpu = map_type in MapType.PERCPU
         self.ncpus = libbpf.lib().libbpf_num_possible_cpus() if self.is_percpu else 1
         if self.ncpus <= 0:
@@ -673,7 +710,11 @@ class BPFMap:
         self._value_bytes = self._slot * self.ncpus
         if percpu is None:
             percpu = "sum" if value_type is None or _is_int_type(value_type) else "list"
-        if percpu == "sum" and self.is_percpu and not (value_type is None or _is_int_type(value_type)):
+        if (
+            percpu == "sum"
+            and self.is_percpu
+            and not (value_type is None or _is_int_type(value_type))
+        ):
             raise TypeError(f"map {name}: only integer per-CPU values can be summed")
         self.percpu = percpu
         self._batch_ok = batch
@@ -688,16 +729,19 @@ class BPFMap:
     # encoding
 
     def _key_bytes(self, key: Any) -> bytes:
-        if isinstance(key, (bytes, bytearray)):
-            data = bytes(key)
-        elif isinstance(key, ctypes.Structure | ctypes.Array | ctypes._SimpleCData):  # type: ignore[attr-defined]
-            data = bytes(key)
-        elif isinstance(key, int):
+        if isinstance(key, int):
             data = key.to_bytes(self.key_size, "little")
         else:
-            raise TypeError(f"map {self.name}: cannot use {type(key).__name__} as a key")
+            try:
+                data = bytes(key)  # bytes, or a ctypes instance (they export their buffer)
+            except TypeError:
+                raise TypeError(
+                    f"map {self.name}: cannot use {type(key).__name__} as a key"
+                ) from None
         if len(data) != self.key_size:
-            raise ValueError(f"map {self.name}: key of {len(data)} bytes, map keys have {self.key_size}")
+            raise ValueError(
+                f"map {self.name}: key of {len(data)} bytes, map keys have {self.key_size}"
+            )
         return data
 
     def _decode_key(self, raw: bytes) -> Any:
@@ -716,7 +760,8 @@ class BPFMap:
         if not self.is_percpu:
             return self._decode_one(raw)
         per_cpu = [
-            self._decode_one(raw[i * self._slot : i * self._slot + self.value_size]) for i in range(self.ncpus)
+            self._decode_one(raw[i * self._slot : i * self._slot + self.value_size])
+            for i in range(self.ncpus)
         ]
         return sum(per_cpu) if self.percpu == "sum" else per_cpu
 
@@ -738,10 +783,14 @@ class BPFMap:
         self._check_open()
         data = value if isinstance(value, bytes) else bytes(value)
         if len(data) != self._value_bytes:
-            raise ValueError(f"map {self.name}: value of {len(data)} bytes, need {self._value_bytes}")
+            raise ValueError(
+                f"map {self.name}: value of {len(data)} bytes, need {self._value_bytes}"
+            )
         k = ctypes.create_string_buffer(self._key_bytes(key), self.key_size)
         check_int(
-            libbpf.lib().bpf_map_update_elem(self.fd, k, ctypes.create_string_buffer(data, len(data)), libbpf.BPF_ANY),
+            libbpf.lib().bpf_map_update_elem(
+                self.fd, k, ctypes.create_string_buffer(data, len(data)), libbpf.BPF_ANY
+            ),
             f"map {self.name}: update",
         )
 
@@ -787,7 +836,9 @@ class BPFMap:
             keys = ctypes.create_string_buffer(chunk * self.key_size)
             values = ctypes.create_string_buffer(chunk * self._value_bytes)
             count = ctypes.c_uint32(chunk)
-            ret = fn(self.fd, in_batch, out_batch, keys, values, ctypes.byref(count), ctypes.byref(opts))
+            ret = fn(
+                self.fd, in_batch, out_batch, keys, values, ctypes.byref(count), ctypes.byref(opts)
+            )
             n = count.value
             for i in range(n):
                 entries.append(
@@ -806,7 +857,13 @@ class BPFMap:
             if err == errno.ENOSPC and n == 0 and chunk < 1 << 20:
                 chunk *= 2  # a hash bucket holds more entries than one chunk
                 continue
-            if first and err in (errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS, errno.EPERM, _ENOTSUPP):
+            if first and err in (
+                errno.EINVAL,
+                errno.EOPNOTSUPP,
+                errno.ENOSYS,
+                errno.EPERM,
+                _ENOTSUPP,
+            ):
                 return None
             check_int(ret, f"map {self.name}: {'lookup_and_delete' if delete else 'lookup'} batch")
 

@@ -16,14 +16,16 @@ __all__ = ["ObjectNotBuilt", "object_path"]
 
 
 class ObjectNotBuilt(Unavailable):
-    """The ``.bpf.o`` a probe needs is not in the package: it was installed without building them."""
+    """The ``.bpf.o`` a probe needs is not in the package (installed without ``make -C bpf``)."""
 
 
 def object_path(stem: str) -> str:
     """The filesystem path of ``<stem>.bpf.o`` (libbpf opens it by path)."""
     resource = importlib.resources.files("otel_kubeskoop.bpf") / "objects" / f"{stem}.bpf.o"
     if not isinstance(resource, os.PathLike):
-        raise ObjectNotBuilt(f"BPF object {stem}.bpf.o is inside an archive; install the package unzipped")
+        raise ObjectNotBuilt(
+            f"BPF object {stem}.bpf.o is inside an archive; install the package unzipped"
+        )
     path = os.fspath(resource)
     if not os.path.isfile(path):
         raise ObjectNotBuilt(

@@ -12,7 +12,17 @@ from collections.abc import Mapping
 from otel_kubeskoop.bpf.loader import AttachPlan, BPFObject, Features, Setting
 from otel_kubeskoop.bpf.objects import object_path
 
-__all__ = ["COUNTS_MAP", "EVENTS_MAP", "LOSSES_MAP", "OBJECT", "PLANS", "RODATA", "check", "open_selftest"]
+__all__ = [
+    "COUNTS_MAP",
+    "EVENTS_MAP",
+    "LOSSES_MAP",
+    "OBJECT",
+    "PLANS",
+    "RATELIMIT_MAP",
+    "RODATA",
+    "check",
+    "open_selftest",
+]
 
 OBJECT = "selftest"
 
@@ -53,7 +63,13 @@ def open_selftest(
     features: Features | None = None,
 ) -> BPFObject:
     """A :class:`BPFObject` for the selftest object, not yet opened."""
-    return BPFObject(path or object_path(OBJECT), plans, rodata=rodata, max_entries=max_entries, features=features)
+    return BPFObject(
+        path or object_path(OBJECT),
+        plans,
+        rodata=rodata,
+        max_entries=max_entries,
+        features=features,
+    )
 
 
 def check() -> str:

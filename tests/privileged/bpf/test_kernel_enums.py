@@ -26,7 +26,9 @@ def bpftool_enums() -> list[tuple[str, dict[int, str]]]:
     assert bpftool, "bpftool not installed (Debian package bpftool)"
     text = subprocess.run(
         [bpftool, "btf", "dump", "file", btf.VMLINUX_BTF, "format", "c"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     enums = []
     for match in _ENUM.finditer(text):
@@ -48,7 +50,9 @@ def test_vmlinux_parses_once_and_fast() -> None:
     elapsed = time.perf_counter() - began
     assert len(parsed) > 10_000
     assert btf.vmlinux_btf() is btf.vmlinux_btf()
-    print(f"vmlinux BTF: {len(parsed)} types, parsed and indexed by name in {elapsed * 1000:.0f} ms")
+    print(
+        f"vmlinux BTF: {len(parsed)} types, parsed and indexed by name in {elapsed * 1000:.0f} ms"
+    )
 
 
 def test_skb_drop_reasons(bpftool_enums) -> None:
@@ -56,7 +60,9 @@ def test_skb_drop_reasons(bpftool_enums) -> None:
     assert reasons == named(bpftool_enums, "skb_drop_reason")
     by_name = {v: k for k, v in reasons.items()}
     assert by_name["SKB_NOT_DROPPED_YET"] == 0
-    assert {"SKB_CONSUMED", "SKB_DROP_REASON_NOT_SPECIFIED", "SKB_DROP_REASON_NO_SOCKET"} <= set(by_name)
+    assert {"SKB_CONSUMED", "SKB_DROP_REASON_NOT_SPECIFIED", "SKB_DROP_REASON_NO_SOCKET"} <= set(
+        by_name
+    )
 
 
 def test_sk_rst_reasons(bpftool_enums) -> None:
@@ -69,8 +75,16 @@ def test_sk_rst_reasons(bpftool_enums) -> None:
 
 def test_tcp_states(bpftool_enums) -> None:
     states = btf.tcp_states()
-    anonymous = [values for name, values in bpftool_enums if not name and "TCP_ESTABLISHED" in values.values()]
+    anonymous = [
+        values
+        for name, values in bpftool_enums
+        if not name and "TCP_ESTABLISHED" in values.values()
+    ]
     assert len(anonymous) == 1, "exactly one enum declares TCP_ESTABLISHED"
     expected = {k: v for k, v in anonymous[0].items() if v != "TCP_MAX_STATES"}
     assert states == expected
-    assert states[1] == "TCP_ESTABLISHED" and states[2] == "TCP_SYN_SENT" and states[10] == "TCP_LISTEN"
+    assert (
+        states[1] == "TCP_ESTABLISHED"
+        and states[2] == "TCP_SYN_SENT"
+        and states[10] == "TCP_LISTEN"
+    )

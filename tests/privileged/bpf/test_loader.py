@@ -28,9 +28,13 @@ pytestmark = [pytest.mark.privileged, pytest.mark.usefixtures("kernel_btf")]
 
 RESET = SelftestEventType.SELFTEST_EVENT_RESET
 DROP = SelftestEventType.SELFTEST_EVENT_DROP
-TP_BTF = {"reset": AttachPoint("tp_btf", "tcp_receive_reset"), "drop": AttachPoint("tp_btf", "kfree_skb")}
+TP_BTF = {
+    "reset": AttachPoint("tp_btf", "tcp_receive_reset"),
+    "drop": AttachPoint("tp_btf", "kfree_skb"),
+}
 TRACEPOINTS = tuple(
-    AttachPlan(p.hook, tuple(c for c in p.candidates if c.point.kind.value == "tracepoint")) for p in PLANS
+    AttachPlan(p.hook, tuple(c for c in p.candidates if c.point.kind == "tracepoint"))
+    for p in PLANS
 )
 
 
@@ -91,7 +95,12 @@ def test_lifecycle_on_btf_tracepoints(selftest_path: str) -> None:
 
 
 def test_counts_pop_all_batch_and_per_element(selftest_path: str) -> None:
-    with netns() as ns, open_selftest(rodata={"targ_netns": ns.inode, "targ_emit": False}, path=selftest_path) as obj:
+    with (
+        netns() as ns,
+        open_selftest(
+            rodata={"targ_netns": ns.inode, "targ_emit": False}, path=selftest_path
+        ) as obj,
+    ):
         obj.start()
         for batch in (True, False):
             tcp_refused(ns, 2)
@@ -115,11 +124,14 @@ def test_rodata_filters_by_namespace_and_turns_events_off(selftest_path: str) ->
     with netns() as a, netns() as b:
         # Two objects loaded at once from one file, with different settings.
         only_a = open_selftest(rodata={"targ_netns": a.inode}, path=selftest_path)
-        only_b_quiet = open_selftest(rodata={"targ_netns": b.inode, "targ_emit": False}, path=selftest_path)
+        only_b_quiet = open_selftest(
+            rodata={"targ_netns": b.inode, "targ_emit": False}, path=selftest_path
+        )
         with only_a, only_b_quiet:
             only_a.start()
             only_b_quiet.start()
-            ring_a, ring_b = [], []
+            ring_a: list[bytes] = []
+            ring_b: list[bytes] = []
             ra = only_a.ringbuf(EVENTS_MAP, ring_a.append)
             rb = only_b_quiet.ringbuf(EVENTS_MAP, ring_b.append)
             tcp_refused(a, 2)
@@ -143,7 +155,12 @@ def test_rodata_errors(selftest_path: str) -> None:
 
 
 def test_classic_tracepoints(selftest_path: str) -> None:
-    with netns() as ns, open_selftest(rodata={"targ_netns": ns.inode}, path=selftest_path, plans=TRACEPOINTS) as obj:
+    with (
+        netns() as ns,
+        open_selftest(
+            rodata={"targ_netns": ns.inode}, path=selftest_path, plans=TRACEPOINTS
+        ) as obj,
+    ):
         obj.start()
         assert obj.chosen == {
             "reset": AttachPoint("tracepoint", "tcp/tcp_receive_reset"),
@@ -157,7 +174,11 @@ def test_classic_tracepoints(selftest_path: str) -> None:
         assert counts[(ns.inode, RESET)] == 2 and counts[(ns.inode, DROP)] >= 2
         events = [layouts.decode(SelftestEvent, r) for r in records]
         reasons = btf.skb_drop_reasons()
-        assert any(reasons.get(e.drop_reason) == "SKB_DROP_REASON_NO_SOCKET" for e in events if e.hdr.type == DROP)
+        assert any(
+            reasons.get(e.drop_reason) == "SKB_DROP_REASON_NO_SOCKET"
+            for e in events
+            if e.hdr.type == DROP
+        )
         assert all(e.dport == 9 for e in events if e.hdr.type == RESET)
 
 
@@ -168,15 +189,18 @@ def test_fentry_first_falls_back_when_the_kernel_refuses_it(selftest_path: str) 
         ("selftest_reset_kprobe", "kprobe", "tcp_reset"),
         ("selftest_reset_tp", "tracepoint", "tcp/tcp_receive_reset"),
     )
-    with netns() as ns, open_selftest(rodata={"targ_netns": ns.inode}, path=selftest_path, plans=(plan,)) as obj:
+    with (
+        netns() as ns,
+        open_selftest(rodata={"targ_netns": ns.inode}, path=selftest_path, plans=(plan,)) as obj,
+    ):
         obj.start()
-        if obj.chosen["reset"].kind.value == "fentry":
+        if obj.chosen["reset"].kind == "fentry":
             assert obj.rejected == {}  # this kernel runs fentry programs
         else:
             # Here (Linux 6.18 without kprobes) fentry loads fail with EPERM: fall past it.
             assert "load failed" in obj.rejected["selftest_reset_fentry"]
             expected = "kprobe" if kernel_has_kprobes() else "tracepoint"
-            assert obj.chosen["reset"].kind.value == expected
+            assert obj.chosen["reset"].kind == expected
         tcp_refused(ns, 2)
         assert counts_by_key(obj)[(ns.inode, RESET)] == 2
 
@@ -189,7 +213,9 @@ def test_kprobe_only_plan(selftest_path: str) -> None:
             obj.start()
             assert obj.chosen["reset"] == AttachPoint("kprobe", "tcp_reset")
         return
-    with pytest.raises(Unavailable, match=r"kprobe/tcp_reset: kernel without kprobes \(CONFIG_KPROBES\)"):
+    with pytest.raises(
+        Unavailable, match=r"kprobe/tcp_reset: kernel without kprobes \(CONFIG_KPROBES\)"
+    ):
         obj.start()
     assert obj.state == "closed"
 
@@ -209,7 +235,9 @@ def test_verifier_reject_is_unavailable_and_other_objects_still_load(
     assert broken.state == "closed"
     assert broken.rejected == {"selftest_broken_btf": "load failed: EACCES (Permission denied)"}
     # libbpf's lines reached our logger.
-    assert any("invalid mem access" in r.getMessage() for r in caplog.records if r.name.endswith("libbpf"))
+    assert any(
+        "invalid mem access" in r.getMessage() for r in caplog.records if r.name.endswith("libbpf")
+    )
     broken.close()
 
     with netns() as ns, open_selftest(rodata={"targ_netns": ns.inode}, path=selftest_path) as good:

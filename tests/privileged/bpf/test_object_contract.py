@@ -65,7 +65,12 @@ def test_selftest_names_exist_in_the_object(selftest_path: str) -> None:
     planned = [prog for plan in selftest.PLANS for prog in plan.programs]
     assert sorted(obj_btf.functions()) == sorted(planned), "programs in the object vs in the plans"
     maps = obj_btf.datasec(".maps")
-    for name in (selftest.COUNTS_MAP, selftest.EVENTS_MAP, selftest.LOSSES_MAP, selftest.RATELIMIT_MAP):
+    for name in (
+        selftest.COUNTS_MAP,
+        selftest.EVENTS_MAP,
+        selftest.LOSSES_MAP,
+        selftest.RATELIMIT_MAP,
+    ):
         assert name in maps, f"map {name}"
     assert set(selftest.RODATA) <= set(obj_btf.datasec(".rodata"))
 
@@ -74,7 +79,9 @@ def test_selftest_names_exist_in_the_object(selftest_path: str) -> None:
     try:
         obj.open()
         assert sorted(obj.program_names()) == sorted(planned)
-        assert {selftest.COUNTS_MAP, selftest.EVENTS_MAP, selftest.LOSSES_MAP} <= set(obj.map_names())
+        assert {selftest.COUNTS_MAP, selftest.EVENTS_MAP, selftest.LOSSES_MAP} <= set(
+            obj.map_names()
+        )
     finally:
         obj.close()
 

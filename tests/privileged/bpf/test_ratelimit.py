@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Loss accounting of events.bpf.h: every event the kernel saw is delivered or counted.
 
-    delivered + losses[RATE_LIMITED] + losses[RINGBUF_FULL] == events counted in the kernel
+delivered + losses[RATE_LIMITED] + losses[RINGBUF_FULL] == events counted in the kernel
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ def run(selftest_path: str, rodata: dict[str, int], ring_bytes: int | None = Non
     """Trigger N connects in a fresh namespace; poll only afterwards. Returns what was seen."""
     with netns() as ns:
         max_entries = {EVENTS_MAP: ring_bytes} if ring_bytes else None
-        obj = open_selftest(rodata={"targ_netns": ns.inode, **rodata}, max_entries=max_entries, path=selftest_path)
+        obj = open_selftest(
+            rodata={"targ_netns": ns.inode, **rodata}, max_entries=max_entries, path=selftest_path
+        )
         with obj:
             obj.start()
             records: list[bytes] = []
@@ -39,14 +41,19 @@ def run(selftest_path: str, rodata: dict[str, int], ring_bytes: int | None = Non
             elapsed = time.monotonic() - began
             drain(ring)
             counts = counts_by_key(obj)
-            losses = {EventLossReason(k): v for k, v in obj.map(LOSSES_MAP, ctypes.c_uint32, ctypes.c_uint64).items()}
+            losses = {
+                EventLossReason(k): v
+                for k, v in obj.map(LOSSES_MAP, ctypes.c_uint32, ctypes.c_uint64).items()
+            }
         delivered = [decode(SelftestEvent, r) for r in records]
         return ns.inode, counts, losses, delivered, elapsed
 
 
 def test_rate_limit_counts_every_refused_event(selftest_path: str) -> None:
     burst, rate = 10, 1
-    inode, counts, losses, delivered, elapsed = run(selftest_path, {"targ_burst": burst, "targ_rate_per_sec": rate})
+    inode, counts, losses, delivered, elapsed = run(
+        selftest_path, {"targ_burst": burst, "targ_rate_per_sec": rate}
+    )
     assert counts[(inode, SelftestEventType.SELFTEST_EVENT_RESET)] == N
     assert len(delivered) + losses[RATE_LIMITED] + losses[RINGBUF_FULL] == counts.total()
     assert losses[RINGBUF_FULL] == 0
@@ -58,7 +65,9 @@ def test_rate_limit_counts_every_refused_event(selftest_path: str) -> None:
 
 def test_full_ring_buffer_counts_every_failed_reservation(selftest_path: str) -> None:
     # One page of ring buffer (the minimum) and nobody reading while the events come.
-    inode, counts, losses, delivered, _ = run(selftest_path, {"targ_rate_per_sec": 0}, ring_bytes=4096)
+    inode, counts, losses, delivered, _ = run(
+        selftest_path, {"targ_rate_per_sec": 0}, ring_bytes=4096
+    )
     assert counts[(inode, SelftestEventType.SELFTEST_EVENT_RESET)] == N
     assert losses[RATE_LIMITED] == 0
     assert losses[RINGBUF_FULL] > 0

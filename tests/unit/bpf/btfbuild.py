@@ -23,17 +23,27 @@ class BTFBuilder:
         return self._string_offsets[name]
 
     def _add(
-        self, name: str, kind: int, vlen: int = 0, size_type: int = 0, kind_flag: int = 0, trailer: bytes = b""
+        self,
+        name: str,
+        kind: int,
+        vlen: int = 0,
+        size_type: int = 0,
+        kind_flag: int = 0,
+        trailer: bytes = b"",
     ) -> int:
         info = kind_flag << 31 | kind << 24 | vlen
-        self._types.append(struct.pack(self.endian + "III", self._str(name), info, size_type) + trailer)
+        self._types.append(
+            struct.pack(self.endian + "III", self._str(name), info, size_type) + trailer
+        )
         return len(self._types)  # ids start at 1
 
     def _pack(self, fmt: str, *values: int) -> bytes:
         return struct.pack(self.endian + fmt, *values)
 
-    def int(self, name: str, size: int, signed: bool = False) -> int:
-        return self._add(name, Kind.INT, size_type=size, trailer=self._pack("I", int(signed) << 24 | size * 8))
+    def int_type(self, name: str, size: int, signed: bool = False) -> int:
+        return self._add(
+            name, Kind.INT, size_type=size, trailer=self._pack("I", int(signed) << 24 | size * 8)
+        )
 
     def ptr(self, type_id: int) -> int:
         return self._add("", Kind.PTR, size_type=type_id)
@@ -46,11 +56,15 @@ class BTFBuilder:
         return self._add(name, Kind.STRUCT, len(members), size, trailer=trailer)
 
     def enum(self, name: str, members: list[tuple[str, int]], signed: bool = False) -> int:
-        trailer = b"".join(self._pack("I", self._str(m)) + self._pack("i" if v < 0 else "I", v) for m, v in members)
+        trailer = b"".join(
+            self._pack("I", self._str(m)) + self._pack("i" if v < 0 else "I", v) for m, v in members
+        )
         return self._add(name, Kind.ENUM, len(members), 4, int(signed), trailer)
 
     def enum64(self, name: str, members: list[tuple[str, int]]) -> int:
-        trailer = b"".join(self._pack("III", self._str(m), v & 0xFFFFFFFF, v >> 32) for m, v in members)
+        trailer = b"".join(
+            self._pack("III", self._str(m), v & 0xFFFFFFFF, v >> 32) for m, v in members
+        )
         return self._add(name, Kind.ENUM64, len(members), 8, 0, trailer)
 
     def typedef(self, name: str, type_id: int) -> int:
@@ -83,7 +97,17 @@ class BTFBuilder:
     def build(self, version: int = 1) -> bytes:
         types = b"".join(self._types)
         strings = bytes(self._strings)
-        header = struct.pack(self.endian + "HBBIIIII", 0xEB9F, version, 0, 24, 0, len(types), len(types), len(strings))
+        header = struct.pack(
+            self.endian + "HBBIIIII",
+            0xEB9F,
+            version,
+            0,
+            24,
+            0,
+            len(types),
+            len(types),
+            len(strings),
+        )
         return header + types + strings
 
 
@@ -103,9 +127,23 @@ def elf64(sections: dict[str, bytes]) -> bytes:
     shoff = 64 + len(body)
     ident = b"\x7fELF" + bytes([2, 1, 1]) + bytes(9)
     header = struct.pack(
-        "<16sHHIQQQIHHHHHH", ident, 1, 247, 1, 0, 0, shoff, 0, 64, 0, 0, 64, len(entries) + 1, len(entries)
+        "<16sHHIQQQIHHHHHH",
+        ident,
+        1,
+        247,
+        1,
+        0,
+        0,
+        shoff,
+        0,
+        64,
+        0,
+        0,
+        64,
+        len(entries) + 1,
+        len(entries),
     )
     table = bytes(64)  # section 0: SHN_UNDEF
-    for (name_off, data), offset in zip(entries, offsets):
+    for (name_off, data), offset in zip(entries, offsets, strict=True):
         table += struct.pack("<IIQQQQIIQQ", name_off, 1, 0, 0, offset, len(data), 0, 0, 1, 0)
     return header + bytes(body) + table

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from otel_kubeskoop.bpf.loader import AttachKind, AttachPlan, AttachPoint, BPFObject, KernelFeatures, choose
+from otel_kubeskoop.bpf.loader import (
+    AttachKind,
+    AttachPlan,
+    AttachPoint,
+    BPFObject,
+    KernelFeatures,
+    choose,
+)
 from otel_kubeskoop.probe import Unavailable
 from tests.unit.bpf.btfbuild import BTFBuilder
 
@@ -28,13 +35,16 @@ class FakeFeatures:
         self.available = set(available)
 
     def unavailable(self, point: AttachPoint) -> str | None:
-        return None if point.section in self.available else f"no {point.kind.value} here"
+        return None if point.section in self.available else f"no {point.kind} here"
 
 
 def test_first_available_candidate_wins() -> None:
     everything = FakeFeatures(*(c.point.section for c in PLAN.candidates))
     assert choose(PLAN, everything).program == "p_btf"
-    assert choose(PLAN, FakeFeatures("tracepoint/tcp/tcp_receive_reset", "kprobe/tcp_reset")).program == "p_tp"
+    assert (
+        choose(PLAN, FakeFeatures("tracepoint/tcp/tcp_receive_reset", "kprobe/tcp_reset")).program
+        == "p_tp"
+    )
     assert choose(PLAN, FakeFeatures("kprobe/tcp_reset")).program == "p_kprobe"
 
 
@@ -60,7 +70,7 @@ def test_attach_point_validation_and_section() -> None:
     with pytest.raises(ValueError, match="category/name"):
         AttachPoint("tracepoint", "kfree_skb")
     with pytest.raises(ValueError):
-        AttachPoint("uprobe", "x")
+        AttachPoint("uprobe", "x")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="no candidates"):
         AttachPlan("empty", ())
 
@@ -98,7 +108,9 @@ def test_kernel_features_on_a_fake_kernel(fake_kernel: dict[str, str], tmp_path:
     assert features.unavailable(AttachPoint("tp_btf", "tcp_receive_reset")) is None
     assert "btf_trace_kfree_skb" in str(features.unavailable(AttachPoint("tp_btf", "kfree_skb")))
     assert features.unavailable(AttachPoint("tracepoint", "tcp/tcp_receive_reset")) is None
-    assert "no tracepoint skb/kfree_skb" in str(features.unavailable(AttachPoint("tracepoint", "skb/kfree_skb")))
+    assert "no tracepoint skb/kfree_skb" in str(
+        features.unavailable(AttachPoint("tracepoint", "skb/kfree_skb"))
+    )
     assert features.unavailable(AttachPoint("fentry", "tcp_reset")) is None
     assert "no function tcp_rcv" in str(features.unavailable(AttachPoint("fentry", "tcp_rcv")))
     assert "CONFIG_KPROBES" in str(features.unavailable(AttachPoint("kprobe", "tcp_reset")))
@@ -111,6 +123,10 @@ def test_kernel_features_on_a_fake_kernel(fake_kernel: dict[str, str], tmp_path:
 
 def test_kernel_without_btf_or_tracefs(tmp_path: Path) -> None:
     features = KernelFeatures(btf_path=str(tmp_path / "missing"), tracefs=str(tmp_path))
-    assert "CONFIG_DEBUG_INFO_BTF" in str(features.unavailable(AttachPoint("tp_btf", "tcp_receive_reset")))
+    assert "CONFIG_DEBUG_INFO_BTF" in str(
+        features.unavailable(AttachPoint("tp_btf", "tcp_receive_reset"))
+    )
     assert "CONFIG_DEBUG_INFO_BTF" in str(features.unavailable(AttachPoint("fentry", "tcp_reset")))
-    assert "tracefs unavailable" in str(features.unavailable(AttachPoint("tracepoint", "tcp/tcp_receive_reset")))
+    assert "tracefs unavailable" in str(
+        features.unavailable(AttachPoint("tracepoint", "tcp/tcp_receive_reset"))
+    )

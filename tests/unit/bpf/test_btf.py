@@ -13,18 +13,33 @@ from tests.unit.bpf.btfbuild import BTFBuilder, elf64
 def kernel_like() -> BTFBuilder:
     """A few types shaped like the kernel's: the enums we read by name, a struct, a tracepoint."""
     b = BTFBuilder()
-    u32 = b.int("unsigned int", 4)
-    u16 = b.int("short unsigned int", 2)
-    s32 = b.int("int", 4, signed=True)
+    u32 = b.int_type("unsigned int", 4)
+    u16 = b.int_type("short unsigned int", 2)
+    s32 = b.int_type("int", 4, signed=True)
     b.enum(
         "skb_drop_reason",
-        [("SKB_NOT_DROPPED_YET", 0), ("SKB_CONSUMED", 1), ("SKB_DROP_REASON_NOT_SPECIFIED", 2),
-         ("SKB_DROP_REASON_NO_SOCKET", 3), ("SKB_DROP_REASON_MAX", 4)],
+        [
+            ("SKB_NOT_DROPPED_YET", 0),
+            ("SKB_CONSUMED", 1),
+            ("SKB_DROP_REASON_NOT_SPECIFIED", 2),
+            ("SKB_DROP_REASON_NO_SOCKET", 3),
+            ("SKB_DROP_REASON_MAX", 4),
+        ],
     )
-    b.enum("", [("TCP_ESTABLISHED", 1), ("TCP_SYN_SENT", 2), ("TCP_CLOSE", 7), ("TCP_MAX_STATES", 8)])
+    b.enum(
+        "", [("TCP_ESTABLISHED", 1), ("TCP_SYN_SENT", 2), ("TCP_CLOSE", 7), ("TCP_MAX_STATES", 8)]
+    )
     b.enum("sk_rst_reason", [("SK_RST_REASON_NOT_SPECIFIED", 0), ("SK_RST_REASON_NO_SOCKET", 1)])
-    hdr = b.struct("event_header", 16, [("ts_ns", b.int("long long unsigned int", 8), 0), ("netns", u32, 8),
-                                        ("type", u16, 12), ("aux", u16, 14)])
+    hdr = b.struct(
+        "event_header",
+        16,
+        [
+            ("ts_ns", b.int_type("long long unsigned int", 8), 0),
+            ("netns", u32, 8),
+            ("type", u16, 12),
+            ("aux", u16, 14),
+        ],
+    )
     b.typedef("event_header_t", hdr)
     sock = b.struct("sock", 8, [("x", s32, 0)])
     proto = b.func_proto(0, [("", b.ptr(0)), ("", b.ptr(sock))])
@@ -42,7 +57,10 @@ def test_enum_values_by_name(parsed: btf.BTF) -> None:
     reasons = btf.skb_drop_reasons(parsed)
     assert reasons[3] == "SKB_DROP_REASON_NO_SOCKET"
     assert reasons[1] == "SKB_CONSUMED"
-    assert btf.sk_rst_reasons(parsed) == {0: "SK_RST_REASON_NOT_SPECIFIED", 1: "SK_RST_REASON_NO_SOCKET"}
+    assert btf.sk_rst_reasons(parsed) == {
+        0: "SK_RST_REASON_NOT_SPECIFIED",
+        1: "SK_RST_REASON_NO_SOCKET",
+    }
 
 
 def test_tcp_states_from_the_anonymous_enum_without_the_count(parsed: btf.BTF) -> None:
@@ -91,15 +109,19 @@ def test_find_by_kind_and_functions(parsed: btf.BTF) -> None:
 
 def test_datasec_variables_and_their_integer_encoding() -> None:
     b = BTFBuilder()
-    u32 = b.int("unsigned int", 4)
-    boolean = b.int("_Bool", 1)
-    s64 = b.int("long", 8, signed=True)
+    u32 = b.int_type("unsigned int", 4)
+    boolean = b.int_type("_Bool", 1)
+    s64 = b.int_type("long", 8, signed=True)
     targ_netns = b.var("targ_netns", b.const(b.volatile(u32)))
     targ_emit = b.var("targ_emit", b.const(b.volatile(boolean)))
     targ_min = b.var("targ_min", b.typedef("s64_t", s64))
     b.datasec(".rodata", 16, [(targ_netns, 0, 4), (targ_emit, 4, 1), (targ_min, 8, 8)])
     parsed = btf.parse_btf(b.build())
-    assert parsed.datasec(".rodata") == {"targ_netns": (0, 4), "targ_emit": (4, 1), "targ_min": (8, 8)}
+    assert parsed.datasec(".rodata") == {
+        "targ_netns": (0, 4),
+        "targ_emit": (4, 1),
+        "targ_min": (8, 8),
+    }
     assert parsed.int_encoding(parsed.var_type("targ_netns")) == (4, False)
     assert parsed.int_encoding(parsed.var_type("targ_min")) == (8, True)
     with pytest.raises(KeyError):

@@ -17,7 +17,12 @@ from pathlib import Path
 import pytest
 
 from otel_kubeskoop.bpf import layouts
-from otel_kubeskoop.bpf.layouts import DecodeError, EventLossReason, SelftestEvent, SelftestEventType
+from otel_kubeskoop.bpf.layouts import (
+    DecodeError,
+    EventLossReason,
+    SelftestEvent,
+    SelftestEventType,
+)
 
 DUMPS = Path(__file__).resolve().parents[2] / "fixtures" / "bpf_events"
 
@@ -60,7 +65,11 @@ def test_trailing_bytes_are_ignored_and_short_records_refused() -> None:
 
 
 def test_mirror_tables_list_every_mirror() -> None:
-    assert set(layouts.STRUCTS.values()) == {layouts.EventHeader, layouts.SelftestKey, SelftestEvent}
+    assert set(layouts.STRUCTS.values()) == {
+        layouts.EventHeader,
+        layouts.SelftestKey,
+        SelftestEvent,
+    }
     assert EventLossReason.EVENT_LOSS__MAX == len(EventLossReason) - 1
 
 
