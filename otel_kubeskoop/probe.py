@@ -10,7 +10,7 @@ health. See DESIGN section 3 and ``reference/style.md`` section 4.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -108,6 +108,14 @@ class ProbeContext:
     # Failures that did not stop the whole collection (one namespace's file was malformed);
     # the runtime counts and clears them after each collect.
     errors: list[BaseException] = field(default_factory=list)
+    # Events: whether the config asks this probe for events (``event.probes``), where decoded
+    # events go, and how a probe hands its ring buffer's fd to the runtime's event pump (one
+    # epoll thread for every probe: ``consume`` drains the buffer and calls ``emit`` per record).
+    events_enabled: bool = False
+    emit: Callable[[Event], None] = field(default=lambda event: None)
+    watch: Callable[[int, Callable[[], None]], None] = field(default=lambda fd, consume: None)
+    # Records the probe could not decode (counted as events lost, reason decode_error).
+    decode_errors: int = 0
 
     def report(self, exc: BaseException) -> None:
         self.errors.append(exc)

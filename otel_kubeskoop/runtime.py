@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import enum
 import logging
+import select
+import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from otel_kubeskoop.config import ProbeConfig
-from otel_kubeskoop.probe import Cycle, Kind, Probe, ProbeContext, ProbeSpec, Sample, Unavailable
+from otel_kubeskoop.probe import Cycle, Event, Kind, Probe, ProbeContext, ProbeSpec, Sample, Unavailable
 from otel_kubeskoop.probes import REGISTRY
 from otel_kubeskoop.telemetry import attributes as A
 from otel_kubeskoop.telemetry import instruments as I
@@ -68,14 +70,66 @@ class ProbeRun:
         return out
 
 
+class EventPump:
+    """One thread for every probe's events: epoll over the fds probes hand in (a libbpf ring
+    buffer's epoll fd), calling each one's ``consume`` when it is readable."""
+
+    def __init__(self, timeout: float = 0.2) -> None:
+        self._timeout = timeout
+        self._epoll: select.epoll | None = None
+        self._consumers: dict[int, tuple[str, Callable[[], None]]] = {}
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self.errors: Counter[str] = Counter()  # probe -> consume() failures
+
+    def watch(self, probe: str, fd: int, consume: Callable[[], None]) -> None:
+        if self._epoll is None:
+            self._epoll = select.epoll()
+        self._consumers[fd] = (probe, consume)
+        self._epoll.register(fd, select.EPOLLIN)
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="kubeskoop-events", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        epoll = self._epoll
+        while not self._stop.is_set() and epoll is not None:
+            for fd, _ in epoll.poll(self._timeout):
+                probe, consume = self._consumers.get(fd, ("", None))
+                if consume is None:
+                    continue
+                try:
+                    consume()
+                except Exception as exc:  # isolation: one probe's bad record never stops the pump
+                    if not self.errors[probe]:
+                        log.error("events of probe %s: %s: %s", probe, error_type(exc), exc)
+                    self.errors[probe] += 1
+
+    def stop(self) -> None:
+        """Stop polling (before the probes close their buffers). Idempotent."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._epoll is not None:
+            self._epoll.close()
+            self._epoll = None
+        self._consumers.clear()
+
+
 class ProbeRuntime:
     """Owns probe instances. Metrics-kind probes are collected each cycle; a probe configured for
     both kinds is one instance (no shared singletons as upstream has)."""
 
     def __init__(self, probes: Iterable[ProbeConfig], proc_root: str = "/proc",
-                 registry: Mapping[str, ProbeSpec] = REGISTRY) -> None:
+                 registry: Mapping[str, ProbeSpec] = REGISTRY,
+                 emit: Callable[[Event], None] | None = None) -> None:
+        """``emit`` receives every decoded event (the agent's event path)."""
         self.cycle = Cycle()
         self.proc_root = proc_root
+        self.pump = EventPump()
+        self._emit = emit or (lambda event: None)
+        self.delivered: Counter[str] = Counter()  # probe -> events handed to ``emit``
         self.runs: list[ProbeRun] = []
         self._first: dict[str, ProbeRun] = {}  # a probe configured for both kinds runs once
         for pc in probes:
@@ -85,7 +139,9 @@ class ProbeRuntime:
                 run.state = State.NOT_IMPLEMENTED
                 run.reason = "not implemented in this version of otel-kubeskoop"
             self.runs.append(run)
+        probes = list(probes)
         self._args = {pc.name: pc.args for pc in probes if not pc.planned}
+        self._with_events = {pc.name for pc in probes if pc.kind is Kind.EVENTS}
 
     def start(self) -> None:
         for run in self.runs:
@@ -95,7 +151,7 @@ class ProbeRuntime:
             if first is not run:
                 run.probe, run.ctx, run.state, run.reason = first.probe, first.ctx, first.state, first.reason
                 continue
-            ctx = ProbeContext(name=run.name, proc_root=self.proc_root, cycle=self.cycle)
+            ctx = self._context(run.name)
             run.ctx = ctx
             run.state = State.STARTING
             try:
@@ -113,6 +169,17 @@ class ProbeRuntime:
             run.probe = probe
             run.state = State.RUNNING
             log.info("probe %s (%s) running", run.name, run.kind.value)
+
+    def _context(self, name: str) -> ProbeContext:
+        def emit(event: Event) -> None:
+            self.delivered[name] += 1
+            self._emit(event)
+
+        def watch(fd: int, consume: Callable[[], None]) -> None:
+            self.pump.watch(name, fd, consume)
+
+        return ProbeContext(name=name, proc_root=self.proc_root, cycle=self.cycle,
+                            events_enabled=name in self._with_events, emit=emit, watch=watch)
 
     def collect(self) -> list[Sample]:
         """Collect every running metrics probe; return their samples plus the runtime's own."""
@@ -154,11 +221,17 @@ class ProbeRuntime:
             out.append(Sample(I.AGENT_PROBE_STATE, 1, None, (probe_attr, (A.PROBE_STATE, run.state.value))))
             if run.last_duration is not None:
                 out.append(Sample(I.AGENT_PROBE_DURATION, run.last_duration, None, (probe_attr,)))
-            for kind, count in run.errors.items():
+            errors = run.errors + Counter({"EventPumpError": self.pump.errors[run.name]} if self.pump.errors[run.name] else {})
+            for kind, count in errors.items():
                 out.append(Sample(I.AGENT_PROBE_ERRORS, count, None, (probe_attr, (A.ERROR_TYPE, kind))))
+            if run.name in self._with_events and run.ctx is not None:
+                out.append(Sample(I.AGENT_EVENTS_DELIVERED, self.delivered[run.name], None, (probe_attr,)))
+                out.append(Sample(I.AGENT_EVENTS_LOST, run.ctx.decode_errors, None,
+                                  (probe_attr, (A.LOSS_REASON, "decode_error"))))
         return out
 
     def stop(self) -> None:
+        self.pump.stop()  # no consume() while probes close their buffers
         stopped: set[int] = set()
         for run in reversed(self.runs):
             probe = run.probe

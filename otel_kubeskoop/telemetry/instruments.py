@@ -223,7 +223,16 @@ AGENT_CYCLE_DURATION = InstrumentSpec(
     "kubeskoop.agent.cycle.duration", G, "s", "Wall time of the last whole collection cycle")
 AGENT_EXPORT_FAILURES = InstrumentSpec(
     "kubeskoop.agent.export.failures", C, "{request}", "OTLP export calls that failed", (A.SIGNAL,))
-AGENT = (AGENT_PROBE_DURATION, AGENT_PROBE_ERRORS, AGENT_PROBE_STATE, AGENT_NETNS_COUNT,
+# Events: delivered + lost (by reason) = what the kernel saw. Kernel-side reasons (rate_limited,
+# ring_buffer_full) come from the probe's own counters; decode_error and export_queue_full from
+# the agent.
+AGENT_EVENTS_DELIVERED = InstrumentSpec(
+    "kubeskoop.agent.events.delivered", C, "{event}", "Events handed to the event sinks", (A.PROBE,))
+AGENT_EVENTS_LOST = InstrumentSpec(
+    "kubeskoop.agent.events.lost", C, "{event}",
+    "Events not delivered, by reason: rate_limited, ring_buffer_full, decode_error, export_queue_full",
+    (A.PROBE, A.LOSS_REASON))
+AGENT = (AGENT_EVENTS_DELIVERED, AGENT_EVENTS_LOST, AGENT_PROBE_DURATION, AGENT_PROBE_ERRORS, AGENT_PROBE_STATE, AGENT_NETNS_COUNT,
          AGENT_CYCLE_DURATION, AGENT_EXPORT_FAILURES)
 
 ALL: tuple[InstrumentSpec, ...] = (
