@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from otel_kubeskoop.agent import Agent
 from otel_kubeskoop.config import parse
+from otel_kubeskoop.probe import Event
 from tests.kube_apiserver import KubeAPIServer, container_id, make_pod, make_replicaset
 from tests.otlp_receiver import OTLPReceiver
 from tests.privileged.netnsutil import netns, require_root, udp_to_closed_port
@@ -86,6 +87,13 @@ def test_pod_attribution_end_to_end(tmp_path, monkeypatch):
                 assert ("kubeskoop_netdev_rxbytes", host) in series
                 assert not [k for k in series if ("k8s_pod", "elsewhere") in k[1]]
                 assert series[("kubeskoop_agent_compat_unattributed_namespaces", (("k8s_node", NODE),))] >= 1
+
+                # Events carry the same pod resource, additionalLabels included.
+                agent.emit(Event("kubeskoop.test.synthetic", "TEST", a.inode, (("network.transport", "udp"),)))
+                agent.events.flush()
+                rx.wait_log_requests(1)
+                (record,) = rx.log_records(event_name="kubeskoop.test.synthetic")
+                assert record.resource == res
 
                 status = agent.status()
                 assert status["host_network_pods"] == ["monitoring/node-exporter-abc"]
