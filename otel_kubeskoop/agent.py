@@ -70,7 +70,7 @@ class Agent:
         if not config.sinks and not config.otlp.enabled:
             line_sinks.append(line_sink("stdout"))  # one machine, no backend: show events at once
         self.pipeline = MetricPipeline(metric_exporter, self.resource) if metric_exporter is not None else None
-        self.events = EventEmitter(self._event_resource, log_exporters, line_sinks, self.resource(NODE))
+        self.events = EventEmitter(self._event_resource, log_exporters, line_sinks)
         self.server = HTTPServer(config.address, self._routes()) if config.address else None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -230,6 +230,7 @@ class Agent:
         if self.last_cycle_seconds is not None:
             samples.append(Sample(I.AGENT_CYCLE_DURATION, self.last_cycle_seconds))
         samples.append(Sample(I.AGENT_EXPORT_FAILURES, self.export_failures, None, ((A.SIGNAL, "metrics"),)))
+        samples += self.events.samples()
         if self.pipeline is not None:
             groups: dict[Hashable, list[Sample]] = defaultdict(list)
             for s in samples:

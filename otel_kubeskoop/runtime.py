@@ -129,7 +129,6 @@ class ProbeRuntime:
         self.proc_root = proc_root
         self.pump = EventPump()
         self._emit = emit or (lambda event: None)
-        self.delivered: Counter[str] = Counter()  # probe -> events handed to ``emit``
         self.runs: list[ProbeRun] = []
         self._first: dict[str, ProbeRun] = {}  # a probe configured for both kinds runs once
         for pc in probes:
@@ -171,15 +170,11 @@ class ProbeRuntime:
             log.info("probe %s (%s) running", run.name, run.kind.value)
 
     def _context(self, name: str) -> ProbeContext:
-        def emit(event: Event) -> None:
-            self.delivered[name] += 1
-            self._emit(event)
-
         def watch(fd: int, consume: Callable[[], None]) -> None:
             self.pump.watch(name, fd, consume)
 
         return ProbeContext(name=name, proc_root=self.proc_root, cycle=self.cycle,
-                            events_enabled=name in self._with_events, emit=emit, watch=watch)
+                            events_enabled=name in self._with_events, emit=self._emit, watch=watch)
 
     def collect(self) -> list[Sample]:
         """Collect every running metrics probe; return their samples plus the runtime's own."""
@@ -224,8 +219,7 @@ class ProbeRuntime:
             errors = run.errors + Counter({"EventPumpError": self.pump.errors[run.name]} if self.pump.errors[run.name] else {})
             for kind, count in errors.items():
                 out.append(Sample(I.AGENT_PROBE_ERRORS, count, None, (probe_attr, (A.ERROR_TYPE, kind))))
-            if run.name in self._with_events and run.ctx is not None:
-                out.append(Sample(I.AGENT_EVENTS_DELIVERED, self.delivered[run.name], None, (probe_attr,)))
+            if run.name in self._with_events and run.ctx is not None:  # delivered: the event path's
                 out.append(Sample(I.AGENT_EVENTS_LOST, run.ctx.decode_errors, None,
                                   (probe_attr, (A.LOSS_REASON, "decode_error"))))
         return out

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
 from otel_kubeskoop.config import OTLPSettings
@@ -86,13 +87,51 @@ def metric_exporter(settings: OTLPSettings) -> Any:
         raise ExporterError(f"cannot build the OTLP {settings.protocol} metric exporter: {exc}") from exc
 
 
+def _http_log_request_exporter(**kwargs: Any) -> Any:
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+
+    class HTTPLogRequestExporter(OTLPLogExporter):
+        """Sends an already-built logs request through the exporter's transport (retries with
+        backoff and Retry-After, gzip, size limit); skips the SDK's per-record encoder."""
+
+        def export_request(self, request: ExportLogsServiceRequest) -> bool:
+            if self._shutdown:
+                return False
+            data = request.SerializeToString()
+            if self._max_request_size and len(data) > self._max_request_size:
+                return False
+            return bool(self._client.export(data).success)
+
+    return HTTPLogRequestExporter(**kwargs)
+
+
+def _grpc_log_request_exporter(**kwargs: Any) -> Any:
+    from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+    from opentelemetry.sdk._logs.export import LogRecordExportResult
+
+    class GRPCLogRequestExporter(OTLPLogExporter):
+        """Sends an already-built logs request through the exporter's retry loop."""
+
+        def _translate_data(self, data: Any) -> ExportLogsServiceRequest:
+            return data if isinstance(data, ExportLogsServiceRequest) else super()._translate_data(data)
+
+        def _count_data(self, data: Any) -> int:
+            if not isinstance(data, ExportLogsServiceRequest):
+                return super()._count_data(data)
+            return sum(len(sl.log_records) for rl in data.resource_logs for sl in rl.scope_logs)
+
+        def export_request(self, request: ExportLogsServiceRequest) -> bool:
+            return self._export(data=request) is LogRecordExportResult.SUCCESS
+
+    return GRPCLogRequestExporter(**kwargs)
+
+
 def log_exporter(settings: OTLPSettings) -> Any:
+    """An exporter with ``export_request(ExportLogsServiceRequest) -> bool`` on the SDK's OTLP log
+    exporter for the resolved protocol (private members of the pinned SDK, as for metrics)."""
     try:
-        if settings.protocol == "grpc":
-            from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
-        else:
-            from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
-        return OTLPLogExporter(**_kwargs(settings, "/v1/logs"))
+        make = _grpc_log_request_exporter if settings.protocol == "grpc" else _http_log_request_exporter
+        return make(**_kwargs(settings, "/v1/logs"))
     except Exception as exc:
         raise ExporterError(f"cannot build the OTLP {settings.protocol} log exporter: {exc}") from exc
 
@@ -102,9 +141,7 @@ def loki_log_exporter(addr: str) -> Any:
 
     ``addr`` is a host (upstream's form; port 3100 as upstream hard-codes), a host:port, or a URL.
     """
-    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
-
     base = addr if "://" in addr else f"http://{addr}"
     if "://" not in addr and ":" not in addr:
         base += ":3100"
-    return OTLPLogExporter(endpoint=base.rstrip("/") + "/otlp/v1/logs")
+    return _http_log_request_exporter(endpoint=base.rstrip("/") + "/otlp/v1/logs")

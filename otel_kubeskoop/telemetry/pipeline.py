@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope, KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality, Metric, NumberDataPoint, ResourceMetrics
 
 from otel_kubeskoop import __version__
@@ -71,22 +71,26 @@ def temporality_from_env(environ: Mapping[str, str] = os.environ) -> int:
     return DELTA if value == "delta" else CUMULATIVE
 
 
-def any_value(kv: KeyValue, value: Any) -> None:
+def any_value(target: AnyValue, value: Any) -> None:
     if isinstance(value, bool):
-        kv.value.bool_value = value
+        target.bool_value = value
     elif isinstance(value, int):
-        kv.value.int_value = value
+        target.int_value = value
     elif isinstance(value, float):
-        kv.value.double_value = value
+        target.double_value = value
+    elif isinstance(value, (list, tuple)):  # e.g. a kernel stack
+        target.array_value.SetInParent()
+        for item in value:
+            any_value(target.array_value.values.add(), item)
     else:
-        kv.value.string_value = str(value)
+        target.string_value = str(value)
 
 
 def key_values(attrs: Mapping[str, Any] | Attrs) -> list[KeyValue]:
     out = []
     for key, value in attrs.items() if isinstance(attrs, Mapping) else attrs:
         kv = KeyValue(key=key)
-        any_value(kv, value)
+        any_value(kv.value, value)
         out.append(kv)
     return out
 

@@ -6,14 +6,14 @@ import json
 
 import pytest
 
-from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.sdk.resources import Resource
 
 from otel_kubeskoop.agent import Agent
 from otel_kubeskoop.config import parse
 from otel_kubeskoop.probe import Event
 from otel_kubeskoop.telemetry.events import EventEmitter, LineSink
-from tests.otlp_receiver import OTLPReceiver
+from tests.otlp_receiver import OTLPReceiver, decode_attributes
 
 RES = {None: Resource({"k8s.node.name": "n1"}), 7: Resource({"kubeskoop.netns.inode": 7, "k8s.node.name": "n1"})}
 
@@ -28,35 +28,87 @@ SYNTH = Event(
 )
 
 
-def test_event_becomes_log_record_with_its_namespace_resource():
-    mem = InMemoryLogRecordExporter()
-    emitter = EventEmitter(RES.get, [mem], [], RES[None])
+class MemoryLogExporter:
+    """Keeps a copy of every logs request (no network), or fails on demand."""
+
+    def __init__(self, fail=False):
+        self.requests = []
+        self.fail = fail
+
+    def export_request(self, request):
+        self.requests.append(ExportLogsServiceRequest.FromString(request.SerializeToString()))
+        return not self.fail
+
+    def shutdown(self):
+        pass
+
+
+def records(exp):
+    return [(decode_attributes(rl.resource.attributes), r) for req in exp.requests
+            for rl in req.resource_logs for sl in rl.scope_logs for r in sl.log_records]
+
+
+def test_events_become_log_records_grouped_by_their_namespace_resource():
+    mem = MemoryLogExporter()
+    emitter = EventEmitter(RES.get, [mem], [])
     emitter.emit(SYNTH)
     emitter.emit(Event("kubeskoop.test.node", "TEST_NODE", None))
+    emitter.emit(SYNTH)
     emitter.flush()
-    records = mem.get_finished_logs()
-    assert len(records) == 2
-    pod, node = records
-    assert pod.log_record.event_name == "kubeskoop.test.synthetic"
-    assert dict(pod.resource.attributes) == {"kubeskoop.netns.inode": 7, "k8s.node.name": "n1"}
-    assert dict(node.resource.attributes) == {"k8s.node.name": "n1"}
-    attrs = dict(pod.log_record.attributes)
-    assert attrs["source.port"] == 40000 and isinstance(attrs["source.port"], int)
+    (request,) = mem.requests
+    assert [decode_attributes(rl.resource.attributes) for rl in request.resource_logs] == [
+        {"kubeskoop.netns.inode": 7, "k8s.node.name": "n1"}, {"k8s.node.name": "n1"}]
+    got = records(mem)
+    assert [r.event_name for _, r in got] == ["kubeskoop.test.synthetic"] * 2 + ["kubeskoop.test.node"]
+    _, rec = got[0]
+    attrs = decode_attributes(rec.attributes)
+    assert attrs["source.port"] == 40000 and attrs["network.type"] == "ipv6"
     assert attrs["kubeskoop.event.type"] == "TEST_SYNTHETIC"
-    assert pod.log_record.timestamp == SYNTH.timestamp_ns
-    assert pod.log_record.severity_number.name == "WARN"
+    assert rec.time_unix_nano == SYNTH.timestamp_ns and rec.observed_time_unix_nano >= rec.time_unix_nano
+    assert rec.severity_number == 13 and rec.body.string_value == "synthetic"
+    assert request.resource_logs[0].scope_logs[0].scope.name == "otel_kubeskoop.probes"
+    assert emitter.delivered == {"test": 3} and not emitter.lost
+    emitter.shutdown()
+
+
+def test_list_attributes_become_arrays():
+    mem = MemoryLogExporter()
+    emitter = EventEmitter(RES.get, [mem], [])
+    emitter.emit(Event("kubeskoop.test.stack", "T", 7, (("kubeskoop.stack", ("tcp_v4_rcv+0x1a", "ip_local_deliver+0x7")),)))
+    emitter.flush()
+    (_, rec), = records(mem)
+    assert decode_attributes(rec.attributes)["kubeskoop.stack"] == ["tcp_v4_rcv+0x1a", "ip_local_deliver+0x7"]
+    emitter.shutdown()
+
+
+def test_every_event_is_delivered_or_counted_lost():
+    mem = MemoryLogExporter()
+    emitter = EventEmitter(RES.get, [mem], [], queue_size=5, batch_size=100, flush_interval=3600)
+    for _ in range(20):
+        emitter.emit(SYNTH)
+    emitter.flush()
+    assert emitter.delivered["test"] == 5 and emitter.lost[("test", "export_queue_full")] == 15
+    mem.fail = True
+    for _ in range(3):
+        emitter.emit(SYNTH)
+    emitter.flush()
+    assert emitter.lost[("test", "export_failed")] == 3
+    samples = {(s.instrument.name, s.attributes): s.value for s in emitter.samples()}
+    assert samples[("kubeskoop.agent.events.delivered", (("kubeskoop.probe", "test"),))] == 5
+    assert samples[("kubeskoop.agent.events.lost", (("kubeskoop.probe", "test"), ("kubeskoop.loss.reason", "export_queue_full")))] == 15
     emitter.shutdown()
 
 
 def test_json_line_sink():
     out = io.StringIO()
-    emitter = EventEmitter(RES.get, [], [LineSink("stdout", out)], RES[None])
+    emitter = EventEmitter(RES.get, [], [LineSink("stdout", out)])
     emitter.emit(SYNTH)
     line = json.loads(out.getvalue())
     assert line["event_name"] == "kubeskoop.test.synthetic" and line["type"] == "TEST_SYNTHETIC"
     assert line["resource"]["kubeskoop.netns.inode"] == 7
     assert line["attributes"]["destination.port"] == 80
     assert out.getvalue().count("\n") == 1
+    assert emitter.delivered == {"test": 1}
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
