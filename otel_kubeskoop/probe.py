@@ -73,6 +73,28 @@ class ProbeSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class Histogram:
+    """A distribution as the kernel keeps it: counts per bucket, cumulative since it began counting.
+
+    ``bounds`` are the upper bounds of all but the last bucket (OTLP explicit bounds), in the
+    instrument's unit; ``counts`` has one more entry than ``bounds``. ``sum`` is None when the
+    kernel does not keep it.
+    """
+
+    bounds: tuple[float, ...]
+    counts: tuple[int, ...]
+    sum: float | None = None
+
+
+def log2_bounds(unit: float, slots: int) -> tuple[float, ...]:
+    """Bounds for a kernel log2 histogram whose slot ``i`` holds values in [2^i, 2^(i+1)) units
+    (slot 0 also holds 0): ``unit * 2^(i+1)`` for every slot but the last, which is open-ended.
+    OTLP buckets are upper-inclusive, so a value of exactly 2^(i+1) units, counted in slot i+1
+    by the kernel, sits on the bound of bucket i: a boundary effect of one unit."""
+    return tuple(unit * (1 << (i + 1)) for i in range(slots - 1))
+
+
+@dataclass(frozen=True, slots=True)
 class Sample:
     """One observation: an instrument, its value, the namespace it belongs to and its attributes.
 
@@ -81,7 +103,7 @@ class Sample:
     """
 
     instrument: InstrumentSpec
-    value: int | float
+    value: int | float | Histogram
     netns: int | None = None
     attributes: tuple[tuple[str, str | int], ...] = ()
 

@@ -20,6 +20,7 @@ class InstrumentKind(enum.Enum):
     COUNTER = "counter"  # monotonic cumulative sum (observable counter)
     UPDOWN = "updowncounter"  # non-monotonic sum: a count of things that exist now
     GAUGE = "gauge"  # a setting or a last measurement
+    HISTOGRAM = "histogram"  # a distribution the kernel keeps in buckets (cumulative counts)
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,15 +34,21 @@ import os
 import threading
 import time
 from collections.abc import Hashable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
-from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality, Metric, NumberDataPoint, ResourceMetrics
+from opentelemetry.proto.metrics.v1.metrics_pb2 import (
+    AggregationTemporality,
+    HistogramDataPoint,
+    Metric,
+    NumberDataPoint,
+    ResourceMetrics,
+)
 
 from otel_kubeskoop import __version__
-from otel_kubeskoop.probe import Sample
+from otel_kubeskoop.probe import Histogram, Sample
 from otel_kubeskoop.telemetry.instruments import InstrumentKind, InstrumentSpec
 
 log = logging.getLogger(__name__)
@@ -126,12 +132,55 @@ class _Series:
         self.point.time_unix_nano = now_ns
 
 
+@dataclass(slots=True)
+class _HistogramSeries:
+    """A kernel histogram: per-bucket cumulative counts, treated like counters bucket by bucket."""
+
+    point: HistogramDataPoint
+    delta: bool
+    baseline: list[int] = field(default_factory=list)
+    last_raw: list[int] | None = None
+    offset: list[int] = field(default_factory=list)
+    reported: list[int] = field(default_factory=list)
+    sum_baseline: float = 0.0
+    sum_reported: float = 0.0
+    start_ns: int = 0
+    seen: int = 0
+
+    def set(self, raw: Histogram, now_ns: int) -> None:
+        counts = list(raw.counts)
+        n = len(counts)
+        for vector in (self.baseline, self.offset, self.reported):
+            vector.extend([0] * (n - len(vector)))
+        last = self.last_raw
+        if last is not None and any(c < p for c, p in zip(counts, last)):  # the kernel map restarted
+            self.offset = [o + p - b for o, p, b in zip(self.offset, last, self.baseline)]
+            self.baseline = [0] * n
+            self.sum_baseline = 0.0
+        self.last_raw = counts
+        value = [o + c - b for o, c, b in zip(self.offset, counts, self.baseline)]
+        total = None if raw.sum is None else raw.sum - self.sum_baseline
+        if self.delta:
+            self.point.start_time_unix_nano = self.start_ns
+            value, self.reported = [v - r for v, r in zip(value, self.reported)], value
+            if total is not None:
+                total, self.sum_reported = total - self.sum_reported, total
+            self.start_ns = now_ns
+        point = self.point
+        del point.bucket_counts[:]
+        point.bucket_counts.extend(value)
+        point.count = sum(value)
+        if total is not None:
+            point.sum = total
+        point.time_unix_nano = now_ns
+
+
 @dataclass
 class _Resource:
     message: ResourceMetrics
     metrics: dict[str, Metric] = field(default_factory=dict)
     specs: dict[str, InstrumentSpec] = field(default_factory=dict)
-    series: dict[tuple[str, Attrs], _Series] = field(default_factory=dict)
+    series: dict[tuple[str, Attrs], _Series | _HistogramSeries] = field(default_factory=dict)
     baseline_new: bool = True  # first values are the baseline (resources present at start only)
     retiring: bool = False
     points: int = 0
@@ -174,6 +223,8 @@ class MetricPipeline:
         metric = res.message.scope_metrics[0].metrics.add(name=spec.name, unit=spec.unit, description=spec.description)
         if spec.kind is InstrumentKind.GAUGE:
             metric.gauge.SetInParent()
+        elif spec.kind is InstrumentKind.HISTOGRAM:
+            metric.histogram.aggregation_temporality = DELTA if self._delta else CUMULATIVE
         else:
             metric.sum.is_monotonic = spec.kind is InstrumentKind.COUNTER
             metric.sum.aggregation_temporality = DELTA if self._delta and metric.sum.is_monotonic else CUMULATIVE
@@ -182,12 +233,22 @@ class MetricPipeline:
         return metric
 
     def _points_of(self, metric: Metric) -> Any:
-        return metric.gauge.data_points if metric.HasField("gauge") else metric.sum.data_points
+        return getattr(metric, metric.WhichOneof("data")).data_points
 
-    def _new_series(self, res: _Resource, spec: InstrumentSpec, attrs: Attrs, raw: float, now_ns: int) -> _Series:
+    def _new_series(self, res: _Resource, spec: InstrumentSpec, attrs: Attrs, raw: Any,
+                    now_ns: int) -> _Series | _HistogramSeries:
         metric = res.metrics.get(spec.name) or self._metric(res, spec)
         point = self._points_of(metric).add()
         point.attributes.extend(key_values(attrs))
+        if spec.kind is InstrumentKind.HISTOGRAM:
+            point.explicit_bounds.extend(raw.bounds)
+            point.start_time_unix_nano = now_ns
+            hist = _HistogramSeries(point, self._delta, start_ns=now_ns)
+            if res.baseline_new:
+                hist.baseline, hist.last_raw = list(raw.counts), list(raw.counts)
+                hist.sum_baseline = raw.sum or 0.0
+            res.series[(spec.name, attrs)] = hist
+            return hist
         counter = spec.kind is InstrumentKind.COUNTER
         series = _Series(point, counter, counter and self._delta, start_ns=now_ns)
         if spec.kind is not InstrumentKind.GAUGE:
@@ -231,7 +292,7 @@ class MetricPipeline:
         series keep references into the message (upb keeps element references valid as the
         container grows), so each is re-pointed at its new element.
         """
-        keep = [(key, series, NumberDataPoint.FromString(series.point.SerializeToString()))
+        keep = [(key, series, type(series.point).FromString(series.point.SerializeToString()))
                 for key, series in res.series.items() if series.seen == cycle]
         specs = dict(res.specs)
         del res.message.scope_metrics[0].metrics[:]
@@ -262,9 +323,7 @@ class MetricPipeline:
                 metric = new.metrics.get(name) or self._metric(new, old.specs[name])
                 point = self._points_of(metric).add()
                 point.CopyFrom(series.point)
-                new.series[(name, attrs)] = _Series(
-                    point, series.counter, series.delta, series.baseline, series.last_raw, series.offset,
-                    series.reported, series.start_ns, series.seen)
+                new.series[(name, attrs)] = replace(series, point=point)
             new.points = len(new.series)
 
     def collect(self) -> list[tuple[ResourceMetrics, int]]:

@@ -4,10 +4,12 @@ request size; checked on the OTLP messages it sends."""
 
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 
-from otel_kubeskoop.probe import Sample
+from otel_kubeskoop.probe import Histogram, Sample, log2_bounds
 from otel_kubeskoop.telemetry import instruments as I
+from otel_kubeskoop.telemetry.instruments import InstrumentKind, InstrumentSpec
 from otel_kubeskoop.telemetry.pipeline import DELTA, MetricPipeline, temporality_from_env
 from tests.helpers import MemoryExporter, points, resource_values
+from tests.otlp_receiver import decode_attributes
 
 NOPORTS = I.BY_NAME["kubeskoop.udp.noports"]
 CURREST = I.BY_NAME["kubeskoop.tcp.currestab"]
@@ -162,3 +164,44 @@ def test_reattributed_key_exports_old_resource_once_more_and_keeps_counting_unde
     assert resource_values(exp.requests[-1], "who") == ["pod-a"]
     assert {dict(k[0])["who"]: v["value"] for k, v in points(exp.requests[-1], NOPORTS.name).items()} == {"pod-a": 11}
     assert len(p) == 1
+
+
+LATENCY = InstrumentSpec("kubeskoop.test.latency", InstrumentKind.HISTOGRAM, "s", "test latency")
+
+
+def hist_point(request, key=1):
+    (rm,) = [rm for rm in request.resource_metrics if decode_attributes(rm.resource.attributes)["key"] == str(key)]
+    (metric,) = [m for m in rm.scope_metrics[0].metrics if m.name == LATENCY.name]
+    (point,) = metric.histogram.data_points
+    return metric, point
+
+
+def test_kernel_histograms_are_reported_as_increases_per_bucket():
+    p, exp = pipeline()
+    bounds = log2_bounds(1e-6, 4)  # 2us, 4us, 8us, then open-ended
+    assert bounds == (2e-6, 4e-6, 8e-6)
+    p.update({1: [Sample(LATENCY, Histogram(bounds, (5, 1, 0, 0), 0.000009), 1)]}, [1])  # baseline
+    p.update({1: [Sample(LATENCY, Histogram(bounds, (7, 1, 3, 1), 0.000049), 1)]}, [1])
+    p.export()
+    metric, point = hist_point(exp.requests[-1])
+    assert metric.histogram.aggregation_temporality == CUMULATIVE
+    assert list(point.explicit_bounds) == list(bounds)
+    assert list(point.bucket_counts) == [2, 0, 3, 1] and point.count == 6
+    assert abs(point.sum - 0.00004) < 1e-12
+    # The kernel map was recreated (counts restarted): the series continues from where it was.
+    p.update({1: [Sample(LATENCY, Histogram(bounds, (1, 0, 0, 0), 0.000001), 1)]}, [1])
+    p.export()
+    _, point = hist_point(exp.requests[-1])
+    assert list(point.bucket_counts) == [3, 0, 3, 1] and point.count == 7
+
+
+def test_delta_histograms():
+    p, exp = pipeline(temporality=DELTA)
+    bounds = log2_bounds(1e-6, 3)
+    for counts in ((1, 0, 0), (4, 2, 0), (4, 2, 5)):
+        p.update({1: [Sample(LATENCY, Histogram(bounds, counts), 1)]}, [1])
+        p.export()
+    got = [list(hist_point(r)[1].bucket_counts) for r in exp.requests]
+    assert got == [[0, 0, 0], [3, 2, 0], [0, 0, 5]]
+    metric, point = hist_point(exp.requests[-1])
+    assert metric.histogram.aggregation_temporality == DELTA and not point.HasField("sum")
