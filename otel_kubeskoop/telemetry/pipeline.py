@@ -205,6 +205,9 @@ class MetricPipeline:
     def __len__(self) -> int:
         return len(self._resources)
 
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._resources
+
     def _resource(self, key: Hashable) -> _Resource:
         res = self._resources.get(key)
         if res is None:
