@@ -46,7 +46,8 @@ class Agent:
         self.config = config
         self.identity = Identity(config.node_name, socket.gethostname(), config.cluster_name)
         self.discovery = NetnsDiscovery(proc_root=config.raw.proc_root, netns_dir=config.raw.netns_dir)
-        self.runtime = ProbeRuntime(config.probes, proc_root=config.raw.proc_root, emit=self.emit)
+        self.runtime = ProbeRuntime(config.probes, proc_root=config.raw.proc_root, emit=self.emit,
+                                    bpf_stats=config.raw.bpf_stats.enabled)
         # Pod metadata from the Kubernetes API (in-cluster, or KUBECONFIG); without API access the
         # cache is disabled, says so once, and namespaces are reported by inode.
         self.pods = PodCache(config.node_name)

@@ -87,6 +87,10 @@ class CompatSection(_Strict):
     enabled: bool = True
 
 
+class BpfStatsSection(_Strict):
+    enabled: bool = False
+
+
 class FileConfig(_Strict):
     debug_mode: bool = Field(default=False, alias="debugMode")
     port: int | None = Field(default=None, ge=0, le=65535)
@@ -97,6 +101,7 @@ class FileConfig(_Strict):
     event: EventSection = Field(default_factory=EventSection)
     otlp: OTLPSection = Field(default_factory=OTLPSection)
     compat: CompatSection = Field(default_factory=CompatSection)
+    bpf_stats: BpfStatsSection = Field(default_factory=BpfStatsSection, alias="bpfStats")
     node_name: str | None = Field(default=None, alias="nodeName")
     cluster_name: str | None = Field(default=None, alias="clusterName")
     proc_root: str = Field(default="/proc", alias="procRoot")

@@ -35,6 +35,7 @@ class Source(enum.Enum):
 class Scope(enum.Enum):
     NODE = "node"  # one value for the whole node (softnet, ipvs)
     NETNS = "netns"  # one value per network namespace, attributed to its pod
+    POD = "pod"  # one value per pod, from its processes (hostNetwork pods included)
     FLOW = "flow"  # per connection or flow
 
 
@@ -100,12 +101,17 @@ class Sample:
 
     ``netns`` is the namespace inode, or ``None`` for node-scope values (softnet, self-telemetry).
     ``attributes`` is a tuple of (key, value) pairs so samples are hashable and cheap to build.
+    ``pod_uid`` is set (and ``netns`` left ``None``) by pod-scope probes (``fd``, ``io``), whose
+    values belong to a pod by its cgroup, not by a namespace: a hostNetwork pod shares the node's
+    namespace but has processes of its own. The framework routes such a sample to that pod's
+    resource and compat labels.
     """
 
     instrument: InstrumentSpec
     value: int | float | Histogram
     netns: int | None = None
     attributes: tuple[tuple[str, str | int], ...] = ()
+    pod_uid: str | None = None
 
 
 @dataclass(slots=True)
@@ -127,6 +133,9 @@ class ProbeContext:
     name: str
     proc_root: str = "/proc"
     cycle: Cycle = field(default_factory=Cycle)
+    # Where the host's cgroup filesystem and sysfs are mounted (pod processes; RDMA counters).
+    cgroup_root: str = "/sys/fs/cgroup"
+    sys_root: str = "/sys"
     # Failures that did not stop the whole collection (one namespace's file was malformed);
     # the runtime counts and clears them after each collect.
     errors: list[BaseException] = field(default_factory=list)
@@ -170,3 +179,6 @@ class Probe(Protocol):
 
     def stop(self) -> None:
         """Release resources. Idempotent."""
+
+    # Optional, for BPF probes: ``bpf_programs() -> Mapping[str, int]``, the loaded programs'
+    # names and fds, for per-program run statistics (config ``bpfStats``).

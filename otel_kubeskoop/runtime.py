@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from otel_kubeskoop.bpf.stats import ProgramStats
 from otel_kubeskoop.config import ProbeConfig
 from otel_kubeskoop.probe import Cycle, Event, Kind, Probe, ProbeContext, ProbeSpec, Sample, Unavailable
 from otel_kubeskoop.probes import REGISTRY
@@ -123,11 +124,18 @@ class ProbeRuntime:
 
     def __init__(self, probes: Iterable[ProbeConfig], proc_root: str = "/proc",
                  registry: Mapping[str, ProbeSpec] = REGISTRY,
-                 emit: Callable[[Event], None] | None = None) -> None:
-        """``emit`` receives every decoded event (the agent's event path)."""
+                 emit: Callable[[Event], None] | None = None, bpf_stats: bool = False) -> None:
+        """``emit`` receives every decoded event (the agent's event path); ``bpf_stats`` turns
+        on the kernel's per-program statistics for as long as the runtime runs."""
         self.cycle = Cycle()
         self.proc_root = proc_root
         self.pump = EventPump()
+        self.program_stats: ProgramStats | None = None
+        if bpf_stats:
+            self.program_stats = ProgramStats()
+            if not self.program_stats.enable():
+                log.warning("bpfStats: %s", self.program_stats.reason)
+                self.program_stats = None
         self._emit = emit or (lambda event: None)
         self.runs: list[ProbeRun] = []
         self._first: dict[str, ProbeRun] = {}  # a probe configured for both kinds runs once
@@ -219,9 +227,23 @@ class ProbeRuntime:
             errors = run.errors + Counter({"EventPumpError": self.pump.errors[run.name]} if self.pump.errors[run.name] else {})
             for kind, count in errors.items():
                 out.append(Sample(I.AGENT_PROBE_ERRORS, count, None, (probe_attr, (A.ERROR_TYPE, kind))))
+            out += self._program_samples(run, probe_attr)
             if run.name in self._with_events and run.ctx is not None:  # delivered: the event path's
                 out.append(Sample(I.AGENT_EVENTS_LOST, run.ctx.decode_errors, None,
                                   (probe_attr, (A.LOSS_REASON, "decode_error"))))
+        return out
+
+    def _program_samples(self, run: ProbeRun, probe_attr: tuple[str, str]) -> list[Sample]:
+        stats, programs = self.program_stats, getattr(run.probe, "bpf_programs", None)
+        if stats is None or programs is None or run.state is not State.RUNNING:
+            return []
+        out = []
+        for name, fd in programs().items():
+            got = stats.read(fd)
+            if got is not None:
+                attrs = (probe_attr, (A.BPF_PROGRAM, name))
+                out.append(Sample(I.AGENT_BPF_RUNS, got[0], None, attrs))
+                out.append(Sample(I.AGENT_BPF_TIME, got[1] / 1e9, None, attrs))
         return out
 
     def stop(self) -> None:
@@ -239,6 +261,9 @@ class ProbeRuntime:
                 run.state = State.STOPPED
             run.probe = None
         self._first.clear()
+        if self.program_stats is not None:
+            self.program_stats.close()
+            self.program_stats = None
 
     def status(self) -> list[dict[str, Any]]:
         return [run.status() for run in self.runs]

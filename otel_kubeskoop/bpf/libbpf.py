@@ -147,6 +147,9 @@ _PROTOTYPES: dict[str, tuple[object, list[object]]] = {
     "ring_buffer__consume": (_I, [_P]),
     "ring_buffer__epoll_fd": (_I, [_P]),
     "ring_buffer__free": (None, [_P]),
+    # program statistics (run count and time; kernel 5.8+)
+    "bpf_enable_stats": (_I, [_I]),
+    "bpf_obj_get_info_by_fd": (_I, [_I, _P, ctypes.POINTER(_U32)]),
     # library
     "libbpf_set_print": (_P, [_PRINT_FN]),
     "libbpf_num_possible_cpus": (_I, []),

@@ -480,6 +480,19 @@ class BPFObject:
             names.append(so.bpf_program__name(prog).decode())
         return names
 
+    def program_fds(self) -> dict[str, int]:
+        """Loaded programs by name, with their fds (for per-program statistics)."""
+        if self._state not in ("loaded", "attached"):
+            return {}
+        so = libbpf.lib()
+        out = {}
+        for name in self.program_names():
+            ptr = self._program(name)
+            fd = so.bpf_program__fd(ptr) if so.bpf_program__autoload(ptr) else -1
+            if fd >= 0:
+                out[name] = fd
+        return out
+
     def map_names(self) -> list[str]:
         """Every map in the object, including libbpf's internal ones (``.rodata``...)."""
         so, names, m = libbpf.lib(), [], None
