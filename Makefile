@@ -7,7 +7,8 @@ PYTHON ?= python3
 # clang llvm libbpf-dev: build bpf/*.bpf.c; libbpf1: loads them at run time; bpftool: regenerates
 # bpf/include/<arch>/vmlinux.h, and the privileged tests cross-check BTF with it.
 # prometheus: the end-to-end test scrapes the compat endpoint with a real Prometheus.
-APT_PACKAGES := python3-venv python3-pip iproute2 clang llvm libbpf-dev libbpf1 bpftool prometheus
+# iptables: the eBPF tests drop packets with rules; iperf3: the datapath benchmarks.
+APT_PACKAGES := python3-venv python3-pip iproute2 iptables iperf3 clang llvm libbpf-dev libbpf1 bpftool prometheus
 PYTEST_ARGS ?=
 
 .PHONY: setup system-packages bpf run test test-unit bench docs clean
