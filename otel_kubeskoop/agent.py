@@ -30,7 +30,7 @@ from otel_kubeskoop.telemetry import instruments as I
 from otel_kubeskoop.telemetry.events import EventEmitter, LineSink, line_sink
 from otel_kubeskoop.telemetry.compat import CompatEndpoint, CompatLabels
 from otel_kubeskoop.telemetry.pipeline import MetricPipeline
-from otel_kubeskoop.telemetry.resources import Identity, netns_resource, node_resource, pod_resource
+from otel_kubeskoop.telemetry.resources import Identity, netns_resource, node_resource, pod_resource, pod_uid_resource
 from otel_kubeskoop.topology.attribution import NOBODY, Attributor, Owner
 from otel_kubeskoop.topology.netns import NetnsDiscovery
 from otel_kubeskoop.topology.pods import PodCache, PodInfo, render_additional_labels
@@ -38,6 +38,7 @@ from otel_kubeskoop.topology.pods import PodCache, PodInfo, render_additional_la
 log = logging.getLogger(__name__)
 
 NODE = "node"  # the pipeline key of the node resource (host namespace and node-scope data)
+POD = "pod"  # (POD, uid): the key of a pod without a namespace of its own (hostNetwork)
 
 
 class Agent:
@@ -53,6 +54,7 @@ class Agent:
         self.pods = PodCache(config.node_name)
         self.attributor = Attributor(self.pods)
         self._owners: dict[int, Owner] = {}
+        self._pod_inodes: dict[str, int] = {}  # pod uid -> the namespace it owns
         # key -> (what the resource was built from, the resource, rendered additionalLabels)
         self._resources: dict[Hashable, tuple[tuple[Any, ...], Resource, dict[str, str]]] = {}
         self._host_inode: int | None = None
@@ -87,6 +89,9 @@ class Agent:
     def _signature(self, key: Hashable) -> tuple[Any, ...]:
         if key == NODE:
             return (NODE, self._host_inode)
+        if isinstance(key, tuple):
+            pod = self.attributor.pod(key[1])
+            return (key[1], pod.resource_version if pod else None)
         owner = self._owners.get(key, NOBODY)  # type: ignore[call-overload]
         ns = self.runtime.cycle.namespaces.get(key)  # type: ignore[call-overload]
         pod = owner.pod
@@ -96,6 +101,12 @@ class Agent:
         signature = self._signature(key)
         if key == NODE:
             return signature, node_resource(self.identity, self._host_inode), self._extra(None)
+        if isinstance(key, tuple):
+            pod = self.attributor.pod(key[1])
+            if pod is not None:
+                extra = self._extra(pod)
+                return signature, pod_resource(self.identity, None, pod, extra), extra
+            return signature, pod_uid_resource(self.identity, key[1]), {}
         owner = self._owners.get(key, NOBODY)  # type: ignore[call-overload]
         if owner.pod is not None:
             extra = self._extra(owner.pod)
@@ -116,10 +127,22 @@ class Agent:
     def key_for(self, inode: int | None) -> Hashable:
         return NODE if inode is None or inode == self._host_inode else inode
 
+    def sample_key(self, sample: Sample) -> Hashable:
+        """Where a sample goes: its namespace's resource, or for a pod-scope sample (``pod_uid``)
+        its pod's: the pod's own namespace when it has one, else a resource of the pod alone (a
+        hostNetwork pod shares the node's namespace but its processes are its own)."""
+        uid = sample.pod_uid
+        if uid is None:
+            return self.key_for(sample.netns)
+        inode = self._pod_inodes.get(uid)
+        return inode if inode is not None else (POD, uid)
+
     def _attribute(self) -> None:
         """Resolve every namespace's owner; a namespace whose resource changed (its pod's metadata
         arrived, changed or went away) is re-attributed: the old resource is exported once more."""
         self._owners = self.attributor.resolve(self.runtime.cycle.namespaces)
+        self._pod_inodes = {owner.pod_uid: inode for inode, owner in self._owners.items()
+                            if owner.pod_uid and not owner.host}
         for key in list(self._resources):
             old_signature, old, _ = self._resources[key]
             if self._signature(key) == old_signature:
@@ -128,17 +151,16 @@ class Agent:
             if entry[1].attributes != old.attributes and self.pipeline is not None:
                 self.pipeline.reattribute(key)
 
-    def compat_labels(self, inode: int | None) -> CompatLabels | None:
-        """Upstream's entity labels: empty pod and namespace for the node; None for a namespace no
-        pod owns (upstream leaves those out)."""
-        key = self.key_for(inode)
+    def compat_labels(self, key: Hashable) -> CompatLabels | None:
+        """Upstream's entity labels for a resource key: empty pod and namespace for the node; None
+        for a namespace no pod owns (upstream leaves those out)."""
         if key == NODE:
             return CompatLabels(extra=tuple(self._resources[NODE][2].items()) if NODE in self._resources else ())
-        owner = self._owners.get(key, NOBODY)  # type: ignore[call-overload]
-        if owner.pod is None:
+        pod = self.attributor.pod(key[1]) if isinstance(key, tuple) else self._owners.get(key, NOBODY).pod  # type: ignore[call-overload]
+        if pod is None:
             return None
         self.resource(key)
-        return CompatLabels(owner.pod.namespace, owner.pod.name, tuple(self._resources[key][2].items()))
+        return CompatLabels(pod.namespace, pod.name, tuple(self._resources[key][2].items()))
 
     def _event_resource(self, inode: int | None) -> Resource:
         return self.resource(self.key_for(inode))
@@ -232,16 +254,19 @@ class Agent:
             samples.append(Sample(I.AGENT_CYCLE_DURATION, self.last_cycle_seconds))
         samples.append(Sample(I.AGENT_EXPORT_FAILURES, self.export_failures, None, ((A.SIGNAL, "metrics"),)))
         samples += self.events.samples()
+        groups: dict[Hashable, list[Sample]] = defaultdict(list)
+        for s in samples:
+            groups[self.sample_key(s)].append(s)
+        pod_keys = [key for key in groups if isinstance(key, tuple)]
+        for key in [k for k in self._resources if isinstance(k, tuple) and k not in groups]:
+            del self._resources[key]  # a pod-keyed resource whose pod has no processes any more
         if self.pipeline is not None:
-            groups: dict[Hashable, list[Sample]] = defaultdict(list)
-            for s in samples:
-                groups[self.key_for(s.netns)].append(s)
-            live = [NODE, *(inode for inode in namespaces if inode != self._host_inode)]
+            live = [NODE, *(inode for inode in namespaces if inode != self._host_inode), *pod_keys]
             self.pipeline.update(groups, live)
             if not self.pipeline.export():
                 self.export_failures += 1
         if self.compat is not None:
-            self.compat.update(samples, self.compat_labels)
+            self.compat.update(groups, self.compat_labels)
         self.cycles += 1
         self.last_cycle_seconds = time.perf_counter() - t0
         self.last_cycle_end = time.monotonic()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,8 +39,9 @@ class CompatLabels:
     extra: tuple[tuple[str, str], ...] = ()  # additionalLabels, rendered for this pod
 
 
-# netns inode (None for node scope) -> labels, or None when the namespace is no pod's
-LabelsFor = Callable[[int | None], CompatLabels | None]
+# resource key (the agent's: "node", a netns inode, or ("pod", uid)) -> labels, or None when the
+# namespace is no pod's
+LabelsFor = Callable[[Hashable], CompatLabels | None]
 
 
 class CompatCollector(Collector):
@@ -50,27 +51,25 @@ class CompatCollector(Collector):
         self._lock = threading.Lock()
         self._families: list[Metric] = []
 
-    def update(self, samples: Iterable[Sample], labels_for: LabelsFor) -> None:
-        """Build this cycle's families now (on the agent thread), so scrapes only serialize."""
+    def update(self, groups: Mapping[Hashable, Iterable[Sample]], labels_for: LabelsFor) -> None:
+        """Build this cycle's families now (on the agent thread), so scrapes only serialize.
+        ``groups`` are the cycle's samples by resource key."""
         sums: dict[str, dict[tuple[str, ...], float]] = defaultdict(lambda: defaultdict(float))
         docs: dict[str, str] = {}
-        unattributed: set[int] = set()
-        cache: dict[int | None, CompatLabels | None] = {}
-        for s in samples:
-            spec = s.instrument
-            if spec.compat is None or any(kv in spec.compat_exclude for kv in s.attributes):
-                continue
-            if s.netns not in cache:
-                cache[s.netns] = labels_for(s.netns)
-            entity = cache[s.netns]
+        unattributed = 0
+        for resource_key, samples in groups.items():
+            entity = labels_for(resource_key)
             if entity is None:
-                if s.netns is not None:
-                    unattributed.add(s.netns)
+                unattributed += 1
                 continue
             extra = dict(entity.extra)
             key = (self._node, entity.namespace, entity.pod, *(extra.get(n, "") for n in self._extra_names))
-            sums[spec.compat][key] += s.value
-            docs[spec.compat] = spec.description
+            for s in samples:
+                spec = s.instrument
+                if spec.compat is None or any(kv in spec.compat_exclude for kv in s.attributes):
+                    continue
+                sums[spec.compat][key] += s.value
+                docs[spec.compat] = spec.description
         families: list[Metric] = []
         names = (*STANDARD_LABELS, *self._extra_names)
         for name in sorted(sums):
@@ -81,7 +80,7 @@ class CompatCollector(Collector):
         fam = GaugeMetricFamily("kubeskoop_agent_compat_unattributed_namespaces",
                                 "Network namespaces left off this endpoint because no pod owns them",
                                 labels=["k8s_node"])
-        fam.add_metric([self._node], len(unattributed))
+        fam.add_metric([self._node], unattributed)
         families.append(fam)
         with self._lock:
             self._families = families
@@ -100,8 +99,8 @@ class CompatEndpoint:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self.collector)
 
-    def update(self, samples: Iterable[Sample], labels_for: LabelsFor) -> None:
-        self.collector.update(samples, labels_for)
+    def update(self, groups: Mapping[Hashable, Iterable[Sample]], labels_for: LabelsFor) -> None:
+        self.collector.update(groups, labels_for)
 
     def render(self) -> tuple[int, str, bytes]:
         return 200, "text/plain; version=0.0.4; charset=utf-8", generate_latest(self.registry)

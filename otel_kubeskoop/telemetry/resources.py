@@ -66,6 +66,16 @@ def netns_resource(identity: Identity, inode: int, name: str | None, pod_uid: st
     return Resource(attrs)
 
 
+def pod_uid_resource(identity: Identity, pod_uid: str) -> Resource:
+    """A pod known only by the UID its cgroup names (no API metadata), with no namespace of its own."""
+    attrs: dict[str, str | int] = identity.base()
+    attrs[A.K8S_POD_UID] = pod_uid
+    attrs[A.SERVICE_NAME] = "pod"
+    attrs[A.SERVICE_NAMESPACE] = identity.node_name
+    attrs[A.SERVICE_INSTANCE_ID] = f"{identity.node_name}.pod-{pod_uid}"
+    return Resource(attrs)
+
+
 def pod_resource(identity: Identity, inode: int | None, pod: PodInfo, extra: dict[str, str]) -> Resource:
     """A pod (DESIGN section 4): identity, owner workload, ``service.*`` by the semconv k8s rules,
     and ``metrics.additionalLabels`` rendered for this pod (never overriding the others)."""

@@ -77,10 +77,10 @@ class Attributor:
             if uid is None:
                 out[inode] = NOBODY
                 continue
-            out[inode] = Owner(pod_uid=uid, pod=self._pod(uid))
+            out[inode] = Owner(pod_uid=uid, pod=self.pod(uid))
         return out
 
-    def _pod(self, uid: str) -> PodInfo | None:
+    def pod(self, uid: str) -> PodInfo | None:
         if self.pods is None:
             return None
         pod = self.pods.get(uid)
