@@ -48,7 +48,8 @@ class Agent:
         self.identity = Identity(config.node_name, socket.gethostname(), config.cluster_name)
         self.discovery = NetnsDiscovery(proc_root=config.raw.proc_root, netns_dir=config.raw.netns_dir)
         self.runtime = ProbeRuntime(config.probes, proc_root=config.raw.proc_root, emit=self.emit,
-                                    bpf_stats=config.raw.bpf_stats.enabled)
+                                    bpf_stats=config.raw.bpf_stats.enabled, cgroup_root=config.raw.cgroup_root,
+                                    sys_root=config.raw.sys_root)
         # Pod metadata from the Kubernetes API (in-cluster, or KUBECONFIG); without API access the
         # cache is disabled, says so once, and namespaces are reported by inode.
         self.pods = PodCache(config.node_name)

@@ -106,6 +106,8 @@ class FileConfig(_Strict):
     cluster_name: str | None = Field(default=None, alias="clusterName")
     proc_root: str = Field(default="/proc", alias="procRoot")
     netns_dir: str = Field(default="/run/netns", alias="netnsDir")
+    cgroup_root: str = Field(default="/sys/fs/cgroup", alias="cgroupRoot")
+    sys_root: str = Field(default="/sys", alias="sysRoot")
 
 
 @dataclass(frozen=True)

@@ -124,11 +124,14 @@ class ProbeRuntime:
 
     def __init__(self, probes: Iterable[ProbeConfig], proc_root: str = "/proc",
                  registry: Mapping[str, ProbeSpec] = REGISTRY,
-                 emit: Callable[[Event], None] | None = None, bpf_stats: bool = False) -> None:
+                 emit: Callable[[Event], None] | None = None, bpf_stats: bool = False,
+                 cgroup_root: str = "/sys/fs/cgroup", sys_root: str = "/sys") -> None:
         """``emit`` receives every decoded event (the agent's event path); ``bpf_stats`` turns
         on the kernel's per-program statistics for as long as the runtime runs."""
         self.cycle = Cycle()
         self.proc_root = proc_root
+        self.cgroup_root = cgroup_root
+        self.sys_root = sys_root
         self.pump = EventPump()
         self.program_stats: ProgramStats | None = None
         if bpf_stats:
@@ -182,6 +185,7 @@ class ProbeRuntime:
             self.pump.watch(name, fd, consume)
 
         return ProbeContext(name=name, proc_root=self.proc_root, cycle=self.cycle,
+                            cgroup_root=self.cgroup_root, sys_root=self.sys_root,
                             events_enabled=name in self._with_events, emit=self._emit, watch=watch)
 
     def collect(self) -> list[Sample]:

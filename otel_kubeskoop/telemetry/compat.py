@@ -55,7 +55,7 @@ class CompatCollector(Collector):
         """Build this cycle's families now (on the agent thread), so scrapes only serialize.
         ``groups`` are the cycle's samples by resource key."""
         sums: dict[str, dict[tuple[str, ...], float]] = defaultdict(lambda: defaultdict(float))
-        docs: dict[str, str] = {}
+        docs: dict[str, tuple[str, tuple[str, ...]]] = {}
         unattributed = 0
         for resource_key, samples in groups.items():
             entity = labels_for(resource_key)
@@ -68,12 +68,17 @@ class CompatCollector(Collector):
                 spec = s.instrument
                 if spec.compat is None or any(kv in spec.compat_exclude for kv in s.attributes):
                     continue
-                sums[spec.compat][key] += s.value
-                docs[spec.compat] = spec.description
+                series = key
+                if spec.compat_labels:  # attributes upstream keeps as labels (rdma device, type, port)
+                    attrs = dict(s.attributes)
+                    series = key + tuple(str(attrs.get(a, "")) for a, _ in spec.compat_labels)
+                sums[spec.compat][series] += s.value
+                docs[spec.compat] = (spec.description, tuple(label for _, label in spec.compat_labels))
         families: list[Metric] = []
         names = (*STANDARD_LABELS, *self._extra_names)
         for name in sorted(sums):
-            fam = GaugeMetricFamily(name, docs[name], labels=names)
+            doc, own = docs[name]
+            fam = GaugeMetricFamily(name, doc, labels=[*names, *own])
             for key, value in sums[name].items():
                 fam.add_metric(list(key), value)
             families.append(fam)
