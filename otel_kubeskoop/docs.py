@@ -22,8 +22,8 @@ def _prom_name(spec: I.InstrumentSpec) -> str:
     unit = {"By": "bytes", "s": "seconds", "ms": "milliseconds", "1": ""}.get(spec.unit, "")
     if unit and not name.endswith(unit):
         name += f"_{unit}"
-    if spec.kind is I.InstrumentKind.COUNTER:
-        name += "_total"
+    if spec.kind is I.InstrumentKind.COUNTER:  # otlptranslator: removeItem(tokens, "total") + "total"
+        name = "_".join([t for t in name.split("_") if t != "total"] + ["total"])
     return name
 
 

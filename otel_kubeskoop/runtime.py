@@ -152,6 +152,7 @@ class ProbeRuntime:
         probes = list(probes)
         self._args = {pc.name: pc.args for pc in probes if not pc.planned}
         self._with_events = {pc.name for pc in probes if pc.kind is Kind.EVENTS}
+        self._with_metrics = {pc.name for pc in probes if pc.kind is Kind.METRICS}
 
     def start(self) -> None:
         for run in self.runs:
@@ -189,10 +190,15 @@ class ProbeRuntime:
                             events_enabled=name in self._with_events, emit=self._emit, watch=watch)
 
     def collect(self) -> list[Sample]:
-        """Collect every running metrics probe; return their samples plus the runtime's own."""
+        """Collect every running probe once; return their samples plus the runtime's own.
+
+        A probe configured only under ``event.probes`` is collected too, for its event-loss and
+        map-full counters (kept in its kernel maps) and its upkeep, but its metrics are not
+        reported: nobody asked for them.
+        """
         samples: list[Sample] = []
         for run in self.runs:
-            if run.kind is not Kind.METRICS or run.state is not State.RUNNING:
+            if run.state is not State.RUNNING or self._first.get(run.name) is not run:
                 continue
             if run.probe is None or run.ctx is None:
                 continue
@@ -207,6 +213,8 @@ class ProbeRuntime:
             for exc in run.ctx.errors:
                 self._record_error(run, exc)
             run.ctx.errors.clear()
+            if run.name not in self._with_metrics:  # keep its health (losses, full maps) only
+                got = [s for s in got if s.instrument.name.startswith("kubeskoop.agent.")]
             samples += got
         samples += self.self_samples()
         return samples

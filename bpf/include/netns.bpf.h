@@ -39,4 +39,58 @@ static __always_inline __u32 skb_netns(const struct sk_buff *skb)
 	return inum;
 }
 
+/*
+ * A namespace's identity, as counters need it. Its inode number is not enough: inode numbers of
+ * freed namespaces are given to new ones (measured here: a namespace deleted and one created
+ * right after often share it), so counters keyed by the inode alone would carry a dead pod's
+ * counts over to the next. The kernel also numbers each namespace once and for all:
+ * net->ns.ns_id (struct ns_common, Linux 6.18, the namespace tree series, where net->net_cookie
+ * became a copy of it) or, before, net->net_cookie. Its low 32 bits go next to the inode; 0 on a
+ * kernel with neither (and then inode reuse is not detected).
+ */
+struct netns_id {
+	__u32 inum;
+	__u32 cookie;
+};
+
+static __always_inline struct netns_id net_id(const struct net *net)
+{
+	struct netns_id id = {};
+
+	if (!net)
+		return id;
+	id.inum = BPF_CORE_READ(net, ns.inum);
+	if (bpf_core_field_exists(net->ns.ns_id))
+		id.cookie = (__u32)BPF_CORE_READ(net, ns.ns_id);
+	else if (bpf_core_field_exists(net->net_cookie))
+		id.cookie = (__u32)BPF_CORE_READ(net, net_cookie);
+	return id;
+}
+
+/* The identity of a socket's namespace; zeros when sk is NULL. */
+static __always_inline struct netns_id sk_netns_id(const struct sock *sk)
+{
+	struct netns_id none = {};
+
+	if (!sk)
+		return none;
+	return net_id(BPF_CORE_READ(sk, __sk_common.skc_net.net));
+}
+
+/* The identity of a packet's namespace: its device's, else its socket's (as skb_netns()). */
+static __always_inline struct netns_id skb_netns_id(const struct sk_buff *skb)
+{
+	struct netns_id id = {};
+	struct net_device *dev;
+
+	if (!skb)
+		return id;
+	dev = BPF_CORE_READ(skb, dev);
+	if (dev)
+		id = net_id(BPF_CORE_READ(dev, nd_net.net));
+	if (!id.inum)
+		id = sk_netns_id(BPF_CORE_READ(skb, sk));
+	return id;
+}
+
 #endif /* __OTEL_KUBESKOOP_NETNS_BPF_H */

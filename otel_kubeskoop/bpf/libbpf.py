@@ -36,6 +36,8 @@ __all__ = [
     "LibbpfError",
     "MapType",
     "SAMPLE_FN",
+    "TcHook",
+    "TcOpts",
     "captured_log",
     "check_int",
     "check_ptr",
@@ -84,6 +86,42 @@ class BatchOpts(ctypes.Structure):
 
     def __init__(self) -> None:
         super().__init__(ctypes.sizeof(BatchOpts), 0, 0)
+
+
+class TcHook(ctypes.Structure):
+    """``struct bpf_tc_hook`` (``sz`` first, as LIBBPF_OPTS sets it): an interface's clsact hook."""
+
+    _fields_ = [
+        ("sz", ctypes.c_size_t),
+        ("ifindex", ctypes.c_int),
+        ("attach_point", ctypes.c_int),  # enum bpf_tc_attach_point: BPF_TC_INGRESS | BPF_TC_EGRESS
+        ("parent", ctypes.c_uint32),
+    ]
+
+    def __init__(self, ifindex: int, attach_point: int) -> None:
+        super().__init__(ctypes.sizeof(TcHook), ifindex, attach_point, 0)
+
+
+class TcOpts(ctypes.Structure):
+    """``struct bpf_tc_opts``: one cls_bpf filter (direct-action) on a hook."""
+
+    _fields_ = [
+        ("sz", ctypes.c_size_t),
+        ("prog_fd", ctypes.c_int),
+        ("flags", ctypes.c_uint32),  # BPF_TC_F_REPLACE
+        ("prog_id", ctypes.c_uint32),
+        ("handle", ctypes.c_uint32),
+        ("priority", ctypes.c_uint32),
+    ]
+
+    def __init__(self, handle: int, priority: int, prog_fd: int = 0, flags: int = 0) -> None:
+        super().__init__(ctypes.sizeof(TcOpts), prog_fd, flags, 0, handle, priority)
+
+
+# enum bpf_tc_attach_point, enum bpf_tc_flags
+BPF_TC_INGRESS = 1 << 0
+BPF_TC_EGRESS = 1 << 1
+BPF_TC_F_REPLACE = 1 << 0
 
 
 class LibbpfError(OSError):
@@ -150,6 +188,14 @@ _PROTOTYPES: dict[str, tuple[object, list[object]]] = {
     # program statistics (run count and time; kernel 5.8+)
     "bpf_enable_stats": (_I, [_I]),
     "bpf_obj_get_info_by_fd": (_I, [_I, _P, ctypes.POINTER(_U32)]),
+    # TC (clsact) hooks and filters, in the calling thread's network namespace (libbpf 0.4+);
+    # struct arguments are :class:`TcHook` and :class:`TcOpts`
+    "bpf_tc_hook_create": (_I, [_P]),
+    "bpf_tc_hook_destroy": (_I, [_P]),
+    "bpf_tc_attach": (_I, [_P, _P]),
+    "bpf_tc_detach": (_I, [_P, _P]),
+    "bpf_tc_query": (_I, [_P, _P]),
+    "bpf_prog_get_fd_by_id": (_I, [_U32]),
     # library
     "libbpf_set_print": (_P, [_PRINT_FN]),
     "libbpf_num_possible_cpus": (_I, []),

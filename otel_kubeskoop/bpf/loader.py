@@ -73,15 +73,20 @@ class AttachKind(enum.StrEnum):
     - ``tracepoint``: classic tracepoint; ``category/name`` (``tcp/tcp_receive_reset``)
     - ``fentry``: BPF trampoline on a kernel function; the function
     - ``kprobe``: kprobe on a kernel function; the function
+
+    and, for hooks on a function's return (an interval from entry to return), ``fexit`` (BPF
+    trampoline, needs what ``fentry`` needs) and ``kretprobe`` (needs what ``kprobe`` needs).
     """
 
     TP_BTF = "tp_btf"
     TRACEPOINT = "tracepoint"
     FENTRY = "fentry"
     KPROBE = "kprobe"
+    FEXIT = "fexit"
+    KRETPROBE = "kretprobe"
 
 
-AttachKindName = Literal["tp_btf", "tracepoint", "fentry", "kprobe"]
+AttachKindName = Literal["tp_btf", "tracepoint", "fentry", "kprobe", "fexit", "kretprobe"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,9 +179,9 @@ class KernelFeatures:
 
     - ``tp_btf``: kernel BTF has the tracepoint's ``btf_trace_<name>`` typedef;
     - ``tracepoint``: tracefs (mounted if needed) has ``events/<category>/<name>/id``;
-    - ``fentry``: kernel BTF has the function. Whether trampolines work is only known by loading
-      (this is where EPERM shows up), so the loader falls back if the load fails;
-    - ``kprobe``: the kernel has kprobes (``/sys/bus/event_source/devices/kprobe`` or
+    - ``fentry``/``fexit``: kernel BTF has the function. Whether trampolines work is only known by
+      loading (this is where EPERM shows up), so the loader falls back if the load fails;
+    - ``kprobe``/``kretprobe``: the kernel has kprobes (``/sys/bus/event_source/devices/kprobe`` or
       ``kprobe_events`` in tracefs) and the function is in ``/proc/kallsyms``.
 
     The paths can be pointed elsewhere (tests); ``tracefs=None`` finds tracefs, mounting it at
@@ -238,7 +243,7 @@ class KernelFeatures:
 
     def unavailable(self, point: AttachPoint) -> str | None:
         kind, target = point.kind, point.target
-        if kind in (AttachKind.TP_BTF, AttachKind.FENTRY):
+        if kind in (AttachKind.TP_BTF, AttachKind.FENTRY, AttachKind.FEXIT):
             kernel_btf = self._kernel_btf()
             if isinstance(kernel_btf, str):
                 return kernel_btf
@@ -314,6 +319,8 @@ class BPFObject:
     ``plans``: one :class:`AttachPlan` per hook. ``rodata``: ``const volatile`` settings by name;
     an int or bool is encoded with the variable's own size and signedness (from BTF), bytes must
     have exactly its size. ``max_entries``: map sizes to change before load (ring buffer bytes).
+    ``load_only``: programs loaded but attached by the caller through their fds
+    (:meth:`program_fds`), such as TC classifiers (``SEC("tc")``, :mod:`otel_kubeskoop.bpf.tc`).
     """
 
     def __init__(
@@ -323,6 +330,7 @@ class BPFObject:
         rodata: Mapping[str, Setting] | None = None,
         max_entries: Mapping[str, int] | None = None,
         features: Features | None = None,
+        load_only: Iterable[str] = (),
     ) -> None:
         self.path = path
         self.name = os.path.basename(path).removesuffix(".bpf.o")
@@ -334,6 +342,9 @@ class BPFObject:
         self.rodata = dict(rodata or {})
         self.max_entries = dict(max_entries or {})
         self.features: Features = features or KernelFeatures()
+        self.load_only = tuple(load_only)
+        if set(self.load_only) & set(programs):
+            raise ValueError(f"{self.name}: a program is both in an attach plan and load-only")
         #: hook -> the attach point in use, once loaded
         self.chosen: dict[str, AttachPoint] = {}
         #: program -> why it was tried and not used (load or attach failure)
@@ -464,6 +475,8 @@ class BPFObject:
 
     def _check_programs(self) -> None:
         so = libbpf.lib()
+        for name in self.load_only:
+            self._program(name)
         for plan in self.plans:
             for candidate in plan.candidates:
                 section = so.bpf_program__section_name(self._program(candidate.program)).decode()
@@ -534,7 +547,7 @@ class BPFObject:
 
     def _load(self) -> None:
         so = libbpf.lib()
-        planned = {prog for plan in self.plans for prog in plan.programs}
+        planned = {prog for plan in self.plans for prog in plan.programs} | set(self.load_only)
         while True:
             try:
                 self._choice = {
@@ -544,7 +557,7 @@ class BPFObject:
                 raise Unavailable(f"{self.name}: {exc}") from None
             chosen_programs = {c.program for c in self._choice.values()}
             for prog_name in self.program_names():
-                keep = prog_name in chosen_programs
+                keep = prog_name in chosen_programs or prog_name in self.load_only
                 if prog_name not in planned:
                     _log.debug(
                         "%s: program %s is in no attach plan; not loaded", self.name, prog_name
@@ -601,9 +614,10 @@ class BPFObject:
                 if point.kind is AttachKind.TRACEPOINT:
                     category, name = point.target.split("/")
                     link = so.bpf_program__attach_tracepoint(prog, category.encode(), name.encode())
-                elif point.kind is AttachKind.KPROBE:
-                    link = so.bpf_program__attach_kprobe(prog, False, point.target.encode())
-                else:  # tp_btf and fentry: the target was fixed at load from the section
+                elif point.kind in (AttachKind.KPROBE, AttachKind.KRETPROBE):
+                    retprobe = point.kind is AttachKind.KRETPROBE
+                    link = so.bpf_program__attach_kprobe(prog, retprobe, point.target.encode())
+                else:  # tp_btf, fentry, fexit: the target was fixed at load from the section
                     link = so.bpf_program__attach(prog)
                 err = ctypes.get_errno() or errno.EINVAL
             if link:

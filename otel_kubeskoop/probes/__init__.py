@@ -5,6 +5,11 @@ from __future__ import annotations
 
 from otel_kubeskoop.probe import Kind, ProbeSpec
 from otel_kubeskoop.probes import ip, ipvs, netdev, sock, softnet, tcp, tcpext, udp
+from otel_kubeskoop.probes import fd, io, rdma
+from otel_kubeskoop.probes import packetloss, tcpreset, tcpretrans
+from otel_kubeskoop.probes import conntrack, qdisc, tcpsummary
+from otel_kubeskoop.probes import biolatency, netiftxlat, softirq, virtcmdlatency
+from otel_kubeskoop.probes import flow, kernellatency, socketlatency
 
 ALL_PROBES: tuple[ProbeSpec, ...] = (
     netdev.SPEC,
@@ -15,6 +20,22 @@ ALL_PROBES: tuple[ProbeSpec, ...] = (
     sock.SPEC,
     softnet.SPEC,
     ipvs.SPEC,
+    fd.SPEC,
+    io.SPEC,
+    rdma.SPEC,
+    packetloss.SPEC,
+    tcpreset.SPEC,
+    tcpretrans.SPEC,
+    conntrack.SPEC,
+    qdisc.SPEC,
+    tcpsummary.SPEC,
+    netiftxlat.SPEC,
+    softirq.SPEC,
+    biolatency.SPEC,
+    virtcmdlatency.SPEC,
+    socketlatency.SPEC,
+    kernellatency.SPEC,
+    flow.SPEC,
 )
 
 REGISTRY: dict[str, ProbeSpec] = {spec.name: spec for spec in ALL_PROBES}

@@ -376,6 +376,245 @@ RDMA_ERDMA = _rdma_counters("erdma", [
 ])
 RDMA = RDMA_RESOURCES + RDMA_MLX5 + RDMA_ERDMA
 
+# eBPF probes: counters aggregated in the kernel per namespace (bpf/<probe>.bpf.c "counters").
+# Upstream's metric word is "total", so the Prometheus form of kubeskoop.packetloss.total is
+# upstream's kubeskoop_packetloss_total (Prometheus' translator adds _total only once).
+_DROP = (A.DROP_REASON, A.NETWORK_TYPE, A.NETWORK_TRANSPORT)
+_L3L4 = (A.NETWORK_TYPE, A.NETWORK_TRANSPORT)
+PACKETLOSS_TOTAL = InstrumentSpec(
+    "kubeskoop.packetloss.total", C, "{packet}",
+    "Packets the kernel dropped (skb:kfree_skb), by the kernel's drop reason; frees that are not "
+    "drops (SKB_CONSUMED) are not counted", _DROP, key="drop",
+    compat="kubeskoop_packetloss_total")
+PACKETLOSS_NETFILTER = InstrumentSpec(
+    "kubeskoop.packetloss.netfilter", C, "{packet}",
+    "Packets dropped by netfilter (iptables/nftables rules): the NETFILTER_DROP subset of "
+    "kubeskoop.packetloss.total", _L3L4, key="NETFILTER_DROP",
+    compat="kubeskoop_packetloss_netfilter")
+PACKETLOSS = (PACKETLOSS_TOTAL, PACKETLOSS_NETFILTER)
+
+TCPRESET_TOTAL = InstrumentSpec(
+    "kubeskoop.tcpreset.total", C, "{segment}",
+    "TCP resets sent (nosock, process, active) and received (receive)", (A.RESET_TYPE,),
+    key="reset")
+TCPRESET = (TCPRESET_TOTAL,)
+
+TCPRETRANS_TOTAL = InstrumentSpec(
+    "kubeskoop.tcpretrans.total", C, "{segment}",
+    "TCP segments retransmitted, by kind: syn, synack, loss (after a retransmission timeout), "
+    "fast (any other)", (A.RETRANSMIT_TYPE,), key="retransmit",
+    compat="kubeskoop_tcpretrans_total")
+TCPRETRANS = (TCPRETRANS_TOTAL,)
+
+# Netlink probes (otel_kubeskoop/netlink/).
+# tcpsummary: sock_diag per namespace, IPv4 and IPv6 together. The five upstream state series
+# keep upstream's names; kubeskoop.tcpsummary.tcpconn has every state as an attribute.
+TCPSUMMARY_STATES = tuple(
+    InstrumentSpec(f"kubeskoop.tcpsummary.{word}", U, "{connection}", desc, key=state,
+                   compat=f"kubeskoop_tcpsummary_{word}")
+    for word, state, desc in [
+        ("tcpestablishedconn", "established", "TCP sockets in ESTABLISHED"),
+        ("tcptimewaitconn", "time_wait", "TCP sockets in TIME_WAIT"),
+        ("tcpclosewaitconn", "close_wait", "TCP sockets in CLOSE_WAIT (the peer closed, the application has not)"),
+        ("tcpsynsentconn", "syn_sent", "TCP sockets in SYN_SENT (connect() waiting for the SYN-ACK)"),
+        ("tcpsynrecvconn", "syn_received", "TCP connections in SYN_RECV (request sockets waiting for the final ACK)"),
+    ]
+)
+TCPSUMMARY_CONN = InstrumentSpec(
+    "kubeskoop.tcpsummary.tcpconn", U, "{connection}",
+    "TCP sockets by state (every state, listening sockets included)", (A.NETWORK_CONNECTION_STATE,))
+TCPSUMMARY_QUEUES = (
+    InstrumentSpec("kubeskoop.tcpsummary.tcptxqueue", U, "By",
+                   "Bytes sent and not yet acknowledged, summed over non-listening TCP sockets",
+                   key="tx_queue", compat="kubeskoop_tcpsummary_tcptxqueue"),
+    InstrumentSpec("kubeskoop.tcpsummary.tcprxqueue", U, "By",
+                   "Bytes received and not yet read by the application, summed over non-listening TCP sockets",
+                   key="rx_queue", compat="kubeskoop_tcpsummary_tcprxqueue"),
+)
+TCPSUMMARY_LISTEN = (
+    InstrumentSpec("kubeskoop.tcpsummary.tcplistenbacklog", U, "{connection}",
+                   "Connections completed and waiting in listening sockets' accept queues (not yet accept()ed)",
+                   key="listen_queue"),
+    InstrumentSpec("kubeskoop.tcpsummary.tcplistenbacklog.utilization", G, "1",
+                   "The fullest accept queue of the namespace: queue length / backlog limit, max over "
+                   "listening sockets; above 1 the queue is full and that listener drops new connections",
+                   key="listen_utilization"),
+)
+TCPSUMMARY = TCPSUMMARY_STATES + (TCPSUMMARY_CONN,) + TCPSUMMARY_QUEUES + TCPSUMMARY_LISTEN
+
+# qdisc: RTM_GETQDISC per namespace, one series per qdisc (parent and child qdiscs apart).
+_QDISC = (A.NETWORK_INTERFACE_NAME, A.QDISC_KIND, A.QDISC_HANDLE, A.QDISC_PARENT)
+QDISC = tuple(
+    InstrumentSpec(f"kubeskoop.qdisc.{word}", kind, unit, desc, _QDISC, key=word,
+                   compat=f"kubeskoop_qdisc_{word}" if compat else None, compat_exclude=_NO_LO)
+    for word, kind, unit, desc, compat in [
+        ("bytes", C, "By", "Bytes the qdisc sent", True),
+        ("packets", C, "{packet}", "Packets the qdisc sent", True),
+        ("drops", C, "{packet}", "Packets the qdisc dropped (queue full, policer, AQM)", True),
+        ("requeues", C, "{packet}", "Packets the driver handed back to the qdisc to send again", False),
+        ("overlimits", C, "{event}", "Times the qdisc was over its limit (a shaper delayed or dropped a packet)", True),
+        ("qlen", U, "{packet}", "Packets queued in the qdisc now", True),
+        ("backlog", U, "By", "Bytes queued in the qdisc now", True),
+    ]
+)
+
+# conntrack: ctnetlink statistics per namespace (per-CPU counters summed); maxentries is the
+# node-wide nf_conntrack_max and goes to the node.
+CONNTRACK = tuple(
+    InstrumentSpec(f"kubeskoop.conntrack.{word}", kind, unit, desc, key=key,
+                   compat=f"kubeskoop_conntrack_{word}" if compat else None)
+    for word, key, kind, unit, desc, compat in [
+        ("found", "found", C, "{packet}", "Conntrack lookups that found an existing entry", True),
+        ("invalid", "invalid", C, "{packet}", "Packets conntrack could not track (invalid)", True),
+        ("ignore", "ignore", C, "{packet}", "Packets already attached to an entry or untracked (not looked up)", True),
+        ("insert", "insert", C, "{entry}", "Entries inserted into the conntrack table", True),
+        ("insertfailed", "insert_failed", C, "{packet}",
+         "Packets whose new entry could not be inserted (a clash, e.g. a NAT port race); the packet is dropped", True),
+        ("drop", "drop", C, "{packet}", "Packets dropped because conntrack failed (no memory, helper refused)", True),
+        ("earlydrop", "early_drop", C, "{entry}", "Entries evicted early to make room when the table was full", True),
+        ("error", "error", C, "{packet}", "Packets conntrack could not track because of an error (ICMP errors)", True),
+        ("searchrestart", "search_restart", C, "{lookup}", "Table lookups restarted because the table was resized", True),
+        ("clashresolve", "clash_resolve", C, "{entry}", "Insert clashes conntrack resolved without dropping the packet", False),
+        ("chaintoolong", "chain_toolong", C, "{entry}", "Entries refused because their hash chain was too long", False),
+        ("entries", "entries", U, "{entry}", "Entries in the namespace's conntrack table now", True),
+        ("maxentries", "max_entries", G, "{entry}", "Size limit of the conntrack table (nf_conntrack_max, node-wide)", True),
+    ]
+)
+CONNTRACK_MAXENTRIES = next(spec for spec in CONNTRACK if spec.key == "max_entries")
+
+# Latency probes: log2 histograms kept in the kernel (bpf/include/latency.h), exported as OTel
+# histograms in seconds (buckets 2^(i+1) ns), plus upstream's threshold counters, which the kernel
+# counts (>10 ms and >100 ms are not bucket bounds).
+H = InstrumentKind.HISTOGRAM
+_IF_STAGE = (A.NETWORK_INTERFACE_NAME, A.LATENCY_STAGE)
+NETIFTXLAT_DURATION = InstrumentSpec(
+    "kubeskoop.netiftxlat.duration", H, "s",
+    "Packet transmit latency per interface, by stage: qdisc (net:net_dev_queue to "
+    "net:net_dev_start_xmit, waiting in the qdisc) and xmit (net:net_dev_start_xmit to "
+    "net:net_dev_xmit, in the driver's ndo_start_xmit)", _IF_STAGE)
+NETIFTXLAT_QDISCSLOW100MS = InstrumentSpec(
+    "kubeskoop.netiftxlat.qdiscslow100ms", C, "{packet}",
+    "Packets that waited more than 100 ms in the qdisc (net_dev_queue to net_dev_start_xmit)",
+    (A.NETWORK_INTERFACE_NAME,), key="qdisc", compat="kubeskoop_netiftxlat_qdiscslow100ms")
+NETIFTXLAT_NETDEVSLOW100MS = InstrumentSpec(
+    "kubeskoop.netiftxlat.netdevslow100ms", C, "{packet}",
+    "Packets the driver took more than 100 ms to accept (net_dev_start_xmit to net_dev_xmit)",
+    (A.NETWORK_INTERFACE_NAME,), key="xmit", compat="kubeskoop_netiftxlat_netdevslow100ms")
+NETIFTXLAT = (NETIFTXLAT_DURATION, NETIFTXLAT_QDISCSLOW100MS, NETIFTXLAT_NETDEVSLOW100MS)
+
+# Upstream labels softirq series with the type (summed over CPUs and stages of a counter).
+_SOFTIRQ_COMPAT = ((A.SOFTIRQ_TYPE, "softirq_type"),)
+_SOFTIRQ = (A.CPU_LOGICAL_NUMBER, A.SOFTIRQ_TYPE)
+SOFTIRQ_DURATION = InstrumentSpec(
+    "kubeskoop.softirq.duration", H, "s",
+    "Softirq latency per type and CPU, by stage: delay (irq:softirq_raise to irq:softirq_entry, "
+    "raised but not yet running) and runtime (irq:softirq_entry to irq:softirq_exit)",
+    (*_SOFTIRQ, A.LATENCY_STAGE))
+SOFTIRQ_SCHEDSLOW = InstrumentSpec(
+    "kubeskoop.softirq.schedslow", C, "{softirq}",
+    "Softirqs that waited more than 10 ms from raise to entry", _SOFTIRQ,
+    key="delay.0", compat="kubeskoop_softirq_schedslow",
+    compat_labels=_SOFTIRQ_COMPAT)
+SOFTIRQ_SCHEDSLOW100MS = InstrumentSpec(
+    "kubeskoop.softirq.schedslow100ms", C, "{softirq}",
+    "Softirqs that waited more than 100 ms from raise to entry", _SOFTIRQ,
+    key="delay.1", compat="kubeskoop_softirq_schedslow100ms",
+    compat_labels=_SOFTIRQ_COMPAT)
+SOFTIRQ_EXCUTESLOW = InstrumentSpec(
+    "kubeskoop.softirq.excuteslow", C, "{softirq}",
+    "Softirq handler runs longer than 10 ms (upstream's spelling)", _SOFTIRQ,
+    key="runtime.0", compat="kubeskoop_softirq_excuteslow",
+    compat_labels=_SOFTIRQ_COMPAT)
+SOFTIRQ_EXCUTESLOW100MS = InstrumentSpec(
+    "kubeskoop.softirq.excuteslow100ms", C, "{softirq}",
+    "Softirq handler runs longer than 100 ms (upstream's spelling)", _SOFTIRQ,
+    key="runtime.1", compat="kubeskoop_softirq_excuteslow100ms",
+    compat_labels=_SOFTIRQ_COMPAT)
+SOFTIRQ = (SOFTIRQ_DURATION, SOFTIRQ_SCHEDSLOW, SOFTIRQ_SCHEDSLOW100MS, SOFTIRQ_EXCUTESLOW,
+           SOFTIRQ_EXCUTESLOW100MS)
+
+BIOLATENCY_DURATION = InstrumentSpec(
+    "kubeskoop.biolatency.duration", H, "s",
+    "Block request latency from block:block_rq_issue to block:block_rq_complete, by disk and "
+    "operation, on the namespace of the task that issued the request",
+    (A.SYSTEM_DEVICE, A.BLOCK_OPERATION))
+BIOLATENCY = (BIOLATENCY_DURATION,)
+
+_VIRTIO = (A.NETWORK_INTERFACE_NAME, A.VIRTIO_CTRL_CLASS)
+VIRTCMDLATENCY_DURATION = InstrumentSpec(
+    "kubeskoop.virtcmdlatency.duration", H, "s",
+    "virtio-net control command latency, entry to return of virtnet_send_command(_reply)",
+    _VIRTIO)
+VIRTCMDLATENCY_LATENCY = InstrumentSpec(
+    "kubeskoop.virtcmdlatency.latency", C, "{command}",
+    "virtio-net control commands slower than 10 ms", _VIRTIO, key="0",
+    compat="kubeskoop_virtcmdlatency_latency")
+VIRTCMDLATENCY_LATENCY100MS = InstrumentSpec(
+    "kubeskoop.virtcmdlatency.latency100ms", C, "{command}",
+    "virtio-net control commands slower than 100 ms", _VIRTIO, key="1",
+    compat="kubeskoop_virtcmdlatency_latency100ms")
+VIRTCMDLATENCY = (VIRTCMDLATENCY_DURATION, VIRTCMDLATENCY_LATENCY, VIRTCMDLATENCY_LATENCY100MS)
+
+# socketlatency and kernellatency: log2 histograms per (namespace, direction) as above; the
+# upstream counters count intervals above the kernel's fixed thresholds, per namespace.
+_DIR = (A.NETWORK_IO_DIRECTION,)
+SOCKETLATENCY_DURATION = InstrumentSpec(
+    "kubeskoop.socketlatency.duration", H, "s",
+    "Time TCP data waited in a socket: receive, from arriving on a socket with nothing unread "
+    "(sock:sk_data_ready) to the application's read (sock:sock_recv_length); transmit, from the "
+    "application's write on a socket with nothing unsent (tcp:tcp_sendmsg_locked) to its next "
+    "segment of new data reaching the device (net:net_dev_queue)", _DIR)
+SOCKETLATENCY_COUNTERS = tuple(
+    InstrumentSpec(f"kubeskoop.socketlatency.{word}", C, unit, desc, key=key,
+                   compat=f"kubeskoop_socketlatency_{word}")
+    for word, key, unit, desc in [
+        ("read1ms", "read.0", "{read}", "Reads whose data had waited more than 1 ms in the receive queue (includes read100ms)"),
+        ("read100ms", "read.1", "{read}", "Reads whose data had waited more than 100 ms in the receive queue"),
+        ("write1ms", "write.0", "{write}", "Writes whose data waited more than 1 ms before leaving the socket (includes write100ms)"),
+        ("write100ms", "write.1", "{write}", "Writes whose data waited more than 100 ms before leaving the socket"),
+    ]
+)
+SOCKETLATENCY = (SOCKETLATENCY_DURATION,) + SOCKETLATENCY_COUNTERS
+
+KERNELLATENCY_DURATION = InstrumentSpec(
+    "kubeskoop.kernellatency.duration", H, "s",
+    "Time TCP packets spent in the kernel's network stack: receive, from net:netif_receive_skb to "
+    "the established socket (tcp:tcp_probe); transmit, from TCP handing a data segment to IP "
+    "(its departure stamp, skb->tstamp) to net:net_dev_queue", _DIR)
+KERNELLATENCY_COUNTERS = tuple(
+    InstrumentSpec(f"kubeskoop.kernellatency.{word}", C, "{packet}", desc, key=key,
+                   compat=f"kubeskoop_kernellatency_{word}")
+    for word, key, desc in [
+        ("rxslow", "rx.0", "Received TCP packets that took more than 10 ms from the device to their socket (includes rxslow100ms)"),
+        ("rxslow100ms", "rx.1", "Received TCP packets that took more than 100 ms from the device to their socket"),
+        ("txslow", "tx.0", "TCP data segments that took more than 10 ms from TCP to the device queue (includes txslow100ms)"),
+        ("txslow100ms", "tx.1", "TCP data segments that took more than 100 ms from TCP to the device queue"),
+    ]
+)
+KERNELLATENCY = (KERNELLATENCY_DURATION,) + KERNELLATENCY_COUNTERS
+
+# flow: per pod namespace and IP flow, from TC programs on the pod's interfaces (ports only with
+# enablePortInLabel). A namespace's series are capped; flows past the cap add to one overflow
+# series per direction (kubeskoop.flow.overflow=true), and are counted.
+_FLOW = (A.NETWORK_IO_DIRECTION, A.NETWORK_TYPE, A.NETWORK_TRANSPORT, A.SOURCE_ADDRESS,
+         A.SOURCE_PORT, A.DESTINATION_ADDRESS, A.DESTINATION_PORT, A.FLOW_OVERFLOW)
+FLOW_BYTES = InstrumentSpec(
+    "kubeskoop.flow.bytes", C, "By",
+    "Bytes of IP packets on the pod's interfaces (frames with their link-layer header), by "
+    "direction (receive: tc ingress, transmit: tc egress) and flow", _FLOW, key="bytes",
+    compat="kubeskoop_flow_bytes")
+FLOW_PACKETS = InstrumentSpec(
+    "kubeskoop.flow.packets", C, "{packet}",
+    "IP packets on the pod's interfaces, by direction and flow (a GSO packet counts as its "
+    "segments)", _FLOW, key="packets", compat="kubeskoop_flow_packets")
+FLOW_OVERFLOW_FLOWS = InstrumentSpec(
+    "kubeskoop.flow.overflow.flows", C, "{flow}",
+    "Flows counted in the namespace's overflow series because it already had maxSeries series")
+FLOW_INTERFACES = InstrumentSpec(
+    "kubeskoop.flow.interfaces", U, "{interface}",
+    "Interfaces of the namespace with the probe's TC programs attached")
+FLOW = (FLOW_BYTES, FLOW_PACKETS, FLOW_OVERFLOW_FLOWS, FLOW_INTERFACES)
+
 # The agent's own health, on the node resource.
 _P = (A.PROBE,)
 AGENT_PROBE_DURATION = InstrumentSpec(
@@ -399,7 +638,8 @@ AGENT_EVENTS_DELIVERED = InstrumentSpec(
     "kubeskoop.agent.events.delivered", C, "{event}", "Events handed to the event sinks", (A.PROBE,))
 AGENT_EVENTS_LOST = InstrumentSpec(
     "kubeskoop.agent.events.lost", C, "{event}",
-    "Events not delivered, by reason: rate_limited, ring_buffer_full, decode_error, export_queue_full",
+    "Events not delivered, by reason: rate_limited, ring_buffer_full, socket_buffer_full, "
+    "decode_error, export_queue_full",
     (A.PROBE, A.LOSS_REASON))
 # What each BPF program costs (config bpfStats.enabled: the kernel's BPF_ENABLE_STATS).
 AGENT_BPF_RUNS = InstrumentSpec(
@@ -407,10 +647,25 @@ AGENT_BPF_RUNS = InstrumentSpec(
 AGENT_BPF_TIME = InstrumentSpec(
     "kubeskoop.agent.bpf.program.time", C, "s", "CPU time spent in the probe's BPF program",
     (A.PROBE, A.BPF_PROGRAM))
-AGENT = (AGENT_BPF_RUNS, AGENT_BPF_TIME, AGENT_EVENTS_DELIVERED, AGENT_EVENTS_LOST, AGENT_PROBE_DURATION, AGENT_PROBE_ERRORS, AGENT_PROBE_STATE, AGENT_NETNS_COUNT,
+# A BPF probe's counter map was full: increments that found no room (the probe reports them).
+AGENT_BPF_MAP_FULL = InstrumentSpec(
+    "kubeskoop.agent.bpf.map.full", C, "{update}",
+    "Kernel counter updates refused because the probe's BPF map was full", (A.PROBE, A.BPF_MAP))
+# A latency probe's in-flight map (start timestamps, LRU) evicted entries: intervals lost.
+AGENT_BPF_INFLIGHT_EVICTED = InstrumentSpec(
+    "kubeskoop.agent.bpf.inflight.evicted", C, "{entry}",
+    "Start timestamps a latency probe's in-flight LRU map evicted before their end point",
+    (A.PROBE, A.BPF_MAP))
+# A probe's LRU map (flow) evicted keys to make room: what they counted since the last read is lost.
+AGENT_BPF_MAP_EVICTED = InstrumentSpec(
+    "kubeskoop.agent.bpf.map.evicted", C, "{entry}",
+    "Keys a probe's BPF LRU map evicted to make room for new ones (their counts since the last "
+    "collection are lost)", (A.PROBE, A.BPF_MAP))
+AGENT = (AGENT_BPF_MAP_EVICTED, AGENT_BPF_INFLIGHT_EVICTED, AGENT_BPF_MAP_FULL, AGENT_BPF_RUNS, AGENT_BPF_TIME, AGENT_EVENTS_DELIVERED, AGENT_EVENTS_LOST, AGENT_PROBE_DURATION, AGENT_PROBE_ERRORS, AGENT_PROBE_STATE, AGENT_NETNS_COUNT,
          AGENT_CYCLE_DURATION, AGENT_EXPORT_FAILURES)
 
 ALL: tuple[InstrumentSpec, ...] = (
-    TCP + UDP + IP + TCPEXT + NETDEV + NETDEV_STANDARD + SOCK + SOFTNET + IPVS + FD + IO + RDMA + AGENT
+    TCP + UDP + IP + TCPEXT + NETDEV + NETDEV_STANDARD + SOCK + SOFTNET + IPVS + FD + IO + RDMA + PACKETLOSS + TCPRESET + TCPRETRANS
+    + TCPSUMMARY + QDISC + CONNTRACK + NETIFTXLAT + SOFTIRQ + BIOLATENCY + VIRTCMDLATENCY + SOCKETLATENCY + KERNELLATENCY + FLOW + AGENT
 )
 BY_NAME = {spec.name: spec for spec in ALL}

@@ -118,3 +118,18 @@ def test_probe_configured_for_both_kinds_runs_once():
     assert metrics_run.probe is events_run.probe and events_run.state is State.RUNNING
     assert len([s for s in rt.collect() if s.instrument is NOPORTS]) == 1
     assert len(self_metric(rt.self_samples(), I.AGENT_PROBE_STATE, probe="both")) == 1
+
+
+class WithLosses(Good):
+    def collect(self):
+        lost = Sample(I.AGENT_EVENTS_LOST, 4, None, (("kubeskoop.probe", "events_only"), ("kubeskoop.loss.reason", "rate_limited")))
+        return [Sample(NOPORTS, 1, 42), lost]
+
+
+def test_an_events_only_probe_reports_its_losses_but_not_its_metrics():
+    spec_ = ProbeSpec("events_only", "t", frozenset({Kind.METRICS, Kind.EVENTS}), Source.BPF, Scope.NETNS,
+                      Overhead.LOW, "n/a", False, WithLosses, (NOPORTS,), NoArgs)
+    rt = ProbeRuntime([ProbeConfig("events_only", Kind.EVENTS, NoArgs())], registry={"events_only": spec_})
+    rt.start()
+    got = [s for s in rt.collect() if s.instrument in (NOPORTS, I.AGENT_EVENTS_LOST) and s.value == 4 or s.instrument is NOPORTS]
+    assert [(s.instrument.name, s.value) for s in got] == [("kubeskoop.agent.events.lost", 4)]

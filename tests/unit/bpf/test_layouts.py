@@ -65,10 +65,17 @@ def test_trailing_bytes_are_ignored_and_short_records_refused() -> None:
 
 
 def test_mirror_tables_list_every_mirror() -> None:
-    assert set(layouts.STRUCTS.values()) == {
+    assert set(layouts.STRUCTS.values()) >= {
         layouts.EventHeader,
+        layouts.FlowTuple,
         layouts.SelftestKey,
         SelftestEvent,
+        layouts.PacketlossKey,
+        layouts.PacketlossEvent,
+        layouts.TcpresetKey,
+        layouts.TcpresetEvent,
+        layouts.TcpretransKey,
+        layouts.TcpretransEvent,
     }
     assert EventLossReason.EVENT_LOSS__MAX == len(EventLossReason) - 1
 

@@ -1,0 +1,352 @@
+// SPDX-License-Identifier: Apache-2.0 OR GPL-2.0-only
+/*
+ * kernellatency: time TCP packets spend in the kernel's network stack, per (namespace,
+ * direction); see kernellatency.h. Upstream measures ip_rcv -> ip_local_deliver_finish and
+ * __ip_queue_xmit -> ip_finish_output2 with kprobes, which 6.x kernels inline or lack (#293);
+ * this measures the nearest intervals that tracepoints bound:
+ *
+ *   RX  from net:netif_receive_skb (the device hands the packet to the stack; the last one when
+ *       a packet is received again, by a bridge say) to tcp:tcp_probe (tcp_rcv_established():
+ *       the packet reaches its established TCP socket, after IP, netfilter, routing, the TCP
+ *       demux and, when the socket was busy, the socket backlog). TCP segments only: a UDP
+ *       datagram's arrival at its socket has no tracepoint.
+ *   TX  from TCP handing the segment to IP (__tcp_transmit_skb() stamps skb->tstamp with the
+ *       segment's departure time, CLOCK_MONOTONIC, from the clock TCP refreshes when it starts
+ *       sending: tcp_write_xmit(), a timer, an incoming ACK) to net:net_dev_queue (IP output,
+ *       netfilter, routing and the neighbour layer are done; the device's qdisc is next). Data
+ *       segments only (pure ACKs may carry an older stamp), and none paced into the future (fq
+ *       pacing stamps departure times ahead of now). No per-packet state: the kernel carries the
+ *       start time in the packet.
+ *
+ * Hooks, each with its candidates in the loader's order (otel_kubeskoop/probes/kernellatency.py):
+ *   rx       tp_btf/netif_receive_skb, tracepoint/net/netif_receive_skb,
+ *            fentry|kprobe/ip_rcv (upstream's start; IPv4 only)
+ *   deliver  tp_btf/tcp_probe, tracepoint/tcp/tcp_probe (skbaddr/skaddr: Linux 6.10+; older
+ *            records fail the CO-RE relocation and the loader falls back),
+ *            fentry|kprobe/tcp_rcv_established
+ *   tx       tp_btf/net_dev_queue, tracepoint/net/net_dev_queue, fentry|kprobe/__dev_queue_xmit
+ *   free     tp_btf/kfree_skb, tracepoint/skb/kfree_skb, fentry|kprobe/sk_skb_reason_drop
+ *   consume  tp_btf/consume_skb, tracepoint/skb/consume_skb, fentry|kprobe/consume_skb
+ *
+ * In flight (RX only): netif_receive_skb puts skb -> start into the LRU hash "skbs"; tcp_probe
+ * measures and removes it. A received TCP packet that never reaches an established socket
+ * (dropped, forwarded, a SYN to a listener) is freed through skb:kfree_skb or skb:consume_skb,
+ * which remove its entry (counted as discarded); the rest (freed by __kfree_skb() without a
+ * tracepoint) is left to the LRU, and user space counts those evictions by difference.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_tracing.h>
+#include "maps.bpf.h"
+#include "netns.bpf.h"
+#include "tuple.bpf.h"
+#include "tcpseg.bpf.h"
+#include "events.bpf.h"
+#include "latency.bpf.h"
+#include "kernellatency.h"
+
+/* Settings (set between open and load). */
+const volatile bool targ_emit = false;                            /* send events */
+const volatile __u64 targ_threshold_ns = KERNELLATENCY_SLOW0_NS;  /* events above this */
+
+DECLARE_LATENCY_HISTS(struct kernellatency_key, struct latency_hist, KERNELLATENCY_MAX_HISTS);
+
+struct skb_start {
+	__u64 ts_ns;
+	__u64 dev; /* the receiving device (for the event's name) */
+	__u32 ifindex;
+	__u32 len;
+};
+
+DECLARE_INFLIGHT(skbs, __u64, struct skb_start, KERNELLATENCY_MAX_INFLIGHT);
+
+/*
+ * The last TX measurement on each CPU: a stacked device (vlan, macvlan, bond) queues the same
+ * segment to its lower device from inside its own transmit, on the same CPU; it is measured once,
+ * at the first device. The stamp tells a new packet that reuses the address from the same one.
+ */
+struct last_tx {
+	__u64 skb;
+	__u64 stamp;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct last_tx);
+} last_tx SEC(".maps");
+
+BTF_EXPORT(struct kernellatency_event, kernellatency_event);
+BTF_EXPORT(enum kernellatency_direction, kernellatency_direction);
+BTF_EXPORT(struct kernellatency_key, kernellatency_key);
+BTF_EXPORT(struct flow_tuple, flow_tuple);
+BTF_EXPORT(struct latency_hist, latency_hist);
+BTF_EXPORT(enum inflight_stat, inflight_stat);
+
+static __always_inline void measure(__u32 direction, struct netns_id netns, __u64 delta,
+				    const struct sk_buff *skb, const struct net_device *dev,
+				    __u32 ifindex, __u32 len)
+{
+	struct kernellatency_key key = {
+		.netns = netns.inum, .netns_cookie = netns.cookie, .direction = direction,
+	};
+	struct kernellatency_event *e;
+	struct latency_hist *h;
+
+	h = hists_lookup(&key);
+	if (h)
+		latency_add(h, delta, KERNELLATENCY_SLOW0_NS, KERNELLATENCY_SLOW1_NS);
+	if (!targ_emit || delta <= targ_threshold_ns)
+		return;
+	e = event_reserve(struct kernellatency_event, netns.inum, direction, 0);
+	if (!e)
+		return;
+	tuple_from_skb(&e->tuple, skb);
+	e->latency_ns = delta;
+	e->ifindex = ifindex;
+	e->len = len;
+	if (dev)
+		BPF_CORE_READ_STR_INTO(&e->ifname, dev, name);
+	event_submit(e);
+}
+
+/* Whether a packet entering the stack (skb->data at its IP header) is TCP over IPv4 or IPv6. */
+static __always_inline bool rx_is_tcp(const struct sk_buff *skb)
+{
+	unsigned char *data = BPF_CORE_READ(skb, data);
+	__u16 proto = bpf_ntohs(BPF_CORE_READ(skb, protocol));
+	__u8 l4 = 0;
+
+	if (proto == TUPLE_ETH_P_IP)
+		bpf_probe_read_kernel(&l4, 1, data + 9); /* iphdr.protocol */
+	else if (proto == TUPLE_ETH_P_IPV6)
+		bpf_probe_read_kernel(&l4, 1, data + 6); /* ipv6hdr.nexthdr */
+	return l4 == IPPROTO_TCP;
+}
+
+/* hook "rx": the packet enters the stack. */
+static __always_inline int handle_rx(const struct sk_buff *skb)
+{
+	struct skb_start s = {};
+	struct net_device *dev;
+	__u64 key = (__u64)skb;
+
+	if (!skb || !rx_is_tcp(skb))
+		return 0;
+	dev = BPF_CORE_READ(skb, dev);
+	s.ts_ns = bpf_ktime_get_ns();
+	s.dev = (__u64)dev;
+	s.ifindex = BPF_CORE_READ(dev, ifindex);
+	s.len = BPF_CORE_READ(skb, len);
+	inflight_start(&skbs, &key, &s);
+	return 0;
+}
+
+/* hook "deliver": the packet reaches its established TCP socket. */
+static __always_inline int handle_deliver(const struct sock *sk, const struct sk_buff *skb)
+{
+	const struct net_device *dev;
+	__u64 key = (__u64)skb, now;
+	struct netns_id netns;
+	struct skb_start *s;
+
+	if (!skb)
+		return 0;
+	s = bpf_map_lookup_elem(&skbs, &key);
+	if (!s) {
+		inflight_count(INFLIGHT_UNMATCHED);
+		return 0;
+	}
+	now = bpf_ktime_get_ns();
+	dev = (const struct net_device *)s->dev;
+	netns = sk_netns_id(sk);
+	if (!netns.inum)
+		netns = net_id(BPF_CORE_READ(dev, nd_net.net));
+	measure(KERNELLATENCY_RX, netns, now > s->ts_ns ? now - s->ts_ns : 0, skb, dev, s->ifindex,
+		s->len);
+	inflight_end(&skbs, &key);
+	return 0;
+}
+
+/* hooks "free" and "consume": a packet is freed; one still in flight never reached a socket. */
+static __always_inline int handle_free(const struct sk_buff *skb)
+{
+	__u64 key = (__u64)skb;
+
+	if (skb && bpf_map_lookup_elem(&skbs, &key))
+		inflight_discard(&skbs, &key);
+	return 0;
+}
+
+/* hook "tx": a packet is queued to a device; a TCP data segment carries TCP's departure stamp. */
+static __always_inline int handle_tx(const struct sk_buff *skb)
+{
+	const struct net_device *dev;
+	const struct sock *sk;
+	struct tcpseg seg;
+	struct last_tx *last;
+	__u64 stamp, now;
+	__u32 zero = 0;
+	__u8 state;
+
+	if (!skb)
+		return 0;
+	sk = BPF_CORE_READ(skb, sk);
+	if (!sk)
+		return 0;
+	state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	if (state == TCP_TIME_WAIT || state == TCP_NEW_SYN_RECV)
+		return 0; /* not a full socket (sk_fullsock()) */
+	if (BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol) != IPPROTO_TCP)
+		return 0;
+	stamp = BPF_CORE_READ(skb, tstamp);
+	now = bpf_ktime_get_ns();
+	if (!stamp || stamp > now)
+		return 0;
+	last = bpf_map_lookup_elem(&last_tx, &zero);
+	if (!last || (last->skb == (__u64)skb && last->stamp == stamp))
+		return 0;
+	if (!tcp_segment(skb, &seg) || !seg.payload)
+		return 0;
+	last->skb = (__u64)skb;
+	last->stamp = stamp;
+	dev = BPF_CORE_READ(skb, dev);
+	measure(KERNELLATENCY_TX, sk_netns_id(sk), now - stamp, skb, dev, BPF_CORE_READ(dev, ifindex),
+		BPF_CORE_READ(skb, len));
+	return 0;
+}
+
+/* hook "rx" */
+
+SEC("tp_btf/netif_receive_skb")
+int BPF_PROG(kernellatency_rx_btf, struct sk_buff *skb)
+{
+	return handle_rx(skb);
+}
+
+SEC("tracepoint/net/netif_receive_skb")
+int kernellatency_rx_tp(struct trace_event_raw_net_dev_template *ctx)
+{
+	return handle_rx(ctx->skbaddr);
+}
+
+SEC("fentry/ip_rcv")
+int BPF_PROG(kernellatency_rx_fentry, struct sk_buff *skb)
+{
+	return handle_rx(skb);
+}
+
+SEC("kprobe/ip_rcv")
+int BPF_KPROBE(kernellatency_rx_kprobe, struct sk_buff *skb)
+{
+	return handle_rx(skb);
+}
+
+/* hook "deliver" */
+
+SEC("tp_btf/tcp_probe")
+int BPF_PROG(kernellatency_deliver_btf, struct sock *sk, const struct sk_buff *skb)
+{
+	return handle_deliver(sk, skb);
+}
+
+SEC("tracepoint/tcp/tcp_probe")
+int kernellatency_deliver_tp(struct trace_event_raw_tcp_probe *ctx)
+{
+	return handle_deliver(ctx->skaddr, ctx->skbaddr);
+}
+
+SEC("fentry/tcp_rcv_established")
+int BPF_PROG(kernellatency_deliver_fentry, struct sock *sk, struct sk_buff *skb)
+{
+	return handle_deliver(sk, skb);
+}
+
+SEC("kprobe/tcp_rcv_established")
+int BPF_KPROBE(kernellatency_deliver_kprobe, struct sock *sk, struct sk_buff *skb)
+{
+	return handle_deliver(sk, skb);
+}
+
+/* hook "tx" */
+
+SEC("tp_btf/net_dev_queue")
+int BPF_PROG(kernellatency_tx_btf, struct sk_buff *skb)
+{
+	return handle_tx(skb);
+}
+
+SEC("tracepoint/net/net_dev_queue")
+int kernellatency_tx_tp(struct trace_event_raw_net_dev_template *ctx)
+{
+	return handle_tx(ctx->skbaddr);
+}
+
+SEC("fentry/__dev_queue_xmit")
+int BPF_PROG(kernellatency_tx_fentry, struct sk_buff *skb)
+{
+	return handle_tx(skb);
+}
+
+SEC("kprobe/__dev_queue_xmit")
+int BPF_KPROBE(kernellatency_tx_kprobe, struct sk_buff *skb)
+{
+	return handle_tx(skb);
+}
+
+/* hook "free" */
+
+SEC("tp_btf/kfree_skb")
+int BPF_PROG(kernellatency_free_btf, struct sk_buff *skb)
+{
+	return handle_free(skb);
+}
+
+SEC("tracepoint/skb/kfree_skb")
+int kernellatency_free_tp(struct trace_event_raw_kfree_skb *ctx)
+{
+	return handle_free(ctx->skbaddr);
+}
+
+SEC("fentry/sk_skb_reason_drop")
+int BPF_PROG(kernellatency_free_fentry, struct sock *sk, struct sk_buff *skb)
+{
+	return handle_free(skb);
+}
+
+SEC("kprobe/sk_skb_reason_drop")
+int BPF_KPROBE(kernellatency_free_kprobe, struct sock *sk, struct sk_buff *skb)
+{
+	return handle_free(skb);
+}
+
+/* hook "consume" */
+
+SEC("tp_btf/consume_skb")
+int BPF_PROG(kernellatency_consume_btf, struct sk_buff *skb)
+{
+	return handle_free(skb);
+}
+
+SEC("tracepoint/skb/consume_skb")
+int kernellatency_consume_tp(struct trace_event_raw_consume_skb *ctx)
+{
+	return handle_free(ctx->skbaddr);
+}
+
+SEC("fentry/consume_skb")
+int BPF_PROG(kernellatency_consume_fentry, struct sk_buff *skb)
+{
+	return handle_free(skb);
+}
+
+SEC("kprobe/consume_skb")
+int BPF_KPROBE(kernellatency_consume_kprobe, struct sk_buff *skb)
+{
+	return handle_free(skb);
+}
+
+char LICENSE[] SEC("license") = "GPL";

@@ -1,0 +1,389 @@
+// SPDX-License-Identifier: Apache-2.0 OR GPL-2.0-only
+/*
+ * netiftxlat: transmit latency of each packet, in two stages, per (namespace, interface); see
+ * netiftxlat.h.
+ *
+ *   QDISC  net:net_dev_queue -> net:net_dev_start_xmit: from __dev_queue_xmit() handing the packet
+ *          to the device's qdisc to the qdisc releasing it to the driver (near 0 on a device
+ *          without a queue, such as veth by default);
+ *   XMIT   net:net_dev_start_xmit -> net:net_dev_xmit: the driver's ndo_start_xmit(), until it
+ *          accepted the packet into its TX ring (not until the wire).
+ *
+ * Hooks, each with its candidates in the loader's order (otel_kubeskoop/probes/netiftxlat.py):
+ *   queue    tp_btf/net_dev_queue, tracepoint/net/net_dev_queue, fentry|kprobe/__dev_queue_xmit
+ *            (the function's entry, slightly before the tracepoint: before the tc egress hook)
+ *   start    tp_btf/net_dev_start_xmit, tracepoint/net/net_dev_start_xmit (no function: the
+ *            call site is the inlined netdev_start_xmit())
+ *   xmit     tp_btf/net_dev_xmit, tracepoint/net/net_dev_xmit
+ *   free     tp_btf/kfree_skb, tracepoint/skb/kfree_skb, fentry/sk_skb_reason_drop (newer),
+ *            fentry/kfree_skb_reason (before), kprobe/ on the same two
+ *   consume  tp_btf/consume_skb, tracepoint/skb/consume_skb, fentry|kprobe/consume_skb
+ *
+ * In flight: net_dev_queue inserts (skb, ifindex) -> start record into the LRU hash "skbs";
+ * net_dev_start_xmit measures QDISC; net_dev_xmit measures XMIT and removes it. Keyed by the
+ * device too, since a stacked device (vxlan, ipip, vlan, macvlan, bond) queues the same skb on
+ * the lower device from inside its own ndo_start_xmit. A packet that never reaches the driver
+ * (dropped by the qdisc, segmented by software GSO, purged with the queue) is freed through
+ * kfree_skb or consume_skb: those hooks remove its entry (counted as discarded), under the key of
+ * the device the skb is on when freed. Anything else (a freed packet on another device key,
+ * pointer reuse races) is left to the LRU and counted as evicted by user space.
+ * An skb that the driver refuses with NETDEV_TX_BUSY is requeued and started again: its qdisc
+ * wait is counted once, up to the first start, and its driver time from the last start.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include "maps.bpf.h"
+#include "netns.bpf.h"
+#include "tuple.bpf.h"
+#include "events.bpf.h"
+#include "latency.bpf.h"
+#include "netiftxlat.h"
+
+#define NETDEV_TX_BUSY 0x10
+#define XMIT_RING 8 /* XMIT_RECURSION_LIMIT: nested ndo_start_xmit() calls on one CPU */
+
+/* Settings (set between open and load). */
+const volatile bool targ_emit = false;                            /* send events */
+const volatile __u64 targ_threshold_ns = NETIFTXLAT_SLOW_NS;      /* events above this */
+
+DECLARE_LATENCY_HISTS(struct netiftxlat_key, struct netiftxlat_value, NETIFTXLAT_MAX_HISTS);
+
+struct skb_key {
+	__u64 skb;
+	__u32 ifindex;
+	__u32 pad;
+};
+
+struct skb_start {
+	__u64 queued_ns;  /* net_dev_queue */
+	__u64 started_ns; /* net_dev_start_xmit; 0 before */
+	__u64 qdisc_ns;   /* the measured qdisc wait */
+	struct netns_id netns;
+	__u32 len;
+	__u32 pad;
+};
+
+DECLARE_INFLIGHT(skbs, struct skb_key, struct skb_start, NETIFTXLAT_MAX_INFLIGHT);
+
+/*
+ * The classic net:net_dev_xmit record names the device but gives no pointer to it, and the skb
+ * may already be freed when it fires, so the device is remembered at net_dev_start_xmit: a
+ * per-CPU ring of the last starts (the xmit path runs with bottom halves off, so start and xmit
+ * of one packet are on one CPU, innermost last). Stale slots are overwritten in turn.
+ */
+struct xmit_ring {
+	__u64 skb[XMIT_RING];
+	__u64 dev[XMIT_RING];
+	__u32 head;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct xmit_ring);
+} xmit_rings SEC(".maps");
+
+BTF_EXPORT(struct netiftxlat_event, netiftxlat_event);
+BTF_EXPORT(enum netiftxlat_stage, netiftxlat_stage);
+BTF_EXPORT(struct flow_tuple, flow_tuple);
+BTF_EXPORT(struct latency_hist, latency_hist);
+BTF_EXPORT(enum inflight_stat, inflight_stat);
+
+static __always_inline void ring_push(const void *skb, const struct net_device *dev)
+{
+	__u32 zero = 0, slot;
+	struct xmit_ring *r = bpf_map_lookup_elem(&xmit_rings, &zero);
+
+	if (!r)
+		return;
+	slot = r->head & (XMIT_RING - 1);
+	r->skb[slot] = (__u64)skb;
+	r->dev[slot] = (__u64)dev;
+	r->head = slot + 1;
+}
+
+/* The device of the newest start of skb on this CPU (and forget it); NULL if none. */
+static __always_inline const struct net_device *ring_pop(const void *skb)
+{
+	__u32 zero = 0, slot;
+	struct xmit_ring *r = bpf_map_lookup_elem(&xmit_rings, &zero);
+	__u64 dev;
+	int i;
+
+	if (!r)
+		return NULL;
+	for (i = 1; i <= XMIT_RING; i++) {
+		slot = (r->head - i) & (XMIT_RING - 1);
+		if (r->skb[slot] == (__u64)skb) {
+			dev = r->dev[slot];
+			r->skb[slot] = 0;
+			return (const struct net_device *)dev;
+		}
+	}
+	return NULL;
+}
+
+static __always_inline void record(__u32 stage, struct netns_id netns,
+				   const struct net_device *dev, __u32 ifindex, __u64 delta)
+{
+	struct netiftxlat_key key = {
+		.netns = netns.inum, .netns_cookie = netns.cookie, .ifindex = ifindex, .stage = stage,
+	};
+	struct netiftxlat_value *v = hists_lookup(&key);
+
+	if (!v)
+		return;
+	if (!v->ifname[0])
+		BPF_CORE_READ_STR_INTO(&v->ifname, dev, name);
+	latency_add(&v->hist, delta, NETIFTXLAT_SLOW_NS, 0);
+}
+
+static __always_inline void emit(__u32 stage, const struct sk_buff *skb,
+				 const struct net_device *dev, __u32 ifindex,
+				 const struct skb_start *s, __u64 xmit_ns, int rc)
+{
+	struct netiftxlat_event *e;
+
+	e = event_reserve(struct netiftxlat_event, s->netns.inum, stage, 0);
+	if (!e)
+		return;
+	e->qdisc_ns = s->qdisc_ns;
+	e->xmit_ns = xmit_ns;
+	e->latency_ns = stage == NETIFTXLAT_QDISC ? s->qdisc_ns : xmit_ns;
+	if (skb)
+		tuple_from_skb(&e->tuple, skb);
+	e->ifindex = ifindex;
+	e->len = s->len;
+	e->rc = rc;
+	e->cpu = bpf_get_smp_processor_id();
+	BPF_CORE_READ_STR_INTO(&e->ifname, dev, name);
+	event_submit(e);
+}
+
+static __always_inline int handle_queue(const struct sk_buff *skb)
+{
+	const struct net_device *dev;
+	struct skb_key key = {};
+	struct skb_start s = {};
+
+	if (!skb)
+		return 0;
+	dev = BPF_CORE_READ(skb, dev);
+	if (!dev)
+		return 0;
+	key.skb = (__u64)skb;
+	key.ifindex = BPF_CORE_READ(dev, ifindex);
+	s.queued_ns = bpf_ktime_get_ns();
+	s.netns = net_id(BPF_CORE_READ(dev, nd_net.net));
+	s.len = BPF_CORE_READ(skb, len);
+	inflight_start(&skbs, &key, &s);
+	return 0;
+}
+
+static __always_inline int handle_start(const struct sk_buff *skb, const struct net_device *dev)
+{
+	struct skb_key key = {};
+	struct skb_start *s;
+	__u64 now;
+
+	if (!skb || !dev)
+		return 0;
+	ring_push(skb, dev);
+	key.skb = (__u64)skb;
+	key.ifindex = BPF_CORE_READ(dev, ifindex);
+	s = bpf_map_lookup_elem(&skbs, &key);
+	if (!s) {
+		inflight_count(INFLIGHT_UNMATCHED);
+		return 0;
+	}
+	now = bpf_ktime_get_ns();
+	if (s->started_ns) { /* again after NETDEV_TX_BUSY: the qdisc wait was counted */
+		s->started_ns = now;
+		return 0;
+	}
+	s->started_ns = now;
+	s->qdisc_ns = now > s->queued_ns ? now - s->queued_ns : 0;
+	record(NETIFTXLAT_QDISC, s->netns, dev, key.ifindex, s->qdisc_ns);
+	if (targ_emit && s->qdisc_ns > targ_threshold_ns)
+		emit(NETIFTXLAT_QDISC, skb, dev, key.ifindex, s, 0, 0);
+	return 0;
+}
+
+/* dev may be NULL (classic tracepoint): then it is the one remembered at start. */
+static __always_inline int handle_xmit(const void *skb, int rc, const struct net_device *dev)
+{
+	struct skb_key key = {};
+	struct skb_start *s, copy;
+	__u64 now, delta;
+
+	if (!skb)
+		return 0;
+	if (!dev)
+		dev = ring_pop(skb);
+	if (!dev) {
+		inflight_count(INFLIGHT_UNMATCHED);
+		return 0;
+	}
+	key.skb = (__u64)skb;
+	key.ifindex = BPF_CORE_READ(dev, ifindex);
+	s = bpf_map_lookup_elem(&skbs, &key);
+	if (!s || !s->started_ns) {
+		inflight_count(INFLIGHT_UNMATCHED);
+		return 0;
+	}
+	if (rc == NETDEV_TX_BUSY) /* requeued: it will start again */
+		return 0;
+	now = bpf_ktime_get_ns();
+	delta = now > s->started_ns ? now - s->started_ns : 0;
+	copy = *s;
+	inflight_end(&skbs, &key);
+	record(NETIFTXLAT_XMIT, copy.netns, dev, key.ifindex, delta);
+	if (targ_emit && delta > targ_threshold_ns)
+		emit(NETIFTXLAT_XMIT, NULL, dev, key.ifindex, &copy, delta, rc);
+	return 0;
+}
+
+/* A packet freed before the driver saw it: forget it. */
+static __always_inline int handle_free(const struct sk_buff *skb)
+{
+	struct skb_key key = {};
+	struct skb_start *s;
+	const struct net_device *dev;
+
+	if (!skb)
+		return 0;
+	dev = BPF_CORE_READ(skb, dev);
+	if (!dev)
+		return 0;
+	key.skb = (__u64)skb;
+	key.ifindex = BPF_CORE_READ(dev, ifindex);
+	s = bpf_map_lookup_elem(&skbs, &key);
+	if (s && !s->started_ns)
+		inflight_discard(&skbs, &key);
+	return 0;
+}
+
+/* hook "queue" */
+
+SEC("tp_btf/net_dev_queue")
+int BPF_PROG(netiftxlat_queue_btf, struct sk_buff *skb)
+{
+	return handle_queue(skb);
+}
+
+SEC("tracepoint/net/net_dev_queue")
+int netiftxlat_queue_tp(struct trace_event_raw_net_dev_template *ctx)
+{
+	return handle_queue(ctx->skbaddr);
+}
+
+SEC("fentry/__dev_queue_xmit")
+int BPF_PROG(netiftxlat_queue_fentry, struct sk_buff *skb)
+{
+	return handle_queue(skb);
+}
+
+SEC("kprobe/__dev_queue_xmit")
+int BPF_KPROBE(netiftxlat_queue_kprobe, struct sk_buff *skb)
+{
+	return handle_queue(skb);
+}
+
+/* hook "start" */
+
+SEC("tp_btf/net_dev_start_xmit")
+int BPF_PROG(netiftxlat_start_btf, const struct sk_buff *skb, const struct net_device *dev)
+{
+	return handle_start(skb, dev);
+}
+
+SEC("tracepoint/net/net_dev_start_xmit")
+int netiftxlat_start_tp(struct trace_event_raw_net_dev_start_xmit *ctx)
+{
+	const struct sk_buff *skb = ctx->skbaddr;
+
+	return handle_start(skb, BPF_CORE_READ(skb, dev));
+}
+
+/* hook "xmit" */
+
+SEC("tp_btf/net_dev_xmit")
+int BPF_PROG(netiftxlat_xmit_btf, struct sk_buff *skb, int rc, struct net_device *dev)
+{
+	return handle_xmit(skb, rc, dev);
+}
+
+SEC("tracepoint/net/net_dev_xmit")
+int netiftxlat_xmit_tp(struct trace_event_raw_net_dev_xmit *ctx)
+{
+	return handle_xmit(ctx->skbaddr, ctx->rc, NULL);
+}
+
+/* hook "free" */
+
+SEC("tp_btf/kfree_skb")
+int BPF_PROG(netiftxlat_free_btf, struct sk_buff *skb)
+{
+	return handle_free(skb);
+}
+
+SEC("tracepoint/skb/kfree_skb")
+int netiftxlat_free_tp(struct trace_event_raw_kfree_skb *ctx)
+{
+	return handle_free(ctx->skbaddr);
+}
+
+SEC("fentry/sk_skb_reason_drop")
+int BPF_PROG(netiftxlat_free_reason_drop_fentry, struct sock *sk, struct sk_buff *skb)
+{
+	return handle_free(skb);
+}
+
+SEC("kprobe/sk_skb_reason_drop")
+int BPF_KPROBE(netiftxlat_free_reason_drop_kprobe, struct sock *sk, struct sk_buff *skb)
+{
+	return handle_free(skb);
+}
+
+SEC("fentry/kfree_skb_reason")
+int BPF_PROG(netiftxlat_free_skb_reason_fentry, struct sk_buff *skb)
+{
+	return handle_free(skb);
+}
+
+SEC("kprobe/kfree_skb_reason")
+int BPF_KPROBE(netiftxlat_free_skb_reason_kprobe, struct sk_buff *skb)
+{
+	return handle_free(skb);
+}
+
+/* hook "consume" */
+
+SEC("tp_btf/consume_skb")
+int BPF_PROG(netiftxlat_consume_btf, struct sk_buff *skb)
+{
+	return handle_free(skb);
+}
+
+SEC("tracepoint/skb/consume_skb")
+int netiftxlat_consume_tp(struct trace_event_raw_consume_skb *ctx)
+{
+	return handle_free(ctx->skbaddr);
+}
+
+SEC("fentry/consume_skb")
+int BPF_PROG(netiftxlat_consume_fentry, struct sk_buff *skb)
+{
+	return handle_free(skb);
+}
+
+SEC("kprobe/consume_skb")
+int BPF_KPROBE(netiftxlat_consume_kprobe, struct sk_buff *skb)
+{
+	return handle_free(skb);
+}
+
+char LICENSE[] SEC("license") = "GPL";

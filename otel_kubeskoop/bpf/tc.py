@@ -1,0 +1,239 @@
+# SPDX-License-Identifier: Apache-2.0
+"""TC classifiers on an interface's clsact qdisc, through libbpf's ``bpf_tc_*`` API, in any
+network namespace.
+
+libbpf's TC calls (``bpf_tc_hook_create``, ``bpf_tc_attach``, ``bpf_tc_query``,
+``bpf_tc_detach``, ``bpf_tc_hook_destroy``; libbpf 0.4+, https://libbpf.readthedocs.io) open a
+netlink socket in the **calling thread's** network namespace for each call. :func:`run_in_netns`
+runs a batch of such calls in one short-lived thread that enters each target namespace in turn
+(``setns(2)`` through an fd from :meth:`Netns.open_nsfd
+<otel_kubeskoop.topology.netns.Netns.open_nsfd>`), as :mod:`otel_kubeskoop.netlink.sockets` does
+for its sockets: no agent thread ever leaves the agent's namespace, and the thread ends when done.
+
+Filters are direct-action ``cls_bpf`` filters named by libbpf after their program
+(``flow_ingress:[<id>]``), found again by their (handle, priority) pair: :func:`query` gives the
+id of the program there, :func:`program_name` that program's name, so a filter left by an
+earlier run of the agent is recognised by the name of its program. :func:`filters` lists every
+filter of a hook through an ``RTM_GETTFILTER`` dump, so that a clsact qdisc is only removed when
+nothing but ours was on it.
+
+Everything here except :func:`run_in_netns`, :func:`program_id` and :func:`program_name` must run
+in the interface's namespace (inside :func:`run_in_netns`). The kernel's messages for expected
+answers ("Cannot find specified filter chain" when a hook has no such filter) are kept out of the
+log (:func:`~otel_kubeskoop.bpf.libbpf.captured_log`, at DEBUG).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import functools
+import os
+import socket
+import struct
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, TypeVar
+
+from otel_kubeskoop.bpf import btf as btf_mod
+from otel_kubeskoop.bpf import libbpf
+from otel_kubeskoop.bpf.libbpf import (
+    BPF_TC_EGRESS,
+    BPF_TC_F_REPLACE,
+    BPF_TC_INGRESS,
+    LibbpfError,
+    TcHook,
+    TcOpts,
+    check_int,
+)
+
+__all__ = [
+    "Direction",
+    "attach",
+    "create_clsact",
+    "destroy_clsact",
+    "detach",
+    "filters",
+    "program_id",
+    "program_name",
+    "query",
+    "run_in_netns",
+]
+
+Direction = Literal["ingress", "egress"]
+_POINT = {"ingress": BPF_TC_INGRESS, "egress": BPF_TC_EGRESS}
+#: the clsact qdisc's parent handles of its two hooks (TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_INGRESS...))
+_PARENT = {"ingress": 0xFFFFFFF2, "egress": 0xFFFFFFF3}
+
+_T = TypeVar("_T")
+_NOT_RUN = object()
+
+# rtnetlink (include/uapi/linux/rtnetlink.h, netlink.h)
+_RTM_NEWTFILTER = 44
+_RTM_GETTFILTER = 46
+_NLM_F_REQUEST = 0x1
+_NLM_F_DUMP = 0x300
+_NLMSGHDR = struct.Struct("=IHHII")
+_TCMSG = struct.Struct("=BxxxiIII")  # family, ifindex, handle, parent, info (prio << 16 | proto)
+
+
+# --- namespaces -----------------------------------------------------------------------------
+
+
+def run_in_netns(jobs: Sequence[tuple[int | None, Callable[[], _T]]],
+                 timeout: float = 30.0) -> list[_T | BaseException]:
+    """Run each ``(nsfd, job)`` with the calling thread inside the namespace of ``nsfd`` (``None``:
+    the caller's own), in order, in one short-lived thread. Each job's result, or the exception it
+    raised (or the ``setns`` failure), is returned in its place."""
+    from otel_kubeskoop.topology.netns import _setns
+
+    results: list[Any] = [_NOT_RUN] * len(jobs)
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+
+    def work() -> None:
+        # The thread exists only for these jobs and ends right after; it enters the caller's own
+        # namespace again (``own``) for jobs without an fd.
+        for i, (nsfd, job) in enumerate(jobs):
+            try:
+                _setns(own if nsfd is None else nsfd)
+                results[i] = job()
+            except BaseException as exc:  # handed to the caller, whatever it is
+                results[i] = exc
+
+    try:
+        thread = threading.Thread(target=work, name="kubeskoop-netns-tc", daemon=True)
+        thread.start()
+        thread.join(timeout)
+        if thread.is_alive():
+            raise TimeoutError(f"TC operations in {len(jobs)} namespaces took over {timeout}s")
+    finally:
+        os.close(own)
+    return [RuntimeError("the job did not run") if r is _NOT_RUN else r for r in results]
+
+
+# --- hooks and filters (in the interface's namespace) ----------------------------------------
+
+
+def create_clsact(ifindex: int) -> bool:
+    """Add a clsact qdisc to the interface: True if this call made it, False if one was there."""
+    hook = TcHook(ifindex, BPF_TC_INGRESS)
+    with libbpf.captured_log():
+        ret = libbpf.lib().bpf_tc_hook_create(ctypes.addressof(hook))
+    if ret == -errno.EEXIST:
+        return False
+    check_int(ret, f"clsact qdisc on interface {ifindex}")
+    return True
+
+
+def destroy_clsact(ifindex: int) -> bool:
+    """Remove the interface's clsact qdisc and every filter on it; False if there was none."""
+    hook = TcHook(ifindex, BPF_TC_INGRESS | BPF_TC_EGRESS)
+    with libbpf.captured_log():
+        ret = libbpf.lib().bpf_tc_hook_destroy(ctypes.addressof(hook))
+    if ret in (-errno.ENOENT, -errno.EINVAL, -errno.ENODEV):
+        return False
+    check_int(ret, f"removing the clsact qdisc of interface {ifindex}")
+    return True
+
+
+def attach(ifindex: int, direction: Direction, prog_fd: int, handle: int, priority: int) -> int:
+    """Attach the program as the filter (handle, priority) of the hook, replacing what was there
+    under that pair. Returns the attached program's id."""
+    hook = TcHook(ifindex, _POINT[direction])
+    opts = TcOpts(handle, priority, prog_fd=prog_fd, flags=BPF_TC_F_REPLACE)
+    with libbpf.captured_log() as lines:
+        ret = libbpf.lib().bpf_tc_attach(ctypes.addressof(hook), ctypes.addressof(opts))
+    if ret < 0:
+        detail = "; ".join(line.strip() for line in lines if line.strip())
+        check_int(ret, f"attaching a TC {direction} filter to interface {ifindex}"
+                  + (f" ({detail})" if detail else ""))
+    return opts.prog_id
+
+
+def query(ifindex: int, direction: Direction, handle: int, priority: int) -> int | None:
+    """The id of the program of filter (handle, priority), or None when there is no such filter."""
+    hook = TcHook(ifindex, _POINT[direction])
+    opts = TcOpts(handle, priority)
+    with libbpf.captured_log():
+        ret = libbpf.lib().bpf_tc_query(ctypes.addressof(hook), ctypes.addressof(opts))
+    if ret in (-errno.ENOENT, -errno.EINVAL):  # no filter there; EINVAL: no clsact qdisc
+        return None
+    check_int(ret, f"querying the TC {direction} filters of interface {ifindex}")
+    return opts.prog_id
+
+
+def detach(ifindex: int, direction: Direction, handle: int, priority: int) -> bool:
+    """Remove filter (handle, priority); False if it was not there (or the interface is gone)."""
+    hook = TcHook(ifindex, _POINT[direction])
+    opts = TcOpts(handle, priority)
+    with libbpf.captured_log():
+        ret = libbpf.lib().bpf_tc_detach(ctypes.addressof(hook), ctypes.addressof(opts))
+    if ret in (-errno.ENOENT, -errno.EINVAL, -errno.ENODEV):
+        return False
+    check_int(ret, f"detaching the TC {direction} filter of interface {ifindex}")
+    return True
+
+
+def filters(ifindex: int, direction: Direction) -> list[tuple[int, int]]:
+    """(handle, priority) of every filter on the hook, from an ``RTM_GETTFILTER`` dump."""
+    from otel_kubeskoop.netlink.core import iter_messages
+    from otel_kubeskoop.netlink.sockets import dump
+
+    seq = 1
+    payload = _TCMSG.pack(socket.AF_UNSPEC, ifindex, 0, _PARENT[direction], 0)
+    request = _NLMSGHDR.pack(_NLMSGHDR.size + len(payload), _RTM_GETTFILTER,
+                             _NLM_F_REQUEST | _NLM_F_DUMP, seq, 0) + payload
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
+                       socket.NETLINK_ROUTE) as sock:
+        sock.settimeout(2.0)
+        try:
+            raw = dump(sock, request, seq, what=f"TC filter dump of interface {ifindex}")
+        except OSError as exc:
+            if exc.errno in (errno.EINVAL, errno.ENOENT, errno.ENODEV):  # no qdisc, no interface
+                return []
+            raise
+    out = []
+    for msg in iter_messages(raw):
+        if msg.type != _RTM_NEWTFILTER or msg.end - msg.start < _TCMSG.size:
+            continue
+        _family, index, handle, _parent, info = _TCMSG.unpack_from(raw, msg.start)
+        if index == ifindex and handle:  # handle 0: the (priority, protocol) chain head itself
+            out.append((handle, info >> 16))
+    return out
+
+
+# --- programs (any namespace) ----------------------------------------------------------------
+
+
+@functools.cache
+def _prog_info_layout() -> btf_mod.StructLayout:
+    return btf_mod.vmlinux_btf().struct_layout("bpf_prog_info")
+
+
+def _prog_info(fd: int) -> bytes:
+    layout = _prog_info_layout()
+    buf = ctypes.create_string_buffer(layout.size)
+    size = ctypes.c_uint32(layout.size)
+    check_int(libbpf.lib().bpf_obj_get_info_by_fd(fd, buf, ctypes.byref(size)),
+              "BPF program info")
+    return buf.raw
+
+
+def program_id(prog_fd: int) -> int:
+    """The kernel's id of a loaded program."""
+    (prog_id,) = struct.unpack_from("=I", _prog_info(prog_fd), _prog_info_layout().offsets["id"])
+    return prog_id
+
+
+def program_name(prog_id: int) -> str | None:
+    """The name of program ``prog_id`` (at most 15 characters), or None if it is gone."""
+    fd = libbpf.lib().bpf_prog_get_fd_by_id(prog_id)
+    if fd < 0:
+        if fd == -errno.ENOENT:
+            return None
+        raise LibbpfError(-fd, f"BPF program {prog_id}: {libbpf.strerror(-fd)}")
+    try:
+        offset = _prog_info_layout().offsets["name"]
+        return _prog_info(fd)[offset : offset + 16].split(b"\0", 1)[0].decode(errors="replace")
+    finally:
+        os.close(fd)

@@ -1,0 +1,429 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Shared shape of the eBPF probes (packetloss, tcpreset, tcpretrans).
+
+Each probe's object (``bpf/<probe>.bpf.c``) has:
+
+- ``counters``: a bounded HASH of ``struct <probe>_key`` -> ``__u64``, incremented in the kernel and
+  never reset: :meth:`BPFProbe.collect` reads it whole each cycle and reports the values as they are
+  (cumulative kernel counters, which the pipeline expects; a probe restart starts them again at 0,
+  which the pipeline treats like any counter reset). ``counters_full`` counts increments that
+  found the hash full (``kubeskoop.agent.bpf.map.full``).
+- ``events``: the ring buffer, read only when the config asks this probe for events; ``losses``
+  counts what the kernel refused to send (rate limit, full ring buffer), reported as
+  ``kubeskoop.agent.events.lost``.
+
+Keys carry the namespace's inode and the low 32 bits of its never-reused id (``netns_cookie``,
+``bpf/include/netns.bpf.h``): the kernel hands a freed inode number to the next namespace, so when
+two ids share an inode only the newest one's counters are reported and the older namespace's keys
+are deleted at once (otherwise a new pod would inherit a dead one's counts).
+
+Namespaces that went away: their keys are deleted from ``counters`` once the namespace has been
+missing from the agent's namespace scan (``ctx.cycle.namespaces``) at two collections in a row,
+so the map holds live namespaces only. The grace of one cycle keeps a namespace created between
+the scan and the read. Keys of a missing namespace are not reported (it has no resource any
+more); the pipeline exports a vanished resource once more with its last values.
+
+Decoding is pure: ``decode_<probe>(raw, names, clock_offset_ns, kallsyms)`` turns the bytes of one
+ring-buffer record into an :class:`~otel_kubeskoop.probe.Event`, or raises
+:class:`~otel_kubeskoop.bpf.layouts.DecodeError`; the probe counts that in ``ctx.decode_errors``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from otel_kubeskoop.bpf import btf as btf_mod
+from otel_kubeskoop.bpf.layouts import DecodeError, FlowTuple
+from otel_kubeskoop.probe import Event, ProbeContext, Sample, Unavailable
+from otel_kubeskoop.telemetry import attributes as A
+from otel_kubeskoop.telemetry import instruments as I
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "BPFProbe",
+    "EventArgs",
+    "KernelNames",
+    "address",
+    "network_type",
+    "tcp_state",
+    "transport",
+    "tuple_attributes",
+]
+
+COUNTERS_MAP = "counters"
+COUNTERS_FULL_MAP = "counters_full"
+EVENTS_MAP = "events"
+LOSSES_MAP = "losses"
+#: collections a namespace may be missing from the scan before its counters are deleted
+ABSENT_COLLECTIONS = 2
+
+AF_INET, AF_INET6 = 2, 10
+_FAMILY = {AF_INET: "ipv4", AF_INET6: "ipv6"}
+
+# network.transport: the IANA protocol keyword, lower-cased, for the protocols one sees; any
+# other protocol number as its decimal string. ICMPv6 is "ipv6-icmp" (IANA's keyword).
+_TRANSPORT = {
+    0: "hopopt", 1: "icmp", 2: "igmp", 4: "ipip", 6: "tcp", 17: "udp", 33: "dccp", 41: "ipv6",
+    43: "ipv6-route", 44: "ipv6-frag", 47: "gre", 50: "esp", 51: "ah", 58: "ipv6-icmp",
+    60: "ipv6-opts", 103: "pim", 112: "vrrp", 132: "sctp", 136: "udplite",
+}
+_PORTED = frozenset((6, 17, 132, 136))
+
+# network.connection.state: semconv values where semconv names the state, else the kernel's name
+# lower-cased without TCP_ (bound_inactive). TCP_NEW_SYN_RECV is how Linux keeps a connection in
+# SYN-RECEIVED (a request socket; TCP_SYN_RECV is left to Fast Open), so both are syn_received.
+_SEMCONV_STATE = {
+    "TCP_ESTABLISHED": "established", "TCP_SYN_SENT": "syn_sent", "TCP_SYN_RECV": "syn_received",
+    "TCP_NEW_SYN_RECV": "syn_received",
+    "TCP_FIN_WAIT1": "fin_wait_1", "TCP_FIN_WAIT2": "fin_wait_2", "TCP_TIME_WAIT": "time_wait",
+    "TCP_CLOSE": "closed", "TCP_CLOSE_WAIT": "close_wait", "TCP_LAST_ACK": "last_ack",
+    "TCP_LISTEN": "listen", "TCP_CLOSING": "closing",
+}
+
+Attrs = tuple[tuple[str, Any], ...]
+
+
+class EventArgs(BaseModel):
+    """Event settings every eBPF probe takes (config ``event.probes[].args``).
+
+    The kernel sends at most ``eventRate`` events per second per (namespace, event type), with
+    bursts of up to ``eventBurst``; the rest are counted (``kubeskoop.agent.events.lost``,
+    reason ``rate_limited``), never silently dropped. ``eventRate: 0`` turns the limit off.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    event_rate: int = Field(100, alias="eventRate", ge=0, le=1_000_000)
+    event_burst: int = Field(200, alias="eventBurst", ge=0, le=1_000_000)
+
+
+# --- names from the running kernel ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KernelNames:
+    """The running kernel's enum names the decoders need (value -> kernel name), from its BTF.
+
+    Tests build one by hand; :meth:`from_btf` reads ``/sys/kernel/btf/vmlinux``.
+    """
+
+    drop_reasons: Mapping[int, str] = field(default_factory=dict)  # SKB_DROP_REASON_NO_SOCKET...
+    drop_subsystems: Mapping[int, str] = field(default_factory=dict)  # SKB_DROP_REASON_SUBSYS_*
+    rst_reasons: Mapping[int, str] = field(default_factory=dict)  # SK_RST_REASON_* (6.10+)
+    tcp_states: Mapping[int, str] = field(default_factory=dict)  # TCP_ESTABLISHED...
+
+    @classmethod
+    def from_btf(cls, btf: btf_mod.BTF | None = None) -> KernelNames:
+        btf = btf or btf_mod.vmlinux_btf()
+
+        def optional(read: Callable[[], Mapping[int, str]]) -> Mapping[int, str]:
+            try:
+                return read()
+            except KeyError:  # an older kernel without that enum
+                return {}
+
+        return cls(
+            drop_reasons=optional(lambda: btf_mod.skb_drop_reasons(btf)),
+            drop_subsystems=optional(lambda: btf.enum_values("skb_drop_reason_subsys")),
+            rst_reasons=optional(lambda: btf_mod.sk_rst_reasons(btf)),
+            tcp_states=optional(lambda: btf_mod.tcp_states(btf)),
+        )
+
+    def reason_value(self, name: str) -> int | None:
+        """The value of drop reason ``name`` (``SKB_CONSUMED``) in this kernel, or None."""
+        for value, member in self.drop_reasons.items():
+            if member == name:
+                return value
+        return None
+
+    def drop_reason(self, value: int) -> str:
+        """The kernel's drop reason name without its ``SKB_DROP_REASON_`` prefix, upper case as
+        the kernel's own ``skb:kfree_skb`` tracepoint prints it: ``NO_SOCKET``, ``NETFILTER_DROP``.
+
+        Since Linux 6.4 a non-zero top half names a subsystem (``enum skb_drop_reason_subsys``)
+        whose reasons live in its own enum: ``OPENVSWITCH:3``. A value this kernel does not name
+        (never expected): ``UNKNOWN:<value>``.
+        """
+        name = self.drop_reasons.get(value)
+        if name is not None:
+            return name.removeprefix("SKB_DROP_REASON_").removeprefix("SKB_")
+        subsystem = value >> 16
+        if subsystem and subsystem in self.drop_subsystems:
+            prefix = self.drop_subsystems[subsystem].removeprefix("SKB_DROP_REASON_SUBSYS_")
+            return f"{prefix}:{value & 0xFFFF}"
+        return f"UNKNOWN:{value}"
+
+    def rst_reason(self, value: int) -> str | None:
+        """``enum sk_rst_reason`` name without ``SK_RST_REASON_`` (``NO_SOCKET``), or None."""
+        name = self.rst_reasons.get(value)
+        if name is None:
+            return None
+        return name.removeprefix("SK_RST_REASON_")
+
+    def tcp_state(self, value: int) -> str | None:
+        """``network.connection.state`` of a TCP state value; None for 0 (no socket)."""
+        if not value:
+            return None
+        name = self.tcp_states.get(value)
+        if name is None:
+            return f"unknown:{value}"
+        return tcp_state(name)
+
+
+def tcp_state(kernel_name: str) -> str:
+    """Semconv ``network.connection.state`` for a kernel TCP state name (``TCP_SYN_RECV``)."""
+    return _SEMCONV_STATE.get(kernel_name) or kernel_name.removeprefix("TCP_").lower()
+
+
+def network_type(family: int) -> str | None:
+    return _FAMILY.get(family)
+
+
+def transport(protocol: int) -> str:
+    return _TRANSPORT.get(protocol) or str(protocol)
+
+
+def address(family: int, raw: Iterable[int]) -> str:
+    data = bytes(raw)
+    if family == AF_INET:
+        return socket.inet_ntop(socket.AF_INET, data[:4])
+    return socket.inet_ntop(socket.AF_INET6, data[:16])
+
+
+def l3l4_attributes(family: int, protocol: int) -> Attrs:
+    """``network.type`` and ``network.transport`` of an IP packet; nothing when not IP."""
+    kind = _FAMILY.get(family)
+    if kind is None:
+        return ()
+    return ((A.NETWORK_TYPE, kind), (A.NETWORK_TRANSPORT, transport(protocol)))
+
+
+def tuple_attributes(t: FlowTuple) -> Attrs:
+    """Semconv attributes of a ``struct flow_tuple``; nothing when it is not IP."""
+    kind = _FAMILY.get(t.family)
+    if kind is None:
+        return ()
+    out: list[tuple[str, Any]] = [
+        (A.NETWORK_TYPE, kind),
+        (A.NETWORK_TRANSPORT, transport(t.protocol)),
+        (A.SOURCE_ADDRESS, address(t.family, t.saddr)),
+    ]
+    ported = t.protocol in _PORTED
+    if ported:
+        out.append((A.SOURCE_PORT, t.sport))
+    out.append((A.DESTINATION_ADDRESS, address(t.family, t.daddr)))
+    if ported:
+        out.append((A.DESTINATION_PORT, t.dport))
+    return tuple(out)
+
+
+def decode_exact(cls: type[Any], raw: bytes) -> Any:
+    """The record ``raw`` holds, which must be exactly one ``cls``."""
+    size = ctypes.sizeof(cls)
+    if len(raw) != size:
+        raise DecodeError(f"{cls.__name__}: record of {len(raw)} bytes, expected {size}")
+    return cls.from_buffer_copy(raw)
+
+
+def clock_offset_ns() -> int:
+    """Add to a ``bpf_ktime_get_ns()`` (CLOCK_MONOTONIC) timestamp to get Unix time."""
+    return time.time_ns() - time.monotonic_ns()
+
+
+# --- the probe ------------------------------------------------------------------------------
+
+
+class BPFProbe:
+    """An eBPF probe: load its object, read its counters, pump its events.
+
+    Subclasses set the class attributes and implement :meth:`rodata`, :meth:`samples` and
+    :meth:`decode`.
+    """
+
+    OBJECT: ClassVar[str]  # bpf/<OBJECT>.bpf.c
+    PLANS: ClassVar[tuple[Any, ...]]  # AttachPlans
+    KEY: ClassVar[type[ctypes.Structure]]  # struct <probe>_key (has a netns member)
+
+    def __init__(self, args: Any, ctx: ProbeContext) -> None:
+        self.args = args if args is not None else self.default_args()
+        self.ctx = ctx
+        self.obj: Any = None  # BPFObject while started
+        self.names = KernelNames()
+        self.clock_offset = 0
+        self.kallsyms: Any = None  # bpf.kallsyms.Kallsyms, read on the first location to name
+        self._absent: dict[int, int] = {}  # netns -> consecutive collections missing
+        self._keys: dict[int, list[Any]] = {}  # netns -> its raw keys, from the last read
+        #: seconds from start() called to attached
+        self.start_seconds: float | None = None
+
+    @classmethod
+    def default_args(cls) -> Any:
+        return EventArgs()
+
+    # --- subclass hooks ----------------------------------------------------------------------
+
+    def rodata(self) -> dict[str, int | bool]:
+        """``const volatile`` settings beyond the event ones."""
+        return {}
+
+    def samples(self, counts: Mapping[int | None, Mapping[Any, int]]) -> list[Sample]:
+        """Samples from ``{netns or None: {key tuple: value}}`` (keys without their netns)."""
+        raise NotImplementedError
+
+    def key_fields(self, key: Any) -> tuple[Any, ...]:
+        """The key's fields other than the namespace's (netns, netns_cookie)."""
+        return tuple(getattr(key, name) for name, *_ in key._fields_
+                     if name not in ("netns", "netns_cookie"))
+
+    def decode(self, raw: bytes) -> Event:
+        raise NotImplementedError
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        from otel_kubeskoop.bpf.loader import BPFObject
+        from otel_kubeskoop.bpf.objects import object_path
+
+        began = time.perf_counter()
+        try:
+            self.names = KernelNames.from_btf()
+        except FileNotFoundError:
+            raise Unavailable(
+                f"kernel without BTF ({btf_mod.VMLINUX_BTF} missing: CONFIG_DEBUG_INFO_BTF)"
+            ) from None
+        except (OSError, btf_mod.BTFError) as exc:
+            raise Unavailable(f"kernel BTF unreadable: {exc}") from None
+        rodata: dict[str, int | bool] = {
+            "targ_emit": self.ctx.events_enabled,
+            "targ_rate_per_sec": self.args.event_rate,
+            "targ_burst": self.args.event_burst,
+        }
+        rodata.update(self.rodata())
+        # Without events nothing is written to the ring buffer: one page instead of 256 KiB of
+        # locked kernel memory.
+        sizes = {} if self.ctx.events_enabled else {EVENTS_MAP: os.sysconf("SC_PAGE_SIZE")}
+        try:
+            obj = BPFObject(object_path(self.OBJECT), self.PLANS, rodata=rodata, max_entries=sizes)
+            obj.start()
+        except OSError as exc:  # libbpf.so.1 itself not loadable
+            raise Unavailable(f"libbpf.so.1 not loadable ({exc}); Debian package libbpf1") from None
+        self.obj = obj
+        try:
+            if self.ctx.events_enabled:
+                from otel_kubeskoop.bpf.kallsyms import Kallsyms
+
+                self.kallsyms = self.kallsyms or Kallsyms()
+                self.clock_offset = clock_offset_ns()
+                ring = obj.ringbuf(EVENTS_MAP, self._on_record)
+                self.ctx.watch(ring.fileno(), ring.consume)
+        except BaseException:
+            self.stop()
+            raise
+        self.start_seconds = time.perf_counter() - began
+        log.debug("%s attached in %.0f ms: %s", self.OBJECT, self.start_seconds * 1000,
+                  ", ".join(f"{hook}: {point}" for hook, point in obj.chosen.items()))
+
+    def stop(self) -> None:
+        obj, self.obj = self.obj, None
+        if obj is not None:
+            obj.close()
+
+    @property
+    def chosen(self) -> dict[str, Any]:
+        """hook -> attach point in use (empty when not started)."""
+        return dict(self.obj.chosen) if self.obj is not None else {}
+
+    # --- events ------------------------------------------------------------------------------
+
+    def _on_record(self, raw: bytes) -> None:
+        try:
+            event = self.decode(raw)
+        except (DecodeError, ValueError) as exc:
+            self.ctx.decode_errors += 1
+            log.debug("%s: undecodable record: %s", self.OBJECT, exc)
+            return
+        self.ctx.emit(event)
+
+    # --- metrics -----------------------------------------------------------------------------
+
+    def read_counters(self) -> dict[int, dict[tuple[Any, ...], int]]:
+        """The kernel counters as {netns: {key fields: value}}, of the newest namespace that had
+        each inode; the keys of older ones (dead: their inode was given to a new namespace) are
+        deleted."""
+        counters = self.obj.map(COUNTERS_MAP, self.KEY, ctypes.c_uint64)
+        entries = counters.items()
+        newest: dict[int, int] = {}
+        for key, _ in entries:
+            if key.netns_cookie > newest.get(key.netns, -1):
+                newest[key.netns] = key.netns_cookie
+        out: dict[int, dict[tuple[Any, ...], int]] = {}
+        self._keys = {}
+        for key, value in entries:
+            if key.netns_cookie != newest[key.netns]:
+                counters.delete(key)
+                log.debug("%s: deleted a counter of namespace %d/%d, whose inode was reused",
+                          self.OBJECT, key.netns, key.netns_cookie)
+                continue
+            out.setdefault(key.netns, {})[self.key_fields(key)] = value
+            self._keys.setdefault(key.netns, []).append(key)
+        return out
+
+    def _prune(self, by_netns: dict[int, dict[tuple[Any, ...], int]]) -> dict[int | None, dict[tuple[Any, ...], int]]:
+        """Keep the namespaces the scan knows (and 0, unknown, as node scope); delete the keys of
+        namespaces missing ABSENT_COLLECTIONS times in a row."""
+        known = self.ctx.cycle.namespaces
+        kept: dict[int | None, dict[tuple[Any, ...], int]] = {}
+        if not known:  # no scan yet: report everything, delete nothing
+            return {(netns or None): keys for netns, keys in by_netns.items()}
+        absent = {}
+        for netns, keys in by_netns.items():
+            if not netns:
+                kept[None] = keys
+            elif netns in known:
+                kept[netns] = keys
+            else:
+                misses = self._absent.get(netns, 0) + 1
+                if misses >= ABSENT_COLLECTIONS:
+                    self._delete_netns(netns)
+                else:
+                    absent[netns] = misses
+        self._absent = absent
+        return kept
+
+    def _delete_netns(self, netns: int) -> None:
+        counters = self.obj.map(COUNTERS_MAP, self.KEY, ctypes.c_uint64)
+        for key in self._keys.get(netns, ()):
+            counters.delete(key)
+        log.debug("%s: deleted the counters of vanished namespace %d", self.OBJECT, netns)
+
+    def collect(self) -> list[Sample]:
+        if self.obj is None:
+            return []
+        counts = self._prune(self.read_counters())
+        out = self.samples(counts)
+        probe = (A.PROBE, self.ctx.name)
+        full = self.obj.map(COUNTERS_FULL_MAP, ctypes.c_uint32, ctypes.c_uint64).lookup(0) or 0
+        out.append(Sample(I.AGENT_BPF_MAP_FULL, full, None, (probe, (A.BPF_MAP, COUNTERS_MAP))))
+        if self.ctx.events_enabled:
+            losses = dict(self.obj.map(LOSSES_MAP, ctypes.c_uint32, ctypes.c_uint64).items())
+            for index, reason in ((0, "ring_buffer_full"), (1, "rate_limited")):
+                out.append(Sample(I.AGENT_EVENTS_LOST, losses.get(index, 0), None,
+                                  (probe, (A.LOSS_REASON, reason))))
+        return out
+
+    def losses(self) -> dict[str, int]:
+        """Events the kernel refused to send, by reason (ring_buffer_full, rate_limited)."""
+        if self.obj is None:
+            return {}
+        losses = dict(self.obj.map(LOSSES_MAP, ctypes.c_uint32, ctypes.c_uint64).items())
+        return {"ring_buffer_full": losses.get(0, 0), "rate_limited": losses.get(1, 0)}

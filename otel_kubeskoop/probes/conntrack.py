@@ -1,0 +1,343 @@
+# SPDX-License-Identifier: Apache-2.0
+"""conntrack: connection-tracking counters per namespace, and (opt-in) conntrack events.
+
+Metrics come from ctnetlink statistics read inside each namespace: the per-CPU counters
+(``IPCTNL_MSG_CT_GET_STATS_CPU``, summed over CPUs) and the entry count
+(``IPCTNL_MSG_CT_GET_STATS``). The kernel keeps both per network namespace (``net->ct.stat``,
+``nf_conntrack_count(net)``), so every pod gets its own values (upstream reads the host's only).
+The table limit ``nf_conntrack_max`` is one node-wide setting (a child namespace's sysctl is
+read-only and shows the initial namespace's value), so ``kubeskoop.conntrack.maxentries`` goes to
+the node, once. A namespace where no rule uses conntrack tracks nothing: its counters stay 0.
+
+Events (``event.probes: [{name: conntrack}]``): one netlink socket per namespace subscribed to
+``NFNLGRP_CONNTRACK_NEW``/``UPDATE``/``DESTROY`` (narrowed by ``eventTypes``). Subscribing is what
+turns event reporting on in a namespace (``net.netfilter.nf_conntrack_events`` = 2, the default,
+reports only while someone listens). The sockets sit in one epoll set of this probe, whose fd the
+runtime's event pump watches: one thread reads every namespace. Each message is classified from
+its header, passed through a token bucket per (namespace, type) (``eventRate`` per second,
+``eventBurst``), and only then decoded. Every event the kernel sent is delivered or counted in
+``kubeskoop.agent.events.lost``: ``rate_limited`` and ``socket_buffer_full`` (messages the kernel
+dropped because the socket's receive buffer was full: the socket's drop counter, ``SO_MEMINFO``)
+per namespace, on that namespace's resource (the pod whose events were lost); ``decode_error`` and
+the event path's own reasons (``export_queue_full``, ``export_failed``) on the node.
+Namespaces are followed every collection: sockets for new ones are opened, those of vanished ones
+closed. Upstream's event probe scans namespaces once and crashes on its first event (its map is
+never initialised).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import select
+import socket
+import struct
+import threading
+import time
+from collections import Counter
+from typing import Literal
+
+from pydantic import Field
+from pyroute2.netlink import NETLINK_NETFILTER
+
+from otel_kubeskoop.netlink.conntrack import EVENT_GROUPS, ConntrackEvent, event_type, parse_event, read_stats
+from otel_kubeskoop.netlink.core import DecodeError, Message
+from otel_kubeskoop.netlink.sockets import RECV_BUFFER, NetnsSockets
+from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeContext, ProbeSpec, Sample, Scope, Source, Unavailable
+from otel_kubeskoop.probes._bpf import EventArgs, network_type, transport
+from otel_kubeskoop.telemetry import attributes as A
+from otel_kubeskoop.telemetry import events_table as E
+from otel_kubeskoop.telemetry import instruments as I
+from otel_kubeskoop.topology.netns import NetnsGone
+
+log = logging.getLogger(__name__)
+
+EventType = Literal["new", "update", "destroy"]
+SPECS = {"new": E.CONNTRACK_NEW, "update": E.CONNTRACK_UPDATE, "destroy": E.CONNTRACK_DESTROY}
+
+SOL_NETLINK = 270
+NETLINK_NO_ENOBUFS = 5  # drop silently when full (still counted in sk_drops) instead of failing recv
+SO_RCVBUFFORCE = 33
+SO_MEMINFO = 55  # u32[SK_MEMINFO_VARS]; index SK_MEMINFO_DROPS is the socket's drop counter
+SK_MEMINFO_DROPS = 8
+_MEMINFO = struct.Struct("=9I")
+_HEADER = struct.Struct("=IHH")  # nlmsg_len, nlmsg_type, nlmsg_flags
+#: Receive buffer of each event socket: room for about 10,000 events between two pump wake-ups.
+EVENT_SOCKET_BUFFER = 4 << 20
+#: Datagrams read from one socket per pump call, so one busy namespace cannot starve the others.
+MAX_BATCH = 1024
+LOSS_RATE_LIMITED = "rate_limited"
+LOSS_SOCKET_BUFFER_FULL = "socket_buffer_full"
+
+
+class ConntrackArgs(EventArgs):
+    """``eventRate``/``eventBurst`` as every event probe has them, plus which event types to read."""
+
+    event_types: tuple[EventType, ...] = Field(("new", "update", "destroy"), alias="eventTypes", min_length=1)
+
+
+def socket_drops(sock: socket.socket) -> int:
+    """Messages the kernel dropped for ``sock`` because its receive buffer was full."""
+    return _MEMINFO.unpack(sock.getsockopt(socket.SOL_SOCKET, SO_MEMINFO, _MEMINFO.size))[SK_MEMINFO_DROPS]
+
+
+def event_of(ev: ConntrackEvent, netns: int, timestamp_ns: int) -> Event:
+    """The OTel-bound event of one decoded ctnetlink event."""
+    spec = SPECS[ev.type]
+    attrs: list[tuple[str, str | int | bool]] = []
+    kind = network_type(ev.family)
+    if kind is not None:
+        attrs.append((A.NETWORK_TYPE, kind))
+    proto = transport(ev.protocol)
+    attrs.append((A.NETWORK_TRANSPORT, proto))
+    attrs.append((A.SOURCE_ADDRESS, ev.src))
+    if ev.sport is not None:
+        attrs.append((A.SOURCE_PORT, ev.sport))
+    attrs.append((A.DESTINATION_ADDRESS, ev.dst))
+    if ev.dport is not None:
+        attrs.append((A.DESTINATION_PORT, ev.dport))
+    if ev.state is not None:
+        attrs.append((A.CONNTRACK_STATE, ev.state))
+    attrs.append((A.CONNTRACK_REPLIED, ev.replied))
+    if ev.id is not None:
+        attrs.append((A.CONNTRACK_ID, ev.id))
+    src = f"{ev.src}:{ev.sport}" if ev.sport is not None else ev.src
+    dst = f"{ev.dst}:{ev.dport}" if ev.dport is not None else ev.dst
+    # Upstream's message text, for people reading the JSON lines.
+    body = (f"Proto = {proto.upper()} Replied = {str(ev.replied).lower()} "
+            f"State = {(ev.state or 'unknown').upper()} Src = {src}, Dst = {dst}")
+    return Event(spec.name, spec.upstream_type, netns, tuple(attrs), body, timestamp_ns)
+
+
+class ConntrackProbe:
+    def __init__(self, args: ConntrackArgs | None, ctx: ProbeContext) -> None:
+        self.args = args if args is not None else ConntrackArgs()
+        self.ctx = ctx
+        self.stats = NetnsSockets(NETLINK_NETFILTER)
+        self._seq = 0
+        # Event state: touched by the agent thread (collect) and the event pump (consume).
+        self._lock = threading.Lock()
+        self._events: NetnsSockets | None = None
+        self._epoll: select.epoll | None = None
+        self._fd_inode: dict[int, int] = {}
+        self._buckets: dict[tuple[int, str], list[float]] = {}
+        self._types = frozenset(self.args.event_types)
+        self._groups = sum(1 << (EVENT_GROUPS[t] - 1) for t in self._types)
+        self._recv = bytearray(RECV_BUFFER)
+        self.rate_limited: Counter[int] = Counter()  # namespace inode -> events over the limit
+
+    def _next_seq(self) -> int:
+        self._seq = (self._seq + 2) & 0x7FFFFFFF
+        return self._seq
+
+    # Lifecycle ----------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        try:
+            with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_NETFILTER) as sock:
+                sock.settimeout(2.0)
+                read_stats(sock, self._next_seq())
+        except (OSError, DecodeError) as exc:
+            if isinstance(exc, OSError) and exc.errno in (errno.EOPNOTSUPP, errno.EPROTONOSUPPORT):
+                raise Unavailable("ctnetlink is not available: the kernel needs nf_conntrack and "
+                                  "nf_conntrack_netlink (CONFIG_NF_CT_NETLINK; modprobe nf_conntrack_netlink)") from None
+            raise Unavailable(f"ctnetlink statistics request failed: {exc}") from None
+        if self.ctx.events_enabled:
+            self._epoll = select.epoll()
+            self._events = NetnsSockets(NETLINK_NETFILTER, setup=self._setup_events, on_close=self._closed)
+            with self._lock:
+                self._sync_events()
+            self.ctx.watch(self._epoll.fileno(), self._consume)
+
+    def stop(self) -> None:
+        self.stats.close()
+        with self._lock:
+            if self._events is not None:
+                self._events.close()
+            if self._epoll is not None:
+                self._epoll.close()
+                self._epoll = None
+
+    # Metrics ------------------------------------------------------------------------------------
+
+    def collect(self) -> list[Sample]:
+        namespaces = self.ctx.cycle.namespaces
+        socks = self.stats.sync(namespaces)
+        self._report(self.stats.failures)
+        out: list[Sample] = []
+        max_entries: int | None = None
+        for inode, sock in socks.items():
+            try:
+                st = read_stats(sock, self._next_seq())
+            except (OSError, DecodeError) as exc:
+                self.stats.discard(inode)
+                self.ctx.report(exc)
+                continue
+            for spec in I.CONNTRACK:
+                value = getattr(st, spec.key)
+                if spec.key == "max_entries":
+                    if value is not None and (max_entries is None or namespaces[inode].is_host):
+                        max_entries = value
+                elif value is not None:
+                    out.append(Sample(spec, value, inode))
+        if max_entries is not None:
+            out.append(Sample(I.CONNTRACK_MAXENTRIES, max_entries, None))
+        if self._events is not None:
+            out += self._losses()
+        return out
+
+    def _losses(self) -> list[Sample]:
+        """Events lost per namespace, on that namespace's resource: the pod whose events they were."""
+        limited = (A.PROBE, self.ctx.name), (A.LOSS_REASON, LOSS_RATE_LIMITED)
+        full = (A.PROBE, self.ctx.name), (A.LOSS_REASON, LOSS_SOCKET_BUFFER_FULL)
+        out = []
+        with self._lock:
+            self._sync_events()
+            assert self._events is not None
+            for inode, sock in self._events.items():
+                try:
+                    drops = socket_drops(sock)
+                except OSError as exc:
+                    self.ctx.report(exc)
+                    continue
+                out.append(Sample(I.AGENT_EVENTS_LOST, self.rate_limited[inode], inode, limited))
+                out.append(Sample(I.AGENT_EVENTS_LOST, drops, inode, full))
+        return out
+
+    def _report(self, failures: dict[int, BaseException]) -> None:
+        for inode, exc in failures.items():
+            if isinstance(exc, NetnsGone):
+                log.debug("conntrack: namespace %d went away: %s", inode, exc)
+            else:
+                self.ctx.report(exc)
+
+    # Events -------------------------------------------------------------------------------------
+
+    def _setup_events(self, sock: socket.socket) -> None:
+        sock.setsockopt(SOL_NETLINK, NETLINK_NO_ENOBUFS, 1)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, EVENT_SOCKET_BUFFER)
+        except PermissionError:  # without CAP_NET_ADMIN: up to net.core.rmem_max
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, EVENT_SOCKET_BUFFER)
+        sock.bind((0, self._groups))
+        sock.setblocking(False)
+
+    def _closed(self, inode: int, sock: socket.socket) -> None:
+        """A namespace's event socket is closing (lock held): forget it and its counters (the
+        namespace's resource goes out once more with its last values, then is released)."""
+        fd = sock.fileno()
+        self._fd_inode.pop(fd, None)
+        if self._epoll is not None:
+            try:
+                self._epoll.unregister(fd)
+            except (OSError, ValueError):
+                pass
+        self.rate_limited.pop(inode, None)
+        for key in [k for k in self._buckets if k[0] == inode]:
+            del self._buckets[key]
+
+    def _sync_events(self) -> None:
+        """Event sockets for exactly the scanned namespaces (lock held)."""
+        assert self._events is not None and self._epoll is not None
+        socks = self._events.sync(self.ctx.cycle.namespaces)
+        self._report(self._events.failures)
+        for inode, sock in socks.items():
+            fd = sock.fileno()
+            if fd not in self._fd_inode:
+                self._fd_inode[fd] = inode
+                self._epoll.register(fd, select.EPOLLIN)
+
+    def _allow(self, inode: int, kind: str, now: float) -> bool:
+        rate = self.args.event_rate
+        if rate <= 0:
+            return True
+        burst = max(self.args.event_burst, 1)
+        bucket = self._buckets.get((inode, kind))
+        if bucket is None:
+            bucket = self._buckets[(inode, kind)] = [float(burst), now]
+        tokens = min(float(burst), bucket[0] + (now - bucket[1]) * rate)
+        bucket[1] = now
+        if tokens >= 1.0:
+            bucket[0] = tokens - 1.0
+            return True
+        bucket[0] = tokens
+        return False
+
+    def _consume(self) -> None:
+        """Called by the event pump when a socket is readable: read, limit, decode, emit."""
+        pending: list[Event] = []
+        with self._lock:
+            if self._epoll is None or self._events is None:
+                return
+            for fd, _ in self._epoll.poll(0):
+                inode = self._fd_inode.get(fd)
+                sock = self._events.get(inode) if inode is not None else None
+                if sock is not None:
+                    self._drain(inode, sock, pending)  # type: ignore[arg-type]
+        for event in pending:
+            self.ctx.emit(event)
+
+    def _drain(self, inode: int, sock: socket.socket, pending: list[Event]) -> None:
+        """Read up to :data:`MAX_BATCH` datagrams of one namespace (lock held). The header alone
+        decides the type and the rate limit; only events within the limit are copied and decoded."""
+        buf = self._recv
+        view = memoryview(buf)
+        now = time.monotonic()  # one clock reading per batch: a batch takes milliseconds
+        allow, types = self._allow, self._types
+        unpack = _HEADER.unpack_from
+        for _ in range(MAX_BATCH):
+            try:
+                n = sock.recv_into(buf, RECV_BUFFER, socket.MSG_TRUNC)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno == errno.ENOBUFS:  # overrun; the dropped messages are in sk_drops
+                    continue
+                log.debug("conntrack events of namespace %d: %s", inode, exc)
+                return
+            if n > RECV_BUFFER:
+                self.ctx.decode_errors += 1
+                continue
+            off = 0
+            while off < n:  # one message per datagram, as ctnetlink sends them; more are handled
+                if n - off < 16:
+                    self.ctx.decode_errors += 1
+                    break
+                length, mtype, flags = unpack(buf, off)
+                if length < 16 or length > n - off:
+                    self.ctx.decode_errors += 1
+                    break
+                kind = event_type(mtype, flags)
+                if kind is not None and kind in types:
+                    if not allow(inode, kind, now):
+                        self.rate_limited[inode] += 1
+                    else:
+                        data = bytes(view[off:off + length])
+                        try:
+                            ev = parse_event(data, Message(mtype, flags, 0, 16, length))
+                        except DecodeError:
+                            self.ctx.decode_errors += 1
+                        else:
+                            pending.append(event_of(ev, inode, time.time_ns()))
+                off += (length + 3) & ~3
+
+
+SPEC = ProbeSpec(
+    name="conntrack",
+    summary="Conntrack counters and entries per network namespace (the table limit: node-wide); "
+            "conntrack new/update/destroy events",
+    kinds=frozenset({Kind.METRICS, Kind.EVENTS}),
+    source=Source.NETLINK,
+    scope=Scope.NETNS,
+    overhead=Overhead.LOW,
+    overhead_note="metrics: two ctnetlink requests per namespace per collection (one message per "
+                  "CPU); events: one netlink message per conntrack event in every namespace, its "
+                  "header read for each, decoded only within eventRate; one socket per namespace "
+                  "for metrics and one for events",
+    default_enabled=False,
+    factory=ConntrackProbe,
+    instruments=I.CONNTRACK,
+    args=ConntrackArgs,
+    requires=("nf_conntrack and ctnetlink (CONFIG_NF_CT_NETLINK)",
+              "CAP_SYS_ADMIN to enter pod namespaces (setns), CAP_NET_ADMIN for event subscriptions"),
+)

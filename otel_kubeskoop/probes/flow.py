@@ -1,0 +1,610 @@
+# SPDX-License-Identifier: Apache-2.0
+"""flow: bytes and packets per IP flow on each pod's interfaces, IPv4 and IPv6.
+
+**Where it attaches.** Two TC programs (``bpf/flow.bpf.c``), as direct-action ``cls_bpf``
+filters on the clsact qdisc of every interface but ``lo`` **inside each pod's network
+namespace** (``eth0`` and any other a CNI added), plus the host namespace's interfaces named by
+``interfaceName`` (upstream's argument: an exact name or ``prefix*``; none by default). Ingress
+counts what the pod receives, egress what it sends. Why inside the namespace rather than on the
+host side of the pod's veth:
+
+- the namespace is the attribution: every packet is counted under the namespace of the interface
+  that saw it (``skb->dev->nd_net``), with no veth-peer or routing lookups, and it works for any
+  CNI, veth or not (ipvlan, macvlan, SR-IOV, netkit have no host-side peer to attach to);
+- same-node pod-to-pod traffic (which upstream, on one host NIC, never sees) is counted once in
+  each pod: as egress in the sender's namespace and as ingress in the receiver's. Each pod sees
+  each of its packets once per direction; a node-wide sum over pods counts same-node traffic
+  twice (once per end), which is what "per pod" means;
+- the cost: the agent enters each pod namespace (a short-lived thread, ``setns(2)``) to attach,
+  and a pod with ``CAP_NET_ADMIN`` could remove the filters (the probe re-checks them every
+  minute and attaches again).
+
+**Attachments follow the pods.** Each collection compares each namespace's interfaces
+(``/proc/<pid>/net/dev``) with what is attached: new namespaces and interfaces get the filters,
+vanished ones are forgotten (the kernel removed their qdiscs with them), and every minute the
+filters are checked and put back if missing. Filters are the pair (handle ``0x4b534b46``,
+priority ``0x4b53``) on each hook, named by libbpf after their program (``flow_ingress:[id]``).
+A filter at that pair whose program is named ``flow_ingress``/``flow_egress`` but is not this
+run's was left by an earlier agent that did not stop cleanly: it is replaced (or removed from an
+interface no longer wanted), and counted. A clsact qdisc is created when the interface had none,
+and removed at stop only if this run created it and no other filter is on it; a qdisc the agent
+found is never removed.
+
+**Counting.** Each IP packet adds its length (the frame with its link-layer header) and its
+segment count to an LRU hash in the kernel keyed by (namespace, direction, family, protocol,
+source, destination[, ports]); ports only with ``enablePortInLabel`` (upstream's argument,
+default off). The hash (``maxFlows`` entries, default 65536) evicts the least recently used key
+when full; the kernel counts every insert, so evictions are known exactly by difference
+(``kubeskoop.agent.bpf.map.evicted``; what an evicted key counted since the last collection is
+lost). Keys idle for ``idleTimeout`` seconds are deleted by the agent, and their series retired.
+
+**Export.** ``kubeskoop.flow.bytes`` and ``kubeskoop.flow.packets`` per pod namespace with
+``network.io.direction`` (receive = ingress, transmit = egress), ``network.type``,
+``network.transport``, ``source.address``, ``destination.address`` (+ ``source.port``,
+``destination.port``). At most ``maxSeries`` flows per namespace (default 1000) get series of
+their own; later flows add to one overflow series per direction (``kubeskoop.flow.overflow``
+true, no addresses) and are counted (``kubeskoop.flow.overflow.flows``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fnmatch
+import logging
+import socket
+import struct
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from otel_kubeskoop.bpf.layouts import FlowDirection, FlowKey, FlowStat, FlowValue
+from otel_kubeskoop.probe import Kind, Overhead, ProbeContext, ProbeSpec, Sample, Scope, Source, Unavailable
+from otel_kubeskoop.probes._bpf import ABSENT_COLLECTIONS, address, network_type, transport
+from otel_kubeskoop.telemetry import attributes as A
+from otel_kubeskoop.telemetry import instruments as I
+
+log = logging.getLogger(__name__)
+
+OBJECT = "flow"
+FLOWS_MAP = "flows"
+STATS_MAP = "flow_stats"
+#: direction -> (program, network.io.direction)
+PROGRAMS = {"ingress": "flow_ingress", "egress": "flow_egress"}
+DIRECTIONS = {FlowDirection.FLOW_INGRESS: "receive", FlowDirection.FLOW_EGRESS: "transmit"}
+#: the (handle, priority) of this probe's filters on every hook: "KSKF", "KS"
+TC_HANDLE = 0x4B534B46
+TC_PRIORITY = 0x4B53
+#: seconds between checks that the filters of an unchanged namespace are still there
+REVERIFY_SECONDS = 60.0
+
+#: const volatile settings and their meaning
+RODATA = {"targ_ports": "keep ports in the key (enablePortInLabel)"}
+
+_KEY = struct.Struct("<IIBBH16s16sHH")
+_VALUE = struct.Struct("<QQ")
+_PORTED = frozenset((6, 17, 132, 136))
+
+Attrs = tuple[tuple[str, Any], ...]
+
+
+class FlowArgs(BaseModel):
+    """Upstream's ``interfaceName`` and ``enablePortInLabel``, and this probe's bounds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    interface_name: str = Field(
+        "", alias="interfaceName",
+        description="host namespace interfaces to attach to as well: a name, or prefix*")
+    enable_port_in_label: bool = Field(False, alias="enablePortInLabel")
+    max_flows: int = Field(65536, alias="maxFlows", ge=256, le=1 << 22)
+    max_series: int = Field(1000, alias="maxSeries", ge=1, le=1_000_000)
+    idle_timeout: float = Field(300.0, alias="idleTimeout", gt=0, le=86400 * 7)
+
+    def host_match(self, name: str) -> bool:
+        pattern = self.interface_name
+        if not pattern:
+            return False
+        return fnmatch.fnmatchcase(name, pattern) if pattern.endswith("*") else name == pattern
+
+
+# --- keys -> series (pure) -------------------------------------------------------------------
+
+
+NetnsId = tuple[int, int]  # (inode, low 32 bits of the never-reused namespace id)
+
+
+def key_netns(raw: bytes) -> NetnsId:
+    """The namespace of one raw ``struct flow_key``: (inode, cookie)."""
+    return int.from_bytes(raw[:4], "little"), int.from_bytes(raw[4:8], "little")
+
+
+def flow_attributes(raw: bytes, ports: bool) -> Attrs:
+    """The series attributes of one raw ``struct flow_key``."""
+    _netns, _cookie, direction, protocol, family, saddr, daddr, sport, dport = _KEY.unpack(raw)
+    kind = network_type(family)
+    attrs: list[tuple[str, Any]] = [(A.NETWORK_IO_DIRECTION, DIRECTIONS.get(direction, str(direction)))]
+    if kind is None:
+        return tuple(attrs)
+    ported = ports and protocol in _PORTED
+    attrs += [(A.NETWORK_TYPE, kind), (A.NETWORK_TRANSPORT, transport(protocol)),
+              (A.SOURCE_ADDRESS, address(family, saddr))]
+    if ported:
+        attrs.append((A.SOURCE_PORT, sport))
+    attrs.append((A.DESTINATION_ADDRESS, address(family, daddr)))
+    if ported:
+        attrs.append((A.DESTINATION_PORT, dport))
+    return tuple(attrs)
+
+
+def overflow_attributes(raw: bytes) -> Attrs:
+    direction = raw[8]
+    return ((A.NETWORK_IO_DIRECTION, DIRECTIONS.get(direction, str(direction))),
+            (A.FLOW_OVERFLOW, True))
+
+
+@dataclass(slots=True)
+class _Entry:
+    """One kernel key: the series it adds to and the values last read."""
+
+    series: Attrs
+    bytes: int = 0
+    packets: int = 0
+    changed: float = 0.0  # when its values last moved (monotonic seconds)
+
+
+@dataclass(slots=True)
+class _Series:
+    bytes: int = 0
+    packets: int = 0
+    changed: float = 0.0
+    overflow: bool = False
+
+
+@dataclass
+class _NetnsFlows:
+    entries: dict[bytes, _Entry] = field(default_factory=dict)
+    series: dict[Attrs, _Series] = field(default_factory=dict)
+    own_series: int = 0  # series that are not overflow series
+    overflowed: int = 0  # flows sent to the overflow series
+
+
+class FlowTable:
+    """Cumulative per-series totals from successive reads of the kernel's ``flows`` map.
+
+    Each read gives every live key's counts since the key was inserted; a key seen for the first
+    time (or whose counts went down: evicted and inserted again between reads) adds all of it.
+    Keys missing from a read were evicted or deleted: what they added stays in their series.
+    Namespaces are (inode, cookie) pairs: when a dead namespace's inode is given to a new one, the
+    keys of the older (smaller cookie) are dropped and returned for deletion.
+    """
+
+    def __init__(self, max_series: int, idle_seconds: float, ports: bool) -> None:
+        self.max_series = max_series
+        self.idle_seconds = idle_seconds
+        self.ports = ports
+        self.namespaces: dict[NetnsId, _NetnsFlows] = {}
+
+    def update(self, rows: Iterable[tuple[bytes, int, int]], now: float) -> list[bytes]:
+        """Add one read of the map; returns the keys idle for ``idle_seconds`` (to delete from
+        the kernel map; they are forgotten here, and series left without keys are retired once
+        idle as long)."""
+        seen: dict[NetnsId, set[bytes]] = {}
+        for raw, nbytes, npackets in rows:
+            netns = key_netns(raw)
+            ns = self.namespaces.get(netns)
+            if ns is None:
+                ns = self.namespaces[netns] = _NetnsFlows()
+            seen.setdefault(netns, set()).add(raw)
+            entry = ns.entries.get(raw)
+            if entry is None:
+                entry = ns.entries[raw] = _Entry(self._series_for(ns, raw), changed=now)
+                dbytes, dpackets = nbytes, npackets
+            elif nbytes < entry.bytes or npackets < entry.packets:
+                dbytes, dpackets = nbytes, npackets
+            else:
+                dbytes, dpackets = nbytes - entry.bytes, npackets - entry.packets
+            entry.bytes, entry.packets = nbytes, npackets
+            series = ns.series[entry.series]
+            if dbytes or dpackets:
+                entry.changed = series.changed = now
+                series.bytes += dbytes
+                series.packets += dpackets
+        idle: list[bytes] = []
+        newest: dict[int, int] = {}
+        for inode, cookie in self.namespaces:
+            newest[inode] = max(cookie, newest.get(inode, cookie))
+        for old in [n for n in self.namespaces if n[1] != newest[n[0]]]:
+            idle += self.forget(old)  # an earlier namespace that had this inode: dead
+        for netns, ns in self.namespaces.items():
+            live = seen.get(netns, set())
+            for raw in [r for r in ns.entries if r not in live]:
+                del ns.entries[raw]  # evicted, or deleted by us
+            for raw, entry in list(ns.entries.items()):
+                if now - entry.changed >= self.idle_seconds:
+                    idle.append(raw)
+                    del ns.entries[raw]
+            used = {e.series for e in ns.entries.values()}
+            for attrs, series in list(ns.series.items()):
+                if not series.overflow and attrs not in used and now - series.changed >= self.idle_seconds:
+                    del ns.series[attrs]
+                    ns.own_series -= 1
+        return idle
+
+    def _series_for(self, ns: _NetnsFlows, raw: bytes) -> Attrs:
+        attrs = flow_attributes(raw, self.ports)
+        if attrs in ns.series:
+            return attrs
+        if ns.own_series >= self.max_series:
+            attrs = overflow_attributes(raw)
+            ns.overflowed += 1
+            if attrs not in ns.series:
+                ns.series[attrs] = _Series(overflow=True)
+            return attrs
+        ns.series[attrs] = _Series()
+        ns.own_series += 1
+        return attrs
+
+    def forget(self, netns: NetnsId) -> list[bytes]:
+        """Drop a namespace; returns its keys (to delete from the kernel map)."""
+        ns = self.namespaces.pop(netns, None)
+        return list(ns.entries) if ns is not None else []
+
+    def samples(self, netns_id: NetnsId) -> list[Sample]:
+        ns = self.namespaces.get(netns_id)
+        if ns is None:
+            return []
+        netns = netns_id[0]
+        out = []
+        for attrs, series in ns.series.items():
+            out.append(Sample(I.FLOW_BYTES, series.bytes, netns, attrs))
+            out.append(Sample(I.FLOW_PACKETS, series.packets, netns, attrs))
+        out.append(Sample(I.FLOW_OVERFLOW_FLOWS, ns.overflowed, netns))
+        return out
+
+
+# --- attachments ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Iface:
+    ifindex: int
+    created_qdisc: bool  # this run added the clsact qdisc (so it may remove it)
+
+
+@dataclass(frozen=True, slots=True)
+class Attached:
+    ifaces: dict[str, Iface]
+    checked: float  # monotonic time of the last check
+
+
+class Attacher:
+    """This probe's TC filters on every wanted interface of every namespace, kept in step with
+    the namespace scan. ``prog_fds``/``prog_ids``: direction -> the loaded program's fd / id."""
+
+    def __init__(self, prog_fds: Mapping[str, int], prog_ids: Mapping[str, int],
+                 wanted: Callable[[Any, set[str]], set[str]]) -> None:
+        self.prog_fds = dict(prog_fds)
+        self.prog_ids = dict(prog_ids)
+        self._wanted = wanted
+        self.state: dict[int, Attached] = {}
+        self.stale_removed = 0  # filters of an earlier agent replaced or removed
+
+    def interfaces(self, netns: int) -> int:
+        st = self.state.get(netns)
+        return len(st.ifaces) if st else 0
+
+    def sync(self, namespaces: Mapping[int, Any], now: float | None = None) -> list[BaseException]:
+        """Attach to new namespaces and interfaces, check old ones every REVERIFY_SECONDS, forget
+        vanished ones. Returns the failures (one interface's failure does not stop the rest)."""
+        from otel_kubeskoop.bpf import tc
+
+        now = time.monotonic() if now is None else now
+        errors: list[BaseException] = []
+        jobs, inodes, fds = [], [], []
+        for inode, ns in namespaces.items():
+            try:
+                names = interface_names(ns)
+            except (OSError, LookupError, ValueError) as exc:  # gone meanwhile, or unreadable
+                log.debug("flow: interfaces of namespace %d: %s", inode, exc)
+                continue
+            wanted = self._wanted(ns, names)
+            st = self.state.get(inode)
+            first = st is None
+            if st is not None and set(st.ifaces) == wanted and now - st.checked < REVERIFY_SECONDS:
+                continue
+            if first and not (names - {"lo"}):
+                self.state[inode] = Attached({}, now)  # only lo: nothing to attach or sweep
+                continue
+            try:
+                fd = ns.open_nsfd()
+            except (OSError, LookupError) as exc:
+                log.debug("flow: cannot enter namespace %d: %s", inode, exc)
+                continue
+            fds.append(fd)
+            inodes.append(inode)
+            jobs.append((fd, _bind(self._sync_in_netns, names, wanted, st, first, now)))
+        try:
+            results = tc.run_in_netns(jobs) if jobs else []
+        finally:
+            for fd in fds:
+                _close(fd)
+        for inode, result in zip(inodes, results):
+            if isinstance(result, BaseException):
+                errors.append(result)
+                continue
+            attached, stale, failures = result
+            self.state[inode] = attached
+            self.stale_removed += stale
+            errors += failures
+        for inode in [i for i in self.state if i not in namespaces]:
+            del self.state[inode]  # its interfaces, qdiscs and filters went with it
+        return errors
+
+    def _sync_in_netns(self, names: set[str], wanted: set[str], st: Attached | None, first: bool,
+                       now: float) -> tuple[Attached, int, list[BaseException]]:
+        """Runs inside the namespace: attach, check, detach; (new state, stale removed, failures)."""
+        from otel_kubeskoop.bpf import tc
+
+        old = dict(st.ifaces) if st is not None else {}
+        new: dict[str, Iface] = {}
+        stale = 0
+        failures: list[BaseException] = []
+        if first:  # filters of an earlier agent on interfaces we do not want
+            for name in sorted(names - wanted - {"lo"}):
+                try:
+                    stale += self._remove_stale(socket.if_nametoindex(name))
+                except OSError as exc:
+                    log.debug("flow: %s: %s", name, exc)
+        for name in sorted(wanted):
+            try:
+                ifindex = socket.if_nametoindex(name)
+            except OSError:
+                continue  # gone since net/dev was read
+            cur = old.get(name)
+            try:
+                if cur is not None and cur.ifindex == ifindex and all(
+                    tc.query(ifindex, d, TC_HANDLE, TC_PRIORITY) == self.prog_ids[d] for d in PROGRAMS
+                ):
+                    new[name] = cur
+                    continue
+                created = tc.create_clsact(ifindex)
+                if cur is not None and cur.ifindex == ifindex:
+                    created = created or cur.created_qdisc
+                for direction in PROGRAMS:
+                    there = tc.query(ifindex, direction, TC_HANDLE, TC_PRIORITY)
+                    if there is not None and there != self.prog_ids[direction]:
+                        owner = tc.program_name(there)
+                        if owner not in PROGRAMS.values():
+                            raise OSError(f"flow: interface {name}: TC {direction} filter "
+                                          f"{TC_HANDLE:#x} prio {TC_PRIORITY:#x} belongs to "
+                                          f"program {owner!r} (id {there}); not replaced")
+                        stale += 1
+                    tc.attach(ifindex, direction, self.prog_fds[direction], TC_HANDLE, TC_PRIORITY)
+                new[name] = Iface(ifindex, created)
+            except OSError as exc:
+                failures.append(exc)
+        for name, cur in old.items():
+            if name in new:
+                continue
+            try:  # an interface no longer wanted that still exists: take our filters off
+                if socket.if_nametoindex(name) == cur.ifindex:
+                    self._detach(name, cur)
+            except OSError:
+                pass  # gone, and our filters with it
+        return Attached(new, now), stale, failures
+
+    def _remove_stale(self, ifindex: int) -> int:
+        from otel_kubeskoop.bpf import tc
+
+        removed = 0
+        for direction in PROGRAMS:
+            there = tc.query(ifindex, direction, TC_HANDLE, TC_PRIORITY)
+            if there is not None and tc.program_name(there) in PROGRAMS.values():
+                removed += tc.detach(ifindex, direction, TC_HANDLE, TC_PRIORITY)
+        return removed
+
+    @staticmethod
+    def _detach(name: str, iface: Iface) -> None:
+        """Take our filters off (inside the namespace); remove the qdisc if we made it and it is
+        now empty."""
+        from otel_kubeskoop.bpf import tc
+
+        for direction in PROGRAMS:
+            tc.detach(iface.ifindex, direction, TC_HANDLE, TC_PRIORITY)
+        if iface.created_qdisc:
+            others = tc.filters(iface.ifindex, "ingress") + tc.filters(iface.ifindex, "egress")
+            if others:
+                log.info("flow: %s: leaving the clsact qdisc, which now has other filters", name)
+            else:
+                tc.destroy_clsact(iface.ifindex)
+
+    def detach_all(self, namespaces: Mapping[int, Any]) -> list[BaseException]:
+        """Take every filter off (at stop). Namespaces no longer in the scan cannot be entered:
+        their filters went with them (or stay until they go)."""
+        from otel_kubeskoop.bpf import tc
+
+        jobs, fds = [], []
+        for inode, st in self.state.items():
+            ns = namespaces.get(inode)
+            if ns is None or not st.ifaces:
+                continue
+            try:
+                fd = ns.open_nsfd()
+            except (OSError, LookupError):
+                continue
+            fds.append(fd)
+            jobs.append((fd, _bind(self._detach_in_netns, st)))
+        try:
+            results = tc.run_in_netns(jobs) if jobs else []
+        finally:
+            for fd in fds:
+                _close(fd)
+        self.state.clear()
+        return [r for r in results if isinstance(r, BaseException)]
+
+    def _detach_in_netns(self, st: Attached) -> None:
+        for name, iface in st.ifaces.items():
+            try:
+                if socket.if_nametoindex(name) != iface.ifindex:
+                    continue
+            except OSError:
+                continue
+            self._detach(name, iface)
+
+
+def _bind(fn: Callable[..., Any], *args: Any) -> Callable[[], Any]:
+    return lambda: fn(*args)
+
+
+def _close(fd: int) -> None:
+    import os
+
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def interface_names(ns: Any) -> set[str]:
+    """The namespace's interface names, from its ``net/dev``."""
+    from otel_kubeskoop.procfs.net_dev import read_net_dev
+
+    return set(read_net_dev(ns))
+
+
+# --- the probe ------------------------------------------------------------------------------
+
+
+class FlowProbe:
+    def __init__(self, args: FlowArgs | None, ctx: ProbeContext) -> None:
+        self.args = args if args is not None else FlowArgs()
+        self.ctx = ctx
+        self.obj: Any = None
+        self.attacher: Attacher | None = None
+        self.table = FlowTable(self.args.max_series, self.args.idle_timeout,
+                               self.args.enable_port_in_label)
+        self.deleted = 0  # keys this probe deleted from the kernel map
+        self._evicted = 0
+        self._absent: dict[NetnsId, int] = {}
+
+    def _wanted(self, ns: Any, names: set[str]) -> set[str]:
+        if ns.is_host:
+            return {n for n in names if n != "lo" and self.args.host_match(n)}
+        return names - {"lo"}
+
+    def start(self) -> None:
+        from otel_kubeskoop.bpf import tc
+        from otel_kubeskoop.bpf.loader import BPFObject
+        from otel_kubeskoop.bpf.objects import object_path
+
+        try:
+            obj = BPFObject(object_path(OBJECT), (), rodata={"targ_ports": self.args.enable_port_in_label},
+                            max_entries={FLOWS_MAP: self.args.max_flows},
+                            load_only=tuple(PROGRAMS.values()))
+            obj.start()
+        except OSError as exc:  # libbpf.so.1 itself not loadable
+            raise Unavailable(f"libbpf.so.1 not loadable ({exc}); Debian package libbpf1") from None
+        except Unavailable as exc:
+            raise Unavailable(f"{exc}\n(flow needs Linux 6.2+ for the bpf_cast_to_kern_ctx kfunc, "
+                              "and TC classifier programs)") from None
+        self.obj = obj
+        try:
+            fds = obj.program_fds()
+            self.attacher = Attacher(
+                {d: fds[p] for d, p in PROGRAMS.items()},
+                {d: tc.program_id(fds[p]) for d, p in PROGRAMS.items()},
+                self._wanted,
+            )
+            for exc in self.attacher.sync(self.ctx.cycle.namespaces):
+                self.ctx.report(exc)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        attacher, self.attacher = self.attacher, None
+        if attacher is not None:
+            for exc in attacher.detach_all(self.ctx.cycle.namespaces):
+                log.warning("flow: detaching: %s", exc)
+        obj, self.obj = self.obj, None
+        if obj is not None:
+            obj.close()
+
+    def bpf_programs(self) -> dict[str, int]:
+        return self.obj.program_fds() if self.obj is not None else {}
+
+    def stats(self) -> dict[str, int]:
+        values = dict(self.obj.map(STATS_MAP, ctypes.c_uint32, ctypes.c_uint64).items())
+        return {s.name.removeprefix("FLOW_STAT_").lower(): values.get(s.value, 0)
+                for s in FlowStat if s is not FlowStat.FLOW_STAT__MAX}
+
+    def read(self) -> list[tuple[bytes, int, int]]:
+        """Every (raw key, bytes, packets) of the kernel map."""
+        out = []
+        for raw_key, raw_value in self.obj.map(FLOWS_MAP).items():
+            nbytes, npackets = _VALUE.unpack(raw_value)
+            out.append((raw_key, nbytes, npackets))
+        return out
+
+    def _delete(self, keys: Iterable[bytes]) -> None:
+        flows = self.obj.map(FLOWS_MAP)
+        for raw in keys:
+            self.deleted += flows.delete(raw)
+
+    def collect(self) -> list[Sample]:
+        if self.obj is None or self.attacher is None:
+            return []
+        known = self.ctx.cycle.namespaces
+        for exc in self.attacher.sync(known):
+            self.ctx.report(exc)
+        inserted = self.stats()["inserted"]
+        rows = self.read()
+        self._delete(self.table.update(rows, time.monotonic()))
+        self._evicted = max(self._evicted, inserted - self.deleted - len(rows))
+
+        out: list[Sample] = []
+        absent: dict[NetnsId, int] = {}
+        for netns in list(self.table.namespaces):
+            if not known or netns[0] in known:
+                out += self.table.samples(netns)
+                continue
+            misses = self._absent.get(netns, 0) + 1
+            if misses < ABSENT_COLLECTIONS:
+                absent[netns] = misses
+            else:
+                self._delete(self.table.forget(netns))
+        self._absent = absent
+        for netns in known:
+            n = self.attacher.interfaces(netns)
+            if n:
+                out.append(Sample(I.FLOW_INTERFACES, n, netns))
+        probe = (A.PROBE, self.ctx.name)
+        out.append(Sample(I.AGENT_BPF_MAP_EVICTED, self._evicted, None, (probe, (A.BPF_MAP, FLOWS_MAP))))
+        out.append(Sample(I.AGENT_BPF_MAP_FULL, self.stats()["failed"], None,
+                          (probe, (A.BPF_MAP, FLOWS_MAP))))
+        return out
+
+
+SPEC = ProbeSpec(
+    name="flow",
+    summary="Bytes and packets per IP flow (IPv4 and IPv6) on every pod's interfaces, from TC "
+            "programs inside each pod namespace: same-node pod-to-pod traffic included",
+    kinds=frozenset({Kind.METRICS}),
+    source=Source.BPF,
+    scope=Scope.FLOW,
+    overhead=Overhead.MEDIUM,
+    overhead_note="per packet on a pod interface, a header parse and a hash update (atomic adds) "
+                  "in the kernel; per collection one read of the flow map (up to maxFlows keys) "
+                  "and a short thread entering the namespaces that changed; series scale with "
+                  "flows, capped at maxSeries per pod",
+    default_enabled=False,
+    factory=FlowProbe,
+    instruments=I.FLOW,
+    args=FlowArgs,
+    requires=("kernel BTF (/sys/kernel/btf/vmlinux)", "Linux 6.2+ (bpf_cast_to_kern_ctx kfunc)",
+              "TC clsact qdisc and cls_bpf (CONFIG_NET_SCH_INGRESS, CONFIG_NET_CLS_BPF)",
+              "CAP_NET_ADMIN, CAP_SYS_ADMIN (setns into pod namespaces), CAP_BPF+CAP_PERFMON"),
+)

@@ -1,0 +1,221 @@
+# SPDX-License-Identifier: Apache-2.0
+"""kernellatency: time TCP packets spend in the kernel's network stack, per namespace, received
+and sent.
+
+Upstream times ``ip_rcv`` -> ``ip_local_deliver_finish`` and ``__ip_queue_xmit`` ->
+``ip_finish_output2`` with kprobes on functions that 6.x kernels inline or rename (#293). This
+probe times the nearest intervals that tracepoints bound (``bpf/kernellatency.bpf.c``):
+
+- ``receive`` (upstream RX): from ``net:netif_receive_skb`` (the device hands the packet to the
+  stack; for a packet received again, by a bridge say, the last time) to ``tcp:tcp_probe``
+  (``tcp_rcv_established()``: the packet reaches its established TCP socket, after IP,
+  netfilter, routing, TCP demultiplexing and, when the application held the socket, the socket
+  backlog). TCP only: a UDP datagram's arrival at its socket has no tracepoint, and packets of
+  connections being set up (SYN, SYN-ACK) end elsewhere.
+- ``transmit`` (upstream TX): from TCP handing a data segment to IP (``__tcp_transmit_skb()``
+  stamps ``skb->tstamp`` with the segment's departure time, ``CLOCK_MONOTONIC``, taken from the
+  clock TCP refreshes when it starts sending) to ``net:net_dev_queue`` (IP output, netfilter,
+  routing and the neighbour layer are done; the device's qdisc comes next). TCP data segments
+  only (pure ACKs may carry an older stamp); segments paced into the future (fq) are skipped.
+  The kernel carries the start in the packet, so transmit needs no in-flight state.
+
+The fentry/kprobe candidates (for kernels with them and without these tracepoints) time
+upstream's receive start ``ip_rcv`` (IPv4 only) and ``tcp_rcv_established``.
+
+Metrics: ``kubeskoop.kernellatency.duration``, a log2 histogram in the kernel per (socket's
+namespace, direction), exported as an OTel histogram in seconds (buckets 2^(i+1) ns,
+``network.io.direction``); upstream's counters ``rxslow``/``txslow`` (over 10 ms) and
+``rxslow100ms``/``txslow100ms`` (over 100 ms), counted in the kernel (upstream never increments
+its ``*100ms`` ones, and counts only while its event probe runs).
+
+Events (``event.probes``): ``kubeskoop.kernellatency.rxslow`` / ``.txslow`` (upstream
+``RXKERNEL_SLOW`` / ``TXKERNEL_SLOW``) for each packet over ``thresholdMs`` (default 10 ms,
+upstream's), rate-limited per namespace and direction in the kernel, with the packet's addresses,
+interface and length, the latency and the two attach points that bound it.
+
+Received packets being timed live in a bounded LRU map; one that never reaches an established
+socket (dropped, forwarded, a handshake packet) is removed when it is freed (``skb:kfree_skb``,
+``skb:consume_skb``); what is freed without a tracepoint is evicted and counted
+(``kubeskoop.agent.bpf.inflight.evicted``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from otel_kubeskoop.bpf.layouts import (
+    DecodeError,
+    KernellatencyDirection,
+    KernellatencyEvent,
+    KernellatencyKey,
+)
+from otel_kubeskoop.bpf.loader import AttachPlan
+from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeSpec, Sample, Scope, Source
+from otel_kubeskoop.probes._bpf import decode_exact, tuple_attributes
+from otel_kubeskoop.probes._latency import LatencyArgs, LatencyProbe, histogram, seconds
+from otel_kubeskoop.telemetry import attributes as A
+from otel_kubeskoop.telemetry import events_table as E
+from otel_kubeskoop.telemetry import instruments as I
+
+OBJECT = "kernellatency"
+
+PLANS = (
+    AttachPlan.of(
+        "rx",
+        ("kernellatency_rx_btf", "tp_btf", "netif_receive_skb"),
+        ("kernellatency_rx_tp", "tracepoint", "net/netif_receive_skb"),
+        ("kernellatency_rx_fentry", "fentry", "ip_rcv"),
+        ("kernellatency_rx_kprobe", "kprobe", "ip_rcv"),
+    ),
+    AttachPlan.of(
+        "deliver",
+        ("kernellatency_deliver_btf", "tp_btf", "tcp_probe"),
+        ("kernellatency_deliver_tp", "tracepoint", "tcp/tcp_probe"),
+        ("kernellatency_deliver_fentry", "fentry", "tcp_rcv_established"),
+        ("kernellatency_deliver_kprobe", "kprobe", "tcp_rcv_established"),
+    ),
+    AttachPlan.of(
+        "tx",
+        ("kernellatency_tx_btf", "tp_btf", "net_dev_queue"),
+        ("kernellatency_tx_tp", "tracepoint", "net/net_dev_queue"),
+        ("kernellatency_tx_fentry", "fentry", "__dev_queue_xmit"),
+        ("kernellatency_tx_kprobe", "kprobe", "__dev_queue_xmit"),
+    ),
+    AttachPlan.of(
+        "free",
+        ("kernellatency_free_btf", "tp_btf", "kfree_skb"),
+        ("kernellatency_free_tp", "tracepoint", "skb/kfree_skb"),
+        ("kernellatency_free_fentry", "fentry", "sk_skb_reason_drop"),
+        ("kernellatency_free_kprobe", "kprobe", "sk_skb_reason_drop"),
+    ),
+    AttachPlan.of(
+        "consume",
+        ("kernellatency_consume_btf", "tp_btf", "consume_skb"),
+        ("kernellatency_consume_tp", "tracepoint", "skb/consume_skb"),
+        ("kernellatency_consume_fentry", "fentry", "consume_skb"),
+        ("kernellatency_consume_kprobe", "kprobe", "consume_skb"),
+    ),
+)
+
+INFLIGHT_MAP = "skbs"
+
+#: const volatile settings and their meaning
+RODATA = {
+    "targ_emit": "send events",
+    "targ_threshold_ns": "events for packets slower than this many nanoseconds",
+    "targ_rate_per_sec": "events per second per (namespace, direction); 0: no limit",
+    "targ_burst": "events in a burst",
+}
+
+RX, TX = KernellatencyDirection.KERNELLATENCY_RX, KernellatencyDirection.KERNELLATENCY_TX
+#: network.io.direction of each direction
+DIRECTIONS = {RX: "receive", TX: "transmit"}
+_EVENTS = {RX: E.KERNELLATENCY_RXSLOW, TX: E.KERNELLATENCY_TXSLOW}
+_COUNTERS = {RX: I.KERNELLATENCY_COUNTERS[:2], TX: I.KERNELLATENCY_COUNTERS[2:]}
+#: the start of the transmit interval, which no hook marks: the stamp TCP puts in the packet
+TX_START = "skb->tstamp (__tcp_transmit_skb)"
+
+Endpoints = dict[int, tuple[str, str]]
+
+
+class KernellatencyArgs(LatencyArgs):
+    """``thresholdMs``: events for packets slower than this (upstream: 10 ms)."""
+
+    threshold_ms: float = Field(10.0, alias="thresholdMs", gt=0, le=3_600_000)
+
+
+def endpoints(chosen: dict[str, Any]) -> Endpoints:
+    """direction -> (start, end) of the interval, from ``BPFObject.chosen``."""
+    return {
+        RX: (str(chosen.get("rx", "rx")), str(chosen.get("deliver", "deliver"))),
+        TX: (TX_START, str(chosen.get("tx", "tx"))),
+    }
+
+
+def decode_kernellatency(raw: bytes, points: Endpoints, clock_offset_ns: int = 0) -> Event:
+    """One ``struct kernellatency_event`` as an Event. Pure."""
+    rec = decode_exact(KernellatencyEvent, raw)
+    try:
+        direction = KernellatencyDirection(rec.hdr.type)
+    except ValueError:
+        raise DecodeError(f"kernellatency: unknown event type {rec.hdr.type}") from None
+    spec = _EVENTS[direction]
+    start, end = points.get(direction, ("", ""))
+    attrs: list[tuple[str, Any]] = list(tuple_attributes(rec.tuple))
+    if rec.ifname or rec.ifindex:
+        name = rec.ifname.decode(errors="replace") if rec.ifname else f"if{rec.ifindex}"
+        attrs.append((A.NETWORK_INTERFACE_NAME, name))
+    attrs += [
+        (A.NETWORK_IO_DIRECTION, DIRECTIONS[direction]),
+        (A.LATENCY, seconds(rec.latency_ns)),
+        (A.LATENCY_START, start),
+        (A.LATENCY_END, end),
+        (A.PACKET_BYTES, rec.len),
+    ]
+    return Event(
+        name=spec.name,
+        upstream_type=spec.upstream_type,
+        netns=rec.hdr.netns or None,
+        attributes=tuple(attrs),
+        timestamp_ns=rec.hdr.ts_ns + clock_offset_ns,
+    )
+
+
+class KernellatencyProbe(LatencyProbe):
+    OBJECT = OBJECT
+    PLANS = PLANS
+    KEY = KernellatencyKey
+    INFLIGHT_MAP = INFLIGHT_MAP
+    ARGS = KernellatencyArgs
+
+    def __init__(self, args: Any, ctx: Any) -> None:
+        super().__init__(args, ctx)
+        self.points: Endpoints = endpoints({})
+
+    def check_chosen(self, obj: Any) -> None:
+        self.points = endpoints(obj.chosen)
+
+    def bpf_programs(self) -> dict[str, int]:
+        return self.obj.program_fds() if self.obj is not None else {}
+
+    def samples_of(self, key: Any, value: Any, netns: int | None) -> list[Sample]:
+        try:
+            direction = KernellatencyDirection(key.direction)
+        except ValueError:
+            return []
+        slow0, slow1 = _COUNTERS[direction]
+        return [
+            Sample(I.KERNELLATENCY_DURATION, histogram(value), netns,
+                   ((A.NETWORK_IO_DIRECTION, DIRECTIONS[direction]),)),
+            Sample(slow0, value.slow[0], netns),
+            Sample(slow1, value.slow[1], netns),
+        ]
+
+    def decode(self, raw: bytes) -> Event:
+        return decode_kernellatency(raw, self.points, self.clock_offset)
+
+
+SPEC = ProbeSpec(
+    name="kernellatency",
+    summary="Time TCP packets spend in the kernel's stack: device to socket (receive), TCP to "
+            "device queue (transmit), as histograms per namespace",
+    kinds=frozenset({Kind.METRICS, Kind.EVENTS}),
+    source=Source.BPF,
+    scope=Scope.NETNS,
+    overhead=Overhead.HIGH,
+    overhead_note="per received TCP packet an LRU insert and delete, per freed packet of any kind "
+                  "a hash lookup (kfree_skb/consume_skb), per transmitted packet a few field "
+                  "reads; one map read per collection, two series per namespace",
+    default_enabled=False,
+    factory=KernellatencyProbe,
+    instruments=I.KERNELLATENCY,
+    args=KernellatencyArgs,
+    requires=("kernel BTF (/sys/kernel/btf/vmlinux)",
+              "tracepoints net:netif_receive_skb, tcp:tcp_probe (skb and socket: 6.10+ classic, "
+              "any tp_btf), net:net_dev_queue, skb:kfree_skb, skb:consume_skb; else fentry or "
+              "kprobes on ip_rcv, tcp_rcv_established, __dev_queue_xmit, sk_skb_reason_drop, "
+              "consume_skb",
+              "BPF ring buffer (Linux 5.8+) for events", "CAP_BPF+CAP_PERFMON or CAP_SYS_ADMIN"),
+)

@@ -1,0 +1,187 @@
+# SPDX-License-Identifier: Apache-2.0
+"""netiftxlat: how long packets wait to be transmitted, per namespace and interface, in two stages.
+
+The interval of each stage, between two kernel tracepoints (``bpf/netiftxlat.bpf.c``):
+
+- ``qdisc``: ``net:net_dev_queue`` (``__dev_queue_xmit()`` hands the packet to the device's
+  queueing discipline) -> ``net:net_dev_start_xmit`` (the qdisc releases it to the driver). Near
+  zero on a device without a queue (veth and loopback by default: ``noqueue``); the time spent
+  waiting behind a shaper (tbf, htb) or a full TX ring otherwise.
+- ``xmit``: ``net:net_dev_start_xmit`` -> ``net:net_dev_xmit``: the driver's ``ndo_start_xmit()``
+  until it has accepted the packet into its TX ring (not until the packet is on the wire).
+
+Each is a log2 histogram in the kernel per (device's namespace, interface, stage), exported as
+``kubeskoop.netiftxlat.duration`` (seconds, buckets 2^(i+1) ns, ``network.interface.name``,
+``kubeskoop.latency.stage``), plus upstream's counters of packets over 100 ms per stage,
+``kubeskoop.netiftxlat.qdiscslow100ms`` / ``netdevslow100ms`` (counted in the kernel).
+
+Events (``event.probes``): ``kubeskoop.netiftxlat.qdisc`` / ``.xmit`` (upstream
+``NETIFTXLAT_QDISC`` / ``NETIFTXLAT_XMIT``) for each packet over ``thresholdMs`` (default 100 ms,
+upstream's) in a stage, rate-limited per namespace and stage, with the stage latencies, the
+interface, the packet's size and CPU and, for qdisc waits, its addresses (an ``xmit`` event has
+none: the driver may have freed the packet before ``net_dev_xmit`` fires).
+
+Packets that never reach the driver (dropped by the qdisc, segmented by software GSO, purged with
+the queue) are removed from the in-flight map by the ``skb:kfree_skb`` / ``skb:consume_skb``
+hooks; what remains is bounded by the LRU map and counted (``kubeskoop.agent.bpf.inflight.evicted``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from otel_kubeskoop.bpf.layouts import (
+    DecodeError,
+    NetiftxlatEvent,
+    NetiftxlatKey,
+    NetiftxlatStage,
+    NetiftxlatValue,
+)
+from otel_kubeskoop.bpf.loader import AttachPlan
+from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeSpec, Sample, Scope, Source
+from otel_kubeskoop.probes._bpf import decode_exact, tuple_attributes
+from otel_kubeskoop.probes._latency import LatencyArgs, LatencyProbe, histogram, seconds
+from otel_kubeskoop.telemetry import attributes as A
+from otel_kubeskoop.telemetry import events_table as E
+from otel_kubeskoop.telemetry import instruments as I
+
+OBJECT = "netiftxlat"
+
+PLANS = (
+    AttachPlan.of(
+        "queue",
+        ("netiftxlat_queue_btf", "tp_btf", "net_dev_queue"),
+        ("netiftxlat_queue_tp", "tracepoint", "net/net_dev_queue"),
+        ("netiftxlat_queue_fentry", "fentry", "__dev_queue_xmit"),
+        ("netiftxlat_queue_kprobe", "kprobe", "__dev_queue_xmit"),
+    ),
+    AttachPlan.of(
+        "start",
+        ("netiftxlat_start_btf", "tp_btf", "net_dev_start_xmit"),
+        ("netiftxlat_start_tp", "tracepoint", "net/net_dev_start_xmit"),
+    ),
+    AttachPlan.of(
+        "xmit",
+        ("netiftxlat_xmit_btf", "tp_btf", "net_dev_xmit"),
+        ("netiftxlat_xmit_tp", "tracepoint", "net/net_dev_xmit"),
+    ),
+    AttachPlan.of(
+        "free",
+        ("netiftxlat_free_btf", "tp_btf", "kfree_skb"),
+        ("netiftxlat_free_tp", "tracepoint", "skb/kfree_skb"),
+        ("netiftxlat_free_reason_drop_fentry", "fentry", "sk_skb_reason_drop"),
+        ("netiftxlat_free_skb_reason_fentry", "fentry", "kfree_skb_reason"),
+        ("netiftxlat_free_reason_drop_kprobe", "kprobe", "sk_skb_reason_drop"),
+        ("netiftxlat_free_skb_reason_kprobe", "kprobe", "kfree_skb_reason"),
+    ),
+    AttachPlan.of(
+        "consume",
+        ("netiftxlat_consume_btf", "tp_btf", "consume_skb"),
+        ("netiftxlat_consume_tp", "tracepoint", "skb/consume_skb"),
+        ("netiftxlat_consume_fentry", "fentry", "consume_skb"),
+        ("netiftxlat_consume_kprobe", "kprobe", "consume_skb"),
+    ),
+)
+
+INFLIGHT_MAP = "skbs"
+
+#: const volatile settings and their meaning
+RODATA = {
+    "targ_emit": "send events",
+    "targ_threshold_ns": "events for intervals above this many nanoseconds",
+    "targ_rate_per_sec": "events per second per (namespace, stage); 0: no limit",
+    "targ_burst": "events in a burst",
+}
+
+#: kubeskoop.latency.stage values
+STAGES = {NetiftxlatStage.NETIFTXLAT_QDISC: "qdisc", NetiftxlatStage.NETIFTXLAT_XMIT: "xmit"}
+_EVENTS = {NetiftxlatStage.NETIFTXLAT_QDISC: E.NETIFTXLAT_QDISC,
+           NetiftxlatStage.NETIFTXLAT_XMIT: E.NETIFTXLAT_XMIT}
+_SLOW = {NetiftxlatStage.NETIFTXLAT_QDISC: I.NETIFTXLAT_QDISCSLOW100MS,
+         NetiftxlatStage.NETIFTXLAT_XMIT: I.NETIFTXLAT_NETDEVSLOW100MS}
+
+
+class NetiftxlatArgs(LatencyArgs):
+    """``thresholdMs``: events for packets slower than this in a stage (upstream: 100 ms)."""
+
+    threshold_ms: float = Field(100.0, alias="thresholdMs", gt=0, le=3_600_000)
+
+
+def ifname(raw: bytes, ifindex: int) -> str:
+    """The interface name the kernel gave, else ``if<index>``."""
+    return raw.decode(errors="replace") if raw else f"if{ifindex}"
+
+
+def decode_netiftxlat(raw: bytes, clock_offset_ns: int = 0) -> Event:
+    """One ``struct netiftxlat_event`` as an Event. Pure."""
+    rec = decode_exact(NetiftxlatEvent, raw)
+    try:
+        stage = NetiftxlatStage(rec.hdr.type)
+    except ValueError:
+        raise DecodeError(f"netiftxlat: unknown event type {rec.hdr.type}") from None
+    spec = _EVENTS[stage]
+    attrs: list[tuple[str, Any]] = [
+        (A.NETWORK_INTERFACE_NAME, ifname(rec.ifname, rec.ifindex)),
+        (A.LATENCY, seconds(rec.latency_ns)),
+        (A.LATENCY_STAGE, STAGES[stage]),
+        (A.LATENCY_QDISC, seconds(rec.qdisc_ns)),
+    ]
+    if stage is NetiftxlatStage.NETIFTXLAT_XMIT:
+        attrs.append((A.LATENCY_XMIT, seconds(rec.xmit_ns)))
+    attrs += tuple_attributes(rec.tuple)
+    attrs += [(A.PACKET_BYTES, rec.len), (A.CPU_LOGICAL_NUMBER, rec.cpu)]
+    return Event(
+        name=spec.name,
+        upstream_type=spec.upstream_type,
+        netns=rec.hdr.netns or None,
+        attributes=tuple(attrs),
+        timestamp_ns=rec.hdr.ts_ns + clock_offset_ns,
+    )
+
+
+class NetiftxlatProbe(LatencyProbe):
+    OBJECT = OBJECT
+    PLANS = PLANS
+    KEY = NetiftxlatKey
+    VALUE = NetiftxlatValue
+    INFLIGHT_MAP = INFLIGHT_MAP
+    ARGS = NetiftxlatArgs
+
+    def samples_of(self, key: Any, value: Any, netns: int | None) -> list[Sample]:
+        try:
+            stage = NetiftxlatStage(key.stage)
+        except ValueError:
+            return []
+        name = (A.NETWORK_INTERFACE_NAME, ifname(value.ifname, key.ifindex))
+        return [
+            Sample(I.NETIFTXLAT_DURATION, histogram(value.hist), netns,
+                   (name, (A.LATENCY_STAGE, STAGES[stage]))),
+            Sample(_SLOW[stage], value.hist.slow[0], netns, (name,)),
+        ]
+
+    def decode(self, raw: bytes) -> Event:
+        return decode_netiftxlat(raw, self.clock_offset)
+
+
+SPEC = ProbeSpec(
+    name="netiftxlat",
+    summary="Packet transmit latency per interface: qdisc wait and driver time (net:net_dev_* "
+            "tracepoints), as histograms",
+    kinds=frozenset({Kind.METRICS, Kind.EVENTS}),
+    source=Source.BPF,
+    scope=Scope.NETNS,
+    overhead=Overhead.HIGH,
+    overhead_note="three hash operations per transmitted packet (insert at net_dev_queue, two "
+                  "lookups, one delete) and a lookup per freed packet (kfree_skb/consume_skb) "
+                  "in the kernel; one map read per collection, series scale with interfaces",
+    default_enabled=False,
+    factory=NetiftxlatProbe,
+    instruments=I.NETIFTXLAT,
+    args=NetiftxlatArgs,
+    requires=("kernel BTF (/sys/kernel/btf/vmlinux)",
+              "tracepoints net:net_dev_queue, net:net_dev_start_xmit, net:net_dev_xmit, "
+              "skb:kfree_skb, skb:consume_skb (tp_btf, else classic)",
+              "BPF ring buffer (Linux 5.8+) for events", "CAP_BPF+CAP_PERFMON or CAP_SYS_ADMIN"),
+)

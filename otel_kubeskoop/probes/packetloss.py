@@ -1,0 +1,174 @@
+# SPDX-License-Identifier: Apache-2.0
+"""packetloss: packets the kernel dropped, per namespace, by the kernel's own drop reason.
+
+The ``skb:kfree_skb`` tracepoint (``bpf/packetloss.bpf.c``) counts every drop in the kernel per
+(namespace, reason, family, IP protocol): ``kubeskoop.packetloss.total`` with
+``kubeskoop.drop.reason`` (``NO_SOCKET``, ``NETFILTER_DROP``...), ``network.type`` and
+``network.transport``; ``kubeskoop.packetloss.netfilter`` is its ``NETFILTER_DROP`` part, the
+series upstream KubeSkoop calls ``kubeskoop_packetloss_netfilter``. Upstream sends every freed
+packet to user space and ignores the reason; here nothing crosses to user space but the counts.
+
+What counts as a drop. The kernel calls ``kfree_skb_reason()`` (``kfree_skb()`` is the same with
+reason ``NOT_SPECIFIED``) when it drops a packet and ``consume_skb()`` when it is done with one;
+only the first fires ``skb:kfree_skb``. Since Linux 6.2 a caller can also pass ``SKB_CONSUMED`` to
+``kfree_skb_reason()``; the kernel then fires ``skb:consume_skb`` instead (commit 0e84afe8ebfb,
+"net: dropreason: add SKB_CONSUMED reason"). So every ``skb:kfree_skb`` is a drop by the kernel's
+own contract, ``NOT_SPECIFIED`` included (a drop whose site has not been given a reason yet): it
+is counted, under ``NOT_SPECIFIED``. ``SKB_CONSUMED`` and ``SKB_NOT_DROPPED_YET``, which the
+function fallbacks (fentry/kprobe) can see, are filtered out in the kernel, by their values in
+this kernel's BTF.
+
+Events (``event.probes``): one ``kubeskoop.packetloss.drop`` per drop, rate-limited per namespace
+in the kernel, with the reason, the location (``kubeskoop.drop.location``, ``tcp_v4_rcv+0x6c``
+from ``/proc/kallsyms``), the packet's addresses, the interface and, with ``enableStack``, the
+kernel stack (``kubeskoop.stack``).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import Field
+
+from otel_kubeskoop.bpf.layouts import DecodeError, PacketlossEvent, PacketlossEventType, PacketlossKey
+from otel_kubeskoop.bpf.loader import AttachPlan
+from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeSpec, Sample, Scope, Source
+from otel_kubeskoop.probes._bpf import BPFProbe, EventArgs, KernelNames, decode_exact, l3l4_attributes, tuple_attributes
+from otel_kubeskoop.telemetry import attributes as A
+from otel_kubeskoop.telemetry import events_table as E
+from otel_kubeskoop.telemetry import instruments as I
+
+OBJECT = "packetloss"
+
+PLANS = (
+    AttachPlan.of(
+        "drop",
+        ("packetloss_kfree_skb_btf", "tp_btf", "kfree_skb"),
+        ("packetloss_kfree_skb_tp", "tracepoint", "skb/kfree_skb"),
+        ("packetloss_reason_drop_fentry", "fentry", "sk_skb_reason_drop"),
+        ("packetloss_reason_drop_kprobe", "kprobe", "sk_skb_reason_drop"),
+        ("packetloss_kfree_skb_reason_fentry", "fentry", "kfree_skb_reason"),
+        ("packetloss_kfree_skb_reason_kprobe", "kprobe", "kfree_skb_reason"),
+    ),
+)
+
+#: const volatile settings and their meaning
+RODATA = {
+    "targ_reason_consumed": "SKB_CONSUMED in this kernel's enum skb_drop_reason (~0: none)",
+    "targ_reason_not_dropped": "SKB_NOT_DROPPED_YET in this kernel (~0: none)",
+    "targ_emit": "send events",
+    "targ_stack": "put the kernel stack in events",
+    "targ_rate_per_sec": "events per second per namespace; 0: no limit",
+    "targ_burst": "events in a burst",
+}
+
+NETFILTER_DROP = "NETFILTER_DROP"
+_NONE = 0xFFFFFFFF
+
+
+class PacketlossArgs(EventArgs):
+    """``enableStack`` as upstream (default false), plus the event rate limit."""
+
+    enable_stack: bool = Field(False, alias="enableStack")
+
+
+# Frames of the tracing machinery itself, on top of every stack bpf_get_stack() takes from a
+# tracepoint: the BPF program ("bpf_prog_<tag>_<name> [bpf]"), the BTF tracepoint's run function,
+# the classic tracepoint's perf glue. Left out, so a stack starts where the kernel freed the packet.
+_TRACING_FRAMES = ("bpf_prog_", "bpf_trace_run", "__bpf_trace_", "trace_call_bpf", "perf_trace_",
+                   "perf_syscall_", "__traceiter_")
+
+
+def kernel_stack(addresses: Any, kallsyms: Any) -> tuple[str, ...]:
+    """``symbol+0xoff`` per frame, innermost first, without the leading tracing frames."""
+    if kallsyms is None:
+        return tuple(f"{a:#x}" for a in addresses)
+    frames = [kallsyms.symbolize(a) for a in addresses]
+    first = 0
+    while first < len(frames) - 1 and frames[first].startswith(_TRACING_FRAMES):
+        first += 1
+    return tuple(frames[first:])
+
+
+def decode_packetloss(raw: bytes, names: KernelNames, clock_offset_ns: int = 0,
+                      kallsyms: Any = None) -> Event:
+    """One ``struct packetloss_event`` as an Event. Pure: names and symbols are passed in."""
+    rec = decode_exact(PacketlossEvent, raw)
+    if rec.hdr.type != PacketlossEventType.PACKETLOSS_EVENT_DROP:
+        raise DecodeError(f"packetloss: unknown event type {rec.hdr.type}")
+    attrs: list[tuple[str, Any]] = [(A.DROP_REASON, names.drop_reason(rec.reason))]
+    if rec.location and kallsyms is not None:
+        attrs.append((A.DROP_LOCATION, kallsyms.symbolize(rec.location)))
+    elif rec.location:
+        attrs.append((A.DROP_LOCATION, f"{rec.location:#x}"))
+    attrs += tuple_attributes(rec.tuple)
+    if rec.ifname:
+        attrs.append((A.NETWORK_INTERFACE_NAME, rec.ifname.decode(errors="replace")))
+    depth = min(rec.stack_depth, len(rec.stack))
+    if depth:
+        attrs.append((A.STACK, kernel_stack(rec.stack[:depth], kallsyms)))
+    return Event(
+        name=E.PACKETLOSS_DROP.name,
+        upstream_type=E.PACKETLOSS_DROP.upstream_type,
+        netns=rec.hdr.netns or None,
+        attributes=tuple(attrs),
+        timestamp_ns=rec.hdr.ts_ns + clock_offset_ns,
+    )
+
+
+class PacketlossProbe(BPFProbe):
+    OBJECT = OBJECT
+    PLANS = PLANS
+    KEY = PacketlossKey
+
+    @classmethod
+    def default_args(cls) -> PacketlossArgs:
+        return PacketlossArgs()
+
+    def rodata(self) -> dict[str, int | bool]:
+        consumed = self.names.reason_value("SKB_CONSUMED")
+        not_dropped = self.names.reason_value("SKB_NOT_DROPPED_YET")
+        return {
+            "targ_reason_consumed": _NONE if consumed is None else consumed,
+            "targ_reason_not_dropped": _NONE if not_dropped is None else not_dropped,
+            "targ_stack": bool(getattr(self.args, "enable_stack", False)),
+        }
+
+    def samples(self, counts: Mapping[int | None, Mapping[Any, int]]) -> list[Sample]:
+        out: list[Sample] = []
+        for netns, keys in counts.items():
+            total: dict[tuple[tuple[str, Any], ...], int] = defaultdict(int)
+            netfilter: dict[tuple[tuple[str, Any], ...], int] = defaultdict(int)
+            for (reason, family, protocol), value in keys.items():
+                name = self.names.drop_reason(reason)
+                l3l4 = l3l4_attributes(family, protocol)
+                total[((A.DROP_REASON, name), *l3l4)] += value
+                if name == NETFILTER_DROP:
+                    netfilter[l3l4] += value
+            out += [Sample(I.PACKETLOSS_TOTAL, v, netns, attrs) for attrs, v in total.items()]
+            out += [Sample(I.PACKETLOSS_NETFILTER, v, netns, attrs) for attrs, v in netfilter.items()]
+        return out
+
+    def decode(self, raw: bytes) -> Event:
+        return decode_packetloss(raw, self.names, self.clock_offset, self.kallsyms)
+
+
+SPEC = ProbeSpec(
+    name="packetloss",
+    summary="Packets the kernel dropped, per namespace, by the kernel's drop reason (skb:kfree_skb)",
+    kinds=frozenset({Kind.METRICS, Kind.EVENTS}),
+    source=Source.BPF,
+    scope=Scope.NETNS,
+    overhead=Overhead.MEDIUM,
+    overhead_note="one hash update per dropped packet in the kernel (every kfree_skb, filtered "
+                  "in the kernel); with events, one ring-buffer record per drop up to eventRate "
+                  "per namespace; one map read per collection",
+    default_enabled=False,
+    factory=PacketlossProbe,
+    instruments=I.PACKETLOSS,
+    args=PacketlossArgs,
+    requires=("kernel BTF (/sys/kernel/btf/vmlinux)", "tracepoint skb:kfree_skb (tp_btf, Linux 6.10+, "
+              "else classic)", "BPF ring buffer (Linux 5.8+) for events", "CAP_BPF+CAP_PERFMON or CAP_SYS_ADMIN"),
+)

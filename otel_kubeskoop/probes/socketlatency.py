@@ -1,0 +1,228 @@
+# SPDX-License-Identifier: Apache-2.0
+"""socketlatency: how long TCP data waits in a socket, per namespace, reading and writing.
+
+The two intervals, each between two kernel points (``bpf/socketlatency.bpf.c``):
+
+- ``receive`` (upstream "read"): from ``sock:sk_data_ready`` (data was queued on a socket that had
+  nothing unread; the kernel wakes the reader) to ``sock:sock_recv_length`` with a positive
+  length (the application's ``recvmsg()``/``read()`` returned data; ``MSG_PEEK`` reads do not
+  count). The time a reader leaves data waiting: a slow, blocked or overloaded application.
+- ``transmit`` (upstream "write"/"send"): from ``tcp:tcp_sendmsg_locked`` (the application's
+  ``sendmsg()``/``write()`` on a socket with nothing unsent) to ``net:net_dev_queue`` of the
+  socket's next segment of new data (sequence number ``snd_nxt``: TCP handed it to the device).
+  The time written data waits in the write queue: congestion or peer window, Nagle, cork,
+  pacing, TCP small queues, or a blocked ``sendmsg()`` waiting for send-buffer space.
+
+When data is still waiting after an end point (unread bytes, or unsent bytes), the next wait
+starts at that moment, so each measurement is one stretch during which the socket held waiting
+data. Upstream measures the same intervals with kprobes (``sock_def_readable`` ->
+``tcp_cleanup_rbuf``, ``tcp_sendmsg_locked`` -> ``tcp_write_xmit``); those kprobes are this
+probe's last-resort candidates, and ``tcp_cleanup_rbuf`` also sees ``splice``/``tcp_read_sock``
+readers, which the ``sock_recv_length`` tracepoint (``sock_recvmsg()`` only) does not.
+
+Metrics: ``kubeskoop.socketlatency.duration``, a log2 histogram in the kernel per (namespace,
+direction), exported as an OTel histogram in seconds (buckets 2^(i+1) ns,
+``network.io.direction``); and upstream's counters ``read1ms``, ``read100ms``, ``write1ms``,
+``write100ms`` (waits over 1 ms and 100 ms, counted in the kernel; compat names
+``kubeskoop_socketlatency_*`` with the standard labels).
+
+Events (``event.probes``): ``kubeskoop.socketlatency.readslow`` / ``.sendslow`` (upstream
+``SOCKETLAT_READSLOW`` / ``SOCKETLAT_SENDSLOW``) for each wait over ``thresholdMs`` (default 100
+ms, upstream's), rate-limited per namespace and direction in the kernel, with the connection
+(source = the local end), its TCP state, the wait, the two attach points that bound it, and the
+process that read (receive) or whose write started the wait (transmit).
+
+Sockets being timed live in a bounded LRU map; a socket reaching ``TCP_CLOSE`` has its entries
+removed (``sock:inet_sock_set_state``), anything else left is evicted and counted
+(``kubeskoop.agent.bpf.inflight.evicted``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from otel_kubeskoop.bpf.layouts import (
+    DecodeError,
+    SocketlatencyDirection,
+    SocketlatencyEvent,
+    SocketlatencyKey,
+)
+from otel_kubeskoop.bpf.loader import AttachPlan
+from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeSpec, Sample, Scope, Source, Unavailable
+from otel_kubeskoop.probes._bpf import KernelNames, decode_exact, tuple_attributes
+from otel_kubeskoop.probes._latency import LatencyArgs, LatencyProbe, histogram, seconds
+from otel_kubeskoop.telemetry import attributes as A
+from otel_kubeskoop.telemetry import events_table as E
+from otel_kubeskoop.telemetry import instruments as I
+
+OBJECT = "socketlatency"
+
+PLANS = (
+    AttachPlan.of(
+        "ready",
+        ("socketlatency_ready_btf", "tp_btf", "sk_data_ready"),
+        ("socketlatency_ready_tp", "tracepoint", "sock/sk_data_ready"),
+        ("socketlatency_ready_fentry", "fentry", "sock_def_readable"),
+        ("socketlatency_ready_kprobe", "kprobe", "sock_def_readable"),
+    ),
+    AttachPlan.of(
+        "recv",
+        ("socketlatency_recv_btf", "tp_btf", "sock_recv_length"),
+        ("socketlatency_recv_tp", "tracepoint", "sock/sock_recv_length"),
+        ("socketlatency_recv_fentry", "fentry", "tcp_cleanup_rbuf"),
+        ("socketlatency_recv_kprobe", "kprobe", "tcp_cleanup_rbuf"),
+    ),
+    AttachPlan.of(
+        "sendmsg",
+        ("socketlatency_sendmsg_btf", "tp_btf", "tcp_sendmsg_locked"),
+        ("socketlatency_sendmsg_fentry", "fentry", "tcp_sendmsg_locked"),
+        ("socketlatency_sendmsg_kprobe", "kprobe", "tcp_sendmsg_locked"),
+    ),
+    AttachPlan.of(
+        "xmit",
+        ("socketlatency_xmit_btf", "tp_btf", "net_dev_queue"),
+        ("socketlatency_xmit_tp", "tracepoint", "net/net_dev_queue"),
+        ("socketlatency_xmit_fentry", "fentry", "__dev_queue_xmit"),
+        ("socketlatency_xmit_kprobe", "kprobe", "__dev_queue_xmit"),
+    ),
+    AttachPlan.of(
+        "close",
+        ("socketlatency_close_btf", "tp_btf", "inet_sock_set_state"),
+        ("socketlatency_close_tp", "tracepoint", "sock/inet_sock_set_state"),
+        ("socketlatency_close_fentry", "fentry", "tcp_set_state"),
+        ("socketlatency_close_kprobe", "kprobe", "tcp_set_state"),
+    ),
+)
+
+INFLIGHT_MAP = "socks"
+
+#: const volatile settings and their meaning
+RODATA = {
+    "targ_emit": "send events",
+    "targ_threshold_ns": "events for waits above this many nanoseconds",
+    "targ_rate_per_sec": "events per second per (namespace, direction); 0: no limit",
+    "targ_burst": "events in a burst",
+}
+
+READ, WRITE = SocketlatencyDirection.SOCKETLATENCY_READ, SocketlatencyDirection.SOCKETLATENCY_WRITE
+#: network.io.direction of each direction
+DIRECTIONS = {READ: "receive", WRITE: "transmit"}
+#: the hooks whose attach points start and end each direction's interval
+BOUNDS = {READ: ("ready", "recv"), WRITE: ("sendmsg", "xmit")}
+_EVENTS = {READ: E.SOCKETLATENCY_READSLOW, WRITE: E.SOCKETLATENCY_SENDSLOW}
+_COUNTERS = {READ: I.SOCKETLATENCY_COUNTERS[:2], WRITE: I.SOCKETLATENCY_COUNTERS[2:]}
+
+Endpoints = dict[int, tuple[str, str]]
+
+
+class SocketlatencyArgs(LatencyArgs):
+    """``thresholdMs``: events for waits longer than this (upstream: 100 ms)."""
+
+    threshold_ms: float = Field(100.0, alias="thresholdMs", gt=0, le=3_600_000)
+
+
+def endpoints(chosen: dict[str, Any]) -> Endpoints:
+    """direction -> (start, end) attach points in use, from ``BPFObject.chosen``."""
+    return {d: (str(chosen.get(a, a)), str(chosen.get(b, b))) for d, (a, b) in BOUNDS.items()}
+
+
+def decode_socketlatency(raw: bytes, names: KernelNames, points: Endpoints,
+                         clock_offset_ns: int = 0) -> Event:
+    """One ``struct socketlatency_event`` as an Event. Pure: kernel names and the attach points
+    in use are passed in."""
+    rec = decode_exact(SocketlatencyEvent, raw)
+    try:
+        direction = SocketlatencyDirection(rec.hdr.type)
+    except ValueError:
+        raise DecodeError(f"socketlatency: unknown event type {rec.hdr.type}") from None
+    spec = _EVENTS[direction]
+    attrs: list[tuple[str, Any]] = list(tuple_attributes(rec.tuple))
+    state = names.tcp_state(rec.hdr.aux)
+    if state is not None:
+        attrs.append((A.NETWORK_CONNECTION_STATE, state))
+    start, end = points.get(direction, ("", ""))
+    attrs += [
+        (A.NETWORK_IO_DIRECTION, DIRECTIONS[direction]),
+        (A.LATENCY, seconds(rec.latency_ns)),
+        (A.LATENCY_START, start),
+        (A.LATENCY_END, end),
+    ]
+    if rec.pid:
+        attrs.append((A.PROCESS_PID, rec.pid))
+    if rec.comm:
+        attrs.append((A.PROCESS_COMMAND, rec.comm.decode(errors="replace")))
+    return Event(
+        name=spec.name,
+        upstream_type=spec.upstream_type,
+        netns=rec.hdr.netns or None,
+        attributes=tuple(attrs),
+        timestamp_ns=rec.hdr.ts_ns + clock_offset_ns,
+    )
+
+
+class SocketlatencyProbe(LatencyProbe):
+    OBJECT = OBJECT
+    PLANS = PLANS
+    KEY = SocketlatencyKey
+    INFLIGHT_MAP = INFLIGHT_MAP
+    ARGS = SocketlatencyArgs
+
+    def __init__(self, args: Any, ctx: Any) -> None:
+        super().__init__(args, ctx)
+        self.names = KernelNames()
+        self.points: Endpoints = {}
+
+    def start(self) -> None:
+        try:
+            self.names = KernelNames.from_btf()
+        except (OSError, ValueError) as exc:
+            raise Unavailable(f"kernel BTF unreadable (/sys/kernel/btf/vmlinux): {exc}") from None
+        super().start()
+
+    def check_chosen(self, obj: Any) -> None:
+        self.points = endpoints(obj.chosen)
+
+    def bpf_programs(self) -> dict[str, int]:
+        return self.obj.program_fds() if self.obj is not None else {}
+
+    def samples_of(self, key: Any, value: Any, netns: int | None) -> list[Sample]:
+        try:
+            direction = SocketlatencyDirection(key.direction)
+        except ValueError:
+            return []
+        slow0, slow1 = _COUNTERS[direction]
+        return [
+            Sample(I.SOCKETLATENCY_DURATION, histogram(value), netns,
+                   ((A.NETWORK_IO_DIRECTION, DIRECTIONS[direction]),)),
+            Sample(slow0, value.slow[0], netns),
+            Sample(slow1, value.slow[1], netns),
+        ]
+
+    def decode(self, raw: bytes) -> Event:
+        return decode_socketlatency(raw, self.names, self.points, self.clock_offset)
+
+
+SPEC = ProbeSpec(
+    name="socketlatency",
+    summary="How long TCP data waits in sockets: received data until the application reads it, "
+            "written data until it leaves for the device (histograms per namespace)",
+    kinds=frozenset({Kind.METRICS, Kind.EVENTS}),
+    source=Source.BPF,
+    scope=Scope.NETNS,
+    overhead=Overhead.HIGH,
+    overhead_note="per TCP data arrival, read and write a hash lookup (an insert and a delete "
+                  "when a wait starts and ends), and a lookup per transmitted packet of any "
+                  "socket (net_dev_queue); one map read per collection, two series per namespace",
+    default_enabled=False,
+    factory=SocketlatencyProbe,
+    instruments=I.SOCKETLATENCY,
+    args=SocketlatencyArgs,
+    requires=("kernel BTF (/sys/kernel/btf/vmlinux)",
+              "tracepoints sock:sk_data_ready (6.6+), sock:sock_recv_length (6.3+), "
+              "tcp:tcp_sendmsg_locked (6.11+, BTF), net:net_dev_queue, sock:inet_sock_set_state; "
+              "else fentry or kprobes on sock_def_readable, tcp_cleanup_rbuf, tcp_sendmsg_locked, "
+              "__dev_queue_xmit, tcp_set_state",
+              "BPF ring buffer (Linux 5.8+) for events", "CAP_BPF+CAP_PERFMON or CAP_SYS_ADMIN"),
+)

@@ -1,0 +1,190 @@
+# SPDX-License-Identifier: Apache-2.0
+"""softirq: how long softirqs wait to run and how long they run, per type and CPU (node scope).
+
+The interval of each stage, between two kernel tracepoints (``bpf/softirq.bpf.c``):
+
+- ``delay``: ``irq:softirq_raise`` (the first raise that set the softirq pending on a CPU) ->
+  ``irq:softirq_entry`` (its handler starts on that CPU, from an interrupt exit, a
+  ``local_bh_enable()`` or ksoftirqd);
+- ``runtime``: ``irq:softirq_entry`` -> ``irq:softirq_exit``: one run of the handler.
+
+A log2 histogram per (type, CPU, stage) is exported as ``kubeskoop.softirq.duration``
+(seconds, buckets 2^(i+1) ns) with ``cpu.logical_number``, ``kubeskoop.softirq.type`` and
+``kubeskoop.latency.stage`` on the node resource: softirqs belong to no pod. Upstream's four
+counters (``kubeskoop_softirq_schedslow`` >10 ms and ``..._schedslow100ms`` >100 ms for the delay,
+``excuteslow``/``excuteslow100ms`` for the run time, upstream's spelling) are counted in the
+kernel per (type, CPU); upstream's label set is ``k8s_node, softirq_type`` (summed over CPUs).
+
+``softirq-types`` (upstream's argument) picks the types: a list drawn from ``hi, timer, net_tx,
+net_rx, block, irq_poll, tasklet, sched, hrtimer, rcu`` (default ``[net_rx]``; an empty list
+means the default, as upstream); it becomes a bit mask in the kernel, so other types cost one
+array lookup per tracepoint hit.
+
+Events (``event.probes``): upstream's ``SOFTIRQ_SCHED_SLOW`` / ``SOFTIRQ_EXCUTE_SLOW`` above
+``thresholdMs`` (default 10 ms) and ``SOFTIRQ_SCHED_100MS`` / ``SOFTIRQ_EXCUTE_100MS`` above
+100 ms, with the type, CPU (upstream never filled it), latency, and the task current on the CPU.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from otel_kubeskoop.bpf import libbpf
+from otel_kubeskoop.bpf.layouts import DecodeError, SoftirqEvent, SoftirqEventType, SoftirqKey, SoftirqStage
+from otel_kubeskoop.bpf.loader import AttachPlan
+from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeSpec, Sample, Scope, Source
+from otel_kubeskoop.probes._bpf import decode_exact
+from otel_kubeskoop.probes._latency import LatencyArgs, LatencyProbe, histogram, seconds
+from otel_kubeskoop.telemetry import attributes as A
+from otel_kubeskoop.telemetry import events_table as E
+from otel_kubeskoop.telemetry import instruments as I
+
+OBJECT = "softirq"
+
+PLANS = tuple(
+    AttachPlan.of(
+        hook,
+        (f"softirq_{hook}_btf", "tp_btf", f"softirq_{hook}"),
+        (f"softirq_{hook}_tp", "tracepoint", f"irq/softirq_{hook}"),
+    )
+    for hook in ("raise", "entry", "exit")
+)
+
+#: Softirq types by number: include/linux/interrupt.h (HI_SOFTIRQ = 0 ... RCU_SOFTIRQ = 9), names
+#: as upstream's softirq-types argument and /proc/softirqs spell them.
+TYPES = ("hi", "timer", "net_tx", "net_rx", "block", "irq_poll", "tasklet", "sched", "hrtimer", "rcu")
+DEFAULT_TYPES = ("net_rx",)
+
+#: const volatile settings and their meaning
+RODATA = {
+    "targ_vec_mask": "bit per softirq type measured (softirq-types)",
+    "targ_emit": "send events",
+    "targ_threshold_ns": "events for intervals above this many nanoseconds",
+    "targ_rate_per_sec": "events per second per event type; 0: no limit",
+    "targ_burst": "events in a burst",
+}
+
+#: kubeskoop.latency.stage values
+STAGES = {SoftirqStage.SOFTIRQ_STAGE_SCHED: "delay", SoftirqStage.SOFTIRQ_STAGE_EXCUTE: "runtime"}
+_SLOW = {
+    SoftirqStage.SOFTIRQ_STAGE_SCHED: (I.SOFTIRQ_SCHEDSLOW, I.SOFTIRQ_SCHEDSLOW100MS),
+    SoftirqStage.SOFTIRQ_STAGE_EXCUTE: (I.SOFTIRQ_EXCUTESLOW, I.SOFTIRQ_EXCUTESLOW100MS),
+}
+_EVENTS = {
+    SoftirqEventType.SOFTIRQ_SCHED_SLOW: E.SOFTIRQ_SCHED_SLOW,
+    SoftirqEventType.SOFTIRQ_SCHED_100MS: E.SOFTIRQ_SCHED_100MS,
+    SoftirqEventType.SOFTIRQ_EXCUTE_SLOW: E.SOFTIRQ_EXECUTE_SLOW,
+    SoftirqEventType.SOFTIRQ_EXCUTE_100MS: E.SOFTIRQ_EXECUTE_100MS,
+}
+
+
+class SoftirqArgs(LatencyArgs):
+    """``softirq-types`` as upstream (default ``[net_rx]``); ``thresholdMs`` (default 10 ms)."""
+
+    softirq_types: tuple[str, ...] = Field(DEFAULT_TYPES, alias="softirq-types")
+    threshold_ms: float = Field(10.0, alias="thresholdMs", gt=0, le=3_600_000)
+
+    @field_validator("softirq_types", mode="before")
+    @classmethod
+    def _known_types(cls, value: Any) -> Any:
+        if value is None:
+            return DEFAULT_TYPES
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"softirq-types must be a list of softirq types (known: {', '.join(TYPES)})")
+        unknown = [v for v in value if v not in TYPES]
+        if unknown:
+            raise ValueError(f"unknown softirq type {unknown[0]!r} (known: {', '.join(TYPES)})")
+        return tuple(dict.fromkeys(value)) or DEFAULT_TYPES
+
+    @property
+    def vec_mask(self) -> int:
+        mask = 0
+        for name in self.softirq_types:
+            mask |= 1 << TYPES.index(name)
+        return mask
+
+
+def softirq_type(vec: int) -> str:
+    return TYPES[vec] if 0 <= vec < len(TYPES) else str(vec)
+
+
+def decode_softirq(raw: bytes, clock_offset_ns: int = 0) -> Event:
+    """One ``struct softirq_event`` as an Event (node scope: netns None). Pure."""
+    rec = decode_exact(SoftirqEvent, raw)
+    try:
+        spec = _EVENTS[SoftirqEventType(rec.hdr.type)]
+        stage = SoftirqStage(rec.stage)
+    except ValueError:
+        raise DecodeError(f"softirq: unknown event type {rec.hdr.type} or stage {rec.stage}") from None
+    return Event(
+        name=spec.name,
+        upstream_type=spec.upstream_type,
+        netns=None,
+        attributes=(
+            (A.SOFTIRQ_TYPE, softirq_type(rec.vec)),
+            (A.CPU_LOGICAL_NUMBER, rec.cpu),
+            (A.LATENCY, seconds(rec.latency_ns)),
+            (A.LATENCY_STAGE, STAGES[stage]),
+            (A.PROCESS_PID, rec.pid),
+            (A.PROCESS_COMMAND, rec.comm.decode(errors="replace")),
+        ),
+        timestamp_ns=rec.hdr.ts_ns + clock_offset_ns,
+    )
+
+
+class SoftirqProbe(LatencyProbe):
+    OBJECT = OBJECT
+    PLANS = PLANS
+    KEY = SoftirqKey
+    NODE_SCOPE = True
+    ARGS = SoftirqArgs
+
+    def rodata(self) -> dict[str, int | bool]:
+        return {"targ_vec_mask": self.args.vec_mask}
+
+    def max_entries(self) -> dict[str, int]:
+        """One histogram per (measured type, possible CPU, stage), and room to spare."""
+        cpus = libbpf.lib().libbpf_num_possible_cpus()
+        types = bin(self.args.vec_mask).count("1")
+        return {"hists": max(64, 2 * types * max(cpus, 1) + 16)}
+
+    def samples_of(self, key: Any, value: Any, netns: int | None) -> list[Sample]:
+        try:
+            stage = SoftirqStage(key.stage)
+        except ValueError:
+            return []
+        base = ((A.CPU_LOGICAL_NUMBER, key.cpu), (A.SOFTIRQ_TYPE, softirq_type(key.vec)))
+        slow, slow100 = _SLOW[stage]
+        return [
+            Sample(I.SOFTIRQ_DURATION, histogram(value), None, (*base, (A.LATENCY_STAGE, STAGES[stage]))),
+            Sample(slow, value.slow[0], None, base),
+            Sample(slow100, value.slow[1], None, base),
+        ]
+
+    def decode(self, raw: bytes) -> Event:
+        return decode_softirq(raw, self.clock_offset)
+
+
+SPEC = ProbeSpec(
+    name="softirq",
+    summary="Softirq scheduling delay (raise to entry) and run time (entry to exit) per type and "
+            "CPU, as histograms (node scope)",
+    kinds=frozenset({Kind.METRICS, Kind.EVENTS}),
+    source=Source.BPF,
+    scope=Scope.NODE,
+    overhead=Overhead.HIGH,
+    overhead_note="one per-CPU array lookup per softirq raise, entry and exit on every CPU (tens "
+                  "of thousands a second on a busy node), plus an atomic histogram update per "
+                  "measured type's entry and exit; series scale with CPUs x types",
+    default_enabled=False,
+    factory=SoftirqProbe,
+    instruments=I.SOFTIRQ,
+    args=SoftirqArgs,
+    requires=("kernel BTF (/sys/kernel/btf/vmlinux)",
+              "tracepoints irq:softirq_raise, irq:softirq_entry, irq:softirq_exit (tp_btf, else classic)",
+              "BPF ring buffer (Linux 5.8+) for events", "CAP_BPF+CAP_PERFMON or CAP_SYS_ADMIN"),
+)

@@ -1,0 +1,131 @@
+# SPDX-License-Identifier: Apache-2.0
+"""tcpreset: TCP resets sent and received, per namespace, as upstream KubeSkoop's four types.
+
+``bpf/tcpreset.bpf.c`` hooks the ``tcp:tcp_send_reset`` and ``tcp:tcp_receive_reset``
+tracepoints and tells the types apart from the tracepoint's arguments (Linux 6.10+):
+
+=========  ============================================================================
+nosock     sent, ``sk`` NULL: ``tcp_v4_send_reset()``/``tcp_v6_send_reset()`` answering a
+           packet that matched no socket (a closed port)
+process    sent, ``sk`` and ``skb`` set: the same functions answering a packet that matched a
+           socket (full, request or time-wait), as upstream's kprobe with ``sk != NULL``
+active     sent, ``skb`` NULL: ``tcp_send_active_reset()`` (close with unread data, SO_LINGER
+           0, keepalive or retransmission timeout, memory), which passes NULL because the RST
+           answers no packet (``net/ipv4/tcp_output.c``)
+receive    ``tcp:tcp_receive_reset``: a socket accepted a RST (``tcp_reset()``)
+=========  ============================================================================
+
+Upstream has events only; here each type is also counted in the kernel
+(``kubeskoop.tcpreset.total`` by ``kubeskoop.reset.type``), and IPv6 is kept (upstream drops it).
+Events carry the kernel's reason for a sent reset (``kubeskoop.reset.reason``, ``enum
+sk_rst_reason`` without its prefix: ``NO_SOCKET``, ``TCP_ABORT_ON_CLOSE``; Linux 6.10+), the TCP
+state, and the connection as the namespace sees it (source = local end, destination = peer).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from otel_kubeskoop.bpf.layouts import TCPRESET_REASON_NONE, DecodeError, TcpresetEvent, TcpresetKey, TcpresetType
+from otel_kubeskoop.bpf.loader import AttachPlan
+from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeSpec, Sample, Scope, Source
+from otel_kubeskoop.probes._bpf import BPFProbe, EventArgs, KernelNames, decode_exact, tuple_attributes
+from otel_kubeskoop.telemetry import attributes as A
+from otel_kubeskoop.telemetry import events_table as E
+from otel_kubeskoop.telemetry import instruments as I
+
+OBJECT = "tcpreset"
+
+PLANS = (
+    AttachPlan.of(
+        "send",
+        ("tcpreset_send_btf", "tp_btf", "tcp_send_reset"),
+        ("tcpreset_send_tp", "tracepoint", "tcp/tcp_send_reset"),
+        ("tcpreset_send_fentry", "fentry", "tcp_v4_send_reset"),
+        ("tcpreset_send_kprobe", "kprobe", "tcp_v4_send_reset"),
+    ),
+    AttachPlan.of(
+        "receive",
+        ("tcpreset_receive_btf", "tp_btf", "tcp_receive_reset"),
+        ("tcpreset_receive_tp", "tracepoint", "tcp/tcp_receive_reset"),
+        ("tcpreset_receive_fentry", "fentry", "tcp_reset"),
+        ("tcpreset_receive_kprobe", "kprobe", "tcp_reset"),
+    ),
+)
+
+RODATA = {
+    "targ_emit": "send events",
+    "targ_rate_per_sec": "events per second per (namespace, type); 0: no limit",
+    "targ_burst": "events in a burst",
+}
+
+#: enum tcpreset_type -> (kubeskoop.reset.type, event spec)
+TYPES = {
+    TcpresetType.TCPRESET_NOSOCK: ("nosock", E.TCPRESET_NOSOCK),
+    TcpresetType.TCPRESET_PROCESS: ("process", E.TCPRESET_PROCESS),
+    TcpresetType.TCPRESET_ACTIVE: ("active", E.TCPRESET_ACTIVE),
+    TcpresetType.TCPRESET_RECEIVE: ("receive", E.TCPRESET_RECEIVE),
+}
+_BY_VALUE = {int(k): v for k, v in TYPES.items()}
+
+
+def decode_tcpreset(raw: bytes, names: KernelNames, clock_offset_ns: int = 0) -> Event:
+    """One ``struct tcpreset_event`` as an Event. Pure: kernel names are passed in."""
+    rec = decode_exact(TcpresetEvent, raw)
+    known = _BY_VALUE.get(rec.hdr.type)
+    if known is None:
+        raise DecodeError(f"tcpreset: unknown event type {rec.hdr.type}")
+    word, spec = known
+    attrs: list[tuple[str, Any]] = list(tuple_attributes(rec.tuple))
+    state = names.tcp_state(rec.hdr.aux)
+    if state is not None:
+        attrs.append((A.NETWORK_CONNECTION_STATE, state))
+    attrs.append((A.RESET_TYPE, word))
+    if rec.reason != TCPRESET_REASON_NONE:
+        reason = names.rst_reason(rec.reason)
+        if reason is not None:
+            attrs.append((A.RESET_REASON, reason))
+    return Event(
+        name=spec.name,
+        upstream_type=spec.upstream_type,
+        netns=rec.hdr.netns or None,
+        attributes=tuple(attrs),
+        timestamp_ns=rec.hdr.ts_ns + clock_offset_ns,
+    )
+
+
+class TcpresetProbe(BPFProbe):
+    OBJECT = OBJECT
+    PLANS = PLANS
+    KEY = TcpresetKey
+
+    def samples(self, counts: Mapping[int | None, Mapping[Any, int]]) -> list[Sample]:
+        out = []
+        for netns, keys in counts.items():
+            for (kind,), value in keys.items():
+                word = _BY_VALUE.get(kind, (f"unknown:{kind}", None))[0]
+                out.append(Sample(I.TCPRESET_TOTAL, value, netns, ((A.RESET_TYPE, word),)))
+        return out
+
+    def decode(self, raw: bytes) -> Event:
+        return decode_tcpreset(raw, self.names, self.clock_offset)
+
+
+SPEC = ProbeSpec(
+    name="tcpreset",
+    summary="TCP resets sent (nosock, process, active) and received, per namespace, IPv4 and IPv6",
+    kinds=frozenset({Kind.EVENTS, Kind.METRICS}),
+    source=Source.BPF,
+    scope=Scope.NETNS,
+    overhead=Overhead.LOW,
+    overhead_note="one hash update per TCP reset sent or received; with events, one ring-buffer "
+                  "record per reset up to eventRate per namespace and type",
+    default_enabled=False,
+    factory=TcpresetProbe,
+    instruments=I.TCPRESET,
+    args=EventArgs,
+    requires=("kernel BTF (/sys/kernel/btf/vmlinux)", "tracepoints tcp:tcp_send_reset (nosock "
+              "resets: Linux 6.10+) and tcp:tcp_receive_reset", "BPF ring buffer (Linux 5.8+) for events",
+              "CAP_BPF+CAP_PERFMON or CAP_SYS_ADMIN"),
+)

@@ -1,0 +1,133 @@
+# SPDX-License-Identifier: Apache-2.0
+"""tcpretrans: TCP retransmissions per namespace, by kind.
+
+``bpf/tcpretrans.bpf.c`` hooks ``tcp:tcp_retransmit_skb`` and ``tcp:tcp_retransmit_synack`` and
+counts each retransmitted segment in the kernel under ``kubeskoop.retransmit.type``:
+
+======  =====================================================================================
+syn     ``tcp_retransmit_skb`` on a socket in ``SYN_SENT``: the connect's SYN again
+synack  ``tcp_retransmit_synack`` (a request socket's SYN-ACK timer), or ``tcp_retransmit_skb``
+        on a socket in ``SYN_RECV`` (a TCP Fast Open server)
+loss    ``tcp_retransmit_skb`` while ``inet_csk(sk)->icsk_ca_state == TCP_CA_Loss``: the
+        retransmission timer fired (RTO) and ``tcp_enter_loss()`` put the socket in loss
+        recovery; every segment it resends until recovery ends is "loss"
+fast    any other ``tcp_retransmit_skb``: fast retransmit and SACK/RACK recovery
+        (``TCP_CA_Recovery``), tail-loss probes, retransmissions in ``TCP_CA_Open``/``Disorder``
+        /``CWR``
+======  =====================================================================================
+
+The state and CA state are read from the socket with CO-RE when the tracepoint fires; the
+``TCP_CA_Loss`` value comes from the kernel's BTF (``enum tcp_ca_state``). Since Linux 6.17
+``tcp_retransmit_skb`` also fires for attempts that sent nothing (its ``err`` argument); those are
+not counted, so the sum over types is the kernel's own ``Tcp: RetransSegs`` for single-segment
+retransmissions (the kernel counts each TSO segment in RetransSegs; the tracepoint fires once per
+retransmitted skb).
+
+``kubeskoop.tcpretrans.total`` is upstream's ``kubeskoop_tcpretrans_total`` (there, per 5-tuple;
+here per namespace and kind). Events (``kubeskoop.tcpretrans.retransmit``) carry the connection,
+its state and the kind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from otel_kubeskoop.bpf.layouts import DecodeError, TcpretransEvent, TcpretransKey, TcpretransType
+from otel_kubeskoop.bpf.loader import AttachPlan
+from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeSpec, Sample, Scope, Source
+from otel_kubeskoop.probes._bpf import BPFProbe, EventArgs, KernelNames, decode_exact, tuple_attributes
+from otel_kubeskoop.telemetry import attributes as A
+from otel_kubeskoop.telemetry import events_table as E
+from otel_kubeskoop.telemetry import instruments as I
+
+OBJECT = "tcpretrans"
+
+PLANS = (
+    AttachPlan.of(
+        "retransmit",
+        ("tcpretrans_retransmit_btf", "tp_btf", "tcp_retransmit_skb"),
+        ("tcpretrans_retransmit_tp", "tracepoint", "tcp/tcp_retransmit_skb"),
+        ("tcpretrans_retransmit_fentry", "fentry", "tcp_retransmit_skb"),
+        ("tcpretrans_retransmit_kprobe", "kprobe", "tcp_retransmit_skb"),
+    ),
+    AttachPlan.of(
+        "synack",
+        ("tcpretrans_synack_btf", "tp_btf", "tcp_retransmit_synack"),
+        ("tcpretrans_synack_tp", "tracepoint", "tcp/tcp_retransmit_synack"),
+        ("tcpretrans_synack_fentry", "fentry", "tcp_rtx_synack"),
+        ("tcpretrans_synack_kprobe", "kprobe", "tcp_rtx_synack"),
+    ),
+)
+
+RODATA = {
+    "targ_emit": "send events",
+    "targ_rate_per_sec": "events per second per (namespace, type); 0: no limit",
+    "targ_burst": "events in a burst",
+}
+
+#: enum tcpretrans_type -> kubeskoop.retransmit.type
+TYPES = {
+    TcpretransType.TCPRETRANS_SYN: "syn",
+    TcpretransType.TCPRETRANS_SYNACK: "synack",
+    TcpretransType.TCPRETRANS_LOSS: "loss",
+    TcpretransType.TCPRETRANS_FAST: "fast",
+}
+_BY_VALUE = {int(k): v for k, v in TYPES.items()}
+
+
+def decode_tcpretrans(raw: bytes, names: KernelNames, clock_offset_ns: int = 0) -> Event:
+    """One ``struct tcpretrans_event`` as an Event. Pure: kernel names are passed in."""
+    rec = decode_exact(TcpretransEvent, raw)
+    word = _BY_VALUE.get(rec.hdr.type)
+    if word is None:
+        raise DecodeError(f"tcpretrans: unknown event type {rec.hdr.type}")
+    attrs: list[tuple[str, Any]] = list(tuple_attributes(rec.tuple))
+    state = names.tcp_state(rec.hdr.aux)
+    if state is not None:
+        attrs.append((A.NETWORK_CONNECTION_STATE, state))
+    attrs.append((A.RETRANSMIT_TYPE, word))
+    spec = E.TCPRETRANS_RETRANSMIT
+    return Event(
+        name=spec.name,
+        upstream_type=spec.upstream_type,
+        netns=rec.hdr.netns or None,
+        attributes=tuple(attrs),
+        timestamp_ns=rec.hdr.ts_ns + clock_offset_ns,
+    )
+
+
+class TcpretransProbe(BPFProbe):
+    OBJECT = OBJECT
+    PLANS = PLANS
+    KEY = TcpretransKey
+
+    def samples(self, counts: Mapping[int | None, Mapping[Any, int]]) -> list[Sample]:
+        out = []
+        for netns, keys in counts.items():
+            for (kind,), value in keys.items():
+                word = _BY_VALUE.get(kind, f"unknown:{kind}")
+                out.append(Sample(I.TCPRETRANS_TOTAL, value, netns, ((A.RETRANSMIT_TYPE, word),)))
+        return out
+
+    def decode(self, raw: bytes) -> Event:
+        return decode_tcpretrans(raw, self.names, self.clock_offset)
+
+
+SPEC = ProbeSpec(
+    name="tcpretrans",
+    summary="TCP retransmissions per namespace, by kind: syn, synack, loss (after RTO), fast",
+    kinds=frozenset({Kind.METRICS, Kind.EVENTS}),
+    source=Source.BPF,
+    scope=Scope.NETNS,
+    overhead=Overhead.LOW,
+    overhead_note="one hash update per retransmitted TCP segment; with events, one ring-buffer "
+                  "record per retransmission up to eventRate per namespace and kind",
+    default_enabled=False,
+    factory=TcpretransProbe,
+    instruments=I.TCPRETRANS,
+    args=EventArgs,
+    requires=("kernel BTF (/sys/kernel/btf/vmlinux)", "tracepoints tcp:tcp_retransmit_skb and "
+              "tcp:tcp_retransmit_synack", "BPF ring buffer (Linux 5.8+) for events",
+              "CAP_BPF+CAP_PERFMON or CAP_SYS_ADMIN"),
+)

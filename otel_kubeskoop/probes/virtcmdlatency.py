@@ -1,0 +1,157 @@
+# SPDX-License-Identifier: Apache-2.0
+"""virtcmdlatency: latency of virtio-net control commands, per namespace, interface and class.
+
+The interval (``bpf/virtcmdlatency.bpf.c``): entry -> return of ``virtnet_send_command_reply()``
+(``virtnet_send_command()`` before Linux 6.10): the driver puts a command (set MAC, RX mode,
+number of queues, VLAN filter, offloads, coalescing...) on the control virtqueue, kicks the
+device, and polls for its answer. A slow answer stalls whoever sent it (often with the RTNL
+held), which is what upstream watches for.
+
+No tracepoint is near that code, so only function hooks reach it: fentry/fexit (BPF trampolines)
+or kprobe/kretprobe. On a kernel without kprobes where fentry does not load (the development
+machines: ``CONFIG_KPROBES`` off, fentry refused with EPERM) the probe is unavailable, and its
+status says so candidate by candidate.
+
+A log2 histogram per (device's namespace, interface, class) is exported as
+``kubeskoop.virtcmdlatency.duration`` (seconds, buckets 2^(i+1) ns) with
+``network.interface.name`` and ``kubeskoop.virtio.ctrl.class``, plus upstream's counters
+``kubeskoop.virtcmdlatency.latency`` (>10 ms) and ``...latency100ms`` (>100 ms), counted in the
+kernel.
+
+Events (``event.probes``): ``kubeskoop.virtcmdlatency.slow`` (upstream ``VIRTCMDEXCUTE``) above
+``thresholdMs`` (default 10 ms) and ``.slow_100ms`` (``VIRTCMDEXCUTE_100MS``) above 100 ms, with
+the interface, class, command, latency, CPU and the sending task.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from otel_kubeskoop.bpf.layouts import (
+    DecodeError,
+    VirtcmdlatencyEvent,
+    VirtcmdlatencyEventType,
+    VirtcmdlatencyKey,
+    VirtcmdlatencyValue,
+)
+from otel_kubeskoop.bpf.loader import AttachPlan
+from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeSpec, Sample, Scope, Source
+from otel_kubeskoop.probes._bpf import decode_exact
+from otel_kubeskoop.probes._latency import LatencyArgs, LatencyProbe, histogram, seconds
+from otel_kubeskoop.telemetry import attributes as A
+from otel_kubeskoop.telemetry import events_table as E
+from otel_kubeskoop.telemetry import instruments as I
+
+OBJECT = "virtcmdlatency"
+
+# The function's current name first (Linux 6.10+), then the one before; BPF trampolines first.
+PLANS = (
+    AttachPlan.of(
+        "entry",
+        ("virtcmdlatency_entry_reply_fentry", "fentry", "virtnet_send_command_reply"),
+        ("virtcmdlatency_entry_fentry", "fentry", "virtnet_send_command"),
+        ("virtcmdlatency_entry_reply_kprobe", "kprobe", "virtnet_send_command_reply"),
+        ("virtcmdlatency_entry_kprobe", "kprobe", "virtnet_send_command"),
+    ),
+    AttachPlan.of(
+        "exit",
+        ("virtcmdlatency_exit_reply_fexit", "fexit", "virtnet_send_command_reply"),
+        ("virtcmdlatency_exit_fexit", "fexit", "virtnet_send_command"),
+        ("virtcmdlatency_exit_reply_kretprobe", "kretprobe", "virtnet_send_command_reply"),
+        ("virtcmdlatency_exit_kretprobe", "kretprobe", "virtnet_send_command"),
+    ),
+)
+
+INFLIGHT_MAP = "calls"
+
+#: const volatile settings and their meaning
+RODATA = {
+    "targ_emit": "send events",
+    "targ_threshold_ns": "events for commands slower than this many nanoseconds",
+    "targ_rate_per_sec": "events per second per (namespace, type); 0: no limit",
+    "targ_burst": "events in a burst",
+}
+
+#: VIRTIO_NET_CTRL_* classes, include/uapi/linux/virtio_net.h (the virtio spec's numbers)
+CLASSES = {0: "rx", 1: "mac", 2: "vlan", 3: "announce", 4: "mq", 5: "guest_offloads",
+           6: "notf_coal", 8: "stats"}
+_EVENTS = {VirtcmdlatencyEventType.VIRTCMDEXCUTE: E.VIRTCMDLATENCY_SLOW,
+           VirtcmdlatencyEventType.VIRTCMDEXCUTE_100MS: E.VIRTCMDLATENCY_SLOW_100MS}
+
+
+class VirtcmdlatencyArgs(LatencyArgs):
+    """``thresholdMs``: events for commands slower than this (upstream: 10 ms)."""
+
+
+def ctrl_class(cls: int) -> str:
+    return CLASSES.get(cls, str(cls))
+
+
+def ifname(raw: bytes, ifindex: int) -> str:
+    return raw.decode(errors="replace") if raw else f"if{ifindex}"
+
+
+def decode_virtcmdlatency(raw: bytes, clock_offset_ns: int = 0) -> Event:
+    """One ``struct virtcmdlatency_event`` as an Event. Pure."""
+    rec = decode_exact(VirtcmdlatencyEvent, raw)
+    try:
+        spec = _EVENTS[VirtcmdlatencyEventType(rec.hdr.type)]
+    except ValueError:
+        raise DecodeError(f"virtcmdlatency: unknown event type {rec.hdr.type}") from None
+    return Event(
+        name=spec.name,
+        upstream_type=spec.upstream_type,
+        netns=rec.hdr.netns or None,
+        attributes=(
+            (A.NETWORK_INTERFACE_NAME, ifname(rec.ifname, rec.ifindex)),
+            (A.VIRTIO_CTRL_CLASS, ctrl_class(rec.cls)),
+            (A.VIRTIO_CTRL_COMMAND, rec.cmd),
+            (A.LATENCY, seconds(rec.latency_ns)),
+            (A.CPU_LOGICAL_NUMBER, rec.cpu),
+            (A.PROCESS_PID, rec.pid),
+            (A.PROCESS_COMMAND, rec.comm.decode(errors="replace")),
+        ),
+        timestamp_ns=rec.hdr.ts_ns + clock_offset_ns,
+    )
+
+
+class VirtcmdlatencyProbe(LatencyProbe):
+    OBJECT = OBJECT
+    PLANS = PLANS
+    KEY = VirtcmdlatencyKey
+    VALUE = VirtcmdlatencyValue
+    INFLIGHT_MAP = INFLIGHT_MAP
+    ARGS = VirtcmdlatencyArgs
+
+    def samples_of(self, key: Any, value: Any, netns: int | None) -> list[Sample]:
+        attrs = ((A.NETWORK_INTERFACE_NAME, ifname(value.ifname, key.ifindex)),
+                 (A.VIRTIO_CTRL_CLASS, ctrl_class(key.cls)))
+        return [
+            Sample(I.VIRTCMDLATENCY_DURATION, histogram(value.hist), netns, attrs),
+            Sample(I.VIRTCMDLATENCY_LATENCY, value.hist.slow[0], netns, attrs),
+            Sample(I.VIRTCMDLATENCY_LATENCY100MS, value.hist.slow[1], netns, attrs),
+        ]
+
+    def decode(self, raw: bytes) -> Event:
+        return decode_virtcmdlatency(raw, self.clock_offset)
+
+
+SPEC = ProbeSpec(
+    name="virtcmdlatency",
+    summary="virtio-net control command latency (virtnet_send_command), as histograms; needs "
+            "fentry or kprobes",
+    kinds=frozenset({Kind.METRICS, Kind.EVENTS}),
+    source=Source.BPF,
+    scope=Scope.NETNS,
+    overhead=Overhead.LOW,
+    overhead_note="one hash insert and one delete per virtio-net control command (a handful a "
+                  "minute: MAC, RX mode, queue changes); one map read per collection",
+    default_enabled=False,
+    factory=VirtcmdlatencyProbe,
+    instruments=I.VIRTCMDLATENCY,
+    args=VirtcmdlatencyArgs,
+    requires=("kernel BTF (/sys/kernel/btf/vmlinux)",
+              "fentry/fexit (BPF trampolines) or kprobes (CONFIG_KPROBES) on "
+              "virtnet_send_command_reply or virtnet_send_command (the virtio_net driver)",
+              "BPF ring buffer (Linux 5.8+) for events", "CAP_BPF+CAP_PERFMON or CAP_SYS_ADMIN"),
+)

@@ -1,0 +1,58 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Kernel addresses named from /proc/kallsyms lines, including when kptr_restrict hides them."""
+
+from __future__ import annotations
+
+from otel_kubeskoop.bpf.kallsyms import MAX_OFFSET, Kallsyms, parse_kallsyms
+
+LINES = [
+    "ffffffff81000000 T _stext",
+    "ffffffff81f28dd0 T nf_hook_slow",
+    "ffffffff81f28f00 t nf_hook_slow_list",
+    "ffffffff81f29000 D some_data",
+    "ffffffff820339c0 T tcp_v4_rcv",
+    "ffffffff820339c0 T tcp_v4_rcv_alias",
+    "ffffffffc0201000 t nft_do_chain\t[nf_tables]",
+    "not a line",
+]
+
+
+def test_parse_keeps_text_symbols_sorted() -> None:
+    addresses, names, seen = parse_kallsyms(LINES)
+    assert seen == 7  # the malformed line is skipped
+    assert names == ["_stext", "nf_hook_slow", "nf_hook_slow_list", "tcp_v4_rcv", "nft_do_chain\t[nf_tables]"]
+    assert addresses == sorted(addresses)
+
+
+def test_symbolize() -> None:
+    k = Kallsyms(lines=LINES)
+    assert k.hidden is None
+    assert k.symbolize(0xFFFFFFFF820339C0 + 0x1A2) == "tcp_v4_rcv+0x1a2"
+    assert k.symbolize(0xFFFFFFFF81F28DD0) == "nf_hook_slow+0x0"
+    assert k.symbolize(0xFFFFFFFF81F29010) == "nf_hook_slow_list+0x110"  # data symbols are skipped
+    assert k.symbolize(0xFFFFFFFFC0201000 + 0x3E8) == "nft_do_chain+0x3e8 [nf_tables]"
+    assert k.symbolize(0x1000) == "0x1000"  # before the first symbol
+    assert k.symbolize(0xFFFFFFFFC0201000 + MAX_OFFSET + 1) == f"{0xFFFFFFFFC0201000 + MAX_OFFSET + 1:#x}"
+    assert k.symbolize(0) == ""
+
+
+def test_kptr_restrict_is_detected_and_addresses_stay_hex() -> None:
+    hidden = Kallsyms(lines=["0000000000000000 T _stext", "0000000000000000 T tcp_v4_rcv"])
+    assert hidden.symbolize(0xFFFFFFFF820339C0) == "0xffffffff820339c0"
+    assert "kptr_restrict" in (hidden.hidden or "")
+
+
+def test_unreadable_file(tmp_path) -> None:
+    k = Kallsyms(path=str(tmp_path / "missing"))
+    assert k.symbolize(0xFFFFFFFF820339C0) == "0xffffffff820339c0"
+    assert "cannot read" in (k.hidden or "")
+
+
+def test_read_once_lazily(tmp_path) -> None:
+    path = tmp_path / "kallsyms"
+    path.write_text("\n".join(LINES) + "\n")
+    k = Kallsyms(path=str(path))  # nothing read yet
+    path.write_text("ffffffff820339c0 T tcp_v4_rcv\n")
+    assert k.symbolize(0xFFFFFFFF820339C5) == "tcp_v4_rcv+0x5"
+    path.unlink()
+    assert k.symbolize(0xFFFFFFFF820339C6) == "tcp_v4_rcv+0x6"

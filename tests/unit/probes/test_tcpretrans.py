@@ -1,0 +1,76 @@
+# SPDX-License-Identifier: Apache-2.0
+"""tcpretrans without a kernel: the decoder against records recorded on Linux 6.18 (each kind),
+and the per-kind samples."""
+
+from __future__ import annotations
+
+import ctypes
+from pathlib import Path
+
+import pytest
+
+from otel_kubeskoop.bpf import layouts
+from otel_kubeskoop.bpf.layouts import DecodeError, TcpretransEvent, TcpretransKey
+from otel_kubeskoop.probe import Cycle, Kind, ProbeContext
+from otel_kubeskoop.probes import tcpretrans
+from tests.unit.probes.bpfdumps import FakeMap, FakeObject, as_json, dumps, read
+
+A_NS = 4026532281
+
+
+@pytest.mark.parametrize("path", dumps("tcpretrans"), ids=lambda p: p.stem)
+def test_recorded_records_decode(path: Path) -> None:
+    dump = read(path)
+    assert len(dump.raw) == ctypes.sizeof(TcpretransEvent)
+    assert layouts.to_dict(layouts.decode(TcpretransEvent, dump.raw)) == dump.record
+    assert as_json(tcpretrans.decode_tcpretrans(dump.raw, dump.names, 0)) == dump.event
+
+
+@pytest.mark.parametrize(
+    ("kind", "state", "local_port"),
+    [("syn", "syn_sent", None), ("synack", "syn_received", 7000), ("loss", "established", None),
+     ("fast", "established", None)],
+)
+def test_each_kind(kind: str, state: str, local_port: int | None) -> None:
+    dump = read(dumps("tcpretrans")[0].with_name(f"tcpretrans_{kind}_ipv4.dump"))
+    event = tcpretrans.decode_tcpretrans(dump.raw, dump.names, 0)
+    got = dict(event.attributes)
+    assert (event.name, event.upstream_type) == ("kubeskoop.tcpretrans.retransmit", "TCPRetrans")
+    assert got["kubeskoop.retransmit.type"] == kind
+    assert got["network.connection.state"] == state
+    assert got["source.address"] == ("10.231.0.2" if kind == "synack" else "10.231.0.1")
+    if local_port:
+        assert got["source.port"] == local_port
+
+
+def test_wrong_size_and_unknown_type_are_decode_errors() -> None:
+    dump = read(dumps("tcpretrans")[0])
+    with pytest.raises(DecodeError, match="record of 64 bytes, expected 56"):
+        tcpretrans.decode_tcpretrans(dump.raw + bytes(8), dump.names)
+    rec = TcpretransEvent.from_buffer_copy(dump.raw)
+    rec.hdr.type = 5
+    with pytest.raises(DecodeError, match="unknown event type 5"):
+        tcpretrans.decode_tcpretrans(bytes(rec), dump.names)
+
+
+def test_samples_per_kind() -> None:
+    ctx = ProbeContext(name="tcpretrans", cycle=Cycle(namespaces={A_NS: object()}))
+    probe = tcpretrans.TcpretransProbe(None, ctx)
+    probe.obj = FakeObject({
+        "counters": FakeMap([(TcpretransKey(A_NS, 1, 1), 2), (TcpretransKey(A_NS, 1, 3), 4), (TcpretransKey(A_NS, 1, 4), 1)]),
+        "counters_full": FakeMap({0: 0}),
+    })
+    got = {(s.instrument.name, s.netns, s.attributes): s.value for s in probe.collect()
+           if s.instrument.name == "kubeskoop.tcpretrans.total"}
+    T = "kubeskoop.retransmit.type"
+    assert got == {
+        ("kubeskoop.tcpretrans.total", A_NS, ((T, "syn"),)): 2,
+        ("kubeskoop.tcpretrans.total", A_NS, ((T, "loss"),)): 4,
+        ("kubeskoop.tcpretrans.total", A_NS, ((T, "fast"),)): 1,
+    }
+
+
+def test_spec() -> None:
+    assert tcpretrans.SPEC.kinds == {Kind.METRICS, Kind.EVENTS}
+    assert tcpretrans.SPEC.instruments[0].compat == "kubeskoop_tcpretrans_total"
+    assert [p.hook for p in tcpretrans.PLANS] == ["retransmit", "synack"]
