@@ -45,6 +45,7 @@ test-unit: setup
 bench: setup bpf
 	$(VENV)/bin/python bench/cycle_cost.py
 	$(VENV)/bin/python bench/churn.py
+	$(VENV)/bin/python bench/tcpsummary.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from typing import IO, Any
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
+from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import SeverityNumber
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource as ProtoResource
 from opentelemetry.sdk.resources import Resource
@@ -46,8 +46,8 @@ log = logging.getLogger(__name__)
 SCOPE = InstrumentationScope(name="otel_kubeskoop.probes", version=__version__)
 UPSTREAM_TYPE = "kubeskoop.event.type"
 WARN = SeverityNumber.SEVERITY_NUMBER_WARN
-DEFAULT_QUEUE = 8192
-DEFAULT_BATCH = 1024
+DEFAULT_QUEUE = 32768  # about 16 MiB at most: a few seconds of a 10k events/s burst
+DEFAULT_BATCH = 2048
 
 
 def probe_of(event: Event) -> str:
@@ -102,6 +102,7 @@ class EventEmitter:
         self._stop = threading.Event()
         self._export_lock = threading.Lock()  # one drain at a time (thread, flush, shutdown)
         self._protos: dict[int, tuple[Resource, ProtoResource]] = {}
+        self._kv_cache: dict[tuple[str, Any], KeyValue] = {}
         self.delivered: Counter[str] = Counter()  # probe -> events delivered
         self.lost: Counter[tuple[str, str]] = Counter()  # (probe, reason) -> events lost
         self._thread: threading.Thread | None = None
@@ -169,9 +170,22 @@ class EventEmitter:
                 time_unix_nano=event.timestamp_ns or now, observed_time_unix_nano=now,
                 severity_number=WARN, severity_text="WARN", event_name=event.name)
             record.body.string_value = event.body or event.name
-            record.attributes.extend(key_values(event.attributes))
-            record.attributes.extend(key_values(((UPSTREAM_TYPE, event.upstream_type),)))
+            record.attributes.extend([self._key_value(kv) for kv in event.attributes])
+            record.attributes.append(self._key_value((UPSTREAM_TYPE, event.upstream_type)))
         return request
+
+    def _key_value(self, pair: tuple[str, Any]) -> KeyValue:
+        """Attribute pairs repeat (transport, state, reason, the busy addresses): building each
+        KeyValue once halves the cost of a record. Bounded: cleared when it grows large."""
+        try:
+            kv = self._kv_cache.get(pair)
+        except TypeError:  # an unhashable value (a list: a kernel stack) is built each time
+            return key_values((pair,))[0]
+        if kv is None:
+            if len(self._kv_cache) >= 65536:
+                self._kv_cache.clear()
+            kv = self._kv_cache[pair] = key_values((pair,))[0]
+        return kv
 
     def _drain(self) -> None:
         with self._export_lock:

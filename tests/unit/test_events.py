@@ -75,9 +75,11 @@ def test_list_attributes_become_arrays():
     mem = MemoryLogExporter()
     emitter = EventEmitter(RES.get, [mem], [])
     emitter.emit(Event("kubeskoop.test.stack", "T", 7, (("kubeskoop.stack", ("tcp_v4_rcv+0x1a", "ip_local_deliver+0x7")),)))
+    emitter.emit(Event("kubeskoop.test.stack", "T", 7, (("kubeskoop.stack", ["tcp_v4_rcv+0x1a"]),)))  # unhashable
     emitter.flush()
-    (_, rec), = records(mem)
-    assert decode_attributes(rec.attributes)["kubeskoop.stack"] == ["tcp_v4_rcv+0x1a", "ip_local_deliver+0x7"]
+    (_, first), (_, second) = records(mem)
+    assert decode_attributes(first.attributes)["kubeskoop.stack"] == ["tcp_v4_rcv+0x1a", "ip_local_deliver+0x7"]
+    assert decode_attributes(second.attributes)["kubeskoop.stack"] == ["tcp_v4_rcv+0x1a"]
     emitter.shutdown()
 
 
