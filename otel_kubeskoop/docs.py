@@ -36,8 +36,12 @@ def probes_md() -> str:
         lines.append(f"| `{s.name}` | {kinds} | {s.source.value} | {s.scope.value} | "
                      f"{s.overhead.value}: {s.overhead_note} | {'yes' if s.default_enabled else 'no'} | {s.summary} |\n")
     planned = sorted(set().union(*PLANNED.values()))
-    lines.append("\nUpstream KubeSkoop probes not implemented in this version (a config naming them loads, "
-                 "and they are reported as `not_implemented`): " + ", ".join(f"`{n}`" for n in planned) + ".\n")
+    if planned:
+        lines.append("\nUpstream KubeSkoop probes not implemented in this version (a config naming them loads, "
+                     "and they are reported as `not_implemented`): " + ", ".join(f"`{n}`" for n in planned) + ".\n")
+    else:
+        lines.append("\nEvery upstream KubeSkoop probe name is implemented. How each eBPF probe attaches and "
+                     "classifies is in [bpf-probes.md](bpf-probes.md).\n")
     return "".join(lines)
 
 
