@@ -31,8 +31,9 @@
  * In flight (RX only): netif_receive_skb puts skb -> start into the LRU hash "skbs"; tcp_probe
  * measures and removes it. A received TCP packet that never reaches an established socket
  * (dropped, forwarded, a SYN to a listener) is freed through skb:kfree_skb or skb:consume_skb,
- * which remove its entry (counted as discarded); the rest (freed by __kfree_skb() without a
- * tracepoint) is left to the LRU, and user space counts those evictions by difference.
+ * which remove its entry (counted as discarded). One freed without a tracepoint (__kfree_skb(),
+ * deferred frees) stays until its memory comes back as a new packet, which replaces it (counted
+ * as replaced), or the LRU evicts it; user space counts evictions by difference.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>

@@ -313,7 +313,8 @@ class Attacher:
             wanted = self._wanted(ns, names)
             st = self.state.get(inode)
             first = st is None
-            if st is not None and set(st.ifaces) == wanted and now - st.checked < REVERIFY_SECONDS:
+            if st is not None and set(st.ifaces) == wanted and (
+                    not wanted or now - st.checked < REVERIFY_SECONDS):
                 continue
             if first and not (names - {"lo"}):
                 self.state[inode] = Attached({}, now)  # only lo: nothing to attach or sweep
@@ -560,10 +561,10 @@ class FlowProbe:
         known = self.ctx.cycle.namespaces
         for exc in self.attacher.sync(known):
             self.ctx.report(exc)
-        inserted = self.stats()["inserted"]
+        stats = self.stats()
         rows = self.read()
         self._delete(self.table.update(rows, time.monotonic()))
-        self._evicted = max(self._evicted, inserted - self.deleted - len(rows))
+        self._evicted = max(self._evicted, stats["inserted"] - self.deleted - len(rows))
 
         out: list[Sample] = []
         absent: dict[NetnsId, int] = {}
@@ -583,7 +584,7 @@ class FlowProbe:
                 out.append(Sample(I.FLOW_INTERFACES, n, netns))
         probe = (A.PROBE, self.ctx.name)
         out.append(Sample(I.AGENT_BPF_MAP_EVICTED, self._evicted, None, (probe, (A.BPF_MAP, FLOWS_MAP))))
-        out.append(Sample(I.AGENT_BPF_MAP_FULL, self.stats()["failed"], None,
+        out.append(Sample(I.AGENT_BPF_MAP_FULL, stats["failed"], None,
                           (probe, (A.BPF_MAP, FLOWS_MAP))))
         return out
 

@@ -35,7 +35,8 @@ interface and length, the latency and the two attach points that bound it.
 
 Received packets being timed live in a bounded LRU map; one that never reaches an established
 socket (dropped, forwarded, a handshake packet) is removed when it is freed (``skb:kfree_skb``,
-``skb:consume_skb``); what is freed without a tracepoint is evicted and counted
+``skb:consume_skb``); one freed without a tracepoint (``__kfree_skb()``, deferred frees) is
+replaced when its memory comes back as a new packet, or evicted and counted
 (``kubeskoop.agent.bpf.inflight.evicted``).
 """
 
