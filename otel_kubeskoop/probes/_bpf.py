@@ -1,7 +1,12 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Shared shape of the eBPF probes (packetloss, tcpreset, tcpretrans).
+"""Shared shape of the eBPF probes.
 
-Each probe's object (``bpf/<probe>.bpf.c``) has:
+:class:`ObjectProbe` is what every eBPF probe does with its object (load, attach, pump events,
+count losses, close); :class:`BPFProbe` adds the counters of packetloss, tcpreset and tcpretrans,
+:class:`~otel_kubeskoop.probes._latency.LatencyProbe` the histograms of the latency probes. The
+functions here are the pieces every decoder uses (attributes, event types, the Event itself).
+
+Each counting probe's object (``bpf/<probe>.bpf.c``) has:
 
 - ``counters``: a bounded HASH of ``struct <probe>_key`` -> ``__u64``, incremented in the kernel and
   never reset: :meth:`BPFProbe.collect` reads it whole each cycle and reports the values as they are
@@ -24,7 +29,7 @@ the scan and the read. Keys of a missing namespace are not reported (it has no r
 more); the pipeline exports a vanished resource once more with its last values.
 
 Decoding is pure: ``decode_<probe>(raw, names, clock_offset_ns, kallsyms)`` turns the bytes of one
-ring-buffer record into an :class:`~otel_kubeskoop.probe.Event`, or raises
+ring-buffer record into an :class:`~otel_kubeskoop.probe.Event` (:func:`record_event`), or raises
 :class:`~otel_kubeskoop.bpf.layouts.DecodeError`; the probe counts that in ``ctx.decode_errors``.
 """
 
@@ -37,7 +42,8 @@ import socket
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from enum import Enum
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -53,11 +59,18 @@ __all__ = [
     "BPFProbe",
     "EventArgs",
     "KernelNames",
+    "ObjectProbe",
     "address",
+    "bpf_requires",
+    "connection_attributes",
+    "event_type",
+    "ifname",
     "network_type",
+    "record_event",
     "tcp_state",
     "transport",
     "tuple_attributes",
+    "type_samples",
 ]
 
 COUNTERS_MAP = "counters"
@@ -66,6 +79,11 @@ EVENTS_MAP = "events"
 LOSSES_MAP = "losses"
 #: collections a namespace may be missing from the scan before its counters are deleted
 ABSENT_COLLECTIONS = 2
+
+#: what every eBPF probe requires besides its attach points (:func:`bpf_requires`)
+REQUIRES_BTF = "kernel BTF (/sys/kernel/btf/vmlinux)"
+REQUIRES_RINGBUF = "BPF ring buffer (Linux 5.8+) for events"
+REQUIRES_CAPS = "CAP_BPF+CAP_PERFMON or CAP_SYS_ADMIN"
 
 AF_INET, AF_INET6 = 2, 10
 _FAMILY = {AF_INET: "ipv4", AF_INET6: "ipv6"}
@@ -91,6 +109,7 @@ _SEMCONV_STATE = {
 }
 
 Attrs = tuple[tuple[str, Any], ...]
+_E = TypeVar("_E", bound=Enum)
 
 
 class EventArgs(BaseModel):
@@ -240,29 +259,100 @@ def clock_offset_ns() -> int:
     return time.time_ns() - time.monotonic_ns()
 
 
-# --- the probe ------------------------------------------------------------------------------
+def ifname(raw: bytes, ifindex: int) -> str:
+    """The interface name the kernel gave, else ``if<index>``."""
+    return raw.decode(errors="replace") if raw else f"if{ifindex}"
 
 
-class BPFProbe:
-    """An eBPF probe: load its object, read its counters, pump its events.
+def connection_attributes(t: FlowTuple, names: KernelNames, state: int) -> list[tuple[str, Any]]:
+    """:func:`tuple_attributes` of a connection, then its ``network.connection.state`` (``state``:
+    the kernel's TCP state value, 0 for none) when there is one."""
+    attrs = list(tuple_attributes(t))
+    word = names.tcp_state(state)
+    if word is not None:
+        attrs.append((A.NETWORK_CONNECTION_STATE, word))
+    return attrs
 
-    Subclasses set the class attributes and implement :meth:`rodata`, :meth:`samples` and
-    :meth:`decode`.
+
+def event_type(enum: type[_E], value: int, probe: str) -> _E:
+    """The member of ``enum`` that a record's event type ``value`` is; DecodeError if none."""
+    try:
+        return enum(value)
+    except ValueError:
+        raise DecodeError(f"{probe}: unknown event type {value}") from None
+
+
+def record_event(spec: Any, hdr: Any, attributes: Iterable[tuple[str, Any]], clock_offset_ns: int,
+                 *, node_scope: bool = False) -> Event:
+    """The Event of one ring-buffer record: named by ``spec`` (``telemetry.events_table``), in the
+    namespace of its ``struct event_hdr`` (none for a node-scope probe), at the header's
+    ``bpf_ktime_get_ns()`` time plus ``clock_offset_ns``."""
+    return Event(
+        name=spec.name,
+        upstream_type=spec.upstream_type,
+        netns=None if node_scope else (hdr.netns or None),
+        attributes=tuple(attributes),
+        timestamp_ns=hdr.ts_ns + clock_offset_ns,
+    )
+
+
+def type_samples(counts: Mapping[int | None, Mapping[Any, int]], instrument: Any, attribute: str,
+                 words: Mapping[int, str]) -> list[Sample]:
+    """Samples of counters keyed by a type alone (tcpreset, tcpretrans): ``attribute`` is the
+    type's word in ``words`` (``unknown:<value>`` for a type this agent does not know)."""
+    return [Sample(instrument, value, netns, ((attribute, words.get(kind, f"unknown:{kind}")),))
+            for netns, keys in counts.items() for (kind,), value in keys.items()]
+
+
+def bpf_requires(*hooks: str) -> tuple[str, ...]:
+    """A BPF probe's ``ProbeSpec.requires``: kernel BTF, ``hooks`` (what it attaches to), the ring
+    buffer for events and the capabilities, in that order."""
+    return (REQUIRES_BTF, *hooks, REQUIRES_RINGBUF, REQUIRES_CAPS)
+
+
+def newest_cookies(keys: Iterable[Any]) -> dict[int, int]:
+    """netns inode -> the newest ``netns_cookie`` among ``keys``: the namespace that has the inode
+    now (the kernel gives a freed namespace's inode to the next one)."""
+    newest: dict[int, int] = {}
+    for key in keys:
+        if key.netns_cookie > newest.get(key.netns, -1):
+            newest[key.netns] = key.netns_cookie
+    return newest
+
+
+def still_absent(absent: Mapping[int, int], missing: Iterable[int]) -> dict[int, int]:
+    """netns -> consecutive collections missing from the scan, for the namespaces ``missing`` now
+    that have been missing fewer than ABSENT_COLLECTIONS times (``absent``: the same, from the
+    last collection). The other ``missing`` ones are gone: their keys are to be deleted."""
+    out: dict[int, int] = {}
+    for netns in missing:
+        misses = absent.get(netns, 0) + 1
+        if misses < ABSENT_COLLECTIONS:
+            out[netns] = misses
+    return out
+
+
+# --- the probes ----------------------------------------------------------------------------
+
+
+class ObjectProbe:
+    """What every eBPF probe does with its object (:class:`BPFProbe`,
+    :class:`~otel_kubeskoop.probes._latency.LatencyProbe`): open it with the event settings and
+    the probe's own ``const volatile`` ones, attach, pump its ring buffer into ``ctx.emit`` while
+    events are on, count what the kernel could not send, close it.
+
+    Subclasses set ``OBJECT`` and ``PLANS`` and implement :meth:`decode`; the other hooks are
+    optional.
     """
 
     OBJECT: ClassVar[str]  # bpf/<OBJECT>.bpf.c
     PLANS: ClassVar[tuple[Any, ...]]  # AttachPlans
-    KEY: ClassVar[type[ctypes.Structure]]  # struct <probe>_key (has a netns member)
 
     def __init__(self, args: Any, ctx: ProbeContext) -> None:
         self.args = args if args is not None else self.default_args()
         self.ctx = ctx
         self.obj: Any = None  # BPFObject while started
-        self.names = KernelNames()
         self.clock_offset = 0
-        self.kallsyms: Any = None  # bpf.kallsyms.Kallsyms, read on the first location to name
-        self._absent: dict[int, int] = {}  # netns -> consecutive collections missing
-        self._keys: dict[int, list[Any]] = {}  # netns -> its raw keys, from the last read
         #: seconds from start() called to attached
         self.start_seconds: float | None = None
 
@@ -272,18 +362,37 @@ class BPFProbe:
 
     # --- subclass hooks ----------------------------------------------------------------------
 
+    def before_open(self) -> None:
+        """Called first by :meth:`start`; may raise :class:`Unavailable`."""
+
+    def event_rodata(self) -> dict[str, int | bool]:
+        """The ``const volatile`` event settings (``targ_emit``, the rate limit)."""
+        return {
+            "targ_emit": self.ctx.events_enabled,
+            "targ_rate_per_sec": self.args.event_rate,
+            "targ_burst": self.args.event_burst,
+        }
+
     def rodata(self) -> dict[str, int | bool]:
         """``const volatile`` settings beyond the event ones."""
         return {}
 
-    def samples(self, counts: Mapping[int | None, Mapping[Any, int]]) -> list[Sample]:
-        """Samples from ``{netns or None: {key tuple: value}}`` (keys without their netns)."""
-        raise NotImplementedError
+    def max_entries(self) -> dict[str, int]:
+        """Map sizes to set before load."""
+        return {}
 
-    def key_fields(self, key: Any) -> tuple[Any, ...]:
-        """The key's fields other than the namespace's (netns, netns_cookie)."""
-        return tuple(getattr(key, name) for name, *_ in key._fields_
-                     if name not in ("netns", "netns_cookie"))
+    def features(self) -> Any:
+        """The kernel features the loader chooses attach points with (None: the running kernel's)."""
+        return None
+
+    def check_chosen(self, obj: Any) -> None:
+        """Called once attached; may raise to refuse a combination of attach points."""
+
+    def start_events(self, obj: Any) -> None:
+        """With events on: pump the ring buffer (``events``) into ``ctx.emit``."""
+        self.clock_offset = clock_offset_ns()
+        ring = obj.ringbuf(EVENTS_MAP, self._on_record)
+        self.ctx.watch(ring.fileno(), ring.consume)
 
     def decode(self, raw: bytes) -> Event:
         raise NotImplementedError
@@ -295,37 +404,21 @@ class BPFProbe:
         from otel_kubeskoop.bpf.objects import object_path
 
         began = time.perf_counter()
-        try:
-            self.names = KernelNames.from_btf()
-        except FileNotFoundError:
-            raise Unavailable(
-                f"kernel without BTF ({btf_mod.VMLINUX_BTF} missing: CONFIG_DEBUG_INFO_BTF)"
-            ) from None
-        except (OSError, btf_mod.BTFError) as exc:
-            raise Unavailable(f"kernel BTF unreadable: {exc}") from None
-        rodata: dict[str, int | bool] = {
-            "targ_emit": self.ctx.events_enabled,
-            "targ_rate_per_sec": self.args.event_rate,
-            "targ_burst": self.args.event_burst,
-        }
+        self.before_open()
+        features = self.features()
+        rodata = self.event_rodata()
         rodata.update(self.rodata())
-        # Without events nothing is written to the ring buffer: one page instead of 256 KiB of
-        # locked kernel memory.
-        sizes = {} if self.ctx.events_enabled else {EVENTS_MAP: os.sysconf("SC_PAGE_SIZE")}
         try:
-            obj = BPFObject(object_path(self.OBJECT), self.PLANS, rodata=rodata, max_entries=sizes)
+            obj = BPFObject(object_path(self.OBJECT), self.PLANS, rodata=rodata,
+                            max_entries=self.max_entries(), features=features)
             obj.start()
         except OSError as exc:  # libbpf.so.1 itself not loadable
             raise Unavailable(f"libbpf.so.1 not loadable ({exc}); Debian package libbpf1") from None
         self.obj = obj
         try:
+            self.check_chosen(obj)
             if self.ctx.events_enabled:
-                from otel_kubeskoop.bpf.kallsyms import Kallsyms
-
-                self.kallsyms = self.kallsyms or Kallsyms()
-                self.clock_offset = clock_offset_ns()
-                ring = obj.ringbuf(EVENTS_MAP, self._on_record)
-                self.ctx.watch(ring.fileno(), ring.consume)
+                self.start_events(obj)
         except BaseException:
             self.stop()
             raise
@@ -337,6 +430,10 @@ class BPFProbe:
         obj, self.obj = self.obj, None
         if obj is not None:
             obj.close()
+
+    def bpf_programs(self) -> dict[str, int]:
+        """Loaded programs and their fds, for per-program statistics (config ``bpfStats``)."""
+        return self.obj.program_fds() if self.obj is not None else {}
 
     @property
     def chosen(self) -> dict[str, Any]:
@@ -354,6 +451,81 @@ class BPFProbe:
             return
         self.ctx.emit(event)
 
+    # --- self-telemetry ----------------------------------------------------------------------
+
+    def losses(self) -> dict[str, int]:
+        """Events the kernel refused to send, by reason (ring_buffer_full, rate_limited)."""
+        if self.obj is None:
+            return {}
+        losses = dict(self.obj.map(LOSSES_MAP, ctypes.c_uint32, ctypes.c_uint64).items())
+        return {"ring_buffer_full": losses.get(0, 0), "rate_limited": losses.get(1, 0)}
+
+    def map_full_sample(self, full_map: str, counted_map: str) -> Sample:
+        """``kubeskoop.agent.bpf.map.full`` of ``counted_map``: the increments that found it full,
+        as its one-entry counter ``full_map`` has them."""
+        full = self.obj.map(full_map, ctypes.c_uint32, ctypes.c_uint64).lookup(0) or 0
+        return Sample(I.AGENT_BPF_MAP_FULL, full, None,
+                      ((A.PROBE, self.ctx.name), (A.BPF_MAP, counted_map)))
+
+    def loss_samples(self) -> list[Sample]:
+        """``kubeskoop.agent.events.lost`` by reason, with events on (none without)."""
+        if not self.ctx.events_enabled:
+            return []
+        probe = (A.PROBE, self.ctx.name)
+        return [Sample(I.AGENT_EVENTS_LOST, n, None, (probe, (A.LOSS_REASON, reason)))
+                for reason, n in self.losses().items()]
+
+
+class BPFProbe(ObjectProbe):
+    """An eBPF probe counting in the kernel: load its object, read its counters, pump its events.
+
+    Subclasses set the class attributes and implement :meth:`rodata`, :meth:`samples` and
+    :meth:`decode`.
+    """
+
+    KEY: ClassVar[type[ctypes.Structure]]  # struct <probe>_key (has a netns member)
+
+    def __init__(self, args: Any, ctx: ProbeContext) -> None:
+        super().__init__(args, ctx)
+        self.names = KernelNames()
+        self.kallsyms: Any = None  # bpf.kallsyms.Kallsyms, read on the first location to name
+        self._absent: dict[int, int] = {}  # netns -> consecutive collections missing
+        self._keys: dict[int, list[Any]] = {}  # netns -> its raw keys, from the last read
+
+    # --- subclass hooks ----------------------------------------------------------------------
+
+    def samples(self, counts: Mapping[int | None, Mapping[Any, int]]) -> list[Sample]:
+        """Samples from ``{netns or None: {key tuple: value}}`` (keys without their netns)."""
+        raise NotImplementedError
+
+    def key_fields(self, key: Any) -> tuple[Any, ...]:
+        """The key's fields other than the namespace's (netns, netns_cookie)."""
+        return tuple(getattr(key, name) for name, *_ in key._fields_
+                     if name not in ("netns", "netns_cookie"))
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def before_open(self) -> None:
+        try:
+            self.names = KernelNames.from_btf()
+        except FileNotFoundError:
+            raise Unavailable(
+                f"kernel without BTF ({btf_mod.VMLINUX_BTF} missing: CONFIG_DEBUG_INFO_BTF)"
+            ) from None
+        except (OSError, btf_mod.BTFError) as exc:
+            raise Unavailable(f"kernel BTF unreadable: {exc}") from None
+
+    def max_entries(self) -> dict[str, int]:
+        # Without events nothing is written to the ring buffer: one page instead of 256 KiB of
+        # locked kernel memory.
+        return {} if self.ctx.events_enabled else {EVENTS_MAP: os.sysconf("SC_PAGE_SIZE")}
+
+    def start_events(self, obj: Any) -> None:
+        from otel_kubeskoop.bpf.kallsyms import Kallsyms
+
+        self.kallsyms = self.kallsyms or Kallsyms()
+        super().start_events(obj)
+
     # --- metrics -----------------------------------------------------------------------------
 
     def read_counters(self) -> dict[int, dict[tuple[Any, ...], int]]:
@@ -362,10 +534,7 @@ class BPFProbe:
         deleted."""
         counters = self.obj.map(COUNTERS_MAP, self.KEY, ctypes.c_uint64)
         entries = counters.items()
-        newest: dict[int, int] = {}
-        for key, _ in entries:
-            if key.netns_cookie > newest.get(key.netns, -1):
-                newest[key.netns] = key.netns_cookie
+        newest = newest_cookies(key for key, _ in entries)
         out: dict[int, dict[tuple[Any, ...], int]] = {}
         self._keys = {}
         for key, value in entries:
@@ -385,18 +554,14 @@ class BPFProbe:
         kept: dict[int | None, dict[tuple[Any, ...], int]] = {}
         if not known:  # no scan yet: report everything, delete nothing
             return {(netns or None): keys for netns, keys in by_netns.items()}
-        absent = {}
+        absent = still_absent(self._absent, [n for n in by_netns if n and n not in known])
         for netns, keys in by_netns.items():
             if not netns:
                 kept[None] = keys
             elif netns in known:
                 kept[netns] = keys
-            else:
-                misses = self._absent.get(netns, 0) + 1
-                if misses >= ABSENT_COLLECTIONS:
-                    self._delete_netns(netns)
-                else:
-                    absent[netns] = misses
+            elif netns not in absent:
+                self._delete_netns(netns)
         self._absent = absent
         return kept
 
@@ -411,19 +576,6 @@ class BPFProbe:
             return []
         counts = self._prune(self.read_counters())
         out = self.samples(counts)
-        probe = (A.PROBE, self.ctx.name)
-        full = self.obj.map(COUNTERS_FULL_MAP, ctypes.c_uint32, ctypes.c_uint64).lookup(0) or 0
-        out.append(Sample(I.AGENT_BPF_MAP_FULL, full, None, (probe, (A.BPF_MAP, COUNTERS_MAP))))
-        if self.ctx.events_enabled:
-            losses = dict(self.obj.map(LOSSES_MAP, ctypes.c_uint32, ctypes.c_uint64).items())
-            for index, reason in ((0, "ring_buffer_full"), (1, "rate_limited")):
-                out.append(Sample(I.AGENT_EVENTS_LOST, losses.get(index, 0), None,
-                                  (probe, (A.LOSS_REASON, reason))))
+        out.append(self.map_full_sample(COUNTERS_FULL_MAP, COUNTERS_MAP))
+        out += self.loss_samples()
         return out
-
-    def losses(self) -> dict[str, int]:
-        """Events the kernel refused to send, by reason (ring_buffer_full, rate_limited)."""
-        if self.obj is None:
-            return {}
-        losses = dict(self.obj.map(LOSSES_MAP, ctypes.c_uint32, ctypes.c_uint64).items())
-        return {"ring_buffer_full": losses.get(0, 0), "rate_limited": losses.get(1, 0)}

@@ -1,5 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Shared shape of the latency probes (netiftxlat, softirq, biolatency, virtcmdlatency).
+"""Shared shape of the latency probes (netiftxlat, softirq, biolatency, virtcmdlatency, and through
+:class:`DirectionLatencyProbe` kernellatency and socketlatency), on top of
+:class:`~otel_kubeskoop.probes._bpf.ObjectProbe`.
 
 Each probe's object (``bpf/<probe>.bpf.c``, helpers in ``bpf/include/latency.bpf.h``) measures an
 interval between two kernel points and keeps, in the kernel:
@@ -29,15 +31,15 @@ from __future__ import annotations
 
 import ctypes
 import logging
-import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from pydantic import Field
 
-from otel_kubeskoop.bpf.layouts import LATENCY_SLOTS, DecodeError, InflightStat, LatencyHist
-from otel_kubeskoop.probe import Event, Histogram, ProbeContext, Sample, Unavailable, log2_bounds
-from otel_kubeskoop.probes._bpf import ABSENT_COLLECTIONS, EventArgs, clock_offset_ns
+from otel_kubeskoop.bpf.layouts import LATENCY_SLOTS, InflightStat, LatencyHist
+from otel_kubeskoop.probe import Histogram, ProbeContext, Sample, log2_bounds
+from otel_kubeskoop.probes import _bpf
+from otel_kubeskoop.probes._bpf import EventArgs, ObjectProbe, newest_cookies, still_absent
 from otel_kubeskoop.telemetry import attributes as A
 from otel_kubeskoop.telemetry import instruments as I
 
@@ -45,6 +47,8 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "BOUNDS",
+    "DirectionLatencyProbe",
+    "Endpoints",
     "LatencyArgs",
     "LatencyProbe",
     "histogram",
@@ -54,12 +58,15 @@ __all__ = [
 HISTS_MAP = "hists"
 HISTS_FULL_MAP = "hists_full"
 INFLIGHT_STATS_MAP = "inflight_stats"
-EVENTS_MAP = "events"
-LOSSES_MAP = "losses"
+EVENTS_MAP = _bpf.EVENTS_MAP  # the ring buffer and its losses, as in every eBPF object
+LOSSES_MAP = _bpf.LOSSES_MAP
 
 #: OTel explicit bounds, in seconds, of the kernel's log2 nanosecond buckets
 BOUNDS = log2_bounds(1e-9, LATENCY_SLOTS)
 _NS = 1_000_000
+
+#: direction -> (start, end): the attach points in use that bound each direction's interval
+Endpoints = dict[int, tuple[str, str]]
 
 
 def histogram(h: LatencyHist) -> Histogram:
@@ -83,14 +90,12 @@ class LatencyArgs(EventArgs):
         return int(self.threshold_ms * _NS)
 
 
-class LatencyProbe:
+class LatencyProbe(ObjectProbe):
     """Load a latency probe's object, read its histograms, pump its events.
 
     Subclasses set the class attributes and implement :meth:`samples_of` and :meth:`decode`.
     """
 
-    OBJECT: ClassVar[str]  # bpf/<OBJECT>.bpf.c
-    PLANS: ClassVar[tuple[Any, ...]]  # AttachPlans
     KEY: ClassVar[type[ctypes.Structure]]  # struct <probe>_key
     VALUE: ClassVar[type[ctypes.Structure]] = LatencyHist  # the hists map's value
     INFLIGHT_MAP: ClassVar[str | None] = None  # the in-flight LRU map, if any
@@ -98,97 +103,22 @@ class LatencyProbe:
     ARGS: ClassVar[type[LatencyArgs]] = LatencyArgs
 
     def __init__(self, args: Any, ctx: ProbeContext) -> None:
-        self.args = args if args is not None else self.ARGS()
-        self.ctx = ctx
-        self.obj: Any = None  # BPFObject while started
-        self.clock_offset = 0
+        super().__init__(args, ctx)
         self._absent: dict[int, int] = {}  # netns -> consecutive collections missing
         self._evicted = 0
-        #: seconds from start() called to attached
-        self.start_seconds: float | None = None
+
+    @classmethod
+    def default_args(cls) -> Any:
+        return cls.ARGS()
 
     # --- subclass hooks ----------------------------------------------------------------------
 
-    def rodata(self) -> dict[str, int | bool]:
-        """``const volatile`` settings beyond the event ones."""
-        return {}
-
-    def max_entries(self) -> dict[str, int]:
-        """Map sizes to set before load."""
-        return {}
-
-    def features(self) -> Any:
-        """The kernel features the loader chooses attach points with (None: the running kernel's)."""
-        return None
-
-    def check_chosen(self, obj: Any) -> None:
-        """Called once attached; may raise to refuse a combination of attach points."""
+    def event_rodata(self) -> dict[str, int | bool]:
+        return {**super().event_rodata(), "targ_threshold_ns": self.args.threshold_ns}
 
     def samples_of(self, key: Any, value: Any, netns: int | None) -> list[Sample]:
         """The samples of one ``hists`` entry."""
         raise NotImplementedError
-
-    def decode(self, raw: bytes) -> Event:
-        raise NotImplementedError
-
-    # --- lifecycle ---------------------------------------------------------------------------
-
-    def _open(self, features: Any) -> Any:
-        from otel_kubeskoop.bpf.loader import BPFObject
-        from otel_kubeskoop.bpf.objects import object_path
-
-        rodata: dict[str, int | bool] = {
-            "targ_emit": self.ctx.events_enabled,
-            "targ_threshold_ns": self.args.threshold_ns,
-            "targ_rate_per_sec": self.args.event_rate,
-            "targ_burst": self.args.event_burst,
-        }
-        rodata.update(self.rodata())
-        try:
-            obj = BPFObject(object_path(self.OBJECT), self.PLANS, rodata=rodata,
-                            max_entries=self.max_entries(), features=features)
-            obj.start()
-        except OSError as exc:  # libbpf.so.1 itself not loadable
-            raise Unavailable(f"libbpf.so.1 not loadable ({exc}); Debian package libbpf1") from None
-        return obj
-
-    def start(self) -> None:
-        began = time.perf_counter()
-        obj = self._open(self.features())
-        self.obj = obj
-        try:
-            self.check_chosen(obj)
-            if self.ctx.events_enabled:
-                self.clock_offset = clock_offset_ns()
-                ring = obj.ringbuf(EVENTS_MAP, self._on_record)
-                self.ctx.watch(ring.fileno(), ring.consume)
-        except BaseException:
-            self.stop()
-            raise
-        self.start_seconds = time.perf_counter() - began
-        log.debug("%s attached in %.0f ms: %s", self.OBJECT, self.start_seconds * 1000,
-                  ", ".join(f"{hook}: {point}" for hook, point in obj.chosen.items()))
-
-    def stop(self) -> None:
-        obj, self.obj = self.obj, None
-        if obj is not None:
-            obj.close()
-
-    @property
-    def chosen(self) -> dict[str, Any]:
-        """hook -> attach point in use (empty when not started)."""
-        return dict(self.obj.chosen) if self.obj is not None else {}
-
-    # --- events ------------------------------------------------------------------------------
-
-    def _on_record(self, raw: bytes) -> None:
-        try:
-            event = self.decode(raw)
-        except (DecodeError, ValueError) as exc:
-            self.ctx.decode_errors += 1
-            log.debug("%s: undecodable record: %s", self.OBJECT, exc)
-            return
-        self.ctx.emit(event)
 
     # --- metrics -----------------------------------------------------------------------------
 
@@ -201,10 +131,7 @@ class LatencyProbe:
         the kernel gave their inode to a new namespace) are deleted from the map."""
         if not any(name == "netns_cookie" for name, *_ in self.KEY._fields_):
             return entries
-        newest: dict[int, int] = {}
-        for key, _ in entries:
-            if key.netns_cookie > newest.get(key.netns, -1):
-                newest[key.netns] = key.netns_cookie
+        newest = newest_cookies(key for key, _ in entries)
         stale = [key for key, _ in entries if key.netns_cookie != newest[key.netns]]
         if not stale:
             return entries
@@ -224,12 +151,9 @@ class LatencyProbe:
         known = self.ctx.cycle.namespaces
         if not known:  # no scan yet: report everything, delete nothing
             return [(k, v, k.netns or None) for k, v in entries]
-        kept, gone, absent = [], [], {}
+        kept, gone = [], []
         missing = {k.netns for k, _ in entries if k.netns and k.netns not in known}
-        for netns in missing:
-            misses = self._absent.get(netns, 0) + 1
-            if misses < ABSENT_COLLECTIONS:
-                absent[netns] = misses
+        absent = still_absent(self._absent, missing)
         for key, value in entries:
             if not key.netns:
                 kept.append((key, value, None))
@@ -269,21 +193,46 @@ class LatencyProbe:
         out: list[Sample] = []
         for key, value, netns in self._kept(self.read_hists()):
             out += self.samples_of(key, value, netns)
-        probe = (A.PROBE, self.ctx.name)
-        full = self.obj.map(HISTS_FULL_MAP, ctypes.c_uint32, ctypes.c_uint64).lookup(0) or 0
-        out.append(Sample(I.AGENT_BPF_MAP_FULL, full, None, (probe, (A.BPF_MAP, HISTS_MAP))))
+        out.append(self.map_full_sample(HISTS_FULL_MAP, HISTS_MAP))
         if self.INFLIGHT_MAP is not None:
             out.append(Sample(I.AGENT_BPF_INFLIGHT_EVICTED, self.evicted(), None,
-                              (probe, (A.BPF_MAP, self.INFLIGHT_MAP))))
-        if self.ctx.events_enabled:
-            for reason, n in self.losses().items():
-                out.append(Sample(I.AGENT_EVENTS_LOST, n, None, (probe, (A.LOSS_REASON, reason))))
+                              ((A.PROBE, self.ctx.name), (A.BPF_MAP, self.INFLIGHT_MAP))))
+        out += self.loss_samples()
         return out
 
-    def losses(self) -> dict[str, int]:
-        """Events the kernel refused to send, by reason (ring_buffer_full, rate_limited)."""
-        if self.obj is None:
-            return {}
-        losses: Mapping[int, int] = dict(
-            self.obj.map(LOSSES_MAP, ctypes.c_uint32, ctypes.c_uint64).items())
-        return {"ring_buffer_full": losses.get(0, 0), "rate_limited": losses.get(1, 0)}
+
+class DirectionLatencyProbe(LatencyProbe):
+    """A latency probe of TCP packets or data in two directions (kernellatency, socketlatency):
+    per (namespace, direction) a histogram and two threshold counters; its events name the
+    attach points in use that bound the interval (:attr:`points`).
+
+    Subclasses set ``DIRECTION`` (the ``enum <probe>_direction`` mirror), ``DIRECTIONS``
+    (direction -> ``network.io.direction``), ``DURATION`` (the histogram), ``COUNTERS``
+    (direction -> its two threshold counters) and ``ENDPOINTS`` (a ``staticmethod``:
+    ``BPFObject.chosen`` -> :data:`Endpoints`), and set :attr:`points` in ``__init__``.
+    """
+
+    DIRECTION: ClassVar[Callable[[int], Any]]
+    DIRECTIONS: ClassVar[Mapping[Any, str]]
+    DURATION: ClassVar[Any]
+    COUNTERS: ClassVar[Mapping[Any, tuple[Any, Any]]]
+    ENDPOINTS: ClassVar[Callable[[dict[str, Any]], Endpoints]]
+
+    #: direction -> (start, end) attach points in use (set once attached)
+    points: Endpoints
+
+    def check_chosen(self, obj: Any) -> None:
+        self.points = self.ENDPOINTS(obj.chosen)
+
+    def samples_of(self, key: Any, value: Any, netns: int | None) -> list[Sample]:
+        try:
+            direction = self.DIRECTION(key.direction)
+        except ValueError:
+            return []
+        slow0, slow1 = self.COUNTERS[direction]
+        return [
+            Sample(self.DURATION, histogram(value), netns,
+                   ((A.NETWORK_IO_DIRECTION, self.DIRECTIONS[direction]),)),
+            Sample(slow0, value.slow[0], netns),
+            Sample(slow1, value.slow[1], netns),
+        ]

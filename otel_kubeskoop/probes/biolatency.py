@@ -45,7 +45,7 @@ from otel_kubeskoop.bpf.layouts import (
 )
 from otel_kubeskoop.bpf.loader import AttachKind, AttachPlan, AttachPoint, KernelFeatures
 from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeSpec, Sample, Scope, Source
-from otel_kubeskoop.probes._bpf import decode_exact
+from otel_kubeskoop.probes._bpf import bpf_requires, decode_exact, record_event
 from otel_kubeskoop.probes._latency import LatencyArgs, LatencyProbe, histogram, seconds
 from otel_kubeskoop.telemetry import attributes as A
 from otel_kubeskoop.telemetry import events_table as E
@@ -158,13 +158,7 @@ def decode_biolatency(raw: bytes, names: Any = None, clock_offset_ns: int = 0) -
     ]
     if rec.flags & BiolatencyFlag.BIOLATENCY_FAILED:
         attrs.append((A.ERROR_TYPE, "io_error"))
-    return Event(
-        name=E.BIOLATENCY_SLOW.name,
-        upstream_type=E.BIOLATENCY_SLOW.upstream_type,
-        netns=rec.hdr.netns or None,
-        attributes=tuple(attrs),
-        timestamp_ns=rec.hdr.ts_ns + clock_offset_ns,
-    )
+    return record_event(E.BIOLATENCY_SLOW, rec.hdr, attrs, clock_offset_ns)
 
 
 class _MixedKeys(Exception):
@@ -239,7 +233,6 @@ SPEC = ProbeSpec(
     factory=BiolatencyProbe,
     instruments=I.BIOLATENCY,
     args=BiolatencyArgs,
-    requires=("kernel BTF (/sys/kernel/btf/vmlinux)",
-              "tracepoints block:block_rq_issue, block:block_rq_complete (tp_btf, else classic)",
-              "BPF ring buffer (Linux 5.8+) for events", "CAP_BPF+CAP_PERFMON or CAP_SYS_ADMIN"),
+    requires=bpf_requires("tracepoints block:block_rq_issue, block:block_rq_complete (tp_btf, "
+                          "else classic)"),
 )

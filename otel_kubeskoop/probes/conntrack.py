@@ -45,10 +45,10 @@ from otel_kubeskoop.netlink.core import DecodeError, Message
 from otel_kubeskoop.netlink.sockets import RECV_BUFFER, NetnsSockets
 from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeContext, ProbeSpec, Sample, Scope, Source, Unavailable
 from otel_kubeskoop.probes._bpf import EventArgs, network_type, transport
+from otel_kubeskoop.probes._netlink import NetlinkSequence, report_failures, request_here
 from otel_kubeskoop.telemetry import attributes as A
 from otel_kubeskoop.telemetry import events_table as E
 from otel_kubeskoop.telemetry import instruments as I
-from otel_kubeskoop.topology.netns import NetnsGone
 
 log = logging.getLogger(__name__)
 
@@ -109,12 +109,11 @@ def event_of(ev: ConntrackEvent, netns: int, timestamp_ns: int) -> Event:
     return Event(spec.name, spec.upstream_type, netns, tuple(attrs), body, timestamp_ns)
 
 
-class ConntrackProbe:
+class ConntrackProbe(NetlinkSequence):
     def __init__(self, args: ConntrackArgs | None, ctx: ProbeContext) -> None:
         self.args = args if args is not None else ConntrackArgs()
         self.ctx = ctx
         self.stats = NetnsSockets(NETLINK_NETFILTER)
-        self._seq = 0
         # Event state: touched by the agent thread (collect) and the event pump (consume).
         self._lock = threading.Lock()
         self._events: NetnsSockets | None = None
@@ -126,17 +125,11 @@ class ConntrackProbe:
         self._recv = bytearray(RECV_BUFFER)
         self.rate_limited: Counter[int] = Counter()  # namespace inode -> events over the limit
 
-    def _next_seq(self) -> int:
-        self._seq = (self._seq + 2) & 0x7FFFFFFF
-        return self._seq
-
     # Lifecycle ----------------------------------------------------------------------------------
 
     def start(self) -> None:
         try:
-            with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_NETFILTER) as sock:
-                sock.settimeout(2.0)
-                read_stats(sock, self._next_seq())
+            request_here(NETLINK_NETFILTER, lambda sock: read_stats(sock, self._next_seq()))
         except (OSError, DecodeError) as exc:
             if isinstance(exc, OSError) and exc.errno in (errno.EOPNOTSUPP, errno.EPROTONOSUPPORT):
                 raise Unavailable("ctnetlink is not available: the kernel needs nf_conntrack and "
@@ -163,7 +156,7 @@ class ConntrackProbe:
     def collect(self) -> list[Sample]:
         namespaces = self.ctx.cycle.namespaces
         socks = self.stats.sync(namespaces)
-        self._report(self.stats.failures)
+        report_failures(self.ctx, self.stats.failures)
         out: list[Sample] = []
         max_entries: int | None = None
         for inode, sock in socks.items():
@@ -204,13 +197,6 @@ class ConntrackProbe:
                 out.append(Sample(I.AGENT_EVENTS_LOST, drops, inode, full))
         return out
 
-    def _report(self, failures: dict[int, BaseException]) -> None:
-        for inode, exc in failures.items():
-            if isinstance(exc, NetnsGone):
-                log.debug("conntrack: namespace %d went away: %s", inode, exc)
-            else:
-                self.ctx.report(exc)
-
     # Events -------------------------------------------------------------------------------------
 
     def _setup_events(self, sock: socket.socket) -> None:
@@ -240,7 +226,7 @@ class ConntrackProbe:
         """Event sockets for exactly the scanned namespaces (lock held)."""
         assert self._events is not None and self._epoll is not None
         socks = self._events.sync(self.ctx.cycle.namespaces)
-        self._report(self._events.failures)
+        report_failures(self.ctx, self._events.failures)
         for inode, sock in socks.items():
             fd = sock.fileno()
             if fd not in self._fd_inode:

@@ -46,16 +46,11 @@ from typing import Any
 
 from pydantic import Field
 
-from otel_kubeskoop.bpf.layouts import (
-    DecodeError,
-    KernellatencyDirection,
-    KernellatencyEvent,
-    KernellatencyKey,
-)
+from otel_kubeskoop.bpf.layouts import KernellatencyDirection, KernellatencyEvent, KernellatencyKey
 from otel_kubeskoop.bpf.loader import AttachPlan
-from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeSpec, Sample, Scope, Source
-from otel_kubeskoop.probes._bpf import decode_exact, tuple_attributes
-from otel_kubeskoop.probes._latency import LatencyArgs, LatencyProbe, histogram, seconds
+from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeSpec, Scope, Source
+from otel_kubeskoop.probes._bpf import bpf_requires, decode_exact, event_type, ifname, record_event, tuple_attributes
+from otel_kubeskoop.probes._latency import DirectionLatencyProbe, Endpoints, LatencyArgs, seconds
 from otel_kubeskoop.telemetry import attributes as A
 from otel_kubeskoop.telemetry import events_table as E
 from otel_kubeskoop.telemetry import instruments as I
@@ -118,8 +113,6 @@ _COUNTERS = {RX: I.KERNELLATENCY_COUNTERS[:2], TX: I.KERNELLATENCY_COUNTERS[2:]}
 #: the start of the transmit interval, which no hook marks: the stamp TCP puts in the packet
 TX_START = "skb->tstamp (__tcp_transmit_skb)"
 
-Endpoints = dict[int, tuple[str, str]]
-
 
 class KernellatencyArgs(LatencyArgs):
     """``thresholdMs``: events for packets slower than this (upstream: 10 ms)."""
@@ -138,16 +131,11 @@ def endpoints(chosen: dict[str, Any]) -> Endpoints:
 def decode_kernellatency(raw: bytes, points: Endpoints, clock_offset_ns: int = 0) -> Event:
     """One ``struct kernellatency_event`` as an Event. Pure."""
     rec = decode_exact(KernellatencyEvent, raw)
-    try:
-        direction = KernellatencyDirection(rec.hdr.type)
-    except ValueError:
-        raise DecodeError(f"kernellatency: unknown event type {rec.hdr.type}") from None
-    spec = _EVENTS[direction]
+    direction = event_type(KernellatencyDirection, rec.hdr.type, "kernellatency")
     start, end = points.get(direction, ("", ""))
     attrs: list[tuple[str, Any]] = list(tuple_attributes(rec.tuple))
     if rec.ifname or rec.ifindex:
-        name = rec.ifname.decode(errors="replace") if rec.ifname else f"if{rec.ifindex}"
-        attrs.append((A.NETWORK_INTERFACE_NAME, name))
+        attrs.append((A.NETWORK_INTERFACE_NAME, ifname(rec.ifname, rec.ifindex)))
     attrs += [
         (A.NETWORK_IO_DIRECTION, DIRECTIONS[direction]),
         (A.LATENCY, seconds(rec.latency_ns)),
@@ -155,44 +143,24 @@ def decode_kernellatency(raw: bytes, points: Endpoints, clock_offset_ns: int = 0
         (A.LATENCY_END, end),
         (A.PACKET_BYTES, rec.len),
     ]
-    return Event(
-        name=spec.name,
-        upstream_type=spec.upstream_type,
-        netns=rec.hdr.netns or None,
-        attributes=tuple(attrs),
-        timestamp_ns=rec.hdr.ts_ns + clock_offset_ns,
-    )
+    return record_event(_EVENTS[direction], rec.hdr, attrs, clock_offset_ns)
 
 
-class KernellatencyProbe(LatencyProbe):
+class KernellatencyProbe(DirectionLatencyProbe):
     OBJECT = OBJECT
     PLANS = PLANS
     KEY = KernellatencyKey
     INFLIGHT_MAP = INFLIGHT_MAP
     ARGS = KernellatencyArgs
+    DIRECTION = KernellatencyDirection
+    DIRECTIONS = DIRECTIONS
+    DURATION = I.KERNELLATENCY_DURATION
+    COUNTERS = _COUNTERS
+    ENDPOINTS = staticmethod(endpoints)
 
     def __init__(self, args: Any, ctx: Any) -> None:
         super().__init__(args, ctx)
-        self.points: Endpoints = endpoints({})
-
-    def check_chosen(self, obj: Any) -> None:
-        self.points = endpoints(obj.chosen)
-
-    def bpf_programs(self) -> dict[str, int]:
-        return self.obj.program_fds() if self.obj is not None else {}
-
-    def samples_of(self, key: Any, value: Any, netns: int | None) -> list[Sample]:
-        try:
-            direction = KernellatencyDirection(key.direction)
-        except ValueError:
-            return []
-        slow0, slow1 = _COUNTERS[direction]
-        return [
-            Sample(I.KERNELLATENCY_DURATION, histogram(value), netns,
-                   ((A.NETWORK_IO_DIRECTION, DIRECTIONS[direction]),)),
-            Sample(slow0, value.slow[0], netns),
-            Sample(slow1, value.slow[1], netns),
-        ]
+        self.points = endpoints({})
 
     def decode(self, raw: bytes) -> Event:
         return decode_kernellatency(raw, self.points, self.clock_offset)
@@ -213,10 +181,8 @@ SPEC = ProbeSpec(
     factory=KernellatencyProbe,
     instruments=I.KERNELLATENCY,
     args=KernellatencyArgs,
-    requires=("kernel BTF (/sys/kernel/btf/vmlinux)",
-              "tracepoints net:netif_receive_skb, tcp:tcp_probe (skb and socket: 6.10+ classic, "
-              "any tp_btf), net:net_dev_queue, skb:kfree_skb, skb:consume_skb; else fentry or "
-              "kprobes on ip_rcv, tcp_rcv_established, __dev_queue_xmit, sk_skb_reason_drop, "
-              "consume_skb",
-              "BPF ring buffer (Linux 5.8+) for events", "CAP_BPF+CAP_PERFMON or CAP_SYS_ADMIN"),
+    requires=bpf_requires("tracepoints net:netif_receive_skb, tcp:tcp_probe (skb and socket: 6.10+ "
+                          "classic, any tp_btf), net:net_dev_queue, skb:kfree_skb, skb:consume_skb; "
+                          "else fentry or kprobes on ip_rcv, tcp_rcv_established, __dev_queue_xmit, "
+                          "sk_skb_reason_drop, consume_skb"),
 )

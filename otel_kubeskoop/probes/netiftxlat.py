@@ -32,16 +32,10 @@ from typing import Any
 
 from pydantic import Field
 
-from otel_kubeskoop.bpf.layouts import (
-    DecodeError,
-    NetiftxlatEvent,
-    NetiftxlatKey,
-    NetiftxlatStage,
-    NetiftxlatValue,
-)
+from otel_kubeskoop.bpf.layouts import NetiftxlatEvent, NetiftxlatKey, NetiftxlatStage, NetiftxlatValue
 from otel_kubeskoop.bpf.loader import AttachPlan
 from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeSpec, Sample, Scope, Source
-from otel_kubeskoop.probes._bpf import decode_exact, tuple_attributes
+from otel_kubeskoop.probes._bpf import bpf_requires, decode_exact, event_type, ifname, record_event, tuple_attributes
 from otel_kubeskoop.probes._latency import LatencyArgs, LatencyProbe, histogram, seconds
 from otel_kubeskoop.telemetry import attributes as A
 from otel_kubeskoop.telemetry import events_table as E
@@ -109,19 +103,10 @@ class NetiftxlatArgs(LatencyArgs):
     threshold_ms: float = Field(100.0, alias="thresholdMs", gt=0, le=3_600_000)
 
 
-def ifname(raw: bytes, ifindex: int) -> str:
-    """The interface name the kernel gave, else ``if<index>``."""
-    return raw.decode(errors="replace") if raw else f"if{ifindex}"
-
-
 def decode_netiftxlat(raw: bytes, clock_offset_ns: int = 0) -> Event:
     """One ``struct netiftxlat_event`` as an Event. Pure."""
     rec = decode_exact(NetiftxlatEvent, raw)
-    try:
-        stage = NetiftxlatStage(rec.hdr.type)
-    except ValueError:
-        raise DecodeError(f"netiftxlat: unknown event type {rec.hdr.type}") from None
-    spec = _EVENTS[stage]
+    stage = event_type(NetiftxlatStage, rec.hdr.type, "netiftxlat")
     attrs: list[tuple[str, Any]] = [
         (A.NETWORK_INTERFACE_NAME, ifname(rec.ifname, rec.ifindex)),
         (A.LATENCY, seconds(rec.latency_ns)),
@@ -132,13 +117,7 @@ def decode_netiftxlat(raw: bytes, clock_offset_ns: int = 0) -> Event:
         attrs.append((A.LATENCY_XMIT, seconds(rec.xmit_ns)))
     attrs += tuple_attributes(rec.tuple)
     attrs += [(A.PACKET_BYTES, rec.len), (A.CPU_LOGICAL_NUMBER, rec.cpu)]
-    return Event(
-        name=spec.name,
-        upstream_type=spec.upstream_type,
-        netns=rec.hdr.netns or None,
-        attributes=tuple(attrs),
-        timestamp_ns=rec.hdr.ts_ns + clock_offset_ns,
-    )
+    return record_event(_EVENTS[stage], rec.hdr, attrs, clock_offset_ns)
 
 
 class NetiftxlatProbe(LatencyProbe):
@@ -180,8 +159,6 @@ SPEC = ProbeSpec(
     factory=NetiftxlatProbe,
     instruments=I.NETIFTXLAT,
     args=NetiftxlatArgs,
-    requires=("kernel BTF (/sys/kernel/btf/vmlinux)",
-              "tracepoints net:net_dev_queue, net:net_dev_start_xmit, net:net_dev_xmit, "
-              "skb:kfree_skb, skb:consume_skb (tp_btf, else classic)",
-              "BPF ring buffer (Linux 5.8+) for events", "CAP_BPF+CAP_PERFMON or CAP_SYS_ADMIN"),
+    requires=bpf_requires("tracepoints net:net_dev_queue, net:net_dev_start_xmit, net:net_dev_xmit, "
+                          "skb:kfree_skb, skb:consume_skb (tp_btf, else classic)"),
 )

@@ -35,7 +35,16 @@ from pydantic import Field
 from otel_kubeskoop.bpf.layouts import DecodeError, PacketlossEvent, PacketlossEventType, PacketlossKey
 from otel_kubeskoop.bpf.loader import AttachPlan
 from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeSpec, Sample, Scope, Source
-from otel_kubeskoop.probes._bpf import BPFProbe, EventArgs, KernelNames, decode_exact, l3l4_attributes, tuple_attributes
+from otel_kubeskoop.probes._bpf import (
+    BPFProbe,
+    EventArgs,
+    KernelNames,
+    bpf_requires,
+    decode_exact,
+    l3l4_attributes,
+    record_event,
+    tuple_attributes,
+)
 from otel_kubeskoop.telemetry import attributes as A
 from otel_kubeskoop.telemetry import events_table as E
 from otel_kubeskoop.telemetry import instruments as I
@@ -109,13 +118,7 @@ def decode_packetloss(raw: bytes, names: KernelNames, clock_offset_ns: int = 0,
     depth = min(rec.stack_depth, len(rec.stack))
     if depth:
         attrs.append((A.STACK, kernel_stack(rec.stack[:depth], kallsyms)))
-    return Event(
-        name=E.PACKETLOSS_DROP.name,
-        upstream_type=E.PACKETLOSS_DROP.upstream_type,
-        netns=rec.hdr.netns or None,
-        attributes=tuple(attrs),
-        timestamp_ns=rec.hdr.ts_ns + clock_offset_ns,
-    )
+    return record_event(E.PACKETLOSS_DROP, rec.hdr, attrs, clock_offset_ns)
 
 
 class PacketlossProbe(BPFProbe):
@@ -169,6 +172,5 @@ SPEC = ProbeSpec(
     factory=PacketlossProbe,
     instruments=I.PACKETLOSS,
     args=PacketlossArgs,
-    requires=("kernel BTF (/sys/kernel/btf/vmlinux)", "tracepoint skb:kfree_skb (tp_btf, Linux 6.10+, "
-              "else classic)", "BPF ring buffer (Linux 5.8+) for events", "CAP_BPF+CAP_PERFMON or CAP_SYS_ADMIN"),
+    requires=bpf_requires("tracepoint skb:kfree_skb (tp_btf, Linux 6.10+, else classic)"),
 )

@@ -15,20 +15,16 @@ upstream sums over the qdiscs it sees (parents and children together).
 
 from __future__ import annotations
 
-import logging
 import socket
 
 from pyroute2.netlink import NETLINK_ROUTE
 
 from otel_kubeskoop.netlink.core import DecodeError
-from otel_kubeskoop.netlink.sockets import NetnsSockets
 from otel_kubeskoop.netlink.tc import Qdisc, read_link_names, read_qdiscs
-from otel_kubeskoop.probe import Kind, Overhead, ProbeContext, ProbeSpec, Sample, Scope, Source, Unavailable
+from otel_kubeskoop.probe import Kind, Overhead, ProbeSpec, Sample, Scope, Source
+from otel_kubeskoop.probes._netlink import NetnsNetlinkProbe
 from otel_kubeskoop.telemetry import attributes as A
 from otel_kubeskoop.telemetry import instruments as I
-from otel_kubeskoop.topology.netns import NetnsGone
-
-log = logging.getLogger(__name__)
 
 
 def samples(qdiscs: list[Qdisc], names: dict[int, str], netns: int) -> list[Sample]:
@@ -46,48 +42,22 @@ def samples(qdiscs: list[Qdisc], names: dict[int, str], netns: int) -> list[Samp
     return [Sample(spec, acc[spec.key], netns, attrs) for attrs, acc in totals.items() for spec in I.QDISC]
 
 
-class QdiscProbe:
-    def __init__(self, args: object, ctx: ProbeContext) -> None:
-        self.ctx = ctx
-        self.sockets = NetnsSockets(NETLINK_ROUTE)
-        self._seq = 0
+class QdiscProbe(NetnsNetlinkProbe):
+    PROTOCOL = NETLINK_ROUTE
 
-    def _next_seq(self) -> int:
-        self._seq = (self._seq + 2) & 0x7FFFFFFF
-        return self._seq
+    def check(self, sock: socket.socket) -> None:
+        read_qdiscs(sock, self._next_seq())
 
-    def start(self) -> None:
-        try:
-            with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE) as sock:
-                sock.settimeout(2.0)
-                read_qdiscs(sock, self._next_seq())
-        except (OSError, DecodeError) as exc:
-            raise Unavailable(f"rtnetlink RTM_GETQDISC failed: {exc}") from None
+    def unavailable(self, exc: OSError | DecodeError) -> str:
+        return f"rtnetlink RTM_GETQDISC failed: {exc}"
 
-    def collect(self) -> list[Sample]:
-        socks = self.sockets.sync(self.ctx.cycle.namespaces)
-        for inode, exc in self.sockets.failures.items():
-            if isinstance(exc, NetnsGone):
-                log.debug("qdisc: namespace %d went away: %s", inode, exc)
-            else:
-                self.ctx.report(exc)
-        out: list[Sample] = []
-        for inode, sock in socks.items():
-            seq = self._next_seq()
-            try:
-                # Qdiscs first: an interface added in between has a name but no qdisc here, one
-                # removed in between is left out (no name), so no qdisc is ever misnamed.
-                qdiscs = read_qdiscs(sock, seq)
-                names = read_link_names(sock, seq + 1)
-            except (OSError, DecodeError) as exc:
-                self.sockets.discard(inode)
-                self.ctx.report(exc)
-                continue
-            out += samples(qdiscs, names, inode)
-        return out
-
-    def stop(self) -> None:
-        self.sockets.close()
+    def read(self, inode: int, sock: socket.socket) -> list[Sample]:
+        seq = self._next_seq()
+        # Qdiscs first: an interface added in between has a name but no qdisc here, one removed in
+        # between is left out (no name), so no qdisc is ever misnamed.
+        qdiscs = read_qdiscs(sock, seq)
+        names = read_link_names(sock, seq + 1)
+        return samples(qdiscs, names, inode)
 
 
 SPEC = ProbeSpec(

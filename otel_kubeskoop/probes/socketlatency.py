@@ -43,16 +43,11 @@ from typing import Any
 
 from pydantic import Field
 
-from otel_kubeskoop.bpf.layouts import (
-    DecodeError,
-    SocketlatencyDirection,
-    SocketlatencyEvent,
-    SocketlatencyKey,
-)
+from otel_kubeskoop.bpf.layouts import SocketlatencyDirection, SocketlatencyEvent, SocketlatencyKey
 from otel_kubeskoop.bpf.loader import AttachPlan
-from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeSpec, Sample, Scope, Source, Unavailable
-from otel_kubeskoop.probes._bpf import KernelNames, decode_exact, tuple_attributes
-from otel_kubeskoop.probes._latency import LatencyArgs, LatencyProbe, histogram, seconds
+from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeSpec, Scope, Source, Unavailable
+from otel_kubeskoop.probes._bpf import KernelNames, bpf_requires, connection_attributes, decode_exact, event_type, record_event
+from otel_kubeskoop.probes._latency import DirectionLatencyProbe, Endpoints, LatencyArgs, seconds
 from otel_kubeskoop.telemetry import attributes as A
 from otel_kubeskoop.telemetry import events_table as E
 from otel_kubeskoop.telemetry import instruments as I
@@ -114,8 +109,6 @@ BOUNDS = {READ: ("ready", "recv"), WRITE: ("sendmsg", "xmit")}
 _EVENTS = {READ: E.SOCKETLATENCY_READSLOW, WRITE: E.SOCKETLATENCY_SENDSLOW}
 _COUNTERS = {READ: I.SOCKETLATENCY_COUNTERS[:2], WRITE: I.SOCKETLATENCY_COUNTERS[2:]}
 
-Endpoints = dict[int, tuple[str, str]]
-
 
 class SocketlatencyArgs(LatencyArgs):
     """``thresholdMs``: events for waits longer than this (upstream: 100 ms)."""
@@ -133,15 +126,8 @@ def decode_socketlatency(raw: bytes, names: KernelNames, points: Endpoints,
     """One ``struct socketlatency_event`` as an Event. Pure: kernel names and the attach points
     in use are passed in."""
     rec = decode_exact(SocketlatencyEvent, raw)
-    try:
-        direction = SocketlatencyDirection(rec.hdr.type)
-    except ValueError:
-        raise DecodeError(f"socketlatency: unknown event type {rec.hdr.type}") from None
-    spec = _EVENTS[direction]
-    attrs: list[tuple[str, Any]] = list(tuple_attributes(rec.tuple))
-    state = names.tcp_state(rec.hdr.aux)
-    if state is not None:
-        attrs.append((A.NETWORK_CONNECTION_STATE, state))
+    direction = event_type(SocketlatencyDirection, rec.hdr.type, "socketlatency")
+    attrs = connection_attributes(rec.tuple, names, rec.hdr.aux)
     start, end = points.get(direction, ("", ""))
     attrs += [
         (A.NETWORK_IO_DIRECTION, DIRECTIONS[direction]),
@@ -153,26 +139,25 @@ def decode_socketlatency(raw: bytes, names: KernelNames, points: Endpoints,
         attrs.append((A.PROCESS_PID, rec.pid))
     if rec.comm:
         attrs.append((A.PROCESS_COMMAND, rec.comm.decode(errors="replace")))
-    return Event(
-        name=spec.name,
-        upstream_type=spec.upstream_type,
-        netns=rec.hdr.netns or None,
-        attributes=tuple(attrs),
-        timestamp_ns=rec.hdr.ts_ns + clock_offset_ns,
-    )
+    return record_event(_EVENTS[direction], rec.hdr, attrs, clock_offset_ns)
 
 
-class SocketlatencyProbe(LatencyProbe):
+class SocketlatencyProbe(DirectionLatencyProbe):
     OBJECT = OBJECT
     PLANS = PLANS
     KEY = SocketlatencyKey
     INFLIGHT_MAP = INFLIGHT_MAP
     ARGS = SocketlatencyArgs
+    DIRECTION = SocketlatencyDirection
+    DIRECTIONS = DIRECTIONS
+    DURATION = I.SOCKETLATENCY_DURATION
+    COUNTERS = _COUNTERS
+    ENDPOINTS = staticmethod(endpoints)
 
     def __init__(self, args: Any, ctx: Any) -> None:
         super().__init__(args, ctx)
         self.names = KernelNames()
-        self.points: Endpoints = {}
+        self.points = {}
 
     def start(self) -> None:
         try:
@@ -180,25 +165,6 @@ class SocketlatencyProbe(LatencyProbe):
         except (OSError, ValueError) as exc:
             raise Unavailable(f"kernel BTF unreadable (/sys/kernel/btf/vmlinux): {exc}") from None
         super().start()
-
-    def check_chosen(self, obj: Any) -> None:
-        self.points = endpoints(obj.chosen)
-
-    def bpf_programs(self) -> dict[str, int]:
-        return self.obj.program_fds() if self.obj is not None else {}
-
-    def samples_of(self, key: Any, value: Any, netns: int | None) -> list[Sample]:
-        try:
-            direction = SocketlatencyDirection(key.direction)
-        except ValueError:
-            return []
-        slow0, slow1 = _COUNTERS[direction]
-        return [
-            Sample(I.SOCKETLATENCY_DURATION, histogram(value), netns,
-                   ((A.NETWORK_IO_DIRECTION, DIRECTIONS[direction]),)),
-            Sample(slow0, value.slow[0], netns),
-            Sample(slow1, value.slow[1], netns),
-        ]
 
     def decode(self, raw: bytes) -> Event:
         return decode_socketlatency(raw, self.names, self.points, self.clock_offset)
@@ -219,10 +185,8 @@ SPEC = ProbeSpec(
     factory=SocketlatencyProbe,
     instruments=I.SOCKETLATENCY,
     args=SocketlatencyArgs,
-    requires=("kernel BTF (/sys/kernel/btf/vmlinux)",
-              "tracepoints sock:sk_data_ready (6.6+), sock:sock_recv_length (6.3+), "
-              "tcp:tcp_sendmsg_locked (6.11+, BTF), net:net_dev_queue, sock:inet_sock_set_state; "
-              "else fentry or kprobes on sock_def_readable, tcp_cleanup_rbuf, tcp_sendmsg_locked, "
-              "__dev_queue_xmit, tcp_set_state",
-              "BPF ring buffer (Linux 5.8+) for events", "CAP_BPF+CAP_PERFMON or CAP_SYS_ADMIN"),
+    requires=bpf_requires("tracepoints sock:sk_data_ready (6.6+), sock:sock_recv_length (6.3+), "
+                          "tcp:tcp_sendmsg_locked (6.11+, BTF), net:net_dev_queue, "
+                          "sock:inet_sock_set_state; else fentry or kprobes on sock_def_readable, "
+                          "tcp_cleanup_rbuf, tcp_sendmsg_locked, __dev_queue_xmit, tcp_set_state"),
 )

@@ -35,7 +35,7 @@ from otel_kubeskoop.bpf import libbpf
 from otel_kubeskoop.bpf.layouts import DecodeError, SoftirqEvent, SoftirqEventType, SoftirqKey, SoftirqStage
 from otel_kubeskoop.bpf.loader import AttachPlan
 from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeSpec, Sample, Scope, Source
-from otel_kubeskoop.probes._bpf import decode_exact
+from otel_kubeskoop.probes._bpf import bpf_requires, decode_exact, record_event
 from otel_kubeskoop.probes._latency import LatencyArgs, LatencyProbe, histogram, seconds
 from otel_kubeskoop.telemetry import attributes as A
 from otel_kubeskoop.telemetry import events_table as E
@@ -120,20 +120,14 @@ def decode_softirq(raw: bytes, clock_offset_ns: int = 0) -> Event:
         stage = SoftirqStage(rec.stage)
     except ValueError:
         raise DecodeError(f"softirq: unknown event type {rec.hdr.type} or stage {rec.stage}") from None
-    return Event(
-        name=spec.name,
-        upstream_type=spec.upstream_type,
-        netns=None,
-        attributes=(
-            (A.SOFTIRQ_TYPE, softirq_type(rec.vec)),
-            (A.CPU_LOGICAL_NUMBER, rec.cpu),
-            (A.LATENCY, seconds(rec.latency_ns)),
-            (A.LATENCY_STAGE, STAGES[stage]),
-            (A.PROCESS_PID, rec.pid),
-            (A.PROCESS_COMMAND, rec.comm.decode(errors="replace")),
-        ),
-        timestamp_ns=rec.hdr.ts_ns + clock_offset_ns,
-    )
+    return record_event(spec, rec.hdr, (
+        (A.SOFTIRQ_TYPE, softirq_type(rec.vec)),
+        (A.CPU_LOGICAL_NUMBER, rec.cpu),
+        (A.LATENCY, seconds(rec.latency_ns)),
+        (A.LATENCY_STAGE, STAGES[stage]),
+        (A.PROCESS_PID, rec.pid),
+        (A.PROCESS_COMMAND, rec.comm.decode(errors="replace")),
+    ), clock_offset_ns, node_scope=True)
 
 
 class SoftirqProbe(LatencyProbe):
@@ -184,7 +178,6 @@ SPEC = ProbeSpec(
     factory=SoftirqProbe,
     instruments=I.SOFTIRQ,
     args=SoftirqArgs,
-    requires=("kernel BTF (/sys/kernel/btf/vmlinux)",
-              "tracepoints irq:softirq_raise, irq:softirq_entry, irq:softirq_exit (tp_btf, else classic)",
-              "BPF ring buffer (Linux 5.8+) for events", "CAP_BPF+CAP_PERFMON or CAP_SYS_ADMIN"),
+    requires=bpf_requires("tracepoints irq:softirq_raise, irq:softirq_entry, irq:softirq_exit "
+                          "(tp_btf, else classic)"),
 )

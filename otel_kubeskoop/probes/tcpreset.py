@@ -30,7 +30,16 @@ from typing import Any
 from otel_kubeskoop.bpf.layouts import TCPRESET_REASON_NONE, DecodeError, TcpresetEvent, TcpresetKey, TcpresetType
 from otel_kubeskoop.bpf.loader import AttachPlan
 from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeSpec, Sample, Scope, Source
-from otel_kubeskoop.probes._bpf import BPFProbe, EventArgs, KernelNames, decode_exact, tuple_attributes
+from otel_kubeskoop.probes._bpf import (
+    BPFProbe,
+    EventArgs,
+    KernelNames,
+    bpf_requires,
+    connection_attributes,
+    decode_exact,
+    record_event,
+    type_samples,
+)
 from otel_kubeskoop.telemetry import attributes as A
 from otel_kubeskoop.telemetry import events_table as E
 from otel_kubeskoop.telemetry import instruments as I
@@ -68,6 +77,7 @@ TYPES = {
     TcpresetType.TCPRESET_RECEIVE: ("receive", E.TCPRESET_RECEIVE),
 }
 _BY_VALUE = {int(k): v for k, v in TYPES.items()}
+_WORDS = {value: word for value, (word, _) in _BY_VALUE.items()}
 
 
 def decode_tcpreset(raw: bytes, names: KernelNames, clock_offset_ns: int = 0) -> Event:
@@ -77,22 +87,13 @@ def decode_tcpreset(raw: bytes, names: KernelNames, clock_offset_ns: int = 0) ->
     if known is None:
         raise DecodeError(f"tcpreset: unknown event type {rec.hdr.type}")
     word, spec = known
-    attrs: list[tuple[str, Any]] = list(tuple_attributes(rec.tuple))
-    state = names.tcp_state(rec.hdr.aux)
-    if state is not None:
-        attrs.append((A.NETWORK_CONNECTION_STATE, state))
+    attrs = connection_attributes(rec.tuple, names, rec.hdr.aux)
     attrs.append((A.RESET_TYPE, word))
     if rec.reason != TCPRESET_REASON_NONE:
         reason = names.rst_reason(rec.reason)
         if reason is not None:
             attrs.append((A.RESET_REASON, reason))
-    return Event(
-        name=spec.name,
-        upstream_type=spec.upstream_type,
-        netns=rec.hdr.netns or None,
-        attributes=tuple(attrs),
-        timestamp_ns=rec.hdr.ts_ns + clock_offset_ns,
-    )
+    return record_event(spec, rec.hdr, attrs, clock_offset_ns)
 
 
 class TcpresetProbe(BPFProbe):
@@ -101,12 +102,7 @@ class TcpresetProbe(BPFProbe):
     KEY = TcpresetKey
 
     def samples(self, counts: Mapping[int | None, Mapping[Any, int]]) -> list[Sample]:
-        out = []
-        for netns, keys in counts.items():
-            for (kind,), value in keys.items():
-                word = _BY_VALUE.get(kind, (f"unknown:{kind}", None))[0]
-                out.append(Sample(I.TCPRESET_TOTAL, value, netns, ((A.RESET_TYPE, word),)))
-        return out
+        return type_samples(counts, I.TCPRESET_TOTAL, A.RESET_TYPE, _WORDS)
 
     def decode(self, raw: bytes) -> Event:
         return decode_tcpreset(raw, self.names, self.clock_offset)
@@ -125,7 +121,6 @@ SPEC = ProbeSpec(
     factory=TcpresetProbe,
     instruments=I.TCPRESET,
     args=EventArgs,
-    requires=("kernel BTF (/sys/kernel/btf/vmlinux)", "tracepoints tcp:tcp_send_reset (nosock "
-              "resets: Linux 6.10+) and tcp:tcp_receive_reset", "BPF ring buffer (Linux 5.8+) for events",
-              "CAP_BPF+CAP_PERFMON or CAP_SYS_ADMIN"),
+    requires=bpf_requires("tracepoints tcp:tcp_send_reset (nosock resets: Linux 6.10+) and "
+                          "tcp:tcp_receive_reset"),
 )

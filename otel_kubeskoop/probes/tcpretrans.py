@@ -36,7 +36,16 @@ from typing import Any
 from otel_kubeskoop.bpf.layouts import DecodeError, TcpretransEvent, TcpretransKey, TcpretransType
 from otel_kubeskoop.bpf.loader import AttachPlan
 from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeSpec, Sample, Scope, Source
-from otel_kubeskoop.probes._bpf import BPFProbe, EventArgs, KernelNames, decode_exact, tuple_attributes
+from otel_kubeskoop.probes._bpf import (
+    BPFProbe,
+    EventArgs,
+    KernelNames,
+    bpf_requires,
+    connection_attributes,
+    decode_exact,
+    record_event,
+    type_samples,
+)
 from otel_kubeskoop.telemetry import attributes as A
 from otel_kubeskoop.telemetry import events_table as E
 from otel_kubeskoop.telemetry import instruments as I
@@ -82,19 +91,9 @@ def decode_tcpretrans(raw: bytes, names: KernelNames, clock_offset_ns: int = 0) 
     word = _BY_VALUE.get(rec.hdr.type)
     if word is None:
         raise DecodeError(f"tcpretrans: unknown event type {rec.hdr.type}")
-    attrs: list[tuple[str, Any]] = list(tuple_attributes(rec.tuple))
-    state = names.tcp_state(rec.hdr.aux)
-    if state is not None:
-        attrs.append((A.NETWORK_CONNECTION_STATE, state))
+    attrs = connection_attributes(rec.tuple, names, rec.hdr.aux)
     attrs.append((A.RETRANSMIT_TYPE, word))
-    spec = E.TCPRETRANS_RETRANSMIT
-    return Event(
-        name=spec.name,
-        upstream_type=spec.upstream_type,
-        netns=rec.hdr.netns or None,
-        attributes=tuple(attrs),
-        timestamp_ns=rec.hdr.ts_ns + clock_offset_ns,
-    )
+    return record_event(E.TCPRETRANS_RETRANSMIT, rec.hdr, attrs, clock_offset_ns)
 
 
 class TcpretransProbe(BPFProbe):
@@ -103,12 +102,7 @@ class TcpretransProbe(BPFProbe):
     KEY = TcpretransKey
 
     def samples(self, counts: Mapping[int | None, Mapping[Any, int]]) -> list[Sample]:
-        out = []
-        for netns, keys in counts.items():
-            for (kind,), value in keys.items():
-                word = _BY_VALUE.get(kind, f"unknown:{kind}")
-                out.append(Sample(I.TCPRETRANS_TOTAL, value, netns, ((A.RETRANSMIT_TYPE, word),)))
-        return out
+        return type_samples(counts, I.TCPRETRANS_TOTAL, A.RETRANSMIT_TYPE, _BY_VALUE)
 
     def decode(self, raw: bytes) -> Event:
         return decode_tcpretrans(raw, self.names, self.clock_offset)
@@ -127,7 +121,5 @@ SPEC = ProbeSpec(
     factory=TcpretransProbe,
     instruments=I.TCPRETRANS,
     args=EventArgs,
-    requires=("kernel BTF (/sys/kernel/btf/vmlinux)", "tracepoints tcp:tcp_retransmit_skb and "
-              "tcp:tcp_retransmit_synack", "BPF ring buffer (Linux 5.8+) for events",
-              "CAP_BPF+CAP_PERFMON or CAP_SYS_ADMIN"),
+    requires=bpf_requires("tracepoints tcp:tcp_retransmit_skb and tcp:tcp_retransmit_synack"),
 )

@@ -17,20 +17,16 @@ A namespace without IPv6 reports its IPv4 sockets (upstream skips the whole name
 from __future__ import annotations
 
 import errno
-import logging
 import socket
 
 from pyroute2.netlink import NETLINK_SOCK_DIAG
 
 from otel_kubeskoop.netlink.core import DecodeError, NetlinkError
 from otel_kubeskoop.netlink.sock_diag import TCP_STATES, TcpSummary, read_tcp_summary
-from otel_kubeskoop.netlink.sockets import NetnsSockets
-from otel_kubeskoop.probe import Kind, Overhead, ProbeContext, ProbeSpec, Sample, Scope, Source, Unavailable
+from otel_kubeskoop.probe import Kind, Overhead, ProbeSpec, Sample, Scope, Source
+from otel_kubeskoop.probes._netlink import NetnsNetlinkProbe
 from otel_kubeskoop.telemetry import attributes as A
 from otel_kubeskoop.telemetry import instruments as I
-from otel_kubeskoop.topology.netns import NetnsGone
-
-log = logging.getLogger(__name__)
 
 
 def samples(summary: TcpSummary, netns: int) -> list[Sample]:
@@ -41,46 +37,19 @@ def samples(summary: TcpSummary, netns: int) -> list[Sample]:
     return out
 
 
-class TcpSummaryProbe:
-    def __init__(self, args: object, ctx: ProbeContext) -> None:
-        self.ctx = ctx
-        self.sockets = NetnsSockets(NETLINK_SOCK_DIAG)
-        self._seq = 0
+class TcpSummaryProbe(NetnsNetlinkProbe):
+    PROTOCOL = NETLINK_SOCK_DIAG
 
-    def _next_seq(self) -> int:
-        self._seq = (self._seq + 2) & 0x7FFFFFFF
-        return self._seq
+    def check(self, sock: socket.socket) -> None:
+        read_tcp_summary(sock, self._next_seq())
 
-    def start(self) -> None:
-        try:
-            with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_SOCK_DIAG) as sock:
-                sock.settimeout(2.0)
-                read_tcp_summary(sock, self._next_seq())
-        except (OSError, DecodeError) as exc:
-            if isinstance(exc, NetlinkError) and exc.errno == errno.ENOENT:
-                raise Unavailable("sock_diag has no TCP handler: the kernel lacks CONFIG_INET_TCP_DIAG") from None
-            raise Unavailable(f"sock_diag (NETLINK_SOCK_DIAG) for TCP failed: {exc}") from None
+    def unavailable(self, exc: OSError | DecodeError) -> str:
+        if isinstance(exc, NetlinkError) and exc.errno == errno.ENOENT:
+            return "sock_diag has no TCP handler: the kernel lacks CONFIG_INET_TCP_DIAG"
+        return f"sock_diag (NETLINK_SOCK_DIAG) for TCP failed: {exc}"
 
-    def collect(self) -> list[Sample]:
-        socks = self.sockets.sync(self.ctx.cycle.namespaces)
-        for inode, exc in self.sockets.failures.items():
-            if isinstance(exc, NetnsGone):
-                log.debug("tcpsummary: namespace %d went away: %s", inode, exc)
-            else:
-                self.ctx.report(exc)
-        out: list[Sample] = []
-        for inode, sock in socks.items():
-            try:
-                summary = read_tcp_summary(sock, self._next_seq())
-            except (OSError, DecodeError) as exc:
-                self.sockets.discard(inode)  # its state is unknown now; the next cycle opens anew
-                self.ctx.report(exc)
-                continue
-            out += samples(summary, inode)
-        return out
-
-    def stop(self) -> None:
-        self.sockets.close()
+    def read(self, inode: int, sock: socket.socket) -> list[Sample]:
+        return samples(read_tcp_summary(sock, self._next_seq()), inode)
 
 
 SPEC = ProbeSpec(

@@ -28,7 +28,6 @@ from __future__ import annotations
 from typing import Any
 
 from otel_kubeskoop.bpf.layouts import (
-    DecodeError,
     VirtcmdlatencyEvent,
     VirtcmdlatencyEventType,
     VirtcmdlatencyKey,
@@ -36,7 +35,7 @@ from otel_kubeskoop.bpf.layouts import (
 )
 from otel_kubeskoop.bpf.loader import AttachPlan
 from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeSpec, Sample, Scope, Source
-from otel_kubeskoop.probes._bpf import decode_exact
+from otel_kubeskoop.probes._bpf import bpf_requires, decode_exact, event_type, ifname, record_event
 from otel_kubeskoop.probes._latency import LatencyArgs, LatencyProbe, histogram, seconds
 from otel_kubeskoop.telemetry import attributes as A
 from otel_kubeskoop.telemetry import events_table as E
@@ -87,32 +86,19 @@ def ctrl_class(cls: int) -> str:
     return CLASSES.get(cls, str(cls))
 
 
-def ifname(raw: bytes, ifindex: int) -> str:
-    return raw.decode(errors="replace") if raw else f"if{ifindex}"
-
-
 def decode_virtcmdlatency(raw: bytes, clock_offset_ns: int = 0) -> Event:
     """One ``struct virtcmdlatency_event`` as an Event. Pure."""
     rec = decode_exact(VirtcmdlatencyEvent, raw)
-    try:
-        spec = _EVENTS[VirtcmdlatencyEventType(rec.hdr.type)]
-    except ValueError:
-        raise DecodeError(f"virtcmdlatency: unknown event type {rec.hdr.type}") from None
-    return Event(
-        name=spec.name,
-        upstream_type=spec.upstream_type,
-        netns=rec.hdr.netns or None,
-        attributes=(
-            (A.NETWORK_INTERFACE_NAME, ifname(rec.ifname, rec.ifindex)),
-            (A.VIRTIO_CTRL_CLASS, ctrl_class(rec.cls)),
-            (A.VIRTIO_CTRL_COMMAND, rec.cmd),
-            (A.LATENCY, seconds(rec.latency_ns)),
-            (A.CPU_LOGICAL_NUMBER, rec.cpu),
-            (A.PROCESS_PID, rec.pid),
-            (A.PROCESS_COMMAND, rec.comm.decode(errors="replace")),
-        ),
-        timestamp_ns=rec.hdr.ts_ns + clock_offset_ns,
-    )
+    spec = _EVENTS[event_type(VirtcmdlatencyEventType, rec.hdr.type, "virtcmdlatency")]
+    return record_event(spec, rec.hdr, (
+        (A.NETWORK_INTERFACE_NAME, ifname(rec.ifname, rec.ifindex)),
+        (A.VIRTIO_CTRL_CLASS, ctrl_class(rec.cls)),
+        (A.VIRTIO_CTRL_COMMAND, rec.cmd),
+        (A.LATENCY, seconds(rec.latency_ns)),
+        (A.CPU_LOGICAL_NUMBER, rec.cpu),
+        (A.PROCESS_PID, rec.pid),
+        (A.PROCESS_COMMAND, rec.comm.decode(errors="replace")),
+    ), clock_offset_ns)
 
 
 class VirtcmdlatencyProbe(LatencyProbe):
@@ -150,8 +136,6 @@ SPEC = ProbeSpec(
     factory=VirtcmdlatencyProbe,
     instruments=I.VIRTCMDLATENCY,
     args=VirtcmdlatencyArgs,
-    requires=("kernel BTF (/sys/kernel/btf/vmlinux)",
-              "fentry/fexit (BPF trampolines) or kprobes (CONFIG_KPROBES) on "
-              "virtnet_send_command_reply or virtnet_send_command (the virtio_net driver)",
-              "BPF ring buffer (Linux 5.8+) for events", "CAP_BPF+CAP_PERFMON or CAP_SYS_ADMIN"),
+    requires=bpf_requires("fentry/fexit (BPF trampolines) or kprobes (CONFIG_KPROBES) on "
+                          "virtnet_send_command_reply or virtnet_send_command (the virtio_net driver)"),
 )
