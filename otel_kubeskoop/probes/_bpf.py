@@ -35,6 +35,8 @@ ring-buffer record into an :class:`~otel_kubeskoop.probe.Event` (:func:`record_e
 
 from __future__ import annotations
 
+import abc
+
 import ctypes
 import logging
 import os
@@ -335,7 +337,7 @@ def still_absent(absent: Mapping[int, int], missing: Iterable[int]) -> dict[int,
 # --- the probes ----------------------------------------------------------------------------
 
 
-class ObjectProbe:
+class ObjectProbe(abc.ABC):
     """What every eBPF probe does with its object (:class:`BPFProbe`,
     :class:`~otel_kubeskoop.probes._latency.LatencyProbe`): open it with the event settings and
     the probe's own ``const volatile`` ones, attach, pump its ring buffer into ``ctx.emit`` while
@@ -394,8 +396,9 @@ class ObjectProbe:
         ring = obj.ringbuf(EVENTS_MAP, self._on_record)
         self.ctx.watch(ring.fileno(), ring.consume)
 
+    @abc.abstractmethod
     def decode(self, raw: bytes) -> Event:
-        raise NotImplementedError
+        """Implemented by each probe."""
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -494,9 +497,9 @@ class BPFProbe(ObjectProbe):
 
     # --- subclass hooks ----------------------------------------------------------------------
 
+    @abc.abstractmethod
     def samples(self, counts: Mapping[int | None, Mapping[Any, int]]) -> list[Sample]:
         """Samples from ``{netns or None: {key tuple: value}}`` (keys without their netns)."""
-        raise NotImplementedError
 
     def key_fields(self, key: Any) -> tuple[Any, ...]:
         """The key's fields other than the namespace's (netns, netns_cookie)."""

@@ -29,6 +29,8 @@ node-scope probes (softirq) keep no namespace.
 
 from __future__ import annotations
 
+import abc
+
 import ctypes
 import logging
 from collections.abc import Callable, Mapping
@@ -116,9 +118,9 @@ class LatencyProbe(ObjectProbe):
     def event_rodata(self) -> dict[str, int | bool]:
         return {**super().event_rodata(), "targ_threshold_ns": self.args.threshold_ns}
 
+    @abc.abstractmethod
     def samples_of(self, key: Any, value: Any, netns: int | None) -> list[Sample]:
         """The samples of one ``hists`` entry."""
-        raise NotImplementedError
 
     # --- metrics -----------------------------------------------------------------------------
 

@@ -14,6 +14,8 @@ tcpsummary; conntrack for its statistics).
 
 from __future__ import annotations
 
+import abc
+
 import logging
 import socket
 from collections.abc import Callable
@@ -63,7 +65,7 @@ def report_failures(ctx: ProbeContext, failures: dict[int, BaseException]) -> No
             ctx.report(exc)
 
 
-class NetnsNetlinkProbe(NetlinkSequence):
+class NetnsNetlinkProbe(NetlinkSequence, abc.ABC):
     """A netlink probe with one socket of ``PROTOCOL`` per namespace.
 
     Subclasses set ``PROTOCOL`` and implement :meth:`check`, :meth:`unavailable` and :meth:`read`.
@@ -77,17 +79,17 @@ class NetnsNetlinkProbe(NetlinkSequence):
 
     # --- subclass hooks ----------------------------------------------------------------------
 
+    @abc.abstractmethod
     def check(self, sock: socket.socket) -> None:
         """The request :meth:`start` makes in the agent's namespace."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def unavailable(self, exc: OSError | DecodeError) -> str:
         """Why the probe is unavailable, :meth:`check` having raised ``exc``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def read(self, inode: int, sock: socket.socket) -> list[Sample]:
         """The samples of namespace ``inode``, read through its socket."""
-        raise NotImplementedError
 
     # --- lifecycle ---------------------------------------------------------------------------
 
