@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The agent's HTTP endpoints: ``/status``, ``/healthz``, ``/readyz``.
+"""The agent's HTTP endpoints: ``/status``, ``/healthz``, ``/readyz``, and the compat ``/metrics``.
 
 Listens on the config's ``address`` (``[tcp://]host:port``, ``:port`` or ``unix:///path``), upstream
 default ``:9102``. Nothing else is served: no debug or profiling endpoints.
@@ -60,6 +60,7 @@ class _UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer
 class HTTPServer:
     def __init__(self, address: str, routes: dict[str, Route]) -> None:
         handler = type("Handler", (_Handler,), {"routes": dict(routes)})
+        self._paths = ", ".join(sorted(routes))
         self._unix_path: str | None = None
         if address.startswith("unix://"):
             path = address.removeprefix("unix://")
@@ -82,7 +83,7 @@ class HTTPServer:
 
     def start(self) -> None:
         self._thread.start()
-        log.info("serving /status, /healthz, /readyz on %s", self.bound)
+        log.info("serving %s on %s", self._paths, self.bound)
 
     def stop(self) -> None:
         if self._thread.is_alive():
