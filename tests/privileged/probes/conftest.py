@@ -127,8 +127,8 @@ def attrs(event: Event) -> dict[str, Any]:
 
 
 def require_iptables() -> None:
-    if shutil.which("iptables") is None:
-        pytest.skip("needs iptables (Debian package iptables) to make netfilter drops")
+    # `make setup` installs it: missing, the set-up is broken, not the kernel.
+    assert shutil.which("iptables"), "iptables missing: `make setup` installs the Debian package iptables"
 
 
 def no_ipv6(*namespaces: TestNetns) -> None:
@@ -137,6 +137,24 @@ def no_ipv6(*namespaces: TestNetns) -> None:
     for ns in namespaces:
         ns.run("sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1",
                "net.ipv6.conf.default.disable_ipv6=1")
+
+
+_CONNECT_TIMES_OUT = """
+import socket
+s = socket.socket()
+s.settimeout({timeout})
+try:
+    s.connect(({addr!r}, {port}))
+    raise SystemExit("connected although the test drops the handshake")
+except TimeoutError:
+    print("timed out, as the dropped handshake makes it")
+"""
+
+
+def connect_times_out(ns: TestNetns, addr: str, port: int, timeout: float = 2.5) -> None:
+    """A TCP connect from ``ns`` whose handshake the test drops (a SYN or SYN-ACK DROP rule): it
+    must time out, after the kernel has retransmitted; anything else fails the test."""
+    ns.python(_CONNECT_TIMES_OUT.format(addr=addr, port=port, timeout=timeout), timeout=timeout + 8)
 
 
 def iptables(ns: TestNetns, *rule: str) -> None:

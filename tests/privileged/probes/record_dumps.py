@@ -28,7 +28,7 @@ from otel_kubeskoop.probe import Event
 from otel_kubeskoop.probes import packetloss, tcpreset, tcpretrans
 from otel_kubeskoop.probes._bpf import KernelNames
 from tests.privileged.netnsutil import netns, tcp_refused, veth_pair
-from tests.privileged.probes.conftest import RAW_ACK, Harness, iptables, no_ipv6, serve, tcp6_refused
+from tests.privileged.probes.conftest import RAW_ACK, Harness, connect_times_out, iptables, no_ipv6, serve, tcp6_refused
 
 OUT = Path(__file__).resolve().parents[2] / "fixtures" / "bpf_events"
 STRUCTS = {"packetloss": layouts.PacketlossEvent, "tcpreset": layouts.TcpresetEvent,
@@ -196,14 +196,12 @@ def main() -> None:
                 write("tcpreset", "active_ipv4", "close() with SO_LINGER 0 on an established connection (tcp_send_active_reset)",
                       h.first("tcpreset", b.inode, reset.TCPRESET_ACTIVE), decoder("tcpreset"))
                 iptables(b, "-A", "INPUT", "-p", "tcp", "--dport", "6000", "-j", "DROP")
-                a.python("import socket\ns = socket.socket(); s.settimeout(1.5)\ntry: s.connect(('10.231.0.2', 6000))\nexcept OSError: pass",
-                         timeout=10)
+                connect_times_out(a, "10.231.0.2", 6000, timeout=1.5)
                 write("tcpretrans", "syn_ipv4", "a SYN to 10.231.0.2:6000, dropped there by iptables, sent again",
                       h.first("tcpretrans", a.inode, retrans.TCPRETRANS_SYN), decoder("tcpretrans"))
                 server = serve(b, "10.231.0.2", 7000, accept=False)
                 iptables(a, "-A", "INPUT", "-p", "tcp", "--sport", "7000", "--tcp-flags", "SYN,ACK", "SYN,ACK", "-j", "DROP")
-                a.python("import socket\ns = socket.socket(); s.settimeout(1.5)\ntry: s.connect(('10.231.0.2', 7000))\nexcept OSError: pass",
-                         timeout=10)
+                connect_times_out(a, "10.231.0.2", 7000, timeout=1.5)
                 server.kill()
                 write("tcpretrans", "synack_ipv4", "the listener's SYN-ACK, dropped by the client's iptables, sent again",
                       h.first("tcpretrans", b.inode, retrans.TCPRETRANS_SYNACK), decoder("tcpretrans"))

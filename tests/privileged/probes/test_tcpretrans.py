@@ -14,7 +14,7 @@ import pytest
 from otel_kubeskoop.bpf.loader import AttachPoint
 from otel_kubeskoop.probes import tcpretrans
 from tests.privileged.netnsutil import TestNetns, netns, require_root, veth_pair
-from tests.privileged.probes.conftest import Harness, attrs, iptables, no_ipv6, require_iptables, serve, snmp_tcp
+from tests.privileged.probes.conftest import Harness, attrs, connect_times_out, iptables, no_ipv6, require_iptables, serve, snmp_tcp
 
 require_root()
 
@@ -118,17 +118,7 @@ def test_syns_to_a_namespace_that_drops_them_are_syn(harness: Harness) -> None:
         no_ipv6(a, b)
         with veth_pair(a, b):
             iptables(b, "-A", "INPUT", "-p", "tcp", "--dport", "6000", "-j", "DROP")
-            a.python(
-                "import socket\n"
-                "s = socket.socket(); s.settimeout(2.5)\n"
-                "try:\n"
-                "    s.connect(('10.231.0.2', 6000))\n"
-                "except OSError:\n"
-                "    pass\n"
-                "else:\n"
-                "    raise SystemExit('connected through a DROP rule')\n",
-                timeout=10,
-            )
+            connect_times_out(a, "10.231.0.2", 6000, timeout=2.5)
             got = settled(harness, a, b)
             counted, segs = got[a.inode]
             assert segs >= 2 and counted == {"syn": segs}
@@ -148,15 +138,7 @@ def test_lost_syn_acks_are_synack_at_the_listener(harness: Harness) -> None:
             server = serve(b, "10.231.0.2", 7000, accept=False)
             iptables(a, "-A", "INPUT", "-p", "tcp", "--sport", "7000", "--tcp-flags", "SYN,ACK",
                      "SYN,ACK", "-j", "DROP")
-            a.python(
-                "import socket\n"
-                "s = socket.socket(); s.settimeout(2.5)\n"
-                "try:\n"
-                "    s.connect(('10.231.0.2', 7000))\n"
-                "except OSError:\n"
-                "    pass\n",
-                timeout=10,
-            )
+            connect_times_out(a, "10.231.0.2", 7000, timeout=2.5)
             got = settled(harness, a, b)
             server.kill()
             counted_b, segs_b = got[b.inode]
@@ -191,15 +173,7 @@ def test_classic_tracepoints_classify_the_same(harness: Harness) -> None:
             server = serve(b, "10.231.0.2", 7000, accept=False)
             iptables(a, "-A", "INPUT", "-p", "tcp", "--sport", "7000", "--tcp-flags", "SYN,ACK",
                      "SYN,ACK", "-j", "DROP")
-            a.python(
-                "import socket\n"
-                "s = socket.socket(); s.settimeout(1.5)\n"
-                "try:\n"
-                "    s.connect(('10.231.0.2', 7000))\n"
-                "except OSError:\n"
-                "    pass\n",
-                timeout=10,
-            )
+            connect_times_out(a, "10.231.0.2", 7000, timeout=1.5)
             got = settled(harness, a, b)
             server.kill()
             assert got[a.inode][0] == {"syn": got[a.inode][1]} and got[a.inode][1] >= 1
