@@ -39,45 +39,69 @@ def iperf(client, server_addr: str, seconds: float) -> float:
     return json.loads(out)["end"]["sum_received"]["bits_per_second"]
 
 
-def runtime_for(probes: list[str]) -> ProbeRuntime:
+def runtime_for(probes: list[str], stats: bool) -> ProbeRuntime:
     metrics = [{"name": p} for p in probes if Kind.METRICS in REGISTRY[p].kinds]
     events = [{"name": p} for p in probes if Kind.EVENTS in REGISTRY[p].kinds]
     config = parse({"address": "", "metrics": {"probes": metrics}, "event": {"probes": events},
-                    "bpfStats": {"enabled": True}}, "bench", environ={})
-    rt = ProbeRuntime(config.probes, bpf_stats=True)
+                    "bpfStats": {"enabled": stats}}, "bench", environ={})
+    rt = ProbeRuntime(config.probes, bpf_stats=stats)
     return rt
 
 
+def started(probes: list[str], discovery: NetnsDiscovery, stats: bool) -> ProbeRuntime:
+    rt = runtime_for(probes, stats)
+    rt.cycle.namespaces = discovery.scan()
+    rt.start()
+    states = {r.name: r.state.value for r in rt.runs}
+    if any(s != "running" for s in states.values()):
+        rt.stop()
+        raise SystemExit(f"probes not running: {states} {[r.reason for r in rt.runs]}")
+    return rt
+
+
+def program_stats(rt: ProbeRuntime) -> dict[str, tuple[float, float]]:
+    """Program name -> (runs, run time in seconds), cumulative."""
+    samples = rt.self_samples()
+    runs = {dict(s.attributes)["kubeskoop.bpf.program"]: s.value for s in samples if s.instrument is I.AGENT_BPF_RUNS}
+    time_ = {dict(s.attributes)["kubeskoop.bpf.program"]: s.value for s in samples if s.instrument is I.AGENT_BPF_TIME}
+    return {name: (runs[name], time_.get(name, 0.0)) for name in runs}
+
+
+def rx_packets(ns, dev: str) -> int:
+    return int(ns.run("cat", f"/sys/class/net/{dev}/statistics/rx_packets", check=True).stdout)
+
+
 def measure(probes: list[str], pairs: int, seconds: float) -> dict:
-    with netns() as a, netns() as b, veth_pair(a, b, "10.231.7.1/24", "10.231.7.2/24"):
+    """Throughput pairs with bpfStats off (the default, what users pay), then one run with it on
+    for each program's runs per received packet and run time per run (the clock reads it costs
+    make that run slower, so it is not one of the pairs)."""
+    with netns() as a, netns() as b, veth_pair(a, b, "10.231.7.1/24", "10.231.7.2/24") as (_, dev_b):
         server = b.popen("iperf3", "-s", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.5)
-        without, with_, per_run = [], [], {}
+        without, with_, per_run, per_packet = [], [], {}, {}
         discovery = NetnsDiscovery()
         try:
             iperf(a, "10.231.7.2", 1)  # warm-up
             for _ in range(pairs):
                 without.append(iperf(a, "10.231.7.2", seconds))
-                rt = runtime_for(probes)
-                rt.cycle.namespaces = discovery.scan()
-                rt.start()
+                rt = started(probes, discovery, stats=False)
                 try:
-                    states = {r.name: r.state.value for r in rt.runs}
-                    if any(s != "running" for s in states.values()):
-                        raise SystemExit(f"probes not running: {states} {[r.reason for r in rt.runs]}")
-                    before = {s.attributes: s.value for s in rt.self_samples() if s.instrument is I.AGENT_BPF_RUNS}
-                    tbefore = {s.attributes: s.value for s in rt.self_samples() if s.instrument is I.AGENT_BPF_TIME}
                     with_.append(iperf(a, "10.231.7.2", seconds))
-                    samples = rt.self_samples()
-                    for s in samples:
-                        if s.instrument is I.AGENT_BPF_RUNS:
-                            runs = s.value - before.get(s.attributes, 0)
-                            t = next(x.value for x in samples if x.instrument is I.AGENT_BPF_TIME and x.attributes == s.attributes)
-                            name = dict(s.attributes)["kubeskoop.bpf.program"]
-                            if runs:
-                                per_run.setdefault(name, []).append((t - tbefore.get(s.attributes, 0)) / runs * 1e9)
                 finally:
                     rt.stop()
+            rt = started(probes, discovery, stats=True)
+            try:
+                before, packets = program_stats(rt), rx_packets(b, dev_b)
+                iperf(a, "10.231.7.2", seconds)
+                after, packets = program_stats(rt), rx_packets(b, dev_b) - packets
+            finally:
+                rt.stop()
+            for name, (runs, run_time) in after.items():
+                runs -= before.get(name, (0, 0))[0]
+                run_time -= before.get(name, (0, 0))[1]
+                if runs:
+                    per_run[name] = round(run_time / runs * 1e9, 1)
+                    per_packet[name] = round(runs / packets, 2)
         finally:
             discovery.close()
             server.kill()
@@ -87,7 +111,8 @@ def measure(probes: list[str], pairs: int, seconds: float) -> dict:
         "probes": probes, "pairs": pairs, "seconds": seconds,
         "without_gbps": [round(x / 1e9, 3) for x in without], "with_gbps": [round(x / 1e9, 3) for x in with_],
         "median_ratio": round(statistics.median(ratios), 4),
-        "ns_per_run": {k: round(statistics.median(v), 1) for k, v in per_run.items()},
+        "ns_per_run": per_run, "runs_per_packet": per_packet,
+        "bpf_ns_per_packet": round(sum(per_run[n] * per_packet[n] for n in per_run), 1),
     }
 
 

@@ -139,7 +139,7 @@ static __always_inline struct rq_start *start_record(void)
 		return NULL;
 	task = (struct task_struct *)bpf_get_current_task();
 	s->issued_ns = bpf_ktime_get_ns();
-	s->netns = net_id(BPF_CORE_READ(task, nsproxy, net_ns));
+	s->netns = net_id(false, BPF_CORE_READ(task, nsproxy, net_ns));
 	s->pid = bpf_get_current_pid_tgid() >> 32;
 	s->flags = (BPF_CORE_READ(task, flags) & PF_KTHREAD) ? BIOLATENCY_KTHREAD : 0;
 	bpf_get_current_comm(s->comm, sizeof(s->comm));
@@ -163,7 +163,7 @@ static __always_inline int issue_rq(const struct request *rq)
 	s->bytes = BPF_CORE_READ(rq, __data_len);
 	s->sector = BPF_CORE_READ(rq, __sector);
 	key.id = (__u64)rq;
-	inflight_start(&requests, &key, s);
+	requests_start(&key, s);
 	return 0;
 }
 
@@ -180,7 +180,7 @@ static __always_inline int issue_tp(struct trace_event_raw_block_rq *ctx)
 	s->op = rwbs_op(ctx);
 	key.id = s->sector;
 	key.dev = s->dev;
-	inflight_start(&requests, &key, s);
+	requests_start(&key, s);
 	return 0;
 }
 
@@ -192,7 +192,7 @@ static __always_inline int complete(const struct rq_key *key, bool failed)
 	struct rq_start *s;
 	__u64 now, delta;
 
-	s = bpf_map_lookup_elem(&requests, key);
+	s = requests_lookup(key);
 	if (!s) {
 		inflight_count(INFLIGHT_UNMATCHED);
 		return 0;
@@ -220,7 +220,7 @@ static __always_inline int complete(const struct rq_key *key, bool failed)
 			event_submit(e);
 		}
 	}
-	inflight_end(&requests, key);
+	requests_end(key);
 	return 0;
 }
 

@@ -166,7 +166,7 @@ static __always_inline int count_packet(struct __sk_buff *ctx, __u8 direction)
 		key.sport = bpf_ntohs(ports[0]);
 		key.dport = bpf_ntohs(ports[1]);
 	}
-	id = net_id(skb->dev->nd_net.net);
+	id = net_id(true, skb->dev->nd_net.net);
 	key.netns = id.inum;
 	key.netns_cookie = id.cookie;
 	key.direction = direction;

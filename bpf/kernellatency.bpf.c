@@ -28,12 +28,12 @@
  *   free     tp_btf/kfree_skb, tracepoint/skb/kfree_skb, fentry|kprobe/sk_skb_reason_drop
  *   consume  tp_btf/consume_skb, tracepoint/skb/consume_skb, fentry|kprobe/consume_skb
  *
- * In flight (RX only): netif_receive_skb puts skb -> start into the LRU hash "skbs"; tcp_probe
- * measures and removes it. A received TCP packet that never reaches an established socket
+ * In flight (RX only): netif_receive_skb puts skb -> start into the in-flight table "skbs"
+ * (latency.bpf.h); tcp_probe measures and removes it. A received TCP packet that never reaches an established socket
  * (dropped, forwarded, a SYN to a listener) is freed through skb:kfree_skb or skb:consume_skb,
  * which remove its entry (counted as discarded). One freed without a tracepoint (__kfree_skb(),
  * deferred frees) stays until its memory comes back as a new packet, which replaces it (counted
- * as replaced), or the LRU evicts it; user space counts evictions by difference.
+ * as replaced), or a start that needs its slot evicts it (counted).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -115,10 +115,10 @@ static __always_inline void measure(__u32 direction, struct netns_id netns, __u6
 }
 
 /* Whether a packet entering the stack (skb->data at its IP header) is TCP over IPv4 or IPv6. */
-static __always_inline bool rx_is_tcp(const struct sk_buff *skb)
+static __always_inline bool rx_is_tcp(bool btf, const struct sk_buff *skb)
 {
-	unsigned char *data = BPF_CORE_READ(skb, data);
-	__u16 proto = bpf_ntohs(BPF_CORE_READ(skb, protocol));
+	unsigned char *data = KREAD(btf, skb, data);
+	__u16 proto = bpf_ntohs(KREAD(btf, skb, protocol));
 	__u8 l4 = 0;
 
 	if (proto == TUPLE_ETH_P_IP)
@@ -129,46 +129,46 @@ static __always_inline bool rx_is_tcp(const struct sk_buff *skb)
 }
 
 /* hook "rx": the packet enters the stack. */
-static __always_inline int handle_rx(const struct sk_buff *skb)
+static __always_inline int handle_rx(bool btf, const struct sk_buff *skb)
 {
 	struct skb_start s = {};
 	struct net_device *dev;
 	__u64 key = (__u64)skb;
 
-	if (!skb || !rx_is_tcp(skb))
+	if (!skb || !rx_is_tcp(btf, skb))
 		return 0;
-	dev = BPF_CORE_READ(skb, dev);
+	dev = KREAD(btf, skb, dev);
 	s.ts_ns = bpf_ktime_get_ns();
 	s.dev = (__u64)dev;
-	s.ifindex = BPF_CORE_READ(dev, ifindex);
-	s.len = BPF_CORE_READ(skb, len);
-	inflight_start(&skbs, &key, &s);
+	s.ifindex = KREAD(btf, dev, ifindex);
+	s.len = KREAD(btf, skb, len);
+	skbs_start(&key, &s);
 	return 0;
 }
 
 /* hook "deliver": the packet reaches its established TCP socket. */
-static __always_inline int handle_deliver(const struct sock *sk, const struct sk_buff *skb)
+static __always_inline int handle_deliver(bool btf, const struct sock *sk,
+					  const struct sk_buff *skb)
 {
 	const struct net_device *dev;
 	__u64 key = (__u64)skb, now;
 	struct netns_id netns;
-	struct skb_start *s;
+	struct skb_start s;
 
 	if (!skb)
 		return 0;
-	s = bpf_map_lookup_elem(&skbs, &key);
-	if (!s) {
+	if (!skbs_get(&key, &s)) {
 		inflight_count(INFLIGHT_UNMATCHED);
 		return 0;
 	}
+	skbs_end(&key);
 	now = bpf_ktime_get_ns();
-	dev = (const struct net_device *)s->dev;
-	netns = sk_netns_id(sk);
-	if (!netns.inum)
-		netns = net_id(BPF_CORE_READ(dev, nd_net.net));
-	measure(KERNELLATENCY_RX, netns, now > s->ts_ns ? now - s->ts_ns : 0, skb, dev, s->ifindex,
-		s->len);
-	inflight_end(&skbs, &key);
+	dev = (const struct net_device *)s.dev;
+	netns = sk_netns_id(btf, sk);
+	if (!netns.inum) /* dev is a number from the map: probe reads */
+		netns = net_id(false, BPF_CORE_READ(dev, nd_net.net));
+	measure(KERNELLATENCY_RX, netns, now > s.ts_ns ? now - s.ts_ns : 0, skb, dev, s.ifindex,
+		s.len);
 	return 0;
 }
 
@@ -177,13 +177,13 @@ static __always_inline int handle_free(const struct sk_buff *skb)
 {
 	__u64 key = (__u64)skb;
 
-	if (skb && bpf_map_lookup_elem(&skbs, &key))
-		inflight_discard(&skbs, &key);
+	if (skb)
+		skbs_discard(&key);
 	return 0;
 }
 
 /* hook "tx": a packet is queued to a device; a TCP data segment carries TCP's departure stamp. */
-static __always_inline int handle_tx(const struct sk_buff *skb)
+static __always_inline int handle_tx(bool btf, const struct sk_buff *skb)
 {
 	const struct net_device *dev;
 	const struct sock *sk;
@@ -195,28 +195,28 @@ static __always_inline int handle_tx(const struct sk_buff *skb)
 
 	if (!skb)
 		return 0;
-	sk = BPF_CORE_READ(skb, sk);
+	sk = KREAD(btf, skb, sk);
 	if (!sk)
 		return 0;
-	state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	state = KREAD(btf, sk, __sk_common.skc_state);
 	if (state == TCP_TIME_WAIT || state == TCP_NEW_SYN_RECV)
 		return 0; /* not a full socket (sk_fullsock()) */
-	if (BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol) != IPPROTO_TCP)
+	if (KREAD_BITFIELD(btf, sk, sk_protocol) != IPPROTO_TCP)
 		return 0;
-	stamp = BPF_CORE_READ(skb, tstamp);
+	stamp = KREAD(btf, skb, tstamp);
 	now = bpf_ktime_get_ns();
 	if (!stamp || stamp > now)
 		return 0;
 	last = bpf_map_lookup_elem(&last_tx, &zero);
 	if (!last || (last->skb == (__u64)skb && last->stamp == stamp))
 		return 0;
-	if (!tcp_segment(skb, &seg) || !seg.payload)
+	if (!tcp_segment(btf, skb, &seg) || !seg.payload)
 		return 0;
 	last->skb = (__u64)skb;
 	last->stamp = stamp;
-	dev = BPF_CORE_READ(skb, dev);
-	measure(KERNELLATENCY_TX, sk_netns_id(sk), now - stamp, skb, dev, BPF_CORE_READ(dev, ifindex),
-		BPF_CORE_READ(skb, len));
+	dev = KREAD(btf, skb, dev);
+	measure(KERNELLATENCY_TX, sk_netns_id(btf, sk), now - stamp, skb, dev,
+		KREAD(btf, dev, ifindex), KREAD(btf, skb, len));
 	return 0;
 }
 
@@ -225,25 +225,25 @@ static __always_inline int handle_tx(const struct sk_buff *skb)
 SEC("tp_btf/netif_receive_skb")
 int BPF_PROG(kernellatency_rx_btf, struct sk_buff *skb)
 {
-	return handle_rx(skb);
+	return handle_rx(true, skb);
 }
 
 SEC("tracepoint/net/netif_receive_skb")
 int kernellatency_rx_tp(struct trace_event_raw_net_dev_template *ctx)
 {
-	return handle_rx(ctx->skbaddr);
+	return handle_rx(false, ctx->skbaddr);
 }
 
 SEC("fentry/ip_rcv")
 int BPF_PROG(kernellatency_rx_fentry, struct sk_buff *skb)
 {
-	return handle_rx(skb);
+	return handle_rx(true, skb);
 }
 
 SEC("kprobe/ip_rcv")
 int BPF_KPROBE(kernellatency_rx_kprobe, struct sk_buff *skb)
 {
-	return handle_rx(skb);
+	return handle_rx(false, skb);
 }
 
 /* hook "deliver" */
@@ -251,25 +251,25 @@ int BPF_KPROBE(kernellatency_rx_kprobe, struct sk_buff *skb)
 SEC("tp_btf/tcp_probe")
 int BPF_PROG(kernellatency_deliver_btf, struct sock *sk, const struct sk_buff *skb)
 {
-	return handle_deliver(sk, skb);
+	return handle_deliver(true, sk, skb);
 }
 
 SEC("tracepoint/tcp/tcp_probe")
 int kernellatency_deliver_tp(struct trace_event_raw_tcp_probe *ctx)
 {
-	return handle_deliver(ctx->skaddr, ctx->skbaddr);
+	return handle_deliver(false, ctx->skaddr, ctx->skbaddr);
 }
 
 SEC("fentry/tcp_rcv_established")
 int BPF_PROG(kernellatency_deliver_fentry, struct sock *sk, struct sk_buff *skb)
 {
-	return handle_deliver(sk, skb);
+	return handle_deliver(true, sk, skb);
 }
 
 SEC("kprobe/tcp_rcv_established")
 int BPF_KPROBE(kernellatency_deliver_kprobe, struct sock *sk, struct sk_buff *skb)
 {
-	return handle_deliver(sk, skb);
+	return handle_deliver(false, sk, skb);
 }
 
 /* hook "tx" */
@@ -277,25 +277,25 @@ int BPF_KPROBE(kernellatency_deliver_kprobe, struct sock *sk, struct sk_buff *sk
 SEC("tp_btf/net_dev_queue")
 int BPF_PROG(kernellatency_tx_btf, struct sk_buff *skb)
 {
-	return handle_tx(skb);
+	return handle_tx(true, skb);
 }
 
 SEC("tracepoint/net/net_dev_queue")
 int kernellatency_tx_tp(struct trace_event_raw_net_dev_template *ctx)
 {
-	return handle_tx(ctx->skbaddr);
+	return handle_tx(false, ctx->skbaddr);
 }
 
 SEC("fentry/__dev_queue_xmit")
 int BPF_PROG(kernellatency_tx_fentry, struct sk_buff *skb)
 {
-	return handle_tx(skb);
+	return handle_tx(true, skb);
 }
 
 SEC("kprobe/__dev_queue_xmit")
 int BPF_KPROBE(kernellatency_tx_kprobe, struct sk_buff *skb)
 {
-	return handle_tx(skb);
+	return handle_tx(false, skb);
 }
 
 /* hook "free" */

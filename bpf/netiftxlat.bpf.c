@@ -163,7 +163,7 @@ static __always_inline void emit(__u32 stage, const struct sk_buff *skb,
 	event_submit(e);
 }
 
-static __always_inline int handle_queue(const struct sk_buff *skb)
+static __always_inline int handle_queue(bool btf, const struct sk_buff *skb)
 {
 	const struct net_device *dev;
 	struct skb_key key = {};
@@ -171,19 +171,20 @@ static __always_inline int handle_queue(const struct sk_buff *skb)
 
 	if (!skb)
 		return 0;
-	dev = BPF_CORE_READ(skb, dev);
+	dev = KREAD(btf, skb, dev);
 	if (!dev)
 		return 0;
 	key.skb = (__u64)skb;
-	key.ifindex = BPF_CORE_READ(dev, ifindex);
+	key.ifindex = KREAD(btf, dev, ifindex);
 	s.queued_ns = bpf_ktime_get_ns();
-	s.netns = net_id(BPF_CORE_READ(dev, nd_net.net));
-	s.len = BPF_CORE_READ(skb, len);
-	inflight_start(&skbs, &key, &s);
+	s.netns = net_id(btf, KREAD(btf, dev, nd_net.net));
+	s.len = KREAD(btf, skb, len);
+	skbs_start(&key, &s);
 	return 0;
 }
 
-static __always_inline int handle_start(const struct sk_buff *skb, const struct net_device *dev)
+static __always_inline int handle_start(bool btf, const struct sk_buff *skb,
+					const struct net_device *dev)
 {
 	struct skb_key key = {};
 	struct skb_start *s;
@@ -193,8 +194,8 @@ static __always_inline int handle_start(const struct sk_buff *skb, const struct 
 		return 0;
 	ring_push(skb, dev);
 	key.skb = (__u64)skb;
-	key.ifindex = BPF_CORE_READ(dev, ifindex);
-	s = bpf_map_lookup_elem(&skbs, &key);
+	key.ifindex = KREAD(btf, dev, ifindex);
+	s = skbs_lookup(&key);
 	if (!s) {
 		inflight_count(INFLIGHT_UNMATCHED);
 		return 0;
@@ -212,11 +213,12 @@ static __always_inline int handle_start(const struct sk_buff *skb, const struct 
 	return 0;
 }
 
-/* dev may be NULL (classic tracepoint): then it is the one remembered at start. */
-static __always_inline int handle_xmit(const void *skb, int rc, const struct net_device *dev)
+/* dev may be NULL (classic tracepoint): then it is the one remembered at start (btf false). */
+static __always_inline int handle_xmit(bool btf, const void *skb, int rc,
+				       const struct net_device *dev)
 {
 	struct skb_key key = {};
-	struct skb_start *s, copy;
+	struct skb_start s;
 	__u64 now, delta;
 
 	if (!skb)
@@ -228,26 +230,24 @@ static __always_inline int handle_xmit(const void *skb, int rc, const struct net
 		return 0;
 	}
 	key.skb = (__u64)skb;
-	key.ifindex = BPF_CORE_READ(dev, ifindex);
-	s = bpf_map_lookup_elem(&skbs, &key);
-	if (!s || !s->started_ns) {
+	key.ifindex = KREAD(btf, dev, ifindex);
+	if (!skbs_get(&key, &s) || !s.started_ns) {
 		inflight_count(INFLIGHT_UNMATCHED);
 		return 0;
 	}
 	if (rc == NETDEV_TX_BUSY) /* requeued: it will start again */
 		return 0;
+	skbs_end(&key);
 	now = bpf_ktime_get_ns();
-	delta = now > s->started_ns ? now - s->started_ns : 0;
-	copy = *s;
-	inflight_end(&skbs, &key);
-	record(NETIFTXLAT_XMIT, copy.netns, dev, key.ifindex, delta);
+	delta = now > s.started_ns ? now - s.started_ns : 0;
+	record(NETIFTXLAT_XMIT, s.netns, dev, key.ifindex, delta);
 	if (targ_emit && delta > targ_threshold_ns)
-		emit(NETIFTXLAT_XMIT, NULL, dev, key.ifindex, &copy, delta, rc);
+		emit(NETIFTXLAT_XMIT, NULL, dev, key.ifindex, &s, delta, rc);
 	return 0;
 }
 
 /* A packet freed before the driver saw it: forget it. */
-static __always_inline int handle_free(const struct sk_buff *skb)
+static __always_inline int handle_free(bool btf, const struct sk_buff *skb)
 {
 	struct skb_key key = {};
 	struct skb_start *s;
@@ -255,14 +255,14 @@ static __always_inline int handle_free(const struct sk_buff *skb)
 
 	if (!skb)
 		return 0;
-	dev = BPF_CORE_READ(skb, dev);
+	dev = KREAD(btf, skb, dev);
 	if (!dev)
 		return 0;
 	key.skb = (__u64)skb;
-	key.ifindex = BPF_CORE_READ(dev, ifindex);
-	s = bpf_map_lookup_elem(&skbs, &key);
+	key.ifindex = KREAD(btf, dev, ifindex);
+	s = skbs_lookup(&key);
 	if (s && !s->started_ns)
-		inflight_discard(&skbs, &key);
+		skbs_discard(&key);
 	return 0;
 }
 
@@ -271,25 +271,25 @@ static __always_inline int handle_free(const struct sk_buff *skb)
 SEC("tp_btf/net_dev_queue")
 int BPF_PROG(netiftxlat_queue_btf, struct sk_buff *skb)
 {
-	return handle_queue(skb);
+	return handle_queue(true, skb);
 }
 
 SEC("tracepoint/net/net_dev_queue")
 int netiftxlat_queue_tp(struct trace_event_raw_net_dev_template *ctx)
 {
-	return handle_queue(ctx->skbaddr);
+	return handle_queue(false, ctx->skbaddr);
 }
 
 SEC("fentry/__dev_queue_xmit")
 int BPF_PROG(netiftxlat_queue_fentry, struct sk_buff *skb)
 {
-	return handle_queue(skb);
+	return handle_queue(true, skb);
 }
 
 SEC("kprobe/__dev_queue_xmit")
 int BPF_KPROBE(netiftxlat_queue_kprobe, struct sk_buff *skb)
 {
-	return handle_queue(skb);
+	return handle_queue(false, skb);
 }
 
 /* hook "start" */
@@ -297,7 +297,7 @@ int BPF_KPROBE(netiftxlat_queue_kprobe, struct sk_buff *skb)
 SEC("tp_btf/net_dev_start_xmit")
 int BPF_PROG(netiftxlat_start_btf, const struct sk_buff *skb, const struct net_device *dev)
 {
-	return handle_start(skb, dev);
+	return handle_start(true, skb, dev);
 }
 
 SEC("tracepoint/net/net_dev_start_xmit")
@@ -305,7 +305,7 @@ int netiftxlat_start_tp(struct trace_event_raw_net_dev_start_xmit *ctx)
 {
 	const struct sk_buff *skb = ctx->skbaddr;
 
-	return handle_start(skb, BPF_CORE_READ(skb, dev));
+	return handle_start(false, skb, BPF_CORE_READ(skb, dev));
 }
 
 /* hook "xmit" */
@@ -313,13 +313,13 @@ int netiftxlat_start_tp(struct trace_event_raw_net_dev_start_xmit *ctx)
 SEC("tp_btf/net_dev_xmit")
 int BPF_PROG(netiftxlat_xmit_btf, struct sk_buff *skb, int rc, struct net_device *dev)
 {
-	return handle_xmit(skb, rc, dev);
+	return handle_xmit(true, skb, rc, dev);
 }
 
 SEC("tracepoint/net/net_dev_xmit")
 int netiftxlat_xmit_tp(struct trace_event_raw_net_dev_xmit *ctx)
 {
-	return handle_xmit(ctx->skbaddr, ctx->rc, NULL);
+	return handle_xmit(false, ctx->skbaddr, ctx->rc, NULL);
 }
 
 /* hook "free" */
@@ -327,37 +327,37 @@ int netiftxlat_xmit_tp(struct trace_event_raw_net_dev_xmit *ctx)
 SEC("tp_btf/kfree_skb")
 int BPF_PROG(netiftxlat_free_btf, struct sk_buff *skb)
 {
-	return handle_free(skb);
+	return handle_free(true, skb);
 }
 
 SEC("tracepoint/skb/kfree_skb")
 int netiftxlat_free_tp(struct trace_event_raw_kfree_skb *ctx)
 {
-	return handle_free(ctx->skbaddr);
+	return handle_free(false, ctx->skbaddr);
 }
 
 SEC("fentry/sk_skb_reason_drop")
 int BPF_PROG(netiftxlat_free_reason_drop_fentry, struct sock *sk, struct sk_buff *skb)
 {
-	return handle_free(skb);
+	return handle_free(true, skb);
 }
 
 SEC("kprobe/sk_skb_reason_drop")
 int BPF_KPROBE(netiftxlat_free_reason_drop_kprobe, struct sock *sk, struct sk_buff *skb)
 {
-	return handle_free(skb);
+	return handle_free(false, skb);
 }
 
 SEC("fentry/kfree_skb_reason")
 int BPF_PROG(netiftxlat_free_skb_reason_fentry, struct sk_buff *skb)
 {
-	return handle_free(skb);
+	return handle_free(true, skb);
 }
 
 SEC("kprobe/kfree_skb_reason")
 int BPF_KPROBE(netiftxlat_free_skb_reason_kprobe, struct sk_buff *skb)
 {
-	return handle_free(skb);
+	return handle_free(false, skb);
 }
 
 /* hook "consume" */
@@ -365,25 +365,25 @@ int BPF_KPROBE(netiftxlat_free_skb_reason_kprobe, struct sk_buff *skb)
 SEC("tp_btf/consume_skb")
 int BPF_PROG(netiftxlat_consume_btf, struct sk_buff *skb)
 {
-	return handle_free(skb);
+	return handle_free(true, skb);
 }
 
 SEC("tracepoint/skb/consume_skb")
 int netiftxlat_consume_tp(struct trace_event_raw_consume_skb *ctx)
 {
-	return handle_free(ctx->skbaddr);
+	return handle_free(false, ctx->skbaddr);
 }
 
 SEC("fentry/consume_skb")
 int BPF_PROG(netiftxlat_consume_fentry, struct sk_buff *skb)
 {
-	return handle_free(skb);
+	return handle_free(true, skb);
 }
 
 SEC("kprobe/consume_skb")
 int BPF_KPROBE(netiftxlat_consume_kprobe, struct sk_buff *skb)
 {
-	return handle_free(skb);
+	return handle_free(false, skb);
 }
 
 char LICENSE[] SEC("license") = "GPL";

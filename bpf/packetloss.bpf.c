@@ -53,9 +53,9 @@ static __always_inline int handle_drop(void *ctx, const struct sk_buff *skb, __u
 	if (reason == targ_reason_consumed || reason == targ_reason_not_dropped)
 		return 0;
 
-	id = skb_netns_id(skb);
+	id = skb_netns_id(false, skb);
 	if (!id.inum)
-		id = sk_netns_id(rx_sk);
+		id = sk_netns_id(false, rx_sk);
 	tuple_from_skb(&tuple, skb);
 
 	key.netns = id.inum;

@@ -53,7 +53,7 @@ static __always_inline bool selftest_count(__u32 netns, __u32 type)
 static __always_inline int handle_reset(const struct sock *sk)
 {
 	struct selftest_event *e;
-	__u32 netns = sk_netns(sk);
+	__u32 netns = sk_netns(false, sk);
 	__u16 family;
 
 	if (!selftest_count(netns, SELFTEST_EVENT_RESET))
@@ -83,7 +83,7 @@ static __always_inline int handle_reset(const struct sock *sk)
 static __always_inline int handle_drop(const struct sk_buff *skb, __u32 reason)
 {
 	struct selftest_event *e;
-	__u32 netns = skb_netns(skb);
+	__u32 netns = skb_netns(false, skb);
 
 	if (!selftest_count(netns, SELFTEST_EVENT_DROP))
 		return 0;

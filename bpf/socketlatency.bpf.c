@@ -77,23 +77,23 @@ BTF_EXPORT(struct latency_hist, latency_hist);
 BTF_EXPORT(enum inflight_stat, inflight_stat);
 
 /* A TCP socket over IPv4 or IPv6 (sk_protocol was a bitfield before Linux 5.6: read it probed). */
-static __always_inline bool is_tcp(const struct sock *sk)
+static __always_inline bool is_tcp(bool btf, const struct sock *sk)
 {
 	__u16 family;
 
 	if (!sk)
 		return false;
-	family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	family = KREAD(btf, sk, __sk_common.skc_family);
 	if (family != AF_INET && family != AF_INET6)
 		return false;
-	return BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol) == IPPROTO_TCP &&
-	       BPF_CORE_READ_BITFIELD_PROBED(sk, sk_type) == SOCK_STREAM;
+	return KREAD_BITFIELD(btf, sk, sk_protocol) == IPPROTO_TCP &&
+	       KREAD_BITFIELD(btf, sk, sk_type) == SOCK_STREAM;
 }
 
-static __always_inline void measure(const struct sock *sk, __u32 direction, __u64 delta,
+static __always_inline void measure(bool btf, const struct sock *sk, __u32 direction, __u64 delta,
 				    const struct sock_start *s)
 {
-	struct netns_id id = sk_netns_id(sk);
+	struct netns_id id = sk_netns_id(btf, sk);
 	struct socketlatency_key key = {
 		.netns = id.inum, .netns_cookie = id.cookie, .direction = direction,
 	};
@@ -122,58 +122,58 @@ static __always_inline void measure(const struct sock *sk, __u32 direction, __u6
 }
 
 /* hook "ready": data was queued on the socket. The oldest unread data's wait goes on. */
-static __always_inline int handle_ready(const struct sock *sk)
+static __always_inline int handle_ready(bool btf, const struct sock *sk)
 {
 	struct sock_key key = { .sk = (__u64)sk, .direction = SOCKETLATENCY_READ };
 	struct sock_start s = {};
 
-	if (!is_tcp(sk) || BPF_CORE_READ(sk, __sk_common.skc_state) == TCP_LISTEN)
+	if (!is_tcp(btf, sk) || KREAD(btf, sk, __sk_common.skc_state) == TCP_LISTEN)
 		return 0; /* a listener's "data ready" is a connection to accept */
-	if (bpf_map_lookup_elem(&socks, &key))
+	if (socks_lookup(&key))
 		return 0;
 	s.ts_ns = bpf_ktime_get_ns();
-	inflight_start(&socks, &key, &s);
+	socks_start(&key, &s);
 	return 0;
 }
 
 /* hook "recv": the application read copied bytes (MSG_PEEK reads leave the data waiting). */
-static __always_inline int handle_recv(const struct sock *sk, int copied, int flags)
+static __always_inline int handle_recv(bool btf, const struct sock *sk, int copied, int flags)
 {
 	struct sock_key key = { .sk = (__u64)sk, .direction = SOCKETLATENCY_READ };
 	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
 	struct sock_start *s;
 	__u64 now;
 
-	if (copied <= 0 || (flags & MSG_PEEK) || !is_tcp(sk))
+	if (copied <= 0 || (flags & MSG_PEEK) || !is_tcp(btf, sk))
 		return 0;
-	s = bpf_map_lookup_elem(&socks, &key);
+	s = socks_lookup(&key);
 	if (!s) {
 		inflight_count(INFLIGHT_UNMATCHED);
 		return 0;
 	}
 	now = bpf_ktime_get_ns();
-	measure(sk, SOCKETLATENCY_READ, now > s->ts_ns ? now - s->ts_ns : 0, s);
+	measure(btf, sk, SOCKETLATENCY_READ, now > s->ts_ns ? now - s->ts_ns : 0, s);
 	if (BPF_CORE_READ(tp, rcv_nxt) != BPF_CORE_READ(tp, copied_seq))
 		s->ts_ns = now; /* unread data is left: it waits from now on */
 	else
-		inflight_end(&socks, &key);
+		socks_end(&key);
 	return 0;
 }
 
 /* hook "sendmsg": the application writes. A socket with no unsent data starts waiting. */
-static __always_inline int handle_sendmsg(const struct sock *sk)
+static __always_inline int handle_sendmsg(bool btf, const struct sock *sk)
 {
 	struct sock_key key = { .sk = (__u64)sk, .direction = SOCKETLATENCY_WRITE };
 	struct sock_start s = {};
 
-	if (!is_tcp(sk))
+	if (!is_tcp(btf, sk))
 		return 0;
-	if (bpf_map_lookup_elem(&socks, &key))
+	if (socks_lookup(&key))
 		return 0;
 	s.ts_ns = bpf_ktime_get_ns();
 	s.pid = bpf_get_current_pid_tgid() >> 32;
 	bpf_get_current_comm(s.comm, sizeof(s.comm));
-	inflight_start(&socks, &key, &s);
+	socks_start(&key, &s);
 	return 0;
 }
 
@@ -182,7 +182,7 @@ static __always_inline int handle_sendmsg(const struct sock *sk)
  * snd_nxt, which TCP advances after the transmit returns) ends a socket's write wait; pure ACKs
  * and retransmissions do not.
  */
-static __always_inline int handle_xmit(const struct sk_buff *skb)
+static __always_inline int handle_xmit(bool btf, const struct sk_buff *skb)
 {
 	struct sock_key key = { .direction = SOCKETLATENCY_WRITE };
 	const struct tcp_sock *tp;
@@ -193,22 +193,22 @@ static __always_inline int handle_xmit(const struct sk_buff *skb)
 
 	if (!skb)
 		return 0;
-	sk = BPF_CORE_READ(skb, sk);
+	sk = KREAD(btf, skb, sk);
 	if (!sk)
 		return 0;
 	key.sk = (__u64)sk;
-	s = bpf_map_lookup_elem(&socks, &key);
+	s = socks_lookup(&key);
 	if (!s)
 		return 0; /* only sockets we time (full TCP sockets) have entries */
 	tp = (const struct tcp_sock *)sk;
-	if (!tcp_segment(skb, &seg) || !seg.payload || seg.seq != BPF_CORE_READ(tp, snd_nxt))
+	if (!tcp_segment(btf, skb, &seg) || !seg.payload || seg.seq != BPF_CORE_READ(tp, snd_nxt))
 		return 0;
 	now = bpf_ktime_get_ns();
-	measure(sk, SOCKETLATENCY_WRITE, now > s->ts_ns ? now - s->ts_ns : 0, s);
+	measure(btf, sk, SOCKETLATENCY_WRITE, now > s->ts_ns ? now - s->ts_ns : 0, s);
 	if (seg.seq + seg.payload != BPF_CORE_READ(tp, write_seq))
 		s->ts_ns = now; /* more unsent data: it waits from now on */
 	else
-		inflight_end(&socks, &key);
+		socks_end(&key);
 	return 0;
 }
 
@@ -220,11 +220,9 @@ static __always_inline int handle_state(const struct sock *sk, int newstate)
 	if (newstate != TCP_CLOSE || !sk)
 		return 0;
 	key.direction = SOCKETLATENCY_READ;
-	if (bpf_map_lookup_elem(&socks, &key))
-		inflight_discard(&socks, &key);
+	socks_discard(&key);
 	key.direction = SOCKETLATENCY_WRITE;
-	if (bpf_map_lookup_elem(&socks, &key))
-		inflight_discard(&socks, &key);
+	socks_discard(&key);
 	return 0;
 }
 
@@ -233,25 +231,25 @@ static __always_inline int handle_state(const struct sock *sk, int newstate)
 SEC("tp_btf/sk_data_ready")
 int BPF_PROG(socketlatency_ready_btf, const struct sock *sk)
 {
-	return handle_ready(sk);
+	return handle_ready(true, sk);
 }
 
 SEC("tracepoint/sock/sk_data_ready")
 int socketlatency_ready_tp(struct trace_event_raw_sk_data_ready *ctx)
 {
-	return handle_ready(ctx->skaddr);
+	return handle_ready(false, ctx->skaddr);
 }
 
 SEC("fentry/sock_def_readable")
 int BPF_PROG(socketlatency_ready_fentry, struct sock *sk)
 {
-	return handle_ready(sk);
+	return handle_ready(true, sk);
 }
 
 SEC("kprobe/sock_def_readable")
 int BPF_KPROBE(socketlatency_ready_kprobe, struct sock *sk)
 {
-	return handle_ready(sk);
+	return handle_ready(false, sk);
 }
 
 /* hook "recv" */
@@ -259,25 +257,25 @@ int BPF_KPROBE(socketlatency_ready_kprobe, struct sock *sk)
 SEC("tp_btf/sock_recv_length")
 int BPF_PROG(socketlatency_recv_btf, struct sock *sk, int ret, int flags)
 {
-	return handle_recv(sk, ret, flags);
+	return handle_recv(true, sk, ret, flags);
 }
 
 SEC("tracepoint/sock/sock_recv_length")
 int socketlatency_recv_tp(struct trace_event_raw_sock_msg_length *ctx)
 {
-	return handle_recv(ctx->sk, ctx->ret, ctx->flags);
+	return handle_recv(false, ctx->sk, ctx->ret, ctx->flags);
 }
 
 SEC("fentry/tcp_cleanup_rbuf")
 int BPF_PROG(socketlatency_recv_fentry, struct sock *sk, int copied)
 {
-	return handle_recv(sk, copied, 0);
+	return handle_recv(true, sk, copied, 0);
 }
 
 SEC("kprobe/tcp_cleanup_rbuf")
 int BPF_KPROBE(socketlatency_recv_kprobe, struct sock *sk, int copied)
 {
-	return handle_recv(sk, copied, 0);
+	return handle_recv(false, sk, copied, 0);
 }
 
 /* hook "sendmsg" */
@@ -285,19 +283,19 @@ int BPF_KPROBE(socketlatency_recv_kprobe, struct sock *sk, int copied)
 SEC("tp_btf/tcp_sendmsg_locked")
 int BPF_PROG(socketlatency_sendmsg_btf, const struct sock *sk)
 {
-	return handle_sendmsg(sk);
+	return handle_sendmsg(true, sk);
 }
 
 SEC("fentry/tcp_sendmsg_locked")
 int BPF_PROG(socketlatency_sendmsg_fentry, struct sock *sk)
 {
-	return handle_sendmsg(sk);
+	return handle_sendmsg(true, sk);
 }
 
 SEC("kprobe/tcp_sendmsg_locked")
 int BPF_KPROBE(socketlatency_sendmsg_kprobe, struct sock *sk)
 {
-	return handle_sendmsg(sk);
+	return handle_sendmsg(false, sk);
 }
 
 /* hook "xmit" */
@@ -305,25 +303,25 @@ int BPF_KPROBE(socketlatency_sendmsg_kprobe, struct sock *sk)
 SEC("tp_btf/net_dev_queue")
 int BPF_PROG(socketlatency_xmit_btf, struct sk_buff *skb)
 {
-	return handle_xmit(skb);
+	return handle_xmit(true, skb);
 }
 
 SEC("tracepoint/net/net_dev_queue")
 int socketlatency_xmit_tp(struct trace_event_raw_net_dev_template *ctx)
 {
-	return handle_xmit(ctx->skbaddr);
+	return handle_xmit(false, ctx->skbaddr);
 }
 
 SEC("fentry/__dev_queue_xmit")
 int BPF_PROG(socketlatency_xmit_fentry, struct sk_buff *skb)
 {
-	return handle_xmit(skb);
+	return handle_xmit(true, skb);
 }
 
 SEC("kprobe/__dev_queue_xmit")
 int BPF_KPROBE(socketlatency_xmit_kprobe, struct sk_buff *skb)
 {
-	return handle_xmit(skb);
+	return handle_xmit(false, skb);
 }
 
 /* hook "close" */

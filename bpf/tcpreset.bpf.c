@@ -45,7 +45,7 @@ static __always_inline int handle_reset(const struct sock *sk, const struct sk_b
 {
 	struct tcpreset_key key = {};
 	struct tcpreset_event *e;
-	struct netns_id id = sk ? sk_netns_id(sk) : skb_netns_id(skb);
+	struct netns_id id = sk ? sk_netns_id(false, sk) : skb_netns_id(false, skb);
 	__u16 state = sk ? BPF_CORE_READ(sk, __sk_common.skc_state) : 0;
 
 	key.netns = id.inum;

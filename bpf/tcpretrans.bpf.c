@@ -48,7 +48,7 @@ static __always_inline int count_and_emit(const struct sock *sk, __u32 type, __u
 {
 	struct tcpretrans_key key = {};
 	struct tcpretrans_event *e;
-	struct netns_id id = sk_netns_id(sk);
+	struct netns_id id = sk_netns_id(false, sk);
 
 	key.netns = id.inum;
 	key.netns_cookie = id.cookie;

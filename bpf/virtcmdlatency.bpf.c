@@ -70,11 +70,11 @@ static __always_inline int handle_entry(const struct virtnet_info___x *vi, __u8 
 	dev = BPF_CORE_READ(vi, dev);
 	c.start_ns = bpf_ktime_get_ns();
 	c.dev = (__u64)dev;
-	c.netns = net_id(BPF_CORE_READ(dev, nd_net.net));
+	c.netns = net_id(false, BPF_CORE_READ(dev, nd_net.net));
 	c.ifindex = BPF_CORE_READ(dev, ifindex);
 	c.cls = cls;
 	c.cmd = cmd;
-	inflight_start(&calls, &tid, &c);
+	calls_start(&tid, &c);
 	return 0;
 }
 
@@ -85,16 +85,14 @@ static __always_inline int handle_exit(void)
 	struct virtcmdlatency_value *v;
 	struct virtcmdlatency_event *e;
 	const struct net_device *dev;
-	struct call *c, copy;
+	struct call copy;
 	__u32 type;
 
-	c = bpf_map_lookup_elem(&calls, &tid);
-	if (!c) {
+	if (!calls_get(&tid, &copy)) {
 		inflight_count(INFLIGHT_UNMATCHED);
 		return 0;
 	}
-	copy = *c;
-	inflight_end(&calls, &tid);
+	calls_end(&tid);
 	now = bpf_ktime_get_ns();
 	delta = now > copy.start_ns ? now - copy.start_ns : 0;
 	dev = (const struct net_device *)copy.dev;

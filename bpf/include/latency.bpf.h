@@ -11,8 +11,8 @@
  *   latency_add(hist, delta_ns, slow0_ns, slow1_ns)
  *       count one interval in its log2 slot, its sum, and the slow[] counters (0: no threshold).
  *   DECLARE_INFLIGHT(name, key_type, value_type, entries)
- *       an LRU_HASH of start timestamps plus "inflight_stats" (latency.h enum inflight_stat);
- *       inflight_start(), inflight_end(), inflight_discard() keep the counts exact.
+ *       a bounded table of start records plus "inflight_stats" (latency.h enum inflight_stat);
+ *       name_start(), name_lookup(), name_end(), name_discard() keep the counts exact.
  */
 #ifndef __OTEL_KUBESKOOP_LATENCY_BPF_H
 #define __OTEL_KUBESKOOP_LATENCY_BPF_H
@@ -98,40 +98,149 @@ static __always_inline void inflight_count(enum inflight_stat stat)
 		*n += 1;
 }
 
-/* An LRU_HASH "name" of start records: bounded, and what it evicts is counted by difference. */
-#define DECLARE_INFLIGHT(name, key_type, value_type, entries)			\
-	struct {								\
-		__uint(type, BPF_MAP_TYPE_LRU_HASH);				\
-		__uint(max_entries, entries);					\
-		__type(key, key_type);						\
-		__type(value, value_type);					\
-	} name SEC(".maps")
+/* Fibonacci hashing (Knuth, TAOCP 6.4): the high bits of key * 2^64/phi are well mixed. */
+#define INFLIGHT_HASH_MULT 0x9E3779B97F4A7C15ULL
 
-/* Record a start; a start for a key already in flight replaces it (and is counted as such). */
-static __always_inline void inflight_start(void *map, const void *key, const void *value)
+/*
+ * A key word as a number the verifier lets us multiply. A word that holds a BTF-typed argument (an
+ * skb, a socket) is tracked as a pointer, and multiplying a pointer is refused; negating a
+ * register makes it a plain scalar for a privileged program (check_alu_op(): BPF_NEG on a pointer
+ * is refused only without allow_ptr_leaks). The negated word hashes as well as the word.
+ */
+static __always_inline __u64 inflight_number(__u64 w)
 {
-	long err = bpf_map_update_elem(map, key, value, BPF_NOEXIST);
+	asm volatile("%0 = -%0" : "+r"(w));
+	return w;
+}
 
-	if (!err) {
-		inflight_count(INFLIGHT_STARTED);
-	} else if (err == -EEXIST) {
-		bpf_map_update_elem(map, key, value, BPF_EXIST);
-		inflight_count(INFLIGHT_REPLACED);
+/* The slot of a key of `words` 64-bit words in a table of `entries` (a power of two) slots. */
+static __always_inline __u32 inflight_index(const __u64 *key, __u32 words, __u32 entries)
+{
+	__u64 h = 0;
+	__u32 i;
+
+#pragma unroll
+	for (i = 0; i < words; i++)
+		h = (h ^ inflight_number(key[i])) * INFLIGHT_HASH_MULT;
+	return (__u32)(h >> 32) & (entries - 1);
+}
+
+static __always_inline bool inflight_key_eq(const __u64 *a, const __u64 *b, __u32 words)
+{
+	__u32 i;
+
+#pragma unroll
+	for (i = 0; i < words; i++)
+		if (a[i] != b[i])
+			return false;
+	return true;
+}
+
+/*
+ * The in-flight table "name": start records waiting for their end point, in a direct-mapped
+ * table of `entries` slots (an ARRAY map; a power of two), each holding one key and its value.
+ * A key goes to one slot, picked by hashing it; a start whose slot holds another key overwrites
+ * it and counts that key as evicted (INFLIGHT_EVICTED), so the table is bounded, its losses are
+ * exact, and a record left behind (its end point never came) is reclaimed by the next start that
+ * needs its slot. Array lookups are inlined by the verifier: no helper call, no lock, no
+ * allocation on the per-packet path, which a hash map's update and delete cost (measured:
+ * bench/datapath.py, README). Keys are whole 64-bit words.
+ *
+ * Two CPUs starting keys that share a slot at the same instant may leave one of them unmatched
+ * (counted). A writer marks the slot free before it rewrites it, and name_get() checks the key
+ * again after copying the value, so a measurement never uses another key's start.
+ *
+ *   name_start(key, value)   record a start (a start for a key already there replaces it)
+ *   name_get(key, out)       copy the value recorded for key into out; false if none
+ *   name_lookup(key)         the value in place, to update it, or NULL
+ *   name_end(key)            remove key after its measurement
+ *   name_discard(key)        remove key without a measurement (its packet was freed, say)
+ */
+/* Not every probe uses every function DECLARE_INFLIGHT defines. */
+#define INFLIGHT_FN static __always_inline __attribute__((unused))
+
+#define DECLARE_INFLIGHT(name, key_type, value_type, entries)				\
+	_Static_assert(sizeof(key_type) % 8 == 0, #key_type " is not whole 64-bit words");	\
+	_Static_assert(((entries) & ((entries) - 1)) == 0, #name " size is not a power of 2");	\
+	struct name##_slot {								\
+		__u64 used;								\
+		key_type key;								\
+		value_type value;							\
+	};										\
+	struct {									\
+		__uint(type, BPF_MAP_TYPE_ARRAY);					\
+		__uint(max_entries, entries);						\
+		__type(key, __u32);							\
+		__type(value, struct name##_slot);					\
+	} name SEC(".maps");								\
+	INFLIGHT_FN struct name##_slot *name##_slot(const key_type *key)	\
+	{										\
+		__u32 idx = inflight_index((const __u64 *)key, sizeof(*key) / 8, entries); \
+											\
+		return bpf_map_lookup_elem(&name, &idx);				\
+	}										\
+	INFLIGHT_FN bool name##_holds(const struct name##_slot *slot,	\
+						 const key_type *key)			\
+	{										\
+		return slot->used && inflight_key_eq((const __u64 *)&slot->key,	\
+						     (const __u64 *)key, sizeof(*key) / 8); \
+	}										\
+	INFLIGHT_FN void name##_start(const key_type *key, const value_type *value) \
+	{										\
+		struct name##_slot *slot = name##_slot(key);				\
+											\
+		if (!slot)								\
+			return;								\
+		if (name##_holds(slot, key)) {						\
+			inflight_count(INFLIGHT_REPLACED);				\
+		} else {								\
+			if (slot->used)							\
+				inflight_count(INFLIGHT_EVICTED);			\
+			inflight_count(INFLIGHT_STARTED);				\
+		}									\
+		slot->used = 0;								\
+		barrier();								\
+		slot->key = *key;							\
+		slot->value = *value;							\
+		barrier();								\
+		slot->used = 1;								\
+	}										\
+	INFLIGHT_FN value_type *name##_lookup(const key_type *key)		\
+	{										\
+		struct name##_slot *slot = name##_slot(key);				\
+											\
+		if (!slot || !name##_holds(slot, key))					\
+			return NULL;							\
+		return &slot->value;							\
+	}										\
+	INFLIGHT_FN bool name##_get(const key_type *key, value_type *out)	\
+	{										\
+		struct name##_slot *slot = name##_slot(key);				\
+											\
+		if (!slot || !name##_holds(slot, key))					\
+			return false;							\
+		*out = slot->value;							\
+		barrier();								\
+		return name##_holds(slot, key);						\
+	}										\
+	INFLIGHT_FN bool name##_remove(const key_type *key)			\
+	{										\
+		struct name##_slot *slot = name##_slot(key);				\
+											\
+		if (!slot || !name##_holds(slot, key))					\
+			return false;							\
+		slot->used = 0;								\
+		return true;								\
+	}										\
+	INFLIGHT_FN void name##_end(const key_type *key)			\
+	{										\
+		if (name##_remove(key))							\
+			inflight_count(INFLIGHT_ENDED);					\
+	}										\
+	INFLIGHT_FN void name##_discard(const key_type *key)			\
+	{										\
+		if (name##_remove(key))							\
+			inflight_count(INFLIGHT_DISCARDED);				\
 	}
-}
-
-/* Remove an entry an end point has used (the caller looked it up). */
-static __always_inline void inflight_end(void *map, const void *key)
-{
-	if (!bpf_map_delete_elem(map, key))
-		inflight_count(INFLIGHT_ENDED);
-}
-
-/* Remove an entry that will never see its end point. */
-static __always_inline void inflight_discard(void *map, const void *key)
-{
-	if (!bpf_map_delete_elem(map, key))
-		inflight_count(INFLIGHT_DISCARDED);
-}
 
 #endif /* __OTEL_KUBESKOOP_LATENCY_BPF_H */

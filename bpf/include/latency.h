@@ -29,10 +29,9 @@ struct latency_hist {
 
 /*
  * Index into the per-CPU "inflight_stats" array: what happened to the entries of the probe's
- * in-flight map (start timestamps waiting for their end point). An LRU map evicts its least
- * recently used entries when full, silently; user space recovers how many with
- *     evicted = started - ended - discarded - (entries in the map now)
- * since every other way out of the map is counted here.
+ * in-flight table (start records waiting for their end point; latency.bpf.h DECLARE_INFLIGHT).
+ * Every way into and out of the table is counted, so
+ *     started = ended + discarded + evicted + (entries in the table now).
  */
 enum inflight_stat {
 	INFLIGHT_STARTED = 0,   /* a new entry was inserted */
@@ -40,7 +39,8 @@ enum inflight_stat {
 	INFLIGHT_ENDED = 2,     /* an end point found its entry and removed it (one measurement) */
 	INFLIGHT_DISCARDED = 3, /* removed without a measurement (the packet was freed, say) */
 	INFLIGHT_UNMATCHED = 4, /* an end point found no entry (started before attach, or evicted) */
-	INFLIGHT__MAX = 5,
+	INFLIGHT_EVICTED = 5,   /* a start took the slot of another key, whose start is lost */
+	INFLIGHT__MAX = 6,
 };
 
 #endif /* __OTEL_KUBESKOOP_LATENCY_H */

@@ -2,20 +2,21 @@
 /*
  * The network namespace of a socket or a packet, as its inode number (net->ns.inum): the key every
  * probe uses and the number `readlink /proc/<pid>/ns/net` shows (otel_kubeskoop/topology/netns.py).
- * CO-RE reads only, so these work from any program type.
+ * btf: the program's kind, as kread.bpf.h says (a constant).
  */
 #ifndef __OTEL_KUBESKOOP_NETNS_BPF_H
 #define __OTEL_KUBESKOOP_NETNS_BPF_H
 
 #include "vmlinux.h"
 #include <bpf/bpf_core_read.h>
+#include "kread.bpf.h"
 
 /* The namespace of a socket; 0 when sk is NULL. */
-static __always_inline __u32 sk_netns(const struct sock *sk)
+static __always_inline __u32 sk_netns(bool btf, const struct sock *sk)
 {
 	if (!sk)
 		return 0;
-	return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	return KREAD(btf, sk, __sk_common.skc_net.net, ns.inum);
 }
 
 /*
@@ -24,18 +25,18 @@ static __always_inline __u32 sk_netns(const struct sock *sk)
  * union with dev_scratch, so the device read can yield nothing: the socket fallback covers that,
  * and the probe-read behind BPF_CORE_READ makes a bad pointer read 0 instead of faulting.
  */
-static __always_inline __u32 skb_netns(const struct sk_buff *skb)
+static __always_inline __u32 skb_netns(bool btf, const struct sk_buff *skb)
 {
 	struct net_device *dev;
 	__u32 inum = 0;
 
 	if (!skb)
 		return 0;
-	dev = BPF_CORE_READ(skb, dev);
+	dev = KREAD(btf, skb, dev);
 	if (dev)
-		inum = BPF_CORE_READ(dev, nd_net.net, ns.inum);
+		inum = KREAD(btf, dev, nd_net.net, ns.inum);
 	if (!inum)
-		inum = sk_netns(BPF_CORE_READ(skb, sk));
+		inum = sk_netns(btf, KREAD(btf, skb, sk));
 	return inum;
 }
 
@@ -53,43 +54,43 @@ struct netns_id {
 	__u32 cookie;
 };
 
-static __always_inline struct netns_id net_id(const struct net *net)
+static __always_inline struct netns_id net_id(bool btf, const struct net *net)
 {
 	struct netns_id id = {};
 
 	if (!net)
 		return id;
-	id.inum = BPF_CORE_READ(net, ns.inum);
+	id.inum = KREAD(btf, net, ns.inum);
 	if (bpf_core_field_exists(net->ns.ns_id))
-		id.cookie = (__u32)BPF_CORE_READ(net, ns.ns_id);
+		id.cookie = (__u32)KREAD(btf, net, ns.ns_id);
 	else if (bpf_core_field_exists(net->net_cookie))
-		id.cookie = (__u32)BPF_CORE_READ(net, net_cookie);
+		id.cookie = (__u32)KREAD(btf, net, net_cookie);
 	return id;
 }
 
 /* The identity of a socket's namespace; zeros when sk is NULL. */
-static __always_inline struct netns_id sk_netns_id(const struct sock *sk)
+static __always_inline struct netns_id sk_netns_id(bool btf, const struct sock *sk)
 {
 	struct netns_id none = {};
 
 	if (!sk)
 		return none;
-	return net_id(BPF_CORE_READ(sk, __sk_common.skc_net.net));
+	return net_id(btf, KREAD(btf, sk, __sk_common.skc_net.net));
 }
 
 /* The identity of a packet's namespace: its device's, else its socket's (as skb_netns()). */
-static __always_inline struct netns_id skb_netns_id(const struct sk_buff *skb)
+static __always_inline struct netns_id skb_netns_id(bool btf, const struct sk_buff *skb)
 {
 	struct netns_id id = {};
 	struct net_device *dev;
 
 	if (!skb)
 		return id;
-	dev = BPF_CORE_READ(skb, dev);
+	dev = KREAD(btf, skb, dev);
 	if (dev)
-		id = net_id(BPF_CORE_READ(dev, nd_net.net));
+		id = net_id(btf, KREAD(btf, dev, nd_net.net));
 	if (!id.inum)
-		id = sk_netns_id(BPF_CORE_READ(skb, sk));
+		id = sk_netns_id(btf, KREAD(btf, skb, sk));
 	return id;
 }
 

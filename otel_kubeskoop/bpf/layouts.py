@@ -262,7 +262,8 @@ class InflightStat(enum.IntEnum):
     INFLIGHT_ENDED = 2
     INFLIGHT_DISCARDED = 3
     INFLIGHT_UNMATCHED = 4
-    INFLIGHT__MAX = 5
+    INFLIGHT_EVICTED = 5
+    INFLIGHT__MAX = 6
 
 
 # --- bpf/netiftxlat.h -----------------------------------------------------------------------

@@ -12,9 +12,10 @@ interval between two kernel points and keeps, in the kernel:
   it whole each cycle and reports cumulative values (an OTel histogram in seconds whose bounds are
   the kernel's bucket bounds, :data:`BOUNDS`; the threshold counters as counters).
   ``hists_full`` counts measurements that found it full (``kubeskoop.agent.bpf.map.full``).
-- an in-flight LRU map of start timestamps (not softirq's, a per-CPU array that cannot overflow),
-  whose evictions are recovered from ``inflight_stats``:
-  ``evicted = started - ended - discarded - entries now`` (``kubeskoop.agent.bpf.inflight.evicted``).
+- an in-flight table of start records (not softirq's, a per-CPU array that cannot overflow): a
+  direct-mapped ARRAY whose slot is picked by hashing the key, so that the per-packet path makes no
+  map helper call (``DECLARE_INFLIGHT``). A start that takes another key's slot evicts it, and the
+  kernel counts that in ``inflight_stats`` (``kubeskoop.agent.bpf.inflight.evicted``).
 - ``events``: the ring buffer, read only when the config asks this probe for events, with an
   event per interval above ``thresholdMs``, rate-limited per (namespace, type) in the kernel;
   ``losses`` counts what the kernel refused to send (``kubeskoop.agent.events.lost``).
@@ -172,22 +173,16 @@ class LatencyProbe(ObjectProbe):
         return kept
 
     def inflight(self) -> dict[str, int]:
-        """The in-flight counters by name (``started``, ``ended``...), and ``entries`` now."""
+        """The in-flight counters by name (``started``, ``ended``, ``evicted``...)."""
         if self.obj is None or self.INFLIGHT_MAP is None:
             return {}
         stats = dict(self.obj.map(INFLIGHT_STATS_MAP, ctypes.c_uint32, ctypes.c_uint64).items())
-        out = {stat.name.removeprefix("INFLIGHT_").lower(): stats.get(stat.value, 0)
-               for stat in InflightStat if stat is not InflightStat.INFLIGHT__MAX}
-        out["entries"] = len(self.obj.map(self.INFLIGHT_MAP).items())
-        return out
+        return {stat.name.removeprefix("INFLIGHT_").lower(): stats.get(stat.value, 0)
+                for stat in InflightStat if stat is not InflightStat.INFLIGHT__MAX}
 
     def evicted(self) -> int:
-        """Entries the in-flight LRU map evicted since start (monotonic)."""
-        stats = self.inflight()
-        if stats:
-            now = stats["started"] - stats["ended"] - stats["discarded"] - stats["entries"]
-            self._evicted = max(self._evicted, now)
-        return self._evicted
+        """Start records the in-flight table evicted since start (counted in the kernel)."""
+        return self.inflight().get("evicted", 0)
 
     def collect(self) -> list[Sample]:
         if self.obj is None:

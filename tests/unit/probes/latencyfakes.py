@@ -20,8 +20,8 @@ def hist(slots: dict[int, int], sum_ns: int = 0, slow: tuple[int, int] = (0, 0))
     return h
 
 
-def latency_object(hists: list[tuple[Any, Any]], inflight_map: str | None = None,
-                   inflight: dict[InflightStat, int] | None = None, live: int = 0,
+def latency_object(hists: list[tuple[Any, Any]],
+                   inflight: dict[InflightStat, int] | None = None,
                    full: int = 0, losses: tuple[int, int] = (0, 0)) -> FakeObject:
     """A loaded latency probe object as its maps show it."""
     maps = {
@@ -30,8 +30,6 @@ def latency_object(hists: list[tuple[Any, Any]], inflight_map: str | None = None
         "inflight_stats": FakeMap({int(k): v for k, v in (inflight or {}).items()}),
         "losses": FakeMap({0: losses[0], 1: losses[1]}),
     }
-    if inflight_map:
-        maps[inflight_map] = FakeMap([(i, b"") for i in range(live)])
     return FakeObject(maps)
 
 

@@ -86,8 +86,7 @@ def test_samples_per_namespace_disk_and_operation(tmp_path: Path) -> None:
     reads = hist({17: 40}, sum_ns=40 * 150_000)
     probe.obj = latency_object([(BiolatencyKey(A_NS, 1, LOOP1, 0), reads),
                                 (BiolatencyKey(A_NS, 1, LOOP1, 1), hist({18: 25})),
-                                (BiolatencyKey(0, 1, LOOP1, 1), hist({18: 2}))],
-                               inflight_map="requests")
+                                (BiolatencyKey(0, 1, LOOP1, 1), hist({18: 2}))])
     got = samples_by_key(probe.collect())
     h = got[("kubeskoop.biolatency.duration", A_NS, ((DEV, "loop1"), (OP, "read")))]
     assert h.bounds == BOUNDS and sum(h.counts) == 40 and h.sum == pytest.approx(0.006)

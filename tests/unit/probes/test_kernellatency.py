@@ -78,7 +78,7 @@ def probe_with(entries, namespaces=(A_NS, B_NS), **kwargs) -> kernellatency.Kern
     ctx = ProbeContext(name="kernellatency", cycle=Cycle(namespaces={n: object() for n in namespaces}),
                        events_enabled=kwargs.pop("events", False))
     probe = kernellatency.KernellatencyProbe(None, ctx)
-    probe.obj = latency_object(entries, inflight_map="skbs", **kwargs)
+    probe.obj = latency_object(entries, **kwargs)
     return probe
 
 
@@ -99,8 +99,9 @@ def test_histograms_per_direction_and_upstream_counters() -> None:
 
 def test_inflight_evictions() -> None:
     stats = {InflightStat.INFLIGHT_STARTED: 10_000, InflightStat.INFLIGHT_REPLACED: 50,
-             InflightStat.INFLIGHT_ENDED: 9000, InflightStat.INFLIGHT_DISCARDED: 900}
-    probe = probe_with([], inflight=stats, live=60)
+             InflightStat.INFLIGHT_ENDED: 9000, InflightStat.INFLIGHT_DISCARDED: 900,
+             InflightStat.INFLIGHT_EVICTED: 40}
+    probe = probe_with([], inflight=stats)
     got = samples_by_key(probe.collect())
     assert got[("kubeskoop.agent.bpf.inflight.evicted", None, (PROBE, ("kubeskoop.bpf.map", "skbs")))] == 40
 

@@ -84,7 +84,7 @@ def probe_with(entries, **kwargs) -> socketlatency.SocketlatencyProbe:
     ctx = ProbeContext(name="socketlatency", cycle=Cycle(namespaces={A_NS: object()}),
                        events_enabled=kwargs.pop("events", False))
     probe = socketlatency.SocketlatencyProbe(None, ctx)
-    probe.obj = latency_object(entries, inflight_map="socks", **kwargs)
+    probe.obj = latency_object(entries, **kwargs)
     return probe
 
 
@@ -106,8 +106,8 @@ def test_histograms_per_direction_and_upstream_counters() -> None:
 
 def test_inflight_evictions_and_event_losses() -> None:
     stats = {InflightStat.INFLIGHT_STARTED: 500, InflightStat.INFLIGHT_ENDED: 420,
-             InflightStat.INFLIGHT_DISCARDED: 30}
-    probe = probe_with([], inflight=stats, live=45, losses=(0, 12), events=True)
+             InflightStat.INFLIGHT_DISCARDED: 30, InflightStat.INFLIGHT_EVICTED: 5}
+    probe = probe_with([], inflight=stats, losses=(0, 12), events=True)
     got = samples_by_key(probe.collect())
     assert got[("kubeskoop.agent.bpf.inflight.evicted", None, (PROBE, ("kubeskoop.bpf.map", "socks")))] == 5
     assert got[("kubeskoop.agent.events.lost", None, (PROBE, ("kubeskoop.loss.reason", "rate_limited")))] == 12

@@ -58,7 +58,7 @@ def test_samples() -> None:
     value.ifname = b"eth0"
     probe = virtcmdlatency.VirtcmdlatencyProbe(
         None, ProbeContext(name="virtcmdlatency", cycle=Cycle(namespaces={HOST: object()})))
-    probe.obj = latency_object([(VirtcmdlatencyKey(HOST, 1, 2, 4), value)], inflight_map="calls")
+    probe.obj = latency_object([(VirtcmdlatencyKey(HOST, 1, 2, 4), value)])
     got = samples_by_key(probe.collect())
     attrs = (("network.interface.name", "eth0"), ("kubeskoop.virtio.ctrl.class", "mq"))
     assert sum(got[("kubeskoop.virtcmdlatency.duration", HOST, attrs)].counts) == 4
