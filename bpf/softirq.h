@@ -12,8 +12,9 @@
 
 /* NR_SOFTIRQS: HI, TIMER, NET_TX, NET_RX, BLOCK, IRQ_POLL, TASKLET, SCHED, HRTIMER, RCU. */
 #define SOFTIRQ_VECS 10
-/* (type, CPU, stage) keys by default: every type on 256 CPUs; user space sizes it to the node. */
-#define SOFTIRQ_MAX_HISTS (SOFTIRQ_VECS * 2 * 256)
+/* (type, CPU, stage) slots by default (a power of two, above every type on 256 CPUs); user space
+ * sizes it to the node. */
+#define SOFTIRQ_MAX_HISTS 8192
 /* The upstream counters: latency_hist.slow[0] (>10 ms, *slow) and slow[1] (>100 ms, *slow100ms). */
 #define SOFTIRQ_SLOW_NS (10ULL * 1000 * 1000)
 #define SOFTIRQ_SLOW100_NS (100ULL * 1000 * 1000)

@@ -4,9 +4,9 @@
  * cross to user space are in latency.h.
  *
  *   DECLARE_LATENCY_HISTS(key_type, value_type, entries)
- *       "hists": a bounded HASH of key_type -> value_type (whose first member is a struct
+ *       "hists": a bounded table of key_type -> value_type (whose first member is a struct
  *       latency_hist), shared by all CPUs and updated with atomic adds; "hists_full": a per-CPU
- *       count of the measurements that found it full (kubeskoop.agent.bpf.map.full).
+ *       count of the measurements that found no room (kubeskoop.agent.bpf.map.full).
  *       hists_lookup(key) returns the value, created zeroed, or NULL (counted) when full.
  *   latency_add(hist, delta_ns, slow0_ns, slow1_ns)
  *       count one interval in its log2 slot, its sum, and the slow[] counters (0: no threshold).
@@ -53,33 +53,111 @@ static __always_inline void latency_add(struct latency_hist *h, __u64 delta_ns, 
 		__sync_fetch_and_add(&h->slow[1], 1);
 }
 
-#define DECLARE_LATENCY_HISTS(key_type, value_type, entries)			\
-	value_type hists_zero = {};						\
-	struct {								\
-		__uint(type, BPF_MAP_TYPE_HASH);				\
-		__uint(max_entries, entries);					\
-		__type(key, key_type);						\
-		__type(value, value_type);					\
-	} hists SEC(".maps");							\
-	struct {								\
-		__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);			\
-		__uint(max_entries, 1);						\
-		__type(key, __u32);						\
-		__type(value, __u64);						\
-	} hists_full SEC(".maps");						\
-	static __always_inline value_type *hists_lookup(const key_type *key)	\
-	{									\
-		__u32 zero = 0;							\
-		value_type *v;							\
-		__u64 *full;							\
-										\
-		v = map_lookup_or_try_init(&hists, key, &hists_zero);		\
-		if (v)								\
-			return v;						\
-		full = bpf_map_lookup_elem(&hists_full, &zero);			\
-		if (full)							\
-			*full += 1;						\
-		return NULL;							\
+/* Fibonacci hashing (Knuth, TAOCP 6.4): the high bits of key * 2^64/phi are well mixed. */
+#define LATENCY_HASH_MULT 0x9E3779B97F4A7C15ULL
+
+/* The home slot of a histogram key of `words` 32-bit words; mask: the table's slots - 1. */
+static __always_inline __u32 hist_index(const __u32 *key, __u32 words, __u32 mask)
+{
+	__u64 h = 0;
+	__u32 i;
+
+#pragma unroll
+	for (i = 0; i < words; i++)
+		h = (h ^ key[i]) * LATENCY_HASH_MULT;
+	return (__u32)(h >> 32) & mask;
+}
+
+static __always_inline bool hist_key_eq(const __u32 *a, const __u32 *b, __u32 words)
+{
+	__u32 i;
+
+#pragma unroll
+	for (i = 0; i < words; i++)
+		if (a[i] != b[i])
+			return false;
+	return true;
+}
+
+/*
+ * "hists": an open-addressed table in an ARRAY map (BPF_F_MMAPABLE: user space reads it in
+ * place), each slot a struct hists_slot { state, key, value }. A key lives in one of the
+ * LATENCY_HIST_PROBES slots from its home slot on. Looking a key up is plain loads, inlined by
+ * the verifier: a HASH map lookup is a function call, a hash and a bucket walk, which cost about
+ * 3% of iperf3 throughput over a veth with the six latency and flow probes loaded
+ * (bench/datapath.py, README). A new key takes the first free or deleted slot of its window with a
+ * compare-and-swap, zeroes the value, then marks it ready; two CPUs adding the same key at once
+ * may each take a slot, and user space adds such duplicates up. user space marks the slots of
+ * namespaces that are gone HIST_DELETED, for later keys to reuse. hists_mask (the slot count - 1,
+ * a power of two) is rodata, for probes whose user space sizes the table.
+ */
+#define DECLARE_LATENCY_HISTS(key_type, value_type, entries)				\
+	_Static_assert(sizeof(key_type) % 4 == 0, #key_type " is not whole 32-bit words");	\
+	_Static_assert(((entries) & ((entries) - 1)) == 0, "hists size is not a power of 2"); \
+	const volatile __u32 hists_mask = (entries) - 1;				\
+	BTF_EXPORT(enum hist_slot_state, hist_slot_state);				\
+	struct hists_slot {								\
+		__u64 state; /* enum hist_slot_state */					\
+		key_type key;								\
+		value_type value;							\
+	};										\
+	struct {									\
+		__uint(type, BPF_MAP_TYPE_ARRAY);					\
+		__uint(map_flags, BPF_F_MMAPABLE);					\
+		__uint(max_entries, entries);						\
+		__type(key, __u32);							\
+		__type(value, struct hists_slot);					\
+	} hists SEC(".maps");								\
+	struct {									\
+		__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);				\
+		__uint(max_entries, 1);							\
+		__type(key, __u32);							\
+		__type(value, __u64);							\
+	} hists_full SEC(".maps");							\
+	static __always_inline struct hists_slot *hists_slot_at(__u32 home, __u32 i)	\
+	{										\
+		__u32 idx = (home + i) & hists_mask;					\
+											\
+		return bpf_map_lookup_elem(&hists, &idx);				\
+	}										\
+	static __always_inline value_type *hists_lookup(const key_type *key)		\
+	{										\
+		const __u32 words = sizeof(*key) / 4;					\
+		__u32 home = hist_index((const __u32 *)key, words, hists_mask), i, zero = 0; \
+		struct hists_slot *s;							\
+		__u64 state, *full;							\
+											\
+		_Pragma("unroll")							\
+		for (i = 0; i < LATENCY_HIST_PROBES; i++) {				\
+			s = hists_slot_at(home, i);					\
+			if (!s)								\
+				return NULL;						\
+			state = s->state;						\
+			if (state == HIST_READY &&					\
+			    hist_key_eq((const __u32 *)&s->key, (const __u32 *)key, words)) \
+				return &s->value;					\
+			if (state == HIST_FREE)						\
+				break; /* no key was ever put past a free slot */	\
+		}									\
+		_Pragma("unroll")							\
+		for (i = 0; i < LATENCY_HIST_PROBES; i++) {				\
+			s = hists_slot_at(home, i);					\
+			if (!s)								\
+				return NULL;						\
+			state = s->state;						\
+			if (state != HIST_FREE && state != HIST_DELETED)		\
+				continue;						\
+			if (__sync_val_compare_and_swap(&s->state, state, HIST_CLAIMED) != state) \
+				continue;						\
+			__builtin_memset(&s->value, 0, sizeof(s->value));		\
+			s->key = *key;							\
+			__sync_lock_test_and_set(&s->state, HIST_READY);		\
+			return &s->value;						\
+		}									\
+		full = bpf_map_lookup_elem(&hists_full, &zero);				\
+		if (full)								\
+			*full += 1;							\
+		return NULL;								\
 	}
 
 struct {
@@ -97,9 +175,6 @@ static __always_inline void inflight_count(enum inflight_stat stat)
 	if (n)
 		*n += 1;
 }
-
-/* Fibonacci hashing (Knuth, TAOCP 6.4): the high bits of key * 2^64/phi are well mixed. */
-#define INFLIGHT_HASH_MULT 0x9E3779B97F4A7C15ULL
 
 /*
  * A key word as a number the verifier lets us multiply. A word that holds a BTF-typed argument (an
@@ -121,7 +196,7 @@ static __always_inline __u32 inflight_index(const __u64 *key, __u32 words, __u32
 
 #pragma unroll
 	for (i = 0; i < words; i++)
-		h = (h ^ inflight_number(key[i])) * INFLIGHT_HASH_MULT;
+		h = (h ^ inflight_number(key[i])) * LATENCY_HASH_MULT;
 	return (__u32)(h >> 32) & (entries - 1);
 }
 

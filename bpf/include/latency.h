@@ -28,6 +28,20 @@ struct latency_hist {
 };
 
 /*
+ * The state of a "hists" slot (latency.bpf.h DECLARE_LATENCY_HISTS), its first 8 bytes: user space
+ * reads the READY ones and marks those of namespaces that are gone DELETED. A key is looked for
+ * in the LATENCY_HIST_PROBES slots from its home slot on.
+ */
+enum hist_slot_state {
+	HIST_FREE = 0,    /* never used: the search for a key ends here */
+	HIST_CLAIMED = 1, /* a CPU is putting a new key here */
+	HIST_READY = 2,   /* holds a key and its histogram */
+	HIST_DELETED = 3, /* its key is gone (user space): a new key may take it */
+};
+
+#define LATENCY_HIST_PROBES 8
+
+/*
  * Index into the per-CPU "inflight_stats" array: what happened to the entries of the probe's
  * in-flight table (start records waiting for their end point; latency.bpf.h DECLARE_INFLIGHT).
  * Every way into and out of the table is counted, so

@@ -40,7 +40,9 @@ __all__ = [
     "BiolatencyFlag",
     "BiolatencyKey",
     "BiolatencyOp",
+    "HistSlotState",
     "InflightStat",
+    "hist_slot",
     "LatencyHist",
     "NetiftxlatEvent",
     "NetiftxlatKey",
@@ -252,6 +254,21 @@ class LatencyHist(ctypes.LittleEndianStructure):
     counters ``slow[0]``, ``slow[1]`` (each probe says which thresholds)."""
 
     _fields_ = [("slots", _u64 * LATENCY_SLOTS), ("sum_ns", _u64), ("slow", _u64 * 2)]
+
+
+class HistSlotState(enum.IntEnum):
+    """``enum hist_slot_state``: the first 8 bytes of each slot of a latency probe's ``hists``."""
+
+    HIST_FREE = 0
+    HIST_CLAIMED = 1
+    HIST_READY = 2
+    HIST_DELETED = 3
+
+
+def hist_slot(key: type[ctypes.Structure], value: type[ctypes.Structure]) -> type[ctypes.Structure]:
+    """``struct hists_slot`` of a latency probe (``DECLARE_LATENCY_HISTS(key, value, ...)``)."""
+    return type(f"{key.__name__}Slot", (ctypes.LittleEndianStructure,),
+                {"_fields_": [("state", _u64), ("key", key), ("value", value)]})
 
 
 class InflightStat(enum.IntEnum):
@@ -569,6 +586,7 @@ ENUMS: dict[str, type[enum.IntEnum]] = {
     "tcpreset_type": TcpresetType,
     "tcpretrans_type": TcpretransType,
     "inflight_stat": InflightStat,
+    "hist_slot_state": HistSlotState,
     "netiftxlat_stage": NetiftxlatStage,
     "softirq_stage": SoftirqStage,
     "softirq_event_type": SoftirqEventType,

@@ -30,12 +30,14 @@ import ctypes
 import enum
 import errno
 import logging
+import mmap
 import os
 import re
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -847,6 +849,23 @@ class BPFMap:
         return list(dict.fromkeys(keys))
 
     # whole map
+
+    @contextmanager
+    def mapped(self) -> Iterator[memoryview]:
+        """The values of an ARRAY map created with BPF_F_MMAPABLE, in place, read and write:
+        value i at i * (value size rounded up to 8) (kernel/bpf/arraymap.c, elem_size). One
+        mmap() for the whole array instead of a copy through the syscall per read."""
+        self._check_open()
+        if self.map_type != MapType.ARRAY:
+            raise TypeError(f"map {self.name}: only an array map can be mapped")
+        size = self.max_entries * ((self.value_size + 7) & ~7)
+        length = -(-size // mmap.PAGESIZE) * mmap.PAGESIZE
+        area = mmap.mmap(self.fd, length, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        try:
+            with memoryview(area) as whole, whole[:size] as view:
+                yield view
+        finally:
+            area.close()
 
     def _batch(self, delete: bool) -> list[tuple[bytes, bytes]] | None:
         """All entries by BPF_MAP_LOOKUP(_AND_DELETE)_BATCH; None where the kernel lacks it."""

@@ -6,12 +6,14 @@
 Each probe's object (``bpf/<probe>.bpf.c``, helpers in ``bpf/include/latency.bpf.h``) measures an
 interval between two kernel points and keeps, in the kernel:
 
-- ``hists``: a bounded HASH of ``struct <probe>_key`` -> a ``struct latency_hist`` (alone, or
+- ``hists``: a bounded table of ``struct <probe>_key`` -> a ``struct latency_hist`` (alone, or
   first member of ``struct <probe>_value``): log2 buckets of nanoseconds, the sum, and upstream's
-  threshold counters (``slow[0]``, ``slow[1]``). Never reset: :meth:`LatencyProbe.collect` reads
-  it whole each cycle and reports cumulative values (an OTel histogram in seconds whose bounds are
-  the kernel's bucket bounds, :data:`BOUNDS`; the threshold counters as counters).
-  ``hists_full`` counts measurements that found it full (``kubeskoop.agent.bpf.map.full``).
+  threshold counters (``slow[0]``, ``slow[1]``). An open-addressed table in an mmap-able ARRAY
+  (``DECLARE_LATENCY_HISTS``; :class:`HistTable` reads it in place). Never reset:
+  :meth:`LatencyProbe.collect` reads it whole each cycle and reports cumulative values (an OTel
+  histogram in seconds whose bounds are the kernel's bucket bounds, :data:`BOUNDS`; the threshold
+  counters as counters). ``hists_full`` counts measurements that found no room
+  (``kubeskoop.agent.bpf.map.full``).
 - an in-flight table of start records (not softirq's, a per-CPU array that cannot overflow): a
   direct-mapped ARRAY whose slot is picked by hashing the key, so that the per-packet path makes no
   map helper call (``DECLARE_INFLIGHT``). A start that takes another key's slot evicts it, and the
@@ -23,7 +25,7 @@ interval between two kernel points and keeps, in the kernel:
 Keys carry the namespace's inode and the low 32 bits of its never-reused id (``netns_cookie``,
 ``bpf/include/netns.bpf.h``): when two ids share an inode (the kernel reuses the inode numbers
 of freed namespaces) only the newest one's histograms are reported and the older ones deleted.
-Namespaces that went away: their keys are deleted from ``hists`` once the namespace has been
+Namespaces that went away: their slots in ``hists`` are freed once the namespace has been
 missing from the agent's scan at two collections in a row (as :mod:`._bpf` does for counters);
 node-scope probes (softirq) keep no namespace.
 """
@@ -39,7 +41,13 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from otel_kubeskoop.bpf.layouts import LATENCY_SLOTS, InflightStat, LatencyHist
+from otel_kubeskoop.bpf.layouts import (
+    LATENCY_SLOTS,
+    HistSlotState,
+    InflightStat,
+    LatencyHist,
+    hist_slot,
+)
 from otel_kubeskoop.probe import Histogram, ProbeContext, Sample, log2_bounds
 from otel_kubeskoop.probes import _bpf
 from otel_kubeskoop.probes._bpf import EventArgs, ObjectProbe, newest_cookies, still_absent
@@ -52,6 +60,8 @@ __all__ = [
     "BOUNDS",
     "DirectionLatencyProbe",
     "Endpoints",
+    "HISTS_RODATA",
+    "HistTable",
     "LatencyArgs",
     "LatencyProbe",
     "histogram",
@@ -60,6 +70,8 @@ __all__ = [
 
 HISTS_MAP = "hists"
 HISTS_FULL_MAP = "hists_full"
+#: the rodata DECLARE_LATENCY_HISTS adds to every latency object
+HISTS_RODATA = {"hists_mask": "hists slots - 1 (a power of two), when user space sizes the table"}
 INFLIGHT_STATS_MAP = "inflight_stats"
 EVENTS_MAP = _bpf.EVENTS_MAP  # the ring buffer and its losses, as in every eBPF object
 LOSSES_MAP = _bpf.LOSSES_MAP
@@ -79,6 +91,51 @@ def histogram(h: LatencyHist) -> Histogram:
 
 def seconds(ns: int) -> float:
     return ns * 1e-9
+
+
+def _hist_of(value: Any) -> LatencyHist:
+    return value if isinstance(value, LatencyHist) else value.hist
+
+
+class HistTable:
+    """The ``hists`` table of a loaded latency object (``bpf/include/latency.bpf.h``), read and
+    written in place through the map's mmap. :meth:`read` returns each key once: two CPUs that
+    added the same new key at once may have put it in two slots, and their histograms add up."""
+
+    def __init__(self, bpf_map: Any) -> None:
+        self.map = bpf_map
+        self.slot = bpf_map.value_type  # hist_slot(key, value)
+        self._where: dict[bytes, list[int]] = {}  # key bytes -> slots, as of the last read
+
+    def read(self) -> list[tuple[Any, Any]]:
+        size = ctypes.sizeof(self.slot)
+        with self.map.mapped() as view, view.cast("Q") as words:
+            states = words.tolist()[:: size // 8]
+            slots = [(i, self.slot.from_buffer_copy(view, i * size))
+                     for i, state in enumerate(states) if state == HistSlotState.HIST_READY]
+        found: dict[bytes, tuple[Any, Any]] = {}
+        self._where = {}
+        for i, slot in slots:
+            raw = bytes(slot.key)
+            self._where.setdefault(raw, []).append(i)
+            if raw not in found:
+                found[raw] = (slot.key, slot.value)
+                continue
+            into, more = _hist_of(found[raw][1]), _hist_of(slot.value)
+            for b in range(LATENCY_SLOTS):
+                into.slots[b] += more.slots[b]
+            into.sum_ns += more.sum_ns
+            into.slow[0] += more.slow[0]
+            into.slow[1] += more.slow[1]
+        return list(found.values())
+
+    def delete(self, keys: list[Any]) -> None:
+        """Free the slots of keys found by the last :meth:`read`, for new keys to take."""
+        size = ctypes.sizeof(self.slot)
+        with self.map.mapped() as view, view.cast("Q") as words:
+            for key in keys:
+                for i in self._where.pop(bytes(key), []):
+                    words[i * size // 8] = HistSlotState.HIST_DELETED
 
 
 class LatencyArgs(EventArgs):
@@ -108,7 +165,8 @@ class LatencyProbe(ObjectProbe):
     def __init__(self, args: Any, ctx: ProbeContext) -> None:
         super().__init__(args, ctx)
         self._absent: dict[int, int] = {}  # netns -> consecutive collections missing
-        self._evicted = 0
+        self._hists: HistTable | None = None
+        self._hists_of: Any = None  # the object _hists reads
 
     @classmethod
     def default_args(cls) -> Any:
@@ -125,9 +183,18 @@ class LatencyProbe(ObjectProbe):
 
     # --- metrics -----------------------------------------------------------------------------
 
+    def hists(self) -> HistTable:
+        """The loaded object's ``hists`` (kept between collections: deletions use the slots the
+        last read found)."""
+        if self._hists is None or self._hists_of is not self.obj:
+            slot = hist_slot(self.KEY, self.VALUE)
+            self._hists = HistTable(self.obj.map(HISTS_MAP, ctypes.c_uint32, slot))
+            self._hists_of = self.obj
+        return self._hists
+
     def read_hists(self) -> list[tuple[Any, Any]]:
         """Every ``hists`` entry, decoded: [(key, value)]."""
-        return self.obj.map(HISTS_MAP, self.KEY, self.VALUE).items()
+        return self.hists().read()
 
     def _newest(self, entries: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
         """The entries of the newest namespace that had each inode; those of older ones (dead:
@@ -138,9 +205,7 @@ class LatencyProbe(ObjectProbe):
         stale = [key for key, _ in entries if key.netns_cookie != newest[key.netns]]
         if not stale:
             return entries
-        hists = self.obj.map(HISTS_MAP, self.KEY, self.VALUE)
-        for key in stale:
-            hists.delete(key)
+        self.hists().delete(stale)
         log.debug("%s: deleted %d histograms of namespaces whose inode was reused", self.OBJECT,
                   len(stale))
         return [(k, v) for k, v in entries if k.netns_cookie == newest[k.netns]]
@@ -166,9 +231,7 @@ class LatencyProbe(ObjectProbe):
                 gone.append(key)
         self._absent = absent
         if gone:
-            hists = self.obj.map(HISTS_MAP, self.KEY, self.VALUE)
-            for key in gone:
-                hists.delete(key)
+            self.hists().delete(gone)
             log.debug("%s: deleted %d histograms of vanished namespaces", self.OBJECT, len(gone))
         return kept
 

@@ -50,7 +50,7 @@ from otel_kubeskoop.bpf.layouts import KernellatencyDirection, KernellatencyEven
 from otel_kubeskoop.bpf.loader import AttachPlan
 from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeSpec, Scope, Source
 from otel_kubeskoop.probes._bpf import bpf_requires, decode_exact, event_type, ifname, record_event, tuple_attributes
-from otel_kubeskoop.probes._latency import DirectionLatencyProbe, Endpoints, LatencyArgs, seconds
+from otel_kubeskoop.probes._latency import HISTS_RODATA, DirectionLatencyProbe, Endpoints, LatencyArgs, seconds
 from otel_kubeskoop.telemetry import attributes as A
 from otel_kubeskoop.telemetry import events_table as E
 from otel_kubeskoop.telemetry import instruments as I
@@ -103,6 +103,7 @@ RODATA = {
     "targ_threshold_ns": "events for packets slower than this many nanoseconds",
     "targ_rate_per_sec": "events per second per (namespace, direction); 0: no limit",
     "targ_burst": "events in a burst",
+    **HISTS_RODATA,
 }
 
 RX, TX = KernellatencyDirection.KERNELLATENCY_RX, KernellatencyDirection.KERNELLATENCY_TX

@@ -36,7 +36,7 @@ from otel_kubeskoop.bpf.layouts import NetiftxlatEvent, NetiftxlatKey, Netiftxla
 from otel_kubeskoop.bpf.loader import AttachPlan
 from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeSpec, Sample, Scope, Source
 from otel_kubeskoop.probes._bpf import bpf_requires, decode_exact, event_type, ifname, record_event, tuple_attributes
-from otel_kubeskoop.probes._latency import LatencyArgs, LatencyProbe, histogram, seconds
+from otel_kubeskoop.probes._latency import HISTS_RODATA, LatencyArgs, LatencyProbe, histogram, seconds
 from otel_kubeskoop.telemetry import attributes as A
 from otel_kubeskoop.telemetry import events_table as E
 from otel_kubeskoop.telemetry import instruments as I
@@ -87,6 +87,7 @@ RODATA = {
     "targ_threshold_ns": "events for intervals above this many nanoseconds",
     "targ_rate_per_sec": "events per second per (namespace, stage); 0: no limit",
     "targ_burst": "events in a burst",
+    **HISTS_RODATA,
 }
 
 #: kubeskoop.latency.stage values

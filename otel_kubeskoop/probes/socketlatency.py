@@ -47,7 +47,7 @@ from otel_kubeskoop.bpf.layouts import SocketlatencyDirection, SocketlatencyEven
 from otel_kubeskoop.bpf.loader import AttachPlan
 from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeSpec, Scope, Source, Unavailable
 from otel_kubeskoop.probes._bpf import KernelNames, bpf_requires, connection_attributes, decode_exact, event_type, record_event
-from otel_kubeskoop.probes._latency import DirectionLatencyProbe, Endpoints, LatencyArgs, seconds
+from otel_kubeskoop.probes._latency import HISTS_RODATA, DirectionLatencyProbe, Endpoints, LatencyArgs, seconds
 from otel_kubeskoop.telemetry import attributes as A
 from otel_kubeskoop.telemetry import events_table as E
 from otel_kubeskoop.telemetry import instruments as I
@@ -99,6 +99,7 @@ RODATA = {
     "targ_threshold_ns": "events for waits above this many nanoseconds",
     "targ_rate_per_sec": "events per second per (namespace, direction); 0: no limit",
     "targ_burst": "events in a burst",
+    **HISTS_RODATA,
 }
 
 READ, WRITE = SocketlatencyDirection.SOCKETLATENCY_READ, SocketlatencyDirection.SOCKETLATENCY_WRITE

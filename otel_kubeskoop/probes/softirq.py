@@ -36,7 +36,7 @@ from otel_kubeskoop.bpf.layouts import DecodeError, SoftirqEvent, SoftirqEventTy
 from otel_kubeskoop.bpf.loader import AttachPlan
 from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeSpec, Sample, Scope, Source
 from otel_kubeskoop.probes._bpf import bpf_requires, decode_exact, record_event
-from otel_kubeskoop.probes._latency import LatencyArgs, LatencyProbe, histogram, seconds
+from otel_kubeskoop.probes._latency import HISTS_RODATA, LatencyArgs, LatencyProbe, histogram, seconds
 from otel_kubeskoop.telemetry import attributes as A
 from otel_kubeskoop.telemetry import events_table as E
 from otel_kubeskoop.telemetry import instruments as I
@@ -64,6 +64,7 @@ RODATA = {
     "targ_threshold_ns": "events for intervals above this many nanoseconds",
     "targ_rate_per_sec": "events per second per event type; 0: no limit",
     "targ_burst": "events in a burst",
+    **HISTS_RODATA,
 }
 
 #: kubeskoop.latency.stage values
@@ -137,14 +138,18 @@ class SoftirqProbe(LatencyProbe):
     NODE_SCOPE = True
     ARGS = SoftirqArgs
 
+    def hist_slots(self) -> int:
+        """Slots for one histogram per (measured type, possible CPU, stage): a power of two at
+        least twice that, so that each key finds room among its first slots."""
+        cpus = libbpf.lib().libbpf_num_possible_cpus()
+        keys = 2 * bin(self.args.vec_mask).count("1") * max(cpus, 1)
+        return max(64, 1 << (2 * keys - 1).bit_length())
+
     def rodata(self) -> dict[str, int | bool]:
-        return {"targ_vec_mask": self.args.vec_mask}
+        return {"targ_vec_mask": self.args.vec_mask, "hists_mask": self.hist_slots() - 1}
 
     def max_entries(self) -> dict[str, int]:
-        """One histogram per (measured type, possible CPU, stage), and room to spare."""
-        cpus = libbpf.lib().libbpf_num_possible_cpus()
-        types = bin(self.args.vec_mask).count("1")
-        return {"hists": max(64, 2 * types * max(cpus, 1) + 16)}
+        return {"hists": self.hist_slots()}
 
     def samples_of(self, key: Any, value: Any, netns: int | None) -> list[Sample]:
         try:

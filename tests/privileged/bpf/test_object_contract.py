@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from otel_kubeskoop.bpf import btf, layouts, selftest
+from otel_kubeskoop.bpf.layouts import hist_slot
 from otel_kubeskoop.bpf.loader import BPFObject
 from otel_kubeskoop.bpf.objects import object_path
 
@@ -157,10 +158,12 @@ def test_latency_probe_names_exist_in_the_object(module) -> None:
     assert wanted <= set(maps)
     rodata = {n for n in obj_btf.datasec(".rodata") if not n.startswith("__btf_export_")}
     assert set(module.RODATA) == rodata
-    # The hists map's key and value are the probe's mirrors.
+    # The hists map's key and value are the probe's mirrors, and so is the slot holding them.
     for mirror, name in ((probe.KEY, f"{module.OBJECT}_key"),
-                         (probe.VALUE, layouts_name(probe.VALUE))):
+                         (probe.VALUE, layouts_name(probe.VALUE)),
+                         (hist_slot(probe.KEY, probe.VALUE), "hists_slot")):
         assert ctypes.sizeof(mirror) == obj_btf.struct_layout(name).size, name
+    assert hist_slot(probe.KEY, probe.VALUE).value.offset == obj_btf.struct_layout("hists_slot").offsets["value"]
 
     obj = BPFObject(path, module.PLANS)
     try:

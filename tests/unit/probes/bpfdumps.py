@@ -91,8 +91,9 @@ class FakeObject:
         self.chosen: dict[str, Any] = {}
         self.closed = 0
 
-    def map(self, name: str, *args: Any, **kwargs: Any) -> FakeMap:
-        return self.maps[name]
+    def map(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        found = self.maps[name]
+        return found.typed(*args) if hasattr(found, "typed") else found
 
     def close(self) -> None:
         self.closed += 1

@@ -143,4 +143,4 @@ def test_spec_and_args() -> None:
         "kubeskoop_socketlatency_read1ms", "kubeskoop_socketlatency_read100ms",
         "kubeskoop_socketlatency_write1ms", "kubeskoop_socketlatency_write100ms"}
     assert set(socketlatency.RODATA) == {"targ_emit", "targ_threshold_ns", "targ_rate_per_sec",
-                                         "targ_burst"}
+                                         "targ_burst", "hists_mask"}
