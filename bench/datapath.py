@@ -1,12 +1,15 @@
 # SPDX-License-Identifier: Apache-2.0
 """Datapath cost of BPF probes: iperf3 TCP throughput between two network namespaces over a veth
 pair, with the probes loaded vs not, alternating, PAIRS pairs; the median of the per-pair ratios
-(with / without) is the figure. With bpfStats on, each program's run time per run is recorded too.
+(with / without) is the figure. iperf3's client and server share one CPU unless --affinity says
+otherwise (see its help). The pairs run with bpfStats off (the default config); one more run with
+it on records each program's runs per received packet and run time per run.
 
-    python bench/datapath.py packetloss,tcpreset,tcpretrans [more probe sets...] [--pairs 5] [--seconds 5]
+    python bench/datapath.py packetloss,tcpreset,tcpretrans [more probe sets...] [--pairs 7] [--seconds 3]
 
 Each argument is one set of probes loaded together (metrics and, where the probe has them,
-events). Results go to bench/results/datapath.json (merged by probe set). Run as root.
+events). Results go to bench/results/datapath.json (merged by probe set; unpinned runs under
+"<set> (unpinned)"). Run as root.
 """
 
 from __future__ import annotations

@@ -19,14 +19,14 @@
  *            fentry/kfree_skb_reason (before), kprobe/ on the same two
  *   consume  tp_btf/consume_skb, tracepoint/skb/consume_skb, fentry|kprobe/consume_skb
  *
- * In flight: net_dev_queue inserts (skb, ifindex) -> start record into the LRU hash "skbs";
+ * In flight: net_dev_queue puts (skb, ifindex) -> start record into the in-flight table "skbs";
  * net_dev_start_xmit measures QDISC; net_dev_xmit measures XMIT and removes it. Keyed by the
  * device too, since a stacked device (vxlan, ipip, vlan, macvlan, bond) queues the same skb on
  * the lower device from inside its own ndo_start_xmit. A packet that never reaches the driver
  * (dropped by the qdisc, segmented by software GSO, purged with the queue) is freed through
  * kfree_skb or consume_skb: those hooks remove its entry (counted as discarded), under the key of
  * the device the skb is on when freed. Anything else (a freed packet on another device key,
- * pointer reuse races) is left to the LRU and counted as evicted by user space.
+ * pointer reuse races) stays until a start needs its slot, which counts it as evicted.
  * An skb that the driver refuses with NETDEV_TX_BUSY is requeued and started again: its qdisc
  * wait is counted once, up to the first start, and its driver time from the last start.
  */

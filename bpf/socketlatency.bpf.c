@@ -27,9 +27,9 @@
  *   close    tp_btf/inet_sock_set_state, tracepoint/sock/inet_sock_set_state,
  *            fentry|kprobe/tcp_set_state
  *
- * In flight: the LRU hash "socks" holds (socket, direction) -> start while a wait is timed. A
+ * In flight: the table "socks" holds (socket, direction) -> start while a wait is timed. A
  * socket that reaches TCP_CLOSE has its entries removed (counted as discarded); anything else
- * left behind is evicted by the LRU, and user space counts evictions by difference (latency.h).
+ * left behind is evicted by a start that needs its slot (counted, latency.bpf.h).
  * Each measurement goes to hists[(netns, direction)] and, with targ_emit and above
  * targ_threshold_ns, to the rate-limited ring buffer (events.bpf.h).
  */

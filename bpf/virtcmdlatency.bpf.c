@@ -17,7 +17,7 @@
  * at all). A kernel without kprobes where fentry cannot load gets nothing: the probe is then
  * unavailable, and says why.
  *
- * In flight: entry stores the start per thread (LRU hash by pid_tgid): a call runs on one
+ * In flight: entry stores the start per thread (in-flight table by pid_tgid): a call runs on one
  * thread from entry to return (it waits for the device's answer by polling).
  */
 #include "vmlinux.h"

@@ -56,7 +56,11 @@ static __always_inline void latency_add(struct latency_hist *h, __u64 delta_ns, 
 /* Fibonacci hashing (Knuth, TAOCP 6.4): the high bits of key * 2^64/phi are well mixed. */
 #define LATENCY_HASH_MULT 0x9E3779B97F4A7C15ULL
 
-/* The home slot of a histogram key of `words` 32-bit words; mask: the table's slots - 1. */
+/*
+ * The home slot of a histogram key of `words` 32-bit words; mask: the table's slots - 1. (In-flight
+ * keys hold pointers, which the verifier lets us read only whole: inflight_index() below hashes
+ * 64-bit words.)
+ */
 static __always_inline __u32 hist_index(const __u32 *key, __u32 words, __u32 mask)
 {
 	__u64 h = 0;

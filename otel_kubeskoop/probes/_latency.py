@@ -109,8 +109,8 @@ class HistTable:
 
     def read(self) -> list[tuple[Any, Any]]:
         size = ctypes.sizeof(self.slot)
-        with self.map.mapped() as view, view.cast("Q") as words:
-            states = words.tolist()[:: size // 8]
+        with self.map.mapped() as view, view.cast("Q") as words, words[:: size // 8] as first:
+            states = first.tolist()  # each slot's first word: its state
             slots = [(i, self.slot.from_buffer_copy(view, i * size))
                      for i, state in enumerate(states) if state == HistSlotState.HIST_READY]
         found: dict[bytes, tuple[Any, Any]] = {}
@@ -158,7 +158,7 @@ class LatencyProbe(ObjectProbe):
 
     KEY: ClassVar[type[ctypes.Structure]]  # struct <probe>_key
     VALUE: ClassVar[type[ctypes.Structure]] = LatencyHist  # the hists map's value
-    INFLIGHT_MAP: ClassVar[str | None] = None  # the in-flight LRU map, if any
+    INFLIGHT_MAP: ClassVar[str | None] = None  # the in-flight table, if any
     NODE_SCOPE: ClassVar[bool] = False  # keys have no netns: every sample is the node's
     ARGS: ClassVar[type[LatencyArgs]] = LatencyArgs
 

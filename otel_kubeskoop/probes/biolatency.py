@@ -227,8 +227,8 @@ SPEC = ProbeSpec(
     source=Source.BPF,
     scope=Scope.NETNS,
     overhead=Overhead.MEDIUM,
-    overhead_note="an LRU insert per block request issued and a lookup, histogram update and "
-                  "delete per completion, in the kernel; one map read per collection, series "
+    overhead_note="a start slot written per block request issued, read and a histogram "
+                  "updated per completion, in the kernel; one table read per collection, series "
                   "scale with namespaces x disks",
     default_enabled=False,
     factory=BiolatencyProbe,

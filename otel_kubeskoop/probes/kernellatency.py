@@ -33,10 +33,11 @@ Events (``event.probes``): ``kubeskoop.kernellatency.rxslow`` / ``.txslow`` (ups
 upstream's), rate-limited per namespace and direction in the kernel, with the packet's addresses,
 interface and length, the latency and the two attach points that bound it.
 
-Received packets being timed live in a bounded LRU map; one that never reaches an established
-socket (dropped, forwarded, a handshake packet) is removed when it is freed (``skb:kfree_skb``,
-``skb:consume_skb``); one freed without a tracepoint (``__kfree_skb()``, deferred frees) is
-replaced when its memory comes back as a new packet, or evicted and counted
+Received packets being timed live in a bounded in-flight table (one slot per packet address,
+``bpf/include/latency.bpf.h``); one that never reaches an established socket (dropped, forwarded,
+a handshake packet) is removed when it is freed (``skb:kfree_skb``, ``skb:consume_skb``); one
+freed without a tracepoint (``__kfree_skb()``, deferred frees) is replaced when its memory comes
+back as a new packet, or evicted by a packet that needs its slot, and counted
 (``kubeskoop.agent.bpf.inflight.evicted``).
 """
 
@@ -175,9 +176,10 @@ SPEC = ProbeSpec(
     source=Source.BPF,
     scope=Scope.NETNS,
     overhead=Overhead.HIGH,
-    overhead_note="per received TCP packet an LRU insert and delete, per freed packet of any kind "
-                  "a hash lookup (kfree_skb/consume_skb), per transmitted packet a few field "
-                  "reads; one map read per collection, two series per namespace",
+    overhead_note="five tracepoints on the packet path (receive, TCP delivery, device queue, "
+                  "free, consume): per TCP packet a start slot written and read and a histogram "
+                  "updated, all inline loads and stores; one table read per collection, two "
+                  "series per namespace",
     default_enabled=False,
     factory=KernellatencyProbe,
     instruments=I.KERNELLATENCY,

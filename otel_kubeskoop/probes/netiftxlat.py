@@ -22,8 +22,9 @@ interface, the packet's size and CPU and, for qdisc waits, its addresses (an ``x
 none: the driver may have freed the packet before ``net_dev_xmit`` fires).
 
 Packets that never reach the driver (dropped by the qdisc, segmented by software GSO, purged with
-the queue) are removed from the in-flight map by the ``skb:kfree_skb`` / ``skb:consume_skb``
-hooks; what remains is bounded by the LRU map and counted (``kubeskoop.agent.bpf.inflight.evicted``).
+the queue) are removed from the in-flight table by the ``skb:kfree_skb`` / ``skb:consume_skb``
+hooks; what remains is bounded by the table, whose evictions are counted
+(``kubeskoop.agent.bpf.inflight.evicted``).
 """
 
 from __future__ import annotations
@@ -153,9 +154,10 @@ SPEC = ProbeSpec(
     source=Source.BPF,
     scope=Scope.NETNS,
     overhead=Overhead.HIGH,
-    overhead_note="three hash operations per transmitted packet (insert at net_dev_queue, two "
-                  "lookups, one delete) and a lookup per freed packet (kfree_skb/consume_skb) "
-                  "in the kernel; one map read per collection, series scale with interfaces",
+    overhead_note="per transmitted packet a start slot written at net_dev_queue and read at "
+                  "start and xmit, two histogram updates, and a slot check per freed packet "
+                  "(kfree_skb/consume_skb), all inline loads and stores; one table read per "
+                  "collection, series scale with interfaces",
     default_enabled=False,
     factory=NetiftxlatProbe,
     instruments=I.NETIFTXLAT,

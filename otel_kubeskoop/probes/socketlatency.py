@@ -32,9 +32,10 @@ ms, upstream's), rate-limited per namespace and direction in the kernel, with th
 (source = the local end), its TCP state, the wait, the two attach points that bound it, and the
 process that read (receive) or whose write started the wait (transmit).
 
-Sockets being timed live in a bounded LRU map; a socket reaching ``TCP_CLOSE`` has its entries
-removed (``sock:inet_sock_set_state``), anything else left is evicted and counted
-(``kubeskoop.agent.bpf.inflight.evicted``).
+Sockets being timed live in a bounded in-flight table (one slot per socket and direction,
+``bpf/include/latency.bpf.h``); a socket reaching ``TCP_CLOSE`` has its entries removed
+(``sock:inet_sock_set_state``), anything else left is evicted by a socket that needs its slot,
+and counted (``kubeskoop.agent.bpf.inflight.evicted``).
 """
 
 from __future__ import annotations
@@ -179,9 +180,10 @@ SPEC = ProbeSpec(
     source=Source.BPF,
     scope=Scope.NETNS,
     overhead=Overhead.HIGH,
-    overhead_note="per TCP data arrival, read and write a hash lookup (an insert and a delete "
-                  "when a wait starts and ends), and a lookup per transmitted packet of any "
-                  "socket (net_dev_queue); one map read per collection, two series per namespace",
+    overhead_note="per TCP data arrival, read and write a start slot looked up (written when a "
+                  "wait starts, a histogram updated when it ends), and a lookup per transmitted "
+                  "packet of any socket (net_dev_queue), all inline loads and stores; one table "
+                  "read per collection, two series per namespace",
     default_enabled=False,
     factory=SocketlatencyProbe,
     instruments=I.SOCKETLATENCY,

@@ -131,8 +131,8 @@ SPEC = ProbeSpec(
     source=Source.BPF,
     scope=Scope.NETNS,
     overhead=Overhead.LOW,
-    overhead_note="one hash insert and one delete per virtio-net control command (a handful a "
-                  "minute: MAC, RX mode, queue changes); one map read per collection",
+    overhead_note="a start slot written and read per virtio-net control command (a handful a "
+                  "minute: MAC, RX mode, queue changes); one table read per collection",
     default_enabled=False,
     factory=VirtcmdlatencyProbe,
     instruments=I.VIRTCMDLATENCY,

@@ -656,11 +656,13 @@ AGENT_BPF_TIME = InstrumentSpec(
 # A BPF probe's counter map was full: increments that found no room (the probe reports them).
 AGENT_BPF_MAP_FULL = InstrumentSpec(
     "kubeskoop.agent.bpf.map.full", C, "{update}",
-    "Kernel counter updates refused because the probe's BPF map was full", (A.PROBE, A.BPF_MAP))
-# A latency probe's in-flight map (start timestamps, LRU) evicted entries: intervals lost.
+    "Kernel counter or histogram updates refused because the probe's BPF map was full",
+    (A.PROBE, A.BPF_MAP))
+# A latency probe's in-flight table (start records) gave a record's slot to another key before
+# the record's end point: that interval is lost (counted in the kernel, latency.bpf.h).
 AGENT_BPF_INFLIGHT_EVICTED = InstrumentSpec(
     "kubeskoop.agent.bpf.inflight.evicted", C, "{entry}",
-    "Start timestamps a latency probe's in-flight LRU map evicted before their end point",
+    "Start records a latency probe's in-flight table evicted before their end point",
     (A.PROBE, A.BPF_MAP))
 # A probe's LRU map (flow) evicted keys to make room: what they counted since the last read is lost.
 AGENT_BPF_MAP_EVICTED = InstrumentSpec(

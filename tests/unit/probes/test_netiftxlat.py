@@ -97,6 +97,30 @@ def test_histograms_and_upstream_counters() -> None:
             (probe_attr, ("kubeskoop.loss.reason", "rate_limited"))) not in got  # no events asked
 
 
+def test_a_key_two_cpus_added_at_once_is_one_series() -> None:
+    # Two slots hold one key (CPUs that added it at the same instant): one histogram, the sum.
+    key = NetiftxlatKey(A_NS, 1, 2, 1)
+    probe = probe_with([(key, value(hist({4: 2}, sum_ns=40, slow=(1, 0)))),
+                        (NetiftxlatKey(A_NS, 1, 2, 2), value(hist({5: 1}))),
+                        (key, value(hist({4: 1, 9: 3}, sum_ns=7, slow=(2, 0))))])
+    got = samples_by_key(probe.collect())
+    h = got[("kubeskoop.netiftxlat.duration", A_NS, ((IF, "eth0"), (STAGE, "qdisc")))]
+    assert h.counts[4] == 3 and h.counts[9] == 3 and sum(h.counts) == 6
+    assert h.sum == pytest.approx(47e-9)
+    assert got[("kubeskoop.netiftxlat.qdiscslow100ms", A_NS, ((IF, "eth0"),))] == 3
+
+
+def test_freed_slots_are_found_no_more() -> None:
+    probe = probe_with([(NetiftxlatKey(GONE_NS, 1, 2, 1), value(hist({1: 1}))),
+                        (NetiftxlatKey(GONE_NS, 1, 2, 1), value(hist({1: 1}))),
+                        (NetiftxlatKey(A_NS, 1, 2, 1), value(hist({1: 1})))])
+    probe.collect()
+    probe.collect()
+    hists = probe.obj.maps["hists"]
+    assert [k.netns for k in hists.deleted] == [GONE_NS, GONE_NS]  # both of its slots
+    assert [k.netns for k, _ in probe.read_hists()] == [A_NS]
+
+
 def test_vanished_namespaces_are_reported_no_more_and_deleted_the_next_time() -> None:
     probe = probe_with([(NetiftxlatKey(A_NS, 1, 2, 1), value(hist({1: 1}))),
                         (NetiftxlatKey(GONE_NS, 1, 2, 1), value(hist({1: 1})))])

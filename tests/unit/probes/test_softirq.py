@@ -75,6 +75,19 @@ def test_softirq_types_argument() -> None:
         softirq.SoftirqArgs.model_validate({"softirq-types": 3})
 
 
+@pytest.mark.parametrize(("types", "cpus", "slots"), [
+    (["net_rx"], 2, 64),            # 4 keys: the floor
+    (["net_rx"], 64, 256),          # 128 keys: at least twice as many slots
+    (["net_rx", "net_tx"], 96, 1024),  # 384 keys
+])
+def test_the_table_is_a_power_of_two_at_least_twice_the_keys(monkeypatch, types, cpus, slots) -> None:
+    monkeypatch.setattr(softirq.libbpf, "lib", lambda: type("Lib", (), {"libbpf_num_possible_cpus": lambda: cpus}))
+    args = softirq.SoftirqArgs.model_validate({"softirq-types": types})
+    probe = softirq.SoftirqProbe(args, ProbeContext(name="softirq", cycle=Cycle(namespaces={})))
+    assert probe.max_entries() == {"hists": slots}
+    assert probe.rodata()["hists_mask"] == slots - 1
+
+
 def test_an_unknown_type_in_the_config_names_the_key() -> None:
     config = parse({"metrics": {"probes": [{"name": "softirq", "args": {"softirq-types": ["net_rx", "net_tx"]}}]}})
     assert config.probes[0].args.vec_mask == 0b1100
