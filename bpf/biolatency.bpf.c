@@ -189,14 +189,14 @@ static __always_inline int complete(const struct rq_key *key, bool failed)
 	struct biolatency_key hkey = {};
 	struct biolatency_event *e;
 	struct latency_hist *h;
-	struct rq_start *s;
+	struct rq_start start, *s = &start;
 	__u64 now, delta;
 
-	s = requests_lookup(key);
-	if (!s) {
+	if (!requests_get(key, s)) {
 		inflight_count(INFLIGHT_UNMATCHED);
 		return 0;
 	}
+	requests_end(key);
 	now = bpf_ktime_get_ns();
 	delta = now > s->issued_ns ? now - s->issued_ns : 0;
 	hkey.netns = s->netns.inum;
@@ -220,7 +220,6 @@ static __always_inline int complete(const struct rq_key *key, bool failed)
 			event_submit(e);
 		}
 	}
-	requests_end(key);
 	return 0;
 }
 

@@ -204,13 +204,15 @@ static __always_inline int handle_tx(bool btf, const struct sk_buff *skb)
 	if (KREAD_BITFIELD(btf, sk, sk_protocol) != IPPROTO_TCP)
 		return 0;
 	stamp = KREAD(btf, skb, tstamp);
-	now = bpf_ktime_get_ns();
-	if (!stamp || stamp > now)
+	if (!stamp)
 		return 0;
 	last = bpf_map_lookup_elem(&last_tx, &zero);
 	if (!last || (last->skb == (__u64)skb && last->stamp == stamp))
 		return 0;
 	if (!tcp_segment(btf, skb, &seg) || !seg.payload)
+		return 0;
+	now = bpf_ktime_get_ns(); /* after the filters: pure ACKs need no clock read */
+	if (stamp > now)
 		return 0;
 	last->skb = (__u64)skb;
 	last->stamp = stamp;

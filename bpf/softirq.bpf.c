@@ -78,7 +78,7 @@ static __always_inline void measure(__u32 vec, __u32 stage, __u64 delta)
 	key.stage = stage;
 	h = hists_lookup(&key);
 	if (h)
-		latency_add(h, delta, SOFTIRQ_SLOW_NS, SOFTIRQ_SLOW100_NS);
+		latency_add_this_cpu(h, delta, SOFTIRQ_SLOW_NS, SOFTIRQ_SLOW100_NS);
 	if (!targ_emit || delta <= targ_threshold_ns)
 		return;
 	if (stage == SOFTIRQ_STAGE_SCHED)

@@ -9,7 +9,8 @@
  *       count of the measurements that found no room (kubeskoop.agent.bpf.map.full).
  *       hists_lookup(key) returns the value, created zeroed, or NULL (counted) when full.
  *   latency_add(hist, delta_ns, slow0_ns, slow1_ns)
- *       count one interval in its log2 slot, its sum, and the slow[] counters (0: no threshold).
+ *       count one interval in its log2 slot, its sum, and the slow[] counters (0: no threshold);
+ *       latency_add_this_cpu() for a histogram only its own CPU updates.
  *   DECLARE_INFLIGHT(name, key_type, value_type, entries)
  *       a bounded table of start records plus "inflight_stats" (latency.h enum inflight_stat);
  *       name_start(), name_lookup(), name_end(), name_discard() keep the counts exact.
@@ -38,50 +39,92 @@ static __always_inline __u32 latency_log2(__u64 v)
 	return r;
 }
 
-static __always_inline void latency_add(struct latency_hist *h, __u64 delta_ns, __u64 slow0_ns,
-					__u64 slow1_ns)
+/* Add n to *p: atomically where CPUs share the histogram, plainly where one CPU owns it. */
+#define LATENCY_ADD(shared, p, n)				\
+	do {							\
+		if (shared)					\
+			__sync_fetch_and_add((p), (n));		\
+		else						\
+			*(p) += (n);				\
+	} while (0)
+
+static __always_inline void __latency_add(bool shared, struct latency_hist *h, __u64 delta_ns,
+					  __u64 slow0_ns, __u64 slow1_ns)
 {
 	__u32 slot = latency_log2(delta_ns);
 
 	if (slot >= LATENCY_SLOTS)
 		slot = LATENCY_SLOTS - 1;
-	__sync_fetch_and_add(&h->slots[slot], 1);
-	__sync_fetch_and_add(&h->sum_ns, delta_ns);
+	LATENCY_ADD(shared, &h->slots[slot], 1);
+	LATENCY_ADD(shared, &h->sum_ns, delta_ns);
 	if (slow0_ns && delta_ns > slow0_ns)
-		__sync_fetch_and_add(&h->slow[0], 1);
+		LATENCY_ADD(shared, &h->slow[0], 1);
 	if (slow1_ns && delta_ns > slow1_ns)
-		__sync_fetch_and_add(&h->slow[1], 1);
+		LATENCY_ADD(shared, &h->slow[1], 1);
+}
+
+static __always_inline void latency_add(struct latency_hist *h, __u64 delta_ns, __u64 slow0_ns,
+					__u64 slow1_ns)
+{
+	__latency_add(true, h, delta_ns, slow0_ns, slow1_ns);
+}
+
+/*
+ * The same for a histogram whose key holds the CPU, updated only from contexts that do not nest on
+ * one CPU (softirq entry and exit: a softirq never preempts another on its CPU): plain adds, no
+ * locked instruction.
+ */
+static __always_inline void latency_add_this_cpu(struct latency_hist *h, __u64 delta_ns,
+						 __u64 slow0_ns, __u64 slow1_ns)
+{
+	__latency_add(false, h, delta_ns, slow0_ns, slow1_ns);
+}
+
+/*
+ * A key word as a number the verifier lets us multiply. A word that holds a BTF-typed argument (an
+ * skb, a socket) is tracked as a pointer, and multiplying a pointer is refused; negating a
+ * register makes it a plain scalar for a privileged program (check_alu_op(): BPF_NEG on a pointer
+ * is refused only without allow_ptr_leaks). The negated word hashes as well as the word.
+ */
+static __always_inline __u64 latency_number(__u64 w)
+{
+	asm volatile("%0 = -%0" : "+r"(w));
+	return w;
 }
 
 /* Fibonacci hashing (Knuth, TAOCP 6.4): the high bits of key * 2^64/phi are well mixed. */
 #define LATENCY_HASH_MULT 0x9E3779B97F4A7C15ULL
 
 /*
- * The home slot of a histogram key of `words` 32-bit words; mask: the table's slots - 1. (In-flight
- * keys hold pointers, which the verifier lets us read only whole: inflight_index() below hashes
- * 64-bit words.)
+ * prefix_index(key, words, mask): the home slot of a key of `words` words of word_t in a table of
+ * mask + 1 slots (a power of two); prefix_key_eq(a, b, words). Histogram keys are 32-bit words;
+ * in-flight keys hold pointers, which the verifier lets a program read from the stack only whole,
+ * so they are 64-bit words.
  */
-static __always_inline __u32 hist_index(const __u32 *key, __u32 words, __u32 mask)
-{
-	__u64 h = 0;
-	__u32 i;
+#define DEFINE_LATENCY_KEY_FUNCS(prefix, word_t)					\
+	static __always_inline __u32 prefix##_index(const word_t *key, __u32 words, __u32 mask) \
+	{										\
+		__u64 h = 0;								\
+		__u32 i;								\
+											\
+		_Pragma("unroll")							\
+		for (i = 0; i < words; i++)						\
+			h = (h ^ latency_number(key[i])) * LATENCY_HASH_MULT;		\
+		return (__u32)(h >> 32) & mask;						\
+	}										\
+	static __always_inline bool prefix##_key_eq(const word_t *a, const word_t *b, __u32 words) \
+	{										\
+		__u32 i;								\
+											\
+		_Pragma("unroll")							\
+		for (i = 0; i < words; i++)						\
+			if (a[i] != b[i])						\
+				return false;						\
+		return true;								\
+	}
 
-#pragma unroll
-	for (i = 0; i < words; i++)
-		h = (h ^ key[i]) * LATENCY_HASH_MULT;
-	return (__u32)(h >> 32) & mask;
-}
-
-static __always_inline bool hist_key_eq(const __u32 *a, const __u32 *b, __u32 words)
-{
-	__u32 i;
-
-#pragma unroll
-	for (i = 0; i < words; i++)
-		if (a[i] != b[i])
-			return false;
-	return true;
-}
+DEFINE_LATENCY_KEY_FUNCS(hist, __u32)
+DEFINE_LATENCY_KEY_FUNCS(inflight, __u64)
 
 /*
  * "hists": an open-addressed table in an ARRAY map (BPF_F_MMAPABLE: user space reads it in
@@ -181,41 +224,6 @@ static __always_inline void inflight_count(enum inflight_stat stat)
 }
 
 /*
- * A key word as a number the verifier lets us multiply. A word that holds a BTF-typed argument (an
- * skb, a socket) is tracked as a pointer, and multiplying a pointer is refused; negating a
- * register makes it a plain scalar for a privileged program (check_alu_op(): BPF_NEG on a pointer
- * is refused only without allow_ptr_leaks). The negated word hashes as well as the word.
- */
-static __always_inline __u64 inflight_number(__u64 w)
-{
-	asm volatile("%0 = -%0" : "+r"(w));
-	return w;
-}
-
-/* The slot of a key of `words` 64-bit words in a table of `entries` (a power of two) slots. */
-static __always_inline __u32 inflight_index(const __u64 *key, __u32 words, __u32 entries)
-{
-	__u64 h = 0;
-	__u32 i;
-
-#pragma unroll
-	for (i = 0; i < words; i++)
-		h = (h ^ inflight_number(key[i])) * LATENCY_HASH_MULT;
-	return (__u32)(h >> 32) & (entries - 1);
-}
-
-static __always_inline bool inflight_key_eq(const __u64 *a, const __u64 *b, __u32 words)
-{
-	__u32 i;
-
-#pragma unroll
-	for (i = 0; i < words; i++)
-		if (a[i] != b[i])
-			return false;
-	return true;
-}
-
-/*
  * The in-flight table "name": start records waiting for their end point, in a direct-mapped
  * table of `entries` slots (an ARRAY map; a power of two), each holding one key and its value.
  * A key goes to one slot, picked by hashing it; a start whose slot holds another key overwrites
@@ -227,7 +235,10 @@ static __always_inline bool inflight_key_eq(const __u64 *a, const __u64 *b, __u3
  *
  * Two CPUs starting keys that share a slot at the same instant may leave one of them unmatched
  * (counted). A writer marks the slot free before it rewrites it, and name_get() checks the key
- * again after copying the value, so a measurement never uses another key's start.
+ * again after copying the value, so a measurement made from that copy never uses another key's
+ * start. name_lookup() gives the value in place, for end points that also update it
+ * (socketlatency, netiftxlat): there a start of another key in the same slot, on another CPU, in
+ * the same instant, could still mix the two records.
  *
  *   name_start(key, value)   record a start (a start for a key already there replaces it)
  *   name_get(key, out)       copy the value recorded for key into out; false if none
@@ -254,7 +265,7 @@ static __always_inline bool inflight_key_eq(const __u64 *a, const __u64 *b, __u3
 	} name SEC(".maps");								\
 	INFLIGHT_FN struct name##_slot *name##_slot(const key_type *key)	\
 	{										\
-		__u32 idx = inflight_index((const __u64 *)key, sizeof(*key) / 8, entries); \
+		__u32 idx = inflight_index((const __u64 *)key, sizeof(*key) / 8, (entries) - 1); \
 											\
 		return bpf_map_lookup_elem(&name, &idx);				\
 	}										\

@@ -177,8 +177,8 @@ SPEC = ProbeSpec(
     scope=Scope.NODE,
     overhead=Overhead.HIGH,
     overhead_note="one per-CPU array lookup per softirq raise, entry and exit on every CPU (tens "
-                  "of thousands a second on a busy node), plus an atomic histogram update per "
-                  "measured type's entry and exit; series scale with CPUs x types",
+                  "of thousands a second on a busy node), plus an update of this CPU's histogram "
+                  "per measured type's entry and exit; series scale with CPUs x types",
     default_enabled=False,
     factory=SoftirqProbe,
     instruments=I.SOFTIRQ,
