@@ -1,19 +1,21 @@
 /* SPDX-License-Identifier: Apache-2.0 OR GPL-2.0-only */
 /*
- * Log2 latency histograms and bounded in-flight timestamp maps (BPF side only); the types that
+ * Log2 latency histograms and bounded in-flight start tables (BPF side only); the types that
  * cross to user space are in latency.h.
  *
  *   DECLARE_LATENCY_HISTS(key_type, value_type, entries)
  *       "hists": a bounded table of key_type -> value_type (whose first member is a struct
- *       latency_hist), shared by all CPUs and updated with atomic adds; "hists_full": a per-CPU
- *       count of the measurements that found no room (kubeskoop.agent.bpf.map.full).
+ *       latency_hist), shared by all CPUs and updated with atomic adds (plain ones where the key
+ *       holds the CPU: latency_add_this_cpu()); "hists_full": a per-CPU count of the
+ *       measurements that found no room (kubeskoop.agent.bpf.map.full).
  *       hists_lookup(key) returns the value, created zeroed, or NULL (counted) when full.
  *   latency_add(hist, delta_ns, slow0_ns, slow1_ns)
  *       count one interval in its log2 slot, its sum, and the slow[] counters (0: no threshold);
  *       latency_add_this_cpu() for a histogram only its own CPU updates.
  *   DECLARE_INFLIGHT(name, key_type, value_type, entries)
  *       a bounded table of start records plus "inflight_stats" (latency.h enum inflight_stat);
- *       name_start(), name_lookup(), name_end(), name_discard() keep the counts exact.
+ *       name_start(), name_get(), name_lookup(), name_end(), name_discard() keep the counts
+ *       exact.
  */
 #ifndef __OTEL_KUBESKOOP_LATENCY_BPF_H
 #define __OTEL_KUBESKOOP_LATENCY_BPF_H
@@ -134,7 +136,7 @@ DEFINE_LATENCY_KEY_FUNCS(inflight, __u64)
  * 3% of iperf3 throughput over a veth with the six latency and flow probes loaded
  * (bench/datapath.py, README). A new key takes the first free or deleted slot of its window with a
  * compare-and-swap, zeroes the value, then marks it ready; two CPUs adding the same key at once
- * may each take a slot, and user space adds such duplicates up. user space marks the slots of
+ * may each take a slot, and user space adds such duplicates up. User space marks the slots of
  * namespaces that are gone HIST_DELETED, for later keys to reuse. hists_mask (the slot count - 1,
  * a power of two) is rodata, for probes whose user space sizes the table.
  */
@@ -223,6 +225,9 @@ static __always_inline void inflight_count(enum inflight_stat stat)
 		*n += 1;
 }
 
+/* Not every probe uses every function DECLARE_INFLIGHT defines. */
+#define INFLIGHT_FN static __always_inline __attribute__((unused))
+
 /*
  * The in-flight table "name": start records waiting for their end point, in a direct-mapped
  * table of `entries` slots (an ARRAY map; a power of two), each holding one key and its value.
@@ -246,9 +251,6 @@ static __always_inline void inflight_count(enum inflight_stat stat)
  *   name_end(key)            remove key after its measurement
  *   name_discard(key)        remove key without a measurement (its packet was freed, say)
  */
-/* Not every probe uses every function DECLARE_INFLIGHT defines. */
-#define INFLIGHT_FN static __always_inline __attribute__((unused))
-
 #define DECLARE_INFLIGHT(name, key_type, value_type, entries)				\
 	_Static_assert(sizeof(key_type) % 8 == 0, #key_type " is not whole 64-bit words");	\
 	_Static_assert(((entries) & ((entries) - 1)) == 0, #name " size is not a power of 2");	\

@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """netiftxlat without a kernel: records recorded on Linux 6.18 decode to their events; histogram
-entries become OTel histograms (kernel buckets as bounds) and upstream's counters; vanished
-namespaces are pruned; in-flight evictions are recovered; the attach plan goes tracepoint first."""
+entries become OTel histograms (kernel buckets as bounds) and upstream's counters; a key in two
+slots is one series; vanished namespaces are pruned; in-flight evictions are the kernel's count;
+the attach plan goes tracepoint first."""
 
 from __future__ import annotations
 
