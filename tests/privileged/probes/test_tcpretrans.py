@@ -29,12 +29,17 @@ def by_type(h: Harness, netns: int) -> dict[str, int]:
 
 
 def settled(h: Harness, *namespaces: TestNetns) -> dict[int, tuple[dict[str, int], int]]:
-    """{inode: (retransmissions by type, RetransSegs)}, read between two retransmissions."""
+    """{inode: (retransmissions by type, RetransSegs)}, read between two retransmissions: both
+    the same 50 ms later. (RetransSegs and tcp:tcp_retransmit_skb do not move at the same
+    instant: a read during a retransmission can see it in one and not yet in the other.)"""
+    def read() -> tuple[dict[int, int], dict[int, dict[str, int]]]:
+        return ({ns.inode: snmp_tcp(ns, "RetransSegs") for ns in namespaces},
+                {ns.inode: by_type(h, ns.inode) for ns in namespaces})
+
     while True:
-        segs = {ns.inode: snmp_tcp(ns, "RetransSegs") for ns in namespaces}
-        counted = {ns.inode: by_type(h, ns.inode) for ns in namespaces}
+        segs, counted = read()
         h.drain(0.05)
-        if segs == {ns.inode: snmp_tcp(ns, "RetransSegs") for ns in namespaces}:
+        if read() == (segs, counted):
             return {inode: (counted[inode], segs[inode]) for inode in segs}
 
 
