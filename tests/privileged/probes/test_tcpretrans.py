@@ -28,7 +28,10 @@ def by_type(h: Harness, netns: int) -> dict[str, int]:
     return {dict(a)[TYPE]: v for a, v in h.series("tcpretrans", netns, TOTAL).items()}
 
 
-def settled(h: Harness, *namespaces: TestNetns) -> dict[int, tuple[dict[str, int], int]]:
+Counts = dict[int, tuple[dict[str, int], int]]  # inode -> (retransmissions by type, RetransSegs)
+
+
+def settled(h: Harness, *namespaces: TestNetns) -> Counts:
     """{inode: (retransmissions by type, RetransSegs)}, read between two retransmissions: both
     the same 50 ms later. (RetransSegs and tcp:tcp_retransmit_skb do not move at the same
     instant: a read during a retransmission can see it in one and not yet in the other.)"""
@@ -134,28 +137,35 @@ def test_syns_to_a_namespace_that_drops_them_are_syn(harness: Harness) -> None:
             assert {attrs(e)["destination.port"] for e in events} == {6000}
 
 
-def test_lost_syn_acks_are_synack_at_the_listener(harness: Harness) -> None:
-    require_iptables()
-    harness.start(tcpretrans.SPEC)
+def dropped_synacks(harness: Harness, timeout: float) -> tuple[int, int, Counts]:
+    """Connect from a to a listener in b while a drops b's SYN-ACKs, for ``timeout`` seconds: a
+    retransmits its SYN and b its SYN-ACK. (a's inode, b's inode, :func:`settled` counts.)"""
     with netns() as a, netns() as b:
         no_ipv6(a, b)
         with veth_pair(a, b):
             server = serve(b, "10.231.0.2", 7000, accept=False)
             iptables(a, "-A", "INPUT", "-p", "tcp", "--sport", "7000", "--tcp-flags", "SYN,ACK",
                      "SYN,ACK", "-j", "DROP")
-            connect_times_out(a, "10.231.0.2", 7000, timeout=2.5)
+            connect_times_out(a, "10.231.0.2", 7000, timeout=timeout)
             got = settled(harness, a, b)
             server.kill()
-            counted_b, segs_b = got[b.inode]
-            counted_a, segs_a = got[a.inode]
-            assert segs_b >= 2 and counted_b == {"synack": segs_b}
-            assert segs_a >= 2 and counted_a == {"syn": segs_a}
-            for e in harness.events_in(b.inode):
-                got_attrs = attrs(e)
-                assert got_attrs[TYPE] == "synack"
-                assert got_attrs["network.connection.state"] == "syn_received"  # request socket
-                assert (got_attrs["source.address"], got_attrs["source.port"]) == ("10.231.0.2", 7000)
-                assert got_attrs["destination.address"] == "10.231.0.1"
+    return a.inode, b.inode, got
+
+
+def test_lost_syn_acks_are_synack_at_the_listener(harness: Harness) -> None:
+    require_iptables()
+    harness.start(tcpretrans.SPEC)
+    a, b, got = dropped_synacks(harness, timeout=2.5)
+    counted_b, segs_b = got[b]
+    counted_a, segs_a = got[a]
+    assert segs_b >= 2 and counted_b == {"synack": segs_b}
+    assert segs_a >= 2 and counted_a == {"syn": segs_a}
+    for e in harness.events_in(b):
+        got_attrs = attrs(e)
+        assert got_attrs[TYPE] == "synack"
+        assert got_attrs["network.connection.state"] == "syn_received"  # request socket
+        assert (got_attrs["source.address"], got_attrs["source.port"]) == ("10.231.0.2", 7000)
+        assert got_attrs["destination.address"] == "10.231.0.1"
 
 
 def test_classic_tracepoints_classify_the_same(harness: Harness) -> None:
@@ -172,14 +182,6 @@ def test_classic_tracepoints_classify_the_same(harness: Harness) -> None:
         "retransmit": AttachPoint("tracepoint", "tcp/tcp_retransmit_skb"),
         "synack": AttachPoint("tracepoint", "tcp/tcp_retransmit_synack"),
     }
-    with netns() as a, netns() as b:
-        no_ipv6(a, b)
-        with veth_pair(a, b):
-            server = serve(b, "10.231.0.2", 7000, accept=False)
-            iptables(a, "-A", "INPUT", "-p", "tcp", "--sport", "7000", "--tcp-flags", "SYN,ACK",
-                     "SYN,ACK", "-j", "DROP")
-            connect_times_out(a, "10.231.0.2", 7000, timeout=1.5)
-            got = settled(harness, a, b)
-            server.kill()
-            assert got[a.inode][0] == {"syn": got[a.inode][1]} and got[a.inode][1] >= 1
-            assert got[b.inode][0] == {"synack": got[b.inode][1]} and got[b.inode][1] >= 1
+    a, b, got = dropped_synacks(harness, timeout=1.5)
+    assert got[a][0] == {"syn": got[a][1]} and got[a][1] >= 1
+    assert got[b][0] == {"synack": got[b][1]} and got[b][1] >= 1
