@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from otel_kubeskoop.agent import Agent  # noqa: E402
 from otel_kubeskoop.config import parse  # noqa: E402
-from otel_kubeskoop.telemetry import instruments as I  # noqa: E402
+from otel_kubeskoop.vocabulary import instruments as I  # noqa: E402
 from tests.e2e.test_agent_process import free_port  # noqa: E402
 from tests.privileged.netnsutil import netns  # noqa: E402
 

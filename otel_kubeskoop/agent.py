@@ -24,9 +24,9 @@ from otel_kubeskoop.probe import Event, Kind, Sample
 from otel_kubeskoop.probes import ALL_PROBES
 from otel_kubeskoop.runtime import ProbeRuntime
 from otel_kubeskoop.server import HTTPServer, json_response
-from otel_kubeskoop.telemetry import attributes as A
+from otel_kubeskoop.vocabulary import attributes as A
 from otel_kubeskoop.telemetry import exporters
-from otel_kubeskoop.telemetry import instruments as I
+from otel_kubeskoop.vocabulary import instruments as I
 from otel_kubeskoop.telemetry.events import EventEmitter, LineSink, line_sink
 from otel_kubeskoop.telemetry.compat import CompatEndpoint, CompatLabels
 from otel_kubeskoop.telemetry.pipeline import MetricPipeline

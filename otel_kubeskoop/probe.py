@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
-    from otel_kubeskoop.telemetry.instruments import InstrumentSpec
+    from otel_kubeskoop.vocabulary.instruments import InstrumentSpec
     from otel_kubeskoop.topology.netns import Netns
 
 

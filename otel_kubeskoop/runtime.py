@@ -22,8 +22,8 @@ from otel_kubeskoop.bpf.stats import ProgramStats
 from otel_kubeskoop.config import ProbeConfig
 from otel_kubeskoop.probe import Cycle, Event, Kind, Probe, ProbeContext, ProbeSpec, Sample, Unavailable
 from otel_kubeskoop.probes import REGISTRY
-from otel_kubeskoop.telemetry import attributes as A
-from otel_kubeskoop.telemetry import instruments as I
+from otel_kubeskoop.vocabulary import attributes as A
+from otel_kubeskoop.vocabulary import instruments as I
 
 log = logging.getLogger(__name__)
 

@@ -52,8 +52,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from otel_kubeskoop.bpf import btf as btf_mod
 from otel_kubeskoop.bpf.layouts import DecodeError, FlowTuple
 from otel_kubeskoop.probe import Event, ProbeContext, Sample, Unavailable
-from otel_kubeskoop.telemetry import attributes as A
-from otel_kubeskoop.telemetry import instruments as I
+from otel_kubeskoop.vocabulary import attributes as A
+from otel_kubeskoop.vocabulary import instruments as I
 
 log = logging.getLogger(__name__)
 
@@ -286,7 +286,7 @@ def event_type(enum: type[_E], value: int, probe: str) -> _E:
 
 def record_event(spec: Any, hdr: Any, attributes: Iterable[tuple[str, Any]], clock_offset_ns: int,
                  *, node_scope: bool = False) -> Event:
-    """The Event of one ring-buffer record: named by ``spec`` (``telemetry.events_table``), in the
+    """The Event of one ring-buffer record: named by ``spec`` (``vocabulary.events``), in the
     namespace of its ``struct event_hdr`` (none for a node-scope probe), at the header's
     ``bpf_ktime_get_ns()`` time plus ``clock_offset_ns``."""
     return Event(

@@ -51,8 +51,8 @@ from otel_kubeskoop.bpf.layouts import (
 from otel_kubeskoop.probe import Histogram, ProbeContext, Sample, log2_bounds
 from otel_kubeskoop.probes import _bpf
 from otel_kubeskoop.probes._bpf import EventArgs, ObjectProbe, newest_cookies, still_absent
-from otel_kubeskoop.telemetry import attributes as A
-from otel_kubeskoop.telemetry import instruments as I
+from otel_kubeskoop.vocabulary import attributes as A
+from otel_kubeskoop.vocabulary import instruments as I
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from otel_kubeskoop.probe import Kind, Overhead, ProbeSpec, Sample, Scope, Source
 from otel_kubeskoop.probes._procfs import NetnsProcfsProbe, cached, counters
 from otel_kubeskoop.procfs.net_snmp import read_net_snmp
-from otel_kubeskoop.telemetry.instruments import InstrumentSpec
+from otel_kubeskoop.vocabulary.instruments import InstrumentSpec
 from otel_kubeskoop.topology.netns import Netns
 
 

@@ -46,9 +46,9 @@ from otel_kubeskoop.netlink.sockets import RECV_BUFFER, NetnsSockets
 from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeContext, ProbeSpec, Sample, Scope, Source, Unavailable
 from otel_kubeskoop.probes._bpf import EventArgs, network_type, transport
 from otel_kubeskoop.probes._netlink import NetlinkSequence, report_failures, request_here
-from otel_kubeskoop.telemetry import attributes as A
-from otel_kubeskoop.telemetry import events_table as E
-from otel_kubeskoop.telemetry import instruments as I
+from otel_kubeskoop.vocabulary import attributes as A
+from otel_kubeskoop.vocabulary import events as E
+from otel_kubeskoop.vocabulary import instruments as I
 
 log = logging.getLogger(__name__)
 

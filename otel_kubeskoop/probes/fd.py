@@ -17,7 +17,7 @@ from typing import Any
 from otel_kubeskoop.probe import Kind, Overhead, ProbeContext, ProbeSpec, Sample, Scope, Source
 from otel_kubeskoop.probes._pods import pod_processes, require_hierarchies, require_ptrace
 from otel_kubeskoop.procfs.pid_fd import FdCount, read_pid_fd
-from otel_kubeskoop.telemetry import instruments as I
+from otel_kubeskoop.vocabulary import instruments as I
 from otel_kubeskoop.topology.podprocs import Hierarchy
 
 

@@ -63,8 +63,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from otel_kubeskoop.bpf.layouts import FlowDirection, FlowKey, FlowStat, FlowValue
 from otel_kubeskoop.probe import Kind, Overhead, ProbeContext, ProbeSpec, Sample, Scope, Source, Unavailable
 from otel_kubeskoop.probes._bpf import ABSENT_COLLECTIONS, address, network_type, transport
-from otel_kubeskoop.telemetry import attributes as A
-from otel_kubeskoop.telemetry import instruments as I
+from otel_kubeskoop.vocabulary import attributes as A
+from otel_kubeskoop.vocabulary import instruments as I
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ from otel_kubeskoop.probes._pods import pod_processes, require_hierarchies, requ
 from otel_kubeskoop.procfs import ParseError, ProcDir
 from otel_kubeskoop.procfs.pid_io import read_pid_io
 from otel_kubeskoop.procfs.pid_stat import read_pid_stat
-from otel_kubeskoop.telemetry import instruments as I
+from otel_kubeskoop.vocabulary import instruments as I
 from otel_kubeskoop.topology.podprocs import Hierarchy
 
 _KEYS = tuple(spec.key for spec in I.IO)

@@ -2,7 +2,7 @@
 """ip: the IP-MIB counters of each network namespace (/proc/<pid>/net/snmp, ``Ip:``)."""
 
 from otel_kubeskoop.probes._snmp import SnmpSectionProbe, snmp_spec
-from otel_kubeskoop.telemetry import instruments as I
+from otel_kubeskoop.vocabulary import instruments as I
 
 
 class IpProbe(SnmpSectionProbe):

@@ -12,7 +12,7 @@ from typing import Any
 from otel_kubeskoop.probe import Kind, Overhead, ProbeContext, ProbeSpec, Sample, Scope, Source
 from otel_kubeskoop.probes._procfs import host_source, require_file
 from otel_kubeskoop.procfs.net_ipvs import read_ip_vs_stats
-from otel_kubeskoop.telemetry import instruments as I
+from otel_kubeskoop.vocabulary import instruments as I
 
 
 class IpvsProbe:

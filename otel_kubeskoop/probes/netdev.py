@@ -11,8 +11,8 @@ from __future__ import annotations
 from otel_kubeskoop.probe import Kind, Overhead, ProbeSpec, Sample, Scope, Source
 from otel_kubeskoop.probes._procfs import NetnsProcfsProbe
 from otel_kubeskoop.procfs.net_dev import read_net_dev
-from otel_kubeskoop.telemetry import attributes as A
-from otel_kubeskoop.telemetry import instruments as I
+from otel_kubeskoop.vocabulary import attributes as A
+from otel_kubeskoop.vocabulary import instruments as I
 from otel_kubeskoop.topology.netns import Netns
 
 _STANDARD = {

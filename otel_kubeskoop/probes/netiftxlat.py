@@ -38,9 +38,9 @@ from otel_kubeskoop.bpf.loader import AttachPlan
 from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeSpec, Sample, Scope, Source
 from otel_kubeskoop.probes._bpf import bpf_requires, decode_exact, event_type, ifname, record_event, tuple_attributes
 from otel_kubeskoop.probes._latency import HISTS_RODATA, LatencyArgs, LatencyProbe, histogram, seconds
-from otel_kubeskoop.telemetry import attributes as A
-from otel_kubeskoop.telemetry import events_table as E
-from otel_kubeskoop.telemetry import instruments as I
+from otel_kubeskoop.vocabulary import attributes as A
+from otel_kubeskoop.vocabulary import events as E
+from otel_kubeskoop.vocabulary import instruments as I
 
 OBJECT = "netiftxlat"
 

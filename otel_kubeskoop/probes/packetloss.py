@@ -45,9 +45,9 @@ from otel_kubeskoop.probes._bpf import (
     record_event,
     tuple_attributes,
 )
-from otel_kubeskoop.telemetry import attributes as A
-from otel_kubeskoop.telemetry import events_table as E
-from otel_kubeskoop.telemetry import instruments as I
+from otel_kubeskoop.vocabulary import attributes as A
+from otel_kubeskoop.vocabulary import events as E
+from otel_kubeskoop.vocabulary import instruments as I
 
 OBJECT = "packetloss"
 

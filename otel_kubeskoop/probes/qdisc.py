@@ -23,8 +23,8 @@ from otel_kubeskoop.netlink.core import DecodeError
 from otel_kubeskoop.netlink.tc import Qdisc, read_link_names, read_qdiscs
 from otel_kubeskoop.probe import Kind, Overhead, ProbeSpec, Sample, Scope, Source
 from otel_kubeskoop.probes._netlink import NetnsNetlinkProbe
-from otel_kubeskoop.telemetry import attributes as A
-from otel_kubeskoop.telemetry import instruments as I
+from otel_kubeskoop.vocabulary import attributes as A
+from otel_kubeskoop.vocabulary import instruments as I
 
 
 def samples(qdiscs: list[Qdisc], names: dict[int, str], netns: int) -> list[Sample]:

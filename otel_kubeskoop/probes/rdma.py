@@ -24,8 +24,8 @@ from typing import Any
 from otel_kubeskoop.netlink.rdma import DecodeError, ResSummary, dump_res_summary
 from otel_kubeskoop.probe import Kind, Overhead, ProbeContext, ProbeSpec, Sample, Scope, Source, Unavailable
 from otel_kubeskoop.procfs import sys_infiniband as ib
-from otel_kubeskoop.telemetry import attributes as A
-from otel_kubeskoop.telemetry import instruments as I
+from otel_kubeskoop.vocabulary import attributes as A
+from otel_kubeskoop.vocabulary import instruments as I
 
 log = logging.getLogger(__name__)
 

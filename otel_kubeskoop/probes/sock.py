@@ -12,7 +12,7 @@ from __future__ import annotations
 from otel_kubeskoop.probe import Kind, Overhead, ProbeSpec, Sample, Scope, Source
 from otel_kubeskoop.probes._procfs import NetnsProcfsProbe, counters
 from otel_kubeskoop.procfs.net_sockstat import read_sockstat, read_sockstat6
-from otel_kubeskoop.telemetry import instruments as I
+from otel_kubeskoop.vocabulary import instruments as I
 from otel_kubeskoop.topology.netns import Netns
 
 

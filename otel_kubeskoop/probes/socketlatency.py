@@ -49,9 +49,9 @@ from otel_kubeskoop.bpf.loader import AttachPlan
 from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeSpec, Scope, Source, Unavailable
 from otel_kubeskoop.probes._bpf import KernelNames, bpf_requires, connection_attributes, decode_exact, event_type, record_event
 from otel_kubeskoop.probes._latency import HISTS_RODATA, DirectionLatencyProbe, Endpoints, LatencyArgs, seconds
-from otel_kubeskoop.telemetry import attributes as A
-from otel_kubeskoop.telemetry import events_table as E
-from otel_kubeskoop.telemetry import instruments as I
+from otel_kubeskoop.vocabulary import attributes as A
+from otel_kubeskoop.vocabulary import events as E
+from otel_kubeskoop.vocabulary import instruments as I
 
 OBJECT = "socketlatency"
 

@@ -12,8 +12,8 @@ from typing import Any
 from otel_kubeskoop.probe import Kind, Overhead, ProbeContext, ProbeSpec, Sample, Scope, Source
 from otel_kubeskoop.probes._procfs import host_source, require_file
 from otel_kubeskoop.procfs.net_softnet import read_softnet_stat
-from otel_kubeskoop.telemetry import attributes as A
-from otel_kubeskoop.telemetry import instruments as I
+from otel_kubeskoop.vocabulary import attributes as A
+from otel_kubeskoop.vocabulary import instruments as I
 
 
 class SoftnetProbe:

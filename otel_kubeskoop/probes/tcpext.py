@@ -10,7 +10,7 @@ from __future__ import annotations
 from otel_kubeskoop.probe import Kind, Overhead, ProbeSpec, Sample, Scope, Source
 from otel_kubeskoop.probes._procfs import NetnsProcfsProbe, counters
 from otel_kubeskoop.procfs.net_snmp import read_net_netstat
-from otel_kubeskoop.telemetry import instruments as I
+from otel_kubeskoop.vocabulary import instruments as I
 from otel_kubeskoop.topology.netns import Netns
 
 

@@ -25,8 +25,8 @@ from otel_kubeskoop.netlink.core import DecodeError, NetlinkError
 from otel_kubeskoop.netlink.sock_diag import TCP_STATES, TcpSummary, read_tcp_summary
 from otel_kubeskoop.probe import Kind, Overhead, ProbeSpec, Sample, Scope, Source
 from otel_kubeskoop.probes._netlink import NetnsNetlinkProbe
-from otel_kubeskoop.telemetry import attributes as A
-from otel_kubeskoop.telemetry import instruments as I
+from otel_kubeskoop.vocabulary import attributes as A
+from otel_kubeskoop.vocabulary import instruments as I
 
 
 def samples(summary: TcpSummary, netns: int) -> list[Sample]:

@@ -37,8 +37,8 @@ from opentelemetry.sdk.resources import Resource
 
 from otel_kubeskoop import __version__
 from otel_kubeskoop.probe import Event, Sample
-from otel_kubeskoop.telemetry import attributes as A
-from otel_kubeskoop.telemetry import instruments as I
+from otel_kubeskoop.vocabulary import attributes as A
+from otel_kubeskoop.vocabulary import instruments as I
 from otel_kubeskoop.telemetry.pipeline import key_values
 
 log = logging.getLogger(__name__)

@@ -49,7 +49,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 
 from otel_kubeskoop import __version__
 from otel_kubeskoop.probe import Histogram, Sample
-from otel_kubeskoop.telemetry.instruments import InstrumentKind, InstrumentSpec
+from otel_kubeskoop.vocabulary.instruments import InstrumentKind, InstrumentSpec
 
 log = logging.getLogger(__name__)
 

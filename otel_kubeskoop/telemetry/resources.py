@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from opentelemetry.sdk.resources import Resource
 
 from otel_kubeskoop import __version__
-from otel_kubeskoop.telemetry import attributes as A
+from otel_kubeskoop.vocabulary import attributes as A
 from otel_kubeskoop.topology.pods import PodInfo, service_attributes
 
 # Owner kinds that have a semconv k8s.<kind>.name / .uid attribute.

@@ -5,8 +5,8 @@ request size; checked on the OTLP messages it sends."""
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 
 from otel_kubeskoop.probe import Histogram, Sample, log2_bounds
-from otel_kubeskoop.telemetry import instruments as I
-from otel_kubeskoop.telemetry.instruments import InstrumentKind, InstrumentSpec
+from otel_kubeskoop.vocabulary import instruments as I
+from otel_kubeskoop.vocabulary.instruments import InstrumentKind, InstrumentSpec
 from otel_kubeskoop.telemetry.pipeline import DELTA, MetricPipeline, temporality_from_env
 from tests.helpers import MemoryExporter, points, resource_values
 from tests.otlp_receiver import decode_attributes

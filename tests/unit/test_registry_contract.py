@@ -9,7 +9,7 @@ import pytest
 
 from otel_kubeskoop.probe import Kind, ProbeSpec
 from otel_kubeskoop.probes import ALL_PROBES, PLANNED, REGISTRY
-from otel_kubeskoop.telemetry import instruments as I
+from otel_kubeskoop.vocabulary import instruments as I
 
 ROOT = Path(__file__).resolve().parents[2]
 UPSTREAM = {row["metric_name_as_exported"]: row for row in csv.DictReader(

@@ -5,7 +5,7 @@ from otel_kubeskoop.config import ProbeConfig
 from otel_kubeskoop.probe import Kind, NoArgs, Overhead, ProbeSpec, Sample, Scope, Source, Unavailable
 from otel_kubeskoop.procfs import ParseError
 from otel_kubeskoop.runtime import ProbeRuntime, State
-from otel_kubeskoop.telemetry import instruments as I
+from otel_kubeskoop.vocabulary import instruments as I
 
 NOPORTS = I.BY_NAME["kubeskoop.udp.noports"]
 

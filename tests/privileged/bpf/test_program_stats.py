@@ -11,7 +11,7 @@ from otel_kubeskoop.bpf import selftest
 from otel_kubeskoop.config import ProbeConfig
 from otel_kubeskoop.probe import Kind, NoArgs, Overhead, ProbeSpec, Scope, Source
 from otel_kubeskoop.runtime import ProbeRuntime
-from otel_kubeskoop.telemetry import instruments as I
+from otel_kubeskoop.vocabulary import instruments as I
 
 pytestmark = pytest.mark.privileged
 

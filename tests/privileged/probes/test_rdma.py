@@ -18,7 +18,7 @@ import pytest
 from otel_kubeskoop.netlink.rdma import dump_res_summary
 from otel_kubeskoop.probe import ProbeContext, Unavailable
 from otel_kubeskoop.probes import rdma
-from otel_kubeskoop.telemetry import attributes as A
+from otel_kubeskoop.vocabulary import attributes as A
 from tests.privileged.netnsutil import require_root
 
 require_root()

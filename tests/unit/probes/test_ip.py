@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
 from otel_kubeskoop.probes import ip
-from otel_kubeskoop.telemetry.instruments import InstrumentKind
+from otel_kubeskoop.vocabulary.instruments import InstrumentKind
 from tests.unit.probes.conftest import PROC, POD_A, snmp_section
 
 

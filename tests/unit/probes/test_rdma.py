@@ -13,7 +13,7 @@ import pytest
 from otel_kubeskoop.netlink.rdma import decode_res_summary
 from otel_kubeskoop.probe import ProbeContext, Unavailable
 from otel_kubeskoop.probes import rdma
-from otel_kubeskoop.telemetry import instruments as I
+from otel_kubeskoop.vocabulary import instruments as I
 from tests.unit.bpf.test_layouts import read_dump
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"

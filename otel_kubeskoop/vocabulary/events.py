@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from otel_kubeskoop.telemetry import attributes as A
+from otel_kubeskoop.vocabulary import attributes as A
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from otel_kubeskoop.telemetry import attributes as A
+from otel_kubeskoop.vocabulary import attributes as A
 
 
 class InstrumentKind(enum.Enum):
