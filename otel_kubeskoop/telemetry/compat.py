@@ -11,11 +11,20 @@ dashboards and recording rules see the same types.
 
 Namespaces that belong to no pod are left out, as upstream does (their series would collide with
 the host's empty ``k8s_pod``), but counted: ``kubeskoop_agent_compat_unattributed_namespaces``.
+
+Every sample carries the time of the collection that produced it (the text format's optional
+timestamp). Upstream reads the kernel at each scrape; here a collection runs every interval and a
+scrape serves its result, so without a timestamp a 2 s scrape of a 15 s collection stores the
+same value seven times and then a jump: ``irate`` reads 0, then 7x the rate. With the timestamp
+Prometheus stores each collection once, at the time it was read, so ``rate`` and ``irate`` are
+right at any scrape interval, for a range of at least two collection intervals. The text is
+rendered once per collection; a scrape costs no more than sending it.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -45,15 +54,18 @@ LabelsFor = Callable[[Hashable], CompatLabels | None]
 
 
 class CompatCollector(Collector):
-    def __init__(self, node_name: str, additional_label_names: Sequence[str]) -> None:
+    def __init__(self, node_name: str, additional_label_names: Sequence[str],
+                 clock: Callable[[], float] = time.time) -> None:
         self._node = node_name
         self._extra_names = tuple(additional_label_names)
+        self._clock = clock
         self._lock = threading.Lock()
         self._families: list[Metric] = []
 
     def update(self, groups: Mapping[Hashable, Iterable[Sample]], labels_for: LabelsFor) -> None:
-        """Build this cycle's families now (on the agent thread), so scrapes only serialize.
-        ``groups`` are the cycle's samples by resource key."""
+        """Build this cycle's families, stamped with the time of this collection. ``groups`` are
+        the cycle's samples by resource key."""
+        stamp = self._clock()
         sums: dict[str, dict[tuple[str, ...], float]] = defaultdict(lambda: defaultdict(float))
         docs: dict[str, tuple[str, tuple[str, ...]]] = {}
         unattributed = 0
@@ -80,12 +92,12 @@ class CompatCollector(Collector):
             doc, own = docs[name]
             fam = GaugeMetricFamily(name, doc, labels=[*names, *own])
             for key, value in sums[name].items():
-                fam.add_metric(list(key), value)
+                fam.add_metric(list(key), value, timestamp=stamp)
             families.append(fam)
         fam = GaugeMetricFamily("kubeskoop_agent_compat_unattributed_namespaces",
                                 "Network namespaces left off this endpoint because no pod owns them",
                                 labels=["k8s_node"])
-        fam.add_metric([self._node], unattributed)
+        fam.add_metric([self._node], unattributed, timestamp=stamp)
         families.append(fam)
         with self._lock:
             self._families = families
@@ -97,15 +109,19 @@ class CompatCollector(Collector):
 
 
 class CompatEndpoint:
-    """A private registry holding only the compat collector (no process or platform metrics)."""
+    """A private registry holding only the compat collector (no process or platform metrics),
+    rendered once per collection."""
 
-    def __init__(self, node_name: str, additional_label_names: Sequence[str]) -> None:
-        self.collector = CompatCollector(node_name, additional_label_names)
+    def __init__(self, node_name: str, additional_label_names: Sequence[str],
+                 clock: Callable[[], float] = time.time) -> None:
+        self.collector = CompatCollector(node_name, additional_label_names, clock)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self.collector)
+        self._text = generate_latest(self.registry)
 
     def update(self, groups: Mapping[Hashable, Iterable[Sample]], labels_for: LabelsFor) -> None:
         self.collector.update(groups, labels_for)
+        self._text = generate_latest(self.registry)
 
     def render(self) -> tuple[int, str, bytes]:
-        return 200, "text/plain; version=0.0.4; charset=utf-8", generate_latest(self.registry)
+        return 200, "text/plain; version=0.0.4; charset=utf-8", self._text

@@ -1,0 +1,80 @@
+# SPDX-License-Identifier: Apache-2.0
+"""CPU cost of the KubeSkoop-compatible /metrics endpoint: per collection and per scrape.
+
+Samples for every instrument that has an upstream name (netdev with two interfaces, rdma and
+tuple metrics left out) in each of N pod namespaces, through ``CompatEndpoint.update`` (families
+built, stamped with the collection's time, rendered to text once) and ``render`` (what a scrape
+costs). ``text_per_scrape`` is what rendering at each scrape would cost instead, the price of
+serving fresh text without a timestamp. CPU is thread CPU time, the median of REPEAT runs.
+
+    python bench/compat_scrape.py
+
+Results go to bench/results/compat_scrape.json.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from prometheus_client.exposition import generate_latest  # noqa: E402
+
+from otel_kubeskoop.probe import Sample  # noqa: E402
+from otel_kubeskoop.telemetry.compat import CompatEndpoint, CompatLabels  # noqa: E402
+from otel_kubeskoop.vocabulary import attributes as A  # noqa: E402
+from otel_kubeskoop.vocabulary import instruments as I  # noqa: E402
+
+OUT = Path(__file__).resolve().parent / "results" / "compat_scrape.json"
+COUNTS = (1, 10, 100)
+REPEAT = 15
+
+
+def samples(inode: int) -> list[Sample]:
+    out = []
+    for spec in I.ALL:
+        if spec.compat is None or spec.compat_labels:
+            continue
+        if A.NETWORK_INTERFACE_NAME in spec.attributes:
+            out += [Sample(spec, 123456789, inode, ((A.NETWORK_INTERFACE_NAME, dev),)) for dev in ("eth0", "lo")]
+        else:
+            out.append(Sample(spec, 123456789, inode))
+    return out
+
+
+def cpu(fn) -> float:
+    runs = []
+    for _ in range(REPEAT):
+        t0 = time.thread_time()
+        fn()
+        runs.append(time.thread_time() - t0)
+    return statistics.median(runs)
+
+
+def main() -> None:
+    rows = []
+    for n in COUNTS:
+        groups = {1000 + i: samples(1000 + i) for i in range(n)}
+        labels = {k: CompatLabels("ns", f"pod-{k}") for k in groups}
+        endpoint = CompatEndpoint("node-a", [])
+        endpoint.update(groups, labels.get)
+        text = endpoint.render()[2]
+        rows.append({
+            "namespaces": n,
+            "series": text.count(b"\n") - text.count(b"# "),
+            "bytes": len(text),
+            "update_ms": round(cpu(lambda: endpoint.update(groups, labels.get)) * 1e3, 2),
+            "scrape_ms": round(cpu(endpoint.render) * 1e3, 4),
+            "text_per_scrape_ms": round(cpu(lambda: generate_latest(endpoint.registry)) * 1e3, 2),
+        })
+        print(rows[-1])
+    OUT.write_text(json.dumps({"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "rows": rows},
+                              indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
