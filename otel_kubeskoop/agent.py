@@ -33,6 +33,7 @@ from otel_kubeskoop.telemetry.pipeline import MetricPipeline
 from otel_kubeskoop.telemetry.resources import Identity, netns_resource, node_resource, pod_resource, pod_uid_resource
 from otel_kubeskoop.topology.attribution import NOBODY, Attributor, Owner
 from otel_kubeskoop.topology.netns import NetnsDiscovery
+from otel_kubeskoop.topology.peers import PeerDirectory
 from otel_kubeskoop.topology.pods import PodCache, PodInfo, render_additional_labels
 
 log = logging.getLogger(__name__)
@@ -59,8 +60,10 @@ class Agent:
         # key -> (what the resource was built from, the resource, rendered additionalLabels)
         self._resources: dict[Hashable, tuple[tuple[Any, ...], Resource, dict[str, str]]] = {}
         self._host_inode: int | None = None
-        self.compat = (CompatEndpoint(config.node_name, [name for name, _ in config.additional_labels])
+        self.compat = (CompatEndpoint(config.node_name, [name for name, _ in config.additional_labels],
+                                      max_tuple_series=config.raw.compat.max_tuple_series)
                        if config.raw.compat.enabled and config.address else None)
+        self.peers = PeerDirectory(config.node_name)  # the compat endpoint's tuple labels
         if metric_exporter is None and config.otlp.enabled:
             metric_exporter = exporters.metric_exporter(config.otlp)
         if log_exporters is None:
@@ -267,7 +270,8 @@ class Agent:
             if not self.pipeline.export():
                 self.export_failures += 1
         if self.compat is not None:
-            self.compat.update(groups, self.compat_labels)
+            self.peers.refresh(self.pods.pods().values(), self.runtime.cycle.host)
+            self.compat.update(groups, self.compat_labels, self.peers)
         self.cycles += 1
         self.last_cycle_seconds = time.perf_counter() - t0
         self.last_cycle_end = time.monotonic()

@@ -30,6 +30,7 @@ from otel_kubeskoop.probes import PLANNED, REGISTRY
 DEFAULT_INTERVAL_S = 15.0
 CONFIG_ERROR = 2  # exit status for an invalid config; nothing was started
 DEFAULT_ADDRESS = ":9102"
+DEFAULT_MAX_TUPLE_SERIES = 10000
 
 
 class ConfigError(Exception):
@@ -94,6 +95,8 @@ class OTLPSection(_Strict):
 
 class CompatSection(_Strict):
     enabled: bool = True
+    # Series each tuple metric (flow, packetloss, tcpretrans) keeps; the rest add to one overflow series.
+    max_tuple_series: int = Field(default=DEFAULT_MAX_TUPLE_SERIES, ge=1, le=1_000_000, alias="maxTupleSeries")
 
 
 class BpfStatsSection(_Strict):

@@ -40,7 +40,7 @@ def test_upstream_helm_config_loads_unchanged():
 def test_unknown_key_of_our_own_section_names_the_key_and_known_keys():
     (path, msg), = problems({"compat": {"port": 1}})
     assert path == "compat.port"
-    assert msg == "unknown key (known keys: enabled)"
+    assert msg == "unknown key (known keys: enabled, maxTupleSeries)"
 
 
 def test_wrong_types_use_yaml_spelling():

@@ -123,7 +123,7 @@ def test_compat_endpoint_series() -> None:
     from otel_kubeskoop.telemetry.compat import CompatEndpoint, CompatLabels
 
     got, _, probe = collect()
-    endpoint = CompatEndpoint("node-a", [])
+    endpoint = CompatEndpoint("node-a", [], max_tuple_series=10)
     endpoint.update({"node": probe.collect()}, lambda _: CompatLabels())  # node scope: empty pod labels
     series = {}
     for family in text_string_to_metric_families(endpoint.render()[2].decode()):
