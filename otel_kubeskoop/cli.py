@@ -138,11 +138,6 @@ def config_validate(file: str) -> None:
         click.echo(str(exc), err=True)
         sys.exit(CONFIG_ERROR)
     click.echo(f"{file}: valid ({len(cfg.probes)} probes, interval {cfg.interval:g}s)")
-    for kind in Kind:
-        planned = [p.name for p in cfg.probes if p.planned and p.kind is kind]
-        if planned:
-            click.echo(f"note: {kind.value} probes not implemented in this version (reported as not_implemented): "
-                       + ", ".join(planned))
 
 
 if __name__ == "__main__":
