@@ -14,7 +14,6 @@ import click
 from otel_kubeskoop import __version__
 from otel_kubeskoop import environment_variables as env
 from otel_kubeskoop.config import CONFIG_ERROR, Config, ConfigError, load, parse
-from otel_kubeskoop.probe import Kind
 
 log = logging.getLogger("otel_kubeskoop")
 

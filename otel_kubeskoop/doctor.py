@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 from otel_kubeskoop import environment_variables as env
 from otel_kubeskoop.bpf.tracefs import ensure_tracefs
 from otel_kubeskoop.config import Config
-from otel_kubeskoop.probe import Cycle, Kind, ProbeContext, Unavailable
+from otel_kubeskoop.probe import Cycle, ProbeContext, Unavailable
 from otel_kubeskoop.probes import ALL_PROBES
 from otel_kubeskoop.topology.netns import NetnsDiscovery
 
