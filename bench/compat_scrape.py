@@ -29,7 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families  # noqa: E40
 from otel_kubeskoop.probe import Sample  # noqa: E402
 from otel_kubeskoop.telemetry.compat import CompatEndpoint, CompatLabels  # noqa: E402
 from otel_kubeskoop.vocabulary import attributes as A  # noqa: E402
-from otel_kubeskoop.vocabulary import instruments as I  # noqa: E402
+from otel_kubeskoop.probes import INSTRUMENTS  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "compat_scrape.json"
 COUNTS = (1, 10, 100)
@@ -39,7 +39,7 @@ REPEAT = 15
 def samples(inode: int) -> list[Sample]:
     """Distinct values (the worst case for the text: no two format alike)."""
     out = []
-    for i, spec in enumerate(I.ALL):
+    for i, spec in enumerate(INSTRUMENTS):
         if spec.compat is None or spec.compat_labels:
             continue
         value = inode * 100_003 + i

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from prometheus_client.utils import floatToGoString
 
 from otel_kubeskoop.probe import Sample
-from otel_kubeskoop.telemetry.compat_tuples import TUPLE_LABELS, WITH_NODE, Peers, TupleSeries, is_tuple_metric
+from otel_kubeskoop.telemetry.compat_tuples import Peers, TupleSeries, is_tuple_metric
 from otel_kubeskoop.topology.peers import UNKNOWN
 
 STANDARD_LABELS = ("k8s_node", "k8s_namespace", "k8s_pod")
@@ -133,8 +133,8 @@ class CompatEndpoint:
             docs.update((s.instrument.compat, s.instrument.description) for s in group if s.instrument.compat in tuples)
         for name in sorted({*sums, *tuples}):
             if name in tuples:
-                label_names = (*TUPLE_LABELS, "k8s_node") if name in WITH_NODE else TUPLE_LABELS
-                text.family(name, docs[name], ((_labels(label_names, v), n) for v, n in tuples[name].items()))
+                label_names, by_values = tuples[name]
+                text.family(name, docs[name], ((_labels(label_names, v), n) for v, n in by_values.items()))
             else:
                 text.family(name, docs[name], sums[name].items())
         text.family("kubeskoop_agent_compat_tuple_overflow",

@@ -14,18 +14,20 @@ from otel_kubeskoop.probe import Sample
 from otel_kubeskoop.telemetry.compat import CompatEndpoint, CompatLabels
 from otel_kubeskoop.topology.peers import UNKNOWN
 from otel_kubeskoop.vocabulary import attributes as A
-from otel_kubeskoop.vocabulary import instruments as I
-from otel_kubeskoop.vocabulary.instruments import InstrumentKind, InstrumentSpec
+from otel_kubeskoop.probes.flow import FLOW_BYTES
+from otel_kubeskoop.probes.udp import INSTRUMENTS as UDP
+from otel_kubeskoop.vocabulary.instruments import TUPLE_COMPAT, InstrumentKind, InstrumentSpec
 
 NOW = 1_790_000_000.25
+(NOPORTS,) = [i for i in UDP if i.name == "kubeskoop.udp.noports"]
 NODE = "node-a"
 PEERS = {"10.244.1.5": ("pod", NODE, "shop", "web-1"), "10.244.1.6": ("pod", NODE, "shop", "db-0"),
          "192.0.2.2": ("node", NODE, "", "")}
-TUPLE = ((A.NETWORK_TRANSPORT, "protocol"), (A.SOURCE_ADDRESS, "src"), (A.DESTINATION_ADDRESS, "dst"),
-         (A.SOURCE_PORT, "sport"), (A.DESTINATION_PORT, "dport"))
+# Upstream's packetloss: the tuple labels and k8s_node.
 DROPS = InstrumentSpec("kubeskoop.packetloss.example", InstrumentKind.COUNTER, "{packet}", "Drops by tuple",
                        (A.NETWORK_TRANSPORT, A.SOURCE_ADDRESS, A.DESTINATION_ADDRESS),
-                       compat="kubeskoop_packetloss_total", compat_labels=TUPLE)
+                       compat="kubeskoop_packetloss_total",
+                       compat_labels=(*TUPLE_COMPAT, (A.K8S_NODE_NAME, "k8s_node")))
 
 
 def endpoint(max_tuple_series: int = 100, extra: tuple[str, ...] = ()) -> CompatEndpoint:
@@ -48,7 +50,7 @@ def flow(direction: str, src: str, dst: str, value: int, *ports: int, transport:
              (A.SOURCE_ADDRESS, src), (A.DESTINATION_ADDRESS, dst)]
     if ports:
         attrs += [(A.SOURCE_PORT, ports[0]), (A.DESTINATION_PORT, ports[1])]
-    return Sample(I.FLOW_BYTES, value, None, tuple(attrs))
+    return Sample(FLOW_BYTES, value, None, tuple(attrs))
 
 
 def tuple_labels(src: str, dst: str, protocol: str = "TCP", sport: str = "0", dport: str = "0",
@@ -63,8 +65,8 @@ def tuple_labels(src: str, dst: str, protocol: str = "TCP", sport: str = "0", dp
 def test_text_is_prometheus_client_format_with_the_collection_timestamp():
     ep = endpoint(extra=("app",))
     labels = CompatLabels('pay"ments', "api-0", (("app", "a\\b\nc"),))
-    ep.update({7: [Sample(I.BY_NAME["kubeskoop.udp.noports"], 12)]}, {7: labels}.get)
-    fam = GaugeMetricFamily("kubeskoop_udp_noports", I.BY_NAME["kubeskoop.udp.noports"].description,
+    ep.update({7: [Sample(NOPORTS, 12)]}, {7: labels}.get)
+    fam = GaugeMetricFamily("kubeskoop_udp_noports", NOPORTS.description,
                             labels=["k8s_node", "k8s_namespace", "k8s_pod", "app"])
     fam.add_metric([NODE, 'pay"ments', "api-0", "a\\b\nc"], 12, timestamp=NOW)
 
