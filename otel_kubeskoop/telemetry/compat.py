@@ -100,7 +100,7 @@ class CompatEndpoint:
         self._text = b""
 
     def update(self, groups: Mapping[Hashable, Iterable[Sample]], labels_for: LabelsFor,
-               peers: Peers = lambda ip: UNKNOWN, host_key: Hashable = "node") -> None:
+               peers: Peers = lambda ip: UNKNOWN) -> None:
         """Render this collection, stamped with its time. ``groups`` are the cycle's samples by
         resource key; ``peers`` names the pods and nodes of the tuple metrics' addresses."""
         text = _Text(int(self._clock() * 1000))
@@ -109,11 +109,14 @@ class CompatEndpoint:
         docs: dict[str, str] = {}
         names = (*STANDARD_LABELS, *self._extra_names)
         unattributed = 0
+        pods: set[Hashable] = set()
         for resource_key, samples in groups.items():
             entity = labels_for(resource_key)
             if entity is None:
                 unattributed += 1
                 continue
+            if entity.pod:
+                pods.add(resource_key)
             extra = dict(entity.extra)
             values = (self._node, entity.namespace, entity.pod, *(extra.get(n, "") for n in self._extra_names))
             plain = _labels(names, values)
@@ -128,7 +131,7 @@ class CompatEndpoint:
                     attrs = dict(s.attributes)
                     own = [(label, str(attrs.get(a, ""))) for a, label in spec.compat_labels]
                     sums[spec.compat][_labels((*names, *(n for n, _ in own)), (*values, *(v for _, v in own)))] += s.value
-        tuples, overflowed = self._tuples.collect(groups, host_key, peers)
+        tuples, overflowed = self._tuples.collect(groups, pods, peers)
         for group in groups.values():
             docs.update((s.instrument.compat, s.instrument.description) for s in group if s.instrument.compat in tuples)
         for name in sorted({*sums, *tuples}):

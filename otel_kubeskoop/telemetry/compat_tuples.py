@@ -14,8 +14,8 @@ pod; here it is the pod's node.
 
 Flow is counted once per packet, as upstream's single host NIC sees it, although each pod
 counts its own traffic: a packet counts where it left a pod, else where it entered one when its
-source is no pod of this node, and on a host interface only when neither end is a pod of this
-node.
+source is no pod of this node, and elsewhere (the host's interfaces, a namespace no pod owns) only
+when neither end is a pod of this node.
 
 The set of series is bounded: each metric keeps at most ``max_series`` tuples, in the order they
 first appeared; the others add to one overflow series (``src`` and ``dst`` ``overflow``), and how
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import functools
 from collections import defaultdict
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Container, Hashable, Iterable, Mapping
 
 from otel_kubeskoop.probe import Sample
 from otel_kubeskoop.topology.peers import UNKNOWN, Peer
@@ -87,10 +87,10 @@ def _overflow(compat_labels: tuple[tuple[str, str], ...], node: str) -> tuple[st
     return tuple(out)
 
 
-def _counted_here(attrs: Mapping[str, object], on_host: bool, peers: Peers) -> bool:
+def _counted_here(attrs: Mapping[str, object], in_pod: bool, peers: Peers) -> bool:
     """Whether a flow sample is where its packets count once (see the module docstring)."""
     src_is_pod = peers(str(attrs.get(A.SOURCE_ADDRESS, "")))[0] == "pod"
-    if on_host:
+    if not in_pod:
         return not src_is_pod and peers(str(attrs.get(A.DESTINATION_ADDRESS, "")))[0] != "pod"
     return attrs.get(A.NETWORK_IO_DIRECTION) == "transmit" or not src_is_pod
 
@@ -103,11 +103,11 @@ class TupleSeries:
         self._max = max_series
         self._kept: dict[str, dict[tuple[str, ...], None]] = {}  # name -> tuples with series, in order
 
-    def collect(self, groups: Mapping[Hashable, Iterable[Sample]], host_key: Hashable, peers: Peers
+    def collect(self, groups: Mapping[Hashable, Iterable[Sample]], pods: Container[Hashable], peers: Peers
                 ) -> tuple[dict[str, tuple[tuple[str, ...], dict[tuple[str, ...], float]]], dict[str, int]]:
         """(name -> (label names, label values -> value), name -> tuples in the overflow series)
-        of this collection's tuple samples in ``groups`` (by resource key; ``host_key`` is the
-        host namespace's)."""
+        of this collection's tuple samples in ``groups`` (by resource key; ``pods``: the keys
+        of pods' namespaces)."""
         sums: dict[str, dict[tuple[str, ...], float]] = defaultdict(lambda: defaultdict(float))
         specs: dict[str, tuple[tuple[str, str], ...]] = {}
         for key, samples in groups.items():
@@ -116,7 +116,7 @@ class TupleSeries:
                 if spec.compat is None or not is_tuple_metric(spec.compat_labels):
                     continue
                 attrs = dict(s.attributes)
-                if A.NETWORK_IO_DIRECTION in attrs and not _counted_here(attrs, key == host_key, peers):
+                if A.NETWORK_IO_DIRECTION in attrs and not _counted_here(attrs, key in pods, peers):
                     continue
                 specs[spec.compat] = spec.compat_labels
                 # A series without addresses holds a probe's own overflow (flow's maxSeries).

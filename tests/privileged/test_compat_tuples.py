@@ -1,0 +1,71 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Upstream's tuple labels on the compat endpoint, end to end: two pods on a bridge (as a CNI
+wires same-node pods), served by the Kubernetes API stand-in with their pod IPs, the real Agent
+with the flow probe. Traffic from one pod to the other is named by both ends' pods and counted
+once, although each pod's own flow counters see it."""
+
+from __future__ import annotations
+
+import urllib.request
+import uuid
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from otel_kubeskoop.agent import Agent
+from otel_kubeskoop.config import parse
+from tests.kube_apiserver import KubeAPIServer, container_id, make_pod
+from tests.privileged.netnsutil import require_root
+from tests.privileged.podutil import pod_cgroup
+from tests.privileged.probes.test_flow import UDP_OVERHEAD, pods_on_a_bridge, udp
+
+require_root()
+pytestmark = pytest.mark.privileged
+
+NODE = "node-t"
+
+
+def compat_series(agent: Agent, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    body = urllib.request.urlopen(f"http://{agent.server.bound}/metrics", timeout=5).read().decode()
+    out = {}
+    for family in text_string_to_metric_families(body):
+        for s in family.samples:
+            if s.name == name:
+                key = tuple(sorted(s.labels.items()))
+                assert key not in out, f"duplicate series {key}"
+                out[key] = s.value
+    return out
+
+
+def test_flow_between_two_pods_carries_both_pods_and_counts_once(tmp_path, monkeypatch):
+    with pods_on_a_bridge(2) as h, KubeAPIServer() as api:
+        web, db = h.pods
+        uids = [str(uuid.uuid4()) for _ in h.pods]
+        with pod_cgroup(web.sleeper().pid, uids[0], container_id(uids[0], "app")), \
+                pod_cgroup(db.sleeper().pid, uids[1], container_id(uids[1], "app")):
+            api.add_pod(make_pod("web-5d8f7-x2x9q", "shop", uids[0], NODE, pod_ip="10.231.0.1"))
+            api.add_pod(make_pod("db-0", "data", uids[1], NODE, pod_ip="10.231.0.2"))
+            monkeypatch.setenv("KUBECONFIG", api.write_kubeconfig(tmp_path / "kubeconfig"))
+            agent = Agent(parse({"address": "127.0.0.1:0", "nodeName": NODE,
+                                 "metrics": {"probes": [{"name": "flow"}]}}, "test", environ={}))
+            try:
+                agent.open()
+                assert agent.pods.wait_synced(15), agent.pods.status()
+                agent.cycle()  # attaches to the pods' interfaces
+                count, size = 40, 500
+                udp(web, db, "10.231.0.2", 5000, count, size)
+                agent.cycle()
+                packets = compat_series(agent, "kubeskoop_flow_packets")
+                octets = compat_series(agent, "kubeskoop_flow_bytes")
+            finally:
+                agent.stop()
+    labels = (("dport", "0"), ("dst", "10.231.0.2"), ("dst_namespace", "data"), ("dst_node", NODE),
+              ("dst_pod", "db-0"), ("dst_type", "pod"), ("protocol", "UDP"), ("sport", "0"),
+              ("src", "10.231.0.1"), ("src_namespace", "shop"), ("src_node", NODE),
+              ("src_pod", "web-5d8f7-x2x9q"), ("src_type", "pod"))
+    # Seen as web's egress and as db's ingress; counted once.
+    assert packets[labels] == count
+    assert octets[labels] == count * (size + UDP_OVERHEAD[4])
+    # Every series names its ends: no pod labels, no observer.
+    assert all({"src_type", "dst_type", "protocol"} <= dict(k).keys() and "k8s_pod" not in dict(k)
+               for k in packets)
