@@ -40,6 +40,8 @@ class InstrumentSpec:
     # Attributes kept as compat labels, (attribute key, upstream label name); the compat series
     # sums over every other attribute (rdma keeps device, type and port).
     compat_labels: tuple[tuple[str, str], ...] = ()
+    # False: the compat endpoint's view only (upstream's per-tuple series), never sent over OTLP.
+    otlp: bool = True
 
     @property
     def probe(self) -> str:

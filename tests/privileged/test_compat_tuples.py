@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """Upstream's tuple labels on the compat endpoint, end to end: two pods on a bridge (as a CNI
 wires same-node pods), served by the Kubernetes API stand-in with their pod IPs, the real Agent
-with the flow probe. Traffic from one pod to the other is named by both ends' pods and counted
-once, although each pod's own flow counters see it."""
+with the flow, packetloss and tcpretrans probes. Traffic from one pod to the other is named by
+both ends' pods; flow counts it once, although each pod's own flow counters see it."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from otel_kubeskoop.config import parse
 from tests.kube_apiserver import KubeAPIServer, container_id, make_pod
 from tests.privileged.netnsutil import require_root
 from tests.privileged.podutil import pod_cgroup
+from tests.privileged.probes.conftest import connect_times_out, iptables
 from tests.privileged.probes.test_flow import UDP_OVERHEAD, pods_on_a_bridge, udp
 
 require_root()
@@ -69,3 +70,50 @@ def test_flow_between_two_pods_carries_both_pods_and_counts_once(tmp_path, monke
     # Every series names its ends: no pod labels, no observer.
     assert all({"src_type", "dst_type", "protocol"} <= dict(k).keys() and "k8s_pod" not in dict(k)
                for k in packets)
+
+
+def test_drops_and_retransmissions_between_two_pods_carry_both_pods(tmp_path, monkeypatch):
+    """Datagrams a netfilter rule in db drops, and a connect from web whose SYNs db drops: the
+    drops are upstream's packetloss series (ports 0, with k8s_node), the SYN retransmissions its
+    tcpretrans series (with the connection's ports)."""
+    with pods_on_a_bridge(2) as h, KubeAPIServer() as api:
+        web, db = h.pods
+        uids = [str(uuid.uuid4()) for _ in h.pods]
+        with pod_cgroup(web.sleeper().pid, uids[0], container_id(uids[0], "app")), \
+                pod_cgroup(db.sleeper().pid, uids[1], container_id(uids[1], "app")):
+            api.add_pod(make_pod("web-5d8f7-x2x9q", "shop", uids[0], NODE, pod_ip="10.231.0.1"))
+            api.add_pod(make_pod("db-0", "data", uids[1], NODE, pod_ip="10.231.0.2"))
+            monkeypatch.setenv("KUBECONFIG", api.write_kubeconfig(tmp_path / "kubeconfig"))
+            agent = Agent(parse({"address": "127.0.0.1:0", "nodeName": NODE,
+                                 "metrics": {"probes": [{"name": "packetloss"}, {"name": "tcpretrans"}]}},
+                                "test", environ={}))
+            try:
+                agent.open()
+                assert agent.pods.wait_synced(15), agent.pods.status()
+                iptables(db, "-A", "INPUT", "-p", "udp", "--dport", "6000", "-j", "DROP")
+                iptables(db, "-A", "INPUT", "-p", "tcp", "--dport", "7000", "--syn", "-j", "DROP")
+                web.python(SEND.format(count=25))
+                connect_times_out(web, "10.231.0.2", 7000)
+                agent.cycle()
+                drops = compat_series(agent, "kubeskoop_packetloss_total")
+                netfilter = compat_series(agent, "kubeskoop_packetloss_netfilter")
+                retransmits = compat_series(agent, "kubeskoop_tcpretrans_total")
+            finally:
+                agent.stop()
+    ends = {"dst": "10.231.0.2", "dst_namespace": "data", "dst_node": NODE, "dst_pod": "db-0", "dst_type": "pod",
+            "src": "10.231.0.1", "src_namespace": "shop", "src_node": NODE, "src_pod": "web-5d8f7-x2x9q",
+            "src_type": "pod"}
+    udp_drops = tuple(sorted({**ends, "protocol": "UDP", "sport": "0", "dport": "0", "k8s_node": NODE}.items()))
+    assert drops[udp_drops] == 25
+    assert netfilter[udp_drops] == 25
+    (syn,) = [(dict(k), v) for k, v in retransmits.items() if dict(k)["dport"] == "7000"]
+    assert {k: syn[0][k] for k in ends} == ends and syn[0]["protocol"] == "TCP" and int(syn[0]["sport"]) > 0
+    assert syn[1] >= 1  # at least the SYN retransmitted after 1 s
+
+
+SEND = """
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for _ in range({count}):
+    s.sendto(b"x" * 64, ("10.231.0.2", 6000))
+"""
