@@ -5,7 +5,7 @@ Samples for every instrument that has an upstream name (netdev with two interfac
 tuple metrics left out) in each of N pod namespaces, through ``CompatEndpoint.update`` (series
 summed, stamped with the collection's time, rendered to text once) and ``render`` (what a scrape
 costs). ``prometheus_client_ms`` is what ``prometheus_client.generate_latest`` takes to render the
-same families, as the endpoint did before. CPU is thread CPU time, the median of REPEAT runs.
+same families, as the endpoint did before. CPU is thread CPU time, the median of several runs (``cycle_cost.cpu``).
 
     python bench/compat_scrape.py
 
@@ -15,13 +15,13 @@ Results go to bench/results/compat_scrape.json.
 from __future__ import annotations
 
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.cycle_cost import cpu  # noqa: E402
 from prometheus_client.core import GaugeMetricFamily  # noqa: E402
 from prometheus_client.exposition import generate_latest  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
@@ -33,7 +33,6 @@ from otel_kubeskoop.probes import INSTRUMENTS  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "compat_scrape.json"
 COUNTS = (1, 10, 100)
-REPEAT = 15
 
 
 def samples(inode: int) -> list[Sample]:
@@ -48,15 +47,6 @@ def samples(inode: int) -> list[Sample]:
         else:
             out.append(Sample(spec, value, inode))
     return out
-
-
-def cpu(fn) -> float:
-    runs = []
-    for _ in range(REPEAT):
-        t0 = time.thread_time()
-        fn()
-        runs.append(time.thread_time() - t0)
-    return statistics.median(runs)
 
 
 class Families:
