@@ -63,6 +63,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from otel_kubeskoop.bpf.layouts import FlowDirection, FlowKey, FlowStat, FlowValue
 from otel_kubeskoop.probe import Kind, Overhead, ProbeContext, ProbeSpec, Sample, Scope, Source, Unavailable
 from otel_kubeskoop.probes._bpf import ABSENT_COLLECTIONS, address, network_type, transport
+from otel_kubeskoop.topology import nsexec
 from otel_kubeskoop.vocabulary import attributes as A
 from otel_kubeskoop.vocabulary import instruments as I
 
@@ -328,7 +329,7 @@ class Attacher:
             inodes.append(inode)
             jobs.append((fd, _bind(self._sync_in_netns, names, wanted, st, first, now)))
         try:
-            results = tc.run_in_netns(jobs) if jobs else []
+            results = nsexec.run_in_netns(jobs)
         finally:
             for fd in fds:
                 _close(fd)
@@ -439,7 +440,7 @@ class Attacher:
             fds.append(fd)
             jobs.append((fd, _bind(self._detach_in_netns, st)))
         try:
-            results = tc.run_in_netns(jobs) if jobs else []
+            results = nsexec.run_in_netns(jobs)
         finally:
             for fd in fds:
                 _close(fd)

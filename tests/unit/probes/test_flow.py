@@ -18,6 +18,7 @@ from otel_kubeskoop.bpf import tc
 from otel_kubeskoop.bpf.layouts import FlowKey, FlowValue
 from otel_kubeskoop.probe import Cycle, Kind, ProbeContext
 from otel_kubeskoop.probes import flow
+from otel_kubeskoop.topology import nsexec
 from tests.unit.probes.bpfdumps import FakeMap, FakeObject
 from tests.unit.probes.latencyfakes import samples_by_key
 
@@ -174,8 +175,9 @@ class FakeTC:
                       99: "cilium_from_co"}
         self.index = {"lo": 1, "eth0": 2, "net1": 3}
         for name in ("create_clsact", "destroy_clsact", "attach", "query", "detach", "filters",
-                     "program_name", "run_in_netns"):
+                     "program_name"):
             monkeypatch.setattr(tc, name, getattr(self, name))
+        monkeypatch.setattr(nsexec, "run_in_netns", self.run_in_netns)
         monkeypatch.setattr(flow.socket, "if_nametoindex", self.if_nametoindex)
 
     def if_nametoindex(self, name: str) -> int:
@@ -183,7 +185,7 @@ class FakeTC:
             raise OSError(19, "No such device")
         return self.index[name]
 
-    def run_in_netns(self, jobs):
+    def run_in_netns(self, jobs, **_kwargs):
         out = []
         for _fd, job in jobs:
             try:
