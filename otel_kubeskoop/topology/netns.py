@@ -18,11 +18,12 @@ How a handle reads:
   After every open the handle also checks that ``ns/net`` of the same directory still names its
   namespace (the process may have called ``setns``/``unshare``), at the cost of one ``readlinkat``.
 - **named without a process**: nobody's ``/proc/<pid>/net`` shows it. The handle opens
-  ``/run/netns/<name>`` (checked against the inode) and reads ``/proc/thread-self/net/*`` on a
-  short-lived thread inside the namespace
-  (:func:`~otel_kubeskoop.topology.nsexec.run_in_netns`), which ends with the read, so nothing
-  keeps a deleted namespace (and the veth devices in it) alive. A named namespace whose
-  representative process has gone is read this way too, until the next scan picks another process.
+  ``/run/netns/<name>`` (checked against the inode) and has a
+  :class:`~otel_kubeskoop.topology.nsexec.NetnsRunner` thread, shared by the discovery's handles,
+  enter the namespace and read ``/proc/thread-self/net/*``; the runner goes back to its own
+  namespace whenever it has nothing queued, so it never keeps a deleted namespace (and the veth
+  devices in it) alive. A named namespace whose representative process has gone is read this way
+  too, until the next scan picks another process.
 
 Both raise :class:`NetnsGone` when the namespace can no longer be read through this handle, and pass
 ``FileNotFoundError`` through unwrapped when the namespace is alive but the file does not exist
@@ -40,7 +41,7 @@ import threading
 from dataclasses import dataclass
 
 from otel_kubeskoop.procfs import read_fd
-from otel_kubeskoop.topology.nsexec import run_in_netns
+from otel_kubeskoop.topology.nsexec import NetnsRunner
 
 __all__ = [
     "DEFAULT_READ_TIMEOUT",
@@ -50,7 +51,7 @@ __all__ = [
     "parse_netns_link",
 ]
 
-#: Seconds a read of a namespace without a process waits for its thread.
+#: Seconds a read of a namespace without a process waits for the runner thread.
 DEFAULT_READ_TIMEOUT = 2.0
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
@@ -118,19 +119,22 @@ class Netns:
         is_host: bool = False,
         proc_root: str = "/proc",
         netns_dir: str = "/run/netns",
+        runner: NetnsRunner | None = None,
         read_timeout: float = DEFAULT_READ_TIMEOUT,
     ) -> None:
-        """Open a handle reading through ``/proc/<pid>`` if ``pid`` is given, else from inside
-        the namespace ``<netns_dir>/<name>`` (each read waiting at most ``read_timeout`` seconds).
+        """Open a handle reading through ``/proc/<pid>`` if ``pid`` is given, else through
+        ``runner`` inside ``<netns_dir>/<name>`` (each read waiting at most ``read_timeout``
+        seconds).
 
         Raises ``OSError`` if ``/proc/<pid>`` cannot be opened and :class:`NetnsGone` if the process
         is not (or no longer) in namespace ``inode``.
         """
-        if pid is None and name is None:
-            raise ValueError("a Netns without a pid needs a name")
+        if pid is None and (name is None or runner is None):
+            raise ValueError("a Netns without a pid needs a name and a NetnsRunner")
         self._inode = inode
         self._proc_root = proc_root
         self._netns_dir = netns_dir
+        self._runner = runner
         self._read_timeout = read_timeout
         self._lock = threading.Lock()
         self._dirfd = -1
@@ -178,21 +182,21 @@ class Netns:
         with self._lock:
             if self._closed:
                 raise NetnsGone(self._inode, "handle closed")
-            dirfd, name = self._dirfd, self._name
+            dirfd, name, runner = self._dirfd, self._name, self._runner
             if dirfd >= 0:
                 # openat under the lock: a concurrent rebind cannot close dirfd (and the kernel
                 # hand its number to another file) in between.
                 try:
                     fd = self._open_at(dirfd, relpath)
                 except NetnsGone:
-                    if name is None:
+                    if name is None or runner is None:
                         raise
                     dirfd = -1  # the representative is gone, the name may still lead there
         if dirfd >= 0:
             return read_fd(fd)
-        if name is None:
+        if name is None or runner is None:
             raise NetnsGone(self._inode, "no process and no name to read through")
-        return self._read_inside(name, relpath)
+        return self._read_inside(runner, name, relpath)
 
     def path(self, relpath: str) -> str:
         """Where ``relpath`` is read from, for messages."""
@@ -250,11 +254,11 @@ class Netns:
 
     # Internal. NetnsDiscovery calls _alive, _bind and _update.
 
-    def _read_inside(self, name: str, relpath: str) -> bytes:
-        """``/proc/thread-self/<relpath>`` read by a thread inside the namespace."""
+    def _read_inside(self, runner: NetnsRunner, name: str, relpath: str) -> bytes:
+        """``/proc/thread-self/<relpath>`` read by the runner's thread inside the namespace."""
         nsfd = self.open_nsfd()
         try:
-            (got,) = run_in_netns(
+            (got,) = runner.run(
                 [(nsfd, functools.partial(_read_own, relpath))], timeout=self._read_timeout,
                 what=f"reading {relpath} in {os.path.join(self._netns_dir, name)}")
         finally:
@@ -297,8 +301,8 @@ class Netns:
             if not self._dir_alive(new_fd):
                 os.close(new_fd)
                 raise NetnsGone(self._inode, f"process {pid} is not in this namespace")
-        elif self._name is None:
-            raise ValueError("a Netns without a pid needs a name")
+        elif self._name is None or self._runner is None:
+            raise ValueError("a Netns without a pid needs a name and a NetnsRunner")
         with self._lock:
             old, self._dirfd, self._pid = self._dirfd, new_fd, pid
             if self._closed:

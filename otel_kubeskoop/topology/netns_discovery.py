@@ -17,6 +17,7 @@ import os
 import threading
 
 from otel_kubeskoop.topology.netns import Netns, NetnsGone, parse_netns_link
+from otel_kubeskoop.topology.nsexec import NetnsRunner
 
 __all__ = ["NetnsDiscovery"]
 
@@ -44,14 +45,24 @@ class NetnsDiscovery:
         proc_root: str = "/proc",
         netns_dir: str = "/run/netns",
         host_pid: int = 1,
+        runner: NetnsRunner | None = None,
     ) -> None:
         self.proc_root = proc_root
         self.netns_dir = netns_dir
         self.host_pid = host_pid
+        self._runner = runner
+        self._owns_runner = runner is None
         self._lock = threading.Lock()
         self._handles: dict[int, Netns] = {}
         self._gone: set[int] = set()
         self._nsfs_dev: int | None = None
+
+    @property
+    def runner(self) -> NetnsRunner:
+        """The runner shared by this discovery's process-less named handles (made on first use)."""
+        if self._runner is None:
+            self._runner = NetnsRunner(name="kubeskoop-setns")
+        return self._runner
 
     @property
     def gone_since_last_scan(self) -> set[int]:
@@ -95,12 +106,14 @@ class NetnsDiscovery:
             return dict(current)
 
     def close(self) -> None:
-        """Close every handle. Idempotent."""
+        """Close every handle and stop the runner if this discovery made it. Idempotent."""
         with self._lock:
             for handle in self._handles.values():
                 handle.close()
             self._handles = {}
             self._gone = set()
+        if self._owns_runner and self._runner is not None:
+            self._runner.stop()
 
     def __enter__(self) -> NetnsDiscovery:
         return self
@@ -223,6 +236,7 @@ class NetnsDiscovery:
                         name=name,
                         proc_root=self.proc_root,
                         netns_dir=self.netns_dir,
+                        runner=self.runner,
                     )
                 handle._bind(pid)
                 return handle
@@ -236,6 +250,7 @@ class NetnsDiscovery:
                 name=name,
                 proc_root=self.proc_root,
                 netns_dir=self.netns_dir,
+                runner=self.runner,
             )
         handle._update(name, handle.is_host)
         handle._bind(None)

@@ -1,17 +1,24 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Run work inside other network namespaces, on a short-lived thread that ``setns(2)``s.
+"""Run work inside other network namespaces, on a thread of the agent's that ``setns(2)``s.
 
 ``setns(2)`` moves only the calling thread, and what that thread then does acts on its new
 namespace: a netlink socket belongs to the namespace it was made in, libbpf's TC calls open their
 netlink socket in the calling thread's namespace, ``/proc/thread-self/net/*`` shows the thread's
-namespace. :func:`run_in_netns` runs a batch of such jobs on one new thread, which enters each
-job's namespace in turn and ends when the batch is done: no other agent thread ever leaves the
-agent's namespace, and a thread that could not go back takes nothing with it. The thread holds
-its own duplicates of the namespace fds, so the caller may close its fds at any time.
+namespace. So the agent's own threads never enter another namespace; a :class:`NetnsRunner`
+thread does it for them:
 
-Bounded: the caller waits at most ``timeout`` seconds (jobs not done by then get a
-``TimeoutError``), and at most :data:`MAX_THREADS` such threads are alive at once, so a job that
-hangs in the kernel cannot make the agent pile up threads. See
+- :func:`run_in_netns` runs one batch on a thread of its own, which enters each job's namespace in
+  turn and ends with the batch, so a thread that could not go back takes nothing with it (netlink
+  sockets, TC attach);
+- a kept :class:`NetnsRunner` serves many small batches on one thread (the reads of namespaces
+  without a process, one file at a time), and goes back to the namespace it started in whenever it
+  has nothing queued, so an idle runner never keeps a deleted namespace (and its veth devices)
+  alive. If it cannot go back, the thread ends, and the next batch starts another.
+
+The thread holds its own duplicates of the namespace fds, so callers may close theirs at any time.
+Bounded: a caller waits at most ``timeout`` seconds (jobs not done by then get a ``TimeoutError``
+and, if not started, never run), and at most :data:`MAX_THREADS` runner threads are alive at once,
+so jobs that hang in the kernel cannot make the agent pile up threads. See
 https://man7.org/linux/man-pages/man2/setns.2.html and
 https://man7.org/linux/man-pages/man7/network_namespaces.7.html.
 """
@@ -20,22 +27,27 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import logging
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-__all__ = ["CLONE_NEWNET", "DEFAULT_TIMEOUT", "MAX_THREADS", "run_in_netns"]
+__all__ = ["CLONE_NEWNET", "DEFAULT_TIMEOUT", "MAX_THREADS", "NetnsRunner", "run_in_netns"]
+
+_log = logging.getLogger(__name__)
 
 #: ``setns(2)`` nstype for a network namespace (``<linux/sched.h>``).
 CLONE_NEWNET = 0x40000000
 #: Seconds a caller waits for a batch by default.
 DEFAULT_TIMEOUT = 30.0
-#: Namespace threads alive at once in the process, hung ones included.
+#: Runner threads alive at once in the process, hung ones included.
 MAX_THREADS = 8
 
 _T = TypeVar("_T")
+_Job = tuple[int | None, Callable[[], Any]]
 _NOT_DONE = object()
 _THREAD_NET = "/proc/thread-self/ns/net"
 _FLAGS = os.O_RDONLY | os.O_CLOEXEC
@@ -58,74 +70,181 @@ def _setns(fd: int, inode: int) -> None:
         raise OSError(err, f"setns(CLONE_NEWNET) into network namespace {inode}: {os.strerror(err)}")
 
 
+class _Batch:
+    """One caller's jobs, the thread's duplicates of their fds, and their results."""
+
+    def __init__(self, jobs: Sequence[_Job]) -> None:
+        self.jobs = jobs
+        self.results: list[Any] = [_NOT_DONE] * len(jobs)
+        self.fds: list[int | None] = []
+        for i, (nsfd, _job) in enumerate(jobs):
+            try:
+                self.fds.append(None if nsfd is None else os.dup(nsfd))
+            except OSError as exc:  # a bad fd: that job fails, the others run
+                self.fds.append(None)
+                self.results[i] = exc
+        self.done = threading.Event()
+        self.abandoned = False  # the caller stopped waiting: jobs not started never run
+
+    def close(self) -> None:
+        for fd in self.fds:
+            if fd is not None:
+                os.close(fd)
+        self.fds = []
+        self.done.set()
+
+    def fail(self, exc: BaseException) -> None:
+        for i, result in enumerate(self.results):
+            if result is _NOT_DONE:
+                self.results[i] = exc
+        self.close()
+
+
+class NetnsRunner:
+    """A thread that runs batches of jobs inside network namespaces, kept between batches.
+
+    The thread starts with the first batch; :meth:`stop` ends it after the batches already queued
+    (a later :meth:`run` starts another). See the module docstring.
+    """
+
+    def __init__(self, name: str = "kubeskoop-netns") -> None:
+        self.name = name
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._queue: queue.SimpleQueue[_Batch | None] | None = None
+
+    @property
+    def running(self) -> bool:
+        with self._lock:
+            return self._thread is not None and self._thread.is_alive()
+
+    def run(self, jobs: Sequence[tuple[int | None, Callable[[], _T]]], *,
+            timeout: float = DEFAULT_TIMEOUT, what: str = "namespace jobs") -> list[_T | BaseException]:
+        """Run each ``(nsfd, job)`` inside the network namespace of ``nsfd`` (``None``: the one the
+        runner started in), in order; return each job's result or exception in its place.
+
+        A job whose namespace is the one the thread is already in runs without ``setns`` (so work
+        in the caller's own namespace needs no privilege). A failed ``setns`` is that job's
+        ``OSError``, naming the namespace. Jobs not done within ``timeout`` seconds (or not started
+        because :data:`MAX_THREADS` threads are busy) get a ``TimeoutError`` naming ``what``.
+        """
+        return self._submit(jobs, timeout, what, last=False)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """End the thread after the batches already queued, and join it. Idempotent."""
+        with self._lock:
+            thread, batches = self._thread, self._queue
+            self._thread = self._queue = None
+        if thread is not None and batches is not None:
+            batches.put(None)
+            thread.join(timeout)
+            if thread.is_alive():
+                _log.warning("%s thread did not stop within %.1fs", self.name, timeout)
+
+    def _submit(self, jobs: Sequence[_Job], timeout: float, what: str, last: bool) -> list[Any]:
+        if not jobs:
+            return []
+        deadline = time.monotonic() + timeout
+        batch = _Batch(jobs)
+        with self._lock:
+            batches = self._queue
+            if batches is None:
+                try:
+                    batches = self._start(timeout, what)
+                except BaseException as exc:
+                    batch.fail(exc)
+                    return list(batch.results)
+            batches.put(batch)
+            thread = self._thread
+            if last:  # the thread ends with this batch, without going back first
+                batches.put(None)
+                self._thread = self._queue = None
+        if not batch.done.wait(max(0.0, deadline - time.monotonic())):
+            batch.abandoned = True
+        elif last and thread is not None:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        late = TimeoutError(f"{what}: not done within {timeout}s")
+        return [late if r is _NOT_DONE else r for r in list(batch.results)]
+
+    def _start(self, timeout: float, what: str) -> queue.SimpleQueue[_Batch | None]:
+        """Start the thread (under the lock), in the calling thread's namespace; its queue."""
+        slots = _slots
+        if not slots.acquire(timeout=timeout):
+            raise TimeoutError(f"{what}: {MAX_THREADS} namespace threads still busy after {timeout}s")
+        home = -1
+        try:
+            home = os.open(_THREAD_NET, _FLAGS)  # a new thread starts in its creator's namespace
+            batches: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()
+            thread = threading.Thread(target=self._serve,
+                                      args=(batches, home, os.fstat(home).st_ino, slots),
+                                      name=self.name, daemon=True)
+            thread.start()
+        except BaseException:
+            if home >= 0:
+                os.close(home)
+            slots.release()
+            raise
+        self._thread, self._queue = thread, batches
+        return batches
+
+    def _serve(self, batches: queue.SimpleQueue[_Batch | None], home: int, home_inode: int,
+               slots: threading.BoundedSemaphore) -> None:
+        here = home_inode
+        try:
+            while True:
+                batch = batches.get()
+                if batch is None:
+                    return
+                here = self._run_batch(batch, home, here)
+                if here != home_inode and batches.empty():
+                    try:  # idle: never hold another namespace
+                        _setns(home, home_inode)
+                        here = home_inode
+                    except OSError as exc:
+                        _log.warning("%s thread cannot return to its namespace, ending: %s",
+                                     self.name, exc)
+                        self._retire(batches, exc)
+                        return
+        finally:
+            os.close(home)
+            slots.release()
+
+    @staticmethod
+    def _run_batch(batch: _Batch, home: int, here: int) -> int:
+        """Run one batch from namespace ``here``; returns the namespace the thread ends in."""
+        try:
+            for i, (fd, (_nsfd, job)) in enumerate(zip(batch.fds, batch.jobs)):
+                if batch.results[i] is not _NOT_DONE:
+                    continue  # its fd could not be duplicated
+                if batch.abandoned:
+                    break
+                try:
+                    target = home if fd is None else fd
+                    inode = os.fstat(target).st_ino
+                    if inode != here:
+                        _setns(target, inode)
+                        here = inode
+                    batch.results[i] = job()
+                except BaseException as exc:  # handed to the caller, whatever it is
+                    batch.results[i] = exc
+        finally:
+            batch.close()
+        return here
+
+    def _retire(self, batches: queue.SimpleQueue[_Batch | None], exc: BaseException) -> None:
+        """This thread ends: the runner starts another for the next batch; queued ones fail."""
+        with self._lock:
+            if self._queue is batches:
+                self._thread = self._queue = None
+        while not batches.empty():
+            batch = batches.get()
+            if batch is not None:
+                batch.fail(OSError(f"{self.name} thread ended: {exc}"))
+
+
 def run_in_netns(jobs: Sequence[tuple[int | None, Callable[[], _T]]], *,
                  timeout: float = DEFAULT_TIMEOUT,
                  what: str = "namespace jobs") -> list[_T | BaseException]:
-    """Run each ``(nsfd, job)`` inside the network namespace of ``nsfd`` (``None``: the caller's
-    own), in order, on one short-lived thread; return each job's result or exception in its place.
-
-    A job whose namespace is the one the thread is already in runs without ``setns`` (so work in
-    the caller's own namespace needs no privilege). A failed ``setns`` is that job's ``OSError``,
-    naming the namespace. Jobs not finished within ``timeout`` seconds (or not started because
-    :data:`MAX_THREADS` threads are still busy) get a ``TimeoutError`` naming ``what``; a job
-    still running then finishes on its own, for nobody.
-    """
-    if not jobs:
-        return []
-    deadline = time.monotonic() + timeout
-    if not _slots.acquire(timeout=timeout):
-        busy = TimeoutError(f"{what}: {MAX_THREADS} namespace threads still busy after {timeout}s")
-        return [busy] * len(jobs)
-    results: list[Any] = [_NOT_DONE] * len(jobs)
-    fds: list[int | None] = []
-    try:
-        for i, (nsfd, _job) in enumerate(jobs):
-            try:
-                fds.append(None if nsfd is None else os.dup(nsfd))
-            except OSError as exc:  # a bad fd: that job fails, the others run
-                fds.append(None)
-                results[i] = exc
-        thread = threading.Thread(target=_work, args=(jobs, fds, results), name="kubeskoop-netns",
-                                  daemon=True)
-        thread.start()
-    except BaseException:
-        for fd in fds:
-            if fd is not None:
-                os.close(fd)
-        _slots.release()
-        raise
-    thread.join(max(0.0, deadline - time.monotonic()))
-    late = TimeoutError(f"{what}: not done within {timeout}s")
-    return [late if r is _NOT_DONE else r for r in list(results)]
-
-
-def _work(jobs: Sequence[tuple[int | None, Callable[[], Any]]], fds: list[int | None],
-          results: list[Any]) -> None:
-    home = -1
-    try:
-        here = os.stat(_THREAD_NET).st_ino  # a new thread starts in its creator's namespace
-        if any(nsfd is None for nsfd, _job in jobs):
-            home = os.open(_THREAD_NET, _FLAGS)
-        for i, (fd, (_nsfd, job)) in enumerate(zip(fds, jobs)):
-            if results[i] is not _NOT_DONE:
-                continue  # its fd could not be duplicated
-            try:
-                target = home if fd is None else fd
-                inode = os.fstat(target).st_ino
-                if inode != here:
-                    _setns(target, inode)
-                    here = inode
-                results[i] = job()
-            except BaseException as exc:  # handed to the caller, whatever it is
-                results[i] = exc
-    except BaseException as exc:  # the thread could not even start its work
-        for i, r in enumerate(results):
-            if r is _NOT_DONE:
-                results[i] = exc
-    finally:
-        for fd in fds:
-            if fd is not None:
-                os.close(fd)
-        if home >= 0:
-            os.close(home)
-        _slots.release()
+    """:meth:`NetnsRunner.run` on a thread of its own that ends with the batch (``None``: the
+    caller's own namespace)."""
+    return NetnsRunner()._submit(jobs, timeout, what, last=True)

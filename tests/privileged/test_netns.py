@@ -14,7 +14,7 @@ import pytest
 
 from otel_kubeskoop.topology.netns import Netns, NetnsGone
 from otel_kubeskoop.topology.netns_discovery import NetnsDiscovery
-from otel_kubeskoop.topology.nsexec import run_in_netns
+from otel_kubeskoop.topology.nsexec import NetnsRunner, run_in_netns
 from tests.privileged.netnsutil import (
     TestNetns,
     ip,
@@ -272,33 +272,44 @@ def test_pid_reuse_by_another_namespace_is_netns_gone() -> None:
             handle.close()
 
 
-def named(ns: TestNetns) -> Netns:
+@pytest.fixture
+def runner() -> Iterator[NetnsRunner]:
+    r = NetnsRunner(name="kubeskoop-setns")
+    yield r
+    r.stop()
+
+
+def named(ns: TestNetns, runner: NetnsRunner) -> Netns:
     """A handle on ``ns`` through its name only, as for a namespace without a process."""
-    return Netns(ns.inode, name=ns.name)
+    return Netns(ns.inode, name=ns.name, runner=runner)
 
 
-def test_named_reads_leave_every_thread_in_the_host_namespace() -> None:
+def test_named_reads_leave_other_threads_in_the_host_namespace(runner: NetnsRunner) -> None:
     before = own_thread_netns()
     assert before == f"net:[{HOST_INODE}]"
     with netns() as b:
-        handle = named(b)
+        handle = named(b, runner)
         udp_to_closed_port(b, 5)
         assert noports(handle.read("net/snmp")) == 5
         assert own_thread_netns() == before
         with pytest.raises(FileNotFoundError):
             handle.read("net/no_such_file")
         assert own_thread_netns() == before
-        # The read's thread ended with it; no thread of the process is in b.
-        assert not [t for t in threading.enumerate() if t.name == "kubeskoop-netns"]
-        tasks = os.listdir("/proc/self/task")
-        assert all(os.readlink(f"/proc/self/task/{t}/ns/net") == before for t in tasks)
+
+        worker = next(t for t in threading.enumerate() if t.name == "kubeskoop-setns")
+        assert worker.daemon and worker.native_id is not None
+        # Idle, the worker is back in the namespace it started in.
+        assert os.readlink(f"/proc/self/task/{worker.native_id}/ns/net") == before
     # The process (its leader) never moved either.
     assert os.readlink("/proc/self/ns/net") == before
+    runner.stop()
+    assert not worker.is_alive()
+    assert own_thread_netns() == before
 
 
-def test_run_in_netns_enters_each_namespace_in_turn() -> None:
+def test_run_in_netns_enters_each_namespace_in_turn_on_a_thread_that_ends() -> None:
     with netns() as a, netns() as b:
-        fds = [os.open(f"/run/netns/{n.name}", os.O_RDONLY | os.O_CLOEXEC) for n in (a, b)]
+        fds = [os.open(n.path, os.O_RDONLY | os.O_CLOEXEC) for n in (a, b)]
         try:
             jobs = [(fds[0], own_thread_netns), (fds[1], own_thread_netns), (None, own_thread_netns),
                     (fds[0], own_thread_netns)]
@@ -308,15 +319,16 @@ def test_run_in_netns_enters_each_namespace_in_turn() -> None:
                 os.close(fd)
     assert got == [f"net:[{a.inode}]", f"net:[{b.inode}]", f"net:[{HOST_INODE}]", f"net:[{a.inode}]"]
     assert own_thread_netns() == f"net:[{HOST_INODE}]"
+    assert not [t for t in threading.enumerate() if t.name == "kubeskoop-netns"]
 
 
-def test_named_reads_serve_concurrent_callers() -> None:
+def test_named_reads_serve_concurrent_callers(runner: NetnsRunner) -> None:
     errors: list[BaseException] = []
     with netns() as a, netns() as b:
         udp_to_closed_port(a, 1)
         udp_to_closed_port(b, 6)
         expected = {a.inode: 1, b.inode: 6}
-        handles = {a.inode: named(a), b.inode: named(b)}
+        handles = {a.inode: named(a, runner), b.inode: named(b, runner)}
 
         def work(order: list[int]) -> None:
             try:
@@ -336,11 +348,11 @@ def test_named_reads_serve_concurrent_callers() -> None:
     assert not errors, errors
 
 
-def test_named_reads_do_not_pin_a_deleted_namespace() -> None:
+def test_named_reads_do_not_pin_a_deleted_namespace(runner: NetnsRunner) -> None:
     """Read a namespace, delete it: the kernel destroys it (the veth peer outside vanishes)."""
     with netns() as keep:
         with netns() as doomed, veth_pair(keep, doomed) as (dev_keep, _dev_doomed):
-            handle = named(doomed)
+            handle = named(doomed, runner)
             assert b"lo:" in handle.read("net/dev")
             assert dev_keep.encode() in keep.run("cat", "/proc/net/dev").stdout.encode()
             ip("netns", "del", doomed.name)
@@ -350,6 +362,7 @@ def test_named_reads_do_not_pin_a_deleted_namespace() -> None:
                 time.sleep(0.05)
             with pytest.raises(NetnsGone):
                 handle.read("net/dev")
+    assert runner.running
 
 
 def test_veth_pair_ends_are_in_their_namespaces(discovery: NetnsDiscovery) -> None:

@@ -8,6 +8,7 @@ import logging
 import os
 import shutil
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from otel_kubeskoop.topology.netns import (
     parse_netns_link,
 )
 from otel_kubeskoop.topology.netns_discovery import NetnsDiscovery
+from otel_kubeskoop.topology.nsexec import NetnsRunner
 
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "netns" / "proc"
 
@@ -307,11 +309,11 @@ def test_non_namespace_files_in_netns_dir_are_skipped(proc: Path, tmp_path: Path
         assert set(d.scan()) == {HOST, POD_A, POD_B}
 
 
-def test_netns_needs_a_pid_or_a_name(tmp_path: Path) -> None:
+def test_netns_needs_a_pid_or_a_name_and_runner() -> None:
     with pytest.raises(ValueError):
         Netns(1)
-    handle = Netns(1, name="x", netns_dir=str(tmp_path))
-    assert (handle.pid, handle.name) == (None, "x")
+    with pytest.raises(ValueError):
+        Netns(1, name="x")
 
 
 def test_netns_refuses_a_pid_in_another_namespace(proc: Path) -> None:
@@ -327,35 +329,64 @@ def test_open_nsfd_of_a_fixture_is_netns_gone(discovery: NetnsDiscovery) -> None
         discovery.scan()[POD_A].open_nsfd()
 
 
-def named(tmp_path: Path, name: str, inode: int | None = None) -> Netns:
+@pytest.fixture
+def runner() -> Iterator[NetnsRunner]:
+    r = NetnsRunner(name="kubeskoop-setns")
+    yield r
+    r.stop()
+
+
+def named(runner: NetnsRunner, tmp_path: Path, name: str, inode: int | None = None) -> Netns:
     """A process-less handle on ``<tmp_path>/<name>`` (its inode, unless ``inode`` says otherwise)."""
     path = tmp_path / name
-    return Netns(path.stat().st_ino if inode is None else inode, name=name, netns_dir=str(tmp_path))
+    return Netns(path.stat().st_ino if inode is None else inode, name=name, netns_dir=str(tmp_path),
+                 runner=runner)
 
 
-def test_a_named_handle_reports_a_missing_name_as_gone(tmp_path: Path) -> None:
-    handle = Netns(4026532999, name="ksk-absent", netns_dir=str(tmp_path))
+def test_a_named_handle_reports_a_missing_name_as_gone(runner: NetnsRunner, tmp_path: Path) -> None:
+    handle = Netns(4026532999, name="ksk-absent", netns_dir=str(tmp_path), runner=runner)
     with pytest.raises(NetnsGone) as err:
         handle.read("net/dev")
     assert err.value.inode == 4026532999 and "ksk-absent" in str(err.value)
-    assert not [t for t in threading.enumerate() if t.name == "kubeskoop-netns"]
+    assert not runner.running  # nothing to enter: the runner was not even started
 
 
-def test_a_named_handle_reports_another_inode_as_gone(tmp_path: Path) -> None:
+def test_a_named_handle_reports_another_inode_as_gone(runner: NetnsRunner, tmp_path: Path) -> None:
     (tmp_path / "ksk-recreated").write_bytes(b"")
-    handle = named(tmp_path, "ksk-recreated", inode=(tmp_path / "ksk-recreated").stat().st_ino + 1)
+    inode = (tmp_path / "ksk-recreated").stat().st_ino + 1
     with pytest.raises(NetnsGone, match="now refers to"):
-        handle.read("net/dev")
+        named(runner, tmp_path, "ksk-recreated", inode=inode).read("net/dev")
 
 
-def test_a_named_handle_passes_other_errors_back_and_keeps_reading(tmp_path: Path) -> None:
-    not_a_namespace = tmp_path / "ksk-regular-file"
-    not_a_namespace.write_bytes(b"")
-    handle = named(tmp_path, "ksk-regular-file")
+def test_a_named_handle_passes_other_errors_back_and_keeps_reading(runner: NetnsRunner,
+                                                                   tmp_path: Path) -> None:
+    (tmp_path / "ksk-regular-file").write_bytes(b"")
+    handle = named(runner, tmp_path, "ksk-regular-file")
     for _ in range(2):
         # setns on a regular file: EINVAL (EPERM without CAP_SYS_ADMIN)
         with pytest.raises(OSError) as err:
             handle.read("net/dev")
         assert not isinstance(err.value, NetnsGone)
         assert "setns" in str(err.value) and str(handle.inode) in str(err.value)
-    assert not [t for t in threading.enumerate() if t.name == "kubeskoop-netns"]
+    assert runner.running
+    (thread,) = [t for t in threading.enumerate() if t.name == "kubeskoop-setns"]
+    assert thread.daemon
+    runner.stop()
+    assert not runner.running and not thread.is_alive()
+
+
+def test_the_discovery_stops_the_runner_it_made(proc: Path, tmp_path: Path) -> None:
+    d = NetnsDiscovery(str(proc), str(tmp_path / "none"))
+    (tmp_path / "ksk-regular-file").write_bytes(b"")
+    with pytest.raises(OSError):
+        named(d.runner, tmp_path, "ksk-regular-file").read("net/dev")
+    assert d.runner.running
+    d.close()
+    assert not d.runner.running
+    given = NetnsRunner()
+    with NetnsDiscovery(str(proc), str(tmp_path / "none"), runner=given) as d:
+        assert d.runner is given
+        with pytest.raises(OSError):
+            named(given, tmp_path, "ksk-regular-file").read("net/dev")
+    assert given.running  # not the discovery's to stop
+    given.stop()

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
-"""run_in_netns without root: jobs in the caller's own namespace need no setns; failures, timeouts
-and the thread bound come back per job. (Entering other namespaces: tests/privileged/test_netns.py.)"""
+"""run_in_netns and NetnsRunner without root: jobs in the caller's own namespace need no setns;
+failures, timeouts and the thread bound come back per job; a kept runner keeps one thread until
+stopped. (Entering other namespaces: tests/privileged/test_netns.py.)"""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from otel_kubeskoop.topology import nsexec
-from otel_kubeskoop.topology.nsexec import MAX_THREADS, run_in_netns
+from otel_kubeskoop.topology.nsexec import MAX_THREADS, NetnsRunner, run_in_netns
 
 OWN = "/proc/thread-self/ns/net"
 
@@ -92,3 +93,34 @@ def test_threads_that_hang_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     for worker in workers():
         worker.join(5)
     assert run_in_netns([(None, lambda: "a")]) == ["a"]
+
+
+def test_a_kept_runner_serves_every_batch_on_one_thread_until_stopped() -> None:
+    runner = NetnsRunner(name="ksk-test-runner")
+    try:
+        idents = [runner.run([(None, threading.get_ident)])[0] for _ in range(3)]
+        assert len(set(idents)) == 1 and threading.get_ident() not in idents and runner.running
+    finally:
+        runner.stop()
+    assert not runner.running
+    assert not [t for t in threading.enumerate() if t.name == "ksk-test-runner"]
+    try:
+        assert runner.run([(None, lambda: "again")]) == ["again"] and runner.running
+    finally:
+        runner.stop()
+
+
+def test_jobs_whose_caller_stopped_waiting_never_run() -> None:
+    runner = NetnsRunner(name="ksk-test-runner")
+    release = threading.Event()
+    ran: list[str] = []
+    try:
+        (first,) = runner.run([(None, lambda: release.wait(10))], timeout=0.1, what="first")
+        (second,) = runner.run([(None, lambda: ran.append("second"))], timeout=0.1, what="second")
+        assert (str(first), str(second)) == ("first: not done within 0.1s", "second: not done within 0.1s")
+        release.set()
+        assert runner.run([(None, lambda: "third")]) == ["third"]
+    finally:
+        release.set()
+        runner.stop()
+    assert ran == []
