@@ -195,16 +195,20 @@ class NetnsRunner:
                 batch = batches.get()
                 if batch is None:
                     return
-                here = self._run_batch(batch, home, here)
-                if here != home_inode and batches.empty():
-                    try:  # idle: never hold another namespace
+                try:
+                    here = self._run_batch(batch, home, here)
+                    if here != home_inode and batches.empty():
+                        # Home before answering, so that an idle runner is never inside another
+                        # namespace.
                         _setns(home, home_inode)
                         here = home_inode
-                    except OSError as exc:
-                        _log.warning("%s thread cannot return to its namespace, ending: %s",
-                                     self.name, exc)
-                        self._retire(batches, exc)
-                        return
+                except OSError as exc:
+                    _log.warning("%s thread cannot return to its namespace, ending: %s",
+                                 self.name, exc)
+                    self._retire(batches, exc)
+                    return
+                finally:
+                    batch.close()
         finally:
             os.close(home)
             slots.release()
@@ -212,23 +216,20 @@ class NetnsRunner:
     @staticmethod
     def _run_batch(batch: _Batch, home: int, here: int) -> int:
         """Run one batch from namespace ``here``; returns the namespace the thread ends in."""
-        try:
-            for i, (fd, (_nsfd, job)) in enumerate(zip(batch.fds, batch.jobs)):
-                if batch.results[i] is not _NOT_DONE:
-                    continue  # its fd could not be duplicated
-                if batch.abandoned:
-                    break
-                try:
-                    target = home if fd is None else fd
-                    inode = os.fstat(target).st_ino
-                    if inode != here:
-                        _setns(target, inode)
-                        here = inode
-                    batch.results[i] = job()
-                except BaseException as exc:  # handed to the caller, whatever it is
-                    batch.results[i] = exc
-        finally:
-            batch.close()
+        for i, (fd, (_nsfd, job)) in enumerate(zip(batch.fds, batch.jobs)):
+            if batch.results[i] is not _NOT_DONE:
+                continue  # its fd could not be duplicated
+            if batch.abandoned:
+                break
+            try:
+                target = home if fd is None else fd
+                inode = os.fstat(target).st_ino
+                if inode != here:
+                    _setns(target, inode)
+                    here = inode
+                batch.results[i] = job()
+            except BaseException as exc:  # handed to the caller, whatever it is
+                batch.results[i] = exc
         return here
 
     def _retire(self, batches: queue.SimpleQueue[_Batch | None], exc: BaseException) -> None:
