@@ -146,28 +146,31 @@ class NetnsRunner:
             return []
         deadline = time.monotonic() + timeout
         batch = _Batch(jobs)
+        # With ``last`` the thread ends with this batch, without going back first.
+        items = [batch, None] if last else [batch]
         with self._lock:
-            batches = self._queue
+            thread, batches = self._thread, self._queue
             if batches is None:
                 try:
-                    batches = self._start(timeout, what)
+                    thread = self._start(timeout, what, items)
                 except BaseException as exc:
                     batch.fail(exc)
                     return list(batch.results)
-            batches.put(batch)
-            thread = self._thread
-            if last:  # the thread ends with this batch, without going back first
-                batches.put(None)
+            else:
+                for item in items:
+                    batches.put(item)
+            if last:
                 self._thread = self._queue = None
+        if last and thread is not None:
+            thread.join(max(0.0, deadline - time.monotonic()))
         if not batch.done.wait(max(0.0, deadline - time.monotonic())):
             batch.abandoned = True
-        elif last and thread is not None:
-            thread.join(max(0.0, deadline - time.monotonic()))
         late = TimeoutError(f"{what}: not done within {timeout}s")
         return [late if r is _NOT_DONE else r for r in list(batch.results)]
 
-    def _start(self, timeout: float, what: str) -> queue.SimpleQueue[_Batch | None]:
-        """Start the thread (under the lock), in the calling thread's namespace; its queue."""
+    def _start(self, timeout: float, what: str, items: list[_Batch | None]) -> threading.Thread:
+        """Start the thread (under the lock), in the calling thread's namespace, with ``items``
+        already queued (so a one-batch thread never waits for its batch)."""
         slots = _slots
         if not slots.acquire(timeout=timeout):
             raise TimeoutError(f"{what}: {MAX_THREADS} namespace threads still busy after {timeout}s")
@@ -175,6 +178,8 @@ class NetnsRunner:
         try:
             home = os.open(_THREAD_NET, _FLAGS)  # a new thread starts in its creator's namespace
             batches: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()
+            for item in items:
+                batches.put(item)
             thread = threading.Thread(target=self._serve,
                                       args=(batches, home, os.fstat(home).st_ino, slots),
                                       name=self.name, daemon=True)
@@ -185,7 +190,7 @@ class NetnsRunner:
             slots.release()
             raise
         self._thread, self._queue = thread, batches
-        return batches
+        return thread
 
     def _serve(self, batches: queue.SimpleQueue[_Batch | None], home: int, home_inode: int,
                slots: threading.BoundedSemaphore) -> None:
