@@ -132,12 +132,10 @@ class CompatEndpoint:
                     own = [(label, str(attrs.get(a, ""))) for a, label in spec.compat_labels]
                     sums[spec.compat][_labels((*names, *(n for n, _ in own)), (*values, *(v for _, v in own)))] += s.value
         tuples, overflowed = self._tuples.collect(groups, pods, peers)
-        for group in groups.values():
-            docs.update((s.instrument.compat, s.instrument.description) for s in group if s.instrument.compat in tuples)
         for name in sorted({*sums, *tuples}):
             if name in tuples:
-                label_names, by_values = tuples[name]
-                text.family(name, docs[name], ((_labels(label_names, v), n) for v, n in by_values.items()))
+                label_names, by_values, doc = tuples[name]
+                text.family(name, doc, ((_labels(label_names, v), n) for v, n in by_values.items()))
             else:
                 text.family(name, docs[name], sums[name].items())
         text.family("kubeskoop_agent_compat_tuple_overflow",

@@ -31,6 +31,7 @@ from collections.abc import Callable, Container, Hashable, Iterable, Mapping
 from otel_kubeskoop.probe import Sample
 from otel_kubeskoop.topology.peers import UNKNOWN, Peer
 from otel_kubeskoop.vocabulary import attributes as A
+from otel_kubeskoop.vocabulary.instruments import InstrumentSpec
 
 ENDS = ("src", "dst")  # an address label, followed by its peer's four labels
 PEER_SUFFIXES = ("_type", "_node", "_namespace", "_pod")
@@ -104,12 +105,13 @@ class TupleSeries:
         self._kept: dict[str, dict[tuple[str, ...], None]] = {}  # name -> tuples with series, in order
 
     def collect(self, groups: Mapping[Hashable, Iterable[Sample]], pods: Container[Hashable], peers: Peers
-                ) -> tuple[dict[str, tuple[tuple[str, ...], dict[tuple[str, ...], float]]], dict[str, int]]:
-        """(name -> (label names, label values -> value), name -> tuples in the overflow series)
+                ) -> tuple[dict[str, tuple[tuple[str, ...], dict[tuple[str, ...], float], str]], dict[str, int]]:
+        """(name -> (label names, label values -> value, description), name -> tuples in the
+        overflow series)
         of this collection's tuple samples in ``groups`` (by resource key; ``pods``: the keys
         of pods' namespaces)."""
         sums: dict[str, dict[tuple[str, ...], float]] = defaultdict(lambda: defaultdict(float))
-        specs: dict[str, tuple[tuple[str, str], ...]] = {}
+        specs: dict[str, InstrumentSpec] = {}
         for key, samples in groups.items():
             for s in samples:
                 spec = s.instrument
@@ -118,16 +120,17 @@ class TupleSeries:
                 attrs = dict(s.attributes)
                 if A.NETWORK_IO_DIRECTION in attrs and not _counted_here(attrs, key in pods, peers):
                     continue
-                specs[spec.compat] = spec.compat_labels
+                specs[spec.compat] = spec
                 # A series without addresses holds a probe's own overflow (flow's maxSeries).
                 values = (_values(spec.compat_labels, attrs, peers, self._node) if A.SOURCE_ADDRESS in attrs
                           else _overflow(spec.compat_labels, self._node))
                 sums[spec.compat][values] += s.value
-        out: dict[str, tuple[tuple[str, ...], dict[tuple[str, ...], float]]] = {}
+        out: dict[str, tuple[tuple[str, ...], dict[tuple[str, ...], float], str]] = {}
         overflowed: dict[str, int] = {}
         for name, tuples in sums.items():
-            series, overflowed[name] = self._bound(name, tuples, _overflow(specs[name], self._node))
-            out[name] = (label_names(specs[name]), series)
+            spec = specs[name]
+            series, overflowed[name] = self._bound(name, tuples, _overflow(spec.compat_labels, self._node))
+            out[name] = (label_names(spec.compat_labels), series, spec.description)
         self._kept = {name: kept for name, kept in self._kept.items() if name in sums}
         return out, overflowed
 
