@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from otel_kubeskoop.procfs import ParseError
 from otel_kubeskoop.topology.cgroup import read_pod_of
 from otel_kubeskoop.topology.netns import Netns, NetnsGone
-from otel_kubeskoop.topology.pods import PodCache, PodInfo
+from otel_kubeskoop.topology.podinfo import PodInfo
+from otel_kubeskoop.topology.pods import PodCache
 
 log = logging.getLogger(__name__)
 

@@ -3,6 +3,7 @@
 
 import io
 import json
+from types import SimpleNamespace
 
 import pytest
 
@@ -16,6 +17,7 @@ from otel_kubeskoop.telemetry.events import EventEmitter, LineSink
 from tests.otlp_receiver import OTLPReceiver, decode_attributes
 
 RES = {None: Resource({"k8s.node.name": "n1"}), 7: Resource({"kubeskoop.netns.inode": 7, "k8s.node.name": "n1"})}
+DIRECTORY = SimpleNamespace(event_resource=RES.get)  # the resource directory's part the emitter uses
 
 SYNTH = Event(
     name="kubeskoop.test.synthetic",
@@ -50,7 +52,7 @@ def records(exp):
 
 def test_events_become_log_records_grouped_by_their_namespace_resource():
     mem = MemoryLogExporter()
-    emitter = EventEmitter(RES.get, [mem], [])
+    emitter = EventEmitter(DIRECTORY, [mem], [])
     emitter.emit(SYNTH)
     emitter.emit(Event("kubeskoop.test.node", "TEST_NODE", None))
     emitter.emit(SYNTH)
@@ -73,7 +75,7 @@ def test_events_become_log_records_grouped_by_their_namespace_resource():
 
 def test_list_attributes_become_arrays():
     mem = MemoryLogExporter()
-    emitter = EventEmitter(RES.get, [mem], [])
+    emitter = EventEmitter(DIRECTORY, [mem], [])
     emitter.emit(Event("kubeskoop.test.stack", "T", 7, (("kubeskoop.stack", ("tcp_v4_rcv+0x1a", "ip_local_deliver+0x7")),)))
     emitter.emit(Event("kubeskoop.test.stack", "T", 7, (("kubeskoop.stack", ["tcp_v4_rcv+0x1a"]),)))  # unhashable
     emitter.flush()
@@ -85,7 +87,7 @@ def test_list_attributes_become_arrays():
 
 def test_every_event_is_delivered_or_counted_lost():
     mem = MemoryLogExporter()
-    emitter = EventEmitter(RES.get, [mem], [], queue_size=5, batch_size=100, flush_interval=3600)
+    emitter = EventEmitter(DIRECTORY, [mem], [], queue_size=5, batch_size=100, flush_interval=3600)
     for _ in range(20):
         emitter.emit(SYNTH)
     emitter.flush()
@@ -103,7 +105,7 @@ def test_every_event_is_delivered_or_counted_lost():
 
 def test_json_line_sink():
     out = io.StringIO()
-    emitter = EventEmitter(RES.get, [], [LineSink("stdout", out)])
+    emitter = EventEmitter(DIRECTORY, [], [LineSink("stdout", out)])
     emitter.emit(SYNTH)
     line = json.loads(out.getvalue())
     assert line["event_name"] == "kubeskoop.test.synthetic" and line["type"] == "TEST_SYNTHETIC"
@@ -121,7 +123,7 @@ def test_agent_sends_events_over_otlp_with_the_namespace_resource(protocol):
                        "t", environ={})
         agent = Agent(config)
         try:
-            agent.emit(SYNTH)
+            agent.events.emit(SYNTH)  # what a probe's ctx.emit is
             agent.events.flush()
             rx.wait_log_requests(1)
             (rec,) = rx.log_records(event_name="kubeskoop.test.synthetic")
