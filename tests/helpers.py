@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.sdk.resources import Resource
 
@@ -26,6 +27,21 @@ class MemoryExporter:
 
     def shutdown(self) -> None:
         self.shut = True
+
+
+class MemoryLogExporter:
+    """Keeps a copy of every logs request (no network), or fails on demand."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.requests: list[ExportLogsServiceRequest] = []
+        self.fail = fail
+
+    def export_request(self, request: ExportLogsServiceRequest) -> bool:
+        self.requests.append(ExportLogsServiceRequest.FromString(request.SerializeToString()))
+        return not self.fail
+
+    def shutdown(self) -> None:
+        pass
 
 
 class Resources:

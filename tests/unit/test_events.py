@@ -7,13 +7,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.sdk.resources import Resource
 
 from otel_kubeskoop.agent import Agent
 from otel_kubeskoop.config import parse
 from otel_kubeskoop.probe import Event
 from otel_kubeskoop.telemetry.events import EventEmitter, LineSink
+from tests.helpers import MemoryLogExporter
 from tests.otlp_receiver import OTLPReceiver, decode_attributes
 
 RES = {None: Resource({"k8s.node.name": "n1"}), 7: Resource({"kubeskoop.netns.inode": 7, "k8s.node.name": "n1"})}
@@ -28,21 +28,6 @@ SYNTH = Event(
     body="synthetic",
     timestamp_ns=1_700_000_000_000_000_000,
 )
-
-
-class MemoryLogExporter:
-    """Keeps a copy of every logs request (no network), or fails on demand."""
-
-    def __init__(self, fail=False):
-        self.requests = []
-        self.fail = fail
-
-    def export_request(self, request):
-        self.requests.append(ExportLogsServiceRequest.FromString(request.SerializeToString()))
-        return not self.fail
-
-    def shutdown(self):
-        pass
 
 
 def records(exp):
