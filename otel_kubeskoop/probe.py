@@ -23,6 +23,7 @@ from otel_kubeskoop.topology.podprocs import Hierarchy, PodProcesses, scan_pod_p
 
 if TYPE_CHECKING:
     from otel_kubeskoop.topology.netns import Netns
+    from otel_kubeskoop.vocabulary.events import EventSpec
     from otel_kubeskoop.vocabulary.instruments import InstrumentSpec
 
 Snmp: TypeAlias = dict[str, dict[str, int]]  # net/snmp: section -> counter -> value
@@ -76,6 +77,7 @@ class ProbeSpec:
     default_enabled: bool
     factory: type  # the probe class: factory(args, ctx) -> Probe
     instruments: tuple[InstrumentSpec, ...] = ()
+    events: tuple[EventSpec, ...] = ()
     args: type[BaseModel] = NoArgs
     requires: tuple[str, ...] = ()  # human-readable requirements (files, kernel features)
 
