@@ -4,12 +4,12 @@ attributes and its namespace's resource; and a JSON line on each configured line
 
 Probes emit from the event pump thread (the runtime hands them :meth:`EventEmitter.emit`), at up to
 tens of thousands of events a second; the resource comes from the resource directory the emitter
-is built with. The SDK's log path (``LoggerProvider`` + ``BatchLogRecordProcessor`` + encoder) costs
-about 95 us of CPU per event (``README.md``, "Event path"), so it is not used on this path. ``emit`` appends to a bounded queue; one
-export thread drains it every second (or sooner when a batch is full), groups the records by
-resource into an OTLP ``ExportLogsServiceRequest`` built directly from the opentelemetry-proto
-messages, and sends it through the SDK's OTLP log exporter at its per-request layer (retries,
-backoff, TLS, headers as the SDK does). The wire result is what the SDK would send: one
+is built with. The SDK's log path (``LoggerProvider`` + ``BatchLogRecordProcessor`` + encoder)
+costs about 95 us of CPU per event (``README.md``, "Event path"), so it is not used on this path.
+``emit`` appends to a bounded queue; one export thread drains it every second (or sooner when a
+batch is full), groups the records by resource into an OTLP ``ExportLogsServiceRequest`` built
+directly from the opentelemetry-proto messages, and sends it through the SDK's OTLP log exporter at
+its per-request layer (retries, backoff, TLS, headers as the SDK does). The wire result is what the SDK would send: one
 ResourceLogs per resource, one scope, records with ``event_name``, severity WARN, typed attributes.
 
 Every event the agent receives is either delivered or counted as lost, by probe and reason:

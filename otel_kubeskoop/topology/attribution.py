@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Which pod owns each network namespace (DESIGN section 4, steps 2-4).
+"""Which pod owns each network namespace.
 
 The representative process's ``/proc/<pid>/cgroup`` names the pod UID (kubelet's cgroup layout);
 the Kubernetes pod cache describes that UID. The host namespace belongs to the node, and so does
