@@ -46,6 +46,7 @@ class ResourceDirectory:
         self._cycle = Cycle()
         self._host_inode: int | None = None
         self._owners: dict[int, Owner] = {}
+        self._keys: dict[int, NetnsKey] = {}  # this cycle's namespaces' keys, made once (events look them up)
         self._pod_inodes: dict[str, int] = {}  # pod uid -> the namespace it owns
         self._entries: dict[ResourceKey, _Entry] = {}
 
@@ -71,6 +72,7 @@ class ResourceDirectory:
             self._host_inode = host
             self._entries.pop(NODE, None)
         self._cycle = cycle
+        self._keys = {inode: NetnsKey(inode) for inode in cycle.namespaces if inode != self._host_inode}
         for inode in gone:
             self._entries.pop(NetnsKey(inode), None)
         self._owners = self.attributor.resolve(cycle.namespaces)
@@ -86,7 +88,9 @@ class ResourceDirectory:
 
     def key(self, inode: int | None) -> ResourceKey:
         """The key of a namespace's data (``None``: node scope)."""
-        return NODE if inode is None or inode == self._host_inode else NetnsKey(inode)
+        if inode is None or inode == self._host_inode:
+            return NODE
+        return self._keys.get(inode) or NetnsKey(inode)
 
     def route(self, samples: Iterable[Sample]) -> tuple[dict[ResourceKey, list[Sample]], list[ResourceKey]]:
         """This cycle's samples grouped by resource key, and the keys alive this cycle.
@@ -113,7 +117,7 @@ class ResourceDirectory:
         for key in [k for k in list(self._entries) if isinstance(k, PodKey) and k not in groups]:
             del self._entries[key]
         live: list[ResourceKey] = [NODE]
-        live += [NetnsKey(inode) for inode in self._cycle.namespaces if inode != self._host_inode]
+        live += self._keys.values()
         live += [key for key in groups if isinstance(key, PodKey)]
         return groups, live
 
@@ -123,8 +127,10 @@ class ResourceDirectory:
         return self._entry(key).resource
 
     def event_resource(self, inode: int | None) -> Resource:
-        """The resource of an event from namespace ``inode`` (``None``: the node)."""
-        return self._entry(self.key(inode)).resource
+        """The resource of an event from namespace ``inode`` (``None``: the node). Called per event:
+        the common case is two dict lookups."""
+        entry = self._entries.get(self.key(inode))
+        return entry.resource if entry is not None else self._entry(self.key(inode)).resource
 
     def compat_labels(self, key: ResourceKey) -> CompatLabels | None:
         """Upstream's entity labels: empty pod and namespace for the node; None for a namespace no
