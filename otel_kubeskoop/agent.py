@@ -31,7 +31,7 @@ from otel_kubeskoop.telemetry.compat import CompatEndpoint
 from otel_kubeskoop.telemetry.events import EventEmitter
 from otel_kubeskoop.telemetry.pipeline import MetricPipeline
 from otel_kubeskoop.topology.attribution import Attributor
-from otel_kubeskoop.topology.netns import NetnsDiscovery
+from otel_kubeskoop.topology.netns_discovery import NetnsDiscovery
 from otel_kubeskoop.topology.pods import PodCache
 from otel_kubeskoop.vocabulary import attributes as A
 from otel_kubeskoop.vocabulary import instruments as I
