@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
-__all__ = ["describe", "get", "iter_lines", "load_api_client", "shutdown"]
+__all__ = ["InFlight", "describe", "get", "iter_lines", "load_api_client", "shutdown"]
 
 
 
@@ -136,3 +137,47 @@ def describe(exc: BaseException) -> str:
         return f"HTTP {status} {exc.reason}" + (f": {msg}" if msg else "")
     text = str(exc).splitlines()[0] if str(exc) else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class InFlight:
+    """The one raw response being read, so that another thread can shut its socket down
+    (:meth:`interrupt`) and end a blocked read at once; once ``stopping()``, a new response is shut
+    as soon as it is held."""
+
+    def __init__(self, stopping: Callable[[], bool]) -> None:
+        self._stopping = stopping
+        self._lock = threading.Lock()
+        self._resp: Any = None
+
+    def hold(self, resp: Any) -> bool:
+        """Remember ``resp``; False (and shut) if stopping already."""
+        with self._lock:
+            self._resp = resp
+        if self._stopping():
+            shutdown(resp)
+            return False
+        return True
+
+    def read_all(self, resp: Any) -> bytes:
+        self.hold(resp)
+        try:
+            return resp.data
+        finally:
+            self.release(resp, True)
+
+    def release(self, resp: Any, clean: bool) -> None:
+        with self._lock:
+            if self._resp is resp:
+                self._resp = None
+        try:
+            if clean:
+                resp.release_conn()
+            else:
+                resp.close()
+        except Exception:  # releasing is best effort
+            pass
+
+    def interrupt(self) -> None:
+        with self._lock:
+            resp = self._resp
+        shutdown(resp)

@@ -47,7 +47,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from otel_kubeskoop.topology.kubeapi import describe, get, iter_lines, load_api_client, shutdown
+from otel_kubeskoop.topology.kubeapi import InFlight, describe, get, iter_lines, load_api_client
 from otel_kubeskoop.topology.owners import OwnerResolver
 from otel_kubeskoop.topology.podinfo import PodInfo, nonempty_str, normalise_container_id, pod_info_from_api
 
@@ -109,10 +109,9 @@ class PodCache:
         self._on_change = on_change
         self._request_timeout = request_timeout
 
-        self._lock = threading.Lock()  # guards _pods, _by_cid, _resp and the status fields
+        self._lock = threading.Lock()  # guards _pods, _by_cid and the status fields
         self._pods: dict[str, PodInfo] = {}
         self._by_cid: dict[str, str] = {}
-        self._resp: Any = None  # the urllib3 response being read, so stop() can shut it down
         self._state = "starting"
         self._last_error: str | None = None
         self._lists = 0
@@ -124,6 +123,7 @@ class PodCache:
 
         self._api: Any = None
         self._stop = threading.Event()
+        self._inflight = InFlight(self._stop.is_set)
         self._owners = OwnerResolver(self._fetch, self._stop.is_set, timeout=owner_lookup_timeout,
                                      retry_seconds=owner_retry_seconds, cache_size=owner_cache_size)
         self._synced = threading.Event()
@@ -207,9 +207,7 @@ class PodCache:
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the thread (idempotent): ends a blocked watch read at once, then joins."""
         self._stop.set()
-        with self._lock:
-            resp = self._resp
-        shutdown(resp)
+        self._inflight.interrupt()
         if self._thread is not None:
             self._thread.join(timeout)
             if self._thread.is_alive():
@@ -234,8 +232,8 @@ class PodCache:
     def _fetch(self, path: str, timeout: Any) -> Any:
         """One object, read whole (the owner resolver's lookups)."""
         resp = self._get(path, [], timeout)
-        self._hold(resp)
-        return json.loads(self._read_all(resp))
+        self._inflight.hold(resp)
+        return json.loads(self._inflight.read_all(resp))
 
     def _run(self) -> None:
         failures = 0
@@ -280,7 +278,7 @@ class PodCache:
             self._lists += 1
         resp = self._get("/api/v1/pods", [("fieldSelector", f"spec.nodeName={self.node_name}")],
                          (min(10.0, self._request_timeout), self._request_timeout))
-        body = self._read_all(resp)
+        body = self._inflight.read_all(resp)
         doc = json.loads(body)
         if not isinstance(doc, dict) or not isinstance(doc.get("items", []), list):
             raise ValueError("pod list response is not a PodList")
@@ -324,8 +322,8 @@ class PodCache:
             if getattr(exc, "status", None) == 410:  # some servers answer the request itself with 410
                 raise _Gone(describe(exc)) from exc
             raise
-        if not self._hold(resp):
-            self._release(resp, False)
+        if not self._inflight.hold(resp):
+            self._inflight.release(resp, False)
             return False
         with self._lock:
             self._state = "synced"
@@ -340,7 +338,7 @@ class PodCache:
                     self._handle(line)
             clean = True
         finally:
-            self._release(resp, clean)
+            self._inflight.release(resp, clean)
         return got
 
     def _handle(self, line: bytes) -> None:
@@ -460,36 +458,6 @@ class PodCache:
             fixed = owners.resolve(info, None)
             if fixed != info:
                 self._upsert(fixed)
-
-    # ---- response handling -----------------------------------------------------------------------
-
-    def _hold(self, resp: Any) -> bool:
-        """Remember ``resp`` so stop() can shut it down; False (and shut) if stopping already."""
-        with self._lock:
-            self._resp = resp
-        if self._stop.is_set():
-            shutdown(resp)
-            return False
-        return True
-
-    def _read_all(self, resp: Any) -> bytes:
-        self._hold(resp)
-        try:
-            return resp.data
-        finally:
-            self._release(resp, True)
-
-    def _release(self, resp: Any, clean: bool) -> None:
-        with self._lock:
-            if self._resp is resp:
-                self._resp = None
-        try:
-            if clean:
-                resp.release_conn()
-            else:
-                resp.close()
-        except Exception:  # releasing is best effort
-            pass
 
 
 def _jsonable(obj: Any) -> bool:
