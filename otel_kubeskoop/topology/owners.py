@@ -62,6 +62,7 @@ class OwnerResolver:
         kind = info.owner_kind
         if kind not in ("ReplicaSet", "Job") or not info.owner_name:
             return info
+        top: tuple[str | None, str | None, str | None] | None
         if (
             previous is not None
             and previous.owner_uid == info.owner_uid
