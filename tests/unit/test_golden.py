@@ -37,9 +37,9 @@ from otel_kubeskoop.probes import REGISTRY, packetloss, tcpreset, tcpretrans
 from otel_kubeskoop.probes.tcpsummary import TcpSummaryProbe
 from tests.helpers import MemoryExporter, MemoryLogExporter
 from tests.kube_apiserver import KubeAPIServer, make_pod, make_replicaset
+from tests.unit.netlink.fakes import FakeNs, RecordedSocket, opener
 from tests.unit.probes import bpfdumps
 from tests.unit.probes.test_tcpsummary import answers
-from tests.unit.netlink.fakes import FakeNs, RecordedSocket, opener
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 GOLDEN = FIXTURES / "golden"
