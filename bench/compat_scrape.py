@@ -18,6 +18,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -27,7 +28,8 @@ from prometheus_client.exposition import generate_latest  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 from otel_kubeskoop.probe import Sample  # noqa: E402
-from otel_kubeskoop.telemetry.compat import CompatEndpoint, CompatLabels  # noqa: E402
+from otel_kubeskoop.identity.labels import CompatLabels  # noqa: E402
+from otel_kubeskoop.telemetry.compat import CompatEndpoint  # noqa: E402
 from otel_kubeskoop.vocabulary import attributes as A  # noqa: E402
 from otel_kubeskoop.probes import INSTRUMENTS  # noqa: E402
 
@@ -70,15 +72,16 @@ def main() -> None:
     for n in COUNTS:
         groups = {1000 + i: samples(1000 + i) for i in range(n)}
         labels = {k: CompatLabels("ns", f"pod-{k}") for k in groups}
-        endpoint = CompatEndpoint("node-a", [], max_tuple_series=10000)
-        endpoint.update(groups, labels.get)
+        directory = SimpleNamespace(compat_labels=labels.get, peer=None)  # no tuple metrics here
+        endpoint = CompatEndpoint("node-a", [], directory, max_tuple_series=10000)
+        endpoint.update(groups)
         text = endpoint.render()[2]
         families = Families(text)
         rows.append({
             "namespaces": n,
             "series": text.count(b"\n") - text.count(b"# "),
             "bytes": len(text),
-            "update_ms": round(cpu(lambda: endpoint.update(groups, labels.get)) * 1e3, 2),
+            "update_ms": round(cpu(lambda: endpoint.update(groups)) * 1e3, 2),
             "scrape_ms": round(cpu(endpoint.render) * 1e3, 4),
             "prometheus_client_ms": round(cpu(lambda: generate_latest(families)) * 1e3, 2),
         })

@@ -27,31 +27,29 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Protocol
 
 from prometheus_client.utils import floatToGoString
 
+from otel_kubeskoop.identity.keys import ResourceKey
+from otel_kubeskoop.identity.labels import CompatLabels
 from otel_kubeskoop.probe import Sample
-from otel_kubeskoop.telemetry.compat_tuples import Peers, TupleSeries, is_tuple_metric
-from otel_kubeskoop.topology.peers import UNKNOWN
+from otel_kubeskoop.telemetry.compat_tuples import TupleSeries, is_tuple_metric
+from otel_kubeskoop.topology.peers import Peer
 
 STANDARD_LABELS = ("k8s_node", "k8s_namespace", "k8s_pod")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-@dataclass(frozen=True, slots=True)
-class CompatLabels:
-    """Upstream's entity labels for one namespace (or for node-scope data)."""
+class LabelSource(Protocol):
+    """Where the endpoint gets a resource's entity labels and an address's pod or node (the
+    resource directory)."""
 
-    namespace: str = ""
-    pod: str = ""
-    extra: tuple[tuple[str, str], ...] = ()  # additionalLabels, rendered for this pod
+    def compat_labels(self, key: ResourceKey) -> CompatLabels | None:
+        """None for a namespace no pod is known for."""
 
-
-# resource key (the agent's: "node", a netns inode, or ("pod", uid)) -> labels, or None when the
-# namespace is no pod's
-LabelsFor = Callable[[Hashable], CompatLabels | None]
+    def peer(self, ip: str) -> Peer: ...
 
 
 def format_value(value: float) -> str:
@@ -91,27 +89,27 @@ class _Text:
 class CompatEndpoint:
     """Holds the text of the last collection for ``/metrics``."""
 
-    def __init__(self, node_name: str, additional_label_names: Sequence[str], *, max_tuple_series: int,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, node_name: str, additional_label_names: Sequence[str], labels: LabelSource, *,
+                 max_tuple_series: int, clock: Callable[[], float] = time.time) -> None:
         self._node = node_name
         self._extra_names = tuple(additional_label_names)
+        self._labels = labels
         self._clock = clock
         self._tuples = TupleSeries(node_name, max_tuple_series)
         self._text = b""
 
-    def update(self, groups: Mapping[Hashable, Iterable[Sample]], labels_for: LabelsFor,
-               peers: Peers = lambda ip: UNKNOWN) -> None:
+    def update(self, groups: Mapping[ResourceKey, Iterable[Sample]]) -> None:
         """Render this collection, stamped with its time. ``groups`` are the cycle's samples by
-        resource key; ``peers`` names the pods and nodes of the tuple metrics' addresses."""
+        resource key."""
         text = _Text(int(self._clock() * 1000))
         groups = {key: list(samples) for key, samples in groups.items()}
         sums: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
         docs: dict[str, str] = {}
         names = (*STANDARD_LABELS, *self._extra_names)
         unattributed = 0
-        pods: set[Hashable] = set()
+        pods: set[ResourceKey] = set()
         for resource_key, samples in groups.items():
-            entity = labels_for(resource_key)
+            entity = self._labels.compat_labels(resource_key)
             if entity is None:
                 unattributed += 1
                 continue
@@ -131,7 +129,7 @@ class CompatEndpoint:
                     attrs = dict(s.attributes)
                     own = [(label, str(attrs.get(a, ""))) for a, label in spec.compat_labels]
                     sums[spec.compat][_labels((*names, *(n for n, _ in own)), (*values, *(v for _, v in own)))] += s.value
-        tuples, overflowed = self._tuples.collect(groups, pods, peers)
+        tuples, overflowed = self._tuples.collect(groups, pods, self._labels.peer)
         for name in sorted({*sums, *tuples}):
             if name in tuples:
                 label_names, by_values, doc = tuples[name]

@@ -11,7 +11,8 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from otel_kubeskoop.probe import Sample
-from otel_kubeskoop.telemetry.compat import CompatEndpoint, CompatLabels
+from otel_kubeskoop.identity.labels import CompatLabels
+from otel_kubeskoop.telemetry.compat import CompatEndpoint
 from otel_kubeskoop.topology.peers import UNKNOWN
 from otel_kubeskoop.vocabulary import attributes as A
 from otel_kubeskoop.probes.flow import FLOW_BYTES
@@ -30,8 +31,22 @@ DROPS = InstrumentSpec("kubeskoop.packetloss.example", InstrumentKind.COUNTER, "
                        compat_labels=(*TUPLE_COMPAT, (A.K8S_NODE_NAME, "k8s_node")))
 
 
-def endpoint(max_tuple_series: int = 100, extra: tuple[str, ...] = ()) -> CompatEndpoint:
-    return CompatEndpoint(NODE, extra, max_tuple_series=max_tuple_series, clock=lambda: NOW)
+class Directory:
+    """The resource directory as the endpoint asks it: entity labels by key, addresses by PEERS."""
+
+    def __init__(self, labels: dict[object, CompatLabels | None]) -> None:
+        self.labels = labels
+
+    def compat_labels(self, key: object) -> CompatLabels | None:
+        return self.labels.get(key)
+
+    def peer(self, ip: str) -> tuple[str, str, str, str]:
+        return PEERS.get(ip, UNKNOWN)
+
+
+def endpoint(labels: dict[object, CompatLabels | None], max_tuple_series: int = 100,
+             extra: tuple[str, ...] = ()) -> CompatEndpoint:
+    return CompatEndpoint(NODE, extra, Directory(labels), max_tuple_series=max_tuple_series, clock=lambda: NOW)
 
 
 def series(ep: CompatEndpoint) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -63,9 +78,8 @@ def tuple_labels(src: str, dst: str, protocol: str = "TCP", sport: str = "0", dp
 
 
 def test_text_is_prometheus_client_format_with_the_collection_timestamp():
-    ep = endpoint(extra=("app",))
-    labels = CompatLabels('pay"ments', "api-0", (("app", "a\\b\nc"),))
-    ep.update({7: [Sample(NOPORTS, 12)]}, {7: labels}.get)
+    ep = endpoint({7: CompatLabels('pay"ments', "api-0", (("app", "a\\b\nc"),))}, extra=("app",))
+    ep.update({7: [Sample(NOPORTS, 12)]})
     fam = GaugeMetricFamily("kubeskoop_udp_noports", NOPORTS.description,
                             labels=["k8s_node", "k8s_namespace", "k8s_pod", "app"])
     fam.add_metric([NODE, 'pay"ments', "api-0", "a\\b\nc"], 12, timestamp=NOW)
@@ -80,7 +94,7 @@ def test_text_is_prometheus_client_format_with_the_collection_timestamp():
 
 
 def test_flow_carries_upstream_tuple_labels_and_counts_each_packet_once():
-    ep = endpoint()
+    ep = endpoint({1: CompatLabels("shop", "web-1"), 2: CompatLabels("shop", "db-0"), "node": CompatLabels()})
     web, db, outside, node = "10.244.1.5", "10.244.1.6", "203.0.113.9", "192.0.2.2"
     ep.update({
         # web -> db on this node: web's egress and db's ingress see the same 100 bytes.
@@ -90,8 +104,7 @@ def test_flow_carries_upstream_tuple_labels_and_counts_each_packet_once():
         "node": [flow("transmit", web, outside, 30), flow("transmit", node, outside, 70, transport="ipv6-icmp")],
         # A namespace no pod owns: its traffic still counts (the series name no observer).
         3: [flow("transmit", "10.99.0.1", outside, 5, transport="igmp")],
-    }, {1: CompatLabels("shop", "web-1"), 2: CompatLabels("shop", "db-0"), "node": CompatLabels()}.get,
-        lambda ip: PEERS.get(ip, UNKNOWN))
+    })
     got = {labels: v for (name, labels), v in series(ep).items() if name == "kubeskoop_flow_bytes"}
     assert got == {
         tuple_labels(web, db): 100,
@@ -104,14 +117,13 @@ def test_flow_carries_upstream_tuple_labels_and_counts_each_packet_once():
 
 
 def test_packetloss_adds_k8s_node_and_every_tuple_metric_is_bounded():
-    ep = endpoint(max_tuple_series=2)
-    peers = lambda ip: PEERS.get(ip, UNKNOWN)  # noqa: E731
+    ep = endpoint({"node": CompatLabels()}, max_tuple_series=2)
 
     def drops(*pairs: tuple[str, int]) -> list[Sample]:
         return [Sample(DROPS, v, None, ((A.NETWORK_TRANSPORT, "udp"), (A.SOURCE_ADDRESS, src),
                                         (A.DESTINATION_ADDRESS, "10.244.1.5"))) for src, v in pairs]
 
-    ep.update({"node": drops(("198.51.100.3", 3), ("198.51.100.1", 1), ("198.51.100.2", 2))}, lambda _: CompatLabels(), peers)
+    ep.update({"node": drops(("198.51.100.3", 3), ("198.51.100.1", 1), ("198.51.100.2", 2))})
     got = {labels: v for (name, labels), v in series(ep).items() if name == "kubeskoop_packetloss_total"}
     keep = [tuple(sorted(tuple_labels(src, "10.244.1.5", "UDP") + (("k8s_node", NODE),))) for src in ("198.51.100.1", "198.51.100.2")]
     overflow = tuple(sorted({"protocol": "", "src": "overflow", "dst": "overflow", "sport": "0", "dport": "0",
@@ -121,7 +133,7 @@ def test_packetloss_adds_k8s_node_and_every_tuple_metric_is_bounded():
     assert series(ep)[("kubeskoop_agent_compat_tuple_overflow",
                        (("k8s_node", NODE), ("metric", "kubeskoop_packetloss_total")))] == 1
     # A tuple keeps its series while it is there; a new one waits for room.
-    ep.update({"node": drops(("198.51.100.0", 9), ("198.51.100.2", 4))}, lambda _: CompatLabels(), peers)
+    ep.update({"node": drops(("198.51.100.0", 9), ("198.51.100.2", 4))})
     got = {dict(labels)["src"]: v for (name, labels), v in series(ep).items() if name == "kubeskoop_packetloss_total"}
     assert got == {"198.51.100.2": 4, "198.51.100.0": 9}
 
@@ -129,8 +141,8 @@ def test_packetloss_adds_k8s_node_and_every_tuple_metric_is_bounded():
 @pytest.mark.parametrize("transport,word", [("tcp", "TCP"), ("udp", "UDP"), ("icmp", "ICMP"),
                                             ("ipv6-icmp", "ICMP6"), ("sctp", "IP"), ("gre", "IP")])
 def test_protocol_is_upstreams_word(transport, word):
-    ep = endpoint()
-    ep.update({1: [flow("transmit", "10.0.0.1", "10.0.0.2", 1, transport=transport)]}, lambda _: None)
+    ep = endpoint({})
+    ep.update({1: [flow("transmit", "10.0.0.1", "10.0.0.2", 1, transport=transport)]})
     (labels,) = [dict(labels) for name, labels in series(ep) if name == "kubeskoop_flow_bytes"]
     assert labels["protocol"] == word
 
