@@ -57,6 +57,10 @@ def run(config_path: str | None, debug: bool) -> None:
     """Run the agent until SIGTERM or SIGINT."""
     config = _load(config_path)
     _setup_logging(debug or config.debug)
+    from otel_kubeskoop.capabilities import lacking
+
+    for line in lacking(p.name for p in config.probes):
+        log.warning("%s", line)
     from otel_kubeskoop.agent import Agent
     from otel_kubeskoop.telemetry.exporters import ExporterError
 
