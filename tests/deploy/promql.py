@@ -1,0 +1,47 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Metric names in PromQL expressions, and the names the OTLP-to-Prometheus translation yields."""
+
+from __future__ import annotations
+
+import re
+
+from otel_kubeskoop.docs import prom_name
+from otel_kubeskoop.probes import ALL_PROBES
+from otel_kubeskoop.vocabulary import instruments as I
+
+_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool",
+             "offset", "inf", "nan"}
+_STRIP = [
+    re.compile(r'"(?:[^"\\]|\\.)*"'),  # strings
+    re.compile(r"\{[^}]*\}"),  # label matchers
+    re.compile(r"\[[^\]]*\]"),  # ranges and subqueries
+    re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)"),  # label lists
+    re.compile(r"\$\{?\w+\}?"),  # Grafana variables
+]
+_NAME = re.compile(r"(?<![\w.])([a-zA-Z_:][a-zA-Z0-9_:]*)\b(?!\s*\()")
+
+
+def metric_names(expr: str) -> set[str]:
+    """The metric names ``expr`` selects (functions, keywords, labels and variables left out)."""
+    for pattern in _STRIP:
+        expr = pattern.sub(" ", expr)
+    return {m for m in _NAME.findall(expr) if m.lower() not in _KEYWORDS}
+
+
+def instruments() -> tuple[I.InstrumentSpec, ...]:
+    """Every instrument the agent can emit: each probe's, and the agent's own."""
+    specs = {spec.name: spec for probe in ALL_PROBES for spec in probe.instruments}
+    specs.update({spec.name: spec for spec in I.ALL})
+    return tuple(specs.values())
+
+
+def otlp_names() -> set[str]:
+    """Every series name Prometheus stores for the agent's OTLP metrics."""
+    names = {"target_info"}
+    for spec in instruments():
+        base = prom_name(spec)
+        if spec.kind is I.InstrumentKind.HISTOGRAM:
+            names |= {f"{base}_bucket", f"{base}_sum", f"{base}_count"}
+        else:
+            names.add(base)
+    return names
