@@ -18,11 +18,16 @@ _STRIP = [
     re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)"),  # label lists
     re.compile(r"\$\{?\w+\}?"),  # Grafana variables
 ]
+_LABEL_VALUES = re.compile(r"label_values\((.*),\s*\w+\)", re.DOTALL)
 _NAME = re.compile(r"(?<![\w.])([a-zA-Z_:][a-zA-Z0-9_:]*)\b(?!\s*\()")
 
 
 def metric_names(expr: str) -> set[str]:
-    """The metric names ``expr`` selects (functions, keywords, labels and variables left out)."""
+    """The metric names ``expr`` selects (functions, keywords, labels and variables left out);
+    ``expr`` may be a Grafana variable query, ``label_values(<selector>, <label>)``."""
+    variable = _LABEL_VALUES.fullmatch(expr.strip())
+    if variable:
+        expr = variable.group(1)
     for pattern in _STRIP:
         expr = pattern.sub(" ", expr)
     return {m for m in _NAME.findall(expr) if m.lower() not in _KEYWORDS}
