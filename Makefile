@@ -110,9 +110,12 @@ $(WHEELHOUSE)/.complete: | setup
 	$(VENV)/bin/pip wheel -q --wheel-dir $(WHEELHOUSE) -r $(WHEELHOUSE)/requirements.txt
 	touch $@
 
+# --layers keeps each step's result, so a build after a code change reuses the compiler and
+# dependency layers (about 30 s instead of 3 minutes); layers unused for 3 days are pruned.
 image: base-image wheelhouse
 	buildah bud --quiet --isolation=chroot --pull=never --layers \
 		--build-context wheels=$(WHEELHOUSE) -t $(IMAGE) -f Dockerfile .
+	podman image prune -f --filter until=72h >/dev/null
 
 dashboards: setup
 	$(VENV)/bin/python deploy/dashboards/generate.py
