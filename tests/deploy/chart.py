@@ -49,6 +49,11 @@ def agent_container(objects: list[dict[str, Any]]) -> dict[str, Any]:
     return container
 
 
+def config_text(objects: list[dict[str, Any]]) -> str:
+    """The agent config file the chart's ConfigMap carries."""
+    (text,) = [o["data"]["config.yaml"] for o in objects if o["kind"] == "ConfigMap" and "config.yaml" in o["data"]]
+    return text
+
+
 def chart_config(objects: list[dict[str, Any]]) -> dict[str, Any]:
-    """The agent config the chart's ConfigMap carries."""
-    return yaml.safe_load(one(objects, "ConfigMap")["data"]["config.yaml"])
+    return yaml.safe_load(config_text(objects))

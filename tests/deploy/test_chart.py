@@ -17,7 +17,7 @@ import yaml
 from otel_kubeskoop import capabilities
 from otel_kubeskoop.probe import Scope
 from otel_kubeskoop.probes import ALL_PROBES
-from tests.deploy.chart import CHART, ROOT, agent_container, chart_config, helm, one, render
+from tests.deploy.chart import CHART, ROOT, agent_container, chart_config, config_text, helm, one, render
 
 CLI = str(Path(sys.executable).parent / "otel-kubeskoop")
 # CRDs of the Prometheus Operator: not in the Kubernetes schemas, checked field by field below.
@@ -113,7 +113,7 @@ def test_mounts_are_where_the_config_looks(tmp_path):
 @pytest.mark.parametrize("name", ["defaults", "no io probe", "otlp set only, custom port"])
 def test_rendered_config_passes_config_validate(tmp_path, name):
     path = tmp_path / "config.yaml"
-    path.write_text(one(render(*VALUE_SETS[name]), "ConfigMap")["data"]["config.yaml"])
+    path.write_text(config_text(render(*VALUE_SETS[name])))
     proc = subprocess.run([CLI, "config", "validate", str(path)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "valid" in proc.stdout
