@@ -30,7 +30,7 @@ from otel_kubeskoop.probe import Kind  # noqa: E402
 from otel_kubeskoop.probes import REGISTRY  # noqa: E402
 from otel_kubeskoop.runtime import ProbeRuntime  # noqa: E402
 from otel_kubeskoop.vocabulary import instruments as I  # noqa: E402
-from otel_kubeskoop.topology.netns import NetnsDiscovery  # noqa: E402
+from otel_kubeskoop.topology.netns_discovery import NetnsDiscovery  # noqa: E402
 from tests.privileged.netnsutil import netns, veth_pair  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "datapath.json"

@@ -32,7 +32,7 @@ from otel_kubeskoop.telemetry.compat import CompatEndpoint, CompatLabels
 from otel_kubeskoop.telemetry.pipeline import MetricPipeline
 from otel_kubeskoop.telemetry.resources import Identity, netns_resource, node_resource, pod_resource, pod_uid_resource
 from otel_kubeskoop.topology.attribution import NOBODY, Attributor, Owner
-from otel_kubeskoop.topology.netns import NetnsDiscovery
+from otel_kubeskoop.topology.netns_discovery import NetnsDiscovery
 from otel_kubeskoop.topology.pods import PodCache, PodInfo, render_additional_labels
 
 log = logging.getLogger(__name__)

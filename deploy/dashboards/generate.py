@@ -26,12 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from otel_kubeskoop.docs import prom_name
-from otel_kubeskoop.probes import ALL_PROBES
-from otel_kubeskoop.vocabulary import instruments as I
+from otel_kubeskoop.probes import INSTRUMENTS
 
 HERE = Path(__file__).resolve().parent
 RATE = "$__rate_interval"
-SPECS = {spec.name: spec for spec in (*I.ALL, *(s for p in ALL_PROBES for s in p.instruments))}
+SPECS = {spec.name: spec for spec in INSTRUMENTS}
 
 
 def C(name: str) -> str:

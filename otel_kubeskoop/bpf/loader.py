@@ -43,6 +43,7 @@ from typing import Any, Literal, Protocol
 
 from otel_kubeskoop.bpf import btf as btf_mod
 from otel_kubeskoop.bpf import libbpf
+from otel_kubeskoop.bpf.kallsyms import parse_kallsyms, read_kallsyms
 from otel_kubeskoop.bpf.libbpf import BatchOpts, LibbpfError, MapType, check_int, check_ptr
 from otel_kubeskoop.bpf.tracefs import ensure_tracefs
 from otel_kubeskoop.probe import Unavailable
@@ -235,10 +236,7 @@ class KernelFeatures:
     def _in_kallsyms(self, function: str) -> bool:
         if self._kallsyms_names is None:
             try:
-                with open(self._kallsyms, "rb") as f:
-                    self._kallsyms_names = frozenset(
-                        line.split()[2].decode() for line in f if line.count(b" ") >= 2
-                    )
+                self._kallsyms_names = parse_kallsyms(read_kallsyms(self._kallsyms)).symbols
             except OSError:
                 return True  # cannot tell: let the attach decide
         return function in self._kallsyms_names

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from otel_kubeskoop.docs import prom_name
-from otel_kubeskoop.probes import ALL_PROBES
+from otel_kubeskoop.probes import INSTRUMENTS
 from otel_kubeskoop.vocabulary import instruments as I
 
 _KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool",
@@ -33,17 +33,10 @@ def metric_names(expr: str) -> set[str]:
     return {m for m in _NAME.findall(expr) if m.lower() not in _KEYWORDS}
 
 
-def instruments() -> tuple[I.InstrumentSpec, ...]:
-    """Every instrument the agent can emit: each probe's, and the agent's own."""
-    specs = {spec.name: spec for probe in ALL_PROBES for spec in probe.instruments}
-    specs.update({spec.name: spec for spec in I.ALL})
-    return tuple(specs.values())
-
-
 def otlp_names() -> set[str]:
     """Every series name Prometheus stores for the agent's OTLP metrics."""
     names = {"target_info"}
-    for spec in instruments():
+    for spec in INSTRUMENTS:
         base = prom_name(spec)
         if spec.kind is I.InstrumentKind.HISTOGRAM:
             names |= {f"{base}_bucket", f"{base}_sum", f"{base}_count"}

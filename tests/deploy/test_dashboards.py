@@ -15,10 +15,10 @@ import json
 
 import pytest
 
-from otel_kubeskoop.probes import ALL_PROBES
+from otel_kubeskoop.probes import ALL_PROBES, INSTRUMENTS
 from otel_kubeskoop.vocabulary import instruments as I
 from tests.deploy.chart import ROOT
-from tests.deploy.promql import instruments, metric_names, otlp_names
+from tests.deploy.promql import metric_names, otlp_names
 
 DASHBOARDS = ROOT / "deploy/dashboards"
 _spec = importlib.util.spec_from_file_location("generate", DASHBOARDS / "generate.py")
@@ -66,5 +66,5 @@ def test_every_probe_has_panels():
 
 
 def test_compat_names_are_the_endpoints():
-    served = {s.compat for s in instruments() if s.compat} | {"kubeskoop_agent_compat_unattributed_namespaces"}
+    served = {s.compat for s in INSTRUMENTS if s.compat} | {"kubeskoop_agent_compat_unattributed_namespaces"}
     assert used("compat/") <= served, sorted(used("compat/") - served)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from otel_kubeskoop.bpf import btf, layouts
-from otel_kubeskoop.bpf.kallsyms import parse_kallsyms
+from otel_kubeskoop.bpf.kallsyms import parse_kallsyms, read_kallsyms
 from otel_kubeskoop.probe import Event
 from otel_kubeskoop.probes import packetloss, tcpreset, tcpretrans
 from otel_kubeskoop.probes._bpf import KernelNames
@@ -47,9 +47,9 @@ def event_json(event: Event) -> dict[str, Any]:
 
 def kallsyms_lines(addresses: list[int]) -> list[str]:
     """The /proc/kallsyms lines of the symbols holding ``addresses``, and of the next symbol."""
-    with open("/proc/kallsyms", encoding="ascii", errors="replace") as f:
-        lines = f.read().splitlines()
-    starts, names, _ = parse_kallsyms(lines)
+    data = read_kallsyms()
+    lines = data.decode(errors="replace").splitlines()
+    starts = parse_kallsyms(data).addresses
     wanted: set[int] = set()
     for address in addresses:
         i = bisect.bisect_right(starts, address) - 1
