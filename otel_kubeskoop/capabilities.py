@@ -36,6 +36,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from otel_kubeskoop.probe import ProbeSpec, Scope, Source
+from otel_kubeskoop.probes import REGISTRY
 
 __all__ = [
     "BITS",
@@ -139,8 +140,6 @@ def missing(specs: Iterable[ProbeSpec], caps: frozenset[str]) -> dict[str, list[
 def lacking(probe_names: Iterable[str]) -> list[str]:
     """One line per configured probe that this process lacks a capability for (unknown names,
     such as upstream probes not implemented, are left to the config check)."""
-    from otel_kubeskoop.probes import REGISTRY
-
     specs = [REGISTRY[name] for name in dict.fromkeys(probe_names) if name in REGISTRY]
     return [f"probe {name} lacks " + "; ".join(str(n) for n in unmet)
             for name, unmet in missing(specs, held()).items()]

@@ -207,7 +207,7 @@ def compat_nodes() -> dict[str, Any]:
 
 
 def compat_pods() -> dict[str, Any]:
-    sel = 'k8s_namespace=~"$namespace", k8s_pod=~"$pod"'
+    sel = 'k8s_node=~"$node", k8s_namespace=~"$namespace", k8s_pod=~"$pod"'
 
     def rate(name: str) -> str:
         return f"sum by (k8s_namespace, k8s_pod) (rate({C(name)}{{{sel}}}[{RATE}]))"
@@ -253,10 +253,12 @@ def compat_pods() -> dict[str, Any]:
             ts("Storage I/O", target(rate("kubeskoop.io.readbytes"), f"{pod} read"), target(rate("kubeskoop.io.writebytes"), f"{pod} write"), unit="Bps"),
         ]),
     ]
-    ns_query = f'label_values({C("kubeskoop.netdev.rxbytes")}{{k8s_pod!=""}}, k8s_namespace)'
-    pod_query = f'label_values({C("kubeskoop.netdev.rxbytes")}{{k8s_namespace=~"$namespace"}}, k8s_pod)'
-    return dashboard("okp-compat-pods", "otel-kubeskoop / pods (Prometheus scrape)", ["compat"],
-                     [variable("namespace", ns_query, multi=True), variable("pod", pod_query, multi=True)], rows)
+    base = C("kubeskoop.netdev.rxbytes")
+    return dashboard("okp-compat-pods", "otel-kubeskoop / pods (Prometheus scrape)", ["compat"], [
+        variable("node", f"label_values({base}, k8s_node)", multi=True),
+        variable("namespace", f'label_values({base}{{k8s_node=~"$node", k8s_pod!=""}}, k8s_namespace)', multi=True),
+        variable("pod", f'label_values({base}{{k8s_namespace=~"$namespace"}}, k8s_pod)', multi=True),
+    ], rows)
 
 
 # --- OTLP set ---------------------------------------------------------------------------------

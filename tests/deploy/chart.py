@@ -10,6 +10,9 @@ from typing import Any
 
 import yaml
 
+from otel_kubeskoop.probe import Kind
+from otel_kubeskoop.probes import ALL_PROBES
+
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy/helm/otel-kubeskoop"
 # `make test` passes the path of the helm it fetched; the default is where it puts it.
@@ -57,3 +60,14 @@ def config_text(objects: list[dict[str, Any]]) -> str:
 
 def chart_config(objects: list[dict[str, Any]]) -> dict[str, Any]:
     return yaml.safe_load(config_text(objects))
+
+
+def every_probe_config() -> dict[str, Any]:
+    """The chart's config plus every probe it does not list, of each kind the probe has, reading
+    this host's /proc and /sys where they are (the tests' namespaces are on this host)."""
+    config = chart_config(render())
+    for kind, section in ((Kind.METRICS, "metrics"), (Kind.EVENTS, "event")):
+        listed = {p["name"] for p in config[section]["probes"]}
+        config[section]["probes"] += [{"name": s.name} for s in ALL_PROBES if kind in s.kinds and s.name not in listed]
+    config.update(procRoot="/proc", sysRoot="/sys", cgroupRoot="/sys/fs/cgroup", address="127.0.0.1:9102")
+    return config

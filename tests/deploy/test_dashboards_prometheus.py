@@ -13,10 +13,10 @@ import uuid
 
 from otel_kubeskoop.probes import ALL_PROBES
 from tests.deploy.test_dashboards import generate
+from tests.deploy.chart import every_probe_config
 from tests.deploy.podlike import PodlikeAgent
 from tests.deploy.promql import metric_names
 from tests.deploy.test_dashboards import exprs, sets, variables
-from tests.deploy.test_least_privilege import every_probe_config
 from tests.e2e.test_agent_process import free_port
 from tests.e2e.test_prometheus_compat import prometheus, query  # noqa: F401 - the fixture
 from tests.kube_apiserver import KubeAPIServer, container_id, make_pod

@@ -23,9 +23,8 @@ from pathlib import Path
 import pytest
 
 from otel_kubeskoop import capabilities
-from otel_kubeskoop.probe import Kind
 from otel_kubeskoop.probes import ALL_PROBES, REGISTRY
-from tests.deploy.chart import agent_container, chart_config, render
+from tests.deploy.chart import agent_container, every_probe_config, render
 from tests.deploy.podlike import PodlikeAgent, in_netns
 from tests.kube_apiserver import container_id
 from tests.otlp_receiver import OTLPReceiver
@@ -85,17 +84,6 @@ class Run:
 
 def chart_caps() -> frozenset[str]:
     return frozenset(f"CAP_{c}" for c in agent_container(render())["securityContext"]["capabilities"]["add"])
-
-
-def every_probe_config() -> dict:
-    """The chart's config, plus every probe it does not list, of each kind the probe has."""
-    config = chart_config(render())
-    for kind, section in ((Kind.METRICS, "metrics"), (Kind.EVENTS, "event")):
-        listed = {p["name"] for p in config[section]["probes"]}
-        config[section]["probes"] += [{"name": s.name} for s in ALL_PROBES if kind in s.kinds and s.name not in listed]
-    # the test's namespaces are on this host: read its /proc and /sys where they are
-    config.update(procRoot="/proc", sysRoot="/sys", cgroupRoot="/sys/fs/cgroup", address="127.0.0.1:9102")
-    return config
 
 
 @pytest.fixture(scope="module")
