@@ -28,7 +28,7 @@ ROOTFS := $(CACHE)/debian-bookworm-minbase.tar
 WHEELHOUSE := $(CACHE)/wheelhouse-$(shell sha256sum pyproject.toml | cut -c1-12)
 IMAGE ?= localhost/otel-kubeskoop:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 
-.PHONY: setup system-packages bpf run test test-unit bench docs clean \
+.PHONY: setup system-packages bpf run test test-unit golden bench docs clean \
 	deploy-packages deploy-tools base-image wheelhouse image dashboards
 
 setup: $(VENV)/.installed
@@ -59,6 +59,10 @@ test: setup bpf deploy-tools image
 
 test-unit: setup
 	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
+
+# Rewrite tests/fixtures/golden/* from the whole pipeline over the fixtures; review the diff.
+golden: setup
+	$(VENV)/bin/pytest tests/unit/test_golden.py --update-golden -q
 
 bench: setup bpf
 	$(VENV)/bin/python bench/cycle_cost.py
