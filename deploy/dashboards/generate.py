@@ -85,6 +85,15 @@ def variable(name: str, query: str, multi: bool) -> dict[str, Any]:
     return var
 
 
+def pod_variables(metric: str, node: str, namespace: str, pod: str, pods_only: str = "") -> list[dict[str, Any]]:
+    """node, namespace and pod, each narrowing the next, from the series of ``metric``."""
+    return [
+        variable("node", f"label_values({metric}, {node})", multi=True),
+        variable("namespace", f'label_values({metric}{{{node}=~"$node"{pods_only}}}, {namespace})', multi=True),
+        variable("pod", f'label_values({metric}{{{namespace}=~"$namespace"}}, {pod})', multi=True),
+    ]
+
+
 def dashboard(uid: str, title: str, tags: list[str], variables: list[dict[str, Any]], rows: Iterable[Row]) -> dict[str, Any]:
     panels: list[dict[str, Any]] = []
     y, ref = 0, 0
@@ -253,12 +262,8 @@ def compat_pods() -> dict[str, Any]:
             ts("Storage I/O", target(rate("kubeskoop.io.readbytes"), f"{pod} read"), target(rate("kubeskoop.io.writebytes"), f"{pod} write"), unit="Bps"),
         ]),
     ]
-    base = C("kubeskoop.netdev.rxbytes")
-    return dashboard("okp-compat-pods", "otel-kubeskoop / pods (Prometheus scrape)", ["compat"], [
-        variable("node", f"label_values({base}, k8s_node)", multi=True),
-        variable("namespace", f'label_values({base}{{k8s_node=~"$node", k8s_pod!=""}}, k8s_namespace)', multi=True),
-        variable("pod", f'label_values({base}{{k8s_namespace=~"$namespace"}}, k8s_pod)', multi=True),
-    ], rows)
+    return dashboard("okp-compat-pods", "otel-kubeskoop / pods (Prometheus scrape)", ["compat"],
+                     pod_variables(C("kubeskoop.netdev.rxbytes"), "k8s_node", "k8s_namespace", "k8s_pod", ', k8s_pod!=""'), rows)
 
 
 # --- OTLP set ---------------------------------------------------------------------------------
@@ -363,12 +368,8 @@ def otlp_network() -> dict[str, Any]:
                                                  f"{{{{{NODE}}}}} {{{{{L('kubeskoop.rdma.device.name')}}}}}")),
         ]),
     ]
-    base = O("kubeskoop.netdev.rxbytes")
-    return dashboard("okp-otlp-network", "otel-kubeskoop / network (OTLP)", ["otlp"], [
-        variable("node", f"label_values({base}, {NODE})", multi=True),
-        variable("namespace", f'label_values({base}{{{NODE}=~"$node"}}, {NS})', multi=True),
-        variable("pod", f'label_values({base}{{{NS}=~"$namespace"}}, {POD})', multi=True),
-    ], rows)
+    return dashboard("okp-otlp-network", "otel-kubeskoop / network (OTLP)", ["otlp"],
+                     pod_variables(O("kubeskoop.netdev.rxbytes"), NODE, NS, POD), rows)
 
 
 def otlp_agent() -> dict[str, Any]:
