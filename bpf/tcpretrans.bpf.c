@@ -2,11 +2,8 @@
 /*
  * tcpretrans: TCP retransmissions, by kind (see tcpretrans.h).
  *
- * Two hooks, each with its candidates in the loader's order (otel_kubeskoop/probes/tcpretrans.py):
- *   retransmit  tp_btf/tcp_retransmit_skb (sk, skb, err: Linux 6.17+),
- *               tracepoint/tcp/tcp_retransmit_skb, fentry|kprobe/tcp_retransmit_skb
- *   synack      tp_btf/tcp_retransmit_synack, tracepoint/tcp/tcp_retransmit_synack,
- *               fentry|kprobe/tcp_rtx_synack
+ * Two hooks, "retransmit" and "synack", whose candidates are the programs at the end of this file
+ * (bpf/README.md); tp_btf/tcp_retransmit_skb has (sk, skb, err) since Linux 6.17.
  *
  * Since Linux 6.17 ("tcp: trace retransmit failures in tcp_retransmit_skb") tcp_retransmit_skb
  * also fires for retransmissions that failed (err != 0, nothing sent); those are not counted, as
@@ -27,17 +24,12 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_tracing.h>
-#include "maps.bpf.h"
-#include "netns.bpf.h"
 #include "tuple.bpf.h"
 #include "core_fixes.bpf.h"
-#include "events.bpf.h"
+#include "typecount.bpf.h"
 #include "tcpretrans.h"
 
-/* Settings (set between open and load). */
-const volatile bool targ_emit = false; /* send events (event.probes has tcpretrans) */
-
-DECLARE_COUNTERS(struct tcpretrans_key, TCPRETRANS_MAX_COUNTERS);
+DECLARE_TYPECOUNT(TCPRETRANS_MAX_COUNTERS);
 
 BTF_EXPORT(struct tcpretrans_event, tcpretrans_event);
 BTF_EXPORT(enum tcpretrans_type, tcpretrans_type);
@@ -46,15 +38,10 @@ BTF_EXPORT(struct flow_tuple, flow_tuple);
 static __always_inline int count_and_emit(const struct sock *sk, __u32 type, __u16 state,
 					  const struct sock *tuple_sk)
 {
-	struct tcpretrans_key key = {};
 	struct tcpretrans_event *e;
 	struct netns_id id = sk_netns_id(false, sk);
 
-	key.netns = id.inum;
-	key.netns_cookie = id.cookie;
-	key.type = type;
-	counters_add(&key);
-
+	typecount_add(id, type);
 	if (!targ_emit)
 		return 0;
 	e = event_reserve(struct tcpretrans_event, id.inum, type, state);

@@ -30,7 +30,7 @@ more); the pipeline exports a vanished resource once more with its last values.
 
 Decoding is pure: ``decode_<probe>(raw, names, clock_offset_ns, kallsyms)`` turns the bytes of one
 ring-buffer record into an :class:`~otel_kubeskoop.probe.Event` (:func:`record_event`), or raises
-:class:`~otel_kubeskoop.bpf.layouts.DecodeError`; the probe counts that in ``ctx.decode_errors``.
+:class:`~otel_kubeskoop.bpf.records.DecodeError`; the probe counts that in ``ctx.decode_errors``.
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ from typing import Any, ClassVar, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from otel_kubeskoop.bpf import btf as btf_mod
-from otel_kubeskoop.bpf.layouts import DecodeError, FlowTuple
+from otel_kubeskoop.bpf.generated.common import FlowTuple
+from otel_kubeskoop.bpf.records import DecodeError
 from otel_kubeskoop.probe import Event, ProbeContext, Sample, Unavailable
 from otel_kubeskoop.vocabulary import attributes as A
 from otel_kubeskoop.vocabulary import instruments as I

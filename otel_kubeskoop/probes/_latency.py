@@ -41,13 +41,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from otel_kubeskoop.bpf.layouts import (
-    LATENCY_SLOTS,
-    HistSlotState,
-    InflightStat,
-    LatencyHist,
-    hist_slot,
-)
+from otel_kubeskoop.bpf.generated.common import HistSlotState, InflightStat, LatencyHist
 from otel_kubeskoop.probe import Histogram, ProbeContext, Sample, log2_bounds
 from otel_kubeskoop.probes import _bpf
 from otel_kubeskoop.probes._bpf import EventArgs, ObjectProbe, newest_cookies, still_absent
@@ -60,7 +54,6 @@ __all__ = [
     "BOUNDS",
     "DirectionLatencyProbe",
     "Endpoints",
-    "HISTS_RODATA",
     "HistTable",
     "LatencyArgs",
     "LatencyProbe",
@@ -70,12 +63,12 @@ __all__ = [
 
 HISTS_MAP = "hists"
 HISTS_FULL_MAP = "hists_full"
-#: the rodata DECLARE_LATENCY_HISTS adds to every latency object
-HISTS_RODATA = {"hists_mask": "hists slots - 1 (a power of two), when user space sizes the table"}
 INFLIGHT_STATS_MAP = "inflight_stats"
 EVENTS_MAP = _bpf.EVENTS_MAP  # the ring buffer and its losses, as in every eBPF object
 LOSSES_MAP = _bpf.LOSSES_MAP
 
+#: log2 slots of nanoseconds: slot i counts [2^i, 2^(i+1)) ns, the last one is open-ended
+LATENCY_SLOTS = LatencyHist.slots.size // ctypes.sizeof(ctypes.c_uint64)
 #: OTel explicit bounds, in seconds, of the kernel's log2 nanosecond buckets
 BOUNDS = log2_bounds(1e-9, LATENCY_SLOTS)
 _NS = 1_000_000
@@ -104,7 +97,7 @@ class HistTable:
 
     def __init__(self, bpf_map: Any) -> None:
         self.map = bpf_map
-        self.slot = bpf_map.value_type  # hist_slot(key, value)
+        self.slot = bpf_map.value_type  # struct hists_slot
         self._where: dict[bytes, list[int]] = {}  # key bytes -> slots, as of the last read
 
     def read(self) -> list[tuple[Any, Any]]:
@@ -158,6 +151,7 @@ class LatencyProbe(ObjectProbe):
 
     KEY: ClassVar[type[ctypes.Structure]]  # struct <probe>_key
     VALUE: ClassVar[type[ctypes.Structure]] = LatencyHist  # the hists map's value
+    SLOT: ClassVar[type[ctypes.Structure]]  # struct hists_slot {state, KEY, VALUE}
     INFLIGHT_MAP: ClassVar[str | None] = None  # the in-flight table, if any
     NODE_SCOPE: ClassVar[bool] = False  # keys have no netns: every sample is the node's
     ARGS: ClassVar[type[LatencyArgs]] = LatencyArgs
@@ -187,8 +181,7 @@ class LatencyProbe(ObjectProbe):
         """The loaded object's ``hists`` (kept between collections: deletions use the slots the
         last read found)."""
         if self._hists is None or self._hists_of is not self.obj:
-            slot = hist_slot(self.KEY, self.VALUE)
-            self._hists = HistTable(self.obj.map(HISTS_MAP, ctypes.c_uint32, slot))
+            self._hists = HistTable(self.obj.map(HISTS_MAP, ctypes.c_uint32, self.SLOT))
             self._hists_of = self.obj
         return self._hists
 

@@ -35,53 +35,34 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from otel_kubeskoop.bpf.layouts import (
+from otel_kubeskoop.bpf.attach import plans
+from otel_kubeskoop.bpf.generated import biolatency as contract
+from otel_kubeskoop.bpf.generated.biolatency import (
     BiolatencyEvent,
     BiolatencyEventType,
     BiolatencyFlag,
     BiolatencyKey,
     BiolatencyOp,
-    DecodeError,
+    HistsSlot,
 )
-from otel_kubeskoop.bpf.loader import AttachKind, AttachPlan, AttachPoint, KernelFeatures
+from otel_kubeskoop.bpf.records import DecodeError
+from otel_kubeskoop.bpf.attach import AttachKind, AttachPoint
+from otel_kubeskoop.bpf.features import KernelFeatures
 from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeSpec, Sample, Scope, Source
 from otel_kubeskoop.probes._bpf import bpf_requires, decode_exact, record_event
-from otel_kubeskoop.probes._latency import HISTS_RODATA, LatencyArgs, LatencyProbe, histogram, seconds
+from otel_kubeskoop.probes._latency import LatencyArgs, LatencyProbe, histogram, seconds
 from otel_kubeskoop.vocabulary import attributes as A
 from otel_kubeskoop.vocabulary import events as E
 from otel_kubeskoop.vocabulary import instruments as I
 
 OBJECT = "biolatency"
 
-PLANS = (
-    AttachPlan.of(
-        "issue",
-        ("biolatency_issue_btf", "tp_btf", "block_rq_issue"),
-        ("biolatency_issue_tp", "tracepoint", "block/block_rq_issue"),
-        ("biolatency_issue_fentry", "fentry", "blk_mq_start_request"),
-        ("biolatency_issue_kprobe", "kprobe", "blk_mq_start_request"),
-    ),
-    AttachPlan.of(
-        "complete",
-        ("biolatency_complete_btf", "tp_btf", "block_rq_complete"),
-        ("biolatency_complete_tp", "tracepoint", "block/block_rq_complete"),
-        ("biolatency_complete_fentry", "fentry", "blk_update_request"),
-        ("biolatency_complete_kprobe", "kprobe", "blk_update_request"),
-    ),
-)
+PLANS = plans(OBJECT, contract.OBJECT.programs)
 
 INFLIGHT_MAP = "requests"
 SYS_DEV_BLOCK = "/sys/dev/block"
 MINORBITS = 20  # the kernel's dev_t: major << 20 | minor
 
-#: const volatile settings and their meaning
-RODATA = {
-    "targ_emit": "send events",
-    "targ_threshold_ns": "events for requests slower than this many nanoseconds",
-    "targ_rate_per_sec": "events per second per namespace; 0: no limit",
-    "targ_burst": "events in a burst",
-    **HISTS_RODATA,
-}
 
 #: kubeskoop.block.operation values
 OPS = {
@@ -189,6 +170,7 @@ class BiolatencyProbe(LatencyProbe):
     OBJECT = OBJECT
     PLANS = PLANS
     KEY = BiolatencyKey
+    SLOT = HistsSlot
     INFLIGHT_MAP = INFLIGHT_MAP
     ARGS = BiolatencyArgs
 

@@ -60,7 +60,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from otel_kubeskoop.bpf.layouts import FlowDirection, FlowKey, FlowStat, FlowValue
+from otel_kubeskoop.bpf.generated.flow import FlowDirection, FlowStat
 from otel_kubeskoop.probe import Kind, Overhead, ProbeContext, ProbeSpec, Sample, Scope, Source, Unavailable
 from otel_kubeskoop.probes._bpf import ABSENT_COLLECTIONS, address, network_type, transport
 from otel_kubeskoop.vocabulary import attributes as A
@@ -79,9 +79,6 @@ TC_HANDLE = 0x4B534B46
 TC_PRIORITY = 0x4B53
 #: seconds between checks that the filters of an unchanged namespace are still there
 REVERIFY_SECONDS = 60.0
-
-#: const volatile settings and their meaning
-RODATA = {"targ_ports": "keep ports in the key (enablePortInLabel)"}
 
 _KEY = struct.Struct("<IIBBH16s16sHH")
 _VALUE = struct.Struct("<QQ")

@@ -47,65 +47,27 @@ from typing import Any
 
 from pydantic import Field
 
-from otel_kubeskoop.bpf.layouts import KernellatencyDirection, KernellatencyEvent, KernellatencyKey
-from otel_kubeskoop.bpf.loader import AttachPlan
+from otel_kubeskoop.bpf.attach import plans
+from otel_kubeskoop.bpf.generated import kernellatency as contract
+from otel_kubeskoop.bpf.generated.kernellatency import (
+    HistsSlot,
+    KernellatencyDirection,
+    KernellatencyEvent,
+    KernellatencyKey,
+)
 from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeSpec, Scope, Source
 from otel_kubeskoop.probes._bpf import bpf_requires, decode_exact, event_type, ifname, record_event, tuple_attributes
-from otel_kubeskoop.probes._latency import HISTS_RODATA, DirectionLatencyProbe, Endpoints, LatencyArgs, seconds
+from otel_kubeskoop.probes._latency import DirectionLatencyProbe, Endpoints, LatencyArgs, seconds
 from otel_kubeskoop.vocabulary import attributes as A
 from otel_kubeskoop.vocabulary import events as E
 from otel_kubeskoop.vocabulary import instruments as I
 
 OBJECT = "kernellatency"
 
-PLANS = (
-    AttachPlan.of(
-        "rx",
-        ("kernellatency_rx_btf", "tp_btf", "netif_receive_skb"),
-        ("kernellatency_rx_tp", "tracepoint", "net/netif_receive_skb"),
-        ("kernellatency_rx_fentry", "fentry", "ip_rcv"),
-        ("kernellatency_rx_kprobe", "kprobe", "ip_rcv"),
-    ),
-    AttachPlan.of(
-        "deliver",
-        ("kernellatency_deliver_btf", "tp_btf", "tcp_probe"),
-        ("kernellatency_deliver_tp", "tracepoint", "tcp/tcp_probe"),
-        ("kernellatency_deliver_fentry", "fentry", "tcp_rcv_established"),
-        ("kernellatency_deliver_kprobe", "kprobe", "tcp_rcv_established"),
-    ),
-    AttachPlan.of(
-        "tx",
-        ("kernellatency_tx_btf", "tp_btf", "net_dev_queue"),
-        ("kernellatency_tx_tp", "tracepoint", "net/net_dev_queue"),
-        ("kernellatency_tx_fentry", "fentry", "__dev_queue_xmit"),
-        ("kernellatency_tx_kprobe", "kprobe", "__dev_queue_xmit"),
-    ),
-    AttachPlan.of(
-        "free",
-        ("kernellatency_free_btf", "tp_btf", "kfree_skb"),
-        ("kernellatency_free_tp", "tracepoint", "skb/kfree_skb"),
-        ("kernellatency_free_fentry", "fentry", "sk_skb_reason_drop"),
-        ("kernellatency_free_kprobe", "kprobe", "sk_skb_reason_drop"),
-    ),
-    AttachPlan.of(
-        "consume",
-        ("kernellatency_consume_btf", "tp_btf", "consume_skb"),
-        ("kernellatency_consume_tp", "tracepoint", "skb/consume_skb"),
-        ("kernellatency_consume_fentry", "fentry", "consume_skb"),
-        ("kernellatency_consume_kprobe", "kprobe", "consume_skb"),
-    ),
-)
+PLANS = plans(OBJECT, contract.OBJECT.programs)
 
 INFLIGHT_MAP = "skbs"
 
-#: const volatile settings and their meaning
-RODATA = {
-    "targ_emit": "send events",
-    "targ_threshold_ns": "events for packets slower than this many nanoseconds",
-    "targ_rate_per_sec": "events per second per (namespace, direction); 0: no limit",
-    "targ_burst": "events in a burst",
-    **HISTS_RODATA,
-}
 
 RX, TX = KernellatencyDirection.KERNELLATENCY_RX, KernellatencyDirection.KERNELLATENCY_TX
 #: network.io.direction of each direction
@@ -152,6 +114,7 @@ class KernellatencyProbe(DirectionLatencyProbe):
     OBJECT = OBJECT
     PLANS = PLANS
     KEY = KernellatencyKey
+    SLOT = HistsSlot
     INFLIGHT_MAP = INFLIGHT_MAP
     ARGS = KernellatencyArgs
     DIRECTION = KernellatencyDirection

@@ -32,8 +32,10 @@ from typing import Any
 
 from pydantic import Field
 
-from otel_kubeskoop.bpf.layouts import DecodeError, PacketlossEvent, PacketlossEventType, PacketlossKey
-from otel_kubeskoop.bpf.loader import AttachPlan
+from otel_kubeskoop.bpf.attach import plans
+from otel_kubeskoop.bpf.generated import packetloss as contract
+from otel_kubeskoop.bpf.generated.packetloss import PacketlossEvent, PacketlossEventType, PacketlossKey
+from otel_kubeskoop.bpf.records import DecodeError
 from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeSpec, Sample, Scope, Source
 from otel_kubeskoop.probes._bpf import (
     BPFProbe,
@@ -51,27 +53,8 @@ from otel_kubeskoop.vocabulary import instruments as I
 
 OBJECT = "packetloss"
 
-PLANS = (
-    AttachPlan.of(
-        "drop",
-        ("packetloss_kfree_skb_btf", "tp_btf", "kfree_skb"),
-        ("packetloss_kfree_skb_tp", "tracepoint", "skb/kfree_skb"),
-        ("packetloss_reason_drop_fentry", "fentry", "sk_skb_reason_drop"),
-        ("packetloss_reason_drop_kprobe", "kprobe", "sk_skb_reason_drop"),
-        ("packetloss_kfree_skb_reason_fentry", "fentry", "kfree_skb_reason"),
-        ("packetloss_kfree_skb_reason_kprobe", "kprobe", "kfree_skb_reason"),
-    ),
-)
+PLANS = plans(OBJECT, contract.OBJECT.programs)
 
-#: const volatile settings and their meaning
-RODATA = {
-    "targ_reason_consumed": "SKB_CONSUMED in this kernel's enum skb_drop_reason (~0: none)",
-    "targ_reason_not_dropped": "SKB_NOT_DROPPED_YET in this kernel (~0: none)",
-    "targ_emit": "send events",
-    "targ_stack": "put the kernel stack in events",
-    "targ_rate_per_sec": "events per second per namespace; 0: no limit",
-    "targ_burst": "events in a burst",
-}
 
 NETFILTER_DROP = "NETFILTER_DROP"
 _NONE = 0xFFFFFFFF

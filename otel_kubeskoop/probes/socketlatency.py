@@ -44,64 +44,27 @@ from typing import Any
 
 from pydantic import Field
 
-from otel_kubeskoop.bpf.layouts import SocketlatencyDirection, SocketlatencyEvent, SocketlatencyKey
-from otel_kubeskoop.bpf.loader import AttachPlan
+from otel_kubeskoop.bpf.attach import plans
+from otel_kubeskoop.bpf.generated import socketlatency as contract
+from otel_kubeskoop.bpf.generated.socketlatency import (
+    HistsSlot,
+    SocketlatencyDirection,
+    SocketlatencyEvent,
+    SocketlatencyKey,
+)
 from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeSpec, Scope, Source, Unavailable
 from otel_kubeskoop.probes._bpf import KernelNames, bpf_requires, connection_attributes, decode_exact, event_type, record_event
-from otel_kubeskoop.probes._latency import HISTS_RODATA, DirectionLatencyProbe, Endpoints, LatencyArgs, seconds
+from otel_kubeskoop.probes._latency import DirectionLatencyProbe, Endpoints, LatencyArgs, seconds
 from otel_kubeskoop.vocabulary import attributes as A
 from otel_kubeskoop.vocabulary import events as E
 from otel_kubeskoop.vocabulary import instruments as I
 
 OBJECT = "socketlatency"
 
-PLANS = (
-    AttachPlan.of(
-        "ready",
-        ("socketlatency_ready_btf", "tp_btf", "sk_data_ready"),
-        ("socketlatency_ready_tp", "tracepoint", "sock/sk_data_ready"),
-        ("socketlatency_ready_fentry", "fentry", "sock_def_readable"),
-        ("socketlatency_ready_kprobe", "kprobe", "sock_def_readable"),
-    ),
-    AttachPlan.of(
-        "recv",
-        ("socketlatency_recv_btf", "tp_btf", "sock_recv_length"),
-        ("socketlatency_recv_tp", "tracepoint", "sock/sock_recv_length"),
-        ("socketlatency_recv_fentry", "fentry", "tcp_cleanup_rbuf"),
-        ("socketlatency_recv_kprobe", "kprobe", "tcp_cleanup_rbuf"),
-    ),
-    AttachPlan.of(
-        "sendmsg",
-        ("socketlatency_sendmsg_btf", "tp_btf", "tcp_sendmsg_locked"),
-        ("socketlatency_sendmsg_fentry", "fentry", "tcp_sendmsg_locked"),
-        ("socketlatency_sendmsg_kprobe", "kprobe", "tcp_sendmsg_locked"),
-    ),
-    AttachPlan.of(
-        "xmit",
-        ("socketlatency_xmit_btf", "tp_btf", "net_dev_queue"),
-        ("socketlatency_xmit_tp", "tracepoint", "net/net_dev_queue"),
-        ("socketlatency_xmit_fentry", "fentry", "__dev_queue_xmit"),
-        ("socketlatency_xmit_kprobe", "kprobe", "__dev_queue_xmit"),
-    ),
-    AttachPlan.of(
-        "close",
-        ("socketlatency_close_btf", "tp_btf", "inet_sock_set_state"),
-        ("socketlatency_close_tp", "tracepoint", "sock/inet_sock_set_state"),
-        ("socketlatency_close_fentry", "fentry", "tcp_set_state"),
-        ("socketlatency_close_kprobe", "kprobe", "tcp_set_state"),
-    ),
-)
+PLANS = plans(OBJECT, contract.OBJECT.programs)
 
 INFLIGHT_MAP = "socks"
 
-#: const volatile settings and their meaning
-RODATA = {
-    "targ_emit": "send events",
-    "targ_threshold_ns": "events for waits above this many nanoseconds",
-    "targ_rate_per_sec": "events per second per (namespace, direction); 0: no limit",
-    "targ_burst": "events in a burst",
-    **HISTS_RODATA,
-}
 
 READ, WRITE = SocketlatencyDirection.SOCKETLATENCY_READ, SocketlatencyDirection.SOCKETLATENCY_WRITE
 #: network.io.direction of each direction
@@ -148,6 +111,7 @@ class SocketlatencyProbe(DirectionLatencyProbe):
     OBJECT = OBJECT
     PLANS = PLANS
     KEY = SocketlatencyKey
+    SLOT = HistsSlot
     INFLIGHT_MAP = INFLIGHT_MAP
     ARGS = SocketlatencyArgs
     DIRECTION = SocketlatencyDirection

@@ -32,40 +32,32 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from otel_kubeskoop.bpf import libbpf
-from otel_kubeskoop.bpf.layouts import DecodeError, SoftirqEvent, SoftirqEventType, SoftirqKey, SoftirqStage
-from otel_kubeskoop.bpf.loader import AttachPlan
+from otel_kubeskoop.bpf.attach import plans
+from otel_kubeskoop.bpf.generated import softirq as contract
+from otel_kubeskoop.bpf.generated.softirq import (
+    HistsSlot,
+    SoftirqEvent,
+    SoftirqEventType,
+    SoftirqKey,
+    SoftirqStage,
+)
+from otel_kubeskoop.bpf.records import DecodeError
 from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeSpec, Sample, Scope, Source
 from otel_kubeskoop.probes._bpf import bpf_requires, decode_exact, record_event
-from otel_kubeskoop.probes._latency import HISTS_RODATA, LatencyArgs, LatencyProbe, histogram, seconds
+from otel_kubeskoop.probes._latency import LatencyArgs, LatencyProbe, histogram, seconds
 from otel_kubeskoop.vocabulary import attributes as A
 from otel_kubeskoop.vocabulary import events as E
 from otel_kubeskoop.vocabulary import instruments as I
 
 OBJECT = "softirq"
 
-PLANS = tuple(
-    AttachPlan.of(
-        hook,
-        (f"softirq_{hook}_btf", "tp_btf", f"softirq_{hook}"),
-        (f"softirq_{hook}_tp", "tracepoint", f"irq/softirq_{hook}"),
-    )
-    for hook in ("raise", "entry", "exit")
-)
+PLANS = plans(OBJECT, contract.OBJECT.programs)
 
 #: Softirq types by number: include/linux/interrupt.h (HI_SOFTIRQ = 0 ... RCU_SOFTIRQ = 9), names
 #: as upstream's softirq-types argument and /proc/softirqs spell them.
 TYPES = ("hi", "timer", "net_tx", "net_rx", "block", "irq_poll", "tasklet", "sched", "hrtimer", "rcu")
 DEFAULT_TYPES = ("net_rx",)
 
-#: const volatile settings and their meaning
-RODATA = {
-    "targ_vec_mask": "bit per softirq type measured (softirq-types)",
-    "targ_emit": "send events",
-    "targ_threshold_ns": "events for intervals above this many nanoseconds",
-    "targ_rate_per_sec": "events per second per event type; 0: no limit",
-    "targ_burst": "events in a burst",
-    **HISTS_RODATA,
-}
 
 #: kubeskoop.latency.stage values
 STAGES = {SoftirqStage.SOFTIRQ_STAGE_SCHED: "delay", SoftirqStage.SOFTIRQ_STAGE_EXCUTE: "runtime"}
@@ -135,6 +127,7 @@ class SoftirqProbe(LatencyProbe):
     OBJECT = OBJECT
     PLANS = PLANS
     KEY = SoftirqKey
+    SLOT = HistsSlot
     NODE_SCOPE = True
     ARGS = SoftirqArgs
 

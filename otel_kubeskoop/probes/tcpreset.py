@@ -27,8 +27,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from otel_kubeskoop.bpf.layouts import TCPRESET_REASON_NONE, DecodeError, TcpresetEvent, TcpresetKey, TcpresetType
-from otel_kubeskoop.bpf.loader import AttachPlan
+from otel_kubeskoop.bpf.attach import plans
+from otel_kubeskoop.bpf.generated import tcpreset as contract
+from otel_kubeskoop.bpf.generated.common import TypecountKey
+from otel_kubeskoop.bpf.generated.tcpreset import TcpresetEvent, TcpresetReason, TcpresetType
+from otel_kubeskoop.bpf.records import DecodeError
 from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeSpec, Sample, Scope, Source
 from otel_kubeskoop.probes._bpf import (
     BPFProbe,
@@ -46,28 +49,8 @@ from otel_kubeskoop.vocabulary import instruments as I
 
 OBJECT = "tcpreset"
 
-PLANS = (
-    AttachPlan.of(
-        "send",
-        ("tcpreset_send_btf", "tp_btf", "tcp_send_reset"),
-        ("tcpreset_send_tp", "tracepoint", "tcp/tcp_send_reset"),
-        ("tcpreset_send_fentry", "fentry", "tcp_v4_send_reset"),
-        ("tcpreset_send_kprobe", "kprobe", "tcp_v4_send_reset"),
-    ),
-    AttachPlan.of(
-        "receive",
-        ("tcpreset_receive_btf", "tp_btf", "tcp_receive_reset"),
-        ("tcpreset_receive_tp", "tracepoint", "tcp/tcp_receive_reset"),
-        ("tcpreset_receive_fentry", "fentry", "tcp_reset"),
-        ("tcpreset_receive_kprobe", "kprobe", "tcp_reset"),
-    ),
-)
+PLANS = plans(OBJECT, contract.OBJECT.programs)
 
-RODATA = {
-    "targ_emit": "send events",
-    "targ_rate_per_sec": "events per second per (namespace, type); 0: no limit",
-    "targ_burst": "events in a burst",
-}
 
 #: enum tcpreset_type -> (kubeskoop.reset.type, event spec)
 TYPES = {
@@ -89,7 +72,7 @@ def decode_tcpreset(raw: bytes, names: KernelNames, clock_offset_ns: int = 0) ->
     word, spec = known
     attrs = connection_attributes(rec.tuple, names, rec.hdr.aux)
     attrs.append((A.RESET_TYPE, word))
-    if rec.reason != TCPRESET_REASON_NONE:
+    if rec.reason != TcpresetReason.TCPRESET_REASON_NONE:
         reason = names.rst_reason(rec.reason)
         if reason is not None:
             attrs.append((A.RESET_REASON, reason))
@@ -99,7 +82,7 @@ def decode_tcpreset(raw: bytes, names: KernelNames, clock_offset_ns: int = 0) ->
 class TcpresetProbe(BPFProbe):
     OBJECT = OBJECT
     PLANS = PLANS
-    KEY = TcpresetKey
+    KEY = TypecountKey
 
     def samples(self, counts: Mapping[int | None, Mapping[Any, int]]) -> list[Sample]:
         return type_samples(counts, I.TCPRESET_TOTAL, A.RESET_TYPE, _WORDS)

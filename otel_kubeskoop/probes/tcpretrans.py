@@ -33,8 +33,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from otel_kubeskoop.bpf.layouts import DecodeError, TcpretransEvent, TcpretransKey, TcpretransType
-from otel_kubeskoop.bpf.loader import AttachPlan
+from otel_kubeskoop.bpf.attach import plans
+from otel_kubeskoop.bpf.generated import tcpretrans as contract
+from otel_kubeskoop.bpf.generated.common import TypecountKey
+from otel_kubeskoop.bpf.generated.tcpretrans import TcpretransEvent, TcpretransType
+from otel_kubeskoop.bpf.records import DecodeError
 from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeSpec, Sample, Scope, Source
 from otel_kubeskoop.probes._bpf import (
     BPFProbe,
@@ -52,28 +55,8 @@ from otel_kubeskoop.vocabulary import instruments as I
 
 OBJECT = "tcpretrans"
 
-PLANS = (
-    AttachPlan.of(
-        "retransmit",
-        ("tcpretrans_retransmit_btf", "tp_btf", "tcp_retransmit_skb"),
-        ("tcpretrans_retransmit_tp", "tracepoint", "tcp/tcp_retransmit_skb"),
-        ("tcpretrans_retransmit_fentry", "fentry", "tcp_retransmit_skb"),
-        ("tcpretrans_retransmit_kprobe", "kprobe", "tcp_retransmit_skb"),
-    ),
-    AttachPlan.of(
-        "synack",
-        ("tcpretrans_synack_btf", "tp_btf", "tcp_retransmit_synack"),
-        ("tcpretrans_synack_tp", "tracepoint", "tcp/tcp_retransmit_synack"),
-        ("tcpretrans_synack_fentry", "fentry", "tcp_rtx_synack"),
-        ("tcpretrans_synack_kprobe", "kprobe", "tcp_rtx_synack"),
-    ),
-)
+PLANS = plans(OBJECT, contract.OBJECT.programs)
 
-RODATA = {
-    "targ_emit": "send events",
-    "targ_rate_per_sec": "events per second per (namespace, type); 0: no limit",
-    "targ_burst": "events in a burst",
-}
 
 #: enum tcpretrans_type -> kubeskoop.retransmit.type
 TYPES = {
@@ -99,7 +82,7 @@ def decode_tcpretrans(raw: bytes, names: KernelNames, clock_offset_ns: int = 0) 
 class TcpretransProbe(BPFProbe):
     OBJECT = OBJECT
     PLANS = PLANS
-    KEY = TcpretransKey
+    KEY = TypecountKey
 
     def samples(self, counts: Mapping[int | None, Mapping[Any, int]]) -> list[Sample]:
         return type_samples(counts, I.TCPRETRANS_TOTAL, A.RETRANSMIT_TYPE, _BY_VALUE)

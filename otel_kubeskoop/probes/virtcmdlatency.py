@@ -27,16 +27,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from otel_kubeskoop.bpf.layouts import (
+from otel_kubeskoop.bpf.attach import plans
+from otel_kubeskoop.bpf.generated import virtcmdlatency as contract
+from otel_kubeskoop.bpf.generated.virtcmdlatency import (
+    HistsSlot,
     VirtcmdlatencyEvent,
     VirtcmdlatencyEventType,
     VirtcmdlatencyKey,
     VirtcmdlatencyValue,
 )
-from otel_kubeskoop.bpf.loader import AttachPlan
 from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeSpec, Sample, Scope, Source
 from otel_kubeskoop.probes._bpf import bpf_requires, decode_exact, event_type, ifname, record_event
-from otel_kubeskoop.probes._latency import HISTS_RODATA, LatencyArgs, LatencyProbe, histogram, seconds
+from otel_kubeskoop.probes._latency import LatencyArgs, LatencyProbe, histogram, seconds
 from otel_kubeskoop.vocabulary import attributes as A
 from otel_kubeskoop.vocabulary import events as E
 from otel_kubeskoop.vocabulary import instruments as I
@@ -44,33 +46,10 @@ from otel_kubeskoop.vocabulary import instruments as I
 OBJECT = "virtcmdlatency"
 
 # The function's current name first (Linux 6.10+), then the one before; BPF trampolines first.
-PLANS = (
-    AttachPlan.of(
-        "entry",
-        ("virtcmdlatency_entry_reply_fentry", "fentry", "virtnet_send_command_reply"),
-        ("virtcmdlatency_entry_fentry", "fentry", "virtnet_send_command"),
-        ("virtcmdlatency_entry_reply_kprobe", "kprobe", "virtnet_send_command_reply"),
-        ("virtcmdlatency_entry_kprobe", "kprobe", "virtnet_send_command"),
-    ),
-    AttachPlan.of(
-        "exit",
-        ("virtcmdlatency_exit_reply_fexit", "fexit", "virtnet_send_command_reply"),
-        ("virtcmdlatency_exit_fexit", "fexit", "virtnet_send_command"),
-        ("virtcmdlatency_exit_reply_kretprobe", "kretprobe", "virtnet_send_command_reply"),
-        ("virtcmdlatency_exit_kretprobe", "kretprobe", "virtnet_send_command"),
-    ),
-)
+PLANS = plans(OBJECT, contract.OBJECT.programs)
 
 INFLIGHT_MAP = "calls"
 
-#: const volatile settings and their meaning
-RODATA = {
-    "targ_emit": "send events",
-    "targ_threshold_ns": "events for commands slower than this many nanoseconds",
-    "targ_rate_per_sec": "events per second per (namespace, type); 0: no limit",
-    "targ_burst": "events in a burst",
-    **HISTS_RODATA,
-}
 
 #: VIRTIO_NET_CTRL_* classes, include/uapi/linux/virtio_net.h (the virtio spec's numbers)
 CLASSES = {0: "rx", 1: "mac", 2: "vlan", 3: "announce", 4: "mq", 5: "guest_offloads",
@@ -106,6 +85,7 @@ class VirtcmdlatencyProbe(LatencyProbe):
     OBJECT = OBJECT
     PLANS = PLANS
     KEY = VirtcmdlatencyKey
+    SLOT = HistsSlot
     VALUE = VirtcmdlatencyValue
     INFLIGHT_MAP = INFLIGHT_MAP
     ARGS = VirtcmdlatencyArgs

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from otel_kubeskoop.bpf.layouts import SelftestKey
-from otel_kubeskoop.bpf.loader import BPFObject, RingBuffer
+from otel_kubeskoop.bpf.generated.selftest import SelftestKey
+from otel_kubeskoop.bpf.loader import BPFObject
+from otel_kubeskoop.bpf.ringbuf import RingBuffer
 from otel_kubeskoop.bpf.objects import ObjectNotBuilt, object_path
 from otel_kubeskoop.bpf.selftest import COUNTS_MAP
 

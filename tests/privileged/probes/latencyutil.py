@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from otel_kubeskoop.bpf.loader import AttachKind, AttachPoint, KernelFeatures
+from otel_kubeskoop.bpf.attach import AttachKind, AttachPoint
+from otel_kubeskoop.bpf.features import KernelFeatures
 from otel_kubeskoop.probe import Histogram
 from otel_kubeskoop.probes._latency import BOUNDS
 

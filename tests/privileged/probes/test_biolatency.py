@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from otel_kubeskoop.bpf.loader import AttachPoint
+from otel_kubeskoop.bpf.attach import AttachPoint
 from otel_kubeskoop.probes import biolatency
 from tests.privileged.netnsutil import TestNetns, netns, require_root, unique_name
 from tests.privileged.probes.conftest import Harness, attrs

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from otel_kubeskoop.bpf.loader import AttachPlan, BPFObject
+from otel_kubeskoop.bpf.attach import AttachPlan
+from otel_kubeskoop.bpf.loader import BPFObject
 from otel_kubeskoop.bpf.objects import object_path
 from otel_kubeskoop.probe import Unavailable
 from otel_kubeskoop.probes import packetloss, tcpreset, tcpretrans

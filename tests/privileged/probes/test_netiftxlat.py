@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from otel_kubeskoop.bpf.loader import AttachPoint
+from otel_kubeskoop.bpf.attach import AttachPoint
 from otel_kubeskoop.probes import netiftxlat
 from tests.privileged.netnsutil import TestNetns, ip, netns, require_root, veth_pair
 from tests.privileged.probes.conftest import Harness, attrs, no_ipv6

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from otel_kubeskoop.bpf.loader import AttachPoint
+from otel_kubeskoop.bpf.attach import AttachPoint
 from otel_kubeskoop.probes import packetloss
 from tests.privileged.netnsutil import netns, require_root, tcp_refused, veth_pair
 from tests.privileged.probes.conftest import (

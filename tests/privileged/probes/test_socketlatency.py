@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from otel_kubeskoop.bpf.loader import AttachKind, AttachPoint, KernelFeatures
+from otel_kubeskoop.bpf.attach import AttachKind, AttachPoint
+from otel_kubeskoop.bpf.features import KernelFeatures
 from otel_kubeskoop.probes import socketlatency
 from otel_kubeskoop.probes._latency import BOUNDS
 from tests.privileged.netnsutil import TestNetns, netns, require_root, veth_pair

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from otel_kubeskoop.bpf.loader import AttachPoint
+from otel_kubeskoop.bpf.attach import AttachPoint
 from otel_kubeskoop.probes import tcpretrans
 from tests.privileged.netnsutil import TestNetns, netns, require_root, veth_pair
 from tests.privileged.probes.conftest import Harness, attrs, connect_times_out, iptables, no_ipv6, require_iptables, serve, snmp_tcp

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from otel_kubeskoop.bpf.loader import KernelFeatures
+from otel_kubeskoop.bpf.features import KernelFeatures
 from otel_kubeskoop.probe import Unavailable
 from otel_kubeskoop.probes import virtcmdlatency
 from tests.privileged.netnsutil import require_root

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from otel_kubeskoop.bpf import layouts
-from otel_kubeskoop.bpf.layouts import BiolatencyEvent, BiolatencyKey, DecodeError
-from otel_kubeskoop.bpf.loader import AttachPoint, choose
+from otel_kubeskoop.bpf import records
+from otel_kubeskoop.bpf.generated.biolatency import BiolatencyFlag
+from otel_kubeskoop.bpf.generated.biolatency import BiolatencyEvent, BiolatencyKey
+from otel_kubeskoop.bpf.records import DecodeError
+from otel_kubeskoop.bpf.attach import AttachPoint, choose
 from otel_kubeskoop.probe import Cycle, Kind, ProbeContext
 from otel_kubeskoop.probes import biolatency
 from otel_kubeskoop.probes._latency import BOUNDS
@@ -38,7 +40,7 @@ def dump_devices(path: Path) -> dict[int, str]:
 def test_recorded_records_decode(path: Path) -> None:
     dump = read(path)
     assert len(dump.raw) == ctypes.sizeof(BiolatencyEvent)
-    assert layouts.to_dict(layouts.decode(BiolatencyEvent, dump.raw)) == dump.record
+    assert records.to_dict(records.decode(BiolatencyEvent, dump.raw)) == dump.record
     event = biolatency.decode_biolatency(dump.raw, dump_devices(path).__getitem__, 0)
     assert as_json(event) == dump.event
     got = dict(event.attributes)
@@ -48,7 +50,7 @@ def test_recorded_records_decode(path: Path) -> None:
 
 def test_flags_and_unnamed_devices() -> None:
     rec = BiolatencyEvent.from_buffer_copy(read(dumps("biolatency")[0]).raw)
-    rec.flags = layouts.BiolatencyFlag.BIOLATENCY_KTHREAD | layouts.BiolatencyFlag.BIOLATENCY_FAILED
+    rec.flags = BiolatencyFlag.BIOLATENCY_KTHREAD | BiolatencyFlag.BIOLATENCY_FAILED
     rec.op = 2
     rec.dev = 253 << 20 | 4
     got = dict(biolatency.decode_biolatency(bytes(rec)).attributes)

@@ -15,7 +15,7 @@ import pytest
 from pydantic import ValidationError
 
 from otel_kubeskoop.bpf import tc
-from otel_kubeskoop.bpf.layouts import FlowKey, FlowValue
+from otel_kubeskoop.bpf.generated.flow import FlowKey, FlowValue
 from otel_kubeskoop.probe import Cycle, Kind, ProbeContext
 from otel_kubeskoop.probes import flow
 from tests.unit.probes.bpfdumps import FakeMap, FakeObject

@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from otel_kubeskoop.bpf import layouts
-from otel_kubeskoop.bpf.layouts import DecodeError, InflightStat, KernellatencyEvent, KernellatencyKey
-from otel_kubeskoop.bpf.loader import AttachPoint, choose
+from otel_kubeskoop.bpf import records
+from otel_kubeskoop.bpf.generated.common import InflightStat
+from otel_kubeskoop.bpf.generated.kernellatency import KernellatencyEvent, KernellatencyKey
+from otel_kubeskoop.bpf.records import DecodeError
+from otel_kubeskoop.bpf.attach import AttachPoint, choose
 from otel_kubeskoop.probe import Cycle, Histogram, Kind, ProbeContext
 from otel_kubeskoop.probes import kernellatency
 from otel_kubeskoop.probes._latency import BOUNDS
@@ -36,7 +38,7 @@ def points_of(dump: Dump) -> dict[int, tuple[str, str]]:
 def test_recorded_records_decode(path: Path) -> None:
     dump = read(path)
     assert len(dump.raw) == ctypes.sizeof(KernellatencyEvent)
-    assert layouts.to_dict(layouts.decode(KernellatencyEvent, dump.raw)) == dump.record
+    assert records.to_dict(records.decode(KernellatencyEvent, dump.raw)) == dump.record
     assert as_json(kernellatency.decode_kernellatency(dump.raw, points_of(dump), 0)) == dump.event
 
 

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from otel_kubeskoop.bpf import layouts
-from otel_kubeskoop.bpf.layouts import DecodeError, InflightStat, NetiftxlatEvent, NetiftxlatKey, NetiftxlatValue
-from otel_kubeskoop.bpf.loader import choose
+from otel_kubeskoop.bpf import records
+from otel_kubeskoop.bpf.generated.common import InflightStat
+from otel_kubeskoop.bpf.generated.netiftxlat import NetiftxlatEvent, NetiftxlatKey, NetiftxlatValue
+from otel_kubeskoop.bpf.records import DecodeError
+from otel_kubeskoop.bpf.attach import choose
 from otel_kubeskoop.probe import Cycle, Histogram, Kind, ProbeContext, log2_bounds
 from otel_kubeskoop.probes import netiftxlat
 from otel_kubeskoop.probes._latency import BOUNDS
@@ -28,7 +30,7 @@ IF, STAGE = "network.interface.name", "kubeskoop.latency.stage"
 def test_recorded_records_decode(path: Path) -> None:
     dump = read(path)
     assert len(dump.raw) == ctypes.sizeof(NetiftxlatEvent)
-    assert layouts.to_dict(layouts.decode(NetiftxlatEvent, dump.raw)) == dump.record
+    assert records.to_dict(records.decode(NetiftxlatEvent, dump.raw)) == dump.record
     assert as_json(netiftxlat.decode_netiftxlat(dump.raw, 0)) == dump.event
 
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from otel_kubeskoop.bpf import layouts
-from otel_kubeskoop.bpf.layouts import DecodeError, PacketlossEvent, PacketlossKey
+from otel_kubeskoop.bpf import records
+from otel_kubeskoop.bpf.generated.packetloss import PacketlossEvent, PacketlossKey
+from otel_kubeskoop.bpf.records import DecodeError
 from otel_kubeskoop.config import parse
 from otel_kubeskoop.probe import Cycle, Kind, ProbeContext
 from otel_kubeskoop.probes import packetloss
@@ -29,7 +30,7 @@ A_NS, B_NS = 4026532281, 4026532282
 def test_recorded_records_decode(path: Path) -> None:
     dump = read(path)
     assert len(dump.raw) == ctypes.sizeof(PacketlossEvent)
-    assert layouts.to_dict(layouts.decode(PacketlossEvent, dump.raw)) == dump.record
+    assert records.to_dict(records.decode(PacketlossEvent, dump.raw)) == dump.record
     event = packetloss.decode_packetloss(dump.raw, dump.names, 0, dump.kallsyms)
     assert as_json(event) == dump.event
 

@@ -12,9 +12,12 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from otel_kubeskoop.bpf import layouts
-from otel_kubeskoop.bpf.layouts import DecodeError, InflightStat, SocketlatencyEvent, SocketlatencyKey
-from otel_kubeskoop.bpf.loader import AttachPoint, choose
+from otel_kubeskoop.bpf import records
+from otel_kubeskoop.bpf.generated.common import InflightStat
+from otel_kubeskoop.bpf.generated import socketlatency as contract
+from otel_kubeskoop.bpf.generated.socketlatency import SocketlatencyEvent, SocketlatencyKey
+from otel_kubeskoop.bpf.records import DecodeError
+from otel_kubeskoop.bpf.attach import AttachPoint, choose
 from otel_kubeskoop.probe import Cycle, Histogram, Kind, ProbeContext
 from otel_kubeskoop.probes import socketlatency
 from otel_kubeskoop.probes._latency import BOUNDS
@@ -42,7 +45,7 @@ def recorded():
 def test_recorded_records_decode(path: Path, recorded) -> None:
     dump = recorded(path)
     assert len(dump.raw) == ctypes.sizeof(SocketlatencyEvent)
-    assert layouts.to_dict(layouts.decode(SocketlatencyEvent, dump.raw)) == dump.record
+    assert records.to_dict(records.decode(SocketlatencyEvent, dump.raw)) == dump.record
     event = socketlatency.decode_socketlatency(dump.raw, dump.names, points_of(dump), 0)
     assert as_json(event) == dump.event
 
@@ -142,5 +145,5 @@ def test_spec_and_args() -> None:
     assert {i.compat for i in spec.instruments if i.compat} == {
         "kubeskoop_socketlatency_read1ms", "kubeskoop_socketlatency_read100ms",
         "kubeskoop_socketlatency_write1ms", "kubeskoop_socketlatency_write100ms"}
-    assert set(socketlatency.RODATA) == {"targ_emit", "targ_threshold_ns", "targ_rate_per_sec",
+    assert set(contract.OBJECT.rodata) == {"targ_emit", "targ_threshold_ns", "targ_rate_per_sec",
                                          "targ_burst", "hists_mask"}

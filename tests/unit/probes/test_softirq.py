@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from otel_kubeskoop.bpf import layouts
-from otel_kubeskoop.bpf.layouts import DecodeError, SoftirqEvent, SoftirqKey
+from otel_kubeskoop.bpf import records
+from otel_kubeskoop.bpf.generated.softirq import SoftirqEvent, SoftirqKey
+from otel_kubeskoop.bpf.records import DecodeError
 from otel_kubeskoop.config import ConfigError, parse
 from otel_kubeskoop.probe import Cycle, Kind, ProbeContext, Scope
 from otel_kubeskoop.probes import softirq
@@ -27,7 +28,7 @@ CPU, TYPE, STAGE = "cpu.logical_number", "kubeskoop.softirq.type", "kubeskoop.la
 def test_recorded_records_decode(path: Path) -> None:
     dump = read(path)
     assert len(dump.raw) == ctypes.sizeof(SoftirqEvent)
-    assert layouts.to_dict(layouts.decode(SoftirqEvent, dump.raw)) == dump.record
+    assert records.to_dict(records.decode(SoftirqEvent, dump.raw)) == dump.record
     event = softirq.decode_softirq(dump.raw, 0)
     assert as_json(event) == dump.event
     got = dict(event.attributes)

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from otel_kubeskoop.bpf import layouts
-from otel_kubeskoop.bpf.layouts import DecodeError, TcpresetEvent, TcpresetKey
+from otel_kubeskoop.bpf import records
+from otel_kubeskoop.bpf.generated.common import TypecountKey
+from otel_kubeskoop.bpf.generated.tcpreset import TcpresetEvent
+from otel_kubeskoop.bpf.records import DecodeError
 from otel_kubeskoop.probe import Cycle, Kind, ProbeContext
 from otel_kubeskoop.probes import tcpreset
 from otel_kubeskoop.probes._bpf import KernelNames, tcp_state
@@ -23,7 +25,7 @@ A_NS = 4026532281
 def test_recorded_records_decode(path: Path) -> None:
     dump = read(path)
     assert len(dump.raw) == ctypes.sizeof(TcpresetEvent)
-    assert layouts.to_dict(layouts.decode(TcpresetEvent, dump.raw)) == dump.record
+    assert records.to_dict(records.decode(TcpresetEvent, dump.raw)) == dump.record
     assert as_json(tcpreset.decode_tcpreset(dump.raw, dump.names, 0)) == dump.event
 
 
@@ -71,7 +73,7 @@ def test_samples_per_type() -> None:
     ctx = ProbeContext(name="tcpreset", cycle=Cycle(namespaces={A_NS: object()}))
     probe = tcpreset.TcpresetProbe(None, ctx)
     probe.obj = FakeObject({
-        "counters": FakeMap([(TcpresetKey(A_NS, 1, 1), 3), (TcpresetKey(A_NS, 1, 4), 3), (TcpresetKey(A_NS, 1, 3), 1)]),
+        "counters": FakeMap([(TypecountKey(A_NS, 1, 1), 3), (TypecountKey(A_NS, 1, 4), 3), (TypecountKey(A_NS, 1, 3), 1)]),
         "counters_full": FakeMap({0: 0}),
     })
     got = {(s.instrument.name, s.netns, s.attributes): s.value for s in probe.collect()}

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from otel_kubeskoop.bpf import layouts
-from otel_kubeskoop.bpf.layouts import DecodeError, TcpretransEvent, TcpretransKey
+from otel_kubeskoop.bpf import records
+from otel_kubeskoop.bpf.generated.common import TypecountKey
+from otel_kubeskoop.bpf.generated.tcpretrans import TcpretransEvent
+from otel_kubeskoop.bpf.records import DecodeError
 from otel_kubeskoop.probe import Cycle, Kind, ProbeContext
 from otel_kubeskoop.probes import tcpretrans
 from tests.unit.probes.bpfdumps import FakeMap, FakeObject, as_json, dumps, read
@@ -22,7 +24,7 @@ A_NS = 4026532281
 def test_recorded_records_decode(path: Path) -> None:
     dump = read(path)
     assert len(dump.raw) == ctypes.sizeof(TcpretransEvent)
-    assert layouts.to_dict(layouts.decode(TcpretransEvent, dump.raw)) == dump.record
+    assert records.to_dict(records.decode(TcpretransEvent, dump.raw)) == dump.record
     assert as_json(tcpretrans.decode_tcpretrans(dump.raw, dump.names, 0)) == dump.event
 
 
@@ -57,7 +59,7 @@ def test_samples_per_kind() -> None:
     ctx = ProbeContext(name="tcpretrans", cycle=Cycle(namespaces={A_NS: object()}))
     probe = tcpretrans.TcpretransProbe(None, ctx)
     probe.obj = FakeObject({
-        "counters": FakeMap([(TcpretransKey(A_NS, 1, 1), 2), (TcpretransKey(A_NS, 1, 3), 4), (TcpretransKey(A_NS, 1, 4), 1)]),
+        "counters": FakeMap([(TypecountKey(A_NS, 1, 1), 2), (TypecountKey(A_NS, 1, 3), 4), (TypecountKey(A_NS, 1, 4), 1)]),
         "counters_full": FakeMap({0: 0}),
     })
     got = {(s.instrument.name, s.netns, s.attributes): s.value for s in probe.collect()

@@ -10,9 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from otel_kubeskoop.bpf import layouts
-from otel_kubeskoop.bpf.layouts import DecodeError, VirtcmdlatencyEvent, VirtcmdlatencyKey, VirtcmdlatencyValue
-from otel_kubeskoop.bpf.loader import KernelFeatures, choose
+from otel_kubeskoop.bpf import records
+from otel_kubeskoop.bpf.generated.virtcmdlatency import (
+    VirtcmdlatencyEvent,
+    VirtcmdlatencyKey,
+    VirtcmdlatencyValue,
+)
+from otel_kubeskoop.bpf.records import DecodeError
+from otel_kubeskoop.bpf.attach import choose
+from otel_kubeskoop.bpf.features import KernelFeatures
 from otel_kubeskoop.probe import Cycle, Kind, ProbeContext, Unavailable
 from otel_kubeskoop.probes import virtcmdlatency
 from tests.unit.bpf.btfbuild import BTFBuilder
@@ -28,7 +34,7 @@ EVERYTHING = [c.point.section for p in virtcmdlatency.PLANS for c in p.candidate
 def test_constructed_records_decode(path: Path) -> None:
     dump = read(path)
     assert len(dump.raw) == ctypes.sizeof(VirtcmdlatencyEvent)
-    assert layouts.to_dict(layouts.decode(VirtcmdlatencyEvent, dump.raw)) == dump.record
+    assert records.to_dict(records.decode(VirtcmdlatencyEvent, dump.raw)) == dump.record
     event = virtcmdlatency.decode_virtcmdlatency(dump.raw, 0)
     assert as_json(event) == dump.event
     got = dict(event.attributes)
