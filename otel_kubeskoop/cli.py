@@ -14,7 +14,6 @@ import click
 from otel_kubeskoop import __version__
 from otel_kubeskoop import environment_variables as env
 from otel_kubeskoop.config import CONFIG_ERROR, Config, ConfigError, load, parse
-from otel_kubeskoop.probe import Kind
 
 log = logging.getLogger("otel_kubeskoop")
 
@@ -138,11 +137,6 @@ def config_validate(file: str) -> None:
         click.echo(str(exc), err=True)
         sys.exit(CONFIG_ERROR)
     click.echo(f"{file}: valid ({len(cfg.probes)} probes, interval {cfg.interval:g}s)")
-    for kind in Kind:
-        planned = [p.name for p in cfg.probes if p.planned and p.kind is kind]
-        if planned:
-            click.echo(f"note: {kind.value} probes not implemented in this version (reported as not_implemented): "
-                       + ", ".join(planned))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from otel_kubeskoop import environment_variables as env
 from otel_kubeskoop.probe import Kind
-from otel_kubeskoop.probes import PLANNED, REGISTRY
+from otel_kubeskoop.probes import REGISTRY
 
 DEFAULT_INTERVAL_S = 15.0
 CONFIG_ERROR = 2  # exit status for an invalid config; nothing was started
@@ -114,8 +114,7 @@ class FileConfig(_Strict):
 class ProbeConfig:
     name: str
     kind: Kind
-    args: BaseModel | None  # None for planned probes not implemented in this version
-    planned: bool = False
+    args: BaseModel
 
 
 @dataclass(frozen=True)
@@ -239,13 +238,8 @@ def _probes(fc: FileConfig) -> tuple[list[ProbeConfig], list[tuple[str, str]]]:
             seen.add(entry.name)
             spec = REGISTRY.get(entry.name)
             if spec is None:
-                if entry.name in PLANNED.get(kind, ()):
-                    out.append(ProbeConfig(entry.name, kind, None, planned=True))
-                    continue
                 known = sorted(n for n, s in REGISTRY.items() if kind in s.kinds)
-                planned = sorted(PLANNED.get(kind, ()))
-                problems.append((f"{where}.name", f"unknown {kind.value} probe {entry.name!r} (known: {', '.join(known)}"
-                                 + (f"; planned: {', '.join(planned)}" if planned else "") + ")"))
+                problems.append((f"{where}.name", f"unknown {kind.value} probe {entry.name!r} (known: {', '.join(known)})"))
                 continue
             if kind not in spec.kinds:
                 problems.append((f"{where}.name", f"probe {entry.name!r} has no {kind.value} (it provides: {', '.join(k.value for k in spec.kinds)})"))

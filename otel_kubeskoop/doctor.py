@@ -13,8 +13,8 @@ from urllib.parse import urlparse
 from otel_kubeskoop import environment_variables as env
 from otel_kubeskoop.bpf.tracefs import ensure_tracefs
 from otel_kubeskoop.config import Config
-from otel_kubeskoop.probe import Cycle, Kind, ProbeContext, Unavailable
-from otel_kubeskoop.probes import ALL_PROBES, PLANNED
+from otel_kubeskoop.probe import Cycle, ProbeContext, Unavailable
+from otel_kubeskoop.probes import ALL_PROBES
 from otel_kubeskoop.topology.netns import NetnsDiscovery
 
 # linux/capability.h
@@ -48,11 +48,6 @@ def probe_availability(config: Config) -> list[dict[str, Any]]:
             "overhead_note": spec.overhead_note, "default_enabled": spec.default_enabled,
             "available": available, "reason": reason,
         })
-    for name in sorted(PLANNED[Kind.METRICS] | PLANNED[Kind.EVENTS]):
-        kinds = sorted(k.value for k, names in PLANNED.items() if name in names)
-        rows.append({"name": name, "summary": "upstream KubeSkoop probe", "kinds": kinds, "source": "-",
-                     "scope": "-", "overhead": "-", "overhead_note": "", "default_enabled": False,
-                     "available": False, "reason": "not implemented in this version"})
     return rows
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
+    from otel_kubeskoop.vocabulary.events import EventSpec
     from otel_kubeskoop.vocabulary.instruments import InstrumentSpec
     from otel_kubeskoop.topology.netns import Netns
 
@@ -69,6 +70,7 @@ class ProbeSpec:
     default_enabled: bool
     factory: type  # the probe class: factory(args, ctx) -> Probe
     instruments: tuple[InstrumentSpec, ...] = ()
+    events: tuple[EventSpec, ...] = ()
     args: type[BaseModel] = NoArgs
     requires: tuple[str, ...] = ()  # human-readable requirements (files, kernel features)
 

@@ -33,7 +33,6 @@ class State(enum.Enum):
     RUNNING = "running"
     UNAVAILABLE = "unavailable"  # cannot run on this machine (Unavailable); not an agent fault
     FAILED = "failed"  # start raised something unexpected
-    NOT_IMPLEMENTED = "not_implemented"  # an upstream probe name planned for a later version
     STOPPED = "stopped"
 
 
@@ -48,7 +47,7 @@ class ProbeRun:
 
     name: str
     kind: Kind
-    spec: ProbeSpec | None
+    spec: ProbeSpec
     probe: Probe | None = None
     ctx: ProbeContext | None = None
     state: State = State.STOPPED
@@ -143,21 +142,16 @@ class ProbeRuntime:
         self.runs: list[ProbeRun] = []
         self._first: dict[str, ProbeRun] = {}  # a probe configured for both kinds runs once
         for pc in probes:
-            spec = registry.get(pc.name)
-            run = ProbeRun(pc.name, pc.kind, spec)
-            if pc.planned or spec is None:
-                run.state = State.NOT_IMPLEMENTED
-                run.reason = "not implemented in this version of otel-kubeskoop"
-            self.runs.append(run)
+            if pc.name not in registry:  # config.load rejects it first; this guards direct callers
+                raise ValueError(f"unknown probe {pc.name!r} (known: {', '.join(sorted(registry))})")
+            self.runs.append(ProbeRun(pc.name, pc.kind, registry[pc.name]))
         probes = list(probes)
-        self._args = {pc.name: pc.args for pc in probes if not pc.planned}
+        self._args = {pc.name: pc.args for pc in probes}
         self._with_events = {pc.name for pc in probes if pc.kind is Kind.EVENTS}
         self._with_metrics = {pc.name for pc in probes if pc.kind is Kind.METRICS}
 
     def start(self) -> None:
         for run in self.runs:
-            if run.state is State.NOT_IMPLEMENTED or run.spec is None:
-                continue
             first = self._first.setdefault(run.name, run)
             if first is not run:
                 run.probe, run.ctx, run.state, run.reason = first.probe, first.ctx, first.state, first.reason

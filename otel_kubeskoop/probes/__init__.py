@@ -1,15 +1,23 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The explicit probe registry. Adding a probe is one line in ``ALL_PROBES`` (see CONTRIBUTING)."""
+"""The explicit probe registry, and the tables derived from it.
+
+Adding a probe is one line in ``ALL_PROBES`` (see CONTRIBUTING.md). Every instrument and event
+the agent emits is a probe's (declared in its own module and listed in its ``SPEC``) or one of
+the agent's own (``vocabulary/instruments.py``); nothing else lists them.
+"""
 
 from __future__ import annotations
 
-from otel_kubeskoop.probe import Kind, ProbeSpec
+from otel_kubeskoop.probe import ProbeSpec
 from otel_kubeskoop.probes import ip, ipvs, netdev, sock, softnet, tcp, tcpext, udp
 from otel_kubeskoop.probes import fd, io, rdma
 from otel_kubeskoop.probes import packetloss, tcpreset, tcpretrans
 from otel_kubeskoop.probes import conntrack, qdisc, tcpsummary
 from otel_kubeskoop.probes import biolatency, netiftxlat, softirq, virtcmdlatency
 from otel_kubeskoop.probes import flow, kernellatency, socketlatency
+from otel_kubeskoop.vocabulary import instruments as I
+from otel_kubeskoop.vocabulary.events import EventSpec
+from otel_kubeskoop.vocabulary.instruments import InstrumentSpec
 
 ALL_PROBES: tuple[ProbeSpec, ...] = (
     netdev.SPEC,
@@ -40,13 +48,7 @@ ALL_PROBES: tuple[ProbeSpec, ...] = (
 
 REGISTRY: dict[str, ProbeSpec] = {spec.name: spec for spec in ALL_PROBES}
 
-# Upstream KubeSkoop probe names that later issues implement. A config naming one still loads
-# (upstream configs must load unchanged); the probe is reported as not implemented in this version.
-_UPSTREAM_METRICS = ("conntrack", "qdisc", "fd", "io", "tcpsummary", "rdma", "flow", "kernellatency",
-                     "netiftxlat", "packetloss", "socketlatency", "softirq", "tcpretrans", "virtcmdlatency")
-_UPSTREAM_EVENTS = ("biolatency", "conntrack", "kernellatency", "netiftxlat", "packetloss",
-                    "socketlatency", "softirq", "tcpreset", "tcpretrans", "virtcmdlatency")
-PLANNED: dict[Kind, frozenset[str]] = {
-    Kind.METRICS: frozenset(n for n in _UPSTREAM_METRICS if n not in REGISTRY),
-    Kind.EVENTS: frozenset(n for n in _UPSTREAM_EVENTS if n not in REGISTRY),
-}
+# Every instrument, in registry order, then the agent's own.
+INSTRUMENTS: tuple[InstrumentSpec, ...] = (
+    tuple(inst for spec in ALL_PROBES for inst in spec.instruments) + I.AGENT)
+EVENTS: tuple[EventSpec, ...] = tuple(event for spec in ALL_PROBES for event in spec.events)

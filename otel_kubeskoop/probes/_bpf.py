@@ -287,7 +287,7 @@ def event_type(enum: type[_E], value: int, probe: str) -> _E:
 
 def record_event(spec: Any, hdr: Any, attributes: Iterable[tuple[str, Any]], clock_offset_ns: int,
                  *, node_scope: bool = False) -> Event:
-    """The Event of one ring-buffer record: named by ``spec`` (``vocabulary.events``), in the
+    """The Event of one ring-buffer record: named by ``spec`` (one of the probe's ``EVENTS``), in the
     namespace of its ``struct event_hdr`` (none for a node-scope probe), at the header's
     ``bpf_ktime_get_ns()`` time plus ``clock_offset_ns``."""
     return Event(

@@ -52,8 +52,30 @@ from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeSpec, Sample, Scope
 from otel_kubeskoop.probes._bpf import bpf_requires, decode_exact, record_event
 from otel_kubeskoop.probes._latency import LatencyArgs, LatencyProbe, histogram, seconds
 from otel_kubeskoop.vocabulary import attributes as A
-from otel_kubeskoop.vocabulary import events as E
-from otel_kubeskoop.vocabulary import instruments as I
+from otel_kubeskoop.vocabulary.events import EventSpec
+from otel_kubeskoop.vocabulary.instruments import H, InstrumentSpec
+
+SYSTEM_DEVICE = "system.device"  # semconv (system.disk.*): a block device's name, loop1
+BLOCK_OPERATION = "kubeskoop.block.operation"  # read, write, flush, discard, other
+BLOCK_BYTES = "kubeskoop.block.bytes"  # int: a block request's size
+BLOCK_SECTOR = "kubeskoop.block.sector"  # int: a block request's first sector
+KERNEL_THREAD = "kubeskoop.task.kernel_thread"  # bool: the task was a kernel thread
+
+BIOLATENCY_DURATION = InstrumentSpec(
+    "kubeskoop.biolatency.duration", H, "s",
+    "Block request latency from block:block_rq_issue to block:block_rq_complete, by disk and "
+    "operation, on the namespace of the task that issued the request",
+    (SYSTEM_DEVICE, BLOCK_OPERATION))
+INSTRUMENTS = (BIOLATENCY_DURATION,)
+
+BIOLATENCY_SLOW = EventSpec(
+    "kubeskoop.biolatency.slow", "BIOLAT_10MS",
+    "A block request took longer than the threshold from issue to completion: the disk, "
+    "operation, size, and the task that issued it",
+    (SYSTEM_DEVICE, BLOCK_OPERATION, A.LATENCY, BLOCK_BYTES, BLOCK_SECTOR, A.PROCESS_PID,
+     A.PROCESS_COMMAND, KERNEL_THREAD, A.ERROR_TYPE))
+EVENTS = (BIOLATENCY_SLOW,)
+
 
 OBJECT = "biolatency"
 
@@ -129,18 +151,18 @@ def decode_biolatency(raw: bytes, names: Any = None, clock_offset_ns: int = 0) -
         raise DecodeError(f"biolatency: unknown event type {rec.hdr.type}")
     major, minor = dev_numbers(rec.dev)
     attrs: list[tuple[str, Any]] = [
-        (A.SYSTEM_DEVICE, names(rec.dev) if names is not None else f"{major}:{minor}"),
-        (A.BLOCK_OPERATION, op_name(rec.op)),
+        (SYSTEM_DEVICE, names(rec.dev) if names is not None else f"{major}:{minor}"),
+        (BLOCK_OPERATION, op_name(rec.op)),
         (A.LATENCY, seconds(rec.latency_ns)),
-        (A.BLOCK_BYTES, rec.bytes),
-        (A.BLOCK_SECTOR, rec.sector),
+        (BLOCK_BYTES, rec.bytes),
+        (BLOCK_SECTOR, rec.sector),
         (A.PROCESS_PID, rec.pid),
         (A.PROCESS_COMMAND, rec.comm.decode(errors="replace")),
-        (A.KERNEL_THREAD, bool(rec.flags & BiolatencyFlag.BIOLATENCY_KTHREAD)),
+        (KERNEL_THREAD, bool(rec.flags & BiolatencyFlag.BIOLATENCY_KTHREAD)),
     ]
     if rec.flags & BiolatencyFlag.BIOLATENCY_FAILED:
         attrs.append((A.ERROR_TYPE, "io_error"))
-    return record_event(E.BIOLATENCY_SLOW, rec.hdr, attrs, clock_offset_ns)
+    return record_event(BIOLATENCY_SLOW, rec.hdr, attrs, clock_offset_ns)
 
 
 class _MixedKeys(Exception):
@@ -194,8 +216,8 @@ class BiolatencyProbe(LatencyProbe):
             super().start()
 
     def samples_of(self, key: Any, value: Any, netns: int | None) -> list[Sample]:
-        attrs = ((A.SYSTEM_DEVICE, self.device_names(key.dev)), (A.BLOCK_OPERATION, op_name(key.op)))
-        return [Sample(I.BIOLATENCY_DURATION, histogram(value), netns, attrs)]
+        attrs = ((SYSTEM_DEVICE, self.device_names(key.dev)), (BLOCK_OPERATION, op_name(key.op)))
+        return [Sample(BIOLATENCY_DURATION, histogram(value), netns, attrs)]
 
     def decode(self, raw: bytes) -> Event:
         return decode_biolatency(raw, self.device_names, self.clock_offset)
@@ -214,7 +236,8 @@ SPEC = ProbeSpec(
                   "scale with namespaces x disks",
     default_enabled=False,
     factory=BiolatencyProbe,
-    instruments=I.BIOLATENCY,
+    instruments=INSTRUMENTS,
+    events=EVENTS,
     args=BiolatencyArgs,
     requires=bpf_requires("tracepoints block:block_rq_issue, block:block_rq_complete (tp_btf, "
                           "else classic)"),

@@ -47,13 +47,55 @@ from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeContext, ProbeSpec,
 from otel_kubeskoop.probes._bpf import EventArgs, network_type, transport
 from otel_kubeskoop.probes._netlink import NetlinkSequence, report_failures, request_here
 from otel_kubeskoop.vocabulary import attributes as A
-from otel_kubeskoop.vocabulary import events as E
 from otel_kubeskoop.vocabulary import instruments as I
+from otel_kubeskoop.vocabulary.events import EventSpec
+from otel_kubeskoop.vocabulary.instruments import C, G, U, InstrumentSpec
+
+CONNTRACK_STATE = "kubeskoop.conntrack.state"  # the conntrack TCP/SCTP state: established, time_wait
+CONNTRACK_REPLIED = "kubeskoop.conntrack.replied"  # bool: traffic seen in both directions
+CONNTRACK_ID = "kubeskoop.conntrack.id"  # int: the same for every event of one entry
+
+# conntrack: ctnetlink statistics per namespace (per-CPU counters summed); maxentries is the
+# node-wide nf_conntrack_max and goes to the node.
+INSTRUMENTS = tuple(
+    InstrumentSpec(f"kubeskoop.conntrack.{word}", kind, unit, desc, key=key,
+                   compat=f"kubeskoop_conntrack_{word}" if compat else None)
+    for word, key, kind, unit, desc, compat in [
+        ("found", "found", C, "{packet}", "Conntrack lookups that found an existing entry", True),
+        ("invalid", "invalid", C, "{packet}", "Packets conntrack could not track (invalid)", True),
+        ("ignore", "ignore", C, "{packet}", "Packets already attached to an entry or untracked (not looked up)", True),
+        ("insert", "insert", C, "{entry}", "Entries inserted into the conntrack table", True),
+        ("insertfailed", "insert_failed", C, "{packet}",
+         "Packets whose new entry could not be inserted (a clash, e.g. a NAT port race); the packet is dropped", True),
+        ("drop", "drop", C, "{packet}", "Packets dropped because conntrack failed (no memory, helper refused)", True),
+        ("earlydrop", "early_drop", C, "{entry}", "Entries evicted early to make room when the table was full", True),
+        ("error", "error", C, "{packet}", "Packets conntrack could not track because of an error (ICMP errors)", True),
+        ("searchrestart", "search_restart", C, "{lookup}", "Table lookups restarted because the table was resized", True),
+        ("clashresolve", "clash_resolve", C, "{entry}", "Insert clashes conntrack resolved without dropping the packet", False),
+        ("chaintoolong", "chain_toolong", C, "{entry}", "Entries refused because their hash chain was too long", False),
+        ("entries", "entries", U, "{entry}", "Entries in the namespace's conntrack table now", True),
+        ("maxentries", "max_entries", G, "{entry}", "Size limit of the conntrack table (nf_conntrack_max, node-wide)", True),
+    ]
+)
+CONNTRACK_MAXENTRIES = next(spec for spec in INSTRUMENTS if spec.key == "max_entries")
+
+# conntrack: ctnetlink multicast events per namespace (otel_kubeskoop/probes/conntrack.py).
+_EVENT_ATTRIBUTES = (*A.TUPLE, CONNTRACK_STATE, CONNTRACK_REPLIED, CONNTRACK_ID)
+CONNTRACK_NEW = EventSpec(
+    "kubeskoop.conntrack.new", "ConntrackNew", "Conntrack created an entry for a new connection", _EVENT_ATTRIBUTES)
+CONNTRACK_UPDATE = EventSpec(
+    "kubeskoop.conntrack.update", "ConntrackUpdate",
+    "A conntrack entry changed: its TCP state, status bits (replied, assured) or NAT", _EVENT_ATTRIBUTES)
+CONNTRACK_DESTROY = EventSpec(
+    "kubeskoop.conntrack.destroy", "ConntrackDestroy",
+    "A conntrack entry was removed (timed out, closed, flushed or evicted)", _EVENT_ATTRIBUTES)
+EVENTS = (CONNTRACK_NEW, CONNTRACK_UPDATE, CONNTRACK_DESTROY)
+
 
 log = logging.getLogger(__name__)
 
 EventType = Literal["new", "update", "destroy"]
-SPECS = {"new": E.CONNTRACK_NEW, "update": E.CONNTRACK_UPDATE, "destroy": E.CONNTRACK_DESTROY}
+SPECS = {"new": CONNTRACK_NEW, "update": CONNTRACK_UPDATE, "destroy": CONNTRACK_DESTROY}
 
 SOL_NETLINK = 270
 NETLINK_NO_ENOBUFS = 5  # drop silently when full (still counted in sk_drops) instead of failing recv
@@ -97,10 +139,10 @@ def event_of(ev: ConntrackEvent, netns: int, timestamp_ns: int) -> Event:
     if ev.dport is not None:
         attrs.append((A.DESTINATION_PORT, ev.dport))
     if ev.state is not None:
-        attrs.append((A.CONNTRACK_STATE, ev.state))
-    attrs.append((A.CONNTRACK_REPLIED, ev.replied))
+        attrs.append((CONNTRACK_STATE, ev.state))
+    attrs.append((CONNTRACK_REPLIED, ev.replied))
     if ev.id is not None:
-        attrs.append((A.CONNTRACK_ID, ev.id))
+        attrs.append((CONNTRACK_ID, ev.id))
     src = f"{ev.src}:{ev.sport}" if ev.sport is not None else ev.src
     dst = f"{ev.dst}:{ev.dport}" if ev.dport is not None else ev.dst
     # Upstream's message text, for people reading the JSON lines.
@@ -166,7 +208,7 @@ class ConntrackProbe(NetlinkSequence):
                 self.stats.discard(inode)
                 self.ctx.report(exc)
                 continue
-            for spec in I.CONNTRACK:
+            for spec in INSTRUMENTS:
                 value = getattr(st, spec.key)
                 if spec.key == "max_entries":
                     if value is not None and (max_entries is None or namespaces[inode].is_host):
@@ -174,7 +216,7 @@ class ConntrackProbe(NetlinkSequence):
                 elif value is not None:
                     out.append(Sample(spec, value, inode))
         if max_entries is not None:
-            out.append(Sample(I.CONNTRACK_MAXENTRIES, max_entries, None))
+            out.append(Sample(CONNTRACK_MAXENTRIES, max_entries, None))
         if self._events is not None:
             out += self._losses()
         return out
@@ -322,7 +364,8 @@ SPEC = ProbeSpec(
                   "for metrics and one for events",
     default_enabled=False,
     factory=ConntrackProbe,
-    instruments=I.CONNTRACK,
+    instruments=INSTRUMENTS,
+    events=EVENTS,
     args=ConntrackArgs,
     requires=("nf_conntrack and ctnetlink (CONFIG_NF_CT_NETLINK)",
               "CAP_SYS_ADMIN to enter pod namespaces (setns), CAP_NET_ADMIN for event subscriptions"),

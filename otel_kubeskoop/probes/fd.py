@@ -17,8 +17,19 @@ from typing import Any
 from otel_kubeskoop.probe import Kind, Overhead, ProbeContext, ProbeSpec, Sample, Scope, Source
 from otel_kubeskoop.probes._pods import pod_processes, require_hierarchies, require_ptrace
 from otel_kubeskoop.procfs.pid_fd import FdCount, read_pid_fd
-from otel_kubeskoop.vocabulary import instruments as I
+from otel_kubeskoop.vocabulary.instruments import U, InstrumentSpec
 from otel_kubeskoop.topology.podprocs import Hierarchy
+
+# Pod scope (Sample.pod_uid): summed over the processes (TGIDs) of the pod's cgroup, hostNetwork pods
+# included. Upstream counted distinct link targets (two descriptors on /dev/null counted once);
+# these count descriptors, which is what RLIMIT_NOFILE limits.
+INSTRUMENTS = (
+    InstrumentSpec("kubeskoop.fd.openfd", U, "{file_descriptor}",
+                   "File descriptors open in the pod's processes", key="open", compat="kubeskoop_fd_openfd"),
+    InstrumentSpec("kubeskoop.fd.opensocket", U, "{file_descriptor}",
+                   "File descriptors of the pod's processes that are sockets", key="sockets",
+                   compat="kubeskoop_fd_opensocket"),
+)
 
 
 class FdProbe:
@@ -49,7 +60,7 @@ class FdProbe:
                         reported = True
                     continue
                 total = FdCount(total.open + count.open, total.sockets + count.sockets)
-            for spec in I.FD:
+            for spec in INSTRUMENTS:
                 out.append(Sample(spec, getattr(total, spec.key), pod_uid=uid))
         return out
 
@@ -65,6 +76,6 @@ SPEC = ProbeSpec(
                   "/proc/<pid>/fd and one readlink per open descriptor",
     default_enabled=False,
     factory=FdProbe,
-    instruments=I.FD,
+    instruments=INSTRUMENTS,
     requires=("cgroup v2 or v1 filesystem", "/proc/<pid>/fd (root or CAP_SYS_PTRACE)"),
 )

@@ -65,6 +65,38 @@ from otel_kubeskoop.probe import Kind, Overhead, ProbeContext, ProbeSpec, Sample
 from otel_kubeskoop.probes._bpf import ABSENT_COLLECTIONS, address, network_type, transport
 from otel_kubeskoop.vocabulary import attributes as A
 from otel_kubeskoop.vocabulary import instruments as I
+from otel_kubeskoop.vocabulary.instruments import C, U, InstrumentSpec
+
+FLOW_OVERFLOW = "kubeskoop.flow.overflow"  # bool: the series holds the flows past the cap
+
+# flow: per pod namespace and IP flow, from TC programs on the pod's interfaces (ports only with
+# enablePortInLabel). A namespace's series are capped; flows past the cap add to one overflow
+# series per direction (kubeskoop.flow.overflow=true), and are counted.
+_FLOW = (A.NETWORK_IO_DIRECTION, A.NETWORK_TYPE, A.NETWORK_TRANSPORT, A.SOURCE_ADDRESS,
+         A.SOURCE_PORT, A.DESTINATION_ADDRESS, A.DESTINATION_PORT, FLOW_OVERFLOW)
+# Upstream's tuple labels (its src_type/_node/_namespace/_pod and dst_* need an IP -> pod lookup
+# this table cannot express); the observing pod's standard labels keep the two ends apart.
+_FLOW_COMPAT = ((A.NETWORK_TRANSPORT, "protocol"), (A.SOURCE_ADDRESS, "src"),
+                (A.DESTINATION_ADDRESS, "dst"), (A.SOURCE_PORT, "sport"),
+                (A.DESTINATION_PORT, "dport"))
+FLOW_BYTES = InstrumentSpec(
+    "kubeskoop.flow.bytes", C, "By",
+    "Bytes of IP packets on the pod's interfaces (frames with their link-layer header), by "
+    "direction (receive: tc ingress, transmit: tc egress) and flow", _FLOW, key="bytes",
+    compat="kubeskoop_flow_bytes", compat_labels=_FLOW_COMPAT)
+FLOW_PACKETS = InstrumentSpec(
+    "kubeskoop.flow.packets", C, "{packet}",
+    "IP packets on the pod's interfaces, by direction and flow (a GSO packet counts as its "
+    "segments)", _FLOW, key="packets", compat="kubeskoop_flow_packets",
+    compat_labels=_FLOW_COMPAT)
+FLOW_OVERFLOW_FLOWS = InstrumentSpec(
+    "kubeskoop.flow.overflow.flows", C, "{flow}",
+    "Flows counted in the namespace's overflow series because it already had maxSeries series")
+FLOW_INTERFACES = InstrumentSpec(
+    "kubeskoop.flow.interfaces", U, "{interface}",
+    "Interfaces of the namespace with the probe's TC programs attached")
+INSTRUMENTS = (FLOW_BYTES, FLOW_PACKETS, FLOW_OVERFLOW_FLOWS, FLOW_INTERFACES)
+
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +171,7 @@ def flow_attributes(raw: bytes, ports: bool) -> Attrs:
 def overflow_attributes(raw: bytes) -> Attrs:
     direction = raw[8]
     return ((A.NETWORK_IO_DIRECTION, DIRECTIONS.get(direction, str(direction))),
-            (A.FLOW_OVERFLOW, True))
+            (FLOW_OVERFLOW, True))
 
 
 @dataclass(slots=True)
@@ -256,9 +288,9 @@ class FlowTable:
         netns = netns_id[0]
         out = []
         for attrs, series in ns.series.items():
-            out.append(Sample(I.FLOW_BYTES, series.bytes, netns, attrs))
-            out.append(Sample(I.FLOW_PACKETS, series.packets, netns, attrs))
-        out.append(Sample(I.FLOW_OVERFLOW_FLOWS, ns.overflowed, netns))
+            out.append(Sample(FLOW_BYTES, series.bytes, netns, attrs))
+            out.append(Sample(FLOW_PACKETS, series.packets, netns, attrs))
+        out.append(Sample(FLOW_OVERFLOW_FLOWS, ns.overflowed, netns))
         return out
 
 
@@ -578,7 +610,7 @@ class FlowProbe:
         for netns in known:
             n = self.attacher.interfaces(netns)
             if n:
-                out.append(Sample(I.FLOW_INTERFACES, n, netns))
+                out.append(Sample(FLOW_INTERFACES, n, netns))
         probe = (A.PROBE, self.ctx.name)
         out.append(Sample(I.AGENT_BPF_MAP_EVICTED, self._evicted, None, (probe, (A.BPF_MAP, FLOWS_MAP))))
         out.append(Sample(I.AGENT_BPF_MAP_FULL, stats["failed"], None,
@@ -600,7 +632,7 @@ SPEC = ProbeSpec(
                   "flows, capped at maxSeries per pod",
     default_enabled=False,
     factory=FlowProbe,
-    instruments=I.FLOW,
+    instruments=INSTRUMENTS,
     args=FlowArgs,
     requires=("kernel BTF (/sys/kernel/btf/vmlinux)", "Linux 6.2+ (bpf_cast_to_kern_ctx kfunc)",
               "TC clsact qdisc and cls_bpf (CONFIG_NET_SCH_INGRESS, CONFIG_NET_CLS_BPF)",

@@ -35,10 +35,22 @@ from otel_kubeskoop.probes._pods import pod_processes, require_hierarchies, requ
 from otel_kubeskoop.procfs import ParseError, ProcDir
 from otel_kubeskoop.procfs.pid_io import read_pid_io
 from otel_kubeskoop.procfs.pid_stat import read_pid_stat
-from otel_kubeskoop.vocabulary import instruments as I
+from otel_kubeskoop.vocabulary.instruments import C, InstrumentSpec
 from otel_kubeskoop.topology.podprocs import Hierarchy
 
-_KEYS = tuple(spec.key for spec in I.IO)
+# /proc/<tgid>/io summed over the pod's processes; kept monotonic when processes exit (probes/io.py).
+INSTRUMENTS = tuple(
+    InstrumentSpec(f"kubeskoop.io.{word}", C, unit, desc, key=key, compat=f"kubeskoop_io_{word}")
+    for word, key, unit, desc in [
+        ("readsyscall", "syscr", "{syscall}", "Read-class system calls made by the pod's processes"),
+        ("writesyscall", "syscw", "{syscall}", "Write-class system calls made by the pod's processes"),
+        ("readbytes", "read_bytes", "By", "Bytes the pod's processes caused to be read from storage"),
+        ("writebytes", "write_bytes", "By", "Bytes the pod's processes caused to be written to storage"),
+    ]
+)
+
+
+_KEYS = tuple(spec.key for spec in INSTRUMENTS)
 ProcKey = tuple[int, int]  # (pid, starttime)
 
 
@@ -105,7 +117,7 @@ class IoProbe:
         pods = pod_processes(self.ctx, self.hierarchies).pods
         for uid, pids in pods.items():
             values = self._pods.setdefault(uid, _Pod()).update(self._read(pids, failures))
-            for spec, value in zip(I.IO, values):
+            for spec, value in zip(INSTRUMENTS, values):
                 out.append(Sample(spec, value, pod_uid=uid))
         for uid in [u for u in self._pods if u not in pods]:
             del self._pods[uid]  # the pod's cgroup is gone: so is its series
@@ -125,6 +137,6 @@ SPEC = ProbeSpec(
                   "/proc/<pid>/stat and one of /proc/<pid>/io",
     default_enabled=False,
     factory=IoProbe,
-    instruments=I.IO,
+    instruments=INSTRUMENTS,
     requires=("cgroup v2 or v1 filesystem", "/proc/<pid>/io (root or CAP_SYS_PTRACE)"),
 )

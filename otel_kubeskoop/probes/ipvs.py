@@ -12,7 +12,19 @@ from typing import Any
 from otel_kubeskoop.probe import Kind, Overhead, ProbeContext, ProbeSpec, Sample, Scope, Source
 from otel_kubeskoop.probes._procfs import host_source, require_file
 from otel_kubeskoop.procfs.net_ipvs import read_ip_vs_stats
-from otel_kubeskoop.vocabulary import instruments as I
+from otel_kubeskoop.vocabulary.instruments import C, InstrumentSpec
+
+# /proc/net/ip_vs_stats totals (host netns).
+INSTRUMENTS = tuple(
+    InstrumentSpec(f"kubeskoop.ipvs.{word}", C, unit, desc, key=key, compat=f"kubeskoop_ipvs_{word}")
+    for word, key, unit, desc in [
+        ("connections", "connections", "{connection}", "IPVS connections scheduled"),
+        ("incomingpackets", "incoming_packets", "{packet}", "Packets into IPVS virtual services"),
+        ("incomingbytes", "incoming_bytes", "By", "Bytes into IPVS virtual services"),
+        ("outgoingpackets", "outgoing_packets", "{packet}", "Packets out of IPVS virtual services"),
+        ("outgoingbytes", "outgoing_bytes", "By", "Bytes out of IPVS virtual services"),
+    ]
+)
 
 
 class IpvsProbe:
@@ -27,7 +39,7 @@ class IpvsProbe:
 
     def collect(self) -> list[Sample]:
         stats = read_ip_vs_stats(host_source(self.ctx))
-        return [Sample(spec, getattr(stats, spec.key), None) for spec in I.IPVS]
+        return [Sample(spec, getattr(stats, spec.key), None) for spec in INSTRUMENTS]
 
 
 SPEC = ProbeSpec(
@@ -40,6 +52,6 @@ SPEC = ProbeSpec(
     overhead_note="one read of /proc/net/ip_vs_stats per collection",
     default_enabled=False,
     factory=IpvsProbe,
-    instruments=I.IPVS,
+    instruments=INSTRUMENTS,
     requires=("/proc/net/ip_vs_stats (kernel IPVS)",),
 )

@@ -59,8 +59,40 @@ from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeSpec, Scope, Source
 from otel_kubeskoop.probes._bpf import bpf_requires, decode_exact, event_type, ifname, record_event, tuple_attributes
 from otel_kubeskoop.probes._latency import DirectionLatencyProbe, Endpoints, LatencyArgs, seconds
 from otel_kubeskoop.vocabulary import attributes as A
-from otel_kubeskoop.vocabulary import events as E
-from otel_kubeskoop.vocabulary import instruments as I
+from otel_kubeskoop.vocabulary.events import EventSpec
+from otel_kubeskoop.vocabulary.instruments import C, H, InstrumentSpec
+
+# A log2 histogram per (namespace, direction); the upstream counters count intervals above the
+# kernel's fixed thresholds, per namespace.
+_DIR = (A.NETWORK_IO_DIRECTION,)
+KERNELLATENCY_DURATION = InstrumentSpec(
+    "kubeskoop.kernellatency.duration", H, "s",
+    "Time TCP packets spent in the kernel's network stack: receive, from net:netif_receive_skb to "
+    "the established socket (tcp:tcp_probe); transmit, from TCP handing a data segment to IP "
+    "(its departure stamp, skb->tstamp) to net:net_dev_queue", _DIR)
+KERNELLATENCY_COUNTERS = tuple(
+    InstrumentSpec(f"kubeskoop.kernellatency.{word}", C, "{packet}", desc, key=key,
+                   compat=f"kubeskoop_kernellatency_{word}")
+    for word, key, desc in [
+        ("rxslow", "rx.0", "Received TCP packets that took more than 10 ms from the device to their socket (includes rxslow100ms)"),
+        ("rxslow100ms", "rx.1", "Received TCP packets that took more than 100 ms from the device to their socket"),
+        ("txslow", "tx.0", "TCP data segments that took more than 10 ms from TCP to the device queue (includes txslow100ms)"),
+        ("txslow100ms", "tx.1", "TCP data segments that took more than 100 ms from TCP to the device queue"),
+    ]
+)
+INSTRUMENTS = (KERNELLATENCY_DURATION,) + KERNELLATENCY_COUNTERS
+
+_EVENT_ATTRIBUTES = (*A.TUPLE, A.NETWORK_INTERFACE_NAME, A.NETWORK_IO_DIRECTION, A.LATENCY,
+              A.LATENCY_START, A.LATENCY_END, A.PACKET_BYTES)
+KERNELLATENCY_RXSLOW = EventSpec(
+    "kubeskoop.kernellatency.rxslow", "RXKERNEL_SLOW",
+    "A received TCP packet took longer than the threshold from the device to its socket",
+    _EVENT_ATTRIBUTES)
+KERNELLATENCY_TXSLOW = EventSpec(
+    "kubeskoop.kernellatency.txslow", "TXKERNEL_SLOW",
+    "A TCP data segment took longer than the threshold from TCP to the device queue", _EVENT_ATTRIBUTES)
+EVENTS = (KERNELLATENCY_RXSLOW, KERNELLATENCY_TXSLOW)
+
 
 OBJECT = "kernellatency"
 
@@ -72,8 +104,8 @@ INFLIGHT_MAP = "skbs"
 RX, TX = KernellatencyDirection.KERNELLATENCY_RX, KernellatencyDirection.KERNELLATENCY_TX
 #: network.io.direction of each direction
 DIRECTIONS = {RX: "receive", TX: "transmit"}
-_EVENTS = {RX: E.KERNELLATENCY_RXSLOW, TX: E.KERNELLATENCY_TXSLOW}
-_COUNTERS = {RX: I.KERNELLATENCY_COUNTERS[:2], TX: I.KERNELLATENCY_COUNTERS[2:]}
+_EVENTS = {RX: KERNELLATENCY_RXSLOW, TX: KERNELLATENCY_TXSLOW}
+_COUNTERS = {RX: KERNELLATENCY_COUNTERS[:2], TX: KERNELLATENCY_COUNTERS[2:]}
 #: the start of the transmit interval, which no hook marks: the stamp TCP puts in the packet
 TX_START = "skb->tstamp (__tcp_transmit_skb)"
 
@@ -119,7 +151,7 @@ class KernellatencyProbe(DirectionLatencyProbe):
     ARGS = KernellatencyArgs
     DIRECTION = KernellatencyDirection
     DIRECTIONS = DIRECTIONS
-    DURATION = I.KERNELLATENCY_DURATION
+    DURATION = KERNELLATENCY_DURATION
     COUNTERS = _COUNTERS
     ENDPOINTS = staticmethod(endpoints)
 
@@ -145,7 +177,8 @@ SPEC = ProbeSpec(
                   "series per namespace",
     default_enabled=False,
     factory=KernellatencyProbe,
-    instruments=I.KERNELLATENCY,
+    instruments=INSTRUMENTS,
+    events=EVENTS,
     args=KernellatencyArgs,
     requires=bpf_requires("tracepoints net:netif_receive_skb, tcp:tcp_probe (skb and socket: 6.10+ "
                           "classic, any tp_btf), net:net_dev_queue, skb:kfree_skb, skb:consume_skb; "

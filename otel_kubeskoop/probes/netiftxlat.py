@@ -46,8 +46,44 @@ from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeSpec, Sample, Scope
 from otel_kubeskoop.probes._bpf import bpf_requires, decode_exact, event_type, ifname, record_event, tuple_attributes
 from otel_kubeskoop.probes._latency import LatencyArgs, LatencyProbe, histogram, seconds
 from otel_kubeskoop.vocabulary import attributes as A
-from otel_kubeskoop.vocabulary import events as E
-from otel_kubeskoop.vocabulary import instruments as I
+from otel_kubeskoop.vocabulary.events import EventSpec
+from otel_kubeskoop.vocabulary.instruments import C, H, InstrumentSpec
+
+LATENCY_QDISC = "kubeskoop.latency.qdisc"  # double, s: a packet's wait in the qdisc
+LATENCY_XMIT = "kubeskoop.latency.xmit"  # double, s: a packet's time in the driver's xmit
+
+# Latency probes: log2 histograms kept in the kernel (bpf/include/latency.h), exported as OTel
+# histograms in seconds (buckets 2^(i+1) ns), plus upstream's threshold counters, which the kernel
+# counts (>10 ms and >100 ms are not bucket bounds).
+_IF_STAGE = (A.NETWORK_INTERFACE_NAME, A.LATENCY_STAGE)
+NETIFTXLAT_DURATION = InstrumentSpec(
+    "kubeskoop.netiftxlat.duration", H, "s",
+    "Packet transmit latency per interface, by stage: qdisc (net:net_dev_queue to "
+    "net:net_dev_start_xmit, waiting in the qdisc) and xmit (net:net_dev_start_xmit to "
+    "net:net_dev_xmit, in the driver's ndo_start_xmit)", _IF_STAGE)
+NETIFTXLAT_QDISCSLOW100MS = InstrumentSpec(
+    "kubeskoop.netiftxlat.qdiscslow100ms", C, "{packet}",
+    "Packets that waited more than 100 ms in the qdisc (net_dev_queue to net_dev_start_xmit)",
+    (A.NETWORK_INTERFACE_NAME,), key="qdisc", compat="kubeskoop_netiftxlat_qdiscslow100ms")
+NETIFTXLAT_NETDEVSLOW100MS = InstrumentSpec(
+    "kubeskoop.netiftxlat.netdevslow100ms", C, "{packet}",
+    "Packets the driver took more than 100 ms to accept (net_dev_start_xmit to net_dev_xmit)",
+    (A.NETWORK_INTERFACE_NAME,), key="xmit", compat="kubeskoop_netiftxlat_netdevslow100ms")
+INSTRUMENTS = (NETIFTXLAT_DURATION, NETIFTXLAT_QDISCSLOW100MS, NETIFTXLAT_NETDEVSLOW100MS)
+
+_EVENT_ATTRIBUTES = (A.NETWORK_INTERFACE_NAME, A.LATENCY, A.LATENCY_STAGE, LATENCY_QDISC,
+               LATENCY_XMIT, *A.TUPLE, A.PACKET_BYTES, A.CPU_LOGICAL_NUMBER)
+NETIFTXLAT_QDISC = EventSpec(
+    "kubeskoop.netiftxlat.qdisc", "NETIFTXLAT_QDISC",
+    "A packet waited in the interface's qdisc longer than the threshold (net_dev_queue to "
+    "net_dev_start_xmit), with its addresses", _EVENT_ATTRIBUTES)
+NETIFTXLAT_XMIT = EventSpec(
+    "kubeskoop.netiftxlat.xmit", "NETIFTXLAT_XMIT",
+    "The driver took longer than the threshold to accept a packet (net_dev_start_xmit to "
+    "net_dev_xmit); the packet's qdisc wait too, not its addresses (it may be freed by then)",
+    _EVENT_ATTRIBUTES)
+EVENTS = (NETIFTXLAT_QDISC, NETIFTXLAT_XMIT)
+
 
 OBJECT = "netiftxlat"
 
@@ -58,10 +94,10 @@ INFLIGHT_MAP = "skbs"
 
 #: kubeskoop.latency.stage values
 STAGES = {NetiftxlatStage.NETIFTXLAT_QDISC: "qdisc", NetiftxlatStage.NETIFTXLAT_XMIT: "xmit"}
-_EVENTS = {NetiftxlatStage.NETIFTXLAT_QDISC: E.NETIFTXLAT_QDISC,
-           NetiftxlatStage.NETIFTXLAT_XMIT: E.NETIFTXLAT_XMIT}
-_SLOW = {NetiftxlatStage.NETIFTXLAT_QDISC: I.NETIFTXLAT_QDISCSLOW100MS,
-         NetiftxlatStage.NETIFTXLAT_XMIT: I.NETIFTXLAT_NETDEVSLOW100MS}
+_EVENTS = {NetiftxlatStage.NETIFTXLAT_QDISC: NETIFTXLAT_QDISC,
+           NetiftxlatStage.NETIFTXLAT_XMIT: NETIFTXLAT_XMIT}
+_SLOW = {NetiftxlatStage.NETIFTXLAT_QDISC: NETIFTXLAT_QDISCSLOW100MS,
+         NetiftxlatStage.NETIFTXLAT_XMIT: NETIFTXLAT_NETDEVSLOW100MS}
 
 
 class NetiftxlatArgs(LatencyArgs):
@@ -78,10 +114,10 @@ def decode_netiftxlat(raw: bytes, clock_offset_ns: int = 0) -> Event:
         (A.NETWORK_INTERFACE_NAME, ifname(rec.ifname, rec.ifindex)),
         (A.LATENCY, seconds(rec.latency_ns)),
         (A.LATENCY_STAGE, STAGES[stage]),
-        (A.LATENCY_QDISC, seconds(rec.qdisc_ns)),
+        (LATENCY_QDISC, seconds(rec.qdisc_ns)),
     ]
     if stage is NetiftxlatStage.NETIFTXLAT_XMIT:
-        attrs.append((A.LATENCY_XMIT, seconds(rec.xmit_ns)))
+        attrs.append((LATENCY_XMIT, seconds(rec.xmit_ns)))
     attrs += tuple_attributes(rec.tuple)
     attrs += [(A.PACKET_BYTES, rec.len), (A.CPU_LOGICAL_NUMBER, rec.cpu)]
     return record_event(_EVENTS[stage], rec.hdr, attrs, clock_offset_ns)
@@ -103,7 +139,7 @@ class NetiftxlatProbe(LatencyProbe):
             return []
         name = (A.NETWORK_INTERFACE_NAME, ifname(value.ifname, key.ifindex))
         return [
-            Sample(I.NETIFTXLAT_DURATION, histogram(value.hist), netns,
+            Sample(NETIFTXLAT_DURATION, histogram(value.hist), netns,
                    (name, (A.LATENCY_STAGE, STAGES[stage]))),
             Sample(_SLOW[stage], value.hist.slow[0], netns, (name,)),
         ]
@@ -126,7 +162,8 @@ SPEC = ProbeSpec(
                   "collection, series scale with interfaces",
     default_enabled=False,
     factory=NetiftxlatProbe,
-    instruments=I.NETIFTXLAT,
+    instruments=INSTRUMENTS,
+    events=EVENTS,
     args=NetiftxlatArgs,
     requires=bpf_requires("tracepoints net:net_dev_queue, net:net_dev_start_xmit, net:net_dev_xmit, "
                           "skb:kfree_skb, skb:consume_skb (tp_btf, else classic)"),

@@ -48,8 +48,37 @@ from otel_kubeskoop.probes._bpf import (
     tuple_attributes,
 )
 from otel_kubeskoop.vocabulary import attributes as A
-from otel_kubeskoop.vocabulary import events as E
-from otel_kubeskoop.vocabulary import instruments as I
+from otel_kubeskoop.vocabulary.events import EventSpec
+from otel_kubeskoop.vocabulary.instruments import C, InstrumentSpec
+
+DROP_REASON = "kubeskoop.drop.reason"  # enum skb_drop_reason name without prefix: NO_SOCKET
+DROP_LOCATION = "kubeskoop.drop.location"  # kernel symbol+offset: tcp_v4_rcv+0x1a2
+STACK = "kubeskoop.stack"  # kernel stack, innermost first, as symbol+offset strings
+
+# eBPF probes: counters aggregated in the kernel per namespace (bpf/<probe>.bpf.c "counters").
+# Upstream's metric word is "total", so the Prometheus form of kubeskoop.packetloss.total is
+# upstream's kubeskoop_packetloss_total (Prometheus' translator adds _total only once).
+_DROP = (DROP_REASON, A.NETWORK_TYPE, A.NETWORK_TRANSPORT)
+_L3L4 = (A.NETWORK_TYPE, A.NETWORK_TRANSPORT)
+PACKETLOSS_TOTAL = InstrumentSpec(
+    "kubeskoop.packetloss.total", C, "{packet}",
+    "Packets the kernel dropped (skb:kfree_skb), by the kernel's drop reason; frees that are not "
+    "drops (SKB_CONSUMED) are not counted", _DROP, key="drop",
+    compat="kubeskoop_packetloss_total")
+PACKETLOSS_NETFILTER = InstrumentSpec(
+    "kubeskoop.packetloss.netfilter", C, "{packet}",
+    "Packets dropped by netfilter (iptables/nftables rules): the NETFILTER_DROP subset of "
+    "kubeskoop.packetloss.total", _L3L4, key="NETFILTER_DROP",
+    compat="kubeskoop_packetloss_netfilter")
+INSTRUMENTS = (PACKETLOSS_TOTAL, PACKETLOSS_NETFILTER)
+
+PACKETLOSS_DROP = EventSpec(
+    "kubeskoop.packetloss.drop", "PacketLoss",
+    "The kernel dropped a packet: its reason, where (kernel symbol), the packet's addresses, the "
+    "interface, and the kernel stack when enableStack is set",
+    (DROP_REASON, DROP_LOCATION, *A.TUPLE, A.NETWORK_INTERFACE_NAME, STACK))
+EVENTS = (PACKETLOSS_DROP,)
+
 
 OBJECT = "packetloss"
 
@@ -90,18 +119,18 @@ def decode_packetloss(raw: bytes, names: KernelNames, clock_offset_ns: int = 0,
     rec = decode_exact(PacketlossEvent, raw)
     if rec.hdr.type != PacketlossEventType.PACKETLOSS_EVENT_DROP:
         raise DecodeError(f"packetloss: unknown event type {rec.hdr.type}")
-    attrs: list[tuple[str, Any]] = [(A.DROP_REASON, names.drop_reason(rec.reason))]
+    attrs: list[tuple[str, Any]] = [(DROP_REASON, names.drop_reason(rec.reason))]
     if rec.location and kallsyms is not None:
-        attrs.append((A.DROP_LOCATION, kallsyms.symbolize(rec.location)))
+        attrs.append((DROP_LOCATION, kallsyms.symbolize(rec.location)))
     elif rec.location:
-        attrs.append((A.DROP_LOCATION, f"{rec.location:#x}"))
+        attrs.append((DROP_LOCATION, f"{rec.location:#x}"))
     attrs += tuple_attributes(rec.tuple)
     if rec.ifname:
         attrs.append((A.NETWORK_INTERFACE_NAME, rec.ifname.decode(errors="replace")))
     depth = min(rec.stack_depth, len(rec.stack))
     if depth:
-        attrs.append((A.STACK, kernel_stack(rec.stack[:depth], kallsyms)))
-    return record_event(E.PACKETLOSS_DROP, rec.hdr, attrs, clock_offset_ns)
+        attrs.append((STACK, kernel_stack(rec.stack[:depth], kallsyms)))
+    return record_event(PACKETLOSS_DROP, rec.hdr, attrs, clock_offset_ns)
 
 
 class PacketlossProbe(BPFProbe):
@@ -130,11 +159,11 @@ class PacketlossProbe(BPFProbe):
             for (reason, family, protocol), value in keys.items():
                 name = self.names.drop_reason(reason)
                 l3l4 = l3l4_attributes(family, protocol)
-                total[((A.DROP_REASON, name), *l3l4)] += value
+                total[((DROP_REASON, name), *l3l4)] += value
                 if name == NETFILTER_DROP:
                     netfilter[l3l4] += value
-            out += [Sample(I.PACKETLOSS_TOTAL, v, netns, attrs) for attrs, v in total.items()]
-            out += [Sample(I.PACKETLOSS_NETFILTER, v, netns, attrs) for attrs, v in netfilter.items()]
+            out += [Sample(PACKETLOSS_TOTAL, v, netns, attrs) for attrs, v in total.items()]
+            out += [Sample(PACKETLOSS_NETFILTER, v, netns, attrs) for attrs, v in netfilter.items()]
         return out
 
     def decode(self, raw: bytes) -> Event:
@@ -153,7 +182,8 @@ SPEC = ProbeSpec(
                   "per namespace; one map read per collection",
     default_enabled=False,
     factory=PacketlossProbe,
-    instruments=I.PACKETLOSS,
+    instruments=INSTRUMENTS,
+    events=EVENTS,
     args=PacketlossArgs,
     requires=bpf_requires("tracepoint skb:kfree_skb (tp_btf, Linux 6.10+, else classic)"),
 )

@@ -24,7 +24,27 @@ from otel_kubeskoop.netlink.tc import Qdisc, read_link_names, read_qdiscs
 from otel_kubeskoop.probe import Kind, Overhead, ProbeSpec, Sample, Scope, Source
 from otel_kubeskoop.probes._netlink import NetnsNetlinkProbe
 from otel_kubeskoop.vocabulary import attributes as A
-from otel_kubeskoop.vocabulary import instruments as I
+from otel_kubeskoop.vocabulary.instruments import C, NO_LOOPBACK, U, InstrumentSpec
+
+QDISC_KIND = "kubeskoop.qdisc.kind"  # tbf, fq_codel, noqueue, ...
+QDISC_HANDLE = "kubeskoop.qdisc.handle"  # 8001:
+QDISC_PARENT = "kubeskoop.qdisc.parent"  # root, 1:10, ffff:fff1 (ingress)
+
+# qdisc: RTM_GETQDISC per namespace, one series per qdisc (parent and child qdiscs apart).
+_QDISC = (A.NETWORK_INTERFACE_NAME, QDISC_KIND, QDISC_HANDLE, QDISC_PARENT)
+INSTRUMENTS = tuple(
+    InstrumentSpec(f"kubeskoop.qdisc.{word}", kind, unit, desc, _QDISC, key=word,
+                   compat=f"kubeskoop_qdisc_{word}" if compat else None, compat_exclude=NO_LOOPBACK)
+    for word, kind, unit, desc, compat in [
+        ("bytes", C, "By", "Bytes the qdisc sent", True),
+        ("packets", C, "{packet}", "Packets the qdisc sent", True),
+        ("drops", C, "{packet}", "Packets the qdisc dropped (queue full, policer, AQM)", True),
+        ("requeues", C, "{packet}", "Packets the driver handed back to the qdisc to send again", False),
+        ("overlimits", C, "{event}", "Times the qdisc was over its limit (a shaper delayed or dropped a packet)", True),
+        ("qlen", U, "{packet}", "Packets queued in the qdisc now", True),
+        ("backlog", U, "By", "Bytes queued in the qdisc now", True),
+    ]
+)
 
 
 def samples(qdiscs: list[Qdisc], names: dict[int, str], netns: int) -> list[Sample]:
@@ -34,12 +54,12 @@ def samples(qdiscs: list[Qdisc], names: dict[int, str], netns: int) -> list[Samp
         name = names.get(q.ifindex)
         if name is None:
             continue
-        attrs = ((A.NETWORK_INTERFACE_NAME, name), (A.QDISC_KIND, q.kind),
-                 (A.QDISC_HANDLE, q.handle_text), (A.QDISC_PARENT, q.parent_text))
-        acc = totals.setdefault(attrs, dict.fromkeys((s.key for s in I.QDISC), 0))
-        for spec in I.QDISC:
+        attrs = ((A.NETWORK_INTERFACE_NAME, name), (QDISC_KIND, q.kind),
+                 (QDISC_HANDLE, q.handle_text), (QDISC_PARENT, q.parent_text))
+        acc = totals.setdefault(attrs, dict.fromkeys((s.key for s in INSTRUMENTS), 0))
+        for spec in INSTRUMENTS:
             acc[spec.key] += getattr(q, spec.key)
-    return [Sample(spec, acc[spec.key], netns, attrs) for attrs, acc in totals.items() for spec in I.QDISC]
+    return [Sample(spec, acc[spec.key], netns, attrs) for attrs, acc in totals.items() for spec in INSTRUMENTS]
 
 
 class QdiscProbe(NetnsNetlinkProbe):
@@ -71,6 +91,6 @@ SPEC = ProbeSpec(
                   "scales with namespaces x interfaces; one netlink socket per namespace",
     default_enabled=False,
     factory=QdiscProbe,
-    instruments=I.QDISC,
+    instruments=INSTRUMENTS,
     requires=("rtnetlink (NETLINK_ROUTE)", "CAP_SYS_ADMIN to enter pod namespaces (setns)"),
 )

@@ -12,8 +12,20 @@ from __future__ import annotations
 from otel_kubeskoop.probe import Kind, Overhead, ProbeSpec, Sample, Scope, Source
 from otel_kubeskoop.probes._procfs import NetnsProcfsProbe, counters
 from otel_kubeskoop.procfs.net_sockstat import read_sockstat, read_sockstat6
-from otel_kubeskoop.vocabulary import instruments as I
+from otel_kubeskoop.vocabulary.instruments import U, InstrumentSpec
 from otel_kubeskoop.topology.netns import Netns
+
+# /proc/<pid>/net/sockstat + sockstat6 (TCP lines). inuse counts IPv4 and IPv6, as upstream.
+INSTRUMENTS = tuple(
+    InstrumentSpec(f"kubeskoop.sock.{word}", U, unit, desc, key=word, compat=f"kubeskoop_sock_{word}")
+    for word, unit, desc in [
+        ("inuse", "{socket}", "TCP sockets in use, IPv4 and IPv6"),
+        ("orphan", "{socket}", "Orphaned TCP sockets (closed by the application, not yet by TCP)"),
+        ("tw", "{socket}", "TCP sockets in TIME_WAIT"),
+        ("alloc", "{socket}", "TCP sockets allocated"),
+        ("mem", "{page}", "Memory pages used by TCP sockets"),
+    ]
+)
 
 
 class SockProbe(NetnsProcfsProbe):
@@ -27,7 +39,7 @@ class SockProbe(NetnsProcfsProbe):
             tcp6 = {}
         if "inuse" in tcp:
             tcp["inuse"] += tcp6.get("inuse", 0)
-        return counters(I.SOCK, tcp, ns.inode)
+        return counters(INSTRUMENTS, tcp, ns.inode)
 
 
 SPEC = ProbeSpec(
@@ -40,6 +52,6 @@ SPEC = ProbeSpec(
     overhead_note="two small reads (/proc/<pid>/net/sockstat and sockstat6) per namespace per collection",
     default_enabled=True,
     factory=SockProbe,
-    instruments=I.SOCK,
+    instruments=INSTRUMENTS,
     requires=("/proc/<pid>/net/sockstat",),
 )

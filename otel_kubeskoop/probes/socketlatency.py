@@ -56,8 +56,42 @@ from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeSpec, Scope, Source
 from otel_kubeskoop.probes._bpf import KernelNames, bpf_requires, connection_attributes, decode_exact, event_type, record_event
 from otel_kubeskoop.probes._latency import DirectionLatencyProbe, Endpoints, LatencyArgs, seconds
 from otel_kubeskoop.vocabulary import attributes as A
-from otel_kubeskoop.vocabulary import events as E
-from otel_kubeskoop.vocabulary import instruments as I
+from otel_kubeskoop.vocabulary.events import EventSpec
+from otel_kubeskoop.vocabulary.instruments import C, H, InstrumentSpec
+
+# A log2 histogram per (namespace, direction); the upstream counters count intervals above the
+# kernel's fixed thresholds, per namespace.
+_DIR = (A.NETWORK_IO_DIRECTION,)
+SOCKETLATENCY_DURATION = InstrumentSpec(
+    "kubeskoop.socketlatency.duration", H, "s",
+    "Time TCP data waited in a socket: receive, from arriving on a socket with nothing unread "
+    "(sock:sk_data_ready) to the application's read (sock:sock_recv_length); transmit, from the "
+    "application's write on a socket with nothing unsent (tcp:tcp_sendmsg_locked) to its next "
+    "segment of new data reaching the device (net:net_dev_queue)", _DIR)
+SOCKETLATENCY_COUNTERS = tuple(
+    InstrumentSpec(f"kubeskoop.socketlatency.{word}", C, unit, desc, key=key,
+                   compat=f"kubeskoop_socketlatency_{word}")
+    for word, key, unit, desc in [
+        ("read1ms", "read.0", "{read}", "Reads whose data had waited more than 1 ms in the receive queue (includes read100ms)"),
+        ("read100ms", "read.1", "{read}", "Reads whose data had waited more than 100 ms in the receive queue"),
+        ("write1ms", "write.0", "{write}", "Writes whose data waited more than 1 ms before leaving the socket (includes write100ms)"),
+        ("write100ms", "write.1", "{write}", "Writes whose data waited more than 100 ms before leaving the socket"),
+    ]
+)
+INSTRUMENTS = (SOCKETLATENCY_DURATION,) + SOCKETLATENCY_COUNTERS
+
+_EVENT_ATTRIBUTES = (*A.TUPLE, A.NETWORK_CONNECTION_STATE, A.NETWORK_IO_DIRECTION, A.LATENCY,
+              A.LATENCY_START, A.LATENCY_END, A.PROCESS_PID, A.PROCESS_COMMAND)
+SOCKETLATENCY_READSLOW = EventSpec(
+    "kubeskoop.socketlatency.readslow", "SOCKETLAT_READSLOW",
+    "Data waited in a TCP socket's receive queue longer than the threshold before the "
+    "application read it: the connection, the wait, and the reading process", _EVENT_ATTRIBUTES)
+SOCKETLATENCY_SENDSLOW = EventSpec(
+    "kubeskoop.socketlatency.sendslow", "SOCKETLAT_SENDSLOW",
+    "Data the application wrote waited in a TCP socket longer than the threshold before leaving "
+    "for the device: the connection, the wait, and the writing process", _EVENT_ATTRIBUTES)
+EVENTS = (SOCKETLATENCY_READSLOW, SOCKETLATENCY_SENDSLOW)
+
 
 OBJECT = "socketlatency"
 
@@ -71,8 +105,8 @@ READ, WRITE = SocketlatencyDirection.SOCKETLATENCY_READ, SocketlatencyDirection.
 DIRECTIONS = {READ: "receive", WRITE: "transmit"}
 #: the hooks whose attach points start and end each direction's interval
 BOUNDS = {READ: ("ready", "recv"), WRITE: ("sendmsg", "xmit")}
-_EVENTS = {READ: E.SOCKETLATENCY_READSLOW, WRITE: E.SOCKETLATENCY_SENDSLOW}
-_COUNTERS = {READ: I.SOCKETLATENCY_COUNTERS[:2], WRITE: I.SOCKETLATENCY_COUNTERS[2:]}
+_EVENTS = {READ: SOCKETLATENCY_READSLOW, WRITE: SOCKETLATENCY_SENDSLOW}
+_COUNTERS = {READ: SOCKETLATENCY_COUNTERS[:2], WRITE: SOCKETLATENCY_COUNTERS[2:]}
 
 
 class SocketlatencyArgs(LatencyArgs):
@@ -116,7 +150,7 @@ class SocketlatencyProbe(DirectionLatencyProbe):
     ARGS = SocketlatencyArgs
     DIRECTION = SocketlatencyDirection
     DIRECTIONS = DIRECTIONS
-    DURATION = I.SOCKETLATENCY_DURATION
+    DURATION = SOCKETLATENCY_DURATION
     COUNTERS = _COUNTERS
     ENDPOINTS = staticmethod(endpoints)
 
@@ -150,7 +184,8 @@ SPEC = ProbeSpec(
                   "read per collection, two series per namespace",
     default_enabled=False,
     factory=SocketlatencyProbe,
-    instruments=I.SOCKETLATENCY,
+    instruments=INSTRUMENTS,
+    events=EVENTS,
     args=SocketlatencyArgs,
     requires=bpf_requires("tracepoints sock:sk_data_ready (6.6+), sock:sock_recv_length (6.3+), "
                           "tcp:tcp_sendmsg_locked (6.11+, BTF), net:net_dev_queue, "

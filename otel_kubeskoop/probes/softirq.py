@@ -46,8 +46,58 @@ from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeSpec, Sample, Scope
 from otel_kubeskoop.probes._bpf import bpf_requires, decode_exact, record_event
 from otel_kubeskoop.probes._latency import LatencyArgs, LatencyProbe, histogram, seconds
 from otel_kubeskoop.vocabulary import attributes as A
-from otel_kubeskoop.vocabulary import events as E
-from otel_kubeskoop.vocabulary import instruments as I
+from otel_kubeskoop.vocabulary.events import EventSpec
+from otel_kubeskoop.vocabulary.instruments import C, H, InstrumentSpec
+
+SOFTIRQ_TYPE = "kubeskoop.softirq.type"  # hi, timer, net_tx, net_rx, block, ... (upstream names)
+
+# Upstream labels softirq series with the type (summed over CPUs and stages of a counter).
+_SOFTIRQ_COMPAT = ((SOFTIRQ_TYPE, "softirq_type"),)
+_SOFTIRQ = (A.CPU_LOGICAL_NUMBER, SOFTIRQ_TYPE)
+SOFTIRQ_DURATION = InstrumentSpec(
+    "kubeskoop.softirq.duration", H, "s",
+    "Softirq latency per type and CPU, by stage: delay (irq:softirq_raise to irq:softirq_entry, "
+    "raised but not yet running) and runtime (irq:softirq_entry to irq:softirq_exit)",
+    (*_SOFTIRQ, A.LATENCY_STAGE))
+SOFTIRQ_SCHEDSLOW = InstrumentSpec(
+    "kubeskoop.softirq.schedslow", C, "{softirq}",
+    "Softirqs that waited more than 10 ms from raise to entry", _SOFTIRQ,
+    key="delay.0", compat="kubeskoop_softirq_schedslow",
+    compat_labels=_SOFTIRQ_COMPAT)
+SOFTIRQ_SCHEDSLOW100MS = InstrumentSpec(
+    "kubeskoop.softirq.schedslow100ms", C, "{softirq}",
+    "Softirqs that waited more than 100 ms from raise to entry", _SOFTIRQ,
+    key="delay.1", compat="kubeskoop_softirq_schedslow100ms",
+    compat_labels=_SOFTIRQ_COMPAT)
+SOFTIRQ_EXCUTESLOW = InstrumentSpec(
+    "kubeskoop.softirq.excuteslow", C, "{softirq}",
+    "Softirq handler runs longer than 10 ms (upstream's spelling)", _SOFTIRQ,
+    key="runtime.0", compat="kubeskoop_softirq_excuteslow",
+    compat_labels=_SOFTIRQ_COMPAT)
+SOFTIRQ_EXCUTESLOW100MS = InstrumentSpec(
+    "kubeskoop.softirq.excuteslow100ms", C, "{softirq}",
+    "Softirq handler runs longer than 100 ms (upstream's spelling)", _SOFTIRQ,
+    key="runtime.1", compat="kubeskoop_softirq_excuteslow100ms",
+    compat_labels=_SOFTIRQ_COMPAT)
+INSTRUMENTS = (SOFTIRQ_DURATION, SOFTIRQ_SCHEDSLOW, SOFTIRQ_SCHEDSLOW100MS, SOFTIRQ_EXCUTESLOW,
+           SOFTIRQ_EXCUTESLOW100MS)
+
+_EVENT_ATTRIBUTES = (SOFTIRQ_TYPE, A.CPU_LOGICAL_NUMBER, A.LATENCY, A.LATENCY_STAGE, A.PROCESS_PID,
+            A.PROCESS_COMMAND)
+SOFTIRQ_SCHED_SLOW = EventSpec(
+    "kubeskoop.softirq.sched_slow", "SOFTIRQ_SCHED_SLOW",
+    "A softirq waited longer than the threshold (and at most 100 ms) from raise to entry", _EVENT_ATTRIBUTES)
+SOFTIRQ_SCHED_100MS = EventSpec(
+    "kubeskoop.softirq.sched_100ms", "SOFTIRQ_SCHED_100MS",
+    "A softirq waited longer than 100 ms from raise to entry", _EVENT_ATTRIBUTES)
+SOFTIRQ_EXECUTE_SLOW = EventSpec(
+    "kubeskoop.softirq.execute_slow", "SOFTIRQ_EXCUTE_SLOW",
+    "A softirq handler ran longer than the threshold (and at most 100 ms)", _EVENT_ATTRIBUTES)
+SOFTIRQ_EXECUTE_100MS = EventSpec(
+    "kubeskoop.softirq.execute_100ms", "SOFTIRQ_EXCUTE_100MS",
+    "A softirq handler ran longer than 100 ms", _EVENT_ATTRIBUTES)
+EVENTS = (SOFTIRQ_SCHED_SLOW, SOFTIRQ_SCHED_100MS, SOFTIRQ_EXECUTE_SLOW, SOFTIRQ_EXECUTE_100MS)
+
 
 OBJECT = "softirq"
 
@@ -62,14 +112,14 @@ DEFAULT_TYPES = ("net_rx",)
 #: kubeskoop.latency.stage values
 STAGES = {SoftirqStage.SOFTIRQ_STAGE_SCHED: "delay", SoftirqStage.SOFTIRQ_STAGE_EXCUTE: "runtime"}
 _SLOW = {
-    SoftirqStage.SOFTIRQ_STAGE_SCHED: (I.SOFTIRQ_SCHEDSLOW, I.SOFTIRQ_SCHEDSLOW100MS),
-    SoftirqStage.SOFTIRQ_STAGE_EXCUTE: (I.SOFTIRQ_EXCUTESLOW, I.SOFTIRQ_EXCUTESLOW100MS),
+    SoftirqStage.SOFTIRQ_STAGE_SCHED: (SOFTIRQ_SCHEDSLOW, SOFTIRQ_SCHEDSLOW100MS),
+    SoftirqStage.SOFTIRQ_STAGE_EXCUTE: (SOFTIRQ_EXCUTESLOW, SOFTIRQ_EXCUTESLOW100MS),
 }
 _EVENTS = {
-    SoftirqEventType.SOFTIRQ_SCHED_SLOW: E.SOFTIRQ_SCHED_SLOW,
-    SoftirqEventType.SOFTIRQ_SCHED_100MS: E.SOFTIRQ_SCHED_100MS,
-    SoftirqEventType.SOFTIRQ_EXCUTE_SLOW: E.SOFTIRQ_EXECUTE_SLOW,
-    SoftirqEventType.SOFTIRQ_EXCUTE_100MS: E.SOFTIRQ_EXECUTE_100MS,
+    SoftirqEventType.SOFTIRQ_SCHED_SLOW: SOFTIRQ_SCHED_SLOW,
+    SoftirqEventType.SOFTIRQ_SCHED_100MS: SOFTIRQ_SCHED_100MS,
+    SoftirqEventType.SOFTIRQ_EXCUTE_SLOW: SOFTIRQ_EXECUTE_SLOW,
+    SoftirqEventType.SOFTIRQ_EXCUTE_100MS: SOFTIRQ_EXECUTE_100MS,
 }
 
 
@@ -114,7 +164,7 @@ def decode_softirq(raw: bytes, clock_offset_ns: int = 0) -> Event:
     except ValueError:
         raise DecodeError(f"softirq: unknown event type {rec.hdr.type} or stage {rec.stage}") from None
     return record_event(spec, rec.hdr, (
-        (A.SOFTIRQ_TYPE, softirq_type(rec.vec)),
+        (SOFTIRQ_TYPE, softirq_type(rec.vec)),
         (A.CPU_LOGICAL_NUMBER, rec.cpu),
         (A.LATENCY, seconds(rec.latency_ns)),
         (A.LATENCY_STAGE, STAGES[stage]),
@@ -149,10 +199,10 @@ class SoftirqProbe(LatencyProbe):
             stage = SoftirqStage(key.stage)
         except ValueError:
             return []
-        base = ((A.CPU_LOGICAL_NUMBER, key.cpu), (A.SOFTIRQ_TYPE, softirq_type(key.vec)))
+        base = ((A.CPU_LOGICAL_NUMBER, key.cpu), (SOFTIRQ_TYPE, softirq_type(key.vec)))
         slow, slow100 = _SLOW[stage]
         return [
-            Sample(I.SOFTIRQ_DURATION, histogram(value), None, (*base, (A.LATENCY_STAGE, STAGES[stage]))),
+            Sample(SOFTIRQ_DURATION, histogram(value), None, (*base, (A.LATENCY_STAGE, STAGES[stage]))),
             Sample(slow, value.slow[0], None, base),
             Sample(slow100, value.slow[1], None, base),
         ]
@@ -174,7 +224,8 @@ SPEC = ProbeSpec(
                   "per measured type's entry and exit; series scale with CPUs x types",
     default_enabled=False,
     factory=SoftirqProbe,
-    instruments=I.SOFTIRQ,
+    instruments=INSTRUMENTS,
+    events=EVENTS,
     args=SoftirqArgs,
     requires=bpf_requires("tracepoints irq:softirq_raise, irq:softirq_entry, irq:softirq_exit "
                           "(tp_btf, else classic)"),

@@ -13,7 +13,21 @@ from otel_kubeskoop.probe import Kind, Overhead, ProbeContext, ProbeSpec, Sample
 from otel_kubeskoop.probes._procfs import host_source, require_file
 from otel_kubeskoop.procfs.net_softnet import read_softnet_stat
 from otel_kubeskoop.vocabulary import attributes as A
-from otel_kubeskoop.vocabulary import instruments as I
+from otel_kubeskoop.vocabulary.instruments import C, InstrumentSpec
+
+# /proc/net/softnet_stat: node scope, one series per CPU (the file is not per namespace).
+_CPU = (A.CPU_LOGICAL_NUMBER,)
+INSTRUMENTS = (
+    InstrumentSpec("kubeskoop.softnet.processed", C, "{packet}",
+                   "Packets processed by the CPU's network backlog", _CPU, key="processed",
+                   compat="kubeskoop_softnet_processed"),
+    InstrumentSpec("kubeskoop.softnet.dropped", C, "{packet}",
+                   "Packets dropped because the CPU's backlog (net.core.netdev_max_backlog) was full",
+                   _CPU, key="dropped", compat="kubeskoop_softnet_dropped"),
+    InstrumentSpec("kubeskoop.softnet.timesqueeze", C, "{event}",
+                   "NET_RX softirq runs that ended with work left (budget or time exhausted)",
+                   _CPU, key="time_squeeze"),
+)
 
 
 class SoftnetProbe:
@@ -30,7 +44,7 @@ class SoftnetProbe:
         out = []
         for row in read_softnet_stat(host_source(self.ctx)):
             attrs = ((A.CPU_LOGICAL_NUMBER, row.cpu),)
-            for spec in I.SOFTNET:
+            for spec in INSTRUMENTS:
                 out.append(Sample(spec, getattr(row, spec.key), None, attrs))
         return out
 
@@ -45,6 +59,6 @@ SPEC = ProbeSpec(
     overhead_note="one read of /proc/net/softnet_stat per collection; series scale with CPUs",
     default_enabled=True,
     factory=SoftnetProbe,
-    instruments=I.SOFTNET,
+    instruments=INSTRUMENTS,
     requires=("/proc/net/softnet_stat",),
 )

@@ -44,8 +44,32 @@ from otel_kubeskoop.probes._bpf import (
     type_samples,
 )
 from otel_kubeskoop.vocabulary import attributes as A
-from otel_kubeskoop.vocabulary import events as E
-from otel_kubeskoop.vocabulary import instruments as I
+from otel_kubeskoop.vocabulary.events import EventSpec
+from otel_kubeskoop.vocabulary.instruments import C, InstrumentSpec
+
+RESET_TYPE = "kubeskoop.reset.type"  # nosock, process, active, receive
+RESET_REASON = "kubeskoop.reset.reason"  # enum sk_rst_reason name without prefix: NO_SOCKET
+
+TCPRESET_TOTAL = InstrumentSpec(
+    "kubeskoop.tcpreset.total", C, "{segment}",
+    "TCP resets sent (nosock, process, active) and received (receive)", (RESET_TYPE,),
+    key="reset")
+INSTRUMENTS = (TCPRESET_TOTAL,)
+
+_EVENT_ATTRIBUTES = (*A.TUPLE, A.NETWORK_CONNECTION_STATE, RESET_TYPE, RESET_REASON)
+TCPRESET_NOSOCK = EventSpec(
+    "kubeskoop.tcpreset.nosock", "TCPRESET_NOSOCK",
+    "A RST sent in answer to a packet that matched no socket (a closed port)", _EVENT_ATTRIBUTES)
+TCPRESET_PROCESS = EventSpec(
+    "kubeskoop.tcpreset.process", "TCPRESET_PROCESS",
+    "A RST sent in answer to a packet that matched a socket (bad sequence, time-wait...)", _EVENT_ATTRIBUTES)
+TCPRESET_ACTIVE = EventSpec(
+    "kubeskoop.tcpreset.active", "TCPRESET_ACTIVE",
+    "A RST the stack sent on its own: close with unread data, SO_LINGER 0, timeout, memory", _EVENT_ATTRIBUTES)
+TCPRESET_RECEIVE = EventSpec(
+    "kubeskoop.tcpreset.receive", "TCPRESET_RECEIVE", "A socket received a RST", _EVENT_ATTRIBUTES)
+EVENTS = (TCPRESET_NOSOCK, TCPRESET_PROCESS, TCPRESET_ACTIVE, TCPRESET_RECEIVE)
+
 
 OBJECT = "tcpreset"
 
@@ -54,10 +78,10 @@ PLANS = plans(OBJECT, contract.OBJECT.programs)
 
 #: enum tcpreset_type -> (kubeskoop.reset.type, event spec)
 TYPES = {
-    TcpresetType.TCPRESET_NOSOCK: ("nosock", E.TCPRESET_NOSOCK),
-    TcpresetType.TCPRESET_PROCESS: ("process", E.TCPRESET_PROCESS),
-    TcpresetType.TCPRESET_ACTIVE: ("active", E.TCPRESET_ACTIVE),
-    TcpresetType.TCPRESET_RECEIVE: ("receive", E.TCPRESET_RECEIVE),
+    TcpresetType.TCPRESET_NOSOCK: ("nosock", TCPRESET_NOSOCK),
+    TcpresetType.TCPRESET_PROCESS: ("process", TCPRESET_PROCESS),
+    TcpresetType.TCPRESET_ACTIVE: ("active", TCPRESET_ACTIVE),
+    TcpresetType.TCPRESET_RECEIVE: ("receive", TCPRESET_RECEIVE),
 }
 _BY_VALUE = {int(k): v for k, v in TYPES.items()}
 _WORDS = {value: word for value, (word, _) in _BY_VALUE.items()}
@@ -71,11 +95,11 @@ def decode_tcpreset(raw: bytes, names: KernelNames, clock_offset_ns: int = 0) ->
         raise DecodeError(f"tcpreset: unknown event type {rec.hdr.type}")
     word, spec = known
     attrs = connection_attributes(rec.tuple, names, rec.hdr.aux)
-    attrs.append((A.RESET_TYPE, word))
+    attrs.append((RESET_TYPE, word))
     if rec.reason != TcpresetReason.TCPRESET_REASON_NONE:
         reason = names.rst_reason(rec.reason)
         if reason is not None:
-            attrs.append((A.RESET_REASON, reason))
+            attrs.append((RESET_REASON, reason))
     return record_event(spec, rec.hdr, attrs, clock_offset_ns)
 
 
@@ -85,7 +109,7 @@ class TcpresetProbe(BPFProbe):
     KEY = TypecountKey
 
     def samples(self, counts: Mapping[int | None, Mapping[Any, int]]) -> list[Sample]:
-        return type_samples(counts, I.TCPRESET_TOTAL, A.RESET_TYPE, _WORDS)
+        return type_samples(counts, TCPRESET_TOTAL, RESET_TYPE, _WORDS)
 
     def decode(self, raw: bytes) -> Event:
         return decode_tcpreset(raw, self.names, self.clock_offset)
@@ -102,7 +126,8 @@ SPEC = ProbeSpec(
                   "record per reset up to eventRate per namespace and type",
     default_enabled=False,
     factory=TcpresetProbe,
-    instruments=I.TCPRESET,
+    instruments=INSTRUMENTS,
+    events=EVENTS,
     args=EventArgs,
     requires=bpf_requires("tracepoints tcp:tcp_send_reset (nosock resets: Linux 6.10+) and "
                           "tcp:tcp_receive_reset"),

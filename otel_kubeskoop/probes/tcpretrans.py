@@ -50,8 +50,24 @@ from otel_kubeskoop.probes._bpf import (
     type_samples,
 )
 from otel_kubeskoop.vocabulary import attributes as A
-from otel_kubeskoop.vocabulary import events as E
-from otel_kubeskoop.vocabulary import instruments as I
+from otel_kubeskoop.vocabulary.events import EventSpec
+from otel_kubeskoop.vocabulary.instruments import C, InstrumentSpec
+
+RETRANSMIT_TYPE = "kubeskoop.retransmit.type"  # syn, synack, loss, fast
+
+TCPRETRANS_TOTAL = InstrumentSpec(
+    "kubeskoop.tcpretrans.total", C, "{segment}",
+    "TCP segments retransmitted, by kind: syn, synack, loss (after a retransmission timeout), "
+    "fast (any other)", (RETRANSMIT_TYPE,), key="retransmit",
+    compat="kubeskoop_tcpretrans_total")
+INSTRUMENTS = (TCPRETRANS_TOTAL,)
+
+TCPRETRANS_RETRANSMIT = EventSpec(
+    "kubeskoop.tcpretrans.retransmit", "TCPRetrans",
+    "A TCP segment was retransmitted: its kind (syn, synack, loss, fast), the connection and its state",
+    (*A.TUPLE, A.NETWORK_CONNECTION_STATE, RETRANSMIT_TYPE))
+EVENTS = (TCPRETRANS_RETRANSMIT,)
+
 
 OBJECT = "tcpretrans"
 
@@ -75,8 +91,8 @@ def decode_tcpretrans(raw: bytes, names: KernelNames, clock_offset_ns: int = 0) 
     if word is None:
         raise DecodeError(f"tcpretrans: unknown event type {rec.hdr.type}")
     attrs = connection_attributes(rec.tuple, names, rec.hdr.aux)
-    attrs.append((A.RETRANSMIT_TYPE, word))
-    return record_event(E.TCPRETRANS_RETRANSMIT, rec.hdr, attrs, clock_offset_ns)
+    attrs.append((RETRANSMIT_TYPE, word))
+    return record_event(TCPRETRANS_RETRANSMIT, rec.hdr, attrs, clock_offset_ns)
 
 
 class TcpretransProbe(BPFProbe):
@@ -85,7 +101,7 @@ class TcpretransProbe(BPFProbe):
     KEY = TypecountKey
 
     def samples(self, counts: Mapping[int | None, Mapping[Any, int]]) -> list[Sample]:
-        return type_samples(counts, I.TCPRETRANS_TOTAL, A.RETRANSMIT_TYPE, _BY_VALUE)
+        return type_samples(counts, TCPRETRANS_TOTAL, RETRANSMIT_TYPE, _BY_VALUE)
 
     def decode(self, raw: bytes) -> Event:
         return decode_tcpretrans(raw, self.names, self.clock_offset)
@@ -102,7 +118,8 @@ SPEC = ProbeSpec(
                   "record per retransmission up to eventRate per namespace and kind",
     default_enabled=False,
     factory=TcpretransProbe,
-    instruments=I.TCPRETRANS,
+    instruments=INSTRUMENTS,
+    events=EVENTS,
     args=EventArgs,
     requires=bpf_requires("tracepoints tcp:tcp_retransmit_skb and tcp:tcp_retransmit_synack"),
 )

@@ -40,8 +40,37 @@ from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeSpec, Sample, Scope
 from otel_kubeskoop.probes._bpf import bpf_requires, decode_exact, event_type, ifname, record_event
 from otel_kubeskoop.probes._latency import LatencyArgs, LatencyProbe, histogram, seconds
 from otel_kubeskoop.vocabulary import attributes as A
-from otel_kubeskoop.vocabulary import events as E
-from otel_kubeskoop.vocabulary import instruments as I
+from otel_kubeskoop.vocabulary.events import EventSpec
+from otel_kubeskoop.vocabulary.instruments import C, H, InstrumentSpec
+
+VIRTIO_CTRL_CLASS = "kubeskoop.virtio.ctrl.class"  # rx, mac, vlan, announce, mq, ...
+VIRTIO_CTRL_COMMAND = "kubeskoop.virtio.ctrl.command"  # int: the class's command number
+
+_VIRTIO = (A.NETWORK_INTERFACE_NAME, VIRTIO_CTRL_CLASS)
+VIRTCMDLATENCY_DURATION = InstrumentSpec(
+    "kubeskoop.virtcmdlatency.duration", H, "s",
+    "virtio-net control command latency, entry to return of virtnet_send_command(_reply)",
+    _VIRTIO)
+VIRTCMDLATENCY_LATENCY = InstrumentSpec(
+    "kubeskoop.virtcmdlatency.latency", C, "{command}",
+    "virtio-net control commands slower than 10 ms", _VIRTIO, key="0",
+    compat="kubeskoop_virtcmdlatency_latency")
+VIRTCMDLATENCY_LATENCY100MS = InstrumentSpec(
+    "kubeskoop.virtcmdlatency.latency100ms", C, "{command}",
+    "virtio-net control commands slower than 100 ms", _VIRTIO, key="1",
+    compat="kubeskoop_virtcmdlatency_latency100ms")
+INSTRUMENTS = (VIRTCMDLATENCY_DURATION, VIRTCMDLATENCY_LATENCY, VIRTCMDLATENCY_LATENCY100MS)
+
+_EVENT_ATTRIBUTES = (A.NETWORK_INTERFACE_NAME, VIRTIO_CTRL_CLASS, VIRTIO_CTRL_COMMAND, A.LATENCY,
+            A.CPU_LOGICAL_NUMBER, A.PROCESS_PID, A.PROCESS_COMMAND)
+VIRTCMDLATENCY_SLOW = EventSpec(
+    "kubeskoop.virtcmdlatency.slow", "VIRTCMDEXCUTE",
+    "A virtio-net control command took longer than the threshold (and at most 100 ms)", _EVENT_ATTRIBUTES)
+VIRTCMDLATENCY_SLOW_100MS = EventSpec(
+    "kubeskoop.virtcmdlatency.slow_100ms", "VIRTCMDEXCUTE_100MS",
+    "A virtio-net control command took longer than 100 ms", _EVENT_ATTRIBUTES)
+EVENTS = (VIRTCMDLATENCY_SLOW, VIRTCMDLATENCY_SLOW_100MS)
+
 
 OBJECT = "virtcmdlatency"
 
@@ -54,8 +83,8 @@ INFLIGHT_MAP = "calls"
 #: VIRTIO_NET_CTRL_* classes, include/uapi/linux/virtio_net.h (the virtio spec's numbers)
 CLASSES = {0: "rx", 1: "mac", 2: "vlan", 3: "announce", 4: "mq", 5: "guest_offloads",
            6: "notf_coal", 8: "stats"}
-_EVENTS = {VirtcmdlatencyEventType.VIRTCMDEXCUTE: E.VIRTCMDLATENCY_SLOW,
-           VirtcmdlatencyEventType.VIRTCMDEXCUTE_100MS: E.VIRTCMDLATENCY_SLOW_100MS}
+_EVENTS = {VirtcmdlatencyEventType.VIRTCMDEXCUTE: VIRTCMDLATENCY_SLOW,
+           VirtcmdlatencyEventType.VIRTCMDEXCUTE_100MS: VIRTCMDLATENCY_SLOW_100MS}
 
 
 class VirtcmdlatencyArgs(LatencyArgs):
@@ -72,8 +101,8 @@ def decode_virtcmdlatency(raw: bytes, clock_offset_ns: int = 0) -> Event:
     spec = _EVENTS[event_type(VirtcmdlatencyEventType, rec.hdr.type, "virtcmdlatency")]
     return record_event(spec, rec.hdr, (
         (A.NETWORK_INTERFACE_NAME, ifname(rec.ifname, rec.ifindex)),
-        (A.VIRTIO_CTRL_CLASS, ctrl_class(rec.cls)),
-        (A.VIRTIO_CTRL_COMMAND, rec.cmd),
+        (VIRTIO_CTRL_CLASS, ctrl_class(rec.cls)),
+        (VIRTIO_CTRL_COMMAND, rec.cmd),
         (A.LATENCY, seconds(rec.latency_ns)),
         (A.CPU_LOGICAL_NUMBER, rec.cpu),
         (A.PROCESS_PID, rec.pid),
@@ -92,11 +121,11 @@ class VirtcmdlatencyProbe(LatencyProbe):
 
     def samples_of(self, key: Any, value: Any, netns: int | None) -> list[Sample]:
         attrs = ((A.NETWORK_INTERFACE_NAME, ifname(value.ifname, key.ifindex)),
-                 (A.VIRTIO_CTRL_CLASS, ctrl_class(key.cls)))
+                 (VIRTIO_CTRL_CLASS, ctrl_class(key.cls)))
         return [
-            Sample(I.VIRTCMDLATENCY_DURATION, histogram(value.hist), netns, attrs),
-            Sample(I.VIRTCMDLATENCY_LATENCY, value.hist.slow[0], netns, attrs),
-            Sample(I.VIRTCMDLATENCY_LATENCY100MS, value.hist.slow[1], netns, attrs),
+            Sample(VIRTCMDLATENCY_DURATION, histogram(value.hist), netns, attrs),
+            Sample(VIRTCMDLATENCY_LATENCY, value.hist.slow[0], netns, attrs),
+            Sample(VIRTCMDLATENCY_LATENCY100MS, value.hist.slow[1], netns, attrs),
         ]
 
     def decode(self, raw: bytes) -> Event:
@@ -115,7 +144,8 @@ SPEC = ProbeSpec(
                   "minute: MAC, RX mode, queue changes); one table read per collection",
     default_enabled=False,
     factory=VirtcmdlatencyProbe,
-    instruments=I.VIRTCMDLATENCY,
+    instruments=INSTRUMENTS,
+    events=EVENTS,
     args=VirtcmdlatencyArgs,
     requires=bpf_requires("fentry/fexit (BPF trampolines) or kprobes (CONFIG_KPROBES) on "
                           "virtnet_send_command_reply or virtnet_send_command (the virtio_net driver)"),

@@ -28,8 +28,8 @@ def test_default_config_loads_default_probes():
 
 def test_upstream_helm_config_loads_unchanged():
     cfg = load(str(ROOT / "config/kubeskoop-compat.yaml"), environ={})
-    # Every upstream probe name loads: implemented ones with their args, the rest marked planned.
-    assert all(p.planned == (p.name not in REGISTRY) for p in cfg.probes)
+    # Every upstream probe name loads, with its args.
+    assert {p.name for p in cfg.probes} <= set(REGISTRY)
     assert {(p.name, p.kind) for p in cfg.probes} >= {("netdev", Kind.METRICS), ("conntrack", Kind.METRICS),
                                                       ("packetloss", Kind.EVENTS)}
     assert cfg.address == ":9102"  # from the deprecated `port`

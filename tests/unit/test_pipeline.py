@@ -5,15 +5,16 @@ request size; checked on the OTLP messages it sends."""
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 
 from otel_kubeskoop.probe import Histogram, Sample, log2_bounds
+from otel_kubeskoop.probes import netdev, tcp, udp
 from otel_kubeskoop.vocabulary import instruments as I
 from otel_kubeskoop.vocabulary.instruments import InstrumentKind, InstrumentSpec
 from otel_kubeskoop.telemetry.pipeline import DELTA, MetricPipeline, temporality_from_env
 from tests.helpers import MemoryExporter, points, resource_values
 from tests.otlp_receiver import decode_attributes
 
-NOPORTS = I.BY_NAME["kubeskoop.udp.noports"]
-CURREST = I.BY_NAME["kubeskoop.tcp.currestab"]
-RXBYTES = I.BY_NAME["kubeskoop.netdev.rxbytes"]
+NOPORTS = next(i for i in udp.INSTRUMENTS if i.key == "NoPorts")
+CURREST = next(i for i in tcp.INSTRUMENTS if i.key == "CurrEstab")
+RXBYTES = next(i for i in netdev.INSTRUMENTS if i.key == "rx_bytes")
 DURATION = I.AGENT_PROBE_DURATION
 CUMULATIVE = AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
 

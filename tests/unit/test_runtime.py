@@ -5,9 +5,10 @@ from otel_kubeskoop.config import ProbeConfig
 from otel_kubeskoop.probe import Kind, NoArgs, Overhead, ProbeSpec, Sample, Scope, Source, Unavailable
 from otel_kubeskoop.procfs import ParseError
 from otel_kubeskoop.runtime import ProbeRuntime, State
+from otel_kubeskoop.probes import udp
 from otel_kubeskoop.vocabulary import instruments as I
 
-NOPORTS = I.BY_NAME["kubeskoop.udp.noports"]
+NOPORTS = next(i for i in udp.INSTRUMENTS if i.key == "NoPorts")
 
 
 class Good:
@@ -60,9 +61,8 @@ REGISTRY = {s.name: s for s in (spec("good", Good), spec("raises", Raises), spec
                                 spec("nokernel", NoKernel), spec("broken", Broken), spec("stopraises", StopRaises))}
 
 
-def runtime(*names, planned=()):
+def runtime(*names):
     probes = [ProbeConfig(n, Kind.METRICS, NoArgs()) for n in names]
-    probes += [ProbeConfig(n, Kind.METRICS, None, planned=True) for n in planned]
     rt = ProbeRuntime(probes, registry=REGISTRY)
     rt.start()
     return rt
@@ -78,11 +78,10 @@ def self_metric(samples, instrument, **attrs):
 
 
 def test_failures_are_isolated_and_counted():
-    rt = runtime("good", "raises", "partial", "nokernel", "broken", "stopraises", planned=["flow"])
+    rt = runtime("good", "raises", "partial", "nokernel", "broken", "stopraises")
     runs = by_name(rt)
     assert runs["nokernel"].state is State.UNAVAILABLE and runs["nokernel"].reason == "needs IPVS"
     assert runs["broken"].state is State.FAILED and "Permission denied" in runs["broken"].reason
-    assert runs["flow"].state is State.NOT_IMPLEMENTED
     for _ in range(3):
         samples = rt.collect()
     data = [(s.value, s.netns) for s in samples if s.instrument is NOPORTS]

@@ -18,7 +18,6 @@ import pytest
 from otel_kubeskoop.netlink.rdma import dump_res_summary
 from otel_kubeskoop.probe import ProbeContext, Unavailable
 from otel_kubeskoop.probes import rdma
-from otel_kubeskoop.vocabulary import attributes as A
 from tests.privileged.netnsutil import require_root
 
 require_root()
@@ -49,9 +48,9 @@ def test_rdma_on_this_machine():
     assert not ctx.errors
     for s in samples:
         attrs = dict(s.attributes)
-        if A.RDMA_PORT in attrs:
-            port = f"{CLASS}/{attrs[A.RDMA_DEVICE_NAME]}/ports/{attrs[A.RDMA_PORT]}"
+        if rdma.RDMA_PORT in attrs:
+            port = f"{CLASS}/{attrs[rdma.RDMA_DEVICE_NAME]}/ports/{attrs[rdma.RDMA_PORT]}"
             path = next(p for p in (f"{port}/counters/{s.instrument.key}", f"{port}/hw_counters/{s.instrument.key}")
                         if os.path.exists(p))
             assert s.value <= int(open(path).read())
-    assert {dict(s.attributes)[A.RDMA_DEVICE_NAME] for s in samples} == set(devices())
+    assert {dict(s.attributes)[rdma.RDMA_DEVICE_NAME] for s in samples} == set(devices())

@@ -159,9 +159,9 @@ def test_counters_of_a_vanished_namespace_are_deleted_after_two_collections() ->
     probe = probe_with([(PacketlossKey(A_NS, 1, 3, 2, 6), 5), (PacketlossKey(B_NS, 1, 3, 2, 6), 1)],
                        namespaces={A_NS: object(), B_NS: object()})
     counters = probe.obj.maps["counters"]
-    assert {s.netns for s in probe.collect() if s.instrument is packetloss.I.PACKETLOSS_TOTAL} == {A_NS, B_NS}
+    assert {s.netns for s in probe.collect() if s.instrument is packetloss.PACKETLOSS_TOTAL} == {A_NS, B_NS}
     probe.ctx.cycle.namespaces = {A_NS: object()}  # B went away
-    assert {s.netns for s in probe.collect() if s.instrument is packetloss.I.PACKETLOSS_TOTAL} == {A_NS}
+    assert {s.netns for s in probe.collect() if s.instrument is packetloss.PACKETLOSS_TOTAL} == {A_NS}
     assert len(counters.entries) == 2  # one collection of grace
     probe.collect()
     assert [(k.netns, k.reason) for k, _ in counters.entries] == [(A_NS, 3)]
@@ -172,7 +172,7 @@ def test_a_reused_inode_reports_the_new_namespace_and_deletes_the_old_ones_count
     # The kernel gave the inode of a deleted namespace (id 5) to a new one (id 9).
     probe = probe_with([(PacketlossKey(A_NS, 5, 3, 2, 6), 40), (PacketlossKey(A_NS, 9, 3, 2, 6), 2),
                         (PacketlossKey(A_NS, 5, 12, 2, 17), 7)], namespaces={A_NS: object()})
-    got = {s.attributes: s.value for s in probe.collect() if s.instrument is packetloss.I.PACKETLOSS_TOTAL}
+    got = {s.attributes: s.value for s in probe.collect() if s.instrument is packetloss.PACKETLOSS_TOTAL}
     assert got == {(("kubeskoop.drop.reason", "NO_SOCKET"), ("network.type", "ipv4"), ("network.transport", "tcp")): 2}
     assert [(k.netns_cookie, k.reason) for k, _ in probe.obj.maps["counters"].entries] == [(9, 3)]
 
@@ -181,7 +181,7 @@ def test_a_namespace_back_within_the_grace_keeps_its_counters() -> None:
     probe = probe_with([(PacketlossKey(B_NS, 1, 3, 2, 6), 1)], namespaces={A_NS: object()})
     probe.collect()  # B not yet in the scan
     probe.ctx.cycle.namespaces = {A_NS: object(), B_NS: object()}
-    assert {s.netns for s in probe.collect() if s.instrument is packetloss.I.PACKETLOSS_TOTAL} == {B_NS}
+    assert {s.netns for s in probe.collect() if s.instrument is packetloss.PACKETLOSS_TOTAL} == {B_NS}
     probe.ctx.cycle.namespaces = {A_NS: object()}
     probe.collect()
     assert len(probe.obj.maps["counters"].entries) == 1  # the count of misses started again

@@ -13,13 +13,13 @@ import pytest
 from otel_kubeskoop.netlink.rdma import decode_res_summary
 from otel_kubeskoop.probe import ProbeContext, Unavailable
 from otel_kubeskoop.probes import rdma
-from otel_kubeskoop.vocabulary import instruments as I
 from tests.unit.bpf.test_layouts import read_dump
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 SYS = FIXTURES / "sys"
 PORT = {"mlx5_0": SYS / "class/infiniband/mlx5_0/ports/1", "erdma_0": SYS / "class/infiniband/erdma_0/ports/1"}
 DEV, TYPE, PORTNO = "kubeskoop.rdma.device.name", "kubeskoop.rdma.device.type", "kubeskoop.rdma.port"
+BY_NAME = {s.name: s for s in rdma.INSTRUMENTS}
 
 
 def summary():
@@ -51,10 +51,10 @@ def test_resources_per_device() -> None:
     for dev, dtype, qp, mr in (("mlx5_0", "mlx5", 66, 130), ("erdma_0", "erdma", 8, 17)):
         attrs = ((DEV, dev), (TYPE, dtype))
         assert got[("kubeskoop.rdma.qp", attrs)] == qp and got[("kubeskoop.rdma.mr", attrs)] == mr
-        assert {n for n, a in got if a == attrs} == {s.name for s in I.RDMA_RESOURCES}
+        assert {n for n, a in got if a == attrs} == {s.name for s in rdma.RDMA_RESOURCES}
 
 
-@pytest.mark.parametrize("dev, dtype, table", [("mlx5_0", "mlx5", I.RDMA_MLX5), ("erdma_0", "erdma", I.RDMA_ERDMA)])
+@pytest.mark.parametrize("dev, dtype, table", [("mlx5_0", "mlx5", rdma.RDMA_MLX5), ("erdma_0", "erdma", rdma.RDMA_ERDMA)])
 def test_port_counters_allow_listed(dev: str, dtype: str, table) -> None:
     got, _, _ = collect()
     attrs = ((DEV, dev), (TYPE, dtype), (PORTNO, 1))
@@ -72,10 +72,10 @@ def test_port_counters_allow_listed(dev: str, dtype: str, table) -> None:
 
 
 def test_compat_names_and_labels() -> None:
-    spec = I.BY_NAME["kubeskoop.rdma.mlx5.VL15_dropped"]
+    spec = BY_NAME["kubeskoop.rdma.mlx5.VL15_dropped"]
     assert spec.compat == "kubeskoop_rdma_mlx5_VL15_dropped"
     assert dict(spec.compat_labels) == {DEV: "device", TYPE: "type", PORTNO: "port"}
-    assert dict(I.BY_NAME["kubeskoop.rdma.qp"].compat_labels) == {DEV: "device", TYPE: "type"}
+    assert dict(BY_NAME["kubeskoop.rdma.qp"].compat_labels) == {DEV: "device", TYPE: "type"}
 
 
 def test_unknown_driver_gets_resources_only(tmp_path) -> None:
@@ -93,7 +93,7 @@ def test_no_rdma_netlink_drops_resources_quietly() -> None:
         raise OSError(errno.EPROTONOSUPPORT, "Protocol not supported")
 
     got, ctx, probe = collect(res_summary=unsupported)
-    assert not [n for n, _ in got if n in {s.name for s in I.RDMA_RESOURCES}]
+    assert not [n for n, _ in got if n in {s.name for s in rdma.RDMA_RESOURCES}]
     assert ("kubeskoop.rdma.mlx5.port_rcv_data", ((DEV, "mlx5_0"), (TYPE, "mlx5"), (PORTNO, 1))) in got
     assert not ctx.errors
     probe.collect()
