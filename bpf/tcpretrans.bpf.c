@@ -7,8 +7,8 @@
  *
  * Since Linux 6.17 ("tcp: trace retransmit failures in tcp_retransmit_skb") tcp_retransmit_skb
  * also fires for retransmissions that failed (err != 0, nothing sent); those are not counted, as
- * before 6.17 and as the kernel's RetransSegs does not. The fentry/kprobe fallbacks cannot see
- * the result and count attempts.
+ * before 6.17 (the kernel counts them in RetransSegs, which it increments before the transmit,
+ * and in TCPRetransFail). The fentry/kprobe fallbacks cannot see the result and count attempts.
  *
  * Kind of a tcp_retransmit_skb, from the socket when it fires, read with CO-RE:
  *   sk_state == TCP_SYN_SENT                           SYN

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from otel_kubeskoop.bpf.spec import ObjectSpec
 from otel_kubeskoop.probe import Unavailable
 
 __all__ = [
@@ -144,20 +145,22 @@ def _hook(stem: str, program: str, point: AttachPoint) -> str:
     return middle.partition("_")[0]
 
 
-def plans(stem: str, programs: Mapping[str, str]) -> tuple[AttachPlan, ...]:
-    """The attach plans of object ``stem`` whose programs (name -> section, in object order) are
-    ``programs``, by the naming convention."""
+def plans(spec: ObjectSpec) -> tuple[AttachPlan, ...]:
+    """The attach plans the programs of an object state (``spec.programs``: name -> section, in
+    object order), by the naming convention."""
     hooks: dict[str, list[Candidate]] = {}
-    for program, section in programs.items():
+    for program, section in spec.programs.items():
         point = AttachPoint.of_section(section)
         if point is not None:
-            hooks.setdefault(_hook(stem, program, point), []).append(Candidate(program, point))
+            hooks.setdefault(_hook(spec.name, program, point), []).append(Candidate(program, point))
     return tuple(AttachPlan(hook, tuple(candidates)) for hook, candidates in hooks.items())
 
 
-def unplanned(programs: Mapping[str, str]) -> tuple[str, ...]:
+def unplanned(spec: ObjectSpec) -> tuple[str, ...]:
     """The programs in no attach plan (``SEC("tc")``...): loaded, attached by their caller."""
-    return tuple(p for p, section in programs.items() if AttachPoint.of_section(section) is None)
+    return tuple(
+        p for p, section in spec.programs.items() if AttachPoint.of_section(section) is None
+    )
 
 
 # --- choosing attach points -------------------------------------------------------------

@@ -132,11 +132,11 @@ class BPFObject:
         the package unless ``path`` is given; attach plans by the naming convention."""
         return cls(
             path or object_path(spec.name),
-            attach.plans(spec.name, spec.programs),
+            attach.plans(spec),
             rodata=rodata,
             max_entries=max_entries,
             features=features,
-            load_only=attach.unplanned(spec.programs),
+            load_only=attach.unplanned(spec),
         )
 
     def __init__(

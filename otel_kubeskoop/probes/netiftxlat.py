@@ -33,18 +33,13 @@ from typing import Any
 
 from pydantic import Field
 
-from otel_kubeskoop.bpf.attach import plans
 from otel_kubeskoop.bpf.generated import netiftxlat as contract
-from otel_kubeskoop.bpf.generated.netiftxlat import (
-    HistsSlot,
-    NetiftxlatEvent,
-    NetiftxlatKey,
-    NetiftxlatStage,
-    NetiftxlatValue,
-)
-from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeSpec, Sample, Scope, Source
-from otel_kubeskoop.probes._bpf import bpf_requires, decode_exact, event_type, ifname, record_event, tuple_attributes
-from otel_kubeskoop.probes._latency import LatencyArgs, LatencyProbe, histogram, seconds
+from otel_kubeskoop.bpf.generated.netiftxlat import NetiftxlatEvent, NetiftxlatStage
+from otel_kubeskoop.bpf.records import decode_exact
+from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeContext, ProbeSpec, Sample, Scope, Source
+from otel_kubeskoop.probes._bpf import ObjectHandle, bpf_requires
+from otel_kubeskoop.probes._decode import event_type, ifname, record_event, tuple_attributes
+from otel_kubeskoop.probes._latency import Histograms, LatencyArgs, histogram, seconds
 from otel_kubeskoop.vocabulary import attributes as A
 from otel_kubeskoop.vocabulary.events import EventSpec
 from otel_kubeskoop.vocabulary.instruments import C, H, InstrumentSpec
@@ -84,13 +79,7 @@ NETIFTXLAT_XMIT = EventSpec(
     _EVENT_ATTRIBUTES)
 EVENTS = (NETIFTXLAT_QDISC, NETIFTXLAT_XMIT)
 
-
-OBJECT = "netiftxlat"
-
-PLANS = plans(OBJECT, contract.OBJECT.programs)
-
 INFLIGHT_MAP = "skbs"
-
 
 #: kubeskoop.latency.stage values
 STAGES = {NetiftxlatStage.NETIFTXLAT_QDISC: "qdisc", NetiftxlatStage.NETIFTXLAT_XMIT: "xmit"}
@@ -123,29 +112,40 @@ def decode_netiftxlat(raw: bytes, clock_offset_ns: int = 0) -> Event:
     return record_event(_EVENTS[stage], rec.hdr, attrs, clock_offset_ns)
 
 
-class NetiftxlatProbe(LatencyProbe):
-    OBJECT = OBJECT
-    PLANS = PLANS
-    KEY = NetiftxlatKey
-    SLOT = HistsSlot
-    VALUE = NetiftxlatValue
-    INFLIGHT_MAP = INFLIGHT_MAP
-    ARGS = NetiftxlatArgs
+def samples_of(key: Any, value: Any, netns: int | None) -> list[Sample]:
+    """The samples of one ``hists`` entry: its stage's histogram and slow counter."""
+    try:
+        stage = NetiftxlatStage(key.stage)
+    except ValueError:
+        return []
+    name = (A.NETWORK_INTERFACE_NAME, ifname(value.ifname, key.ifindex))
+    return [
+        Sample(NETIFTXLAT_DURATION, histogram(value.hist), netns,
+               (name, (A.LATENCY_STAGE, STAGES[stage]))),
+        Sample(_SLOW[stage], value.hist.slow[0], netns, (name,)),
+    ]
 
-    def samples_of(self, key: Any, value: Any, netns: int | None) -> list[Sample]:
-        try:
-            stage = NetiftxlatStage(key.stage)
-        except ValueError:
-            return []
-        name = (A.NETWORK_INTERFACE_NAME, ifname(value.ifname, key.ifindex))
-        return [
-            Sample(NETIFTXLAT_DURATION, histogram(value.hist), netns,
-                   (name, (A.LATENCY_STAGE, STAGES[stage]))),
-            Sample(_SLOW[stage], value.hist.slow[0], netns, (name,)),
-        ]
+
+class NetiftxlatProbe:
+    def __init__(self, args: NetiftxlatArgs | None, ctx: ProbeContext) -> None:
+        self.args = args if args is not None else NetiftxlatArgs()
+        self.bpf = ObjectHandle(contract.OBJECT, ctx, self.decode)
+        self.hists = Histograms(self.bpf, INFLIGHT_MAP)
+
+    def start(self) -> None:
+        self.bpf.start(self.args.settings, events=self.args)
+
+    def stop(self) -> None:
+        self.bpf.stop()
+
+    def bpf_programs(self) -> dict[str, int]:
+        return self.bpf.programs()
+
+    def collect(self) -> list[Sample]:
+        return self.hists.collect(samples_of)
 
     def decode(self, raw: bytes) -> Event:
-        return decode_netiftxlat(raw, self.clock_offset)
+        return decode_netiftxlat(raw, self.bpf.clock_offset)
 
 
 SPEC = ProbeSpec(

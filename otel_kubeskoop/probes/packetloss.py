@@ -32,17 +32,20 @@ from typing import Any
 
 from pydantic import Field
 
-from otel_kubeskoop.bpf.attach import plans
 from otel_kubeskoop.bpf.generated import packetloss as contract
-from otel_kubeskoop.bpf.generated.packetloss import PacketlossEvent, PacketlossEventType, PacketlossKey
-from otel_kubeskoop.bpf.records import DecodeError
-from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeSpec, Sample, Scope, Source
+from otel_kubeskoop.bpf.generated.packetloss import PacketlossEvent, PacketlossEventType
+from otel_kubeskoop.bpf.records import DecodeError, decode_exact
+from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeContext, ProbeSpec, Sample, Scope, Source
 from otel_kubeskoop.probes._bpf import (
-    BPFProbe,
+    Counters,
     EventArgs,
-    KernelNames,
+    ObjectHandle,
     bpf_requires,
-    decode_exact,
+    small_ring_without_events,
+)
+from otel_kubeskoop.probes._decode import (
+    KernelNames,
+    kernel_names,
     l3l4_attributes,
     record_event,
     tuple_attributes,
@@ -78,11 +81,6 @@ PACKETLOSS_DROP = EventSpec(
     "interface, and the kernel stack when enableStack is set",
     (DROP_REASON, DROP_LOCATION, *A.TUPLE, A.NETWORK_INTERFACE_NAME, STACK))
 EVENTS = (PACKETLOSS_DROP,)
-
-
-OBJECT = "packetloss"
-
-PLANS = plans(OBJECT, contract.OBJECT.programs)
 
 
 NETFILTER_DROP = "NETFILTER_DROP"
@@ -133,41 +131,64 @@ def decode_packetloss(raw: bytes, names: KernelNames, clock_offset_ns: int = 0,
     return record_event(PACKETLOSS_DROP, rec.hdr, attrs, clock_offset_ns)
 
 
-class PacketlossProbe(BPFProbe):
-    OBJECT = OBJECT
-    PLANS = PLANS
-    KEY = PacketlossKey
+def samples(counts: Mapping[int | None, Mapping[Any, int]], names: KernelNames) -> list[Sample]:
+    """The drops ``{netns or None: {(reason, family, protocol): value}}`` by reason name (values
+    this kernel names alike add up) and, for NETFILTER_DROP, by network type and transport."""
+    out: list[Sample] = []
+    for netns, keys in counts.items():
+        total: dict[tuple[tuple[str, Any], ...], int] = defaultdict(int)
+        netfilter: dict[tuple[tuple[str, Any], ...], int] = defaultdict(int)
+        for (reason, family, protocol), value in keys.items():
+            name = names.drop_reason(reason)
+            l3l4 = l3l4_attributes(family, protocol)
+            total[((DROP_REASON, name), *l3l4)] += value
+            if name == NETFILTER_DROP:
+                netfilter[l3l4] += value
+        out += [Sample(PACKETLOSS_TOTAL, v, netns, attrs) for attrs, v in total.items()]
+        out += [Sample(PACKETLOSS_NETFILTER, v, netns, attrs) for attrs, v in netfilter.items()]
+    return out
 
-    @classmethod
-    def default_args(cls) -> PacketlossArgs:
-        return PacketlossArgs()
 
-    def rodata(self) -> dict[str, int | bool]:
+class PacketlossProbe:
+    def __init__(self, args: PacketlossArgs | None, ctx: ProbeContext) -> None:
+        self.args = args if args is not None else PacketlossArgs()
+        self.names = KernelNames()
+        self.kallsyms: Any = None  # bpf.kallsyms.Kallsyms, read on the first location to name
+        self.bpf = ObjectHandle(contract.OBJECT, ctx, self.decode)
+        self.counters = Counters(self.bpf)
+
+    def settings(self) -> dict[str, int | bool]:
+        """The ``const volatile`` settings: this kernel's values of the frees that are not drops."""
         consumed = self.names.reason_value("SKB_CONSUMED")
         not_dropped = self.names.reason_value("SKB_NOT_DROPPED_YET")
         return {
             "targ_reason_consumed": _NONE if consumed is None else consumed,
             "targ_reason_not_dropped": _NONE if not_dropped is None else not_dropped,
-            "targ_stack": bool(getattr(self.args, "enable_stack", False)),
+            "targ_stack": self.args.enable_stack,
         }
 
-    def samples(self, counts: Mapping[int | None, Mapping[Any, int]]) -> list[Sample]:
-        out: list[Sample] = []
-        for netns, keys in counts.items():
-            total: dict[tuple[tuple[str, Any], ...], int] = defaultdict(int)
-            netfilter: dict[tuple[tuple[str, Any], ...], int] = defaultdict(int)
-            for (reason, family, protocol), value in keys.items():
-                name = self.names.drop_reason(reason)
-                l3l4 = l3l4_attributes(family, protocol)
-                total[((DROP_REASON, name), *l3l4)] += value
-                if name == NETFILTER_DROP:
-                    netfilter[l3l4] += value
-            out += [Sample(PACKETLOSS_TOTAL, v, netns, attrs) for attrs, v in total.items()]
-            out += [Sample(PACKETLOSS_NETFILTER, v, netns, attrs) for attrs, v in netfilter.items()]
-        return out
+    def start(self) -> None:
+        from otel_kubeskoop.bpf.kallsyms import Kallsyms
+
+        self.names = kernel_names()
+        if self.bpf.ctx.events_enabled:
+            self.kallsyms = self.kallsyms or Kallsyms()
+        self.bpf.start(self.settings(), events=self.args,
+                       max_entries=small_ring_without_events(self.bpf.ctx))
+
+    def stop(self) -> None:
+        self.bpf.stop()
+
+    def bpf_programs(self) -> dict[str, int]:
+        return self.bpf.programs()
+
+    def collect(self) -> list[Sample]:
+        if self.bpf.obj is None:
+            return []
+        return samples(self.counters.read(), self.names) + self.counters.self_samples()
 
     def decode(self, raw: bytes) -> Event:
-        return decode_packetloss(raw, self.names, self.clock_offset, self.kallsyms)
+        return decode_packetloss(raw, self.names, self.bpf.clock_offset, self.kallsyms)
 
 
 SPEC = ProbeSpec(

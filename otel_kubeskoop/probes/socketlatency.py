@@ -40,21 +40,24 @@ and counted (``kubeskoop.agent.bpf.inflight.evicted``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import Field
 
-from otel_kubeskoop.bpf.attach import plans
 from otel_kubeskoop.bpf.generated import socketlatency as contract
-from otel_kubeskoop.bpf.generated.socketlatency import (
-    HistsSlot,
-    SocketlatencyDirection,
-    SocketlatencyEvent,
-    SocketlatencyKey,
+from otel_kubeskoop.bpf.generated.socketlatency import SocketlatencyDirection, SocketlatencyEvent
+from otel_kubeskoop.bpf.records import decode_exact
+from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeContext, ProbeSpec, Sample, Scope, Source
+from otel_kubeskoop.probes._bpf import ObjectHandle, bpf_requires
+from otel_kubeskoop.probes._decode import (
+    KernelNames,
+    connection_attributes,
+    event_type,
+    kernel_names,
+    record_event,
 )
-from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeSpec, Scope, Source, Unavailable
-from otel_kubeskoop.probes._bpf import KernelNames, bpf_requires, connection_attributes, decode_exact, event_type, record_event
-from otel_kubeskoop.probes._latency import DirectionLatencyProbe, Endpoints, LatencyArgs, seconds
+from otel_kubeskoop.probes._latency import Directions, Endpoints, Histograms, LatencyArgs, seconds
 from otel_kubeskoop.vocabulary import attributes as A
 from otel_kubeskoop.vocabulary.events import EventSpec
 from otel_kubeskoop.vocabulary.instruments import C, H, InstrumentSpec
@@ -92,13 +95,7 @@ SOCKETLATENCY_SENDSLOW = EventSpec(
     "for the device: the connection, the wait, and the writing process", _EVENT_ATTRIBUTES)
 EVENTS = (SOCKETLATENCY_READSLOW, SOCKETLATENCY_SENDSLOW)
 
-
-OBJECT = "socketlatency"
-
-PLANS = plans(OBJECT, contract.OBJECT.programs)
-
 INFLIGHT_MAP = "socks"
-
 
 READ, WRITE = SocketlatencyDirection.SOCKETLATENCY_READ, SocketlatencyDirection.SOCKETLATENCY_WRITE
 #: network.io.direction of each direction
@@ -106,7 +103,9 @@ DIRECTIONS = {READ: "receive", WRITE: "transmit"}
 #: the hooks whose attach points start and end each direction's interval
 BOUNDS = {READ: ("ready", "recv"), WRITE: ("sendmsg", "xmit")}
 _EVENTS = {READ: SOCKETLATENCY_READSLOW, WRITE: SOCKETLATENCY_SENDSLOW}
-_COUNTERS = {READ: SOCKETLATENCY_COUNTERS[:2], WRITE: SOCKETLATENCY_COUNTERS[2:]}
+BY_DIRECTION = Directions(
+    SocketlatencyDirection, DIRECTIONS, SOCKETLATENCY_DURATION,
+    {READ: SOCKETLATENCY_COUNTERS[:2], WRITE: SOCKETLATENCY_COUNTERS[2:]})
 
 
 class SocketlatencyArgs(LatencyArgs):
@@ -115,7 +114,7 @@ class SocketlatencyArgs(LatencyArgs):
     threshold_ms: float = Field(100.0, alias="thresholdMs", gt=0, le=3_600_000)
 
 
-def endpoints(chosen: dict[str, Any]) -> Endpoints:
+def endpoints(chosen: Mapping[str, Any]) -> Endpoints:
     """direction -> (start, end) attach points in use, from ``BPFObject.chosen``."""
     return {d: (str(chosen.get(a, a)), str(chosen.get(b, b))) for d, (a, b) in BOUNDS.items()}
 
@@ -141,33 +140,33 @@ def decode_socketlatency(raw: bytes, names: KernelNames, points: Endpoints,
     return record_event(_EVENTS[direction], rec.hdr, attrs, clock_offset_ns)
 
 
-class SocketlatencyProbe(DirectionLatencyProbe):
-    OBJECT = OBJECT
-    PLANS = PLANS
-    KEY = SocketlatencyKey
-    SLOT = HistsSlot
-    INFLIGHT_MAP = INFLIGHT_MAP
-    ARGS = SocketlatencyArgs
-    DIRECTION = SocketlatencyDirection
-    DIRECTIONS = DIRECTIONS
-    DURATION = SOCKETLATENCY_DURATION
-    COUNTERS = _COUNTERS
-    ENDPOINTS = staticmethod(endpoints)
-
-    def __init__(self, args: Any, ctx: Any) -> None:
-        super().__init__(args, ctx)
+class SocketlatencyProbe:
+    def __init__(self, args: SocketlatencyArgs | None, ctx: ProbeContext) -> None:
+        self.args = args if args is not None else SocketlatencyArgs()
         self.names = KernelNames()
-        self.points = {}
+        self.bpf = ObjectHandle(contract.OBJECT, ctx, self.decode)
+        self.hists = Histograms(self.bpf, INFLIGHT_MAP)
+        #: direction -> (start, end) attach points in use (set once attached)
+        self.points: Endpoints = {}
+
+    def _attached(self, chosen: Mapping[str, Any]) -> None:
+        self.points = endpoints(chosen)
 
     def start(self) -> None:
-        try:
-            self.names = KernelNames.from_btf()
-        except (OSError, ValueError) as exc:
-            raise Unavailable(f"kernel BTF unreadable (/sys/kernel/btf/vmlinux): {exc}") from None
-        super().start()
+        self.names = kernel_names()
+        self.bpf.start(self.args.settings, events=self.args, attached=self._attached)
+
+    def stop(self) -> None:
+        self.bpf.stop()
+
+    def bpf_programs(self) -> dict[str, int]:
+        return self.bpf.programs()
+
+    def collect(self) -> list[Sample]:
+        return self.hists.collect(BY_DIRECTION.samples)
 
     def decode(self, raw: bytes) -> Event:
-        return decode_socketlatency(raw, self.names, self.points, self.clock_offset)
+        return decode_socketlatency(raw, self.names, self.points, self.bpf.clock_offset)
 
 
 SPEC = ProbeSpec(

@@ -32,19 +32,13 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from otel_kubeskoop.bpf import libbpf
-from otel_kubeskoop.bpf.attach import plans
 from otel_kubeskoop.bpf.generated import softirq as contract
-from otel_kubeskoop.bpf.generated.softirq import (
-    HistsSlot,
-    SoftirqEvent,
-    SoftirqEventType,
-    SoftirqKey,
-    SoftirqStage,
-)
-from otel_kubeskoop.bpf.records import DecodeError
-from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeSpec, Sample, Scope, Source
-from otel_kubeskoop.probes._bpf import bpf_requires, decode_exact, record_event
-from otel_kubeskoop.probes._latency import LatencyArgs, LatencyProbe, histogram, seconds
+from otel_kubeskoop.bpf.generated.softirq import SoftirqEvent, SoftirqEventType, SoftirqStage
+from otel_kubeskoop.bpf.records import DecodeError, decode_exact
+from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeContext, ProbeSpec, Sample, Scope, Source
+from otel_kubeskoop.probes._bpf import ObjectHandle, bpf_requires
+from otel_kubeskoop.probes._decode import record_event
+from otel_kubeskoop.probes._latency import HISTS_MAP, Histograms, LatencyArgs, histogram, seconds
 from otel_kubeskoop.vocabulary import attributes as A
 from otel_kubeskoop.vocabulary.events import EventSpec
 from otel_kubeskoop.vocabulary.instruments import C, H, InstrumentSpec
@@ -98,10 +92,6 @@ SOFTIRQ_EXECUTE_100MS = EventSpec(
     "A softirq handler ran longer than 100 ms", _EVENT_ATTRIBUTES)
 EVENTS = (SOFTIRQ_SCHED_SLOW, SOFTIRQ_SCHED_100MS, SOFTIRQ_EXECUTE_SLOW, SOFTIRQ_EXECUTE_100MS)
 
-
-OBJECT = "softirq"
-
-PLANS = plans(OBJECT, contract.OBJECT.programs)
 
 #: Softirq types by number: include/linux/interrupt.h (HI_SOFTIRQ = 0 ... RCU_SOFTIRQ = 9), names
 #: as upstream's softirq-types argument and /proc/softirqs spell them.
@@ -173,13 +163,27 @@ def decode_softirq(raw: bytes, clock_offset_ns: int = 0) -> Event:
     ), clock_offset_ns, node_scope=True)
 
 
-class SoftirqProbe(LatencyProbe):
-    OBJECT = OBJECT
-    PLANS = PLANS
-    KEY = SoftirqKey
-    SLOT = HistsSlot
-    NODE_SCOPE = True
-    ARGS = SoftirqArgs
+def samples_of(key: Any, value: Any, netns: int | None) -> list[Sample]:
+    """The samples of one ``hists`` entry, all the node's: its histogram and upstream's two
+    counters of its stage."""
+    try:
+        stage = SoftirqStage(key.stage)
+    except ValueError:
+        return []
+    base = ((A.CPU_LOGICAL_NUMBER, key.cpu), (SOFTIRQ_TYPE, softirq_type(key.vec)))
+    slow, slow100 = _SLOW[stage]
+    return [
+        Sample(SOFTIRQ_DURATION, histogram(value), None, (*base, (A.LATENCY_STAGE, STAGES[stage]))),
+        Sample(slow, value.slow[0], None, base),
+        Sample(slow100, value.slow[1], None, base),
+    ]
+
+
+class SoftirqProbe:
+    def __init__(self, args: SoftirqArgs | None, ctx: ProbeContext) -> None:
+        self.args = args if args is not None else SoftirqArgs()
+        self.bpf = ObjectHandle(contract.OBJECT, ctx, self.decode)
+        self.hists = Histograms(self.bpf, None, node_scope=True)
 
     def hist_slots(self) -> int:
         """Slots for one histogram per (measured type, possible CPU, stage): a power of two at
@@ -188,27 +192,26 @@ class SoftirqProbe(LatencyProbe):
         keys = 2 * bin(self.args.vec_mask).count("1") * max(cpus, 1)
         return max(64, 1 << (2 * keys - 1).bit_length())
 
-    def rodata(self) -> dict[str, int | bool]:
-        return {"targ_vec_mask": self.args.vec_mask, "hists_mask": self.hist_slots() - 1}
+    def settings(self) -> dict[str, int]:
+        """The ``const volatile`` settings: the threshold, the types measured, the table's mask."""
+        return {**self.args.settings, "targ_vec_mask": self.args.vec_mask,
+                "hists_mask": self.hist_slots() - 1}
 
-    def max_entries(self) -> dict[str, int]:
-        return {"hists": self.hist_slots()}
+    def start(self) -> None:
+        self.bpf.start(self.settings(), events=self.args,
+                       max_entries={HISTS_MAP: self.hist_slots()})
 
-    def samples_of(self, key: Any, value: Any, netns: int | None) -> list[Sample]:
-        try:
-            stage = SoftirqStage(key.stage)
-        except ValueError:
-            return []
-        base = ((A.CPU_LOGICAL_NUMBER, key.cpu), (SOFTIRQ_TYPE, softirq_type(key.vec)))
-        slow, slow100 = _SLOW[stage]
-        return [
-            Sample(SOFTIRQ_DURATION, histogram(value), None, (*base, (A.LATENCY_STAGE, STAGES[stage]))),
-            Sample(slow, value.slow[0], None, base),
-            Sample(slow100, value.slow[1], None, base),
-        ]
+    def stop(self) -> None:
+        self.bpf.stop()
+
+    def bpf_programs(self) -> dict[str, int]:
+        return self.bpf.programs()
+
+    def collect(self) -> list[Sample]:
+        return self.hists.collect(samples_of)
 
     def decode(self, raw: bytes) -> Event:
-        return decode_softirq(raw, self.clock_offset)
+        return decode_softirq(raw, self.bpf.clock_offset)
 
 
 SPEC = ProbeSpec(

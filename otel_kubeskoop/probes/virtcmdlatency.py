@@ -27,18 +27,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from otel_kubeskoop.bpf.attach import plans
 from otel_kubeskoop.bpf.generated import virtcmdlatency as contract
-from otel_kubeskoop.bpf.generated.virtcmdlatency import (
-    HistsSlot,
-    VirtcmdlatencyEvent,
-    VirtcmdlatencyEventType,
-    VirtcmdlatencyKey,
-    VirtcmdlatencyValue,
-)
-from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeSpec, Sample, Scope, Source
-from otel_kubeskoop.probes._bpf import bpf_requires, decode_exact, event_type, ifname, record_event
-from otel_kubeskoop.probes._latency import LatencyArgs, LatencyProbe, histogram, seconds
+from otel_kubeskoop.bpf.generated.virtcmdlatency import VirtcmdlatencyEvent, VirtcmdlatencyEventType
+from otel_kubeskoop.bpf.records import decode_exact
+from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeContext, ProbeSpec, Sample, Scope, Source
+from otel_kubeskoop.probes._bpf import ObjectHandle, bpf_requires
+from otel_kubeskoop.probes._decode import event_type, ifname, record_event
+from otel_kubeskoop.probes._latency import Histograms, LatencyArgs, histogram, seconds
 from otel_kubeskoop.vocabulary import attributes as A
 from otel_kubeskoop.vocabulary.events import EventSpec
 from otel_kubeskoop.vocabulary.instruments import C, H, InstrumentSpec
@@ -71,14 +66,7 @@ VIRTCMDLATENCY_SLOW_100MS = EventSpec(
     "A virtio-net control command took longer than 100 ms", _EVENT_ATTRIBUTES)
 EVENTS = (VIRTCMDLATENCY_SLOW, VIRTCMDLATENCY_SLOW_100MS)
 
-
-OBJECT = "virtcmdlatency"
-
-# The function's current name first (Linux 6.10+), then the one before; BPF trampolines first.
-PLANS = plans(OBJECT, contract.OBJECT.programs)
-
 INFLIGHT_MAP = "calls"
-
 
 #: VIRTIO_NET_CTRL_* classes, include/uapi/linux/virtio_net.h (the virtio spec's numbers)
 CLASSES = {0: "rx", 1: "mac", 2: "vlan", 3: "announce", 4: "mq", 5: "guest_offloads",
@@ -110,26 +98,37 @@ def decode_virtcmdlatency(raw: bytes, clock_offset_ns: int = 0) -> Event:
     ), clock_offset_ns)
 
 
-class VirtcmdlatencyProbe(LatencyProbe):
-    OBJECT = OBJECT
-    PLANS = PLANS
-    KEY = VirtcmdlatencyKey
-    SLOT = HistsSlot
-    VALUE = VirtcmdlatencyValue
-    INFLIGHT_MAP = INFLIGHT_MAP
-    ARGS = VirtcmdlatencyArgs
+def samples_of(key: Any, value: Any, netns: int | None) -> list[Sample]:
+    """The samples of one ``hists`` entry: its histogram and upstream's two counters."""
+    attrs = ((A.NETWORK_INTERFACE_NAME, ifname(value.ifname, key.ifindex)),
+             (VIRTIO_CTRL_CLASS, ctrl_class(key.cls)))
+    return [
+        Sample(VIRTCMDLATENCY_DURATION, histogram(value.hist), netns, attrs),
+        Sample(VIRTCMDLATENCY_LATENCY, value.hist.slow[0], netns, attrs),
+        Sample(VIRTCMDLATENCY_LATENCY100MS, value.hist.slow[1], netns, attrs),
+    ]
 
-    def samples_of(self, key: Any, value: Any, netns: int | None) -> list[Sample]:
-        attrs = ((A.NETWORK_INTERFACE_NAME, ifname(value.ifname, key.ifindex)),
-                 (VIRTIO_CTRL_CLASS, ctrl_class(key.cls)))
-        return [
-            Sample(VIRTCMDLATENCY_DURATION, histogram(value.hist), netns, attrs),
-            Sample(VIRTCMDLATENCY_LATENCY, value.hist.slow[0], netns, attrs),
-            Sample(VIRTCMDLATENCY_LATENCY100MS, value.hist.slow[1], netns, attrs),
-        ]
+
+class VirtcmdlatencyProbe:
+    def __init__(self, args: VirtcmdlatencyArgs | None, ctx: ProbeContext) -> None:
+        self.args = args if args is not None else VirtcmdlatencyArgs()
+        self.bpf = ObjectHandle(contract.OBJECT, ctx, self.decode)
+        self.hists = Histograms(self.bpf, INFLIGHT_MAP)
+
+    def start(self) -> None:
+        self.bpf.start(self.args.settings, events=self.args)
+
+    def stop(self) -> None:
+        self.bpf.stop()
+
+    def bpf_programs(self) -> dict[str, int]:
+        return self.bpf.programs()
+
+    def collect(self) -> list[Sample]:
+        return self.hists.collect(samples_of)
 
     def decode(self, raw: bytes) -> Event:
-        return decode_virtcmdlatency(raw, self.clock_offset)
+        return decode_virtcmdlatency(raw, self.bpf.clock_offset)
 
 
 SPEC = ProbeSpec(

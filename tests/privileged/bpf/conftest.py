@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -42,10 +43,12 @@ def kernel_btf() -> None:
         pytest.skip("kernel without BTF (CONFIG_DEBUG_INFO_BTF)")
 
 
-def drain(ringbuf: RingBuffer) -> None:
-    """Poll until a poll finds nothing more."""
+def drain(ringbuf: RingBuffer, timeout: float = 10.0) -> None:
+    """Poll until a poll finds nothing more; fails if records still arrive after ``timeout``."""
+    deadline = time.monotonic() + timeout
     while ringbuf.poll(50) > 0:
-        pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"ring buffer {ringbuf.name} still receiving after {timeout:.0f} s")
 
 
 def counts_by_key(obj: BPFObject) -> Counter[tuple[int, int]]:

@@ -35,7 +35,7 @@ pytestmark = [pytest.mark.privileged, pytest.mark.usefixtures("kernel_btf")]
 
 RESET = SelftestEventType.SELFTEST_EVENT_RESET
 DROP = SelftestEventType.SELFTEST_EVENT_DROP
-PLANS = plans(OBJECT.name, OBJECT.programs)
+PLANS = plans(OBJECT)
 TP_BTF = {
     "reset": AttachPoint("tp_btf", "tcp_receive_reset"),
     "drop": AttachPoint("tp_btf", "kfree_skb"),

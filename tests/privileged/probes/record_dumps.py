@@ -29,7 +29,7 @@ from otel_kubeskoop.bpf.generated.tcpretrans import TcpretransEvent, TcpretransT
 from otel_kubeskoop.bpf.kallsyms import parse_kallsyms
 from otel_kubeskoop.probe import Event
 from otel_kubeskoop.probes import packetloss, tcpreset, tcpretrans
-from otel_kubeskoop.probes._bpf import KernelNames
+from otel_kubeskoop.probes._decode import KernelNames
 from tests.privileged.netnsutil import netns, tcp_refused, veth_pair
 from tests.privileged.probes.conftest import RAW_ACK, Harness, connect_times_out, iptables, no_ipv6, serve, tcp6_refused
 
@@ -117,8 +117,8 @@ def decoder(probe: str) -> Callable[[bytes, dict[str, Any]], Event]:
         if probe == "packetloss":
             return packetloss.decode_packetloss(raw, names, 0, Kallsyms(lines=kernel["kallsyms"]))
         if probe == "tcpreset":
-            return tcpreset.decode_tcpreset(raw, names, 0)
-        return tcpretrans.decode_tcpretrans(raw, names, 0)
+            return tcpreset.TABLE.decode(raw, names, 0)
+        return tcpretrans.TABLE.decode(raw, names, 0)
 
     return decode
 

@@ -25,7 +25,7 @@ from otel_kubeskoop.bpf.generated.kernellatency import KernellatencyDirection, K
 from otel_kubeskoop.bpf.generated.socketlatency import SocketlatencyDirection, SocketlatencyEvent
 from otel_kubeskoop.probe import Event
 from otel_kubeskoop.probes import kernellatency, socketlatency
-from otel_kubeskoop.probes._bpf import KernelNames
+from otel_kubeskoop.probes._decode import KernelNames
 from tests.privileged.netnsutil import ip, netns, veth_pair
 from tests.privileged.probes import test_kernellatency as kl
 from tests.privileged.probes import test_socketlatency as sl

@@ -16,8 +16,9 @@ import pytest
 
 from otel_kubeskoop.bpf import attach, codegen, contract, generated
 from otel_kubeskoop.bpf.contract import ContractError
-from otel_kubeskoop.probe import Source
-from otel_kubeskoop.probes import ALL_PROBES
+from otel_kubeskoop.bpf.spec import ObjectSpec
+from otel_kubeskoop.probe import ProbeContext, Source
+from otel_kubeskoop.probes import ALL_PROBES, _bpf, _latency, flow
 
 REPO = Path(__file__).resolve().parents[3]
 CONTRACTS = REPO / "bpf" / "contract"
@@ -58,8 +59,8 @@ def test_every_bpf_source_and_every_bpf_probe_has_a_contract() -> None:
 @pytest.mark.parametrize("stem", generated.OBJECTS)
 def test_programs_follow_the_naming_convention(stem: str) -> None:
     programs = spec(stem).programs
-    plans = attach.plans(stem, programs)
-    unplanned = attach.unplanned(programs)
+    plans = attach.plans(spec(stem))
+    unplanned = attach.unplanned(spec(stem))
     assert plans or unplanned
     planned = [c for plan in plans for c in plan.candidates]
     assert sorted([c.program for c in planned] + list(unplanned)) == sorted(programs)
@@ -75,12 +76,12 @@ def test_plans_keep_the_object_order_of_hooks_and_candidates() -> None:
         "x_send_kprobe": "kprobe/f",
         "x_ingress": "tc",
     }
-    plans = attach.plans("x", programs)
+    plans = attach.plans(ObjectSpec("x", programs, {}, {}))
     assert [(p.hook, p.programs) for p in plans] == [
         ("send", ("x_send_btf", "x_send_reply_fentry", "x_send_kprobe")),
         ("recv", ("x_recv_tp",)),
     ]
-    assert attach.unplanned(programs) == ("x_ingress",)
+    assert attach.unplanned(ObjectSpec("x", programs, {}, {})) == ("x_ingress",)
 
 
 @pytest.mark.parametrize(
@@ -94,7 +95,7 @@ def test_plans_keep_the_object_order_of_hooks_and_candidates() -> None:
 )
 def test_a_program_breaking_the_convention_is_refused(program: str, section: str) -> None:
     with pytest.raises(ValueError, match=r"is not named x_<hook>\[_<detail>\]_btf"):
-        attach.plans("x", {program: section})
+        attach.plans(ObjectSpec("x", {program: section}, {}, {}))
 
 
 def test_shared_types_come_from_headers_outside_macros(tmp_path: Path) -> None:
@@ -146,3 +147,22 @@ def test_map_and_array_types_render_as_ctypes() -> None:
     assert '"r": MapSpec("ringbuf", None, None, 4096)' in text
     with pytest.raises(ContractError, match="not understood"):
         codegen.render([minimal("x", [{**key, "members": [["p", "void *", 0]]}])])
+
+
+@pytest.mark.parametrize("probe_spec", [s for s in ALL_PROBES if s.source is Source.BPF],
+                         ids=lambda s: s.name)
+def test_the_maps_a_probe_reads_are_in_its_object(probe_spec) -> None:
+    probe = probe_spec.factory(probe_spec.args(), ProbeContext(name=probe_spec.name))
+    assert probe.bpf.spec is spec(probe_spec.name)
+    maps = set(probe.bpf.spec.maps)
+    if probe_spec.name == "flow":
+        assert {flow.FLOWS_MAP, flow.STATS_MAP} <= maps
+        assert set(flow.PROGRAMS.values()) == set(attach.unplanned(probe.bpf.spec))
+        return
+    assert {_bpf.EVENTS_MAP, _bpf.LOSSES_MAP} <= maps
+    if hasattr(probe, "counters"):
+        assert {_bpf.COUNTERS_MAP, _bpf.COUNTERS_FULL_MAP} <= maps
+    else:
+        assert {_latency.HISTS_MAP, _latency.HISTS_FULL_MAP} <= maps
+        if probe.hists.inflight_map is not None:
+            assert {probe.hists.inflight_map, _latency.INFLIGHT_STATS_MAP} <= maps

@@ -12,7 +12,7 @@ from typing import Any
 
 from otel_kubeskoop.bpf.kallsyms import Kallsyms
 from otel_kubeskoop.probe import Event
-from otel_kubeskoop.probes._bpf import KernelNames
+from otel_kubeskoop.probes._decode import KernelNames
 
 DUMPS = Path(__file__).resolve().parents[2] / "fixtures" / "bpf_events"
 

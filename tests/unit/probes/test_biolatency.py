@@ -12,15 +12,18 @@ from pathlib import Path
 import pytest
 
 from otel_kubeskoop.bpf import records
+from otel_kubeskoop.bpf.generated import biolatency as contract
 from otel_kubeskoop.bpf.generated.biolatency import BiolatencyFlag
 from otel_kubeskoop.bpf.generated.biolatency import BiolatencyEvent, BiolatencyKey
 from otel_kubeskoop.bpf.records import DecodeError
-from otel_kubeskoop.bpf.attach import AttachPoint, choose
+from otel_kubeskoop.bpf.attach import AttachPoint, choose, plans
 from otel_kubeskoop.probe import Cycle, Kind, ProbeContext
 from otel_kubeskoop.probes import biolatency
 from otel_kubeskoop.probes._latency import BOUNDS
 from tests.unit.probes.bpfdumps import as_json, dumps, read
 from tests.unit.probes.latencyfakes import Features, hist, latency_object, samples_by_key
+
+PLANS = plans(contract.OBJECT)
 
 A_NS = 4026532281
 DEV, OP = "system.device", "kubeskoop.block.operation"
@@ -86,7 +89,7 @@ def test_samples_per_namespace_disk_and_operation(tmp_path: Path) -> None:
     probe = biolatency.BiolatencyProbe(None, ctx)
     probe.device_names = biolatency.DeviceNames(str(tmp_path))
     reads = hist({17: 40}, sum_ns=40 * 150_000)
-    probe.obj = latency_object([(BiolatencyKey(A_NS, 1, LOOP1, 0), reads),
+    probe.bpf.obj = latency_object([(BiolatencyKey(A_NS, 1, LOOP1, 0), reads),
                                 (BiolatencyKey(A_NS, 1, LOOP1, 1), hist({18: 25})),
                                 (BiolatencyKey(0, 1, LOOP1, 1), hist({18: 2}))])
     got = samples_by_key(probe.collect())
@@ -107,15 +110,15 @@ def test_the_two_hooks_key_requests_alike() -> None:
     # On a kernel offering a mix, ClassicOnly makes both hooks take classic tracepoints.
     mixed = Features("tracepoint/block/block_rq_issue", "tp_btf/block_rq_complete",
                      "tracepoint/block/block_rq_complete")
-    chosen = {p.hook: choose(p, mixed).point for p in biolatency.PLANS}
+    chosen = {p.hook: choose(p, mixed).point for p in PLANS}
     assert not biolatency.keys_agree(chosen)
     classic = biolatency.ClassicOnly(mixed)
-    chosen = {p.hook: choose(p, classic).point for p in biolatency.PLANS}
+    chosen = {p.hook: choose(p, classic).point for p in PLANS}
     assert biolatency.keys_agree(chosen) and {p.kind.value for p in chosen.values()} == {"tracepoint"}
 
 
 def test_plans_and_spec() -> None:
-    for plan in biolatency.PLANS:
+    for plan in PLANS:
         assert [c.point.kind.value for c in plan.candidates] == ["tp_btf", "tracepoint", "fentry", "kprobe"]
     assert biolatency.SPEC.kinds == {Kind.METRICS, Kind.EVENTS}
     assert biolatency.BiolatencyArgs().threshold_ns == 10_000_000

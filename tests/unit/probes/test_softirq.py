@@ -12,6 +12,8 @@ import pytest
 from pydantic import ValidationError
 
 from otel_kubeskoop.bpf import records
+from otel_kubeskoop.bpf.attach import plans
+from otel_kubeskoop.bpf.generated import softirq as contract
 from otel_kubeskoop.bpf.generated.softirq import SoftirqEvent, SoftirqKey
 from otel_kubeskoop.bpf.records import DecodeError
 from otel_kubeskoop.config import ConfigError, parse
@@ -20,6 +22,8 @@ from otel_kubeskoop.probes import softirq
 from otel_kubeskoop.probes._latency import BOUNDS
 from tests.unit.probes.bpfdumps import as_json, dumps, read
 from tests.unit.probes.latencyfakes import hist, latency_object, samples_by_key
+
+PLANS = plans(contract.OBJECT)
 
 CPU, TYPE, STAGE = "cpu.logical_number", "kubeskoop.softirq.type", "kubeskoop.latency.stage"
 
@@ -85,8 +89,8 @@ def test_the_table_is_a_power_of_two_at_least_twice_the_keys(monkeypatch, types,
     monkeypatch.setattr(softirq.libbpf, "lib", lambda: type("Lib", (), {"libbpf_num_possible_cpus": lambda: cpus}))
     args = softirq.SoftirqArgs.model_validate({"softirq-types": types})
     probe = softirq.SoftirqProbe(args, ProbeContext(name="softirq", cycle=Cycle(namespaces={})))
-    assert probe.max_entries() == {"hists": slots}
-    assert probe.rodata()["hists_mask"] == slots - 1
+    assert probe.hist_slots() == slots
+    assert probe.settings()["hists_mask"] == slots - 1
 
 
 def test_an_unknown_type_in_the_config_names_the_key() -> None:
@@ -104,7 +108,7 @@ def test_samples_are_node_scope_per_type_cpu_and_stage() -> None:
     probe = softirq.SoftirqProbe(None, ProbeContext(name="softirq", cycle=Cycle(namespaces={1: object()})))
     delay = hist({12: 4, 24: 1}, sum_ns=4 * 5000 + 20_000_000, slow=(1, 0))
     runtime = hist({14: 5}, sum_ns=5 * 20_000)
-    probe.obj = latency_object([(SoftirqKey(3, 1, 1), delay), (SoftirqKey(3, 1, 2), runtime)])
+    probe.bpf.obj = latency_object([(SoftirqKey(3, 1, 1), delay), (SoftirqKey(3, 1, 2), runtime)])
     got = samples_by_key(probe.collect())
     base = ((CPU, 1), (TYPE, "net_rx"))
     h = got[("kubeskoop.softirq.duration", None, (*base, (STAGE, "delay")))]
@@ -120,8 +124,8 @@ def test_samples_are_node_scope_per_type_cpu_and_stage() -> None:
 
 
 def test_plans_and_spec() -> None:
-    assert [p.hook for p in softirq.PLANS] == ["raise", "entry", "exit"]
-    for plan in softirq.PLANS:
+    assert [p.hook for p in PLANS] == ["raise", "entry", "exit"]
+    for plan in PLANS:
         assert [c.point.kind.value for c in plan.candidates] == ["tp_btf", "tracepoint"]
     assert softirq.SPEC.scope is Scope.NODE
     assert softirq.SPEC.kinds == {Kind.METRICS, Kind.EVENTS}
