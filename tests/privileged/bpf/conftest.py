@@ -13,8 +13,8 @@ import pytest
 
 from otel_kubeskoop.bpf.generated.selftest import SelftestKey
 from otel_kubeskoop.bpf.loader import BPFObject
-from otel_kubeskoop.bpf.ringbuf import RingBuffer
 from otel_kubeskoop.bpf.objects import ObjectNotBuilt, object_path
+from otel_kubeskoop.bpf.ringbuf import RingBuffer
 from otel_kubeskoop.bpf.selftest import COUNTS_MAP
 
 REPO = Path(__file__).resolve().parents[3]

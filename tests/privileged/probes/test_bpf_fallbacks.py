@@ -9,8 +9,8 @@ import pytest
 
 from otel_kubeskoop.bpf import attach
 from otel_kubeskoop.bpf.attach import AttachPlan
-from otel_kubeskoop.bpf.loader import BPFObject
 from otel_kubeskoop.bpf.generated import packetloss, tcpreset, tcpretrans
+from otel_kubeskoop.bpf.loader import BPFObject
 from otel_kubeskoop.bpf.objects import object_path
 from otel_kubeskoop.bpf.spec import ObjectSpec
 from otel_kubeskoop.probe import Unavailable

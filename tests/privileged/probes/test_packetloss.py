@@ -11,7 +11,6 @@ import pytest
 
 from otel_kubeskoop.bpf.attach import AttachPoint
 from otel_kubeskoop.probes import packetloss
-from tests.privileged.probes.latencyutil import with_kind
 from tests.privileged.netnsutil import netns, require_root, tcp_refused, veth_pair
 from tests.privileged.probes.conftest import (
     Harness,
@@ -22,6 +21,7 @@ from tests.privileged.probes.conftest import (
     require_iptables,
     tcp6_refused,
 )
+from tests.privileged.probes.latencyutil import with_kind
 
 
 require_root()

@@ -11,9 +11,9 @@ import pytest
 from otel_kubeskoop.bpf import btf
 from otel_kubeskoop.bpf.attach import AttachPoint
 from otel_kubeskoop.probes import packetloss, tcpreset
-from tests.privileged.probes.latencyutil import with_kind
 from tests.privileged.netnsutil import netns, require_root, tcp_refused, veth_pair
 from tests.privileged.probes.conftest import RAW_ACK, Harness, attrs, no_ipv6, serve, tcp6_refused
+from tests.privileged.probes.latencyutil import with_kind
 
 require_root()
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from otel_kubeskoop.bpf.features import KernelFeatures
 from otel_kubeskoop.bpf.attach import plans
+from otel_kubeskoop.bpf.features import KernelFeatures
 from otel_kubeskoop.bpf.generated import virtcmdlatency as contract
 from otel_kubeskoop.probe import Unavailable
 from otel_kubeskoop.probes import virtcmdlatency

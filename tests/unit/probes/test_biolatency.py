@@ -12,11 +12,10 @@ from pathlib import Path
 import pytest
 
 from otel_kubeskoop.bpf import records
-from otel_kubeskoop.bpf.generated import biolatency as contract
-from otel_kubeskoop.bpf.generated.biolatency import BiolatencyFlag
-from otel_kubeskoop.bpf.generated.biolatency import BiolatencyEvent, BiolatencyKey
-from otel_kubeskoop.bpf.records import DecodeError
 from otel_kubeskoop.bpf.attach import AttachPoint, choose, plans
+from otel_kubeskoop.bpf.generated import biolatency as contract
+from otel_kubeskoop.bpf.generated.biolatency import BiolatencyEvent, BiolatencyFlag, BiolatencyKey
+from otel_kubeskoop.bpf.records import DecodeError
 from otel_kubeskoop.probe import Cycle, Kind, ProbeContext
 from otel_kubeskoop.probes import biolatency
 from otel_kubeskoop.probes._latency import BOUNDS

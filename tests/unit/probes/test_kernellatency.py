@@ -13,11 +13,11 @@ import pytest
 from pydantic import ValidationError
 
 from otel_kubeskoop.bpf import records
+from otel_kubeskoop.bpf.attach import AttachPoint, choose, plans
 from otel_kubeskoop.bpf.generated import kernellatency as contract
 from otel_kubeskoop.bpf.generated.common import InflightStat
 from otel_kubeskoop.bpf.generated.kernellatency import KernellatencyEvent, KernellatencyKey
 from otel_kubeskoop.bpf.records import DecodeError
-from otel_kubeskoop.bpf.attach import AttachPoint, choose, plans
 from otel_kubeskoop.probe import Cycle, Histogram, Kind, ProbeContext
 from otel_kubeskoop.probes import kernellatency
 from otel_kubeskoop.probes._latency import BOUNDS

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from otel_kubeskoop.bpf import records
+from otel_kubeskoop.bpf.attach import choose, plans
 from otel_kubeskoop.bpf.generated import netiftxlat as contract
 from otel_kubeskoop.bpf.generated.common import InflightStat
 from otel_kubeskoop.bpf.generated.netiftxlat import NetiftxlatEvent, NetiftxlatKey, NetiftxlatValue
 from otel_kubeskoop.bpf.records import DecodeError
-from otel_kubeskoop.bpf.attach import choose, plans
 from otel_kubeskoop.probe import Cycle, Histogram, Kind, ProbeContext, log2_bounds
 from otel_kubeskoop.probes import netiftxlat
 from otel_kubeskoop.probes._latency import BOUNDS

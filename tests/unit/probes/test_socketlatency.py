@@ -13,11 +13,11 @@ import pytest
 from pydantic import ValidationError
 
 from otel_kubeskoop.bpf import records
-from otel_kubeskoop.bpf.generated.common import InflightStat
+from otel_kubeskoop.bpf.attach import AttachPoint, choose, plans
 from otel_kubeskoop.bpf.generated import socketlatency as contract
+from otel_kubeskoop.bpf.generated.common import InflightStat
 from otel_kubeskoop.bpf.generated.socketlatency import SocketlatencyEvent, SocketlatencyKey
 from otel_kubeskoop.bpf.records import DecodeError
-from otel_kubeskoop.bpf.attach import AttachPoint, choose, plans
 from otel_kubeskoop.probe import Cycle, Histogram, Kind, ProbeContext
 from otel_kubeskoop.probes import socketlatency
 from otel_kubeskoop.probes._latency import BOUNDS

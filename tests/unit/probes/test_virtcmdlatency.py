@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from otel_kubeskoop.bpf import records
+from otel_kubeskoop.bpf.attach import choose, plans
+from otel_kubeskoop.bpf.features import KernelFeatures
 from otel_kubeskoop.bpf.generated import virtcmdlatency as contract
 from otel_kubeskoop.bpf.generated.virtcmdlatency import (
     VirtcmdlatencyEvent,
@@ -18,8 +20,6 @@ from otel_kubeskoop.bpf.generated.virtcmdlatency import (
     VirtcmdlatencyValue,
 )
 from otel_kubeskoop.bpf.records import DecodeError
-from otel_kubeskoop.bpf.attach import choose, plans
-from otel_kubeskoop.bpf.features import KernelFeatures
 from otel_kubeskoop.probe import Cycle, Kind, ProbeContext, Unavailable
 from otel_kubeskoop.probes import virtcmdlatency
 from tests.unit.bpf.btfbuild import BTFBuilder
