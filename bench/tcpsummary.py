@@ -42,7 +42,7 @@ from pyroute2.netlink.diag import MarshalDiag  # noqa: E402
 
 from otel_kubeskoop.netlink.sock_diag import inet_diag_request, parse_tcp_summary, read_tcp_summary  # noqa: E402
 from otel_kubeskoop.netlink.sockets import dump, open_netlink_sockets, socket_netns_inode  # noqa: E402
-from otel_kubeskoop.topology.netns import NetnsDiscovery  # noqa: E402
+from otel_kubeskoop.topology.netns_discovery import NetnsDiscovery  # noqa: E402
 from tests.privileged.netnsutil import netns  # noqa: E402
 from tests.privileged.probes.netlinkutil import hold_tcp, parse_proc_net_tcp  # noqa: E402
 

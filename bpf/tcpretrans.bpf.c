@@ -27,9 +27,13 @@
 #include "tuple.bpf.h"
 #include "core_fixes.bpf.h"
 #include "typecount.bpf.h"
+#include "tuples.bpf.h"
 #include "tcpretrans.h"
 
 DECLARE_TYPECOUNT(TCPRETRANS_MAX_COUNTERS);
+/* Retransmissions per connection (ports included, as upstream keys them): the compat endpoint's
+ * tuple labels (tuples.bpf.h). */
+DECLARE_TUPLES(tuples, TCPRETRANS_MAX_TUPLES);
 
 BTF_EXPORT(struct tcpretrans_event, tcpretrans_event);
 BTF_EXPORT(enum tcpretrans_type, tcpretrans_type);
@@ -40,14 +44,19 @@ static __always_inline int count_and_emit(const struct sock *sk, __u32 type, __u
 {
 	struct tcpretrans_event *e;
 	struct netns_id id = sk_netns_id(false, sk);
+	struct flow_tuple tuple = {};
 
 	typecount_add(id, type);
+	tuple_from_sock(&tuple, tuple_sk);
+	if (tuple.family)
+		tuples_add(&tuples, &tuples_inserted, &tuple);
+
 	if (!targ_emit)
 		return 0;
 	e = event_reserve(struct tcpretrans_event, id.inum, type, state);
 	if (!e)
 		return 0;
-	tuple_from_sock(&e->tuple, tuple_sk);
+	e->tuple = tuple;
 	event_submit(e);
 	return 0;
 }

@@ -12,6 +12,7 @@
 #include "typecount.h"
 
 #define TCPRETRANS_MAX_COUNTERS 16384
+#define TCPRETRANS_MAX_TUPLES 10240 /* connections with counts (upstream keeps 102400) */
 
 /* event_header.type, and typecount_key.type: what kind of retransmission. */
 enum tcpretrans_type {

@@ -15,7 +15,7 @@ from otel_kubeskoop.bpf.tracefs import ensure_tracefs
 from otel_kubeskoop.config import Config
 from otel_kubeskoop.probe import Cycle, ProbeContext, Unavailable
 from otel_kubeskoop.probes import ALL_PROBES
-from otel_kubeskoop.topology.netns import NetnsDiscovery
+from otel_kubeskoop.topology.netns_discovery import NetnsDiscovery
 
 # linux/capability.h
 _CAPS = {"CAP_NET_ADMIN": 12, "CAP_SYS_PTRACE": 19, "CAP_SYS_ADMIN": 21, "CAP_PERFMON": 38, "CAP_BPF": 39}

@@ -7,6 +7,7 @@ import os
 
 from otel_kubeskoop.bpf import btf as btf_mod
 from otel_kubeskoop.bpf.attach import AttachKind, AttachPoint
+from otel_kubeskoop.bpf.kallsyms import parse_kallsyms, read_kallsyms
 from otel_kubeskoop.bpf.tracefs import ensure_tracefs
 
 __all__ = ["KernelFeatures"]
@@ -71,10 +72,7 @@ class KernelFeatures:
     def _in_kallsyms(self, function: str) -> bool:
         if self._kallsyms_names is None:
             try:
-                with open(self._kallsyms, "rb") as f:
-                    self._kallsyms_names = frozenset(
-                        line.split()[2].decode() for line in f if line.count(b" ") >= 2
-                    )
+                self._kallsyms_names = parse_kallsyms(read_kallsyms(self._kallsyms)).symbols
             except OSError:
                 return True  # cannot tell: let the attach decide
         return function in self._kallsyms_names

@@ -8,18 +8,29 @@ them the way the kernel's own ``%pS`` does (``tcp_v4_rcv+0x1a2``). ``/proc/kalls
 ``kernel.kptr_restrict`` (https://docs.kernel.org/admin-guide/sysctl/kernel.html#kptr-restrict)
 makes the file show every address as 0 to a reader without CAP_SYSLOG (or to everyone, at 2).
 That is detected: :attr:`Kallsyms.hidden` is then the reason, and addresses are given as hex
-(``0xffffffff81f28dd0``) instead of a wrong name.
+(``0xffffffff81f28dd0``) instead of a wrong name. Names stay visible: the loader asks
+:attr:`KallsymsTable.symbols` whether a kprobe target exists.
+
+:func:`read_kallsyms` reads the file and :func:`parse_kallsyms` parses its content; they are the
+only reader and parser of ``/proc/kallsyms`` in the package.
 """
 
 from __future__ import annotations
 
 import bisect
+import os
 import threading
 from collections.abc import Iterable
+from dataclasses import dataclass
 
-__all__ = ["KALLSYMS", "Kallsyms", "parse_kallsyms"]
+from otel_kubeskoop.procfs import read_fd
+
+__all__ = ["KALLSYMS", "MAX_BYTES", "MAX_OFFSET", "Kallsyms", "KallsymsTable", "parse_kallsyms",
+           "read_kallsyms"]
 
 KALLSYMS = "/proc/kallsyms"
+#: Read cap: the file is about 5 MiB with every module of a distribution kernel loaded.
+MAX_BYTES = 64 << 20
 
 # Symbol types that are code (text), lower case for local symbols: t/T, and w/W for weak.
 _TEXT_TYPES = frozenset("tTwW")
@@ -27,18 +38,38 @@ _TEXT_TYPES = frozenset("tTwW")
 MAX_OFFSET = 0x100000
 
 
-def parse_kallsyms(lines: Iterable[bytes | str]) -> tuple[list[int], list[str], int]:
-    """(sorted addresses, their names, lines seen) of the text symbols in kallsyms ``lines``.
+def read_kallsyms(path: str = KALLSYMS) -> bytes:
+    """The whole of ``/proc/kallsyms`` in one read without ``stat`` (procfs reports size 0), up
+    to :data:`MAX_BYTES`."""
+    return read_fd(os.open(path, os.O_RDONLY | os.O_CLOEXEC), MAX_BYTES)
 
-    A line is ``<hex address> <type> <name>[\\t[<module>]]``; a module symbol's name is kept as
-    ``name\\t[module]`` (:meth:`Kallsyms.symbolize` puts the offset before the module, as ``%pS``
-    does). Malformed lines are skipped. Where two names share an address the first in the file
-    wins.
+
+@dataclass(frozen=True, slots=True)
+class KallsymsTable:
+    """What :func:`parse_kallsyms` found."""
+
+    #: Addresses of the text (code) symbols, sorted, and their names, in the same order.
+    addresses: tuple[int, ...]
+    names: tuple[str, ...]
+    #: Every symbol name, of any type, without its module.
+    symbols: frozenset[str]
+    #: Well-formed lines.
+    lines: int
+
+
+def parse_kallsyms(data: bytes | str) -> KallsymsTable:
+    """The symbols of ``/proc/kallsyms`` content.
+
+    A line is ``<hex address> <type> <name>[\t[<module>]]``; a module text symbol's name is kept
+    as ``name\t[module]`` (:meth:`Kallsyms.symbolize` puts the offset before the module, as
+    ``%pS`` does). Malformed lines are skipped. Where two text symbols share an address the first
+    in the file wins.
     """
+    text = data.decode(errors="replace") if isinstance(data, bytes) else data
     pairs: dict[int, str] = {}
+    symbols: set[str] = set()
     seen = 0
-    for raw in lines:
-        line = raw.decode(errors="replace") if isinstance(raw, bytes) else raw
+    for line in text.splitlines():
         parts = line.split(None, 3)
         if len(parts) < 3 or len(parts[1]) != 1:
             continue
@@ -47,46 +78,45 @@ def parse_kallsyms(lines: Iterable[bytes | str]) -> tuple[list[int], list[str], 
         except ValueError:
             continue
         seen += 1
+        name = parts[2]
+        symbols.add(name)
         if parts[1] not in _TEXT_TYPES:
             continue
-        name = parts[2]
         if len(parts) == 4:
             name = f"{name}\t{parts[3].strip()}"
         pairs.setdefault(address, name)
-    addresses = sorted(pairs)
-    return addresses, [pairs[a] for a in addresses], seen
+    addresses = tuple(sorted(pairs))
+    return KallsymsTable(addresses, tuple(pairs[a] for a in addresses), frozenset(symbols), seen)
 
 
 class Kallsyms:
     """Lazy ``/proc/kallsyms``: :meth:`symbolize` an address to ``symbol+0xoff``."""
 
-    def __init__(self, path: str = KALLSYMS, lines: Iterable[bytes | str] | None = None) -> None:
+    def __init__(self, path: str = KALLSYMS, lines: Iterable[str] | None = None) -> None:
         """``lines`` instead of reading ``path``: a recorded excerpt, for tests."""
         self.path = path
         self._lines = lines
         self._lock = threading.Lock()
-        self._addresses: list[int] | None = None
-        self._names: list[str] = []
+        self._addresses: tuple[int, ...] | None = None
+        self._names: tuple[str, ...] = ()
         self._hidden: str | None = None
 
     def _load(self) -> None:
         with self._lock:
             if self._addresses is not None:
                 return
-            addresses: list[int] = []
-            names: list[str] = []
+            addresses: tuple[int, ...] = ()
+            names: tuple[str, ...] = ()
             hidden = None
             try:
-                if self._lines is not None:
-                    addresses, names, seen = parse_kallsyms(self._lines)
-                else:
-                    with open(self.path, "rb") as f:
-                        addresses, names, seen = parse_kallsyms(f)
-                if seen and (not addresses or addresses == [0]):
+                data = read_kallsyms(self.path) if self._lines is None else "\n".join(self._lines)
+                table = parse_kallsyms(data)
+                addresses, names = table.addresses, table.names
+                if table.lines and (not addresses or addresses == (0,)):
                     hidden = (f"{self.path} shows every address as 0 (kernel.kptr_restrict, or no "
                               "CAP_SYSLOG): kernel addresses are reported as hex")
-                    addresses, names = [], []
-                elif not seen:
+                    addresses, names = (), ()
+                elif not table.lines:
                     hidden = f"{self.path} is empty: kernel addresses are reported as hex"
             except OSError as exc:
                 hidden = f"cannot read {self.path} ({exc.strerror}): kernel addresses are reported as hex"
@@ -105,7 +135,7 @@ class Kallsyms:
         if not address:
             return ""
         self._load()
-        addresses = self._addresses or []
+        addresses = self._addresses or ()
         i = bisect.bisect_right(addresses, address) - 1
         if i < 0 or address - addresses[i] > MAX_OFFSET:
             return f"{address:#x}"

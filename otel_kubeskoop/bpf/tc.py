@@ -4,11 +4,11 @@ network namespace.
 
 libbpf's TC calls (``bpf_tc_hook_create``, ``bpf_tc_attach``, ``bpf_tc_query``,
 ``bpf_tc_detach``, ``bpf_tc_hook_destroy``; libbpf 0.4+, https://libbpf.readthedocs.io) open a
-netlink socket in the **calling thread's** network namespace for each call. :func:`run_in_netns`
-runs a batch of such calls in one short-lived thread that enters each target namespace in turn
-(``setns(2)`` through an fd from :meth:`Netns.open_nsfd
-<otel_kubeskoop.topology.netns.Netns.open_nsfd>`), as :mod:`otel_kubeskoop.netlink.sockets` does
-for its sockets: no agent thread ever leaves the agent's namespace, and the thread ends when done.
+netlink socket in the **calling thread's** network namespace for each call, so a batch of them
+runs inside the target namespace through :func:`~otel_kubeskoop.topology.nsexec.run_in_netns`
+(one short-lived thread that enters each namespace in turn), as
+:mod:`otel_kubeskoop.netlink.sockets` does for its sockets. :mod:`otel_kubeskoop.bpf.tc_attach`
+keeps a probe's filters in step with the namespace scan.
 
 Filters are direct-action ``cls_bpf`` filters named by libbpf after their program
 (``flow_ingress:[<id>]``), found again by their (handle, priority) pair: :func:`query` gives the
@@ -17,10 +17,10 @@ earlier run of the agent is recognised by the name of its program. :func:`filter
 filter of a hook through an ``RTM_GETTFILTER`` dump, so that a clsact qdisc is only removed when
 nothing but ours was on it.
 
-Everything here except :func:`run_in_netns`, :func:`program_id` and :func:`program_name` must run
-in the interface's namespace (inside :func:`run_in_netns`). The kernel's messages for expected
-answers ("Cannot find specified filter chain" when a hook has no such filter) are kept out of the
-log (:func:`~otel_kubeskoop.bpf.libbpf.captured_log`, at DEBUG).
+Everything here except :func:`program_id` and :func:`program_name` must run in the interface's
+namespace. The kernel's messages for expected answers ("Cannot find specified filter chain" when
+a hook has no such filter) are kept out of the log
+(:func:`~otel_kubeskoop.bpf.libbpf.captured_log`, at DEBUG).
 """
 
 from __future__ import annotations
@@ -31,9 +31,7 @@ import functools
 import os
 import socket
 import struct
-import threading
-from collections.abc import Callable, Sequence
-from typing import Any, Literal, TypeVar
+from typing import Literal
 
 from otel_kubeskoop.bpf import btf as btf_mod
 from otel_kubeskoop.bpf import libbpf
@@ -57,16 +55,12 @@ __all__ = [
     "program_id",
     "program_name",
     "query",
-    "run_in_netns",
 ]
 
 Direction = Literal["ingress", "egress"]
 _POINT = {"ingress": BPF_TC_INGRESS, "egress": BPF_TC_EGRESS}
 #: the clsact qdisc's parent handles of its two hooks (TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_INGRESS...))
 _PARENT = {"ingress": 0xFFFFFFF2, "egress": 0xFFFFFFF3}
-
-_T = TypeVar("_T")
-_NOT_RUN = object()
 
 # rtnetlink (include/uapi/linux/rtnetlink.h, netlink.h)
 _RTM_NEWTFILTER = 44
@@ -75,40 +69,6 @@ _NLM_F_REQUEST = 0x1
 _NLM_F_DUMP = 0x300
 _NLMSGHDR = struct.Struct("=IHHII")
 _TCMSG = struct.Struct("=BxxxiIII")  # family, ifindex, handle, parent, info (prio << 16 | proto)
-
-
-# --- namespaces -----------------------------------------------------------------------------
-
-
-def run_in_netns(jobs: Sequence[tuple[int | None, Callable[[], _T]]],
-                 timeout: float = 30.0) -> list[_T | BaseException]:
-    """Run each ``(nsfd, job)`` with the calling thread inside the namespace of ``nsfd`` (``None``:
-    the caller's own), in order, in one short-lived thread. Each job's result, or the exception it
-    raised (or the ``setns`` failure), is returned in its place."""
-    from otel_kubeskoop.topology.netns import _setns
-
-    results: list[Any] = [_NOT_RUN] * len(jobs)
-    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-
-    def work() -> None:
-        # The thread exists only for these jobs and ends right after; it enters the caller's own
-        # namespace again (``own``) for jobs without an fd.
-        for i, (nsfd, job) in enumerate(jobs):
-            try:
-                _setns(own if nsfd is None else nsfd)
-                results[i] = job()
-            except BaseException as exc:  # handed to the caller, whatever it is
-                results[i] = exc
-
-    try:
-        thread = threading.Thread(target=work, name="kubeskoop-netns-tc", daemon=True)
-        thread.start()
-        thread.join(timeout)
-        if thread.is_alive():
-            raise TimeoutError(f"TC operations in {len(jobs)} namespaces took over {timeout}s")
-    finally:
-        os.close(own)
-    return [RuntimeError("the job did not run") if r is _NOT_RUN else r for r in results]
 
 
 # --- hooks and filters (in the interface's namespace) ----------------------------------------

@@ -5,13 +5,12 @@ A netlink socket belongs to the network namespace its creator was in when it cal
 and keeps talking to that namespace for its whole life, whichever thread uses it later. So a
 socket for a pod's namespace is made by entering the namespace only for the ``socket()`` call:
 
-- :func:`open_netlink_sockets` starts one short-lived thread, which ``setns(2)``s into each target
-  namespace in turn (through an fd from :meth:`Netns.open_nsfd
-  <otel_kubeskoop.topology.netns.Netns.open_nsfd>`, checked against the inode) and creates the
-  socket there. The thread then ends: no agent thread ever leaves the agent's namespace, and a
-  thread that could not return would take nothing with it. Every socket is checked afterwards with
-  ``ioctl(SIOCGSKNS)``, which names the namespace the socket really belongs to. A socket for the
-  calling thread's own namespace is created directly (no thread, no privilege needed).
+- :func:`open_netlink_sockets` creates each socket inside its target namespace with
+  :func:`~otel_kubeskoop.topology.nsexec.run_in_netns` (one short-lived thread that ``setns(2)``s
+  into each namespace in turn, through an fd from :meth:`Netns.open_nsfd
+  <otel_kubeskoop.topology.netns.Netns.open_nsfd>`, checked against the inode). Every socket is
+  checked afterwards with ``ioctl(SIOCGSKNS)``, which names the namespace the socket really belongs
+  to. A socket for the calling thread's own namespace needs no ``setns`` (and no privilege).
 - pyroute2's ``netns=`` argument is not used: pyroute2 0.9 creates such sockets in a forked child
   process and passes the fd back (``pyroute2.netns.create_socket``), one process per socket; its
   ``pushns``/``popns`` switch the calling thread and keep a process-global stack.
@@ -29,11 +28,11 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import logging
 import os
 import socket
 import struct
-import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Protocol
 
@@ -45,7 +44,8 @@ from otel_kubeskoop.netlink.core import (
     NetlinkError,
     error_code,
 )
-from otel_kubeskoop.topology.netns import NetnsGone, _setns
+from otel_kubeskoop.topology.netns import NetnsGone
+from otel_kubeskoop.topology.nsexec import run_in_netns
 
 __all__ = [
     "NetnsSockets",
@@ -98,37 +98,14 @@ def open_netlink_sockets(targets: Sequence[tuple[int, int]], protocol: int) -> l
     """One ``AF_NETLINK`` socket of ``protocol`` in each target namespace, in order.
 
     ``targets`` are ``(nsfd, inode)`` pairs; the caller keeps and closes the fds. A target whose
-    socket cannot be made gets the exception in its place. Targets in the caller's own namespace
-    are served directly; the others by one short-lived thread that enters each in turn.
+    socket cannot be made gets the exception in its place. A target in the caller's own
+    namespace (by its inode) is made there without ``setns``, so it needs no privilege.
     """
-    results: list[socket.socket | BaseException | None] = [None] * len(targets)
     own = own_netns_inode()
-    away: list[int] = []
-    for i, (_fd, inode) in enumerate(targets):
-        if inode == own:
-            try:
-                results[i] = _new_socket(protocol)
-            except OSError as exc:
-                results[i] = exc
-        else:
-            away.append(i)
-    if away:
-        def work() -> None:
-            # This thread exists only for these setns calls; it ends right after, so it never
-            # needs to go back (and never holds a namespace once done).
-            for i in away:
-                nsfd, inode = targets[i]
-                try:
-                    _setns(nsfd)
-                    results[i] = _new_socket(protocol)
-                except BaseException as exc:  # handed to the caller, whatever it is
-                    results[i] = exc
-
-        thread = threading.Thread(target=work, name="kubeskoop-netns-socket", daemon=True)
-        thread.start()
-        thread.join()  # setns() and socket() do not block; the fds stay open until it is done
+    made = run_in_netns([(None if inode == own else fd, functools.partial(_new_socket, protocol))
+                         for fd, inode in targets], what=f"netlink sockets (protocol {protocol})")
     out: list[socket.socket | BaseException] = []
-    for (_fd, inode), result in zip(targets, results):
+    for (_fd, inode), result in zip(targets, made):
         if isinstance(result, socket.socket):
             try:
                 found = socket_netns_inode(result)
@@ -139,7 +116,7 @@ def open_netlink_sockets(targets: Sequence[tuple[int, int]], protocol: int) -> l
                 if found != inode:
                     result.close()
                     result = OSError(errno.EINVAL, f"socket made for namespace {inode} is in {found}")
-        out.append(result if result is not None else RuntimeError("no result"))
+        out.append(result)
     return out
 
 

@@ -19,7 +19,8 @@ HASH of their key -> ``__u64``, incremented in the kernel and never reset. :clas
 it whole each cycle and reports the values as they are (cumulative kernel counters, which the
 pipeline expects; a probe restart starts them again at 0, which the pipeline treats like any
 counter reset), reconciled with the namespace scan (:mod:`._reconcile`); ``counters_full`` counts
-increments that found the hash full (``kubeskoop.agent.bpf.map.full``).
+increments that found the hash full (``kubeskoop.agent.bpf.map.full``). packetloss and tcpretrans
+also count per tuple, for the compat endpoint's tuple labels (:class:`TupleCounts`).
 """
 
 from __future__ import annotations
@@ -36,14 +37,22 @@ from otel_kubeskoop.bpf.maps import BPFMap
 from otel_kubeskoop.bpf.records import DecodeError
 from otel_kubeskoop.bpf.spec import ObjectSpec
 from otel_kubeskoop.probe import Event, ProbeContext, Sample, Unavailable
-from otel_kubeskoop.probes._decode import clock_offset_ns
+from otel_kubeskoop.probes._decode import clock_offset_ns, tuple_attributes
 from otel_kubeskoop.probes._reconcile import NetnsReconciler
 from otel_kubeskoop.vocabulary import attributes as A
 from otel_kubeskoop.vocabulary import instruments as I
+from otel_kubeskoop.vocabulary.instruments import InstrumentSpec
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Counters", "EventArgs", "ObjectHandle", "bpf_requires", "small_ring_without_events"]
+__all__ = [
+    "Counters",
+    "EventArgs",
+    "ObjectHandle",
+    "TupleCounts",
+    "bpf_requires",
+    "small_ring_without_events",
+]
 
 EVENTS_MAP = "events"
 LOSSES_MAP = "losses"
@@ -195,6 +204,27 @@ class ObjectHandle:
         full = self.map(full_map).lookup(0) or 0
         return Sample(I.AGENT_BPF_MAP_FULL, full, None,
                       ((A.PROBE, self.ctx.name), (A.BPF_MAP, counted_map)))
+
+
+class TupleCounts:
+    """A probe's counts per tuple (``bpf/include/tuples.bpf.h``, map ``name`` and its
+    ``<name>_inserted``), read as node-scope samples of a compat-only ``instrument``, and how many
+    tuples its LRU has evicted (inserts less the entries found)."""
+
+    def __init__(self, bpf: ObjectHandle, name: str, instrument: InstrumentSpec) -> None:
+        self.bpf = bpf
+        self.name = name
+        self.instrument = instrument
+        self.evicted = 0
+
+    def samples(self) -> list[Sample]:
+        entries = self.bpf.map(self.name).items()
+        inserted = self.bpf.map(f"{self.name}_inserted").lookup(0) or 0
+        self.evicted = max(self.evicted, inserted - len(entries))
+        out = [Sample(self.instrument, value, None, tuple_attributes(key)) for key, value in entries]
+        out.append(Sample(I.AGENT_BPF_MAP_EVICTED, self.evicted, None,
+                          ((A.PROBE, self.bpf.ctx.name), (A.BPF_MAP, self.name))))
+        return out
 
 
 class Counters:

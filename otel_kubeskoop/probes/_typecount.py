@@ -19,7 +19,13 @@ from typing import Any, ClassVar
 from otel_kubeskoop.bpf.records import DecodeError, decode_exact
 from otel_kubeskoop.bpf.spec import ObjectSpec
 from otel_kubeskoop.probe import Event, ProbeContext, Sample
-from otel_kubeskoop.probes._bpf import Counters, EventArgs, ObjectHandle, small_ring_without_events
+from otel_kubeskoop.probes._bpf import (
+    Counters,
+    EventArgs,
+    ObjectHandle,
+    TupleCounts,
+    small_ring_without_events,
+)
 from otel_kubeskoop.probes._decode import (
     KernelNames,
     connection_attributes,
@@ -41,7 +47,8 @@ class Typecount:
     """One counting-by-type probe: its ``object`` and ``record`` (``struct <probe>_event``), the
     ``instrument`` counting it by ``attribute``, and per type (the object's enum value) the word
     that attribute takes and the event sent. ``extra(record, names)``: attributes a record adds
-    after the type."""
+    after the type. ``tuples``: the compat-only instrument of the object's per-tuple counts (map
+    ``tuples``, ``bpf/include/tuples.bpf.h``), if it keeps them."""
 
     object: ObjectSpec
     record: type[ctypes.Structure]
@@ -49,6 +56,7 @@ class Typecount:
     attribute: str
     types: Mapping[int, tuple[str, EventSpec]]
     extra: Callable[[Any, KernelNames], Iterable[tuple[str, Any]]] = _nothing
+    tuples: InstrumentSpec | None = None
 
     def word(self, kind: int) -> str:
         """The attribute's value for a type; ``unknown:<value>`` for one this agent does not know."""
@@ -85,6 +93,8 @@ class TypecountProbe:
         self.names = KernelNames()
         self.bpf = ObjectHandle(self.table.object, ctx, self.decode)
         self.counters = Counters(self.bpf)
+        self.tuples = (TupleCounts(self.bpf, "tuples", self.table.tuples)
+                       if self.table.tuples is not None else None)
 
     def start(self) -> None:
         self.names = kernel_names()
@@ -99,7 +109,10 @@ class TypecountProbe:
     def collect(self) -> list[Sample]:
         if self.bpf.obj is None:
             return []
-        return self.table.samples(self.counters.read()) + self.counters.self_samples()
+        out = self.table.samples(self.counters.read()) + self.counters.self_samples()
+        if self.tuples is not None:  # upstream's per-connection view, for the compat endpoint
+            out += self.tuples.samples()
+        return out
 
     def decode(self, raw: bytes) -> Event:
         return self.table.decode(raw, self.names, self.bpf.clock_offset)

@@ -50,10 +50,9 @@ from __future__ import annotations
 
 import fnmatch
 import logging
-import socket
 import struct
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +61,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from otel_kubeskoop.bpf.attach import unplanned
 from otel_kubeskoop.bpf.generated import flow as contract
 from otel_kubeskoop.bpf.generated.flow import FlowDirection, FlowStat
+from otel_kubeskoop.bpf.tc_attach import Attacher
 from otel_kubeskoop.probe import Kind, Overhead, ProbeContext, ProbeSpec, Sample, Scope, Source, Unavailable
 from otel_kubeskoop.probes._bpf import ObjectHandle
 from otel_kubeskoop.probes._decode import address, network_type, transport
@@ -77,21 +77,16 @@ FLOW_OVERFLOW = "kubeskoop.flow.overflow"  # bool: the series holds the flows pa
 # series per direction (kubeskoop.flow.overflow=true), and are counted.
 _FLOW = (A.NETWORK_IO_DIRECTION, A.NETWORK_TYPE, A.NETWORK_TRANSPORT, A.SOURCE_ADDRESS,
          A.SOURCE_PORT, A.DESTINATION_ADDRESS, A.DESTINATION_PORT, FLOW_OVERFLOW)
-# Upstream's tuple labels (its src_type/_node/_namespace/_pod and dst_* need an IP -> pod lookup
-# this table cannot express); the observing pod's standard labels keep the two ends apart.
-_FLOW_COMPAT = ((A.NETWORK_TRANSPORT, "protocol"), (A.SOURCE_ADDRESS, "src"),
-                (A.DESTINATION_ADDRESS, "dst"), (A.SOURCE_PORT, "sport"),
-                (A.DESTINATION_PORT, "dport"))
 FLOW_BYTES = InstrumentSpec(
     "kubeskoop.flow.bytes", C, "By",
     "Bytes of IP packets on the pod's interfaces (frames with their link-layer header), by "
     "direction (receive: tc ingress, transmit: tc egress) and flow", _FLOW, key="bytes",
-    compat="kubeskoop_flow_bytes", compat_labels=_FLOW_COMPAT)
+    compat="kubeskoop_flow_bytes", compat_labels=I.TUPLE_COMPAT)
 FLOW_PACKETS = InstrumentSpec(
     "kubeskoop.flow.packets", C, "{packet}",
     "IP packets on the pod's interfaces, by direction and flow (a GSO packet counts as its "
     "segments)", _FLOW, key="packets", compat="kubeskoop_flow_packets",
-    compat_labels=_FLOW_COMPAT)
+    compat_labels=I.TUPLE_COMPAT)
 FLOW_OVERFLOW_FLOWS = InstrumentSpec(
     "kubeskoop.flow.overflow.flows", C, "{flow}",
     "Flows counted in the namespace's overflow series because it already had maxSeries series")
@@ -291,217 +286,6 @@ class FlowTable:
         return out
 
 
-# --- attachments ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Iface:
-    ifindex: int
-    created_qdisc: bool  # this run added the clsact qdisc (so it may remove it)
-
-
-@dataclass(frozen=True, slots=True)
-class Attached:
-    ifaces: dict[str, Iface]
-    checked: float  # monotonic time of the last check
-
-
-class Attacher:
-    """This probe's TC filters on every wanted interface of every namespace, kept in step with
-    the namespace scan. ``prog_fds``/``prog_ids``: direction -> the loaded program's fd / id."""
-
-    def __init__(self, prog_fds: Mapping[str, int], prog_ids: Mapping[str, int],
-                 wanted: Callable[[Any, set[str]], set[str]]) -> None:
-        self.prog_fds = dict(prog_fds)
-        self.prog_ids = dict(prog_ids)
-        self._wanted = wanted
-        self.state: dict[int, Attached] = {}
-        self.stale_removed = 0  # filters of an earlier agent replaced or removed
-
-    def interfaces(self, netns: int) -> int:
-        st = self.state.get(netns)
-        return len(st.ifaces) if st else 0
-
-    def sync(self, namespaces: Mapping[int, Any], now: float | None = None) -> list[BaseException]:
-        """Attach to new namespaces and interfaces, check old ones every REVERIFY_SECONDS, forget
-        vanished ones. Returns the failures (one interface's failure does not stop the rest)."""
-        from otel_kubeskoop.bpf import tc
-
-        now = time.monotonic() if now is None else now
-        errors: list[BaseException] = []
-        jobs, inodes, fds = [], [], []
-        for inode, ns in namespaces.items():
-            try:
-                names = interface_names(ns)
-            except (OSError, LookupError, ValueError) as exc:  # gone meanwhile, or unreadable
-                log.debug("flow: interfaces of namespace %d: %s", inode, exc)
-                continue
-            wanted = self._wanted(ns, names)
-            st = self.state.get(inode)
-            first = st is None
-            if st is not None and set(st.ifaces) == wanted and (
-                    not wanted or now - st.checked < REVERIFY_SECONDS):
-                continue
-            if first and not (names - {"lo"}):
-                self.state[inode] = Attached({}, now)  # only lo: nothing to attach or sweep
-                continue
-            try:
-                fd = ns.open_nsfd()
-            except (OSError, LookupError) as exc:
-                log.debug("flow: cannot enter namespace %d: %s", inode, exc)
-                continue
-            fds.append(fd)
-            inodes.append(inode)
-            jobs.append((fd, _bind(self._sync_in_netns, names, wanted, st, first, now)))
-        try:
-            results = tc.run_in_netns(jobs) if jobs else []
-        finally:
-            for fd in fds:
-                _close(fd)
-        for inode, result in zip(inodes, results):
-            if isinstance(result, BaseException):
-                errors.append(result)
-                continue
-            attached, stale, failures = result
-            self.state[inode] = attached
-            self.stale_removed += stale
-            errors += failures
-        for inode in [i for i in self.state if i not in namespaces]:
-            del self.state[inode]  # its interfaces, qdiscs and filters went with it
-        return errors
-
-    def _sync_in_netns(self, names: set[str], wanted: set[str], st: Attached | None, first: bool,
-                       now: float) -> tuple[Attached, int, list[BaseException]]:
-        """Runs inside the namespace: attach, check, detach; (new state, stale removed, failures)."""
-        from otel_kubeskoop.bpf import tc
-
-        old = dict(st.ifaces) if st is not None else {}
-        new: dict[str, Iface] = {}
-        stale = 0
-        failures: list[BaseException] = []
-        if first:  # filters of an earlier agent on interfaces we do not want
-            for name in sorted(names - wanted - {"lo"}):
-                try:
-                    stale += self._remove_stale(socket.if_nametoindex(name))
-                except OSError as exc:
-                    log.debug("flow: %s: %s", name, exc)
-        for name in sorted(wanted):
-            try:
-                ifindex = socket.if_nametoindex(name)
-            except OSError:
-                continue  # gone since net/dev was read
-            cur = old.get(name)
-            try:
-                if cur is not None and cur.ifindex == ifindex and all(
-                    tc.query(ifindex, d, TC_HANDLE, TC_PRIORITY) == self.prog_ids[d] for d in PROGRAMS
-                ):
-                    new[name] = cur
-                    continue
-                created = tc.create_clsact(ifindex)
-                if cur is not None and cur.ifindex == ifindex:
-                    created = created or cur.created_qdisc
-                for direction in PROGRAMS:
-                    there = tc.query(ifindex, direction, TC_HANDLE, TC_PRIORITY)
-                    if there is not None and there != self.prog_ids[direction]:
-                        owner = tc.program_name(there)
-                        if owner not in PROGRAMS.values():
-                            raise OSError(f"flow: interface {name}: TC {direction} filter "
-                                          f"{TC_HANDLE:#x} prio {TC_PRIORITY:#x} belongs to "
-                                          f"program {owner!r} (id {there}); not replaced")
-                        stale += 1
-                    tc.attach(ifindex, direction, self.prog_fds[direction], TC_HANDLE, TC_PRIORITY)
-                new[name] = Iface(ifindex, created)
-            except OSError as exc:
-                failures.append(exc)
-        for name, cur in old.items():
-            if name in new:
-                continue
-            try:  # an interface no longer wanted that still exists: take our filters off
-                if socket.if_nametoindex(name) == cur.ifindex:
-                    self._detach(name, cur)
-            except OSError:
-                pass  # gone, and our filters with it
-        return Attached(new, now), stale, failures
-
-    def _remove_stale(self, ifindex: int) -> int:
-        from otel_kubeskoop.bpf import tc
-
-        removed = 0
-        for direction in PROGRAMS:
-            there = tc.query(ifindex, direction, TC_HANDLE, TC_PRIORITY)
-            if there is not None and tc.program_name(there) in PROGRAMS.values():
-                removed += tc.detach(ifindex, direction, TC_HANDLE, TC_PRIORITY)
-        return removed
-
-    @staticmethod
-    def _detach(name: str, iface: Iface) -> None:
-        """Take our filters off (inside the namespace); remove the qdisc if we made it and it is
-        now empty."""
-        from otel_kubeskoop.bpf import tc
-
-        for direction in PROGRAMS:
-            tc.detach(iface.ifindex, direction, TC_HANDLE, TC_PRIORITY)
-        if iface.created_qdisc:
-            others = tc.filters(iface.ifindex, "ingress") + tc.filters(iface.ifindex, "egress")
-            if others:
-                log.info("flow: %s: leaving the clsact qdisc, which now has other filters", name)
-            else:
-                tc.destroy_clsact(iface.ifindex)
-
-    def detach_all(self, namespaces: Mapping[int, Any]) -> list[BaseException]:
-        """Take every filter off (at stop). Namespaces no longer in the scan cannot be entered:
-        their filters went with them (or stay until they go)."""
-        from otel_kubeskoop.bpf import tc
-
-        jobs, fds = [], []
-        for inode, st in self.state.items():
-            ns = namespaces.get(inode)
-            if ns is None or not st.ifaces:
-                continue
-            try:
-                fd = ns.open_nsfd()
-            except (OSError, LookupError):
-                continue
-            fds.append(fd)
-            jobs.append((fd, _bind(self._detach_in_netns, st)))
-        try:
-            results = tc.run_in_netns(jobs) if jobs else []
-        finally:
-            for fd in fds:
-                _close(fd)
-        self.state.clear()
-        return [r for r in results if isinstance(r, BaseException)]
-
-    def _detach_in_netns(self, st: Attached) -> None:
-        for name, iface in st.ifaces.items():
-            try:
-                if socket.if_nametoindex(name) != iface.ifindex:
-                    continue
-            except OSError:
-                continue
-            self._detach(name, iface)
-
-
-def _bind(fn: Callable[..., Any], *args: Any) -> Callable[[], Any]:
-    return lambda: fn(*args)
-
-
-def _close(fd: int) -> None:
-    import os
-
-    try:
-        os.close(fd)
-    except OSError:
-        pass
-
-
-def interface_names(ns: Any) -> set[str]:
-    """The namespace's interface names, from its ``net/dev``."""
-    from otel_kubeskoop.procfs.net_dev import read_net_dev
-
-    return set(read_net_dev(ns))
-
-
 # --- the probe ------------------------------------------------------------------------------
 
 
@@ -534,9 +318,10 @@ class FlowProbe:
         try:
             fds = self.bpf.programs()
             self.attacher = Attacher(
+                self.ctx.name, PROGRAMS,
                 {d: fds[p] for d, p in PROGRAMS.items()},
                 {d: tc.program_id(fds[p]) for d, p in PROGRAMS.items()},
-                self._wanted,
+                self._wanted, handle=TC_HANDLE, priority=TC_PRIORITY, reverify=REVERIFY_SECONDS,
             )
             for exc in self.attacher.sync(self.ctx.cycle.namespaces):
                 self.ctx.report(exc)
@@ -545,10 +330,13 @@ class FlowProbe:
             raise
 
     def stop(self) -> None:
-        attacher, self.attacher = self.attacher, None
+        attacher = self.attacher
         if attacher is not None:
             for exc in attacher.detach_all(self.ctx.cycle.namespaces):
                 log.warning("flow: detaching: %s", exc)
+                self.ctx.report(exc)
+            if not attacher.state:  # else kept: what is still attached is not forgotten
+                self.attacher = None
         self.bpf.stop()
 
     def bpf_programs(self) -> dict[str, int]:

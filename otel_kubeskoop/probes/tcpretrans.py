@@ -24,9 +24,10 @@ not counted. The kernel counts an attempt in ``Tcp: RetransSegs`` before transmi
 TCPRetransFail for single-segment retransmissions (the kernel counts each TSO segment in
 RetransSegs; the tracepoint fires once per retransmitted skb).
 
-``kubeskoop.tcpretrans.total`` is upstream's ``kubeskoop_tcpretrans_total`` (there, per 5-tuple;
-here per namespace and kind). Events (``kubeskoop.tcpretrans.retransmit``) carry the connection,
-its state and the kind.
+Upstream counts retransmissions per connection instead: the kernel also counts them per 5-tuple
+(an LRU of 10240 connections, ``bpf/include/tuples.bpf.h``), and ``kubeskoop.tcpretrans.tuples``
+is that view, served with upstream's name and tuple labels on the compat endpoint only. Events
+(``kubeskoop.tcpretrans.retransmit``) carry the connection, its state and the kind.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from otel_kubeskoop.probe import Kind, Overhead, ProbeSpec, Scope, Source
 from otel_kubeskoop.probes._bpf import EventArgs, bpf_requires
 from otel_kubeskoop.probes._typecount import Typecount, TypecountProbe
 from otel_kubeskoop.vocabulary import attributes as A
+from otel_kubeskoop.vocabulary import instruments as I
 from otel_kubeskoop.vocabulary.events import EventSpec
 from otel_kubeskoop.vocabulary.instruments import C, InstrumentSpec
 
@@ -45,9 +47,14 @@ RETRANSMIT_TYPE = "kubeskoop.retransmit.type"  # syn, synack, loss, fast
 TCPRETRANS_TOTAL = InstrumentSpec(
     "kubeskoop.tcpretrans.total", C, "{segment}",
     "TCP segments retransmitted, by kind: syn, synack, loss (after a retransmission timeout), "
-    "fast (any other)", (RETRANSMIT_TYPE,), key="retransmit",
-    compat="kubeskoop_tcpretrans_total")
-INSTRUMENTS = (TCPRETRANS_TOTAL,)
+    "fast (any other)", (RETRANSMIT_TYPE,), key="retransmit")
+# Upstream's series of the same retransmissions: per connection, on the compat endpoint only
+# (bpf/tcpretrans.bpf.c "tuples").
+TCPRETRANS_TUPLES = InstrumentSpec(
+    "kubeskoop.tcpretrans.tuples", C, "{segment}",
+    "TCP segments retransmitted, by connection (compat endpoint only)", A.TUPLE, key="tuples",
+    compat="kubeskoop_tcpretrans_total", compat_labels=I.TUPLE_COMPAT, otlp=False)
+INSTRUMENTS = (TCPRETRANS_TOTAL, TCPRETRANS_TUPLES)
 
 TCPRETRANS_RETRANSMIT = EventSpec(
     "kubeskoop.tcpretrans.retransmit", "TCPRetrans",
@@ -56,7 +63,8 @@ TCPRETRANS_RETRANSMIT = EventSpec(
 EVENTS = (TCPRETRANS_RETRANSMIT,)
 
 
-#: enum tcpretrans_type -> kubeskoop.retransmit.type, and the event (one for every kind)
+#: enum tcpretrans_type -> kubeskoop.retransmit.type, and the event (one for every kind); the
+#: per-connection counts (map "tuples") for the compat endpoint
 TABLE = Typecount(
     object=contract.OBJECT,
     record=TcpretransEvent,
@@ -68,6 +76,7 @@ TABLE = Typecount(
         TcpretransType.TCPRETRANS_LOSS: ("loss", TCPRETRANS_RETRANSMIT),
         TcpretransType.TCPRETRANS_FAST: ("fast", TCPRETRANS_RETRANSMIT),
     },
+    tuples=TCPRETRANS_TUPLES,
 )
 
 
@@ -82,7 +91,8 @@ SPEC = ProbeSpec(
     source=Source.BPF,
     scope=Scope.NETNS,
     overhead=Overhead.LOW,
-    overhead_note="one hash update per retransmitted TCP segment; with events, one ring-buffer "
+    overhead_note="one hash and one LRU update (per connection, for the compat endpoint) per "
+                  "retransmitted TCP segment; with events, one ring-buffer "
                   "record per retransmission up to eventRate per namespace and kind",
     default_enabled=False,
     factory=TcpretransProbe,

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""NetnsDiscovery, Netns and SetnsReader against real network namespaces (root needed)."""
+"""NetnsDiscovery, Netns and run_in_netns against real network namespaces (root needed)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from otel_kubeskoop.topology.netns import Netns, NetnsDiscovery, NetnsGone, SetnsReader
+from otel_kubeskoop.topology.netns import Netns, NetnsGone
+from otel_kubeskoop.topology.netns_discovery import NetnsDiscovery
+from otel_kubeskoop.topology.nsexec import NetnsRunner, run_in_netns
 from tests.privileged.netnsutil import (
+    TestNetns,
     ip,
     netns,
     netns_inode_of_pid,
@@ -89,7 +92,7 @@ def test_reads_reflect_each_namespace(discovery: NetnsDiscovery) -> None:
         assert noports(ha.read("net/snmp")) == 0
         assert noports(hb.read("net/snmp")) == 0
 
-        udp_to_closed_port(b, 7)  # b has no process: read through the setns thread
+        udp_to_closed_port(b, 7)  # b has no process: read from a thread inside it
         assert noports(hb.read("net/snmp")) == 7
         assert noports(ha.read("net/snmp")) == 0
 
@@ -269,78 +272,97 @@ def test_pid_reuse_by_another_namespace_is_netns_gone() -> None:
             handle.close()
 
 
-def test_setns_reader_leaves_other_threads_in_the_host_namespace() -> None:
+@pytest.fixture
+def runner() -> Iterator[NetnsRunner]:
+    r = NetnsRunner(name="kubeskoop-setns")
+    yield r
+    r.stop()
+
+
+def named(ns: TestNetns, runner: NetnsRunner) -> Netns:
+    """A handle on ``ns`` through its name only, as for a namespace without a process."""
+    return Netns(ns.inode, name=ns.name, runner=runner)
+
+
+def test_named_reads_leave_other_threads_in_the_host_namespace(runner: NetnsRunner) -> None:
     before = own_thread_netns()
     assert before == f"net:[{HOST_INODE}]"
-    reader = SetnsReader()
-    try:
-        with netns() as b:
-            udp_to_closed_port(b, 5)
-            data = reader.read(f"/run/netns/{b.name}", b.inode, "net/snmp")
-            assert noports(data) == 5
-            assert own_thread_netns() == before
-            with pytest.raises(FileNotFoundError):
-                reader.read(f"/run/netns/{b.name}", b.inode, "net/no_such_file")
-            assert own_thread_netns() == before
+    with netns() as b:
+        handle = named(b, runner)
+        udp_to_closed_port(b, 5)
+        assert noports(handle.read("net/snmp")) == 5
+        assert own_thread_netns() == before
+        with pytest.raises(FileNotFoundError):
+            handle.read("net/no_such_file")
+        assert own_thread_netns() == before
 
-            worker = next(t for t in threading.enumerate() if t.name == "kubeskoop-setns")
-            assert worker.daemon and worker.native_id is not None
-            # Idle, the worker is back in the namespace it started in.
-            assert os.readlink(f"/proc/self/task/{worker.native_id}/ns/net") == before
-        # The process (its leader) never moved either.
-        assert os.readlink("/proc/self/ns/net") == before
-    finally:
-        reader.stop()
+        worker = next(t for t in threading.enumerate() if t.name == "kubeskoop-setns")
+        assert worker.daemon and worker.native_id is not None
+        # Idle, the worker is back in the namespace it started in.
+        assert os.readlink(f"/proc/self/task/{worker.native_id}/ns/net") == before
+    # The process (its leader) never moved either.
+    assert os.readlink("/proc/self/ns/net") == before
+    runner.stop()
     assert not worker.is_alive()
     assert own_thread_netns() == before
 
 
-def test_setns_reader_serves_concurrent_callers() -> None:
-    reader = SetnsReader()
+def test_run_in_netns_enters_each_namespace_in_turn_on_a_thread_that_ends() -> None:
+    with netns() as a, netns() as b:
+        fds = [os.open(n.path, os.O_RDONLY | os.O_CLOEXEC) for n in (a, b)]
+        try:
+            jobs = [(fds[0], own_thread_netns), (fds[1], own_thread_netns), (None, own_thread_netns),
+                    (fds[0], own_thread_netns)]
+            got = run_in_netns(jobs)
+        finally:
+            for fd in fds:
+                os.close(fd)
+    assert got == [f"net:[{a.inode}]", f"net:[{b.inode}]", f"net:[{HOST_INODE}]", f"net:[{a.inode}]"]
+    assert own_thread_netns() == f"net:[{HOST_INODE}]"
+    assert not [t for t in threading.enumerate() if t.name == "kubeskoop-netns"]
+
+
+def test_named_reads_serve_concurrent_callers(runner: NetnsRunner) -> None:
     errors: list[BaseException] = []
     with netns() as a, netns() as b:
         udp_to_closed_port(a, 1)
         udp_to_closed_port(b, 6)
         expected = {a.inode: 1, b.inode: 6}
-        paths = {a.inode: f"/run/netns/{a.name}", b.inode: f"/run/netns/{b.name}"}
+        handles = {a.inode: named(a, runner), b.inode: named(b, runner)}
 
         def work(order: list[int]) -> None:
             try:
                 for _ in range(25):
                     for inode in order:
-                        data = reader.read(paths[inode], inode, "net/snmp")
-                        assert noports(data) == expected[inode]
+                        assert noports(handles[inode].read("net/snmp")) == expected[inode]
             except BaseException as err:  # reported by the main thread
                 errors.append(err)
 
         orders = ([a.inode, b.inode], [b.inode, a.inode])
         threads = [threading.Thread(target=work, args=(orders[i % 2],)) for i in range(4)]
-        try:
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join(30)
-        finally:
-            reader.stop()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert not [t for t in threads if t.is_alive()], "reads still running after 30 s"
     assert not errors, errors
 
 
-def test_setns_reader_does_not_pin_a_deleted_namespace() -> None:
+def test_named_reads_do_not_pin_a_deleted_namespace(runner: NetnsRunner) -> None:
     """Read a namespace, delete it: the kernel destroys it (the veth peer outside vanishes)."""
-    reader = SetnsReader()
-    try:
-        with netns() as keep:
-            with netns() as doomed, veth_pair(keep, doomed) as (dev_keep, _dev_doomed):
-                data = reader.read(f"/run/netns/{doomed.name}", doomed.inode, "net/dev")
-                assert b"lo:" in data
-                assert dev_keep.encode() in keep.run("cat", "/proc/net/dev").stdout.encode()
-                ip("netns", "del", doomed.name)
-                deadline = time.monotonic() + 10
-                while dev_keep in ip("-n", keep.name, "-o", "link").stdout:
-                    assert time.monotonic() < deadline, "deleted namespace still alive (pinned?)"
-                    time.sleep(0.05)
-    finally:
-        reader.stop()
+    with netns() as keep:
+        with netns() as doomed, veth_pair(keep, doomed) as (dev_keep, _dev_doomed):
+            handle = named(doomed, runner)
+            assert b"lo:" in handle.read("net/dev")
+            assert dev_keep.encode() in keep.run("cat", "/proc/net/dev").stdout.encode()
+            ip("netns", "del", doomed.name)
+            deadline = time.monotonic() + 10
+            while dev_keep in ip("-n", keep.name, "-o", "link").stdout:
+                assert time.monotonic() < deadline, "deleted namespace still alive (pinned?)"
+                time.sleep(0.05)
+            with pytest.raises(NetnsGone):
+                handle.read("net/dev")
+    assert runner.running
 
 
 def test_veth_pair_ends_are_in_their_namespaces(discovery: NetnsDiscovery) -> None:

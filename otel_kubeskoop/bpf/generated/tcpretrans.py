@@ -55,6 +55,8 @@ OBJECT = ObjectSpec(
         "losses": MapSpec("percpu_array", ctypes.c_uint32, ctypes.c_uint64, 2),
         "counters": MapSpec("hash", TypecountKey, ctypes.c_uint64, 16384),
         "counters_full": MapSpec("percpu_array", ctypes.c_uint32, ctypes.c_uint64, 1),
+        "tuples": MapSpec("lru_hash", FlowTuple, ctypes.c_uint64, 10240),
+        "tuples_inserted": MapSpec("percpu_array", ctypes.c_uint32, ctypes.c_uint64, 1),
     },
     rodata={
         "targ_rate_per_sec": ctypes.c_uint32,

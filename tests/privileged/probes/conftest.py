@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from otel_kubeskoop.probe import Cycle, Event, ProbeContext, ProbeSpec
-from otel_kubeskoop.topology.netns import NetnsDiscovery
+from otel_kubeskoop.topology.netns_discovery import NetnsDiscovery
 from tests.privileged.netnsutil import TestNetns
 
 Series = dict[tuple[str, int | None, tuple[tuple[str, Any], ...]], int | float]

@@ -26,7 +26,7 @@ from otel_kubeskoop.bpf import btf, records
 from otel_kubeskoop.bpf.generated.packetloss import PacketlossEvent, PacketlossEventType
 from otel_kubeskoop.bpf.generated.tcpreset import TcpresetEvent, TcpresetReason, TcpresetType
 from otel_kubeskoop.bpf.generated.tcpretrans import TcpretransEvent, TcpretransType
-from otel_kubeskoop.bpf.kallsyms import parse_kallsyms
+from otel_kubeskoop.bpf.kallsyms import parse_kallsyms, read_kallsyms
 from otel_kubeskoop.probe import Event
 from otel_kubeskoop.probes import packetloss, tcpreset, tcpretrans
 from otel_kubeskoop.probes._decode import KernelNames
@@ -50,9 +50,9 @@ def event_json(event: Event) -> dict[str, Any]:
 
 def kallsyms_lines(addresses: list[int]) -> list[str]:
     """The /proc/kallsyms lines of the symbols holding ``addresses``, and of the next symbol."""
-    with open("/proc/kallsyms", encoding="ascii", errors="replace") as f:
-        lines = f.read().splitlines()
-    starts, names, _ = parse_kallsyms(lines)
+    data = read_kallsyms()
+    lines = data.decode(errors="replace").splitlines()
+    starts = parse_kallsyms(data).addresses
     wanted: set[int] = set()
     for address in addresses:
         i = bisect.bisect_right(starts, address) - 1

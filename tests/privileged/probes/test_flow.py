@@ -24,7 +24,8 @@ from otel_kubeskoop.bpf.generated.flow import OBJECT
 from otel_kubeskoop.bpf.loader import BPFObject
 from otel_kubeskoop.probe import Cycle, ProbeContext
 from otel_kubeskoop.probes import flow
-from otel_kubeskoop.topology.netns import NetnsDiscovery
+from otel_kubeskoop.topology.netns_discovery import NetnsDiscovery
+from otel_kubeskoop.topology.nsexec import run_in_netns
 from tests.privileged.netnsutil import TestNetns, ip, netns, require_root, unique_name
 
 require_root()
@@ -282,7 +283,7 @@ def test_pods_and_interfaces_are_followed_and_leave_nothing_behind() -> None:
             nsfd = next(ns for i, ns in h.cycle.namespaces.items() if i == b.inode).open_nsfd()
             try:
                 ifindex = int(json.loads(ip("-n", b.name, "-j", "link", "show", "eth0").stdout)[0]["ifindex"])
-                (res,) = tc.run_in_netns([(nsfd, lambda: tc.attach(ifindex, "ingress", fd, 1, 1))])
+                (res,) = run_in_netns([(nsfd, lambda: tc.attach(ifindex, "ingress", fd, 1, 1))])
                 assert not isinstance(res, BaseException), res
             finally:
                 import os

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from otel_kubeskoop.bpf.kallsyms import MAX_OFFSET, Kallsyms, parse_kallsyms
+from otel_kubeskoop.bpf.kallsyms import MAX_OFFSET, Kallsyms, parse_kallsyms, read_kallsyms
 
 LINES = [
     "ffffffff81000000 T _stext",
@@ -18,10 +18,29 @@ LINES = [
 
 
 def test_parse_keeps_text_symbols_sorted() -> None:
-    addresses, names, seen = parse_kallsyms(LINES)
-    assert seen == 7  # the malformed line is skipped
-    assert names == ["_stext", "nf_hook_slow", "nf_hook_slow_list", "tcp_v4_rcv", "nft_do_chain\t[nf_tables]"]
-    assert addresses == sorted(addresses)
+    table = parse_kallsyms("\n".join(LINES))
+    assert table.lines == 7  # the malformed line is skipped
+    assert table.names == ("_stext", "nf_hook_slow", "nf_hook_slow_list", "tcp_v4_rcv",
+                           "nft_do_chain\t[nf_tables]")
+    assert table.addresses == tuple(sorted(table.addresses))
+    assert parse_kallsyms("\n".join(LINES).encode()) == table
+
+
+def test_parse_names_every_symbol_even_when_addresses_are_hidden() -> None:
+    # What the loader asks before a kprobe: is the function there, whatever kptr_restrict says.
+    assert parse_kallsyms("\n".join(LINES)).symbols == {
+        "_stext", "nf_hook_slow", "nf_hook_slow_list", "some_data", "tcp_v4_rcv",
+        "tcp_v4_rcv_alias", "nft_do_chain"}
+    hidden = parse_kallsyms("0000000000000000 T _stext\n0000000000000000 t tcp_v4_rcv\n")
+    assert hidden.symbols == {"_stext", "tcp_v4_rcv"} and hidden.addresses == (0,)
+
+
+def test_read_is_the_whole_file(tmp_path) -> None:
+    path = tmp_path / "kallsyms"
+    body = "".join(f"{0xffffffff81000000 + 16 * i:016x} T f{i}\n" for i in range(20000))
+    path.write_text(body)
+    assert read_kallsyms(str(path)) == body.encode()  # larger than one read() of procfs
+    assert len(parse_kallsyms(read_kallsyms(str(path))).addresses) == 20000
 
 
 def test_symbolize() -> None:

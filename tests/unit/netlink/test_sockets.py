@@ -64,7 +64,7 @@ def test_a_failing_setup_closes_the_socket():
     assert isinstance(cache.failures[1], OSError)
 
 
-def test_own_namespace_socket_is_made_without_a_thread():
+def test_own_namespace_socket_is_made_without_setns():
     inode = sockets.own_netns_inode()
     fd = open("/dev/null", "rb")
     try:

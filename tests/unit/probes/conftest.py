@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from otel_kubeskoop.probe import Cycle, ProbeContext
-from otel_kubeskoop.topology.netns import NetnsDiscovery
+from otel_kubeskoop.topology.netns_discovery import NetnsDiscovery
 
 PROC = Path(__file__).resolve().parents[2] / "fixtures" / "proc"
 MALFORMED = Path(__file__).resolve().parents[2] / "fixtures" / "proc_malformed"

@@ -1,27 +1,26 @@
 # SPDX-License-Identifier: Apache-2.0
 """flow without a kernel: the kernel map's keys as series attributes; cumulative totals across
-reads, evictions and deletions; the per-namespace series cap and its overflow series; and the TC
-attachment rules (stale filters replaced, others' filters and qdiscs left alone), against a fake
-of the ``bpf.tc`` calls."""
+reads, evictions and deletions; the per-namespace series cap and its overflow series; and what
+the probe does with its TC attacher at stop, against a fake of the ``bpf.tc`` calls."""
 
 from __future__ import annotations
 
 import ctypes
-import os
 import socket
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from otel_kubeskoop.bpf import tc
 from otel_kubeskoop.bpf.generated.flow import FlowKey, FlowValue
+from otel_kubeskoop.bpf.tc_attach import Attacher, LeftAttached
 from otel_kubeskoop.probe import Cycle, Kind, ProbeContext
 from otel_kubeskoop.probes import flow
+from tests.unit.bpf.tcfakes import FakeNs, FakeTC
 from tests.unit.probes.bpfdumps import FakeMap, FakeObject
 from tests.unit.probes.latencyfakes import samples_by_key
 
-A_NS, B_NS = 4026532281, 4026532282
+A_NS = 4026532281
 DIR, OVERFLOW = "network.io.direction", "kubeskoop.flow.overflow"
 INGRESS, EGRESS = 1, 2
 
@@ -159,153 +158,25 @@ def test_args() -> None:
         "kubeskoop_flow_bytes", "kubeskoop_flow_packets"}
 
 
-# --- attachments, against a fake of the TC calls ---------------------------------------------
+# --- the attacher at the probe's edges (the reconciler: tests/unit/bpf/test_tc_attach.py) ----
 
 
-NET_DEV = (b"Inter-|   Receive |  Transmit\n face |bytes packets|bytes packets\n"
-           + b"".join(b"%s: " % n.encode() + b" 0" * 16 + b"\n" for n in ("lo", "eth0", "net1")))
-
-
-class FakeNs:
-    def __init__(self, inode: int, is_host: bool = False, names: bytes = NET_DEV) -> None:
-        self.inode, self.is_host, self.names = inode, is_host, names
-
-    def read(self, relpath: str) -> bytes:
-        return self.names
-
-    def path(self, relpath: str) -> str:
-        return f"<{self.inode}>/{relpath}"
-
-    def open_nsfd(self) -> int:
-        return os.open("/dev/null", os.O_RDONLY)
-
-
-class FakeTC:
-    """The filters and qdiscs of one namespace's interfaces, as bpf.tc would change them."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.qdiscs: set[int] = set()
-        self.table: dict[tuple[int, str, int, int], int] = {}  # (ifindex, dir, handle, prio) -> prog id
-        self.names = {11: "flow_ingress", 12: "flow_egress", 21: "flow_ingress", 22: "flow_egress",
-                      99: "cilium_from_co"}
-        self.index = {"lo": 1, "eth0": 2, "net1": 3}
-        for name in ("create_clsact", "destroy_clsact", "attach", "query", "detach", "filters",
-                     "program_name", "run_in_netns"):
-            monkeypatch.setattr(tc, name, getattr(self, name))
-        monkeypatch.setattr(flow.socket, "if_nametoindex", self.if_nametoindex)
-
-    def if_nametoindex(self, name: str) -> int:
-        if name not in self.index:
-            raise OSError(19, "No such device")
-        return self.index[name]
-
-    def run_in_netns(self, jobs):
-        out = []
-        for _fd, job in jobs:
-            try:
-                out.append(job())
-            except BaseException as exc:
-                out.append(exc)
-        return out
-
-    def create_clsact(self, ifindex: int) -> bool:
-        made = ifindex not in self.qdiscs
-        self.qdiscs.add(ifindex)
-        return made
-
-    def destroy_clsact(self, ifindex: int) -> bool:
-        self.table = {k: v for k, v in self.table.items() if k[0] != ifindex}
-        had = ifindex in self.qdiscs
-        self.qdiscs.discard(ifindex)
-        return had
-
-    def attach(self, ifindex, direction, prog_fd, handle, priority) -> int:
-        assert ifindex in self.qdiscs
-        self.table[(ifindex, direction, handle, priority)] = prog_fd  # fds stand for ids here
-        return prog_fd
-
-    def query(self, ifindex, direction, handle, priority):
-        return self.table.get((ifindex, direction, handle, priority))
-
-    def detach(self, ifindex, direction, handle, priority) -> bool:
-        return self.table.pop((ifindex, direction, handle, priority), None) is not None
-
-    def filters(self, ifindex, direction):
-        return [(h, p) for (i, d, h, p) in self.table if i == ifindex and d == direction]
-
-    def program_name(self, prog_id):
-        return self.names.get(prog_id)
-
-    def ours(self, ifindex: int) -> dict[str, int]:
-        return {d: v for (i, d, h, p), v in self.table.items()
-                if i == ifindex and (h, p) == (flow.TC_HANDLE, flow.TC_PRIORITY)}
-
-
-@pytest.fixture
-def fake_tc(monkeypatch: pytest.MonkeyPatch) -> FakeTC:
-    return FakeTC(monkeypatch)
-
-
-def attacher(**args: Any) -> flow.Attacher:
-    probe = flow.FlowProbe(flow.FlowArgs(**args), ProbeContext(name="flow"))
-    return flow.Attacher({"ingress": 21, "egress": 22}, {"ingress": 21, "egress": 22}, probe._wanted)
-
-
-def test_attach_to_every_pod_interface_but_lo_and_host_only_by_name(fake_tc: FakeTC) -> None:
-    att = attacher(interfaceName="eth0")
-    assert att.sync({A_NS: FakeNs(A_NS)}, now=0) == []
-    assert fake_tc.ours(2) == {"ingress": 21, "egress": 22} == fake_tc.ours(3)
-    assert fake_tc.ours(1) == {}
-    assert att.interfaces(A_NS) == 2 and att.state[A_NS].ifaces["eth0"].created_qdisc
-    host = attacher(interfaceName="eth0")
-    fake_tc.table.clear()
-    host.sync({B_NS: FakeNs(B_NS, is_host=True)}, now=0)
-    assert set(host.state[B_NS].ifaces) == {"eth0"}
-
-
-def test_stale_filters_are_replaced_and_others_never_touched(fake_tc: FakeTC) -> None:
-    # eth0 has an earlier agent's filters (programs 11, 12) on a qdisc it made; net1 has someone
-    # else's program at our (handle, priority).
-    fake_tc.qdiscs |= {2, 3}
-    fake_tc.table[(2, "ingress", flow.TC_HANDLE, flow.TC_PRIORITY)] = 11
-    fake_tc.table[(2, "egress", flow.TC_HANDLE, flow.TC_PRIORITY)] = 12
-    fake_tc.table[(3, "ingress", flow.TC_HANDLE, flow.TC_PRIORITY)] = 99
-    att = attacher()
-    errors = att.sync({A_NS: FakeNs(A_NS)}, now=0)
-    assert att.stale_removed == 2 and fake_tc.ours(2) == {"ingress": 21, "egress": 22}
-    assert [str(e) for e in errors] == [
-        f"flow: interface net1: TC ingress filter {flow.TC_HANDLE:#x} prio {flow.TC_PRIORITY:#x} "
-        "belongs to program 'cilium_from_co' (id 99); not replaced"]
-    assert fake_tc.ours(3) == {"ingress": 99}
-    assert set(att.state[A_NS].ifaces) == {"eth0"}
-    assert att.state[A_NS].ifaces["eth0"].created_qdisc is False  # it was there
-
-
-def test_detach_removes_only_the_qdiscs_it_made_and_left_empty(fake_tc: FakeTC) -> None:
-    fake_tc.qdiscs.add(3)  # net1's qdisc predates us
-    att = attacher()
-    att.sync({A_NS: FakeNs(A_NS)}, now=0)
-    fake_tc.table[(2, "ingress", 1, 1)] = 99  # someone adds a filter to the qdisc we made
-    att.detach_all({A_NS: FakeNs(A_NS)})
-    assert fake_tc.ours(2) == fake_tc.ours(3) == {}
-    assert fake_tc.qdiscs == {2, 3}  # eth0's has another filter now, net1's is not ours
-    assert att.state == {}
-    del fake_tc.table[(2, "ingress", 1, 1)]
-    att.sync({A_NS: FakeNs(A_NS)}, now=1)
-    fake_tc.qdiscs.discard(2)
-    fake_tc.table = {k: v for k, v in fake_tc.table.items() if k[0] != 2}
-    fake_tc.qdiscs.add(2)  # a qdisc another tool made meanwhile; ours went with the old one
-    att.sync({A_NS: FakeNs(A_NS)}, now=100)  # the periodic check puts the filters back
-    assert fake_tc.ours(2) == {"ingress": 21, "egress": 22}
-
-
-def test_interfaces_and_namespaces_that_go_are_forgotten(fake_tc: FakeTC) -> None:
-    att = attacher()
-    att.sync({A_NS: FakeNs(A_NS), B_NS: FakeNs(B_NS)}, now=0)
-    only_eth0 = NET_DEV.replace(b"net1:", b"#net1:").split(b"#")[0]
-    del fake_tc.index["net1"]
-    att.sync({A_NS: FakeNs(A_NS, names=only_eth0)}, now=1)
-    assert set(att.state) == {A_NS} and set(att.state[A_NS].ifaces) == {"eth0"}
+def test_stop_reports_filters_it_could_not_take_off_and_keeps_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_tc = FakeTC(monkeypatch, flow.TC_HANDLE, flow.TC_PRIORITY)
+    ctx = ProbeContext(name="flow", cycle=Cycle(namespaces={A_NS: FakeNs(A_NS)}))
+    probe = flow.FlowProbe(flow.FlowArgs(), ctx)
+    probe.attacher = Attacher("flow", flow.PROGRAMS, {"ingress": 21, "egress": 22},
+                              {"ingress": 21, "egress": 22}, probe._wanted,
+                              handle=flow.TC_HANDLE, priority=flow.TC_PRIORITY)
+    assert probe.attacher.sync(ctx.cycle.namespaces, now=0) == []
+    fake_tc.refuse_detach.add(3)
+    probe.stop()
+    (error,) = ctx.errors
+    assert isinstance(error, LeftAttached) and (error.inode, error.names) == (A_NS, ("net1",))
+    assert probe.attacher is not None and set(probe.attacher.state[A_NS].ifaces) == {"net1"}
+    fake_tc.refuse_detach.clear()
+    probe.stop()  # a second stop takes them off
+    assert probe.attacher is None and fake_tc.ours(3) == {} and len(ctx.errors) == 1
 
 
 def test_collect_reads_the_map_and_counts_evictions() -> None:

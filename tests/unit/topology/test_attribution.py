@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from otel_kubeskoop.topology.attribution import HOST, Attributor, Owner
-from otel_kubeskoop.topology.netns import NetnsDiscovery
+from otel_kubeskoop.topology.netns_discovery import NetnsDiscovery
 from otel_kubeskoop.topology.pods import PodCache
 from tests.kube_apiserver import KubeAPIServer, container_id, make_pod
 

@@ -8,18 +8,19 @@ import logging
 import os
 import shutil
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from otel_kubeskoop.topology.netns import (
     Netns,
-    NetnsDiscovery,
     NetnsGone,
     NetnsInfo,
-    SetnsReader,
     parse_netns_link,
 )
+from otel_kubeskoop.topology.netns_discovery import NetnsDiscovery
+from otel_kubeskoop.topology.nsexec import NetnsRunner
 
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "netns" / "proc"
 
@@ -112,7 +113,7 @@ def test_no_host_when_host_pid_absent_and_pid_2_is_not_kthreadd(proc: Path, tmp_
 def test_garbage_and_missing_links_are_skipped(
     discovery: NetnsDiscovery, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.DEBUG, logger="otel_kubeskoop.topology.netns"):
+    with caplog.at_level(logging.DEBUG, logger="otel_kubeskoop.topology.netns_discovery"):
         found = discovery.scan()
     pids = {h.pid for h in found.values()}
     assert not pids & {2, 300, 301, 400}
@@ -308,7 +309,7 @@ def test_non_namespace_files_in_netns_dir_are_skipped(proc: Path, tmp_path: Path
         assert set(d.scan()) == {HOST, POD_A, POD_B}
 
 
-def test_netns_needs_a_pid_or_a_name_and_reader() -> None:
+def test_netns_needs_a_pid_or_a_name_and_runner() -> None:
     with pytest.raises(ValueError):
         Netns(1)
     with pytest.raises(ValueError):
@@ -328,61 +329,64 @@ def test_open_nsfd_of_a_fixture_is_netns_gone(discovery: NetnsDiscovery) -> None
         discovery.scan()[POD_A].open_nsfd()
 
 
-def test_setns_reader_reports_a_missing_name_as_gone(tmp_path: Path) -> None:
-    reader = SetnsReader()
-    try:
-        with pytest.raises(NetnsGone) as err:
-            reader.read(str(tmp_path / "ksk-absent"), 4026532999, "net/dev")
-        assert err.value.inode == 4026532999
-        assert reader.running
-        thread = next(t for t in threading.enumerate() if t.name == "kubeskoop-setns")
-        assert thread.daemon
-    finally:
-        reader.stop()
-    assert not reader.running
-    assert not [t for t in threading.enumerate() if t.name == "kubeskoop-setns"]
-    reader.stop()
+@pytest.fixture
+def runner() -> Iterator[NetnsRunner]:
+    r = NetnsRunner(name="kubeskoop-setns")
+    yield r
+    r.stop()
 
 
-def test_setns_reader_reports_another_inode_as_gone(tmp_path: Path) -> None:
-    other = tmp_path / "ksk-recreated"
-    other.write_bytes(b"")
-    reader = SetnsReader()
-    try:
-        with pytest.raises(NetnsGone, match="now refers to"):
-            reader.read(str(other), other.stat().st_ino + 1, "net/dev")
-    finally:
-        reader.stop()
+def named(runner: NetnsRunner, tmp_path: Path, name: str, inode: int | None = None) -> Netns:
+    """A process-less handle on ``<tmp_path>/<name>`` (its inode, unless ``inode`` says otherwise)."""
+    path = tmp_path / name
+    return Netns(path.stat().st_ino if inode is None else inode, name=name, netns_dir=str(tmp_path),
+                 runner=runner)
 
 
-def test_setns_reader_passes_other_errors_back_and_keeps_serving(tmp_path: Path) -> None:
-    not_a_namespace = tmp_path / "ksk-regular-file"
-    not_a_namespace.write_bytes(b"")
-    reader = SetnsReader()
-    try:
-        for _ in range(2):
-            # setns on a regular file: EINVAL (EPERM without CAP_SYS_ADMIN)
-            with pytest.raises(OSError) as err:
-                reader.read(str(not_a_namespace), not_a_namespace.stat().st_ino, "net/dev")
-            assert not isinstance(err.value, NetnsGone)
-            assert "setns" in str(err.value)
-    finally:
-        reader.stop()
+def test_a_named_handle_reports_a_missing_name_as_gone(runner: NetnsRunner, tmp_path: Path) -> None:
+    handle = Netns(4026532999, name="ksk-absent", netns_dir=str(tmp_path), runner=runner)
+    with pytest.raises(NetnsGone) as err:
+        handle.read("net/dev")
+    assert err.value.inode == 4026532999 and "ksk-absent" in str(err.value)
+    assert not runner.running  # nothing to enter: the runner was not even started
 
 
-def test_setns_reader_times_out_and_restarts_after_stop(tmp_path: Path) -> None:
-    fifo = tmp_path / "ksk-fifo"
-    os.mkfifo(fifo)
-    reader = SetnsReader(timeout=0.2)
-    try:
-        with pytest.raises(TimeoutError, match="setns thread"):
-            reader.read(str(fifo), fifo.stat().st_ino, "net/dev")  # open() blocks: no writer
-        # Unblock the worker (it is inside open()); it then fails on setns, for nobody.
-        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
-    finally:
-        reader.stop()
-    assert not reader.running
-    with pytest.raises(NetnsGone):
-        reader.read(str(tmp_path / "absent"), 1, "net/dev")
-    assert reader.running
-    reader.stop()
+def test_a_named_handle_reports_another_inode_as_gone(runner: NetnsRunner, tmp_path: Path) -> None:
+    (tmp_path / "ksk-recreated").write_bytes(b"")
+    inode = (tmp_path / "ksk-recreated").stat().st_ino + 1
+    with pytest.raises(NetnsGone, match="now refers to"):
+        named(runner, tmp_path, "ksk-recreated", inode=inode).read("net/dev")
+
+
+def test_a_named_handle_passes_other_errors_back_and_keeps_reading(runner: NetnsRunner,
+                                                                   tmp_path: Path) -> None:
+    (tmp_path / "ksk-regular-file").write_bytes(b"")
+    handle = named(runner, tmp_path, "ksk-regular-file")
+    for _ in range(2):
+        # setns on a regular file: EINVAL (EPERM without CAP_SYS_ADMIN)
+        with pytest.raises(OSError) as err:
+            handle.read("net/dev")
+        assert not isinstance(err.value, NetnsGone)
+        assert "setns" in str(err.value) and str(handle.inode) in str(err.value)
+    assert runner.running
+    (thread,) = [t for t in threading.enumerate() if t.name == "kubeskoop-setns"]
+    assert thread.daemon
+    runner.stop()
+    assert not runner.running and not thread.is_alive()
+
+
+def test_the_discovery_stops_the_runner_it_made(proc: Path, tmp_path: Path) -> None:
+    d = NetnsDiscovery(str(proc), str(tmp_path / "none"))
+    (tmp_path / "ksk-regular-file").write_bytes(b"")
+    with pytest.raises(OSError):
+        named(d.runner, tmp_path, "ksk-regular-file").read("net/dev")
+    assert d.runner.running
+    d.close()
+    assert not d.runner.running
+    given = NetnsRunner()
+    with NetnsDiscovery(str(proc), str(tmp_path / "none"), runner=given) as d:
+        assert d.runner is given
+        with pytest.raises(OSError):
+            named(given, tmp_path, "ksk-regular-file").read("net/dev")
+    assert given.running  # not the discovery's to stop
+    given.stop()
