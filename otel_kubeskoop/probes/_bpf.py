@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "Counters",
     "EventArgs",
+    "HandleProbe",
     "ObjectHandle",
     "TupleCounts",
     "bpf_requires",
@@ -204,6 +205,19 @@ class ObjectHandle:
         full = self.map(full_map).lookup(0) or 0
         return Sample(I.AGENT_BPF_MAP_FULL, full, None,
                       ((A.PROBE, self.ctx.name), (A.BPF_MAP, counted_map)))
+
+
+class HandleProbe:
+    """What every eBPF probe holding an :class:`ObjectHandle` (``bpf``) does alike: stop it, and
+    list its programs for the runtime's per-program statistics (config ``bpfStats``)."""
+
+    bpf: ObjectHandle
+
+    def stop(self) -> None:
+        self.bpf.stop()
+
+    def bpf_programs(self) -> dict[str, int]:
+        return self.bpf.programs()
 
 
 class TupleCounts:

@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """What the latency probes hold besides their :class:`~otel_kubeskoop.probes._bpf.ObjectHandle`:
 :class:`Histograms` (netiftxlat, softirq, biolatency, virtcmdlatency, and with :class:`Directions`
-kernellatency and socketlatency).
+kernellatency and socketlatency). A probe whose samples and events depend on its records alone
+(netiftxlat, softirq, virtcmdlatency) is a :class:`Latency` table run by :class:`LatencyProbe`.
 
 Each probe's object (``bpf/<probe>.bpf.c``, helpers in ``bpf/include/latency.bpf.h``) measures an
 interval between two kernel points and keeps, in the kernel:
@@ -32,13 +33,14 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field
 
 from otel_kubeskoop.bpf.generated.common import HistSlotState, InflightStat, LatencyHist
-from otel_kubeskoop.probe import Histogram, Sample, log2_bounds
-from otel_kubeskoop.probes._bpf import EventArgs, ObjectHandle
+from otel_kubeskoop.bpf.spec import ObjectSpec
+from otel_kubeskoop.probe import Event, Histogram, ProbeContext, Sample, log2_bounds
+from otel_kubeskoop.probes._bpf import EventArgs, HandleProbe, ObjectHandle
 from otel_kubeskoop.probes._reconcile import NetnsReconciler
 from otel_kubeskoop.vocabulary import attributes as A
 from otel_kubeskoop.vocabulary import instruments as I
@@ -52,7 +54,9 @@ __all__ = [
     "Endpoints",
     "HistTable",
     "Histograms",
+    "Latency",
     "LatencyArgs",
+    "LatencyProbe",
     "histogram",
     "seconds",
 ]
@@ -233,3 +237,48 @@ class Directions:
             Sample(slow0, value.slow[0], netns),
             Sample(slow1, value.slow[1], netns),
         ]
+
+
+def _nothing(args: Any) -> Mapping[str, int]:
+    return {}
+
+
+@dataclass(frozen=True)
+class Latency:
+    """A latency probe whose samples and events depend on its records alone: its ``object``, its
+    ``args`` model, its in-flight table (``inflight``; None: softirq's per-CPU array), how a
+    ``hists`` entry becomes samples (``samples(key, value, netns)``) and a record an Event
+    (``decode(raw, clock_offset_ns)``). ``settings(args)`` and ``sizes(args)``: the ``const
+    volatile`` settings and map sizes it adds to the threshold's; ``node_scope``: keys have no
+    namespace."""
+
+    object: ObjectSpec
+    args: type[LatencyArgs]
+    inflight: str | None
+    samples: Callable[[Any, Any, int | None], list[Sample]]
+    decode: Callable[[bytes, int], Event]
+    settings: Callable[[Any], Mapping[str, int]] = _nothing
+    sizes: Callable[[Any], Mapping[str, int]] = _nothing
+    node_scope: bool = False
+
+
+class LatencyProbe(HandleProbe):
+    """Loads a latency object, reads its histograms, pumps its events; ``TABLE`` says which."""
+
+    TABLE: ClassVar[Latency]
+
+    def __init__(self, args: LatencyArgs | None, ctx: ProbeContext) -> None:
+        self.table = self.TABLE
+        self.args = args if args is not None else self.table.args()
+        self.bpf = ObjectHandle(self.table.object, ctx, self.decode)
+        self.hists = Histograms(self.bpf, self.table.inflight, self.table.node_scope)
+
+    def start(self) -> None:
+        self.bpf.start({**self.args.settings, **self.table.settings(self.args)}, events=self.args,
+                       max_entries=self.table.sizes(self.args))
+
+    def collect(self) -> list[Sample]:
+        return self.hists.collect(self.table.samples)
+
+    def decode(self, raw: bytes) -> Event:
+        return self.table.decode(raw, self.bpf.clock_offset)

@@ -22,6 +22,7 @@ from otel_kubeskoop.probe import Event, ProbeContext, Sample
 from otel_kubeskoop.probes._bpf import (
     Counters,
     EventArgs,
+    HandleProbe,
     ObjectHandle,
     TupleCounts,
     small_ring_without_events,
@@ -81,7 +82,7 @@ class Typecount:
                 for netns, keys in counts.items() for (kind,), value in keys.items()]
 
 
-class TypecountProbe:
+class TypecountProbe(HandleProbe):
     """Loads a counting-by-type object, reads its counters, pumps its events; ``TABLE`` says
     which."""
 
@@ -99,12 +100,6 @@ class TypecountProbe:
     def start(self) -> None:
         self.names = kernel_names()
         self.bpf.start(events=self.args, max_entries=small_ring_without_events(self.bpf.ctx))
-
-    def stop(self) -> None:
-        self.bpf.stop()
-
-    def bpf_programs(self) -> dict[str, int]:
-        return self.bpf.programs()
 
     def collect(self) -> list[Sample]:
         if self.bpf.obj is None:

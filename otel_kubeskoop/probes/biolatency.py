@@ -47,7 +47,7 @@ from otel_kubeskoop.bpf.generated.biolatency import (
 )
 from otel_kubeskoop.bpf.records import DecodeError, decode_exact
 from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeContext, ProbeSpec, Sample, Scope, Source
-from otel_kubeskoop.probes._bpf import ObjectHandle, bpf_requires
+from otel_kubeskoop.probes._bpf import HandleProbe, ObjectHandle, bpf_requires
 from otel_kubeskoop.probes._decode import record_event
 from otel_kubeskoop.probes._latency import Histograms, LatencyArgs, histogram, seconds
 from otel_kubeskoop.vocabulary import attributes as A
@@ -188,7 +188,7 @@ def require_keys_agree(chosen: Mapping[str, AttachPoint]) -> None:
         raise _MixedKeys(", ".join(f"{h}: {p}" for h, p in chosen.items()))
 
 
-class BiolatencyProbe:
+class BiolatencyProbe(HandleProbe):
     def __init__(self, args: BiolatencyArgs | None, ctx: ProbeContext) -> None:
         self.args = args if args is not None else BiolatencyArgs()
         self.device_names = DeviceNames()
@@ -207,12 +207,6 @@ class BiolatencyProbe:
         except _MixedKeys:
             self._classic_only = True
             self._start()
-
-    def stop(self) -> None:
-        self.bpf.stop()
-
-    def bpf_programs(self) -> dict[str, int]:
-        return self.bpf.programs()
 
     def samples_of(self, key: Any, value: Any, netns: int | None) -> list[Sample]:
         attrs = ((SYSTEM_DEVICE, self.device_names(key.dev)), (BLOCK_OPERATION, op_name(key.op)))

@@ -63,7 +63,7 @@ from otel_kubeskoop.bpf.generated import flow as contract
 from otel_kubeskoop.bpf.generated.flow import FlowDirection, FlowStat
 from otel_kubeskoop.bpf.tc_attach import Attacher
 from otel_kubeskoop.probe import Kind, Overhead, ProbeContext, ProbeSpec, Sample, Scope, Source, Unavailable
-from otel_kubeskoop.probes._bpf import ObjectHandle
+from otel_kubeskoop.probes._bpf import HandleProbe, ObjectHandle
 from otel_kubeskoop.probes._decode import address, network_type, transport
 from otel_kubeskoop.probes._reconcile import NetnsReconciler
 from otel_kubeskoop.vocabulary import attributes as A
@@ -289,7 +289,7 @@ class FlowTable:
 # --- the probe ------------------------------------------------------------------------------
 
 
-class FlowProbe:
+class FlowProbe(HandleProbe):
     def __init__(self, args: FlowArgs | None, ctx: ProbeContext) -> None:
         self.args = args if args is not None else FlowArgs()
         self.ctx = ctx
@@ -338,9 +338,6 @@ class FlowProbe:
             if not attacher.state:  # else kept: what is still attached is not forgotten
                 self.attacher = None
         self.bpf.stop()
-
-    def bpf_programs(self) -> dict[str, int]:
-        return self.bpf.programs()
 
     def stats(self) -> dict[str, int]:
         values = dict(self.bpf.map(STATS_MAP).items())

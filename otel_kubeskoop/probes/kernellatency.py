@@ -52,7 +52,7 @@ from otel_kubeskoop.bpf.generated import kernellatency as contract
 from otel_kubeskoop.bpf.generated.kernellatency import KernellatencyDirection, KernellatencyEvent
 from otel_kubeskoop.bpf.records import decode_exact
 from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeContext, ProbeSpec, Sample, Scope, Source
-from otel_kubeskoop.probes._bpf import ObjectHandle, bpf_requires
+from otel_kubeskoop.probes._bpf import HandleProbe, ObjectHandle, bpf_requires
 from otel_kubeskoop.probes._decode import event_type, ifname, record_event, tuple_attributes
 from otel_kubeskoop.probes._latency import Directions, Endpoints, Histograms, LatencyArgs, seconds
 from otel_kubeskoop.vocabulary import attributes as A
@@ -135,7 +135,7 @@ def decode_kernellatency(raw: bytes, points: Endpoints, clock_offset_ns: int = 0
     return record_event(_EVENTS[direction], rec.hdr, attrs, clock_offset_ns)
 
 
-class KernellatencyProbe:
+class KernellatencyProbe(HandleProbe):
     def __init__(self, args: KernellatencyArgs | None, ctx: ProbeContext) -> None:
         self.args = args if args is not None else KernellatencyArgs()
         self.bpf = ObjectHandle(contract.OBJECT, ctx, self.decode)
@@ -148,12 +148,6 @@ class KernellatencyProbe:
 
     def start(self) -> None:
         self.bpf.start(self.args.settings, events=self.args, attached=self._attached)
-
-    def stop(self) -> None:
-        self.bpf.stop()
-
-    def bpf_programs(self) -> dict[str, int]:
-        return self.bpf.programs()
 
     def collect(self) -> list[Sample]:
         return self.hists.collect(BY_DIRECTION.samples)

@@ -41,6 +41,7 @@ from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeContext, ProbeSpec,
 from otel_kubeskoop.probes._bpf import (
     Counters,
     EventArgs,
+    HandleProbe,
     ObjectHandle,
     TupleCounts,
     bpf_requires,
@@ -163,7 +164,7 @@ def samples(counts: Mapping[int | None, Mapping[Any, int]], names: KernelNames) 
     return out
 
 
-class PacketlossProbe:
+class PacketlossProbe(HandleProbe):
     def __init__(self, args: PacketlossArgs | None, ctx: ProbeContext) -> None:
         self.args = args if args is not None else PacketlossArgs()
         self.names = KernelNames()
@@ -194,12 +195,6 @@ class PacketlossProbe:
             self.kallsyms = self.kallsyms or Kallsyms()
         self.bpf.start(self.settings(), events=self.args,
                        max_entries=small_ring_without_events(self.bpf.ctx))
-
-    def stop(self) -> None:
-        self.bpf.stop()
-
-    def bpf_programs(self) -> dict[str, int]:
-        return self.bpf.programs()
 
     def collect(self) -> list[Sample]:
         if self.bpf.obj is None:

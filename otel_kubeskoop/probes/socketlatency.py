@@ -49,7 +49,7 @@ from otel_kubeskoop.bpf.generated import socketlatency as contract
 from otel_kubeskoop.bpf.generated.socketlatency import SocketlatencyDirection, SocketlatencyEvent
 from otel_kubeskoop.bpf.records import decode_exact
 from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeContext, ProbeSpec, Sample, Scope, Source
-from otel_kubeskoop.probes._bpf import ObjectHandle, bpf_requires
+from otel_kubeskoop.probes._bpf import HandleProbe, ObjectHandle, bpf_requires
 from otel_kubeskoop.probes._decode import (
     KernelNames,
     connection_attributes,
@@ -140,7 +140,7 @@ def decode_socketlatency(raw: bytes, names: KernelNames, points: Endpoints,
     return record_event(_EVENTS[direction], rec.hdr, attrs, clock_offset_ns)
 
 
-class SocketlatencyProbe:
+class SocketlatencyProbe(HandleProbe):
     def __init__(self, args: SocketlatencyArgs | None, ctx: ProbeContext) -> None:
         self.args = args if args is not None else SocketlatencyArgs()
         self.names = KernelNames()
@@ -155,12 +155,6 @@ class SocketlatencyProbe:
     def start(self) -> None:
         self.names = kernel_names()
         self.bpf.start(self.args.settings, events=self.args, attached=self._attached)
-
-    def stop(self) -> None:
-        self.bpf.stop()
-
-    def bpf_programs(self) -> dict[str, int]:
-        return self.bpf.programs()
 
     def collect(self) -> list[Sample]:
         return self.hists.collect(BY_DIRECTION.samples)

@@ -35,10 +35,17 @@ from otel_kubeskoop.bpf import libbpf
 from otel_kubeskoop.bpf.generated import softirq as contract
 from otel_kubeskoop.bpf.generated.softirq import SoftirqEvent, SoftirqEventType, SoftirqStage
 from otel_kubeskoop.bpf.records import DecodeError, decode_exact
-from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeContext, ProbeSpec, Sample, Scope, Source
-from otel_kubeskoop.probes._bpf import ObjectHandle, bpf_requires
+from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeSpec, Sample, Scope, Source
+from otel_kubeskoop.probes._bpf import bpf_requires
 from otel_kubeskoop.probes._decode import record_event
-from otel_kubeskoop.probes._latency import HISTS_MAP, Histograms, LatencyArgs, histogram, seconds
+from otel_kubeskoop.probes._latency import (
+    HISTS_MAP,
+    Latency,
+    LatencyArgs,
+    LatencyProbe,
+    histogram,
+    seconds,
+)
 from otel_kubeskoop.vocabulary import attributes as A
 from otel_kubeskoop.vocabulary.events import EventSpec
 from otel_kubeskoop.vocabulary.instruments import C, H, InstrumentSpec
@@ -179,39 +186,27 @@ def samples_of(key: Any, value: Any, netns: int | None) -> list[Sample]:
     ]
 
 
-class SoftirqProbe:
-    def __init__(self, args: SoftirqArgs | None, ctx: ProbeContext) -> None:
-        self.args = args if args is not None else SoftirqArgs()
-        self.bpf = ObjectHandle(contract.OBJECT, ctx, self.decode)
-        self.hists = Histograms(self.bpf, None, node_scope=True)
+def hist_slots(args: SoftirqArgs) -> int:
+    """Slots for one histogram per (measured type, possible CPU, stage): a power of two at least
+    twice that, so that each key finds room among its first slots."""
+    cpus = libbpf.lib().libbpf_num_possible_cpus()
+    keys = 2 * bin(args.vec_mask).count("1") * max(cpus, 1)
+    return max(64, 1 << (2 * keys - 1).bit_length())
 
-    def hist_slots(self) -> int:
-        """Slots for one histogram per (measured type, possible CPU, stage): a power of two at
-        least twice that, so that each key finds room among its first slots."""
-        cpus = libbpf.lib().libbpf_num_possible_cpus()
-        keys = 2 * bin(self.args.vec_mask).count("1") * max(cpus, 1)
-        return max(64, 1 << (2 * keys - 1).bit_length())
 
-    def settings(self) -> dict[str, int]:
-        """The ``const volatile`` settings: the threshold, the types measured, the table's mask."""
-        return {**self.args.settings, "targ_vec_mask": self.args.vec_mask,
-                "hists_mask": self.hist_slots() - 1}
+def settings(args: SoftirqArgs) -> dict[str, int]:
+    """The ``const volatile`` settings beyond the threshold: the types measured, the table's mask."""
+    return {"targ_vec_mask": args.vec_mask, "hists_mask": hist_slots(args) - 1}
 
-    def start(self) -> None:
-        self.bpf.start(self.settings(), events=self.args,
-                       max_entries={HISTS_MAP: self.hist_slots()})
 
-    def stop(self) -> None:
-        self.bpf.stop()
+#: the probe: its object (no in-flight table: a per-CPU array), samples and events, settings and
+#: table size from the types measured, node scope
+TABLE = Latency(contract.OBJECT, SoftirqArgs, None, samples_of, decode_softirq, settings=settings,
+                sizes=lambda args: {HISTS_MAP: hist_slots(args)}, node_scope=True)
 
-    def bpf_programs(self) -> dict[str, int]:
-        return self.bpf.programs()
 
-    def collect(self) -> list[Sample]:
-        return self.hists.collect(samples_of)
-
-    def decode(self, raw: bytes) -> Event:
-        return decode_softirq(raw, self.bpf.clock_offset)
+class SoftirqProbe(LatencyProbe):
+    TABLE = TABLE
 
 
 SPEC = ProbeSpec(

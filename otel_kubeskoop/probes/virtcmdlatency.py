@@ -30,10 +30,10 @@ from typing import Any
 from otel_kubeskoop.bpf.generated import virtcmdlatency as contract
 from otel_kubeskoop.bpf.generated.virtcmdlatency import VirtcmdlatencyEvent, VirtcmdlatencyEventType
 from otel_kubeskoop.bpf.records import decode_exact
-from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeContext, ProbeSpec, Sample, Scope, Source
-from otel_kubeskoop.probes._bpf import ObjectHandle, bpf_requires
+from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeSpec, Sample, Scope, Source
+from otel_kubeskoop.probes._bpf import bpf_requires
 from otel_kubeskoop.probes._decode import event_type, ifname, record_event
-from otel_kubeskoop.probes._latency import Histograms, LatencyArgs, histogram, seconds
+from otel_kubeskoop.probes._latency import Latency, LatencyArgs, LatencyProbe, histogram, seconds
 from otel_kubeskoop.vocabulary import attributes as A
 from otel_kubeskoop.vocabulary.events import EventSpec
 from otel_kubeskoop.vocabulary.instruments import C, H, InstrumentSpec
@@ -109,26 +109,12 @@ def samples_of(key: Any, value: Any, netns: int | None) -> list[Sample]:
     ]
 
 
-class VirtcmdlatencyProbe:
-    def __init__(self, args: VirtcmdlatencyArgs | None, ctx: ProbeContext) -> None:
-        self.args = args if args is not None else VirtcmdlatencyArgs()
-        self.bpf = ObjectHandle(contract.OBJECT, ctx, self.decode)
-        self.hists = Histograms(self.bpf, INFLIGHT_MAP)
+#: the probe: its object, in-flight table, samples and events
+TABLE = Latency(contract.OBJECT, VirtcmdlatencyArgs, INFLIGHT_MAP, samples_of, decode_virtcmdlatency)
 
-    def start(self) -> None:
-        self.bpf.start(self.args.settings, events=self.args)
 
-    def stop(self) -> None:
-        self.bpf.stop()
-
-    def bpf_programs(self) -> dict[str, int]:
-        return self.bpf.programs()
-
-    def collect(self) -> list[Sample]:
-        return self.hists.collect(samples_of)
-
-    def decode(self, raw: bytes) -> Event:
-        return decode_virtcmdlatency(raw, self.bpf.clock_offset)
+class VirtcmdlatencyProbe(LatencyProbe):
+    TABLE = TABLE
 
 
 SPEC = ProbeSpec(

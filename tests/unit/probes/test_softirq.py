@@ -88,9 +88,9 @@ def test_softirq_types_argument() -> None:
 def test_the_table_is_a_power_of_two_at_least_twice_the_keys(monkeypatch, types, cpus, slots) -> None:
     monkeypatch.setattr(softirq.libbpf, "lib", lambda: type("Lib", (), {"libbpf_num_possible_cpus": lambda: cpus}))
     args = softirq.SoftirqArgs.model_validate({"softirq-types": types})
-    probe = softirq.SoftirqProbe(args, ProbeContext(name="softirq", cycle=Cycle(namespaces={})))
-    assert probe.hist_slots() == slots
-    assert probe.settings()["hists_mask"] == slots - 1
+    assert softirq.hist_slots(args) == slots
+    assert softirq.settings(args)["hists_mask"] == slots - 1
+    assert softirq.TABLE.sizes(args) == {"hists": slots}
 
 
 def test_an_unknown_type_in_the_config_names_the_key() -> None:
