@@ -30,7 +30,7 @@ K8S_POD_IP = "k8s.pod.ip"
 K8S_POD_START_TIME = "k8s.pod.start_time"
 
 # Packet and connection attributes (semconv network.*, source.*, destination.*).
-NETWORK_TRANSPORT = "network.transport"  # tcp, udp, icmp, ... (see probes/_bpf.py)
+NETWORK_TRANSPORT = "network.transport"  # tcp, udp, icmp, ... (see probes/_decode.py)
 NETWORK_TYPE = "network.type"  # ipv4, ipv6
 NETWORK_CONNECTION_STATE = "network.connection.state"  # semconv TCP state values
 SOURCE_ADDRESS = "source.address"
