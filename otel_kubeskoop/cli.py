@@ -75,6 +75,8 @@ def run(config_path: str | None, debug: bool) -> None:
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGINT, _terminate)
     agent.start()
+    # SIGHUP reloads the config (reload.py), from now on: the agent is up to apply it.
+    signal.signal(signal.SIGHUP, lambda signum, frame: agent.reloader.request("SIGHUP"))
     agent.wait()
     agent.stop()
     log.info("stopped")
