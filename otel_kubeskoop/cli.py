@@ -57,6 +57,8 @@ def run(config_path: str | None, debug: bool) -> None:
     """Run the agent until SIGTERM or SIGINT."""
     config = _load(config_path)
     _setup_logging(debug or config.debug)
+    if config.warning:
+        log.warning(config.warning)
     from otel_kubeskoop.agent import Agent
     from otel_kubeskoop.telemetry.exporters import ExporterError
 
@@ -141,7 +143,7 @@ def _socket_path(config_path: str | None, socket_path: str | None) -> str:
 @click.option("--namespace", help="Only pods of this Kubernetes namespace.")
 @click.option("--pod", help="Only this pod (by name).")
 @click.option("--probe", help="Only this probe's events (tcpreset, packetloss...).")
-@click.option("--type", "type_", help="Only this event type: upstream (TCPRESET_NOSOCK) or ours (kubeskoop.tcpreset.nosock).")
+@click.option("--type", "type_", help="Only this event type: upstream (TCPRESET_NOSOCK) or ours (the event name, or its last word).")
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def watch(config_path: str | None, socket_path: str | None, netns: str | None, namespace: str | None,
           pod: str | None, probe: str | None, type_: str | None, output: str) -> None:
@@ -200,6 +202,8 @@ def config_validate(file: str) -> None:
         click.echo(str(exc), err=True)
         sys.exit(CONFIG_ERROR)
     click.echo(f"{file}: valid ({len(cfg.probes)} probes, interval {cfg.interval:g}s)")
+    if cfg.warning:
+        click.echo(f"warning: {cfg.warning}")
 
 
 if __name__ == "__main__":

@@ -105,7 +105,8 @@ def apply(agent: Agent, new: Config) -> Applied:
         done.settings.append("reload.http")
     _outputs(agent, old, new, done)
     if (old.raw.compat, old.additional_labels) != (new.raw.compat, new.additional_labels):
-        agent.compat = (CompatEndpoint(new.node_name, [name for name, _ in new.additional_labels], agent.directory)
+        agent.compat = (CompatEndpoint(new.node_name, [name for name, _ in new.additional_labels], agent.directory,
+                                       max_tuple_series=new.raw.compat.max_tuple_series)
                         if new.raw.compat.enabled and new.address else None)
         if old.raw.compat != new.raw.compat:
             done.settings.append("compat.enabled")
