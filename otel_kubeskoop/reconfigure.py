@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from otel_kubeskoop import outputs
 from otel_kubeskoop.config import Config
+from otel_kubeskoop.runtime import ProbeChanges
 from otel_kubeskoop.telemetry.compat import CompatEndpoint
 from otel_kubeskoop.telemetry.exporters import ExporterError
 from otel_kubeskoop.telemetry.pipeline import MetricPipeline
@@ -47,18 +48,16 @@ WATCH_KEY = ("reload.watch", "the watch is set up at start")
 class Applied:
     """What one reload changed."""
 
-    added: list[str] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-    restarted: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)  # probe -> why it did not start
+    probes: ProbeChanges = field(default_factory=ProbeChanges)
     settings: list[str] = field(default_factory=list)  # keys applied live
     not_applied: dict[str, str] = field(default_factory=dict)  # key -> why it needs a restart
 
     def changed(self) -> bool:
-        return bool(self.added or self.removed or self.restarted or self.settings)
+        return bool(self.probes or self.settings)
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in dataclasses.asdict(self).items() if v}
+        both = {**dataclasses.asdict(self.probes), "settings": self.settings, "not_applied": self.not_applied}
+        return {k: v for k, v in both.items() if v}
 
 
 def keep_not_live(old: Config, new: Config) -> tuple[Config, dict[str, str]]:
@@ -83,10 +82,7 @@ def apply(agent: Agent, new: Config) -> Applied:
     """Make ``new`` the agent's config. Called with the agent's cycle lock held."""
     old = agent.config
     new, not_applied = keep_not_live(old, new)
-    done = Applied(not_applied=not_applied)
-    changes = agent.runtime.apply(new.probes)
-    done.added, done.removed, done.restarted, done.failed = (
-        changes.added, changes.removed, changes.restarted, changes.failed)
+    done = Applied(agent.runtime.apply(new.probes), not_applied=not_applied)
     if old.interval != new.interval:
         done.settings.append("otlp.interval")
     if old.debug != new.debug:

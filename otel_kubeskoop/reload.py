@@ -150,7 +150,7 @@ class Reloader:
         self._text = text
         if done.changed():
             self.generation += 1
-        result = "partial" if done.failed or done.not_applied else "applied" if done.changed() else "unchanged"
+        result = "partial" if done.probes.failed or done.not_applied else "applied" if done.changed() else "unchanged"
         self._record(trigger, result, changes=done.as_dict(), seconds=round(time.perf_counter() - t0, 6))
         log.info("config reload (%s): %s, generation %d%s", trigger, result, self.generation,
                  f": {done.as_dict()}" if done.as_dict() else "")
