@@ -23,6 +23,7 @@ PROBE_STATE = "kubeskoop.probe.state"
 LOSS_REASON = "kubeskoop.loss.reason"
 BPF_PROGRAM = "kubeskoop.bpf.program"
 SIGNAL = "kubeskoop.signal"
+RELOAD_RESULT = "result"  # kubeskoop.agent.config.reloads{result}
 K8S_NAMESPACE_NAME = "k8s.namespace.name"
 K8S_POD_NAME = "k8s.pod.name"
 K8S_POD_UID = "k8s.pod.uid"

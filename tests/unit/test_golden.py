@@ -272,6 +272,7 @@ def outputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
             "metrics": {"probes": [{"name": n} for n in METRIC_PROBES],
                         "additionalLabels": ["app=${labels:app}", "tier=t_${labels:tier}"]},
             "event": {"probes": [{"name": n} for n in REPLAYS], "sinks": [{"name": "file", "args": {"path": str(tmp_path / "events.jsonl")}}]},
+            "eventStream": {"path": str(tmp_path / "events.sock")},
         }, "golden", environ={})
         agent = Agent(config, metric_exporter=metrics, log_exporters=[logs], registry=registry())
         try:
