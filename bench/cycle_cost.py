@@ -92,7 +92,7 @@ class SerializingExporter:
     def reset(self) -> None:
         self.points = self.size = self.requests = 0
 
-    def export_request(self, request) -> bool:
+    def export_request(self, request, timeout=None) -> bool:
         self.requests += 1
         self.size += len(request.SerializeToString())
         self.points += sum(len(getattr(m, m.WhichOneof("data")).data_points)

@@ -21,7 +21,7 @@ class MemoryExporter:
         self.fail = fail
         self.shut = False
 
-    def export_request(self, request: ExportMetricsServiceRequest) -> bool:
+    def export_request(self, request: ExportMetricsServiceRequest, timeout: float | None = None) -> bool:
         self.requests.append(ExportMetricsServiceRequest.FromString(request.SerializeToString()))
         return not self.fail
 
@@ -36,7 +36,7 @@ class MemoryLogExporter:
         self.requests: list[ExportLogsServiceRequest] = []
         self.fail = fail
 
-    def export_request(self, request: ExportLogsServiceRequest) -> bool:
+    def export_request(self, request: ExportLogsServiceRequest, timeout: float | None = None) -> bool:
         self.requests.append(ExportLogsServiceRequest.FromString(request.SerializeToString()))
         return not self.fail
 

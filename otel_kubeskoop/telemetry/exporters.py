@@ -10,7 +10,8 @@ sets them, so every standard ``OTEL_EXPORTER_OTLP_*`` variable still applies.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -19,6 +20,31 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 
 class ExporterError(Exception):
     """An exporter that cannot be built from the given settings (e.g. deflate with gRPC)."""
+
+
+@contextmanager
+def _timeout(owner: Any, timeout: float | None) -> Iterator[None]:
+    """``owner._timeout`` (the SDK's whole-export deadline, retries included, in seconds) cut to
+    ``timeout`` for one request, so an export ends by the caller's deadline (the shutdown budget).
+    Each exporter is used by one thread at a time."""
+    configured = owner._timeout
+    if timeout is not None:
+        owner._timeout = max(0.0, min(configured, timeout))
+    try:
+        yield
+    finally:
+        owner._timeout = configured
+
+
+def _http_result(exporter: Any, data: bytes, timeout: float | None) -> bool:
+    """Send serialized ``data`` through an SDK HTTP exporter's client; keep the failure's reason."""
+    with _timeout(exporter._client, timeout):
+        result = exporter._client.export(data)
+    if not result.success:
+        exporter.last_error = (f"HTTP {result.status_code}: {result.reason}" if result.status_code
+                               else f"{type(result.error).__name__}: {result.error}" if result.error
+                               else "timed out or shut down")
+    return bool(result.success)
 
 
 def _kwargs(protocol: str, endpoint: str | None, headers: Mapping[str, str] | None, timeout: float | None,
@@ -40,16 +66,22 @@ def _kwargs(protocol: str, endpoint: str | None, headers: Mapping[str, str] | No
 
 def _http_request_exporter(**kwargs: Any) -> Any:
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-    from opentelemetry.sdk.metrics.export import MetricExportResult
 
     class HTTPRequestExporter(OTLPMetricExporter):
-        """Sends an already-built request through the exporter's per-request path (size check,
-        retries with backoff and Retry-After, gzip, self-metrics); skips the SDK encoder."""
+        """Sends an already-built request through the exporter's client (size check, retries with
+        backoff and Retry-After, gzip); skips the SDK encoder."""
 
-        def export_request(self, request: ExportMetricsServiceRequest) -> bool:
+        last_error = ""
+
+        def export_request(self, request: ExportMetricsServiceRequest, timeout: float | None = None) -> bool:
             if self._shutdown:
+                self.last_error = "exporter shut down"
                 return False
-            return self._export_batch(request) is MetricExportResult.SUCCESS
+            data = request.SerializeToString()
+            if self._max_request_size and len(data) > self._max_request_size:
+                self.last_error = f"request of {len(data)} bytes over the limit of {self._max_request_size}"
+                return False
+            return _http_result(self, data, timeout)
 
     return HTTPRequestExporter(**kwargs)
 
@@ -71,8 +103,14 @@ def _grpc_request_exporter(**kwargs: Any) -> Any:
             return sum(len(getattr(m, m.WhichOneof("data")).data_points)
                        for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics)
 
-        def export_request(self, request: ExportMetricsServiceRequest) -> bool:
-            return self._export(data=request) is MetricExportResult.SUCCESS
+        last_error = ""
+
+        def export_request(self, request: ExportMetricsServiceRequest, timeout: float | None = None) -> bool:
+            with _timeout(self, timeout):
+                ok = self._export(data=request) is MetricExportResult.SUCCESS
+            if not ok:
+                self.last_error = "gRPC export failed (the log has the status)"
+            return ok
 
     return GRPCRequestExporter(**kwargs)
 
@@ -96,13 +134,17 @@ def _http_log_request_exporter(**kwargs: Any) -> Any:
         """Sends an already-built logs request through the exporter's transport (retries with
         backoff and Retry-After, gzip, size limit); skips the SDK's per-record encoder."""
 
-        def export_request(self, request: ExportLogsServiceRequest) -> bool:
+        last_error = ""
+
+        def export_request(self, request: ExportLogsServiceRequest, timeout: float | None = None) -> bool:
             if self._shutdown:
+                self.last_error = "exporter shut down"
                 return False
             data = request.SerializeToString()
             if self._max_request_size and len(data) > self._max_request_size:
+                self.last_error = f"request of {len(data)} bytes over the limit of {self._max_request_size}"
                 return False
-            return bool(self._client.export(data).success)
+            return _http_result(self, data, timeout)
 
     return HTTPLogRequestExporter(**kwargs)
 
@@ -122,8 +164,14 @@ def _grpc_log_request_exporter(**kwargs: Any) -> Any:
                 return super()._count_data(data)
             return sum(len(sl.log_records) for rl in data.resource_logs for sl in rl.scope_logs)
 
-        def export_request(self, request: ExportLogsServiceRequest) -> bool:
-            return self._export(data=request) is LogRecordExportResult.SUCCESS
+        last_error = ""
+
+        def export_request(self, request: ExportLogsServiceRequest, timeout: float | None = None) -> bool:
+            with _timeout(self, timeout):
+                ok = self._export(data=request) is LogRecordExportResult.SUCCESS
+            if not ok:
+                self.last_error = "gRPC export failed (the log has the status)"
+            return ok
 
     return GRPCLogRequestExporter(**kwargs)
 

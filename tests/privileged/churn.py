@@ -27,7 +27,7 @@ class DiscardingExporter:
     def __init__(self) -> None:
         self.requests = 0
 
-    def export_request(self, request) -> bool:
+    def export_request(self, request, timeout=None) -> bool:
         request.SerializeToString()
         self.requests += 1
         return True
