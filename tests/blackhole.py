@@ -9,10 +9,11 @@ import threading
 
 
 class BlackHole:
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
+        """``port`` 0: any free one; a given port lets a real backend take it over after (a recovery)."""
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", 0))
+        self._sock.bind(("127.0.0.1", port))
         self._sock.listen(128)
         self._sock.settimeout(0.2)
         self.port = self._sock.getsockname()[1]
@@ -36,6 +37,12 @@ class BlackHole:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop listening and drop every held connection (idempotent)."""
+        if self._stop.is_set():
+            return
         self._stop.set()
         self._thread.join(5)
         for conn in self.accepted:
