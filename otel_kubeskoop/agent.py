@@ -181,6 +181,10 @@ class Agent:
         self.last_cycle_end = time.monotonic()
         self.board.publish(self)
 
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Export the last cycle's state now and wait for it; True if it was delivered."""
+        return self.sender.flush(timeout) if self.sender is not None else False
+
     def collect(self) -> list[Sample]:
         """Every probe's samples over a fresh scan (the runtime's own when the scan fails)."""
         try:

@@ -83,3 +83,9 @@ def points(request: ExportMetricsServiceRequest, name: str) -> dict[tuple, dict]
 
 def resource_values(request: ExportMetricsServiceRequest, attr: str) -> list:
     return [decode_attributes(rm.resource.attributes).get(attr) for rm in request.resource_metrics]
+
+
+def cycle(agent) -> None:
+    """One collection cycle, and its export waited for (the agent exports on a thread of its own)."""
+    agent.cycle()
+    agent.flush()

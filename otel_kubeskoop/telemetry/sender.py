@@ -33,6 +33,7 @@ class MetricSender:
     def __init__(self, pipeline: Exportable) -> None:
         self._pipeline = pipeline
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
         self._wake = threading.Event()
         self._done = threading.Event()  # the final export ended
         self._final_deadline: float | None = None
@@ -65,11 +66,25 @@ class MetricSender:
             self._export(final)
             with self._lock:
                 self._busy = False
+                self._idle.notify_all()
             if final is not None or self._final_deadline is not None:
                 if final is None:  # asked to finish while exporting: one more, the final state
                     self._export(self._final_deadline)
                 self._done.set()
                 return
+
+    def flush(self, timeout: float) -> bool:
+        """Export the current state now and wait for the result (after any export running)."""
+        end = time.monotonic() + timeout
+        with self._lock:
+            if not self._idle.wait_for(lambda: not self._busy, timeout):
+                return False
+            self._busy = True
+            exported = self.counts["delivered"] + self.counts["failed"]
+        self._wake.set()
+        with self._lock:
+            self._idle.wait_for(lambda: not self._busy, max(0.0, end - time.monotonic()))
+            return not self._busy and self.counts["delivered"] + self.counts["failed"] > exported and bool(self._last_ok)
 
     def _export(self, deadline: float | None) -> None:
         try:
