@@ -36,8 +36,16 @@ def _timeout(owner: Any, timeout: float | None) -> Iterator[None]:
         owner._timeout = configured
 
 
-def _http_result(exporter: Any, data: bytes, timeout: float | None) -> bool:
-    """Send serialized ``data`` through an SDK HTTP exporter's client; keep the failure's reason."""
+def _http_send(exporter: Any, request: Any, timeout: float | None) -> bool:
+    """Send ``request`` through an SDK HTTP exporter's client (after its size check); keep the
+    failure's reason in ``exporter.last_error``."""
+    if exporter._shutdown:
+        exporter.last_error = "exporter shut down"
+        return False
+    data = request.SerializeToString()
+    if exporter._max_request_size and len(data) > exporter._max_request_size:
+        exporter.last_error = f"request of {len(data)} bytes over the limit of {exporter._max_request_size}"
+        return False
     with _timeout(exporter._client, timeout):
         result = exporter._client.export(data)
     if not result.success:
@@ -45,6 +53,15 @@ def _http_result(exporter: Any, data: bytes, timeout: float | None) -> bool:
                                else f"{type(result.error).__name__}: {result.error}" if result.error
                                else "timed out or shut down")
     return bool(result.success)
+
+
+def _grpc_send(exporter: Any, request: Any, timeout: float | None, success: Any) -> bool:
+    """Send ``request`` through an SDK gRPC exporter's retry loop (its log has the status code)."""
+    with _timeout(exporter, timeout):
+        ok = exporter._export(data=request) is success
+    if not ok:
+        exporter.last_error = "gRPC export failed (the log has the status)"
+    return ok
 
 
 def _kwargs(protocol: str, endpoint: str | None, headers: Mapping[str, str] | None, timeout: float | None,
@@ -74,14 +91,7 @@ def _http_request_exporter(**kwargs: Any) -> Any:
         last_error = ""
 
         def export_request(self, request: ExportMetricsServiceRequest, timeout: float | None = None) -> bool:
-            if self._shutdown:
-                self.last_error = "exporter shut down"
-                return False
-            data = request.SerializeToString()
-            if self._max_request_size and len(data) > self._max_request_size:
-                self.last_error = f"request of {len(data)} bytes over the limit of {self._max_request_size}"
-                return False
-            return _http_result(self, data, timeout)
+            return _http_send(self, request, timeout)
 
     return HTTPRequestExporter(**kwargs)
 
@@ -106,11 +116,7 @@ def _grpc_request_exporter(**kwargs: Any) -> Any:
         last_error = ""
 
         def export_request(self, request: ExportMetricsServiceRequest, timeout: float | None = None) -> bool:
-            with _timeout(self, timeout):
-                ok = self._export(data=request) is MetricExportResult.SUCCESS
-            if not ok:
-                self.last_error = "gRPC export failed (the log has the status)"
-            return ok
+            return _grpc_send(self, request, timeout, MetricExportResult.SUCCESS)
 
     return GRPCRequestExporter(**kwargs)
 
@@ -137,14 +143,7 @@ def _http_log_request_exporter(**kwargs: Any) -> Any:
         last_error = ""
 
         def export_request(self, request: ExportLogsServiceRequest, timeout: float | None = None) -> bool:
-            if self._shutdown:
-                self.last_error = "exporter shut down"
-                return False
-            data = request.SerializeToString()
-            if self._max_request_size and len(data) > self._max_request_size:
-                self.last_error = f"request of {len(data)} bytes over the limit of {self._max_request_size}"
-                return False
-            return _http_result(self, data, timeout)
+            return _http_send(self, request, timeout)
 
     return HTTPLogRequestExporter(**kwargs)
 
@@ -167,11 +166,7 @@ def _grpc_log_request_exporter(**kwargs: Any) -> Any:
         last_error = ""
 
         def export_request(self, request: ExportLogsServiceRequest, timeout: float | None = None) -> bool:
-            with _timeout(self, timeout):
-                ok = self._export(data=request) is LogRecordExportResult.SUCCESS
-            if not ok:
-                self.last_error = "gRPC export failed (the log has the status)"
-            return ok
+            return _grpc_send(self, request, timeout, LogRecordExportResult.SUCCESS)
 
     return GRPCLogRequestExporter(**kwargs)
 
