@@ -17,6 +17,8 @@ import os
 import urllib.parse
 from collections.abc import Mapping
 
+from otel_kubeskoop import environment_variables as env
+
 SIGNALS = ("METRICS", "LOGS")
 DEFAULT_TIMEOUT_S = 10.0  # the specification's default, 10000 ms
 COMPRESSIONS = ("gzip", "deflate", "none")
@@ -25,7 +27,7 @@ Problem = tuple[str, str]
 
 def variables(option: str, signal: str) -> tuple[str, str]:
     """The per-signal variable, then the general one, for ``option`` (e.g. ``TIMEOUT``)."""
-    return f"OTEL_EXPORTER_OTLP_{signal}_{option}", f"OTEL_EXPORTER_OTLP_{option}"
+    return f"{env.OTEL_EXPORTER_OTLP_PREFIX}{signal}_{option}", f"{env.OTEL_EXPORTER_OTLP_PREFIX}{option}"
 
 
 def _first(environ: Mapping[str, str], option: str, signal: str) -> tuple[str, str] | None:
