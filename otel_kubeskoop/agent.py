@@ -122,10 +122,15 @@ class Agent:
         self._stopped = True
         deadline = time.monotonic() + self.config.shutdown_timeout
         self._stop.set()
+        wedged = False
         if self._thread is not None:
-            self._thread.join(max(0.0, deadline - time.monotonic()))
+            self._thread.join(max(0.0, deadline - time.monotonic()) / 2)
+            wedged = self._thread.is_alive()
+            if wedged:
+                log.warning("the collection cycle did not end in time: no final collection")
             self._thread = None
-        samples = self.collect() if self.cycles else None  # counts since the last cycle are not lost
+        # A final collection, so counts since the last cycle are not lost.
+        samples = self.collect() if self.cycles and not wedged else None
         self.runtime.stop()
         self.pods.stop()
         self.events.shutdown(time.monotonic() + max(0.0, deadline - time.monotonic()) / 2)
