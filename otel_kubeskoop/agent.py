@@ -64,7 +64,8 @@ class Agent:
         self.pipeline = MetricPipeline(metric_exporter, self.directory) if metric_exporter is not None else None
         self.sender: MetricSender | None = None  # started with the cycle
         self.events = EventEmitter(self.directory, *outputs.event_outputs(config, log_exporters))
-        self.compat = (CompatEndpoint(config.node_name, [name for name, _ in config.additional_labels], self.directory)
+        self.compat = (CompatEndpoint(config.node_name, [name for name, _ in config.additional_labels], self.directory,
+                                      max_tuple_series=raw.compat.max_tuple_series)
                        if raw.compat.enabled and config.address else None)
         self.runtime = ProbeRuntime(config.probes, proc_root=raw.proc_root, registry=registry, emit=self.events.emit,
                                     bpf_stats=raw.bpf_stats.enabled, cgroup_root=raw.cgroup_root, sys_root=raw.sys_root)

@@ -50,7 +50,8 @@ def metrics_md() -> str:
     for spec in INSTRUMENTS:
         attrs = ", ".join(f"`{a}`" for a in spec.attributes) or "-"
         compat = f"`{spec.compat}`" if spec.compat else "-"
-        lines.append(f"| `{spec.name}` | {spec.kind.value} | `{spec.unit}` | {attrs} | `{_prom_name(spec)}` | "
+        prom = f"`{_prom_name(spec)}`" if spec.otlp else "- (not sent over OTLP)"
+        lines.append(f"| `{spec.name}` | {spec.kind.value} | `{spec.unit}` | {attrs} | {prom} | "
                      f"{compat} | {spec.description} |\n")
     return "".join(lines)
 

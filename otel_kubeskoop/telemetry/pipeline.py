@@ -352,6 +352,8 @@ class MetricPipeline:
                 series_of = res.series
                 for s in samples:
                     spec = s.instrument
+                    if not spec.otlp:
+                        continue
                     series = series_of.get((spec.name, s.attributes))
                     if series is None:
                         if self._series_count >= self._max_series:

@@ -43,13 +43,21 @@ def get(port: int, path: str) -> tuple[int, bytes]:
 
 
 class AgentProcess:
-    def __init__(self, tmp_path: Path, env: dict[str, str], interval: float = 1.0) -> None:
-        config = yaml.safe_load((ROOT / "config/default.yaml").read_text())
+    """The agent with config/default.yaml, or with ``config_text`` as given plus an ``address``
+    line (the interval then comes from ``OTEL_METRIC_EXPORT_INTERVAL`` in ``env``)."""
+
+    def __init__(self, tmp_path: Path, env: dict[str, str], interval: float = 1.0,
+                 config_text: str | None = None) -> None:
         self.port = free_port()
-        config["address"] = f"127.0.0.1:{self.port}"
-        config["otlp"]["interval"] = interval
         self.config = tmp_path / "config.yaml"
-        self.config.write_text(yaml.safe_dump(config))
+        if config_text is None:
+            config = yaml.safe_load((ROOT / "config/default.yaml").read_text())
+            config["address"] = f"127.0.0.1:{self.port}"
+            config["otlp"]["interval"] = interval
+            config_text = yaml.safe_dump(config)
+        else:
+            config_text += f"\naddress: 127.0.0.1:{self.port}\n"
+        self.config.write_text(config_text)
         self.stdout = open(tmp_path / "stdout", "w+b")  # noqa: SIM115
         self.stderr = open(tmp_path / "stderr", "w+b")  # noqa: SIM115
         clean = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
@@ -149,7 +157,7 @@ def test_without_an_endpoint_the_agent_runs_and_serves_status(agent_factory):
 
 def test_invalid_config_exits_2_naming_file_and_key(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("metrics:\n  probes:\n    - name: netdev\n      args: {interfaces: [eth0]}\n")
+    bad.write_text("metrics:\n  probes:\n    - name: netdev\notlp:\n  intervall: 5\n")
     proc = subprocess.run([CLI, "run", "-c", str(bad)], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2
-    assert f"{bad}: metrics.probes[0].args.interfaces: unknown argument" in proc.stderr
+    assert f"{bad}: otlp.intervall: unknown key (did you mean 'interval'?)" in proc.stderr
