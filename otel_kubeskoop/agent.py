@@ -179,7 +179,7 @@ class Agent:
         t0 = time.perf_counter()
         self.publish(self.collect())
         if self.sender is None and self.pipeline is not None:
-            self.sender = MetricSender(self.pipeline)
+            self.sender = MetricSender(self.pipeline, max(self.config.interval, self.config.otlp.timeout))
         if self.sender is not None:
             self.sender.offer()
         self.cycles += 1

@@ -3,7 +3,9 @@
 sends the latest state, so a slow or black-holed backend never delays collection, ``/metrics`` or
 ``/status``.
 
-An export runs at most for the exporter's timeout (the SDK's retries with backoff fit inside it).
+An export (all its requests, each with the SDK's retries and backoff) ends by its deadline,
+``budget`` seconds after it starts (the agent gives the longer of the interval and the exporter's
+timeout), so one export never runs into the next but one.
 A cycle that ends while the previous export is still running is not exported on its own; it is
 counted as ``skipped``, and the next export carries its data (cumulative totals, or the deltas the
 pipeline keeps until they are delivered). At shutdown the thread makes one final export cut at the
@@ -30,8 +32,9 @@ class Exportable(Protocol):
 class MetricSender:
     """Owns the export thread of one :class:`~otel_kubeskoop.telemetry.pipeline.MetricPipeline`."""
 
-    def __init__(self, pipeline: Exportable) -> None:
+    def __init__(self, pipeline: Exportable, budget: float) -> None:
         self._pipeline = pipeline
+        self._budget = budget
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._wake = threading.Event()
@@ -63,7 +66,7 @@ class MetricSender:
             self._wake.wait()
             self._wake.clear()
             final = self._final_deadline
-            self._export(final)
+            self._export(final if final is not None else time.monotonic() + self._budget)
             with self._lock:
                 self._busy = False
                 self._idle.notify_all()
@@ -86,7 +89,7 @@ class MetricSender:
             self._idle.wait_for(lambda: not self._busy, max(0.0, end - time.monotonic()))
             return not self._busy and self.counts["delivered"] + self.counts["failed"] > exported and bool(self._last_ok)
 
-    def _export(self, deadline: float | None) -> None:
+    def _export(self, deadline: float) -> None:
         try:
             ok = self._pipeline.export(deadline)
         except Exception as exc:  # a bug here must not end the thread: count it, go on
