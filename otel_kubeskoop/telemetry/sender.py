@@ -41,6 +41,8 @@ class MetricSender:
         self._done = threading.Event()  # the final export ended
         self._final_deadline: float | None = None
         self._busy = False
+        self._offered = 0  # cycles handed over
+        self._covered = 0  # the cycle the export running or last finished carries
         self._last_ok: bool | None = None  # the last export's result; None before the first
         self.counts: Counter[str] = Counter()  # delivered, failed, skipped, abandoned
         self.last_error = ""
@@ -55,10 +57,11 @@ class MetricSender:
     def offer(self) -> None:
         """A cycle's state is in the pipeline: export it, unless an export is still running."""
         with self._lock:
+            self._offered += 1
             if self._busy:
                 self.counts["skipped"] += 1
                 return
-            self._busy = True
+            self._busy, self._covered = True, self._offered
         self._wake.set()
 
     def _run(self) -> None:
@@ -77,17 +80,18 @@ class MetricSender:
                 return
 
     def flush(self, timeout: float) -> bool:
-        """Export the current state now and wait for the result (after any export running)."""
+        """Wait until the last cycle handed over is exported (exporting it now if its turn was
+        skipped); True if that export was delivered."""
         end = time.monotonic() + timeout
         with self._lock:
             if not self._idle.wait_for(lambda: not self._busy, timeout):
                 return False
-            self._busy = True
-            exported = self.counts["delivered"] + self.counts["failed"]
+            if self._covered == self._offered:
+                return bool(self._last_ok)
+            self._busy, self._covered = True, self._offered
         self._wake.set()
         with self._lock:
-            self._idle.wait_for(lambda: not self._busy, max(0.0, end - time.monotonic()))
-            return not self._busy and self.counts["delivered"] + self.counts["failed"] > exported and bool(self._last_ok)
+            return self._idle.wait_for(lambda: not self._busy, max(0.0, end - time.monotonic())) and bool(self._last_ok)
 
     def _export(self, deadline: float) -> None:
         try:

@@ -40,6 +40,7 @@ def test_offers_never_wait_and_busy_ones_are_counted_skipped():
     assert 4.5 < pipeline.deadlines[0] - t0 <= 5.1, "the export's deadline is its budget"
     pipeline.release.set()
     assert sender.flush(5) and sender.counts["delivered"] == 2 and sender.status()["state"] == "ok"
+    assert sender.flush(5) and len(pipeline.deadlines) == 2, "the last cycle was exported: no export again"
 
 
 def test_the_final_export_is_cut_at_the_shutdown_deadline():
@@ -55,6 +56,8 @@ def test_the_final_export_is_cut_at_the_shutdown_deadline():
 def test_a_failed_export_keeps_its_reason():
     pipeline = SlowPipeline()
     sender = MetricSender(pipeline, budget=0.2)
+    assert not sender.flush(5) and not pipeline.deadlines, "nothing handed over, nothing exported"
+    sender.offer()
     assert not sender.flush(5)
     assert sender.status() | {"last_delivered_unix": None} == {
         "state": "failing", "exports": {"failed": 1}, "last_error": "timed out", "last_delivered_unix": None}
