@@ -117,7 +117,7 @@ def test_event_probe_survives_churn_and_accounts_for_every_event(tmp_path, monke
         conntrack_rule(a)
         pod = Pod(a, "churn-0")
         events = [{"name": "conntrack", "args": {"eventRate": 500, "eventBurst": 1000}}]
-        with pod_agent(tmp_path, monkeypatch, [pod], ["conntrack"], events, interval=0.5) as (agent, rx):
+        with pod_agent(tmp_path, monkeypatch, [pod], ["conntrack"], events, interval=1) as (agent, rx):
             reference = EventCounter(a)  # subscribed before any traffic, as the agent already is
             try:
                 began = time.monotonic()
