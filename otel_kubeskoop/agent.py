@@ -4,9 +4,14 @@ compat endpoint -> HTTP endpoints; and the cycle loop.
 
 One agent thread runs the cycle every interval: scan namespaces into a :class:`Cycle` snapshot,
 refresh the resource directory, collect every probe over the snapshot, hand the samples (grouped
-by resource) to the metric pipeline and the compat endpoint, make one export call. The parts get
-the directory when they are built and never call the agent back; events go from the probes to the
-event emitter directly.
+by resource) to the metric pipeline and the compat endpoint, and wake the export thread (which
+sends the latest state, so the backend never holds collection up). The parts get the directory
+when they are built and never call the agent back; events go from the probes to the event emitter
+directly.
+
+Stopping keeps to the shutdown budget (``shutdownTimeout``, well under Kubernetes' 30 s grace): the
+cycle ends, a final collection is made, probes stop, then the event backlog and the final metric
+export share what is left; what is not delivered by the deadline is counted as lost.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from otel_kubeskoop import live_stream, outputs
+from otel_kubeskoop.outputs import StartError
 from otel_kubeskoop.config import Config
 from otel_kubeskoop.identity.directory import ResourceDirectory
 from otel_kubeskoop.identity.resources import Identity
@@ -31,6 +37,7 @@ from otel_kubeskoop.status import StatusBoard, routes
 from otel_kubeskoop.telemetry.compat import CompatEndpoint
 from otel_kubeskoop.telemetry.events import EventEmitter
 from otel_kubeskoop.telemetry.pipeline import MetricPipeline
+from otel_kubeskoop.telemetry.sender import MetricSender
 from otel_kubeskoop.topology.attribution import Attributor
 from otel_kubeskoop.topology.netns_discovery import NetnsDiscovery
 from otel_kubeskoop.topology.pods import PodCache
@@ -56,6 +63,7 @@ class Agent:
         if metric_exporter is None:
             metric_exporter = outputs.metric_exporter(config)
         self.pipeline = MetricPipeline(metric_exporter, self.directory) if metric_exporter is not None else None
+        self.sender: MetricSender | None = None  # started with the cycle
         self.events = EventEmitter(self.directory, *outputs.event_outputs(config, log_exporters))
         self.stream = live_stream.event_stream(config, self.events, self.directory)
         self.compat = (CompatEndpoint(config.node_name, [name for name, _ in config.additional_labels], self.directory,
@@ -67,11 +75,16 @@ class Agent:
         self.lock = threading.RLock()  # a cycle, or a config reload (reload.py), at a time
         self.reloader = Reloader(self)
         self.board = StatusBoard()
-        self.server = HTTPServer(config.address, routes(self)) if config.address else None
+        try:
+            self.server = HTTPServer(config.address, routes(self)) if config.address else None
+        except OSError as exc:
+            raise StartError(f"{config.source}: address: cannot listen on {config.address!r}: "
+                             f"{exc.strerror or exc}") from None
         self._stop = threading.Event()
+        self._stopped = False
         self._thread: threading.Thread | None = None
         self.cycles = 0
-        self.export_failures = 0
+        self.loop_started: float | None = None  # time.monotonic(): liveness counts from here
         self.last_cycle_end: float | None = None
         self.last_cycle_seconds: float | None = None
 
@@ -91,6 +104,7 @@ class Agent:
     def start(self) -> None:
         """:meth:`open`, then run :meth:`cycle` every interval on the agent thread."""
         self.open()
+        self.loop_started = time.monotonic()
         self._thread = threading.Thread(target=self._loop, name="kubeskoop-agent", daemon=True)
         self._thread.start()
 
@@ -109,26 +123,42 @@ class Agent:
             self._stop.wait(next_at - now)
 
     def stop(self) -> None:
-        """Stop the cycle, make a final export, release everything. Idempotent."""
-        if self._stop.is_set() and self._thread is None:
+        """Stop within the shutdown budget: end the cycle, collect once more, stop the probes,
+        then send the event backlog (half of what is left) and the final metrics (the rest), and
+        release everything. Idempotent."""
+        if self._stopped:
             return
+        self._stopped = True
+        deadline = time.monotonic() + self.config.shutdown_timeout
         self._stop.set()
         self.reloader.stop()
+        wedged = False
         if self._thread is not None:
-            self._thread.join()
+            self._thread.join(max(0.0, deadline - time.monotonic()) / 2)
+            wedged = self._thread.is_alive()
+            if wedged:
+                log.warning("the collection cycle did not end in time: no final collection")
             self._thread = None
         if self.stream is not None:
             self.stream.stop()
-        if self.cycles:
-            self.cycle()  # the final export, so counts since the last interval are not lost
+        # A final collection, so counts since the last cycle are not lost.
+        samples = self.collect() if self.cycles and not wedged else None
         self.runtime.stop()
         self.pods.stop()
+        self.events.shutdown(time.monotonic() + max(0.0, deadline - time.monotonic()) / 2)
+        if samples is not None:
+            self.publish(samples)  # with the event counts the drain has settled
+        if self.sender is not None:
+            delivered = self.sender.close(deadline)
+            log.info("final metric export %s", "delivered" if delivered else f"not delivered: {self.sender.last_error}")
         if self.pipeline is not None:
             self.pipeline.shutdown()
-        self.events.shutdown()
         self.discovery.close()
         if self.server is not None:
             self.server.stop()
+        lost = sum(self.events.lost.values())
+        log.info("events: %d delivered, %d lost %s", self.events.emitted, lost,
+                 dict(self.events.status()["probes"]) if lost else "")
 
     def request_stop(self) -> None:
         """Ask the cycle to end (safe from a signal handler); :meth:`stop` then releases everything."""
@@ -152,13 +182,36 @@ class Agent:
         self.snapshot = snapshot
         return snapshot
 
+    @property
+    def export_failures(self) -> int:
+        return self.sender.failures if self.sender is not None else 0
+
     def cycle(self) -> None:
         t0 = time.perf_counter()
+        self.publish(self.collect())
+        if self.sender is None and self.pipeline is not None:
+            self.sender = MetricSender(self.pipeline, max(self.config.interval, self.config.otlp.timeout))
+        if self.sender is not None:
+            self.sender.offer()
+        self.cycles += 1
+        self.last_cycle_seconds = time.perf_counter() - t0
+        self.last_cycle_end = time.monotonic()
+        self.board.publish(self)
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Export the last cycle's state now and wait for it; True if it was delivered."""
+        return self.sender.flush(timeout) if self.sender is not None else False
+
+    def collect(self) -> list[Sample]:
+        """Every probe's samples over a fresh scan (the runtime's own when the scan fails)."""
         try:
-            samples = self.runtime.collect(self.scan())
+            return self.runtime.collect(self.scan())
         except Exception as exc:  # discovery itself failed: keep the agent alive, report it
             log.error("collection cycle failed: %s: %s", type(exc).__name__, exc)
-            samples = self.runtime.self_samples()
+            return self.runtime.self_samples()
+
+    def publish(self, samples: list[Sample]) -> None:
+        """The agent's own samples added, grouped by resource: into the pipeline and the compat endpoint."""
         samples.append(Sample(I.AGENT_NETNS_COUNT, len(self.snapshot.namespaces)))
         if self.last_cycle_seconds is not None:
             samples.append(Sample(I.AGENT_CYCLE_DURATION, self.last_cycle_seconds))
@@ -169,13 +222,7 @@ class Agent:
         groups, live = self.directory.route(samples)
         if self.pipeline is not None:
             self.pipeline.update(groups, live)
-            if not self.pipeline.export():
-                self.export_failures += 1
         if self.compat is not None:
             self.compat.update(groups)
         if self.stream is not None:
             self.stream.cycle(groups)
-        self.cycles += 1
-        self.last_cycle_seconds = time.perf_counter() - t0
-        self.last_cycle_end = time.monotonic()
-        self.board.publish(self)

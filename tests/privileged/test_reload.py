@@ -48,7 +48,7 @@ def wait_for(predicate, timeout=10.0):
 
 
 def document(tmp_path, probes, **extra):
-    return {"address": "", "otlp": {"interval": 0.3}, "reload": {"debounce": 0.1},
+    return {"address": "", "otlp": {"interval": 1}, "reload": {"debounce": 0.1},
             "eventStream": {"path": str(tmp_path / "events.sock")},
             "metrics": {"probes": [{"name": p} for p in probes]}, **extra}
 
