@@ -400,6 +400,9 @@ def otlp_agent() -> dict[str, Any]:
             ts("Events lost by reason", target(rate("kubeskoop.agent.events.lost", probe, L("kubeskoop.loss.reason")),
                                                f"{{{{{probe}}}}} {{{{{L('kubeskoop.loss.reason')}}}}}")),
             ts("Export failures", target(rate("kubeskoop.agent.export.failures", NODE, L("kubeskoop.signal")), f"{{{{{NODE}}}}} {{{{{L('kubeskoop.signal')}}}}}")),
+            ts("Config reloads by result", target(rate("kubeskoop.agent.config.reloads", NODE, "result"), f"{{{{{NODE}}}}} {{{{result}}}}")),
+            ts("Live event stream", target(f"max by ({NODE}) ({O('kubeskoop.agent.event_stream.clients')}{{{sel}}})", f"{{{{{NODE}}}}} clients"),
+               target(rate("kubeskoop.agent.event_stream.dropped", NODE), f"{{{{{NODE}}}}} dropped for slow clients")),
         ]),
         ("eBPF", [
             ts("BPF run time per program (share of a CPU)", target(rate("kubeskoop.agent.bpf.program.time", probe, L("kubeskoop.bpf.program")),

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from otel_kubeskoop.bpf.contract import ContractError
+from otel_kubeskoop.bpf.spec import ContractError
 
 __all__ = ["COMMON", "class_name", "render", "write"]
 

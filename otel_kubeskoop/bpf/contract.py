@@ -34,17 +34,13 @@ from typing import Any
 
 from otel_kubeskoop.bpf import libbpf
 from otel_kubeskoop.bpf.btf import BTF, Kind
+from otel_kubeskoop.bpf.spec import ContractError
 
 __all__ = ["ContractError", "dumps", "extract", "main", "shared_type_names"]
 
 #: ``BTF_EXPORT()``'s variables (``bpf/include/events.bpf.h``): types only user space reads
 EXPORT_PREFIX = "__btf_export_"
 _DEFINITION = re.compile(r"^(struct|union|enum)\s+(\w+)\s*\{", re.M)
-
-
-class ContractError(ValueError):
-    """An object whose contract cannot be stated (a pointer or bitfield crossing to user space,
-    an anonymous struct as a map's key...)."""
 
 
 def shared_type_names(headers: Iterable[str | os.PathLike[str]]) -> set[str]:

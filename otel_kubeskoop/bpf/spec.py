@@ -14,7 +14,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["MapSpec", "ObjectSpec"]
+__all__ = ["ContractError", "MapSpec", "ObjectSpec"]
+
+
+class ContractError(ValueError):
+    """An object whose contract cannot be stated (a pointer or bitfield crossing to user space,
+    an anonymous struct as a map's key...)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from otel_kubeskoop.bpf import attach, codegen, contract, generated
-from otel_kubeskoop.bpf.contract import ContractError
+from otel_kubeskoop.bpf.spec import ContractError
 from otel_kubeskoop.bpf.spec import ObjectSpec
 from otel_kubeskoop.probe import ProbeContext, Source
 from otel_kubeskoop.probes import ALL_PROBES, _bpf, _latency, flow
