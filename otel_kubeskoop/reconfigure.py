@@ -25,7 +25,7 @@ from otel_kubeskoop.telemetry.exporters import ExporterError
 from otel_kubeskoop.telemetry.pipeline import MetricPipeline
 
 if TYPE_CHECKING:
-    from otel_kubeskoop.agent import Agent
+    from otel_kubeskoop.agent_parts import AgentParts
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def keep_not_live(old: Config, new: Config) -> tuple[Config, dict[str, str]]:
                                address=old.address), why
 
 
-def apply(agent: Agent, new: Config) -> Applied:
+def apply(agent: AgentParts, new: Config) -> Applied:
     """Make ``new`` the agent's config. Called with the agent's cycle lock held."""
     old = agent.config
     new, not_applied = keep_not_live(old, new)
@@ -110,7 +110,7 @@ def apply(agent: Agent, new: Config) -> Applied:
     return done
 
 
-def _outputs(agent: Agent, old: Config, new: Config, done: Applied) -> None:
+def _outputs(agent: AgentParts, old: Config, new: Config, done: Applied) -> None:
     """The OTLP exporters and the event sinks. A new exporter that cannot be built (a gRPC
     endpoint without the gRPC package) leaves the old one in place and says why."""
     if old.otlp != new.otlp:

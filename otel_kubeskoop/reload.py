@@ -33,7 +33,7 @@ from otel_kubeskoop.vocabulary import attributes as A
 from otel_kubeskoop.vocabulary import instruments as I
 
 if TYPE_CHECKING:
-    from otel_kubeskoop.agent import Agent
+    from otel_kubeskoop.agent_parts import AgentParts
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ RESULTS = ("applied", "partial", "unchanged", "failed")
 class Reloader:
     """Reloads ``agent``'s config from the file it was loaded from (``Config.source``)."""
 
-    def __init__(self, agent: Agent) -> None:
+    def __init__(self, agent: AgentParts) -> None:
         self._agent = agent
         self.path = agent.config.source if os.path.isfile(agent.config.source) else None
         self.generation = 1

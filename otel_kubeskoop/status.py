@@ -20,7 +20,7 @@ from otel_kubeskoop.probes import ALL_PROBES
 from otel_kubeskoop.server import Route, json_response
 
 if TYPE_CHECKING:
-    from otel_kubeskoop.agent import Agent
+    from otel_kubeskoop.agent_parts import AgentParts
     from otel_kubeskoop.topology.netns import Netns
 
 
@@ -31,7 +31,7 @@ class StatusBoard:
         self._lock = threading.Lock()
         self._document: dict[str, Any] = {}
 
-    def publish(self, agent: Agent) -> None:
+    def publish(self, agent: AgentParts) -> None:
         document = status_document(agent)
         with self._lock:
             self._document = document
@@ -41,7 +41,7 @@ class StatusBoard:
             return self._document
 
 
-def status_document(agent: Agent) -> dict[str, Any]:
+def status_document(agent: AgentParts) -> dict[str, Any]:
     probes = agent.runtime.status()
     return {
         "version": __version__,
@@ -72,7 +72,7 @@ def status_document(agent: Agent) -> dict[str, Any]:
     }
 
 
-def namespace_status(agent: Agent, ns: Netns) -> dict[str, Any]:
+def namespace_status(agent: AgentParts, ns: Netns) -> dict[str, Any]:
     out: dict[str, Any] = {"inode": ns.inode, "pid": ns.pid, "name": ns.name, "host": ns.is_host}
     owner = agent.directory.owner(ns.inode)
     if owner.pod is not None:
@@ -82,7 +82,7 @@ def namespace_status(agent: Agent, ns: Netns) -> dict[str, Any]:
     return out
 
 
-def otlp_status(agent: Agent) -> dict[str, Any]:
+def otlp_status(agent: AgentParts) -> dict[str, Any]:
     out: dict[str, Any] = {"enabled": agent.pipeline is not None, "protocol": agent.config.otlp.protocol,
                            "export_failures": agent.export_failures}
     if agent.sender is not None:
@@ -96,7 +96,7 @@ LIVENESS_INTERVALS = 3
 LIVENESS_SLACK_S = 10.0  # a slow namespace scan on a busy node, on top of the intervals
 
 
-def healthy(agent: Agent) -> bool:
+def healthy(agent: AgentParts) -> bool:
     """The cycle thread is making progress: a cycle ended (or, before the first, the loop started)
     within ``LIVENESS_INTERVALS`` intervals plus ``LIVENESS_SLACK_S``."""
     since = agent.last_cycle_end if agent.last_cycle_end is not None else agent.loop_started
@@ -105,11 +105,11 @@ def healthy(agent: Agent) -> bool:
     return time.monotonic() - since < LIVENESS_INTERVALS * agent.config.interval + LIVENESS_SLACK_S
 
 
-def ready(agent: Agent) -> bool:
+def ready(agent: AgentParts) -> bool:
     return agent.cycles > 0 and healthy(agent)
 
 
-def routes(agent: Agent) -> dict[str, Route]:
+def routes(agent: AgentParts) -> dict[str, Route]:
     out: dict[str, Route] = {
         "/status": lambda: json_response(200, agent.status()),
         "/healthz": lambda: (200, "text/plain", b"ok\n") if healthy(agent) else (503, "text/plain", b"collection stalled\n"),
@@ -121,7 +121,7 @@ def routes(agent: Agent) -> dict[str, Route]:
     return out
 
 
-def reload_route(agent: Agent) -> tuple[int, str, bytes]:
+def reload_route(agent: AgentParts) -> tuple[int, str, bytes]:
     """``POST /-/reload``: reload now and answer with the outcome; 403 unless ``reload.http``."""
     if not agent.config.raw.reload.http:
         return 403, "text/plain", b"reload over HTTP is off (config reload.http)\n"
