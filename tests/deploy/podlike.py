@@ -70,11 +70,12 @@ def setpriv_argv(caps: Iterable[str]) -> list[str]:
 
 # The image's root, mounted as the chart mounts the pod's filesystems: the root read-only, the
 # host's /proc and /sys at the config's procRoot and sysRoot, /run/netns, the config as a
-# directory, a tmpfs at /tmp. In a mount namespace of its own (slave: host mounts reach it, its
-# mounts stay inside), so nothing is left behind.
+# directory, a tmpfs at /tmp and at /run/otel-kubeskoop (the event stream's socket). In a mount
+# namespace of its own (slave: host mounts reach it, its mounts stay inside), so nothing is left
+# behind.
 _IMAGE_MOUNTS = """set -e
 R="$1"; CONFIG_DIR="$2"; shift 2
-mkdir -p "$R/host/proc" "$R/host/sys" "$R/run/netns" "$R/etc/otel-kubeskoop" "$R/tmp" "$R/proc" "$R/sys"
+mkdir -p "$R/host/proc" "$R/host/sys" "$R/run/netns" "$R/run/otel-kubeskoop" "$R/etc/otel-kubeskoop" "$R/tmp" "$R/proc" "$R/sys"
 mount --bind "$R" "$R"
 mount -o remount,bind,ro "$R"
 mount --rbind /proc "$R/proc"
@@ -85,6 +86,7 @@ mount --rbind /run/netns "$R/run/netns"
 mount --bind "$CONFIG_DIR" "$R/etc/otel-kubeskoop"
 mount -o remount,bind,ro "$R/etc/otel-kubeskoop"
 mount -t tmpfs -o size=16m tmpfs "$R/tmp"
+mount -t tmpfs -o size=1m tmpfs "$R/run/otel-kubeskoop"
 exec "$@"
 """
 

@@ -46,7 +46,11 @@ def test_offers_never_wait_and_busy_ones_are_counted_skipped():
 def test_the_final_export_is_cut_at_the_shutdown_deadline():
     pipeline = SlowPipeline()
     sender = MetricSender(pipeline, budget=60.0)
-    sender.offer()  # in flight, for up to 60 s
+    sender.offer()
+    end = time.monotonic() + 5
+    while not pipeline.deadlines and time.monotonic() < end:  # in flight, for up to 60 s
+        time.sleep(0.01)
+    assert pipeline.deadlines, "the export started"
     t0 = time.monotonic()
     assert not sender.close(t0 + 0.5)
     assert time.monotonic() - t0 < 1.0
