@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""conntrack: connection-tracking counters per namespace, and (opt-in) conntrack events.
+"""conntrack: connection-tracking counters per namespace, (opt-in) entries per pod and SNAT port
+use from the tables themselves, and (opt-in) conntrack events.
 
 Metrics come from ctnetlink statistics read inside each namespace: the per-CPU counters
 (``IPCTNL_MSG_CT_GET_STATS_CPU``, summed over CPUs) and the entry count
@@ -8,6 +9,11 @@ Metrics come from ctnetlink statistics read inside each namespace: the per-CPU c
 The table limit ``nf_conntrack_max`` is one node-wide setting (a child namespace's sysctl is
 read-only and shows the initial namespace's value), so ``kubeskoop.conntrack.maxentries`` goes to
 the node, once. A namespace where no rule uses conntrack tracks nothing: its counters stay 0.
+
+Tables (``dumpTables: true``, off by default): after the counters, the tables that hold entries
+are dumped, within ``maxEntries`` entries in total, and counted per pod by original source
+address and state, and per translated source and destination for SNAT port use
+(otel_kubeskoop/probes/conntrack/table.py says how).
 
 Events (``event.probes: [{name: conntrack}]``): one netlink socket per namespace subscribed to
 ``NFNLGRP_CONNTRACK_NEW``/``UPDATE``/``DESTROY`` (narrowed by ``eventTypes``). Subscribing is what
@@ -37,7 +43,7 @@ import time
 from collections import Counter
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pyroute2.netlink import NETLINK_NETFILTER
 
 from otel_kubeskoop.netlink.conntrack import EVENT_GROUPS, ConntrackEvent, event_type, parse_event, read_stats
@@ -46,18 +52,19 @@ from otel_kubeskoop.netlink.sockets import RECV_BUFFER, NetnsSockets
 from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeContext, ProbeSpec, Sample, Scope, Source, Unavailable
 from otel_kubeskoop.probes._bpf import EventArgs, network_type, transport
 from otel_kubeskoop.probes._netlink import NetlinkSequence, report_failures, request_here
+from otel_kubeskoop.probes.conntrack import table
+from otel_kubeskoop.probes.conntrack.table import CONNTRACK_STATE
 from otel_kubeskoop.vocabulary import attributes as A
 from otel_kubeskoop.vocabulary import instruments as I
 from otel_kubeskoop.vocabulary.events import EventSpec
 from otel_kubeskoop.vocabulary.instruments import C, G, U, InstrumentSpec
 
-CONNTRACK_STATE = "kubeskoop.conntrack.state"  # the conntrack TCP/SCTP state: established, time_wait
 CONNTRACK_REPLIED = "kubeskoop.conntrack.replied"  # bool: traffic seen in both directions
 CONNTRACK_ID = "kubeskoop.conntrack.id"  # int: the same for every event of one entry
 
 # conntrack: ctnetlink statistics per namespace (per-CPU counters summed); maxentries is the
 # node-wide nf_conntrack_max and goes to the node.
-INSTRUMENTS = tuple(
+COUNTERS = tuple(
     InstrumentSpec(f"kubeskoop.conntrack.{word}", kind, unit, desc, key=key,
                    compat=f"kubeskoop_conntrack_{word}" if compat else None)
     for word, key, kind, unit, desc, compat in [
@@ -77,9 +84,10 @@ INSTRUMENTS = tuple(
         ("maxentries", "max_entries", G, "{entry}", "Size limit of the conntrack table (nf_conntrack_max, node-wide)", True),
     ]
 )
-CONNTRACK_MAXENTRIES = next(spec for spec in INSTRUMENTS if spec.key == "max_entries")
+CONNTRACK_MAXENTRIES = next(spec for spec in COUNTERS if spec.key == "max_entries")
+INSTRUMENTS = COUNTERS + table.INSTRUMENTS
 
-# conntrack: ctnetlink multicast events per namespace (otel_kubeskoop/probes/conntrack.py).
+# conntrack: ctnetlink multicast events per namespace.
 _EVENT_ATTRIBUTES = (*A.TUPLE, CONNTRACK_STATE, CONNTRACK_REPLIED, CONNTRACK_ID)
 CONNTRACK_NEW = EventSpec(
     "kubeskoop.conntrack.new", "ConntrackNew", "Conntrack created an entry for a new connection", _EVENT_ATTRIBUTES)
@@ -113,9 +121,20 @@ LOSS_SOCKET_BUFFER_FULL = "socket_buffer_full"
 
 
 class ConntrackArgs(EventArgs):
-    """``eventRate``/``eventBurst`` as every event probe has them, plus which event types to read."""
+    """``eventRate``/``eventBurst`` as every event probe has them, plus which event types to read;
+    for metrics, whether and how far to dump the tables (otel_kubeskoop/probes/conntrack/table.py)."""
 
     event_types: tuple[EventType, ...] = Field(("new", "update", "destroy"), alias="eventTypes", min_length=1)
+    dump_tables: bool = Field(False, alias="dumpTables")
+    max_entries: int = Field(100_000, alias="maxEntries", ge=1, le=10_000_000)
+    snat_port_range: str = Field("1024-65535", alias="snatPortRange")
+    max_snat_series: int = Field(100, alias="maxSnatSeries", ge=0, le=100_000)
+
+    @field_validator("snat_port_range")
+    @classmethod
+    def _port_range(cls, value: str) -> str:
+        table.port_range(value)
+        return value
 
 
 def socket_drops(sock: socket.socket) -> int:
@@ -156,6 +175,8 @@ class ConntrackProbe(NetlinkSequence):
         self.args = args if args is not None else ConntrackArgs()
         self.ctx = ctx
         self.stats = NetnsSockets(NETLINK_NETFILTER)
+        self.tables = (table.TableDump(self.args.max_entries, table.port_range(self.args.snat_port_range),
+                                       self.args.max_snat_series) if self.args.dump_tables else None)
         # Event state: touched by the agent thread (collect) and the event pump (consume).
         self._lock = threading.Lock()
         self._events: NetnsSockets | None = None
@@ -201,6 +222,7 @@ class ConntrackProbe(NetlinkSequence):
         report_failures(self.ctx, self.stats.failures)
         out: list[Sample] = []
         max_entries: int | None = None
+        counts: dict[int, int] = {}
         for inode, sock in socks.items():
             try:
                 st = read_stats(sock, self._next_seq())
@@ -208,7 +230,8 @@ class ConntrackProbe(NetlinkSequence):
                 self.stats.discard(inode)
                 self.ctx.report(exc)
                 continue
-            for spec in INSTRUMENTS:
+            counts[inode] = st.entries or 0
+            for spec in COUNTERS:
                 value = getattr(st, spec.key)
                 if spec.key == "max_entries":
                     if value is not None and (max_entries is None or namespaces[inode].is_host):
@@ -217,6 +240,8 @@ class ConntrackProbe(NetlinkSequence):
                     out.append(Sample(spec, value, inode))
         if max_entries is not None:
             out.append(Sample(CONNTRACK_MAXENTRIES, max_entries, None))
+        if self.tables is not None:
+            out += self.tables.collect(self.ctx, self.stats, counts, self._next_seq)
         if self._events is not None:
             out += self._losses()
         return out
