@@ -43,9 +43,10 @@ class SnatTopology:
 
 
 @contextlib.contextmanager
-def snat_topology() -> Iterator[SnatTopology]:
+def snat_topology(to_ports: str | None = None) -> Iterator[SnatTopology]:
     """pod (10.234.1.2) -- router (10.234.1.1 | 10.234.2.1) -- dest (10.234.2.2); the router
-    masquerades what comes from 10.234.1.0/24 and leaves towards dest. IPv6 is off on the veths."""
+    masquerades what comes from 10.234.1.0/24 and leaves towards dest, to source ports
+    ``to_ports`` ("first-last") if given. IPv6 is off on the veths."""
     with netns() as pod, netns() as router, netns() as dest:
         for ns in (pod, router, dest):
             ns.run("sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1")
@@ -55,7 +56,8 @@ def snat_topology() -> Iterator[SnatTopology]:
             router.run("sysctl", "-qw", "net.ipv4.ip_forward=1")
             router.run("nft", "add table ip ksknat; "
                        "add chain ip ksknat post { type nat hook postrouting priority 100; }; "
-                       f"add rule ip ksknat post ip saddr 10.234.1.0/24 oifname {out_dev} masquerade")
+                       f"add rule ip ksknat post ip saddr 10.234.1.0/24 oifname {out_dev}"
+                       + (f" meta l4proto {{ tcp, udp }} masquerade to :{to_ports}" if to_ports else " masquerade"))
             yield SnatTopology(pod, router, dest)
 
 
@@ -70,10 +72,10 @@ class CtLine:
     flags: frozenset[str]
 
 
-def conntrack_list(ns: TestNetns, *args: str) -> list[CtLine]:
-    """``conntrack -L ARGS`` in ``ns``, every family, parsed."""
+def conntrack_list(ns: TestNetns, *args: str, families: tuple[str, ...] = ("ipv4", "ipv6")) -> list[CtLine]:
+    """``conntrack -L -f FAMILY ARGS`` in ``ns`` for each of ``families``, parsed."""
     out = []
-    for family in ("ipv4", "ipv6"):
+    for family in families:
         text = ns.run("conntrack", "-L", "-f", family, *args).stdout
         for line in text.splitlines():
             words = line.split()
