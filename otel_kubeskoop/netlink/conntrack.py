@@ -454,8 +454,8 @@ def _entry(buf: bytes, start: int, end: int) -> Entry:
 # The common entry, a connection with ports, starts the same way in every kernel
 # (ctnetlink_fill_info): the original tuple, the reply tuple, then the status. Its attribute
 # headers are compared with that layout in one step; an entry that differs in any header
-# (ICMP, a zone, another kernel's layout) takes the general path, _entry. This is 5x faster
-# than walking every attribute (bench/conntrack_dump.py).
+# (ICMP, a zone, another kernel's layout) takes the general path, _entry. An entry costs
+# about 3.6 us this way against 17 us walking every attribute (bench/conntrack_dump.py).
 _NLA = struct.Struct("=HH")
 _NESTED = 0x8000  # NLA_F_NESTED
 

@@ -377,7 +377,8 @@ class ConntrackProbe(NetlinkSequence):
 
 SPEC = ProbeSpec(
     name="conntrack",
-    summary="Conntrack counters and entries per network namespace (the table limit: node-wide); "
+    summary="Conntrack counters and entries per network namespace (the table limit: node-wide); with "
+            "dumpTables, entries per pod by original source and state, and SNAT port use per destination; "
             "conntrack new/update/destroy events",
     kinds=frozenset({Kind.METRICS, Kind.EVENTS}),
     source=Source.NETLINK,
@@ -386,7 +387,10 @@ SPEC = ProbeSpec(
     overhead_note="metrics: two ctnetlink requests per namespace per collection (one message per "
                   "CPU); events: one netlink message per conntrack event in every namespace, its "
                   "header read for each, decoded only within eventRate; one socket per namespace "
-                  "for metrics and one for events",
+                  "for metrics and one for events. dumpTables (off by default) adds a dump of every "
+                  "table holding entries, up to maxEntries (default 100,000) per collection: about 9 us "
+                  "of CPU per entry (0.9 s at 100,000: 0.3 s the kernel's, 0.6 s the decode), plus "
+                  "each namespace's addresses (about 80 us a namespace)",
     default_enabled=False,
     factory=ConntrackProbe,
     instruments=INSTRUMENTS,

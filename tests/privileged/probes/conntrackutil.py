@@ -105,7 +105,12 @@ _HOLD = r'''
 import resource, socket, sys
 _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-keep = [socket.create_connection((sys.argv[1], int(sys.argv[2]))) for _ in range(int(sys.argv[3]))]
+keep = []
+for _ in range(int(sys.argv[3])):
+    if sys.argv[4] == "wait":
+        keep.append(socket.create_connection((sys.argv[1], int(sys.argv[2]))))
+    else:  # send the SYN and go on
+        s = socket.socket(); s.setblocking(False); s.connect_ex((sys.argv[1], int(sys.argv[2]))); keep.append(s)
 print("ready", flush=True)
 sys.stdin.read()
 '''
@@ -122,29 +127,51 @@ def listen(ns: TestNetns, host: str, port: int) -> subprocess.Popen[bytes]:
     return _started(ns, _LISTEN, host, str(port))
 
 
-def hold_tcp_to(ns: TestNetns, host: str, port: int, count: int) -> subprocess.Popen[bytes]:
-    """``count`` TCP connections from ``ns`` to host:port, held until the process is stopped."""
-    return _started(ns, _HOLD, host, str(port), str(count))
+def hold_tcp_to(ns: TestNetns, host: str, port: int, count: int, wait: bool = True) -> subprocess.Popen[bytes]:
+    """``count`` TCP connections from ``ns`` to host:port, held until the process is stopped;
+    ``wait=False``: each connect only started (its SYN sent), whether it completes or not."""
+    return _started(ns, _HOLD, host, str(port), str(count), "wait" if wait else "start")
 
 
-def _entry_request(seq: int, src: str, dst: str, sport: int, dport: int, timeout: int) -> bytes:
-    """An ``IPCTNL_MSG_CT_NEW`` making one UDP entry (original and reply tuples, a timeout)."""
+TCP_ESTABLISHED = 3  # TCP_CONNTRACK_ESTABLISHED
+TRANSLATED = "10.237.0.1"
+
+
+def _entry_request(seq: int, protocol: int, src: str, dst: str, sport: int, dport: int, timeout: int,
+                   nat_port: int | None) -> bytes:
+    """An ``IPCTNL_MSG_CT_NEW`` making one entry: TCP (established) or UDP, source-NATed to
+    TRANSLATED:``nat_port`` when that is given, as ``conntrack -I ... --src-nat`` does."""
     def tup(a: str, b: str, pa: int, pb: int) -> dict:
         return {"attrs": [("CTA_TUPLE_IP", {"attrs": [("CTA_IP_V4_SRC", a), ("CTA_IP_V4_DST", b)]}),
-                          ("CTA_TUPLE_PROTO", {"attrs": [("CTA_PROTO_NUM", socket.IPPROTO_UDP),
+                          ("CTA_TUPLE_PROTO", {"attrs": [("CTA_PROTO_NUM", protocol),
                                                          ("CTA_PROTO_SRC_PORT", pa), ("CTA_PROTO_DST_PORT", pb)]})]}
     msg = nfct_msg()
     msg["nfgen_family"] = socket.AF_INET
-    msg["attrs"] = [("CTA_TUPLE_ORIG", tup(src, dst, sport, dport)), ("CTA_TUPLE_REPLY", tup(dst, src, dport, sport)),
-                    ("CTA_TIMEOUT", timeout)]
+    attrs = [("CTA_TUPLE_ORIG", tup(src, dst, sport, dport)), ("CTA_TUPLE_REPLY", tup(dst, src, dport, sport)),
+             ("CTA_TIMEOUT", timeout)]
+    if protocol == socket.IPPROTO_TCP:
+        attrs.append(("CTA_PROTOINFO", {"attrs": [("CTA_PROTOINFO_TCP", {"attrs": [
+            ("CTA_PROTOINFO_TCP_STATE", TCP_ESTABLISHED)]})]}))
+    if nat_port is not None:
+        attrs.append(("CTA_NAT_SRC", {"attrs": [
+            ("CTA_NAT_V4_MINIP", TRANSLATED), ("CTA_NAT_V4_MAXIP", TRANSLATED),
+            ("CTA_NAT_PROTO", {"attrs": [("CTA_PROTONAT_PORT_MIN", nat_port), ("CTA_PROTONAT_PORT_MAX", nat_port)]})]}))
+    msg["attrs"] = attrs
     return encode(msg, (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_NEW,
                   NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK, seq)
 
 
-def insert_entries(ns: TestNetns, count: int, sources: int = 100, timeout: int = 600, batch: int = 200) -> None:
-    """``count`` UDP entries in ``ns``'s table: from ``sources`` addresses 10.235.x.y (each with
-    its own source ports) to 10.236.0.1:53, living ``timeout`` seconds. Every insert is
-    acknowledged, or this raises."""
+def source_address(host: int) -> str:
+    """The address of source ``host`` in :func:`insert_entries`."""
+    return f"10.235.{host >> 8}.{host & 0xFF}"
+
+
+def insert_entries(ns: TestNetns, count: int, sources: int = 100, nat_every: int = 2, timeout: int = 600,
+                   batch: int = 200) -> None:
+    """``count`` entries in ``ns``'s table: two in three TCP (established) to port 443, one in three
+    UDP to port 53, from ``sources`` addresses (:func:`source_address`) to ten destinations
+    10.236.0.1-10; one in ``nat_every`` source-NATed to TRANSLATED (0: none), each with a port of
+    its own. They live ``timeout`` seconds. Every insert is acknowledged, or this raises."""
     with netlink_socket(ns, NETLINK_NETFILTER) as sock:
         sock.setsockopt(socket.SOL_SOCKET, 33, 8 << 20)  # SO_RCVBUFFORCE: room for a batch of ACKs
         seq = 0
@@ -152,9 +179,12 @@ def insert_entries(ns: TestNetns, count: int, sources: int = 100, timeout: int =
             requests = []
             for _ in range(min(batch, count - seq)):
                 seq += 1
-                host = seq % sources
-                src = f"10.235.{host >> 8}.{host & 0xFF}"
-                requests.append(_entry_request(seq, src, "10.236.0.1", 1024 + seq // sources, 53, timeout))
+                tcp = seq % 3 != 0
+                nat = nat_every and seq % nat_every == 0
+                requests.append(_entry_request(
+                    seq, socket.IPPROTO_TCP if tcp else socket.IPPROTO_UDP, source_address(seq % sources),
+                    f"10.236.0.{seq % 10 + 1}", 1024 + seq // sources, 443 if tcp else 53, timeout,
+                    1024 + (seq // 10) % 64000 if nat else None))
             sock.send(b"".join(requests))
             acked = 0
             for datagram in receive(sock, what="conntrack insert"):

@@ -12,7 +12,8 @@ Tables: a pod reaches a destination through a router namespace that masquerades 
 in the router's table, by protocol and state, must equal what ``conntrack -L -s <pod address>``
 lists there, on the pod's resource; the router's own connections stay on the router. With the
 masquerade limited to 50 source ports, holding 10 then 35 connections must show 10 then 35 ports
-in use, 0.2 then 0.7 of the range.
+in use, 0.2 then 0.7 of the range; 20 more connects then take the 15 ports left (1.0) and the
+other 5 fail, counted as failed inserts of the router's table.
 
 Events: 10,000 TCP connections are made and closed in pod a, then its table is flushed, while the
 event probe runs. An independent listener in the same namespace counts what ctnetlink sent; the
@@ -195,6 +196,22 @@ def test_snat_port_use_rises_with_connections(tmp_path, monkeypatch):
             # The pod's connections count on the pod, by the address they had before translation.
             got = latest(rx, "kubeskoop.conntrack.source.entries", {UID: pod.uid})
             assert got == {(("kubeskoop.conntrack.state", "established"), ("network.transport", "tcp")): 35}
+            # 20 more connects for the 15 ports left: 15 take them, the other 5 find no free tuple;
+            # their SYNs are dropped at insert, counted by the router's table (no address given).
+            failed_before = proc_conntrack_stats(t.router)["insert_failed"]
+            held.append(hold_tcp_to(t.pod, DEST, 8080, 20, wait=False))
+            deadline = time.monotonic() + 10
+            while len(conntrack_list(t.router, "-p", "tcp", "--dport", "8080", families=("ipv4",))) < 50:
+                assert time.monotonic() < deadline, "the 15 free ports were not taken"
+                time.sleep(0.1)
+            exported = len(rx.metric_requests())
+            agent.cycle()
+            rx.wait_metric_requests(exported + 1)
+            assert rx.value("kubeskoop.conntrack.snat.ports", resource=router, attributes=key) == 50
+            assert rx.value("kubeskoop.conntrack.snat.utilization", resource=router, attributes=key) == 1.0
+            failed = proc_conntrack_stats(t.router)["insert_failed"] - failed_before
+            assert failed >= 5, failed  # one per dropped SYN, retransmissions included
+            assert rx.value("kubeskoop.conntrack.insertfailed", resource=router) >= 5
             for proc in held:
                 proc.kill()
 
