@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pyroute2.netlink import NETLINK_NETFILTER  # noqa: E402
 
-from otel_kubeskoop.netlink import conntrack as nl  # noqa: E402
+from otel_kubeskoop.netlink.conntrack import table as nl  # noqa: E402
 from otel_kubeskoop.netlink.core import iter_messages  # noqa: E402
 from otel_kubeskoop.probe import Cycle, ProbeContext  # noqa: E402
 from otel_kubeskoop.probes import conntrack  # noqa: E402

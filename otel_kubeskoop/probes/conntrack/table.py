@@ -1,39 +1,18 @@
 # SPDX-License-Identifier: Apache-2.0
 """conntrack entries per pod and SNAT port use, from a bounded dump of the conntrack tables
 (``dumpTables``; otel_kubeskoop/probes/conntrack/__init__.py runs it after the counters).
+docs/conntrack.md says what each value means and what it costs.
 
-**Which tables.** Every namespace whose table holds entries (the counters read just before say
-so; a namespace where no rule uses conntrack holds none), the node's first, then the fullest
-first. On a Kubernetes node the node's table holds the pods' connections that pass through the
-node's rules (kube-proxy, masquerade); a pod that tracks connections itself (its own rules, a
-sidecar's) has entries in its own table too.
-
-**Per pod.** An entry counts for the namespace holding its original source address (the
-addresses each namespace has, ``/proc/<pid>/net/fib_trie`` and ``if_inet6``, read once per
-collection), so a pod's connections through the node's table count on that pod. An entry whose
-source address no namespace holds (a client outside the node), or more than one does, counts for
-the namespace whose table holds it; the table's own namespace wins when it holds the address.
-A hostNetwork pod's addresses are the node's: its entries count on the node.
-
-**SNAT.** For each (protocol, translated source address, destination address, destination
-port) that a source-NATed entry of the table uses: the source ports in use (NATed or not: the
-table's own addresses' connections take ports from the same space) and their share of
-``snatPortRange``, the range NAT picks from. Netfilter's default for ``MASQUERADE`` and ``SNAT``
-without ``--to-ports`` is 1024-65535 for source ports from 1024 up (``nf_nat_l4proto_unique_tuple``
-in ``net/netfilter/nf_nat_proto.c``); ``net.ipv4.ip_local_port_range`` is the range of local
-sockets, not of NAT. A table keeps its ``maxSnatSeries`` busiest keys; the others, each less busy
-than any kept, are counted (``kubeskoop.conntrack.snat.omitted``).
-
-**Bounds.** At most ``maxEntries`` entries are read per collection over all tables (the cap is
-checked per datagram, about a hundred entries); a dump cut short is abandoned by closing its
-socket, and the entries not read are counted per table (``kubeskoop.conntrack.dump.skipped``):
-the per-pod and SNAT values of that table are then a lower bound. Memory is one datagram plus
-one counter per key. A table whose dump fails is reported, and its entries counted as skipped.
-
-**Inserts that failed and table-full drops** are counted by the kernel per table, with no
-address (``insertfailed``, ``drop``, ``earlydrop``): they are on the pod when its own table
-failed, on the node for the node's table. The kernel offers no ctnetlink message or tracepoint
-naming the packet; the per-pod entries show whose connections fill a table.
+- Which tables: every namespace whose counters show entries, the node's first, then the fullest.
+- Per pod: an entry counts for the namespace holding its original source address (every
+  namespace's addresses, read once per collection); when no namespace or more than one holds it,
+  for the namespace whose table holds it, which also wins when it holds the address itself.
+- SNAT: per table, (protocol, translated source, destination, destination port) keys that a
+  source-NATed entry uses, with the ports in use (otel_kubeskoop/netlink/conntrack/table.py); the
+  ``maxSnatSeries`` busiest are reported and the rest counted.
+- Bounds: ``maxEntries`` entries per collection over all tables, checked per datagram; a dump cut
+  short or failed is abandoned by discarding its socket, and the entries it left are counted per
+  table (``kubeskoop.conntrack.dump.skipped``).
 """
 
 from __future__ import annotations
@@ -42,7 +21,7 @@ import logging
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
 
-from otel_kubeskoop.netlink.conntrack import TableSummary, read_table
+from otel_kubeskoop.netlink.conntrack.table import TableSummary, read_table
 from otel_kubeskoop.netlink.core import DecodeError
 from otel_kubeskoop.netlink.sockets import NetnsSockets
 from otel_kubeskoop.probe import ProbeContext, Sample

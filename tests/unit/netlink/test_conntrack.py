@@ -20,6 +20,7 @@ from pyroute2.netlink.nfnetlink.nfctsocket import (
 )
 
 from otel_kubeskoop.netlink import conntrack
+from otel_kubeskoop.netlink.conntrack import table
 from otel_kubeskoop.netlink.core import DecodeError, iter_messages
 from tests.unit.bpf.test_layouts import read_dump
 from tests.unit.netlink.fakes import RecordedSocket
@@ -125,7 +126,7 @@ def test_read_stats_over_recorded_answers():
 # The table ---------------------------------------------------------------------------------------
 
 def _summary(raw: bytes, expected: dict, by_message: bool = False) -> dict:
-    summary = conntrack.TableSummary(expected["local"], tuple(expected["ports"]))
+    summary = table.TableSummary(expected["local"], tuple(expected["ports"]))
     parts = [raw[m.start - 16:m.end] for m in iter_messages(raw)] if by_message else [raw]
     added = sum(summary.add(part) for part in parts)
     assert added == summary.entries
@@ -140,7 +141,7 @@ def test_recorded_tables(path: Path):
     raw, expected = read_dump(path)
     if "error" in expected:
         with pytest.raises(DecodeError):
-            conntrack.TableSummary().add(raw)
+            table.TableSummary().add(raw)
         return
     assert _summary(raw, expected) == expected
     assert _summary(raw, expected, by_message=True) == expected  # one datagram at a time
@@ -153,13 +154,13 @@ def _entries(raw: bytes) -> list[tuple[int, int]]:
 
 def test_the_common_layout_and_the_general_path_agree():
     raw, _ = read_dump(DUMPS / "ctnetlink_table.dump")
-    common = [conntrack._common_entry(raw, *span) for span in _entries(raw)]
-    general = [conntrack._entry(raw, *span) for span in _entries(raw)]
+    common = [table._common_entry(raw, *span) for span in _entries(raw)]
+    general = [table._entry(raw, *span) for span in _entries(raw)]
     assert [c for c in common if c is not None] == [g for c, g in zip(common, general) if c is not None]
     # Every entry with ports (IPv4 and IPv6) takes the common layout; the ICMP echo does not.
     assert [g[1] for c, g in zip(common, general) if c is None] == [socket.IPPROTO_ICMP]
     unknown, _ = read_dump(DUMPS / "ctnetlink_table_unknown_attr.dump")
-    assert all(conntrack._common_entry(unknown, *span) is None for span in _entries(unknown))
+    assert all(table._common_entry(unknown, *span) is None for span in _entries(unknown))
 
 
 def test_table_agrees_with_pyroute2():
@@ -190,7 +191,7 @@ def test_table_agrees_with_pyroute2():
             replies[rkey] = replies.get(rkey, 0) + 1
             if nat:
                 snat.add(rkey)
-    summary = conntrack.TableSummary(local)
+    summary = table.TableSummary(local)
     summary.add(raw)
     assert summary.sources() == sources
     assert summary.snat_ports() == {k: replies[k] for k in snat}
@@ -198,10 +199,10 @@ def test_table_agrees_with_pyroute2():
 
 def test_only_ports_inside_the_range_count():
     raw, expected = read_dump(DUMPS / "ctnetlink_table.dump")
-    tcp = [e for e in (conntrack._entry(raw, *span) for span in _entries(raw)) if e[1] == socket.IPPROTO_TCP]
+    tcp = [e for e in (table._entry(raw, *span) for span in _entries(raw)) if e[1] == socket.IPPROTO_TCP]
     translated = sorted(e[6] for e in tcp if e[7])  # the masqueraded connections' source ports
     first, last = translated[0], translated[1]
-    summary = conntrack.TableSummary(expected["local"], (first, last))
+    summary = table.TableSummary(expected["local"], (first, last))
     summary.add(raw)
     inside = sum(1 for e in tcp if first <= e[6] <= last)
     assert inside >= 2 and summary.snat_ports() == {(socket.IPPROTO_TCP, "10.234.2.1", "10.234.2.2", 8080): inside}
@@ -209,5 +210,5 @@ def test_only_ports_inside_the_range_count():
 
 
 def test_table_request():
-    assert struct.unpack_from("=IHHI", conntrack.table_request(9)) == (20, CT | 1, 0x301, 9)  # GET, REQUEST|DUMP
-    assert conntrack.table_request(9)[16] == socket.AF_UNSPEC
+    assert struct.unpack_from("=IHHI", table.table_request(9)) == (20, CT | 1, 0x301, 9)  # GET, REQUEST|DUMP
+    assert table.table_request(9)[16] == socket.AF_UNSPEC
