@@ -58,6 +58,10 @@ def run(config_path: str | None, debug: bool) -> None:
     _setup_logging(debug or config.debug)
     if config.warning:
         log.warning(config.warning)
+    from otel_kubeskoop.capabilities import lacking
+
+    for line in lacking(p.name for p in config.probes):
+        log.warning("%s", line)
     from otel_kubeskoop.agent import Agent
     from otel_kubeskoop.telemetry.exporters import ExporterError
 
