@@ -135,8 +135,8 @@ def compat_nodes() -> dict[str, Any]:
     rows: list[Row] = [
         ("Drops", [
             ts("Packets dropped by the kernel (packetloss)",
-               target(f"sum(rate({C('kubeskoop.packetloss.total')}{{{node}}}[{RATE}]))", "all"),
-               target(f"sum(rate({C('kubeskoop.packetloss.netfilter')}{{{node}}}[{RATE}]))", "netfilter"), unit="pps"),
+               target(f"sum(rate({C('kubeskoop.packetloss.tuples')}{{{node}}}[{RATE}]))", "all"),
+               target(f"sum(rate({C('kubeskoop.packetloss.netfilter.tuples')}{{{node}}}[{RATE}]))", "netfilter"), unit="pps"),
             ts("Backlog drops per CPU (softnet)", target(rate("kubeskoop.softnet.dropped"), "dropped"), unit="pps"),
             ts("Interface drops", target(rate("kubeskoop.netdev.rxdropped"), "rx host"),
                target(rate("kubeskoop.netdev.txdropped"), "tx host"),
@@ -235,9 +235,9 @@ def compat_pods() -> dict[str, Any]:
             ts("Flow packets", target(rate("kubeskoop.flow.packets"), pod), unit="pps"),
         ]),
         ("Drops, resets and retransmits", [
-            ts("Packets dropped by the kernel", target(rate("kubeskoop.packetloss.total"), pod),
-               target(rate("kubeskoop.packetloss.netfilter"), f"{pod} netfilter"), unit="pps"),
-            ts("Retransmitted segments (tcpretrans)", target(rate("kubeskoop.tcpretrans.total"), pod)),
+            ts("Packets dropped by the kernel", target(rate("kubeskoop.packetloss.tuples"), pod),
+               target(rate("kubeskoop.packetloss.netfilter.tuples"), f"{pod} netfilter"), unit="pps"),
+            ts("Retransmitted segments (tcpretrans)", target(rate("kubeskoop.tcpretrans.tuples"), pod)),
             ts("Retransmitted / sent", target(f"{rate('kubeskoop.tcp.retranssegs')} / {rate('kubeskoop.tcp.outsegs')}", pod), unit="percentunit"),
             ts("Resets sent and attempts failed", target(rate("kubeskoop.tcp.outrsts"), f"{pod} resets sent"),
                target(rate("kubeskoop.tcp.attemptfails"), f"{pod} attempts failed")),
