@@ -18,12 +18,13 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from otel_kubeskoop import outputs
+from otel_kubeskoop import live_stream, outputs
 from otel_kubeskoop.config import Config
 from otel_kubeskoop.identity.directory import ResourceDirectory
 from otel_kubeskoop.identity.resources import Identity
 from otel_kubeskoop.probe import Cycle, ProbeSpec, Sample
 from otel_kubeskoop.probes import REGISTRY
+from otel_kubeskoop.reload import Reloader
 from otel_kubeskoop.runtime import ProbeRuntime
 from otel_kubeskoop.server import HTTPServer
 from otel_kubeskoop.status import StatusBoard, routes
@@ -56,12 +57,15 @@ class Agent:
             metric_exporter = outputs.metric_exporter(config)
         self.pipeline = MetricPipeline(metric_exporter, self.directory) if metric_exporter is not None else None
         self.events = EventEmitter(self.directory, *outputs.event_outputs(config, log_exporters))
+        self.stream = live_stream.event_stream(config, self.events, self.directory)
         self.compat = (CompatEndpoint(config.node_name, [name for name, _ in config.additional_labels], self.directory,
                                       max_tuple_series=raw.compat.max_tuple_series)
                        if raw.compat.enabled and config.address else None)
         self.runtime = ProbeRuntime(config.probes, proc_root=raw.proc_root, registry=registry, emit=self.events.emit,
                                     bpf_stats=raw.bpf_stats.enabled, cgroup_root=raw.cgroup_root, sys_root=raw.sys_root)
         self.snapshot = Cycle()  # the last namespace scan
+        self.lock = threading.RLock()  # a cycle, or a config reload (reload.py), at a time
+        self.reloader = Reloader(self)
         self.board = StatusBoard()
         self.server = HTTPServer(config.address, routes(self)) if config.address else None
         self._stop = threading.Event()
@@ -80,6 +84,9 @@ class Agent:
         self.board.publish(self)
         if self.server is not None:
             self.server.start()
+        if self.stream is not None:
+            self.stream.start()
+        self.reloader.start()
 
     def start(self) -> None:
         """:meth:`open`, then run :meth:`cycle` every interval on the agent thread."""
@@ -88,10 +95,11 @@ class Agent:
         self._thread.start()
 
     def _loop(self) -> None:
-        interval = self.config.interval
         next_at = time.monotonic()
         while not self._stop.is_set():
-            self.cycle()
+            with self.lock:
+                self.cycle()
+            interval = self.config.interval  # a reload may change it
             next_at += interval
             now = time.monotonic()
             if next_at < now:  # a cycle took longer than the interval: skip, don't pile up
@@ -105,9 +113,12 @@ class Agent:
         if self._stop.is_set() and self._thread is None:
             return
         self._stop.set()
+        self.reloader.stop()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+        if self.stream is not None:
+            self.stream.stop()
         if self.cycles:
             self.cycle()  # the final export, so counts since the last interval are not lost
         self.runtime.stop()
@@ -152,7 +163,9 @@ class Agent:
         if self.last_cycle_seconds is not None:
             samples.append(Sample(I.AGENT_CYCLE_DURATION, self.last_cycle_seconds))
         samples.append(Sample(I.AGENT_EXPORT_FAILURES, self.export_failures, None, ((A.SIGNAL, "metrics"),)))
-        samples += self.events.samples()
+        samples += self.events.samples() + self.reloader.samples()
+        if self.stream is not None:
+            samples += self.stream.samples()
         groups, live = self.directory.route(samples)
         if self.pipeline is not None:
             self.pipeline.update(groups, live)
@@ -160,6 +173,8 @@ class Agent:
                 self.export_failures += 1
         if self.compat is not None:
             self.compat.update(groups)
+        if self.stream is not None:
+            self.stream.cycle(groups)
         self.cycles += 1
         self.last_cycle_seconds = time.perf_counter() - t0
         self.last_cycle_end = time.monotonic()

@@ -3,12 +3,12 @@
 
 The upstream KubeSkoop exporter schema loads unchanged (``metrics.probes``, ``event.probes``,
 ``event.sinks``, ``metrics.additionalLabels``, ``port``/``address``, ``debugMode``,
-``enableController``); our own keys are ``otlp``, ``compat``, ``bpfStats``, ``nodeName``,
-``clusterName`` and the host paths. Keys upstream ignores are ignored here too, with one warning
-naming them, and ``null`` means "not set" (see :mod:`otel_kubeskoop.config_upstream`). Unknown keys
-of our own sections, near misses of our keys, unknown probe names and wrong types are errors naming
-the file, the key path and what was expected. Where the file is silent, the standard ``OTEL_*``
-variables apply.
+``enableController``); our own keys are ``otlp``, ``compat``, ``bpfStats``, ``reload``,
+``eventStream``, ``nodeName``, ``clusterName`` and the host paths. Keys upstream ignores are ignored
+here too, with one warning naming them, and ``null`` means "not set" (see
+:mod:`otel_kubeskoop.config_upstream`). Unknown keys of our own sections, near misses of our keys,
+unknown probe names and wrong types are errors naming the file, the key path and what was expected.
+Where the file is silent, the standard ``OTEL_*`` variables apply.
 """
 
 from __future__ import annotations
@@ -103,6 +103,27 @@ class BpfStatsSection(_Strict):
     enabled: bool = False
 
 
+class ReloadSection(_Strict):
+    """How a running agent takes a new config (``reload.py``): the file watched, SIGHUP always,
+    ``POST /-/reload`` on the HTTP address only when asked for."""
+
+    watch: bool = True
+    http: bool = False
+    debounce: float = Field(default=0.5, gt=0, le=60, description="seconds of quiet before a reload")
+
+
+DEFAULT_EVENT_SOCKET = "/run/otel-kubeskoop/events.sock"
+
+
+class EventStreamSection(_Strict):
+    """The live event stream for local clients (``otel-kubeskoop watch``, ``top``)."""
+
+    enabled: bool = True
+    path: str = DEFAULT_EVENT_SOCKET
+    max_clients: int = Field(default=8, alias="maxClients", ge=1, le=64)
+    client_queue: int = Field(default=4096, alias="clientQueue", ge=16, le=1_000_000)
+
+
 class FileConfig(_Strict):
     upstream_keys = frozenset({"debugMode", "port", "address", "enableController", "controllerAddr", "metrics", "event"})
     debug_mode: bool = Field(default=False, alias="debugMode")
@@ -115,6 +136,8 @@ class FileConfig(_Strict):
     otlp: OTLPSection = Field(default_factory=OTLPSection)
     compat: CompatSection = Field(default_factory=CompatSection)
     bpf_stats: BpfStatsSection = Field(default_factory=BpfStatsSection, alias="bpfStats")
+    reload: ReloadSection = Field(default_factory=ReloadSection)
+    event_stream: EventStreamSection = Field(default_factory=EventStreamSection, alias="eventStream")
     node_name: str | None = Field(default=None, alias="nodeName")
     cluster_name: str | None = Field(default=None, alias="clusterName")
     proc_root: str = Field(default="/proc", alias="procRoot")
@@ -408,11 +431,20 @@ def parse(data: Any, source: str = "<config>", environ: Mapping[str, str] | None
 
 def load(path: str, environ: Mapping[str, str] | None = None) -> Config:
     """Read and validate a config file."""
+    return loads(read(path), path, environ)
+
+
+def read(path: str) -> str:
+    """The text of a config file; a :class:`ConfigError` when it cannot be read."""
     try:
         with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except OSError as exc:
-        raise ConfigError(path, [("", f"cannot read: {exc.strerror or exc}")]) from None
+            return f.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(path, [("", f"cannot read: {getattr(exc, 'strerror', None) or exc}")]) from None
+
+
+def loads(text: str, path: str, environ: Mapping[str, str] | None = None) -> Config:
+    """Validate a config file's text (``path`` names it in errors)."""
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

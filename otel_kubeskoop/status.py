@@ -55,6 +55,7 @@ def status_document(agent: Agent) -> dict[str, Any]:
             "export_failures": agent.export_failures,
         },
         "events_emitted": agent.events.emitted,
+        "config": agent.reloader.status(),
         # Upstream KubeSkoop's /status keys, so existing tooling keeps working.
         "inuse_probes": {
             "metrics": [{"name": p["name"], "state": p["state"]} for p in probes if p["kind"] == "metrics"],
@@ -92,6 +93,17 @@ def routes(agent: Agent) -> dict[str, Route]:
         "/healthz": lambda: (200, "text/plain", b"ok\n") if healthy(agent) else (503, "text/plain", b"collection stalled\n"),
         "/readyz": lambda: (200, "text/plain", b"ready\n") if agent.cycles > 0 else (503, "text/plain", b"first collection not finished\n"),
     }
-    if agent.compat is not None:
-        out["/metrics"] = agent.compat.render
+    if agent.config.raw.compat.enabled:  # a reload may turn it off (and on again)
+        out["/metrics"] = lambda: agent.compat.render() if agent.compat is not None else (404, "text/plain", b"compat off\n")
+    out["POST /-/reload"] = lambda: reload_route(agent)
     return out
+
+
+def reload_route(agent: Agent) -> tuple[int, str, bytes]:
+    """``POST /-/reload``: reload now and answer with the outcome; 403 unless ``reload.http``."""
+    if not agent.config.raw.reload.http:
+        return 403, "text/plain", b"reload over HTTP is off (config reload.http)\n"
+    if agent.reloader.path is None:
+        return 409, "text/plain", b"no config file to reload (built-in defaults)\n"
+    outcome = agent.reloader.reload_and_wait("http")
+    return json_response(200 if outcome.get("result") in ("applied", "partial", "unchanged") else 422, outcome)

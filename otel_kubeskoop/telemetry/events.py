@@ -27,6 +27,7 @@ import sys
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from typing import IO, Any, Protocol
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -52,6 +53,18 @@ DEFAULT_BATCH = 2048
 
 def probe_of(event: Event) -> str:
     return event.name.split(".", 2)[1]
+
+
+def event_record(event: Event, resource: Resource) -> dict[str, Any]:
+    """An event as one JSON object: the OTLP record's name, resource, attributes and body."""
+    return {
+        "timestamp": event.timestamp_ns,
+        "event_name": event.name,
+        "type": event.upstream_type,
+        "resource": dict(resource.attributes),
+        "attributes": {**dict(event.attributes), UPSTREAM_TYPE: event.upstream_type},
+        "body": event.body,
+    }
 
 
 class LineSink:
@@ -111,10 +124,35 @@ class EventEmitter:
         self._kv_cache: dict[tuple[str, Any], KeyValue] = {}
         self.delivered: Counter[str] = Counter()  # probe -> events delivered
         self.lost: Counter[tuple[str, str]] = Counter()  # (probe, reason) -> events lost
+        # Called per event with its resource, on the emitting thread: must not block (the live
+        # event stream only queues it, see telemetry/stream.py).
+        self.hooks: tuple[Callable[[Event, Resource], None], ...] = ()
         self._thread: threading.Thread | None = None
-        if log_exporters:
+        self._start_thread()
+
+    def _start_thread(self) -> None:
+        if self._exporters and self._thread is None:
+            self._stop.clear()
             self._thread = threading.Thread(target=self._run, name="kubeskoop-export-events", daemon=True)
             self._thread.start()
+
+    def replace_outputs(self, log_exporters: list[Any], line_sinks: list[LineSink]) -> None:
+        """Send from now on to these exporters and sinks (a config reload); what is queued goes
+        to the old ones first, which are then shut down. The counters go on."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        with self._export_lock:
+            self._drain_locked()
+            old_exporters, old_sinks = self._exporters, self._sinks
+            self._exporters, self._sinks = list(log_exporters), list(line_sinks)
+        for exporter in old_exporters:
+            exporter.shutdown()
+        for sink in old_sinks:
+            sink.close()
+        self._start_thread()
 
     @property
     def emitted(self) -> int:
@@ -122,6 +160,8 @@ class EventEmitter:
 
     def emit(self, event: Event) -> None:
         resource = self._resources.event_resource(event.netns)
+        for hook in self.hooks:
+            hook(event, resource)
         if self._sinks:
             self._write_lines(event, resource)
         if not self._exporters:
@@ -137,14 +177,7 @@ class EventEmitter:
             self._wake.set()
 
     def _write_lines(self, event: Event, resource: Resource) -> None:
-        record = {
-            "timestamp": event.timestamp_ns,
-            "event_name": event.name,
-            "type": event.upstream_type,
-            "resource": dict(resource.attributes),
-            "attributes": {**dict(event.attributes), UPSTREAM_TYPE: event.upstream_type},
-            "body": event.body,
-        }
+        record = event_record(event, resource)
         for sink in self._sinks:
             try:
                 sink.write(record)
@@ -195,26 +228,29 @@ class EventEmitter:
 
     def _drain(self) -> None:
         with self._export_lock:
-            while True:
-                with self._lock:
-                    if not self._queue:
-                        return
-                    n = min(self._batch_size, len(self._queue))
-                    batch = [self._queue.popleft() for _ in range(n)]
-                request = self._request(batch)
-                ok = True
-                for exporter in self._exporters:
-                    try:
-                        ok = exporter.export_request(request) and ok
-                    except Exception as exc:  # an exporter bug must not kill the export thread
-                        log.error("event export raised %s: %s", type(exc).__name__, exc)
-                        ok = False
-                counts = Counter(probe_of(event) for event, _ in batch)
-                if ok:
-                    self.delivered.update(counts)
-                else:
-                    log.warning("event export failed: %d events lost", n)
-                    self.lost.update({(probe, "export_failed"): c for probe, c in counts.items()})
+            self._drain_locked()
+
+    def _drain_locked(self) -> None:
+        while True:
+            with self._lock:
+                if not self._queue:
+                    return
+                n = min(self._batch_size, len(self._queue))
+                batch = [self._queue.popleft() for _ in range(n)]
+            request = self._request(batch)
+            ok = True
+            for exporter in self._exporters:
+                try:
+                    ok = exporter.export_request(request) and ok
+                except Exception as exc:  # an exporter bug must not kill the export thread
+                    log.error("event export raised %s: %s", type(exc).__name__, exc)
+                    ok = False
+            counts = Counter(probe_of(event) for event, _ in batch)
+            if ok:
+                self.delivered.update(counts)
+            else:
+                log.warning("event export failed: %d events lost", n)
+                self.lost.update({(probe, "export_failed"): c for probe, c in counts.items()})
 
     def _run(self) -> None:
         while not self._stop.is_set():

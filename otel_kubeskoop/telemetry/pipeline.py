@@ -383,6 +383,13 @@ class MetricPipeline:
             log.warning("metric export failed; cumulative totals go out with the next export")
         return ok
 
+    def replace_exporter(self, exporter: RequestExporter) -> None:
+        """Export through ``exporter`` from the next export on (a config reload); the series and
+        their start times go on. The old exporter is shut down."""
+        with self._lock:
+            old, self._exporter = self._exporter, exporter
+        old.shutdown()
+
     def shutdown(self) -> None:
         with self._lock:
             self._resources.clear()

@@ -25,7 +25,7 @@ from otel_kubeskoop.netlink.conntrack.table import TableSummary, read_table
 from otel_kubeskoop.netlink.core import DecodeError
 from otel_kubeskoop.netlink.sockets import NetnsSockets
 from otel_kubeskoop.probe import ProbeContext, Sample
-from otel_kubeskoop.probes._bpf import transport
+from otel_kubeskoop.probes._decode import transport
 from otel_kubeskoop.procfs import ParseError
 from otel_kubeskoop.procfs.net_addresses import read_addresses
 from otel_kubeskoop.topology.netns import Netns, NetnsGone
