@@ -29,7 +29,6 @@ import json
 import os
 import platform
 import socket
-import statistics
 import sys
 import time
 import tracemalloc
@@ -37,6 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.tcpsummary import interleaved  # noqa: E402
 from pyroute2.netlink import NETLINK_NETFILTER  # noqa: E402
 
 from otel_kubeskoop.netlink.conntrack import table as nl  # noqa: E402
@@ -53,19 +53,6 @@ ENTRIES = 100_000
 SOURCES = 100
 REPEAT = 7
 OUT = Path(__file__).resolve().parent / "results" / "conntrack_dump.json"
-
-
-def interleaved(fns, repeat: int = REPEAT) -> list[tuple[float, float]]:
-    """Median thread CPU and wall seconds of each of ``fns``, run in turn ``repeat`` times."""
-    cpu: list[list[float]] = [[] for _ in fns]
-    wall: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeat):
-        for i, fn in enumerate(fns):
-            c0, w0 = time.thread_time(), time.perf_counter()
-            fn()
-            cpu[i].append(time.thread_time() - c0)
-            wall[i].append(time.perf_counter() - w0)
-    return [(statistics.median(c), statistics.median(w)) for c, w in zip(cpu, wall)]
 
 
 def ms(pair: tuple[float, float]) -> dict[str, float]:
@@ -118,7 +105,7 @@ def main() -> None:
             for d, a, b in spans:
                 nl._entry(d, a, b)
 
-        read, both, decoded = interleaved([read_only, read_decode, decode])
+        read, both, decoded = interleaved([read_only, read_decode, decode], REPEAT)
         (common_cpu, _), (general_cpu, _) = interleaved([common, general], 3)
         tracemalloc.start()
         read_decode()
@@ -156,7 +143,7 @@ def main() -> None:
                            and s.netns == ns.inode)
             kept = sum(s.value for s in cut if s.instrument.name == "kubeskoop.conntrack.source.entries")
             assert kept >= 10_000 and kept + skipped == ENTRIES, (kept, skipped)
-            p_counters, p_dump, p_capped = interleaved([run_counters, run_dump, run_capped])
+            p_counters, p_dump, p_capped = interleaved([run_counters, run_dump, run_capped], REPEAT)
             for p in (counters, dumping, capped):
                 p.stop()
             (addr_cpu, _), = interleaved([lambda: read_addresses(handle)], 51)
