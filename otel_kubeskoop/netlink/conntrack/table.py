@@ -161,7 +161,7 @@ def _entry(buf: bytes, start: int, end: int) -> Entry:
 # (ctnetlink_fill_info): the original tuple, the reply tuple, then the status. Its attribute
 # headers are compared with that layout in one step; an entry that differs in any header
 # (ICMP, a zone, another kernel's layout) takes the general path, _entry. An entry costs
-# about 3.6 us this way against 17 us walking every attribute (bench/conntrack_dump.py).
+# about 3 us this way against 13 to 17 us walking every attribute (bench/conntrack_dump.py).
 _NLA = struct.Struct("=HH")
 _NESTED = 0x8000  # NLA_F_NESTED
 

@@ -389,9 +389,9 @@ SPEC = ProbeSpec(
                   "CPU); events: one netlink message per conntrack event in every namespace, its "
                   "header read for each, decoded only within eventRate; one socket per namespace "
                   "for metrics and one for events. dumpTables (off by default) adds a dump of every "
-                  "table holding entries, up to maxEntries (default 100,000) per collection: about 9 us "
-                  "of CPU per entry (0.9 s at 100,000: 0.3 s the kernel's, 0.6 s the decode), plus "
-                  "each namespace's addresses (about 80 us a namespace)",
+                  "table holding entries, up to maxEntries (default 100,000) per collection: 7 to 9 us "
+                  "of CPU per entry (0.7 to 0.9 s at 100,000, about 0.3 s of it the kernel's), plus "
+                  "each namespace's addresses (about 90 us a namespace)",
     default_enabled=False,
     factory=ConntrackProbe,
     instruments=INSTRUMENTS,
