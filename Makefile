@@ -8,7 +8,8 @@ PYTHON ?= python3
 # bpf/include/<arch>/vmlinux.h, and the privileged tests cross-check BTF with it.
 # prometheus: the end-to-end test scrapes the compat endpoint with a real Prometheus.
 # iptables: the eBPF tests drop packets with rules; iperf3: the datapath benchmarks.
-APT_PACKAGES := python3-venv python3-pip iproute2 iptables iperf3 clang llvm libbpf-dev libbpf1 bpftool prometheus
+# conntrack: the conntrack tests compare the agent's per-pod entries with `conntrack -L`.
+APT_PACKAGES := python3-venv python3-pip iproute2 iptables iperf3 conntrack clang llvm libbpf-dev libbpf1 bpftool prometheus
 PYTEST_ARGS ?=
 
 # deploy/ and the image. The tests of tests/deploy need these; `make test` makes them first.

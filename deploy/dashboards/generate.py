@@ -278,6 +278,7 @@ def compat_pods() -> dict[str, Any]:
 
 NODE, NS, POD = L("k8s.node.name"), L("k8s.namespace.name"), L("k8s.pod.name")
 POD_LEGEND = f"{{{{{NS}}}}}/{{{{{POD}}}}}"
+SNAT = tuple(L(a) for a in ("network.transport", "source.address", "destination.address", "destination.port"))
 
 
 def _by(*labels: str) -> str:
@@ -348,6 +349,17 @@ def otlp_network() -> dict[str, Any]:
                                              f"{{{{{NODE}}}}} {POD_LEGEND}"), unit="percentunit"),
             ts("Conntrack failures", target(rate("kubeskoop.conntrack.drop", NODE), "drop"), target(rate("kubeskoop.conntrack.insertfailed", NODE), "insert failed"),
                target(rate("kubeskoop.conntrack.clashresolve", NODE), "clash resolved"), target(rate("kubeskoop.conntrack.chaintoolong", NODE), "chain too long")),
+            ts("SNAT port use per destination (conntrack dumpTables)",
+               target(f"topk(10, max by ({NODE}, {_by(*SNAT)}) ({O('kubeskoop.conntrack.snat.utilization')}{{{NODE}=~\"$node\"}}))",
+                      "{{" + NODE + "}} " + " ".join("{{" + label + "}}" for label in SNAT)), unit="percentunit",
+               description="Share of the source ports NAT picks from (snatPortRange) in use from a translated address "
+                           "towards one destination; at 1 new connections there fail. Needs dumpTables: true "
+                           "(docs/conntrack.md)."),
+            ts("Conntrack entries per pod (conntrack dumpTables)",
+               target(f"topk(10, {level('kubeskoop.conntrack.source.entries', NS, POD)})", POD_LEGEND),
+               target(level("kubeskoop.conntrack.dump.skipped", NODE), "{{" + NODE + "}} not read (maxEntries)"),
+               description="Entries by original source address: whose connections fill the tables. Needs "
+                           "dumpTables: true (docs/conntrack.md)."),
             ts("Qdisc backlog", target(level("kubeskoop.qdisc.backlog", NS, POD, L("network.interface.name"), L("kubeskoop.qdisc.kind")),
                                        f"{POD_LEGEND} {{{{{L('network.interface.name')}}}}} {{{{{L('kubeskoop.qdisc.kind')}}}}}"), unit="bytes"),
             ts("Qdisc drops, requeues, overlimits", target(rate("kubeskoop.qdisc.drops", NS, POD), f"{POD_LEGEND} drops"),

@@ -19,7 +19,7 @@ socket for a pod's namespace is made by entering the namespace only for the ``so
   holds a reference on its namespace, so closing promptly lets the kernel free deleted namespaces.
 
 :func:`dump` sends one request and reads the multipart answer up to ``NLMSG_DONE``, returning the
-raw bytes for the pure decoders of this package. See
+raw bytes for the pure decoders of this package (:func:`dump_datagrams`: one datagram at a time). See
 https://man7.org/linux/man-pages/man7/netlink.7.html and
 https://man7.org/linux/man-pages/man2/setns.2.html.
 """
@@ -51,6 +51,7 @@ __all__ = [
     "NetnsSockets",
     "NsHandle",
     "dump",
+    "dump_datagrams",
     "open_netlink_sockets",
     "own_netns_inode",
     "receive",
@@ -238,8 +239,16 @@ def dump(sock: socket.socket, request: bytes, seq: int, *, what: str = "request"
     socket's timeout) if the kernel does not finish. After an exception the socket may still hold
     part of the answer: the caller should discard it.
     """
+    return b"".join(dump_datagrams(sock, request, seq, what=what))
+
+
+def dump_datagrams(sock: socket.socket, request: bytes, seq: int, *, what: str = "request") -> Iterator[bytes]:
+    """:func:`dump`, one answer datagram at a time, so that a large dump is decoded as it arrives.
+
+    A caller that stops before the end leaves the rest of the answer queued on the socket (the
+    kernel goes on filling it as it is read), so it should discard the socket.
+    """
     sock.send(request)
-    chunks: list[bytes] = []
     unpack = _HEAD.unpack_from
     for chunk in receive(sock, what=what):
         n = len(chunk)
@@ -261,7 +270,6 @@ def dump(sock: socket.socket, request: bytes, seq: int, *, what: str = "request"
                 done = True
             off += (length + 3) & ~3
         if not stale:
-            chunks.append(chunk)
+            yield chunk
         if done:
-            break
-    return b"".join(chunks)
+            return

@@ -77,9 +77,10 @@ def compat(agent: Agent) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 @contextlib.contextmanager
 def pod_agent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pods: Sequence[Pod],
-              metrics: Sequence[str], events: Sequence[dict[str, Any]] = (),
+              metrics: Sequence[str | dict[str, Any]], events: Sequence[dict[str, Any]] = (),
               interval: float | None = None) -> Iterator[tuple[Agent, OTLPReceiver]]:
-    """An Agent whose namespaces of ``pods`` are pods; yields (agent, receiver). Without
+    """An Agent whose namespaces of ``pods`` are pods; yields (agent, receiver). ``metrics``: probe
+    names, or ``{name, args}``. Without
     ``interval`` the agent is opened and the test runs its cycles; with it, the agent runs its own
     cycle thread every ``interval`` seconds (``/healthz`` then reports on that thread)."""
     with contextlib.ExitStack() as stack:
@@ -92,7 +93,7 @@ def pod_agent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pods: Sequence[Po
         monkeypatch.setenv("KUBECONFIG", api.write_kubeconfig(tmp_path / "kubeconfig"))
         config = parse({
             "address": "127.0.0.1:0", "nodeName": NODE,
-            "metrics": {"probes": [{"name": n} for n in metrics]},
+            "metrics": {"probes": [n if isinstance(n, dict) else {"name": n} for n in metrics]},
             "event": {"probes": list(events)},
             "otlp": {"endpoint": rx.http_endpoint, "timeout": 5, **({"interval": interval} if interval else {})},
         }, "test", environ={})

@@ -1,10 +1,19 @@
 # SPDX-License-Identifier: Apache-2.0
-"""conntrack on the real kernel: counters per pod namespace, and the event probe under churn.
+"""conntrack on the real kernel: counters per pod namespace, entries per pod and SNAT port use from
+the tables (dumpTables), and the event probe under churn.
 
 Counters: in pod a (an nftables rule makes it track connections) the test makes 7 UDP flows (7
 entries) and sends 4 SYN|FIN segments to a listener (conntrack counts each invalid twice: in OUTPUT
 and again in PREROUTING after loopback); pod b tracks nothing. Values must be exact at the OTLP
 receiver and on the compat endpoint, and equal the namespace's own /proc/net/stat/nf_conntrack.
+
+Tables: a pod reaches a destination through a router namespace that masquerades it
+(conntrackutil.snat_topology, the shape of a node's masquerade for its pods). The pod's entries
+in the router's table, by protocol and state, must equal what ``conntrack -L -s <pod address>``
+lists there, on the pod's resource; the router's own connections stay on the router. With the
+masquerade limited to 50 source ports, holding 10 then 35 connections must show 10 then 35 ports
+in use, 0.2 then 0.7 of the range; 20 more connects then take the 15 ports left (1.0) and the
+other 5 fail, counted as failed inserts of the router's table.
 
 Events: 10,000 TCP connections are made and closed in pod a, then its table is flushed, while the
 event probe runs. An independent listener in the same namespace counts what ctnetlink sent; the
@@ -16,12 +25,23 @@ from __future__ import annotations
 
 import time
 import urllib.request
+from collections import Counter
 
 import pytest
 
 from tests.helpers import cycle
 from tests.privileged.netnsutil import netns, require_root
+from tests.privileged.probes.conntrackutil import (
+    DEST,
+    POD,
+    ROUTER_OUT,
+    conntrack_list,
+    hold_tcp_to,
+    listen,
+    snat_topology,
+)
 from tests.privileged.probes.netlinkutil import (
+    INODE,
     EventCounter,
     Pod,
     compat,
@@ -109,6 +129,92 @@ def test_counters_per_pod_exact(tmp_path, monkeypatch):
             host = (("k8s_namespace", ""), ("k8s_node", "node-nl"), ("k8s_pod", ""))
             assert series[("kubeskoop_conntrack_maxentries", host)] == limit
             assert not [k for k in series if k[0] == "kubeskoop_conntrack_maxentries" and k[1] != host]
+
+
+UDP_FLOWS = r'''
+import socket
+for _ in range(3):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.sendto(b"q", ("{dest}", 53)); s.close()
+'''
+TRANSPORT = {6: "tcp", 17: "udp", 1: "icmp"}
+
+
+def latest(rx, name: str, resource: dict) -> dict[tuple, float]:
+    """The series of ``name`` on ``resource`` in the latest export that has any: {attributes: value}."""
+    points = rx.points(name, resource=resource)
+    newest = max((p.time_unix_nano for p in points), default=0)
+    return {tuple(sorted(p.attributes.items())): p.value for p in points if p.time_unix_nano == newest}
+
+
+def test_entries_per_pod_match_conntrack_list(tmp_path, monkeypatch):
+    with snat_topology() as t:
+        pod = Pod(t.pod, "client-0")
+        probes = [{"name": "conntrack", "args": {"dumpTables": True}}]
+        with pod_agent(tmp_path, monkeypatch, [pod], probes) as (agent, rx):
+            # after pod_agent: the namespace's first process is the pod's (its cgroup names the pod)
+            server = listen(t.dest, DEST, 8080)
+            held = [hold_tcp_to(t.pod, DEST, 8080, 6), hold_tcp_to(t.router, DEST, 8080, 2)]
+            t.pod.python(UDP_FLOWS.format(dest=DEST))
+            before = conntrack_list(t.router, "-s", POD, families=("ipv4",))
+            agent.cycle()
+            rx.wait_metric_requests(1)
+            after = conntrack_list(t.router, "-s", POD, families=("ipv4",))
+            assert before == after, "the pod's entries changed while the agent read them"
+            assert probe_states(rx)["conntrack"] == "running"
+            listed = Counter((TRANSPORT[c.protocol], c.state) for c in after)
+            assert listed == {("tcp", "established"): 6, ("udp", None): 3}
+            got = latest(rx, "kubeskoop.conntrack.source.entries", {UID: pod.uid})
+            assert {(a["network.transport"], a.get("kubeskoop.conntrack.state")): v
+                    for a, v in ((dict(k), v) for k, v in got.items())} == listed
+            # The router's own two connections count on the router, not on the pod.
+            own = latest(rx, "kubeskoop.conntrack.source.entries", {INODE: t.router.inode})
+            assert own == {(("kubeskoop.conntrack.state", "established"), ("network.transport", "tcp")): 2}
+            assert rx.value("kubeskoop.conntrack.dump.skipped", resource={INODE: t.router.inode}) == 0
+            for proc in (*held, server):
+                proc.kill()
+
+
+def test_snat_port_use_rises_with_connections(tmp_path, monkeypatch):
+    with snat_topology(to_ports="20000-20049") as t:
+        pod = Pod(t.pod, "client-0")
+        probes = [{"name": "conntrack", "args": {"dumpTables": True, "snatPortRange": "20000-20049"}}]
+        key = {"network.transport": "tcp", "source.address": ROUTER_OUT, "destination.address": DEST,
+               "destination.port": 8080}
+        router = {INODE: t.router.inode}
+        with pod_agent(tmp_path, monkeypatch, [pod], probes) as (agent, rx):
+            held = [listen(t.dest, DEST, 8080)]
+            for count, total in ((10, 10), (25, 35)):
+                held.append(hold_tcp_to(t.pod, DEST, 8080, count))
+                exported = len(rx.metric_requests())
+                agent.cycle()
+                rx.wait_metric_requests(exported + 1)
+                translated = [int(c.reply["dport"]) for c in conntrack_list(t.router, "-p", "tcp", "--dport", "8080",
+                                                                            families=("ipv4",))]
+                assert len(translated) == total and all(20000 <= p <= 20049 for p in translated)
+                assert rx.value("kubeskoop.conntrack.snat.ports", resource=router, attributes=key) == total
+                assert rx.value("kubeskoop.conntrack.snat.utilization", resource=router, attributes=key) == total / 50
+            assert rx.value("kubeskoop.conntrack.snat.omitted", resource=router) == 0
+            # The pod's connections count on the pod, by the address they had before translation.
+            got = latest(rx, "kubeskoop.conntrack.source.entries", {UID: pod.uid})
+            assert got == {(("kubeskoop.conntrack.state", "established"), ("network.transport", "tcp")): 35}
+            # 20 more connects for the 15 ports left: 15 take them, the other 5 find no free tuple;
+            # their SYNs are dropped at insert, counted by the router's table (no address given).
+            failed_before = proc_conntrack_stats(t.router)["insert_failed"]
+            held.append(hold_tcp_to(t.pod, DEST, 8080, 20, wait=False))
+            deadline = time.monotonic() + 10
+            while len(conntrack_list(t.router, "-p", "tcp", "--dport", "8080", families=("ipv4",))) < 50:
+                assert time.monotonic() < deadline, "the 15 free ports were not taken"
+                time.sleep(0.1)
+            exported = len(rx.metric_requests())
+            agent.cycle()
+            rx.wait_metric_requests(exported + 1)
+            assert rx.value("kubeskoop.conntrack.snat.ports", resource=router, attributes=key) == 50
+            assert rx.value("kubeskoop.conntrack.snat.utilization", resource=router, attributes=key) == 1.0
+            failed = proc_conntrack_stats(t.router)["insert_failed"] - failed_before
+            assert failed >= 5, failed  # one per dropped SYN, retransmissions included
+            assert rx.value("kubeskoop.conntrack.insertfailed", resource=router) >= 5
+            for proc in held:
+                proc.kill()
 
 
 def test_event_probe_survives_churn_and_accounts_for_every_event(tmp_path, monkeypatch):

@@ -13,10 +13,14 @@ from pathlib import Path
 
 import pytest
 from pyroute2.netlink import NETLINK_NETFILTER
-from pyroute2.netlink.nfnetlink.nfctsocket import IPCTNL_MSG_CT_GET_STATS, IPCTNL_MSG_CT_GET_STATS_CPU
+from pyroute2.netlink.nfnetlink.nfctsocket import (
+    IPCTNL_MSG_CT_GET,
+    IPCTNL_MSG_CT_GET_STATS,
+    IPCTNL_MSG_CT_GET_STATS_CPU,
+)
 
 from otel_kubeskoop.config import parse
-from otel_kubeskoop.netlink.core import iter_messages
+from otel_kubeskoop.netlink.core import attrs, iter_messages
 from otel_kubeskoop.netlink.sockets import NetnsSockets
 from otel_kubeskoop.probe import Cycle, Event, ProbeContext
 from otel_kubeskoop.probes import conntrack
@@ -74,13 +78,20 @@ class EventSocket:
 
 
 class Run:
-    def __init__(self, namespaces: dict, args: conntrack.ConntrackArgs | None = None, events: bool = True) -> None:
+    def __init__(self, namespaces: dict, args: conntrack.ConntrackArgs | None = None, events: bool = True,
+                 answers=lambda inode: stats_answers()) -> None:
         self.events: list[Event] = []
         self.watched: list[tuple[int, object]] = []
         self.ctx = ProbeContext("conntrack", cycle=Cycle(namespaces=namespaces), events_enabled=events,
                                 emit=self.events.append, watch=lambda fd, c: self.watched.append((fd, c)))
         self.probe = conntrack.ConntrackProbe(args or conntrack.ConntrackArgs(), self.ctx)
-        self.probe.stats = NetnsSockets(NETLINK_NETFILTER, opener=opener(lambda inode: RecordedSocket(stats_answers())))
+        self.sockets: list[tuple[int, RecordedSocket]] = []  # every stats socket opened, in order
+
+        def recorded(inode: int) -> RecordedSocket:
+            self.sockets.append((inode, RecordedSocket(answers(inode))))
+            return self.sockets[-1][1]
+
+        self.probe.stats = NetnsSockets(NETLINK_NETFILTER, opener=opener(recorded))
         self.event_socks: dict[int, EventSocket] = {}
         if events:  # what start() does, with the fake opener
             self.probe._epoll = select.epoll()
@@ -210,3 +221,134 @@ def test_args_from_an_upstream_style_config():
                    "test", environ={})
     (args,) = {pc.args for pc in config.probes if pc.kind.value == "events"}
     assert (args.event_rate, args.event_burst, args.event_types) == (50, 7, ("new", "destroy"))
+
+
+# Tables (dumpTables) -------------------------------------------------------------------------------
+
+HOST, ROUTER, POD, DEST_NS = 1, 7, 8, 9
+TCP, UDP = "tcp", "udp"
+
+
+class AddrNs(FakeNs):
+    """A namespace handle whose /proc/<pid>/net/fib_trie lists ``addresses`` as local."""
+
+    def __init__(self, inode: int, addresses: tuple[str, ...], is_host: bool = False) -> None:
+        super().__init__(inode, is_host)
+        self.addresses = addresses
+
+    def read(self, relpath: str) -> bytes:
+        if relpath != "net/fib_trie":
+            raise FileNotFoundError(relpath)
+        leaves = "".join(f"     |-- {a}\n        /32 host LOCAL\n" for a in self.addresses)
+        return f"Local:\n  +-- 0.0.0.0/0 3 0 5\n{leaves}".encode()
+
+    def path(self, relpath: str) -> str:
+        return f"/fake/{self.inode}/{relpath}"
+
+
+def with_entries(n: int) -> bytes:
+    """The recorded IPCTNL_MSG_CT_GET_STATS answer, its entry count set to ``n``."""
+    glob = bytearray(read_dump(DUMPS / "ctnetlink_stats.dump")[0])
+    (m, *_rest) = [m for m in iter_messages(bytes(glob)) if m.type == CT | IPCTNL_MSG_CT_GET_STATS]
+    start, _end = attrs(bytes(glob), m.start + 4, m.end)[1]  # CTA_STATS_GLOBAL_ENTRIES
+    struct.pack_into(">I", glob, start, n)
+    return bytes(glob)
+
+
+def table_run(**args) -> Run:
+    """The router of ctnetlink_table.dump with its 11 entries; the host, the pod and the
+    destination track nothing."""
+    table, _ = read_dump(DUMPS / "ctnetlink_table.dump")
+    cpu, _ = read_dump(DUMPS / "ctnetlink_stats_cpu.dump")
+
+    def answers(inode: int) -> dict:
+        out = {(CT | IPCTNL_MSG_CT_GET_STATS_CPU, 0): cpu,
+               (CT | IPCTNL_MSG_CT_GET_STATS, 0): with_entries(11 if inode == ROUTER else 0)}
+        if inode == ROUTER:
+            out[(CT | IPCTNL_MSG_CT_GET, 0)] = table
+        return out
+
+    namespaces = {HOST: AddrNs(HOST, ("192.0.2.10",), is_host=True),
+                  ROUTER: AddrNs(ROUTER, ("10.234.1.1", "10.234.2.1")),
+                  POD: AddrNs(POD, ("10.234.1.2",)), DEST_NS: AddrNs(DEST_NS, ("10.234.2.2",))}
+    return Run(namespaces, conntrack.ConntrackArgs(dumpTables=True, **args), events=False, answers=answers)
+
+
+def series(got: dict, name: str) -> dict:
+    return {(ns, a): v for (n, ns, a), v in got.items() if n == name}
+
+
+def test_entries_count_for_the_namespace_holding_the_source_address():
+    run = table_run()
+    got = run.collect()
+    assert series(got, "kubeskoop.conntrack.source.entries") == {
+        (POD, (("network.transport", TCP), ("kubeskoop.conntrack.state", "established"))): 3,
+        (POD, (("network.transport", UDP),)): 4,
+        (POD, (("network.transport", "icmp"),)): 1,
+        (ROUTER, (("network.transport", TCP), ("kubeskoop.conntrack.state", "established"))): 2,
+        (ROUTER, (("network.transport", UDP),)): 1,  # ::1: no namespace holds it; the table's own
+    }
+    assert series(got, "kubeskoop.conntrack.dump.skipped") == {(ROUTER, ()): 0}
+    assert run.ctx.errors == []
+    # Only the router's table was dumped; the others were asked for their counters only.
+    dumped = {inode for inode, sock in run.sockets if any(r[4:6] == struct.pack("=H", CT | 1) for r in sock.requests)}
+    assert dumped == {ROUTER}
+
+
+def test_snat_ports_of_the_translating_namespace():
+    got = table_run().collect()
+    tcp = (("network.transport", TCP), ("source.address", "10.234.2.1"), ("destination.address", "10.234.2.2"),
+           ("destination.port", 8080))
+    udp = (("network.transport", UDP), ("source.address", "10.234.2.1"), ("destination.address", "10.234.2.2"),
+           ("destination.port", 53))
+    # 3 masqueraded pod connections + the router's own 2 hold ports of 10.234.2.1 towards :8080
+    assert series(got, "kubeskoop.conntrack.snat.ports") == {(ROUTER, tcp): 5, (ROUTER, udp): 4}
+    assert series(got, "kubeskoop.conntrack.snat.utilization") == {(ROUTER, tcp): 5 / 64512, (ROUTER, udp): 4 / 64512}
+    assert series(got, "kubeskoop.conntrack.snat.omitted") == {(ROUTER, ()): 0}
+    narrow = table_run(snatPortRange="1024-1123", maxSnatSeries=1).collect()  # no port inside
+    assert series(narrow, "kubeskoop.conntrack.snat.ports") == {}
+    one = table_run(maxSnatSeries=1).collect()
+    assert series(one, "kubeskoop.conntrack.snat.ports") == {(ROUTER, tcp): 5}  # the busiest kept
+    assert series(one, "kubeskoop.conntrack.snat.omitted") == {(ROUTER, ()): 1}
+
+
+def test_the_entry_cap_cuts_the_dump_and_counts_what_it_left():
+    run = table_run(maxEntries=4)  # the recorded socket sends one entry per datagram
+    got = run.collect()
+    read = sum(series(got, "kubeskoop.conntrack.source.entries").values())
+    assert read == 4 and series(got, "kubeskoop.conntrack.dump.skipped") == {(ROUTER, ()): 11 - 4}
+    # The cut dump's socket was closed; the next collection opens another.
+    router = [sock for inode, sock in run.sockets if inode == ROUTER]
+    assert len(router) == 1 and router[0].closed
+    run.collect()
+    assert len([1 for inode, _ in run.sockets if inode == ROUTER]) == 2
+
+
+def test_a_failed_dump_is_reported_and_its_entries_counted_as_skipped():
+    run = table_run()
+    run.probe.stats.sync(run.ctx.cycle.namespaces)
+    router = next(sock for inode, sock in run.sockets if inode == ROUTER)
+    del router.answers[(CT | IPCTNL_MSG_CT_GET, 0)]
+    got = run.collect()
+    assert series(got, "kubeskoop.conntrack.dump.skipped") == {(ROUTER, ()): 11}
+    assert series(got, "kubeskoop.conntrack.source.entries") == {}
+    assert [e.errno for e in run.ctx.errors] == [95] and router.closed
+
+
+def test_without_dump_tables_nothing_more_is_asked():
+    run = Run({1: FakeNs(1, is_host=True)}, events=False)
+    got = run.collect()
+    assert {name for name, _, _ in got} == {s.name for s in conntrack.COUNTERS}
+    ((_inode, sock),) = run.sockets
+    assert len(sock.requests) == 2  # the two counter requests of every collection
+    assert run.probe.tables is None
+
+
+def test_table_args():
+    args = conntrack.ConntrackArgs(dumpTables=True)
+    assert (args.max_entries, args.snat_port_range, args.max_snat_series) == (100_000, "1024-65535", 100)
+    with pytest.raises(ValueError, match="not a port range"):
+        conntrack.ConntrackArgs(snatPortRange="many")
+    with pytest.raises(ValueError, match="first <= last"):
+        conntrack.ConntrackArgs(snatPortRange="2000-1024")
+    assert conntrack.table.port_range("1024-65535") == (1024, 65535)

@@ -19,6 +19,8 @@ when the entry is destroyed (``ctnetlink_conntrack_event``). :func:`event_type` 
 from its header alone, so a rate limiter can drop it before decoding; :func:`parse_event` decodes
 the tuple, state and status.
 
+The table dump and its decode are in :mod:`otel_kubeskoop.netlink.conntrack.table`.
+
 Attribute numbers and value formats come from pyroute2 (``nfct_stats_cpu``, ``nfct_stats``,
 ``nfct_msg`` and its nested classes). See ``include/uapi/linux/netfilter/nfnetlink_conntrack.h``
 and https://docs.kernel.org/networking/nf_conntrack-sysctl.html.
@@ -67,11 +69,15 @@ __all__ = [
     "EVENT_GROUPS",
     "ConntrackEvent",
     "ConntrackStats",
+    "address_text",
+    "decode_state",
+    "decode_tuple",
     "event_type",
     "parse_event",
     "parse_stats",
     "parse_stats_cpu",
     "read_stats",
+    "request",
     "stats_cpu_request",
     "stats_request",
 ]
@@ -109,14 +115,14 @@ SCTP_CT_STATES: Mapping[int, str] = dict(enumerate((
     "shutdown_recd", "shutdown_ack_sent", "heartbeat_sent",
 )))
 
-_NFGEN_SIZE = layout(nfgen_msg)[1]
+NFGEN_SIZE = layout(nfgen_msg)[1]
 _CPU = schema(nfct_stats_cpu)
 _GLOBAL = schema(nfct_stats)
 _CPU_TYPES = {name: _CPU[attr] for name, attr in CPU_COUNTERS.items()}
 # Attribute numbers of an event (pyroute2's nfct_msg and its nested classes), looked up once.
 _CTA = schema(nfct_msg)
-CTA_TUPLE_ORIG, CTA_STATUS, CTA_PROTOINFO, CTA_ID, CTA_ZONE = (
-    _CTA[n] for n in ("CTA_TUPLE_ORIG", "CTA_STATUS", "CTA_PROTOINFO", "CTA_ID", "CTA_ZONE"))
+CTA_TUPLE_ORIG, CTA_TUPLE_REPLY, CTA_STATUS, CTA_PROTOINFO, CTA_ID, CTA_ZONE = (
+    _CTA[n] for n in ("CTA_TUPLE_ORIG", "CTA_TUPLE_REPLY", "CTA_STATUS", "CTA_PROTOINFO", "CTA_ID", "CTA_ZONE"))
 _TUPLE = schema(nfct_msg.cta_tuple)
 CTA_TUPLE_IP, CTA_TUPLE_PROTO = _TUPLE["CTA_TUPLE_IP"], _TUPLE["CTA_TUPLE_PROTO"]
 _IP = schema(nfct_msg.cta_tuple.cta_ip)
@@ -127,13 +133,13 @@ CTA_PROTO_NUM, CTA_PROTO_SRC_PORT, CTA_PROTO_DST_PORT = (
     _PROTO[n] for n in ("CTA_PROTO_NUM", "CTA_PROTO_SRC_PORT", "CTA_PROTO_DST_PORT"))
 _PROTOINFO = schema(nfct_msg.cta_protoinfo)
 # (CTA_PROTOINFO_<proto>, its _STATE attribute, state names)
-_PROTO_STATES = (
+PROTO_STATES = (
     (_PROTOINFO["CTA_PROTOINFO_TCP"], schema(nfct_msg.cta_protoinfo.cta_protoinfo_tcp)["CTA_PROTOINFO_TCP_STATE"],
      TCP_CT_STATES),
     (_PROTOINFO["CTA_PROTOINFO_SCTP"], schema(nfct_msg.cta_protoinfo.cta_protoinfo_sctp)["CTA_PROTOINFO_SCTP_STATE"],
      SCTP_CT_STATES),
 )
-_CT_MSG = NFNL_SUBSYS_CTNETLINK << 8
+CT_MSG = NFNL_SUBSYS_CTNETLINK << 8
 _NEW_FLAGS = NLM_F_CREATE | NLM_F_EXCL
 
 
@@ -175,16 +181,17 @@ class ConntrackEvent:
     zone: int | None = None
 
 
-def _request(msg_type: int, flags: int, seq: int) -> bytes:
+def request(msg_type: int, flags: int, seq: int) -> bytes:
+    """A ctnetlink request of ``msg_type`` for every family (encoded by pyroute2)."""
     msg = nfct_msg()
     msg["nfgen_family"] = socket.AF_UNSPEC
     msg["version"] = 0
     msg["res_id"] = 0
-    return encode(msg, _CT_MSG | msg_type, flags, seq)
+    return encode(msg, CT_MSG | msg_type, flags, seq)
 
 
-_STATS_CPU_REQUEST = _request(IPCTNL_MSG_CT_GET_STATS_CPU, NLM_F_REQUEST | NLM_F_DUMP, 0)
-_STATS_REQUEST = _request(IPCTNL_MSG_CT_GET_STATS, NLM_F_REQUEST | NLM_F_ACK, 0)
+_STATS_CPU_REQUEST = request(IPCTNL_MSG_CT_GET_STATS_CPU, NLM_F_REQUEST | NLM_F_DUMP, 0)
+_STATS_REQUEST = request(IPCTNL_MSG_CT_GET_STATS, NLM_F_REQUEST | NLM_F_ACK, 0)
 
 
 def stats_cpu_request(seq: int) -> bytes:
@@ -200,10 +207,10 @@ def stats_request(seq: int) -> bytes:
 def _ct_messages(buf: bytes, msg_type: int) -> list[Message]:
     out = []
     for msg in iter_messages(buf):
-        if msg.type != _CT_MSG | msg_type:
+        if msg.type != CT_MSG | msg_type:
             continue
-        if msg.end - msg.start < _NFGEN_SIZE:
-            raise DecodeError(f"nfgenmsg of {msg.end - msg.start} bytes, needs {_NFGEN_SIZE}")
+        if msg.end - msg.start < NFGEN_SIZE:
+            raise DecodeError(f"nfgenmsg of {msg.end - msg.start} bytes, needs {NFGEN_SIZE}")
         out.append(msg)
     return out
 
@@ -213,7 +220,7 @@ def parse_stats_cpu(buf: bytes) -> dict[str, int]:
     sums = dict.fromkeys(CPU_COUNTERS, 0)
     cpus = 0
     for msg in _ct_messages(buf, IPCTNL_MSG_CT_GET_STATS_CPU):
-        found = attrs(buf, msg.start + _NFGEN_SIZE, msg.end)
+        found = attrs(buf, msg.start + NFGEN_SIZE, msg.end)
         for name, atype in _CPU_TYPES.items():
             if atype in found:
                 sums[name] += scalar(buf, found[atype], "be32")
@@ -225,7 +232,7 @@ def parse_stats_cpu(buf: bytes) -> dict[str, int]:
 def parse_stats(buf: bytes) -> tuple[int | None, int | None]:
     """``(entries, max_entries)`` from the answer to :func:`stats_request`."""
     for msg in _ct_messages(buf, IPCTNL_MSG_CT_GET_STATS):
-        found = attrs(buf, msg.start + _NFGEN_SIZE, msg.end)
+        found = attrs(buf, msg.start + NFGEN_SIZE, msg.end)
         entries = found.get(_GLOBAL["CTA_STATS_GLOBAL_ENTRIES"])
         limit = found.get(_GLOBAL["CTA_STATS_GLOBAL_MAX_ENTRIES"])
         return (scalar(buf, entries, "be32") if entries else None,
@@ -242,9 +249,9 @@ def read_stats(sock: socket.socket, seq: int) -> ConntrackStats:
 
 def event_type(mtype: int, flags: int) -> str | None:
     """``new``/``update``/``destroy`` from a message header; ``None`` for anything else."""
-    if mtype == _CT_MSG | IPCTNL_MSG_CT_DELETE:
+    if mtype == CT_MSG | IPCTNL_MSG_CT_DELETE:
         return "destroy"
-    if mtype == _CT_MSG | IPCTNL_MSG_CT_NEW:
+    if mtype == CT_MSG | IPCTNL_MSG_CT_NEW:
         return "new" if flags & _NEW_FLAGS == _NEW_FLAGS else "update"
     return None
 
@@ -260,26 +267,37 @@ def parse_event(buf: bytes, msg: Message | None = None) -> ConntrackEvent:
         if len(msgs) != 1:
             raise DecodeError(f"expected one message, found {len(msgs)}")
         msg = msgs[0]
-    if msg.end - msg.start < _NFGEN_SIZE:
-        raise DecodeError(f"nfgenmsg of {msg.end - msg.start} bytes, needs {_NFGEN_SIZE}")
+    if msg.end - msg.start < NFGEN_SIZE:
+        raise DecodeError(f"nfgenmsg of {msg.end - msg.start} bytes, needs {NFGEN_SIZE}")
     kind = event_type(msg.type, msg.flags)
     if kind is None:
         raise DecodeError(f"message type {msg.type:#x} is not a conntrack event")
     family = buf[msg.start]
-    top = attrs(buf, msg.start + _NFGEN_SIZE, msg.end)
+    top = attrs(buf, msg.start + NFGEN_SIZE, msg.end)
     orig = top.get(CTA_TUPLE_ORIG)
     if orig is None:
         raise DecodeError("conntrack event without CTA_TUPLE_ORIG")
-    tup = attrs(buf, *orig)
-    src = dst = ""
+    src, dst, protocol, sport, dport = decode_tuple(buf, orig)
+    status = scalar(buf, top[CTA_STATUS], "be32") if CTA_STATUS in top else 0
+    state = decode_state(buf, top)
+    ct_id = scalar(buf, top[CTA_ID], "be32") if CTA_ID in top else None
+    zone = scalar(buf, top[CTA_ZONE], "be16") if CTA_ZONE in top else None
+    return ConntrackEvent(kind, family, protocol, address_text(src), address_text(dst), sport, dport, state, status,
+                          bool(status & IPS_SEEN_REPLY), ct_id, zone)
+
+
+def decode_tuple(buf: bytes, span: tuple[int, int]) -> tuple[bytes, bytes, int, int | None, int | None]:
+    """(source, destination, protocol, source port, destination port) of a ``CTA_TUPLE_*``
+    attribute; addresses packed (4 or 16 bytes; empty when absent), ports None for protocols
+    without ports."""
+    tup = attrs(buf, *span)
+    src = dst = b""
     if CTA_TUPLE_IP in tup:
         ip = attrs(buf, *tup[CTA_TUPLE_IP])
         if CTA_IP_V4_SRC in ip and CTA_IP_V4_DST in ip:
-            src = _address(buf, ip[CTA_IP_V4_SRC], socket.AF_INET, 4)
-            dst = _address(buf, ip[CTA_IP_V4_DST], socket.AF_INET, 4)
+            src, dst = _packed(buf, ip[CTA_IP_V4_SRC], 4), _packed(buf, ip[CTA_IP_V4_DST], 4)
         elif CTA_IP_V6_SRC in ip and CTA_IP_V6_DST in ip:
-            src = _address(buf, ip[CTA_IP_V6_SRC], socket.AF_INET6, 16)
-            dst = _address(buf, ip[CTA_IP_V6_DST], socket.AF_INET6, 16)
+            src, dst = _packed(buf, ip[CTA_IP_V6_SRC], 16), _packed(buf, ip[CTA_IP_V6_DST], 16)
     protocol = 0
     sport = dport = None
     if CTA_TUPLE_PROTO in tup:
@@ -289,25 +307,34 @@ def parse_event(buf: bytes, msg: Message | None = None) -> ConntrackEvent:
         if CTA_PROTO_SRC_PORT in proto and CTA_PROTO_DST_PORT in proto:
             sport = scalar(buf, proto[CTA_PROTO_SRC_PORT], "be16")
             dport = scalar(buf, proto[CTA_PROTO_DST_PORT], "be16")
-    status = scalar(buf, top[CTA_STATUS], "be32") if CTA_STATUS in top else 0
-    state = None
-    if CTA_PROTOINFO in top:
-        info = attrs(buf, *top[CTA_PROTOINFO])
-        for which, state_attr, names in _PROTO_STATES:
-            if which in info:
-                inner = attrs(buf, *info[which])
-                if state_attr in inner:
-                    number = scalar(buf, inner[state_attr], "uint8")
-                    state = names.get(number, str(number))
-                break
-    ct_id = scalar(buf, top[CTA_ID], "be32") if CTA_ID in top else None
-    zone = scalar(buf, top[CTA_ZONE], "be16") if CTA_ZONE in top else None
-    return ConntrackEvent(kind, family, protocol, src, dst, sport, dport, state, status,
-                          bool(status & IPS_SEEN_REPLY), ct_id, zone)
+    return src, dst, protocol, sport, dport
 
 
-def _address(buf: bytes, span: tuple[int, int], family: int, width: int) -> str:
+def decode_state(buf: bytes, top: Mapping[int, tuple[int, int]]) -> str | None:
+    """The TCP or SCTP state of an entry (``CTA_PROTOINFO``), lower case; None for other protocols."""
+    if CTA_PROTOINFO not in top:
+        return None
+    info = attrs(buf, *top[CTA_PROTOINFO])
+    for which, state_attr, names in PROTO_STATES:
+        if which in info:
+            inner = attrs(buf, *info[which])
+            if state_attr in inner:
+                number = scalar(buf, inner[state_attr], "uint8")
+                return names.get(number, str(number))
+            return None
+    return None
+
+
+def _packed(buf: bytes, span: tuple[int, int], width: int) -> bytes:
     start, end = span
     if end - start < width:
         raise DecodeError(f"address attribute of {end - start} bytes, needs {width}")
-    return socket.inet_ntop(family, bytes(buf[start : start + width]))
+    return bytes(buf[start : start + width])
+
+
+def address_text(packed: bytes) -> str:
+    """A packed IPv4 or IPv6 address as ``inet_ntop`` writes it; "" for none."""
+    if not packed:
+        return ""
+    return socket.inet_ntop(socket.AF_INET if len(packed) == 4 else socket.AF_INET6, packed)
+

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""conntrack: connection-tracking counters per namespace, and (opt-in) conntrack events.
+"""conntrack: connection-tracking counters per namespace, (opt-in) entries per pod and SNAT port
+use from the tables themselves, and (opt-in) conntrack events.
 
 Metrics come from ctnetlink statistics read inside each namespace: the per-CPU counters
 (``IPCTNL_MSG_CT_GET_STATS_CPU``, summed over CPUs) and the entry count
@@ -8,6 +9,11 @@ Metrics come from ctnetlink statistics read inside each namespace: the per-CPU c
 The table limit ``nf_conntrack_max`` is one node-wide setting (a child namespace's sysctl is
 read-only and shows the initial namespace's value), so ``kubeskoop.conntrack.maxentries`` goes to
 the node, once. A namespace where no rule uses conntrack tracks nothing: its counters stay 0.
+
+Tables (``dumpTables: true``, off by default): after the counters, the tables that hold entries
+are dumped, within ``maxEntries`` entries in total, and counted per pod by original source
+address and state, and per translated source and destination for SNAT port use
+(otel_kubeskoop/probes/conntrack/table.py says how).
 
 Events (``event.probes: [{name: conntrack}]``): one netlink socket per namespace subscribed to
 ``NFNLGRP_CONNTRACK_NEW``/``UPDATE``/``DESTROY`` (narrowed by ``eventTypes``). Subscribing is what
@@ -37,7 +43,7 @@ import time
 from collections import Counter
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pyroute2.netlink import NETLINK_NETFILTER
 
 from otel_kubeskoop.netlink.conntrack import EVENT_GROUPS, ConntrackEvent, event_type, parse_event, read_stats
@@ -47,18 +53,19 @@ from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeContext, ProbeSpec,
 from otel_kubeskoop.probes._bpf import EventArgs
 from otel_kubeskoop.probes._decode import network_type, transport
 from otel_kubeskoop.probes._netlink import NetlinkSequence, report_failures, request_here
+from otel_kubeskoop.probes.conntrack import table
+from otel_kubeskoop.probes.conntrack.table import CONNTRACK_STATE
 from otel_kubeskoop.vocabulary import attributes as A
 from otel_kubeskoop.vocabulary import instruments as I
 from otel_kubeskoop.vocabulary.events import EventSpec
 from otel_kubeskoop.vocabulary.instruments import C, G, U, InstrumentSpec
 
-CONNTRACK_STATE = "kubeskoop.conntrack.state"  # the conntrack TCP/SCTP state: established, time_wait
 CONNTRACK_REPLIED = "kubeskoop.conntrack.replied"  # bool: traffic seen in both directions
 CONNTRACK_ID = "kubeskoop.conntrack.id"  # int: the same for every event of one entry
 
 # conntrack: ctnetlink statistics per namespace (per-CPU counters summed); maxentries is the
 # node-wide nf_conntrack_max and goes to the node.
-INSTRUMENTS = tuple(
+COUNTERS = tuple(
     InstrumentSpec(f"kubeskoop.conntrack.{word}", kind, unit, desc, key=key,
                    compat=f"kubeskoop_conntrack_{word}" if compat else None)
     for word, key, kind, unit, desc, compat in [
@@ -78,9 +85,10 @@ INSTRUMENTS = tuple(
         ("maxentries", "max_entries", G, "{entry}", "Size limit of the conntrack table (nf_conntrack_max, node-wide)", True),
     ]
 )
-CONNTRACK_MAXENTRIES = next(spec for spec in INSTRUMENTS if spec.key == "max_entries")
+CONNTRACK_MAXENTRIES = next(spec for spec in COUNTERS if spec.key == "max_entries")
+INSTRUMENTS = COUNTERS + table.INSTRUMENTS
 
-# conntrack: ctnetlink multicast events per namespace (otel_kubeskoop/probes/conntrack.py).
+# conntrack: ctnetlink multicast events per namespace.
 _EVENT_ATTRIBUTES = (*A.TUPLE, CONNTRACK_STATE, CONNTRACK_REPLIED, CONNTRACK_ID)
 CONNTRACK_NEW = EventSpec(
     "kubeskoop.conntrack.new", "ConntrackNew", "Conntrack created an entry for a new connection", _EVENT_ATTRIBUTES)
@@ -114,9 +122,20 @@ LOSS_SOCKET_BUFFER_FULL = "socket_buffer_full"
 
 
 class ConntrackArgs(EventArgs):
-    """``eventRate``/``eventBurst`` as every event probe has them, plus which event types to read."""
+    """``eventRate``/``eventBurst`` as every event probe has them, plus which event types to read;
+    for metrics, whether and how far to dump the tables (otel_kubeskoop/probes/conntrack/table.py)."""
 
     event_types: tuple[EventType, ...] = Field(("new", "update", "destroy"), alias="eventTypes", min_length=1)
+    dump_tables: bool = Field(False, alias="dumpTables")
+    max_entries: int = Field(100_000, alias="maxEntries", ge=1, le=10_000_000)
+    snat_port_range: str = Field("1024-65535", alias="snatPortRange")
+    max_snat_series: int = Field(100, alias="maxSnatSeries", ge=0, le=100_000)
+
+    @field_validator("snat_port_range")
+    @classmethod
+    def _port_range(cls, value: str) -> str:
+        table.port_range(value)
+        return value
 
 
 def socket_drops(sock: socket.socket) -> int:
@@ -157,6 +176,8 @@ class ConntrackProbe(NetlinkSequence):
         self.args = args if args is not None else ConntrackArgs()
         self.ctx = ctx
         self.stats = NetnsSockets(NETLINK_NETFILTER)
+        self.tables = (table.TableDump(self.args.max_entries, table.port_range(self.args.snat_port_range),
+                                       self.args.max_snat_series) if self.args.dump_tables else None)
         # Event state: touched by the agent thread (collect) and the event pump (consume).
         self._lock = threading.Lock()
         self._events: NetnsSockets | None = None
@@ -202,6 +223,7 @@ class ConntrackProbe(NetlinkSequence):
         report_failures(self.ctx, self.stats.failures)
         out: list[Sample] = []
         max_entries: int | None = None
+        counts: dict[int, int] = {}
         for inode, sock in socks.items():
             try:
                 st = read_stats(sock, self._next_seq())
@@ -209,7 +231,8 @@ class ConntrackProbe(NetlinkSequence):
                 self.stats.discard(inode)
                 self.ctx.report(exc)
                 continue
-            for spec in INSTRUMENTS:
+            counts[inode] = st.entries or 0
+            for spec in COUNTERS:
                 value = getattr(st, spec.key)
                 if spec.key == "max_entries":
                     if value is not None and (max_entries is None or namespaces[inode].is_host):
@@ -218,6 +241,8 @@ class ConntrackProbe(NetlinkSequence):
                     out.append(Sample(spec, value, inode))
         if max_entries is not None:
             out.append(Sample(CONNTRACK_MAXENTRIES, max_entries, None))
+        if self.tables is not None:
+            out += self.tables.collect(self.ctx, self.stats, counts, self._next_seq)
         if self._events is not None:
             out += self._losses()
         return out
@@ -353,7 +378,8 @@ class ConntrackProbe(NetlinkSequence):
 
 SPEC = ProbeSpec(
     name="conntrack",
-    summary="Conntrack counters and entries per network namespace (the table limit: node-wide); "
+    summary="Conntrack counters and entries per network namespace (the table limit: node-wide); with "
+            "dumpTables, entries per pod by original source and state, and SNAT port use per destination; "
             "conntrack new/update/destroy events",
     kinds=frozenset({Kind.METRICS, Kind.EVENTS}),
     source=Source.NETLINK,
@@ -362,7 +388,10 @@ SPEC = ProbeSpec(
     overhead_note="metrics: two ctnetlink requests per namespace per collection (one message per "
                   "CPU); events: one netlink message per conntrack event in every namespace, its "
                   "header read for each, decoded only within eventRate; one socket per namespace "
-                  "for metrics and one for events",
+                  "for metrics and one for events. dumpTables (off by default) adds a dump of every "
+                  "table holding entries, up to maxEntries (default 100,000) per collection: 7 to 9 us "
+                  "of CPU per entry (0.7 to 0.9 s at 100,000, about 0.3 s of it the kernel's), plus "
+                  "each namespace's addresses (about 90 us a namespace)",
     default_enabled=False,
     factory=ConntrackProbe,
     instruments=INSTRUMENTS,
