@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Command line: ``run``, ``probes``, ``doctor``, ``config validate``."""
+"""Command line: ``run``, ``probes``, ``doctor``, ``cleanup``, ``config validate``."""
 
 from __future__ import annotations
 
@@ -72,8 +72,13 @@ def run(config_path: str | None, debug: bool) -> None:
         log.info("received %s, stopping", signal.Signals(signum).name)
         agent.request_stop()
 
+    def _hangup(signum: int, frame: object) -> None:
+        # Ignored, not fatal (the default action): a stray SIGHUP must not stop collection.
+        log.warning("received SIGHUP: ignored (this version does not reload its config)")
+
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGINT, _terminate)
+    signal.signal(signal.SIGHUP, _hangup)
     agent.start()
     agent.wait()
     agent.stop()
@@ -120,6 +125,21 @@ def doctor(config_path: str | None) -> None:
         click.echo(f"[{mark}] {check.name}: {check.detail}")
         worst = max(worst, {"ok": 0, "warn": 0, "fail": 1}[check.verdict])
     sys.exit(worst)
+
+
+@main.command()
+@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False), help="Config whose procRoot and netnsDir apply.")
+@click.option("--prestop", is_flag=True,
+              help="Also take off what processes of this cgroup (the agent's container) hold: for a preStop hook.")
+def cleanup(config_path: str | None, prestop: bool) -> None:
+    """Remove the TC filters and clsact qdiscs agents left (killed, or stopped uncleanly)."""
+    from otel_kubeskoop.cleanup import cleanup as run_cleanup
+
+    config = _load(config_path)
+    _setup_logging(config.debug)
+    done = run_cleanup(config.raw.proc_root, config.raw.netns_dir, prestop=prestop)
+    click.echo(str(done))
+    sys.exit(1 if done.errors else 0)
 
 
 @main.group("config")
