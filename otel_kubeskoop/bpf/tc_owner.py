@@ -10,8 +10,12 @@ the probe's program names but that is not this run's belongs to another run. It 
 while a live process holds its program open (``/proc/<pid>/fdinfo``: :class:`Holders`), and
 removed (reaped) once none does: its agent was killed (SIGKILL, the OOM killer) or stopped without
 taking it off. That is what the kernel itself knows: the filter keeps the program loaded after its
-process is gone, and nothing else does. If the answer is incomplete (a process whose descriptors
-cannot be listed, or a ``/proc`` that is not the node's), nothing is reaped.
+process is gone, and nothing else does. If the answer is incomplete (an agent's process whose
+descriptors cannot be read, or a ``/proc`` that is not the node's), nothing is reaped. Reading
+another process's descriptors needs more privilege than that process has (ptrace access): the
+node's init, for one, may hold a capability the agent lacks. Such a process counts only if its
+command line names otel-kubeskoop: any other process holding a probe's program is no agent, and
+cannot make a filter an agent left any more alive.
 
 **Qdiscs.** A clsact qdisc that otel-kubeskoop adds gets a marker: a ``cls_bpf`` filter at priority
 :data:`MARK_PRIORITY` on its ingress hook, named :data:`MARK_NAME`, for EtherType
@@ -66,6 +70,8 @@ MARK_PROTOCOL = 0x88B5
 MARK_NAME = "otel_kubeskoop"
 _MARK_HANDLE = 1
 _KTHREADD_PID = 2
+#: How an agent's command line names it (the console script, or ``python -m otel_kubeskoop``).
+_AGENT_NAMES = (b"otel-kubeskoop", b"otel_kubeskoop")
 
 
 class Holders:
@@ -99,12 +105,21 @@ class Holders:
             self.incomplete = f"{self.proc_root} does not show the node's processes (no hostPID)"
             return set()
         got = read_held_programs(self.proc_root)
-        if got.unreadable:
-            self.incomplete = (f"descriptors of {len(got.unreadable)} processes unreadable "
-                               f"(pid {got.unreadable[0]}...): CAP_SYS_PTRACE missing?")
+        agents = [pid for pid in got.unreadable if self._is_agent(pid)]
+        if agents:
+            self.incomplete = (f"descriptors of otel-kubeskoop process {agents[0]} unreadable "
+                               f"({len(agents)} in all): CAP_SYS_PTRACE missing?")
         ignored = self._cgroup(self.ignore_cgroup_of) if self.ignore_cgroup_of else None
         return {prog_id for prog_id, pids in got.holders.items()
                 if ignored is None or any(self._cgroup(pid) != ignored for pid in pids)}
+
+    def _is_agent(self, pid: int) -> bool:
+        try:
+            with open(f"{self.proc_root}/{pid}/cmdline", "rb") as f:
+                cmdline = f.read(4096)
+        except OSError:
+            return False  # gone
+        return any(name in cmdline for name in _AGENT_NAMES)
 
     def _cgroup(self, pid: int) -> bytes | None:
         try:

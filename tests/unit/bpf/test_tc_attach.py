@@ -18,6 +18,7 @@ from otel_kubeskoop.bpf.tc_attach import Attacher, LeftAttached
 from otel_kubeskoop.cleanup import cleanup
 from otel_kubeskoop.probe import ProbeContext
 from otel_kubeskoop.probes import flow
+from otel_kubeskoop.procfs.pid_fdinfo import HeldPrograms
 from otel_kubeskoop.topology.netns import NetnsGone
 from tests.unit.bpf.tcfakes import NET_DEV, FakeNs, FakeTC, fake_proc
 
@@ -215,3 +216,19 @@ def test_an_interface_no_longer_wanted_whose_filters_stay_is_reported_and_kept(f
     fake_tc.refuse_detach.clear()
     assert att.sync({B_NS: host}, now=2) == []  # tried again: the set differs from the wanted one
     assert set(att.state[B_NS].ifaces) == {"eth0"} and fake_tc.of(NET1, THIS) == {}
+
+
+@pytest.mark.parametrize("cmdline, held", [
+    (b"/process_api\0--firecracker-init\0", False),  # not an agent: what it holds is no agent's
+    (b"/usr/bin/python3\0-m\0otel_kubeskoop\0run\0", None),  # an agent we cannot look into
+], ids=["init", "agent"])
+def test_a_process_whose_descriptors_cannot_be_read_counts_only_if_it_is_an_agent(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cmdline: bytes, held: bool | None) -> None:
+    proc = fake_proc(tmp_path, {})
+    (tmp_path / "1").mkdir()
+    (tmp_path / "1" / "cmdline").write_bytes(cmdline)
+    # Root cannot be refused a readlink in a temporary tree: the kernel's answer is given here.
+    monkeypatch.setattr(tc_owner, "read_held_programs", lambda root: HeldPrograms({}, (1,)))
+    holders = tc_owner.Holders(proc)
+    assert holders.held(EARLIER) is held
+    assert bool(holders.incomplete) is (held is None)
