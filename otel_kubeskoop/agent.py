@@ -9,6 +9,7 @@ cycle leaves behind, so it never touches probe state directly.
 from __future__ import annotations
 
 import logging
+import resource
 import socket
 import threading
 import time
@@ -18,7 +19,7 @@ from typing import Any
 
 from opentelemetry.sdk.resources import Resource
 
-from otel_kubeskoop import __version__
+from otel_kubeskoop import __version__, health, limits
 from otel_kubeskoop.config import Config
 from otel_kubeskoop.probe import Event, Kind, Sample
 from otel_kubeskoop.probes import ALL_PROBES
@@ -46,7 +47,10 @@ class Agent:
         """Exporters default to what the config asks for; tests pass real SDK exporters of their own."""
         self.config = config
         self.identity = Identity(config.node_name, socket.gethostname(), config.cluster_name)
-        self.discovery = NetnsDiscovery(proc_root=config.raw.proc_root, netns_dir=config.raw.netns_dir)
+        # As many namespaces as the descriptor limit holds (raised to the hard one by `run`).
+        self.fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        self.discovery = NetnsDiscovery(proc_root=config.raw.proc_root, netns_dir=config.raw.netns_dir,
+                                        max_namespaces=limits.namespace_cap(self.fd_limit, config.probes))
         self.runtime = ProbeRuntime(config.probes, proc_root=config.raw.proc_root, emit=self.emit,
                                     bpf_stats=config.raw.bpf_stats.enabled, cgroup_root=config.raw.cgroup_root,
                                     sys_root=config.raw.sys_root)
@@ -84,6 +88,7 @@ class Agent:
         self.export_failures = 0
         self.last_cycle_end: float | None = None
         self.last_cycle_seconds: float | None = None
+        self.problems: list[str] = []  # why not ready although running (health.py)
 
     # Resources ---------------------------------------------------------------------------------
 
@@ -251,6 +256,7 @@ class Agent:
             samples = self.runtime.self_samples()
         namespaces = self.runtime.cycle.namespaces
         samples.append(Sample(I.AGENT_NETNS_COUNT, len(namespaces)))
+        samples.append(Sample(I.AGENT_NETNS_LEFT_OUT, self.discovery.left_out))
         if self.last_cycle_seconds is not None:
             samples.append(Sample(I.AGENT_CYCLE_DURATION, self.last_cycle_seconds))
         samples.append(Sample(I.AGENT_EXPORT_FAILURES, self.export_failures, None, ((A.SIGNAL, "metrics"),)))
@@ -277,10 +283,20 @@ class Agent:
 
     def _snapshot(self) -> None:
         probes = self.runtime.status()
+        open_fds = limits.open_fds()
+        namespaces = self.runtime.cycle.namespaces
+        self.problems = health.problems(
+            denied=self.runtime.denied(), left_out=self.discovery.left_out,
+            found=len(namespaces) + self.discovery.left_out, open_fds=open_fds,
+            soft_limit=self.fd_limit)
         status = {
             "version": __version__,
             "node": self.config.node_name,
-            "ready": self.cycles > 0,
+            "ready": self.cycles > 0 and not self.problems,
+            "problems": self.problems,
+            "limits": {"file_descriptors_open": open_fds, "file_descriptors_soft_limit": self.fd_limit,
+                       "namespaces_max": self.discovery.max_namespaces,
+                       "namespaces_left_out": self.discovery.left_out},
             "cycles": self.cycles,
             "interval_seconds": self.config.interval,
             "last_cycle_seconds": self.last_cycle_seconds,
@@ -295,6 +311,7 @@ class Agent:
                 "export_failures": self.export_failures,
             },
             "events_emitted": self.events.emitted,
+            "http": self.server.status() if self.server is not None else None,
             # Upstream KubeSkoop's /status keys, so existing tooling keeps working.
             "inuse_probes": {
                 "metrics": [{"name": p["name"], "state": p["state"]} for p in probes if p["kind"] == "metrics"],
@@ -329,11 +346,18 @@ class Agent:
             return True  # the first cycle is still running
         return time.monotonic() - self.last_cycle_end < 3 * self.config.interval + 30
 
+    def _readyz(self) -> tuple[int, str, bytes]:
+        if self.cycles == 0:
+            return 503, "text/plain", b"first collection not finished\n"
+        if self.problems:
+            return 503, "text/plain", ("not ready: " + "; ".join(self.problems) + "\n").encode()
+        return 200, "text/plain", b"ready\n"
+
     def _routes(self) -> dict[str, Any]:
         routes = {
             "/status": lambda: json_response(200, self.status()),
             "/healthz": lambda: (200, "text/plain", b"ok\n") if self.healthy() else (503, "text/plain", b"collection stalled\n"),
-            "/readyz": lambda: (200, "text/plain", b"ready\n") if self.cycles > 0 else (503, "text/plain", b"first collection not finished\n"),
+            "/readyz": self._readyz,
         }
         if self.compat is not None:
             routes["/metrics"] = self.compat.render

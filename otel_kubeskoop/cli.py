@@ -57,8 +57,10 @@ def run(config_path: str | None, debug: bool) -> None:
     config = _load(config_path)
     _setup_logging(debug or config.debug)
     from otel_kubeskoop.agent import Agent
+    from otel_kubeskoop.limits import raise_nofile
     from otel_kubeskoop.telemetry.exporters import ExporterError
 
+    raise_nofile()  # before anything opens descriptors; the Agent sizes its namespace cap on it
     try:
         agent = Agent(config)
     except (ExporterError, OSError) as exc:

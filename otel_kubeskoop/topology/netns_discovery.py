@@ -38,6 +38,10 @@ class NetnsDiscovery:
     :meth:`scan` costs one ``scandir`` of ``proc_root``, one ``readlink`` per pid, one ``stat`` per
     named namespace, one ``readlinkat`` per known namespace (is its representative still there?) and
     one ``open`` per new namespace. It opens no other per-pid file.
+
+    ``max_namespaces`` bounds the handles kept (each holds a descriptor): namespaces past it are
+    left out of the scan, the host's never, those already held before new ones, and counted in
+    :attr:`left_out`, so that running out of descriptors never stops the reads of the rest.
     """
 
     def __init__(
@@ -46,8 +50,11 @@ class NetnsDiscovery:
         netns_dir: str = "/run/netns",
         host_pid: int = 1,
         runner: NetnsRunner | None = None,
+        max_namespaces: int | None = None,
     ) -> None:
         self.proc_root = proc_root
+        self.max_namespaces = max_namespaces
+        self.left_out = 0  # namespaces the last scan found past max_namespaces
         self.netns_dir = netns_dir
         self.host_pid = host_pid
         self._runner = runner
@@ -87,7 +94,12 @@ class NetnsDiscovery:
             host_inode = self._host_inode(pid_ns)
             previous = self._handles
             current: dict[int, Netns] = {}
-            for inode in members.keys() | named.keys():
+            found = members.keys() | named.keys()
+            # The host first, then the namespaces already held, then new ones (oldest inode first).
+            order = sorted(found, key=lambda i: (i != host_inode, i not in previous, i))
+            cap = len(order) if self.max_namespaces is None else max(1, self.max_namespaces)
+            self.left_out = max(0, len(order) - cap)
+            for inode in order[:cap]:
                 names = named.get(inode, [])
                 handle = previous.get(inode)
                 if handle is not None and handle.closed:
