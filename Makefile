@@ -11,7 +11,7 @@ PYTHON ?= python3
 APT_PACKAGES := python3-venv python3-pip iproute2 iptables iperf3 clang llvm libbpf-dev libbpf1 bpftool prometheus
 PYTEST_ARGS ?=
 
-.PHONY: setup system-packages bpf run test test-unit bench docs clean
+.PHONY: setup system-packages bpf run test test-unit golden bench docs clean
 
 setup: $(VENV)/.installed
 
@@ -41,6 +41,10 @@ test: setup bpf
 
 test-unit: setup
 	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
+
+# Rewrite tests/fixtures/golden/* from the whole pipeline over the fixtures; review the diff.
+golden: setup
+	$(VENV)/bin/pytest tests/unit/test_golden.py --update-golden -q
 
 bench: setup bpf
 	$(VENV)/bin/python bench/cycle_cost.py

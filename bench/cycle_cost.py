@@ -74,13 +74,13 @@ def cpu(fn, repeat: int = REPEAT) -> float:
 
 
 def raw_read(agent: Agent) -> None:
-    for ns in agent.runtime.cycle.namespaces.values():
+    for ns in agent.snapshot.namespaces.values():
         for rel in PER_NS:
             try:
                 ns.read(rel)
             except FileNotFoundError:
                 pass
-    agent.runtime.cycle.host.read("net/softnet_stat")
+    agent.snapshot.host.read("net/softnet_stat")
 
 
 class SerializingExporter:
@@ -110,11 +110,10 @@ def measure_cpu(count: int) -> dict:
     agent.open()
     try:
         agent.cycle()
-        namespaces = len(agent.runtime.cycle.namespaces)
+        namespaces = len(agent.snapshot.namespaces)
 
         def probes_only():
-            agent._scan()
-            agent.runtime.collect()
+            agent.runtime.collect(agent.scan())
 
         row = {
             "namespaces_made": count,

@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from otel_kubeskoop.config import parse  # noqa: E402
-from otel_kubeskoop.probe import Kind  # noqa: E402
+from otel_kubeskoop.probe import Cycle, Kind  # noqa: E402
 from otel_kubeskoop.probes import REGISTRY  # noqa: E402
 from otel_kubeskoop.runtime import ProbeRuntime  # noqa: E402
 from otel_kubeskoop.vocabulary import instruments as I  # noqa: E402
@@ -55,8 +55,7 @@ def runtime_for(probes: list[str], stats: bool) -> ProbeRuntime:
 
 def started(probes: list[str], discovery: NetnsDiscovery, stats: bool) -> ProbeRuntime:
     rt = runtime_for(probes, stats)
-    rt.cycle.namespaces = discovery.scan()
-    rt.start()
+    rt.start(Cycle.of(discovery.scan()))
     states = {r.name: r.state.value for r in rt.runs}
     if any(s != "running" for s in states.values()):
         rt.stop()

@@ -68,7 +68,7 @@ def cpu_seconds() -> float:
 
 def counters(agent: Agent) -> dict[str, int]:
     out: dict[str, int] = {}
-    for s in agent.runtime.collect() + agent.events.samples():
+    for s in agent.runtime.collect(agent.snapshot) + agent.events.samples():
         if s.instrument is I.AGENT_EVENTS_DELIVERED:
             out["delivered"] = out.get("delivered", 0) + int(s.value)
         elif s.instrument is I.AGENT_EVENTS_LOST:

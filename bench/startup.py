@@ -23,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from otel_kubeskoop.config import parse  # noqa: E402
+from otel_kubeskoop.probe import Cycle  # noqa: E402
 from otel_kubeskoop.runtime import ProbeRuntime  # noqa: E402
 from tests.e2e.test_agent_process import free_port  # noqa: E402
 
@@ -65,7 +66,7 @@ def probes_start() -> float:
     config = parse(config_doc(0), "bench", environ={})
     rt = ProbeRuntime(config.probes)
     t0 = time.monotonic()
-    rt.start()
+    rt.start(Cycle())
     took = time.monotonic() - t0
     assert all(r.state.value == "running" for r in rt.runs), [(r.name, r.reason) for r in rt.runs]
     rt.stop()

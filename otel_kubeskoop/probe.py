@@ -3,23 +3,30 @@
 
 A probe reads the kernel and returns plain :class:`Sample` values keyed by network-namespace inode.
 It never imports OpenTelemetry and never knows pods: the framework (``runtime``, ``telemetry``)
-creates instruments, attributes namespaces to resources, isolates failures and reports its own
-health. See DESIGN section 3 and ``reference/style.md`` section 4.
+creates instruments, attributes namespaces to resources (``identity``), isolates failures and
+reports its own health.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeAlias
 
 from pydantic import BaseModel, ConfigDict
 
+from otel_kubeskoop.procfs import FileSource, ParseError
+from otel_kubeskoop.procfs.net_snmp import read_net_snmp
+from otel_kubeskoop.topology.netns import NetnsGone
+from otel_kubeskoop.topology.podprocs import Hierarchy, PodProcesses, scan_pod_processes
+
 if TYPE_CHECKING:
+    from otel_kubeskoop.topology.netns import Netns
     from otel_kubeskoop.vocabulary.events import EventSpec
     from otel_kubeskoop.vocabulary.instruments import InstrumentSpec
-    from otel_kubeskoop.topology.netns import Netns
+
+Snmp: TypeAlias = dict[str, dict[str, int]]  # net/snmp: section -> counter -> value
 
 
 class Kind(enum.Enum):
@@ -116,16 +123,54 @@ class Sample:
     pod_uid: str | None = None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Cycle:
-    """State shared by every probe within one collection cycle; the runtime refreshes it."""
+    """One collection cycle as the probes see it: the namespaces scanned, the host's, and the
+    reads the probes share, each made once in this cycle by whichever probe asks first.
+
+    The agent makes a new one each cycle (never changes one) and the runtime hands it to every
+    probe's context.
+    """
 
     # inode -> namespace handle (a procfs FileSource over /proc/<pid>/ of that namespace).
     namespaces: Mapping[int, Netns] = field(default_factory=dict)
     host: Netns | None = None
-    # Results shared between probes within one cycle (``tcp``, ``udp`` and ``ip`` read
-    # ``net/snmp`` once per namespace). Cleared at the start of each cycle.
-    cache: dict[Any, Any] = field(default_factory=dict)
+    # Shared reads, filled on first use (results and failures alike).
+    _snmp: dict[int, Snmp | Exception] = field(default_factory=dict, init=False, repr=False)
+    _pod_processes: dict[tuple[Hierarchy, ...], PodProcesses] = field(default_factory=dict, init=False, repr=False)
+
+    @classmethod
+    def of(cls, namespaces: Mapping[int, Netns]) -> Cycle:
+        """The cycle over one namespace scan (the host is the namespace marked ``is_host``)."""
+        return cls(namespaces, next((ns for ns in namespaces.values() if ns.is_host), None))
+
+    def snmp(self, ns: FileSource) -> Snmp:
+        """``net/snmp`` of one namespace, read once per cycle for ``tcp``, ``udp`` and ``ip``.
+
+        A failure is kept too, so three probes over one malformed file report it once each
+        without reading it three times.
+        """
+        key = getattr(ns, "inode", id(ns))
+        hit = self._snmp.get(key)
+        if hit is None:
+            try:
+                hit = read_net_snmp(ns)
+            except (OSError, ParseError, NetnsGone) as exc:
+                hit = exc
+            self._snmp[key] = hit
+        if isinstance(hit, Exception):
+            raise hit
+        return hit
+
+    def pod_processes(self, hierarchies: Sequence[Hierarchy]) -> tuple[PodProcesses, bool]:
+        """Pod UID -> processes over ``hierarchies``, scanned once per cycle for ``fd`` and ``io``;
+        and whether this call made the scan (the caller that did reports its errors)."""
+        key = tuple(hierarchies)
+        scan = self._pod_processes.get(key)
+        if scan is not None:
+            return scan, False
+        scan = self._pod_processes[key] = scan_pod_processes(list(hierarchies))
+        return scan, True
 
 
 @dataclass(slots=True)

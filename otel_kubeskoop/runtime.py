@@ -155,9 +155,9 @@ class ProbeRuntime:
                  registry: Mapping[str, ProbeSpec] = REGISTRY,
                  emit: Callable[[Event], None] | None = None, bpf_stats: bool = False,
                  cgroup_root: str = "/sys/fs/cgroup", sys_root: str = "/sys") -> None:
-        """``emit`` receives every decoded event (the agent's event path); ``bpf_stats`` turns
+        """``emit`` receives every decoded event (the event emitter's ``emit``); ``bpf_stats`` turns
         on the kernel's per-program statistics for as long as the runtime runs."""
-        self.cycle = Cycle()
+        self.cycle = Cycle()  # the one handed in last
         self.proc_root = proc_root
         self.cgroup_root = cgroup_root
         self.sys_root = sys_root
@@ -180,7 +180,9 @@ class ProbeRuntime:
         self._with_events = {pc.name for pc in probes if pc.kind is Kind.EVENTS}
         self._with_metrics = {pc.name for pc in probes if pc.kind is Kind.METRICS}
 
-    def start(self) -> None:
+    def start(self, cycle: Cycle) -> None:
+        """Start every probe, with ``cycle`` (the first namespace scan) in its context."""
+        self.cycle = cycle
         for run in self.runs:
             first = self._first.setdefault(run.name, run)
             if first is not run:
@@ -215,19 +217,21 @@ class ProbeRuntime:
                             cgroup_root=self.cgroup_root, sys_root=self.sys_root,
                             events_enabled=name in self._with_events, emit=self._emit, watch=watch)
 
-    def collect(self) -> list[Sample]:
-        """Collect every running probe once; return their samples plus the runtime's own.
+    def collect(self, cycle: Cycle) -> list[Sample]:
+        """Collect every running probe once over ``cycle``; return their samples plus the runtime's own.
 
         A probe configured only under ``event.probes`` is collected too, for its event-loss and
         map-full counters (kept in its kernel maps) and its upkeep, but its metrics are not
         reported: nobody asked for them.
         """
+        self.cycle = cycle
         samples: list[Sample] = []
         for run in self.runs:
             if run.state is not State.RUNNING or self._first.get(run.name) is not run:
                 continue
             if run.probe is None or run.ctx is None:
                 continue
+            run.ctx.cycle = cycle
             t0 = time.perf_counter()
             try:
                 got = list(run.probe.collect())

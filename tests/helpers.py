@@ -3,7 +3,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable, Mapping
+from typing import Any
+
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.sdk.resources import Resource
 
 from tests.otlp_receiver import decode_attributes
 
@@ -22,6 +27,38 @@ class MemoryExporter:
 
     def shutdown(self) -> None:
         self.shut = True
+
+
+class MemoryLogExporter:
+    """Keeps a copy of every logs request (no network), or fails on demand."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.requests: list[ExportLogsServiceRequest] = []
+        self.fail = fail
+
+    def export_request(self, request: ExportLogsServiceRequest) -> bool:
+        self.requests.append(ExportLogsServiceRequest.FromString(request.SerializeToString()))
+        return not self.fail
+
+    def shutdown(self) -> None:
+        pass
+
+
+class Resources:
+    """Stands in for the resource directory: one Resource per key, built by ``attrs(key)`` on first
+    use and kept until :meth:`rebuild`, as the directory keeps one until its sources change."""
+
+    def __init__(self, attrs: Callable[[Any], Mapping[str, Any]]) -> None:
+        self._attrs = attrs
+        self._built: dict[Hashable, Resource] = {}
+
+    def resource(self, key: Hashable) -> Resource:
+        if key not in self._built:
+            self._built[key] = Resource(self._attrs(key))
+        return self._built[key]
+
+    def rebuild(self, key: Hashable) -> None:
+        self._built.pop(key, None)
 
 
 def points(request: ExportMetricsServiceRequest, name: str) -> dict[tuple, dict]:

@@ -3,7 +3,7 @@
 
 Both probes need every pod's processes; the scan of the cgroup filesystem
 (:mod:`otel_kubeskoop.topology.podprocs`) runs once per cycle, for whichever of them collects
-first, and its failures are reported by that probe only.
+first (the cycle keeps it), and its failures are reported by that probe only.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 
 from otel_kubeskoop.probe import ProbeContext, Unavailable
-from otel_kubeskoop.topology.podprocs import Hierarchy, PodProcesses, find_hierarchies, scan_pod_processes
+from otel_kubeskoop.topology.podprocs import Hierarchy, PodProcesses, find_hierarchies
 
 
 def require_hierarchies(ctx: ProbeContext) -> list[Hierarchy]:
@@ -39,11 +39,11 @@ def require_ptrace(ctx: ProbeContext, relpath: str) -> None:
 
 
 def pod_processes(ctx: ProbeContext, hierarchies: list[Hierarchy]) -> PodProcesses:
-    """This cycle's pod -> processes, scanned on first use and shared through the cycle cache."""
-    key = ("pod_processes", tuple(hierarchies))
-    scan = ctx.cycle.cache.get(key)
-    if scan is None:
-        scan = ctx.cycle.cache[key] = scan_pod_processes(hierarchies)
+    """This cycle's pod -> processes, scanned on first use (:meth:`Cycle.pod_processes
+    <otel_kubeskoop.probe.Cycle.pod_processes>`); the scan's errors are reported by the probe that
+    made it."""
+    scan, made = ctx.cycle.pod_processes(hierarchies)
+    if made:
         for exc in scan.errors:
             ctx.report(exc)
     return scan

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from otel_kubeskoop.probe import ProbeContext, Sample, Unavailable
@@ -27,26 +27,6 @@ def require_file(ctx: ProbeContext, relpath: str, why: str = "") -> None:
         source.read(relpath)
     except FileNotFoundError:
         raise Unavailable(f"{source.path(relpath)} does not exist" + (f": {why}" if why else "")) from None
-
-
-def cached(ctx: ProbeContext, ns: FileSource, relpath: str, reader: Callable[[FileSource], Any]) -> Any:
-    """One read of ``relpath`` per namespace per cycle, shared by every probe that needs it.
-
-    A failure is cached too, so three probes over one malformed ``net/snmp`` report it once each
-    without reading the file three times.
-    """
-    key = (relpath, getattr(ns, "inode", id(ns)))
-    hit = ctx.cycle.cache.get(key)
-    if hit is None:
-        try:
-            hit = (reader(ns), None)
-        except (OSError, ParseError, NetnsGone) as exc:
-            hit = (None, exc)
-        ctx.cycle.cache[key] = hit
-    value, exc = hit
-    if exc is not None:
-        raise exc
-    return value
 
 
 class NetnsProcfsProbe(abc.ABC):

@@ -1,15 +1,15 @@
 # SPDX-License-Identifier: Apache-2.0
 """The ``tcp``, ``udp`` and ``ip`` probes: one section each of /proc/<pid>/net/snmp.
 
-The three share one read of the file per namespace per cycle (upstream shares it through a 2 s
-cache); each is its own probe so that upstream configs listing them separately load unchanged.
+The three share one read of the file per namespace per cycle (:meth:`Cycle.snmp
+<otel_kubeskoop.probe.Cycle.snmp>`; upstream shares it through a 2 s cache); each is its own probe
+so that upstream configs listing them separately load unchanged.
 """
 
 from __future__ import annotations
 
 from otel_kubeskoop.probe import Kind, Overhead, ProbeSpec, Sample, Scope, Source
-from otel_kubeskoop.probes._procfs import NetnsProcfsProbe, cached, counters
-from otel_kubeskoop.procfs.net_snmp import read_net_snmp
+from otel_kubeskoop.probes._procfs import NetnsProcfsProbe, counters
 from otel_kubeskoop.vocabulary.instruments import InstrumentSpec
 from otel_kubeskoop.topology.netns import Netns
 
@@ -20,7 +20,7 @@ class SnmpSectionProbe(NetnsProcfsProbe):
     instruments: tuple[InstrumentSpec, ...] = ()
 
     def collect_netns(self, ns: Netns) -> list[Sample]:
-        snmp = cached(self.ctx, ns, "net/snmp", read_net_snmp)
+        snmp = self.ctx.cycle.snmp(ns)
         return counters(self.instruments, snmp.get(self.section, {}), ns.inode)
 
 

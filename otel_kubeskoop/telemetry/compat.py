@@ -7,7 +7,8 @@ upstream's labels ``k8s_node``, ``k8s_namespace``, ``k8s_pod`` (empty for the ho
 node-scope data) plus ``metrics.additionalLabels``; values are the kernel's raw values, summed over
 attributes upstream does not have (interfaces except ``lo`` for netdev, CPUs for softnet), as
 upstream does. Upstream exports these as gauges (the legacy collector); so do we, so that
-dashboards and recording rules see the same types.
+dashboards and recording rules see the same types. The entity labels of each resource come from
+the resource directory the endpoint is built with.
 
 Namespaces that belong to no pod are left out, as upstream does (their series would collide with
 the host's empty ``k8s_pod``), but counted: ``kubeskoop_agent_compat_unattributed_namespaces``.
@@ -17,48 +18,43 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Protocol
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.exposition import generate_latest
 
+from otel_kubeskoop.identity.keys import ResourceKey
+from otel_kubeskoop.identity.labels import CompatLabels
 from otel_kubeskoop.probe import Sample
 
 STANDARD_LABELS = ("k8s_node", "k8s_namespace", "k8s_pod")
 
 
-@dataclass(frozen=True, slots=True)
-class CompatLabels:
-    """Upstream's entity labels for one namespace (or for node-scope data)."""
+class LabelSource(Protocol):
+    """Where the endpoint gets a resource's entity labels (the resource directory): None for a
+    namespace no pod is known for."""
 
-    namespace: str = ""
-    pod: str = ""
-    extra: tuple[tuple[str, str], ...] = ()  # additionalLabels, rendered for this pod
-
-
-# resource key (the agent's: "node", a netns inode, or ("pod", uid)) -> labels, or None when the
-# namespace is no pod's
-LabelsFor = Callable[[Hashable], CompatLabels | None]
+    def compat_labels(self, key: ResourceKey) -> CompatLabels | None: ...
 
 
 class CompatCollector(Collector):
-    def __init__(self, node_name: str, additional_label_names: Sequence[str]) -> None:
+    def __init__(self, node_name: str, additional_label_names: Sequence[str], labels: LabelSource) -> None:
         self._node = node_name
         self._extra_names = tuple(additional_label_names)
+        self._labels = labels
         self._lock = threading.Lock()
         self._families: list[Metric] = []
 
-    def update(self, groups: Mapping[Hashable, Iterable[Sample]], labels_for: LabelsFor) -> None:
+    def update(self, groups: Mapping[ResourceKey, Iterable[Sample]]) -> None:
         """Build this cycle's families now (on the agent thread), so scrapes only serialize.
         ``groups`` are the cycle's samples by resource key."""
         sums: dict[str, dict[tuple[str, ...], float]] = defaultdict(lambda: defaultdict(float))
         docs: dict[str, tuple[str, tuple[str, ...]]] = {}
         unattributed = 0
         for resource_key, samples in groups.items():
-            entity = labels_for(resource_key)
+            entity = self._labels.compat_labels(resource_key)
             if entity is None:
                 unattributed += 1
                 continue
@@ -99,13 +95,13 @@ class CompatCollector(Collector):
 class CompatEndpoint:
     """A private registry holding only the compat collector (no process or platform metrics)."""
 
-    def __init__(self, node_name: str, additional_label_names: Sequence[str]) -> None:
-        self.collector = CompatCollector(node_name, additional_label_names)
+    def __init__(self, node_name: str, additional_label_names: Sequence[str], labels: LabelSource) -> None:
+        self.collector = CompatCollector(node_name, additional_label_names, labels)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self.collector)
 
-    def update(self, groups: Mapping[Hashable, Iterable[Sample]], labels_for: LabelsFor) -> None:
-        self.collector.update(groups, labels_for)
+    def update(self, groups: Mapping[ResourceKey, Iterable[Sample]]) -> None:
+        self.collector.update(groups)
 
     def render(self) -> tuple[int, str, bytes]:
         return 200, "text/plain; version=0.0.4; charset=utf-8", generate_latest(self.registry)

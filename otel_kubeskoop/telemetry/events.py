@@ -2,13 +2,14 @@
 """The event path: a probe's :class:`Event` becomes an OTLP log record with ``event_name``, typed
 attributes and its namespace's resource; and a JSON line on each configured line sink.
 
-Probes emit from the event pump thread, at up to tens of thousands of events a second. The SDK's
-log path (``LoggerProvider`` + ``BatchLogRecordProcessor`` + encoder) costs about 95 us of CPU per
-event (DESIGN section 5), so it is not used on this path. ``emit`` appends to a bounded queue; one
-export thread drains it every second (or sooner when a batch is full), groups the records by
-resource into an OTLP ``ExportLogsServiceRequest`` built directly from the opentelemetry-proto
-messages, and sends it through the SDK's OTLP log exporter at its per-request layer (retries,
-backoff, TLS, headers as the SDK does). The wire result is what the SDK would send: one
+Probes emit from the event pump thread (the runtime hands them :meth:`EventEmitter.emit`), at up to
+tens of thousands of events a second; the resource comes from the resource directory the emitter
+is built with. The SDK's log path (``LoggerProvider`` + ``BatchLogRecordProcessor`` + encoder)
+costs about 95 us of CPU per event (``README.md``, "Event path"), so it is not used on this path.
+``emit`` appends to a bounded queue; one export thread drains it every second (or sooner when a
+batch is full), groups the records by resource into an OTLP ``ExportLogsServiceRequest`` built
+directly from the opentelemetry-proto messages, and sends it through the SDK's OTLP log exporter at
+its per-request layer (retries, backoff, TLS, headers as the SDK does). The wire result is what the SDK would send: one
 ResourceLogs per resource, one scope, records with ``event_name``, severity WARN, typed attributes.
 
 Every event the agent receives is either delivered or counted as lost, by probe and reason:
@@ -26,8 +27,7 @@ import sys
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope, KeyValue
@@ -84,13 +84,19 @@ def line_sink(name: str, path: str | None = None) -> LineSink:
     raise ValueError(f"not a line sink: {name}")
 
 
+class EventResources(Protocol):
+    """Where the emitter gets an event's resource (the resource directory)."""
+
+    def event_resource(self, inode: int | None) -> Resource: ...
+
+
 class EventEmitter:
     """Resolves an event's namespace to a resource; queues it for OTLP and writes the line sinks."""
 
-    def __init__(self, resource_for: Callable[[int | None], Resource], log_exporters: list[Any],
+    def __init__(self, resources: EventResources, log_exporters: list[Any],
                  line_sinks: list[LineSink], *, queue_size: int = DEFAULT_QUEUE,
                  batch_size: int = DEFAULT_BATCH, flush_interval: float = 1.0) -> None:
-        self._resource_for = resource_for
+        self._resources = resources
         self._exporters = log_exporters
         self._sinks = line_sinks
         self._queue: deque[tuple[Event, Resource]] = deque()
@@ -115,7 +121,7 @@ class EventEmitter:
         return sum(self.delivered.values())
 
     def emit(self, event: Event) -> None:
-        resource = self._resource_for(event.netns)
+        resource = self._resources.event_resource(event.netns)
         if self._sinks:
             self._write_lines(event, resource)
         if not self._exporters:

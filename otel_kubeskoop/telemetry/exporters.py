@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Build the OTLP exporters from resolved settings.
+"""Build the OTLP exporters from resolved settings (plain values: the protocol, and the endpoint,
+headers and timeout when the config file sets them).
 
 The SDK exporter classes do not read ``OTEL_EXPORTER_OTLP_PROTOCOL`` (only auto-configuration
 does, and it defaults to grpc against the spec), so the protocol is resolved by ``config`` and the
@@ -9,31 +10,31 @@ sets them, so every standard ``OTEL_EXPORTER_OTLP_*`` variable still applies.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
-
-from otel_kubeskoop.config import OTLPSettings
 
 
 class ExporterError(Exception):
     """An exporter that cannot be built from the given settings (e.g. deflate with gRPC)."""
 
 
-def _kwargs(settings: OTLPSettings, http_path: str) -> dict[str, Any]:
+def _kwargs(protocol: str, endpoint: str | None, headers: Mapping[str, str] | None, timeout: float | None,
+            http_path: str) -> dict[str, Any]:
     kwargs: dict[str, Any] = {}
-    if settings.endpoint:
-        if settings.protocol == "grpc":
-            kwargs["endpoint"] = settings.endpoint
+    if endpoint:
+        if protocol == "grpc":
+            kwargs["endpoint"] = endpoint
         else:
             # The HTTP exporters use an explicit endpoint verbatim: append the signal path as the
             # OTEL_EXPORTER_OTLP_ENDPOINT rule does.
-            kwargs["endpoint"] = settings.endpoint.rstrip("/") + http_path
-    if settings.headers:
-        kwargs["headers"] = dict(settings.headers)
-    if settings.timeout is not None:
-        kwargs["timeout"] = settings.timeout
+            kwargs["endpoint"] = endpoint.rstrip("/") + http_path
+    if headers:
+        kwargs["headers"] = dict(headers)
+    if timeout is not None:
+        kwargs["timeout"] = timeout
     return kwargs
 
 
@@ -76,15 +77,16 @@ def _grpc_request_exporter(**kwargs: Any) -> Any:
     return GRPCRequestExporter(**kwargs)
 
 
-def metric_exporter(settings: OTLPSettings) -> Any:
+def metric_exporter(protocol: str, endpoint: str | None = None, headers: Mapping[str, str] | None = None,
+                    timeout: float | None = None) -> Any:
     """An exporter with ``export_request(ExportMetricsServiceRequest) -> bool``, built on the SDK's
-    OTLP exporter for the resolved protocol (entered below its encoder: private members of the
-    pinned SDK, covered by the privileged tests over both transports)."""
+    OTLP exporter for ``protocol`` (``grpc`` or ``http/protobuf``; entered below its encoder:
+    private members of the pinned SDK, covered by the privileged tests over both transports)."""
     try:
-        make = _grpc_request_exporter if settings.protocol == "grpc" else _http_request_exporter
-        return make(**_kwargs(settings, "/v1/metrics"))
+        make = _grpc_request_exporter if protocol == "grpc" else _http_request_exporter
+        return make(**_kwargs(protocol, endpoint, headers, timeout, "/v1/metrics"))
     except Exception as exc:
-        raise ExporterError(f"cannot build the OTLP {settings.protocol} metric exporter: {exc}") from exc
+        raise ExporterError(f"cannot build the OTLP {protocol} metric exporter: {exc}") from exc
 
 
 def _http_log_request_exporter(**kwargs: Any) -> Any:
@@ -126,14 +128,15 @@ def _grpc_log_request_exporter(**kwargs: Any) -> Any:
     return GRPCLogRequestExporter(**kwargs)
 
 
-def log_exporter(settings: OTLPSettings) -> Any:
+def log_exporter(protocol: str, endpoint: str | None = None, headers: Mapping[str, str] | None = None,
+                 timeout: float | None = None) -> Any:
     """An exporter with ``export_request(ExportLogsServiceRequest) -> bool`` on the SDK's OTLP log
-    exporter for the resolved protocol (private members of the pinned SDK, as for metrics)."""
+    exporter for ``protocol`` (private members of the pinned SDK, as for metrics)."""
     try:
-        make = _grpc_log_request_exporter if settings.protocol == "grpc" else _http_log_request_exporter
-        return make(**_kwargs(settings, "/v1/logs"))
+        make = _grpc_log_request_exporter if protocol == "grpc" else _http_log_request_exporter
+        return make(**_kwargs(protocol, endpoint, headers, timeout, "/v1/logs"))
     except Exception as exc:
-        raise ExporterError(f"cannot build the OTLP {settings.protocol} log exporter: {exc}") from exc
+        raise ExporterError(f"cannot build the OTLP {protocol} log exporter: {exc}") from exc
 
 
 def loki_log_exporter(addr: str) -> Any:

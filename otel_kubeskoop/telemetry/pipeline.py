@@ -2,11 +2,17 @@
 """The metric pipeline: one OTLP resource per namespace (and one for the node), one export call.
 
 Each resource keeps a persistent OTLP ``ResourceMetrics`` protobuf message; every cycle the
-samples update its data points in place, and one export request carries every resource
-(``reference/otel-python.md`` approach (c'), a MetricProducer in all but name). The SDK's
-MeterProvider-per-resource path (a2) was measured first: at 100 namespaces (8,341 points) its
-aggregation and encoding cost 200 ms of CPU per cycle, 30x the probes' own reads; updating the
-messages in place costs a few microseconds per point (``bench/``).
+samples update its data points in place, and one export request carries every resource (a
+MetricProducer in all but name). The SDK's MeterProvider-per-resource path was measured first: at
+100 namespaces (8,341 points) its aggregation and encoding cost 200 ms of CPU per cycle, 30x the
+probes' own reads; updating the messages in place costs a few microseconds per point (``bench/``).
+
+The resources come from the :class:`~otel_kubeskoop.identity.directory.ResourceDirectory` the
+pipeline is built with (any object with ``resource(key)``). When the directory hands out a new
+resource object for a live key (its pod's metadata arrived, changed or went away), the series are
+re-attributed: the old resource is exported once more with its last values, then dropped, and the
+series go on under the new one with their counter state, so no count is lost or counted twice and
+cumulative start times are kept.
 
 What the SDK would have owned is here, and tested:
 
@@ -33,7 +39,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -47,7 +53,10 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
     ResourceMetrics,
 )
 
+from opentelemetry.sdk.resources import Resource
+
 from otel_kubeskoop import __version__
+from otel_kubeskoop.identity.keys import ResourceKey
 from otel_kubeskoop.probe import Histogram, Sample
 from otel_kubeskoop.vocabulary.instruments import InstrumentKind, InstrumentSpec
 
@@ -68,6 +77,12 @@ class RequestExporter(Protocol):
     def export_request(self, request: ExportMetricsServiceRequest) -> bool: ...
 
     def shutdown(self) -> None: ...
+
+
+class Resources(Protocol):
+    """Where the pipeline gets each key's resource (the resource directory)."""
+
+    def resource(self, key: ResourceKey) -> Resource: ...
 
 
 def temporality_from_env(environ: Mapping[str, str] = os.environ) -> int:
@@ -177,6 +192,7 @@ class _HistogramSeries:
 
 @dataclass
 class _Resource:
+    source: Resource  # what the message's resource was built from
     message: ResourceMetrics
     metrics: dict[str, Metric] = field(default_factory=dict)
     specs: dict[str, InstrumentSpec] = field(default_factory=dict)
@@ -189,37 +205,34 @@ class _Resource:
 class MetricPipeline:
     """Owns the per-resource messages and the one exporter."""
 
-    def __init__(self, exporter: RequestExporter, resource_attrs: Any,
+    def __init__(self, exporter: RequestExporter, resources: Resources,
                  temporality: int | None = None, max_points: int = DEFAULT_MAX_POINTS) -> None:
-        """``resource_attrs(key)`` gives a resource's attributes (a mapping, or an SDK Resource)."""
         self._exporter = exporter
-        self._resource_attrs = resource_attrs
+        self._directory = resources
         self._delta = (temporality if temporality is not None else temporality_from_env()) == DELTA
         self._max_points = max_points
-        self._resources: dict[Hashable, _Resource] = {}
+        self._resources: dict[ResourceKey, _Resource] = {}
+        self._retired: list[_Resource] = []  # re-attributed: exported once more, then dropped
         self._first_cycle = True
         self._cycle = 0
-        self._retired = 0
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._resources)
 
-    def __contains__(self, key: Hashable) -> bool:
+    def __contains__(self, key: ResourceKey) -> bool:
         return key in self._resources
 
-    def _resource(self, key: Hashable) -> _Resource:
+    def _resource(self, key: ResourceKey) -> _Resource:
         res = self._resources.get(key)
         if res is None:
-            attrs = self._resource_attrs(key)
-            attrs = getattr(attrs, "attributes", attrs)
+            source = self._directory.resource(key)
             message = ResourceMetrics()
-            message.resource.attributes.extend(key_values(attrs))
-            schema = getattr(self._resource_attrs(key), "schema_url", "")
-            if schema:
-                message.schema_url = schema
+            message.resource.attributes.extend(key_values(source.attributes))
+            if source.schema_url:
+                message.schema_url = source.schema_url
             message.scope_metrics.add().scope.CopyFrom(SCOPE)
-            res = self._resources[key] = _Resource(message, baseline_new=self._first_cycle)
+            res = self._resources[key] = _Resource(source, message, baseline_new=self._first_cycle)
         return res
 
     def _metric(self, res: _Resource, spec: InstrumentSpec) -> Metric:
@@ -261,15 +274,20 @@ class MetricPipeline:
         res.series[(spec.name, attrs)] = series
         return series
 
-    def update(self, samples_by_key: Mapping[Hashable, Iterable[Sample]], live: Iterable[Hashable]) -> None:
+    def update(self, samples_by_key: Mapping[ResourceKey, Iterable[Sample]], live: Iterable[ResourceKey]) -> None:
         """Store this cycle's samples. Resources not in ``live`` are exported once more, then dropped."""
         now_ns = time.time_ns()
         with self._lock:
             self._cycle += 1
             cycle = self._cycle
             live = set(live)
+            changed = []
             for key, res in self._resources.items():
                 res.retiring = res.retiring or key not in live
+                if not res.retiring and self._directory.resource(key) is not res.source:
+                    changed.append(key)
+            for key in changed:
+                self._reattribute(key)
             for key, samples in samples_by_key.items():
                 if key not in live:
                     continue
@@ -306,34 +324,27 @@ class MetricPipeline:
             series.point = points[len(points) - 1]
             res.series[(name, attrs)] = series
 
-    def reattribute(self, key: Hashable) -> None:
-        """The resource of ``key`` changed (its pod's metadata arrived, or its pod went away).
-
-        The old resource is exported once more with its last values and then dropped; the series
-        go on under the new resource (``resource_attrs(key)`` is asked again) with their counter
-        state, so no count is lost or counted twice and cumulative start times are kept.
-        """
-        with self._lock:
-            old = self._resources.pop(key, None)
-            if old is None:
-                return
-            old.retiring = True
-            self._retired += 1
-            self._resources[("retired", self._retired, key)] = old
-            new = self._resource(key)
-            new.baseline_new = False
-            for (name, attrs), series in old.series.items():
-                metric = new.metrics.get(name) or self._metric(new, old.specs[name])
-                point = self._points_of(metric).add()
-                point.CopyFrom(series.point)
-                new.series[(name, attrs)] = replace(series, point=point)
-            new.points = len(new.series)
+    def _reattribute(self, key: ResourceKey) -> None:
+        """The directory has a new resource for ``key``: the old one is exported once more with
+        its last values, and the series move to the new one with their counter state."""
+        old = self._resources.pop(key)
+        old.retiring = True
+        self._retired.append(old)
+        new = self._resource(key)
+        new.baseline_new = False
+        for (name, attrs), series in old.series.items():
+            metric = new.metrics.get(name) or self._metric(new, old.specs[name])
+            point = self._points_of(metric).add()
+            point.CopyFrom(series.point)
+            new.series[(name, attrs)] = replace(series, point=point)
+        new.points = len(new.series)
 
     def collect(self) -> list[tuple[ResourceMetrics, int]]:
         """(message, data points) to export this cycle; resources exported for the last time are
         dropped."""
         with self._lock:
-            out = []
+            out = [(res.message, res.points) for res in self._retired if res.points]
+            self._retired.clear()
             for key in list(self._resources):
                 res = self._resources[key]
                 if res.points:
@@ -373,5 +384,6 @@ class MetricPipeline:
     def shutdown(self) -> None:
         with self._lock:
             self._resources.clear()
+            self._retired.clear()
         self._exporter.shutdown()
 

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Which pod owns each network namespace (DESIGN section 4, steps 2-4).
+"""Which pod owns each network namespace.
 
 The representative process's ``/proc/<pid>/cgroup`` names the pod UID (kubelet's cgroup layout);
 the Kubernetes pod cache describes that UID. The host namespace belongs to the node, and so does
@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from otel_kubeskoop.procfs import ParseError
 from otel_kubeskoop.topology.cgroup import read_pod_of
 from otel_kubeskoop.topology.netns import Netns, NetnsGone
-from otel_kubeskoop.topology.pods import PodCache, PodInfo
+from otel_kubeskoop.topology.podinfo import PodInfo
+from otel_kubeskoop.topology.pods import PodCache
 
 log = logging.getLogger(__name__)
 

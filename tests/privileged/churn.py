@@ -55,8 +55,8 @@ def footprint(agent: Agent) -> Footprint:
     return Footprint(
         rss_kib=rss, fds=len(os.listdir("/proc/self/fd")),
         resources=len(agent.pipeline) if agent.pipeline is not None else 0,
-        agent_resources=len(agent._resources), owners=len(agent._owners),
-        cgroup_cache=len(agent.attributor._uids), namespaces=len(agent.runtime.cycle.namespaces),
+        agent_resources=len(agent.directory), owners=len(agent.directory.owners),
+        cgroup_cache=len(agent.directory.attributor._uids), namespaces=len(agent.snapshot.namespaces),
         pods=len(agent.pods.pods()))
 
 
@@ -82,7 +82,7 @@ def churn(agent: Agent, api: KubeAPIServer, node: str, iterations: int) -> int:
                 api.add_pod(make_pod(name, "churn", uid, node))
                 wait(lambda: agent.pods.get(uid) is not None)
                 agent.cycle()
-                owner = agent._owners.get(inode)
+                owner = agent.directory.owners.get(inode)
                 attributed += owner is not None and owner.pod is not None and owner.pod.name == name
                 proc.kill()
                 proc.wait()

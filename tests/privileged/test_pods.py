@@ -89,7 +89,7 @@ def test_pod_attribution_end_to_end(tmp_path, monkeypatch):
                 assert series[("kubeskoop_agent_compat_unattributed_namespaces", (("k8s_node", NODE),))] >= 1
 
                 # Events carry the same pod resource, additionalLabels included.
-                agent.emit(Event("kubeskoop.test.synthetic", "TEST", a.inode, (("network.transport", "udp"),)))
+                agent.events.emit(Event("kubeskoop.test.synthetic", "TEST", a.inode, (("network.transport", "udp"),)))
                 agent.events.flush()
                 rx.wait_log_requests(1)
                 (record,) = rx.log_records(event_name="kubeskoop.test.synthetic")

@@ -11,6 +11,7 @@ import pytest
 
 from otel_kubeskoop.agent import Agent
 from otel_kubeskoop.config import parse
+from otel_kubeskoop.identity.keys import NODE, NetnsKey
 from tests.otlp_receiver import OTLPReceiver
 from tests.privileged.netnsutil import netns, require_root, tcp_refused, udp_to_closed_port
 
@@ -114,6 +115,6 @@ def test_a_namespace_that_disappears_is_exported_once_more_then_released():
             assert a.inode in inodes(reqs[-1])
             last_b = [p for p in rx.points("kubeskoop.udp.noports", resource={INODE: b_inode}, last=False)]
             assert [p.value for p in last_b] == [0, 3, 3]
-            assert b_inode not in agent.pipeline and a.inode in agent.pipeline and "node" in agent.pipeline
+            assert NetnsKey(b_inode) not in agent.pipeline and NetnsKey(a.inode) in agent.pipeline and NODE in agent.pipeline
         finally:
             agent.stop()

@@ -3,19 +3,21 @@
 
 import io
 import json
+from types import SimpleNamespace
 
 import pytest
 
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.sdk.resources import Resource
 
 from otel_kubeskoop.agent import Agent
 from otel_kubeskoop.config import parse
 from otel_kubeskoop.probe import Event
 from otel_kubeskoop.telemetry.events import EventEmitter, LineSink
+from tests.helpers import MemoryLogExporter
 from tests.otlp_receiver import OTLPReceiver, decode_attributes
 
 RES = {None: Resource({"k8s.node.name": "n1"}), 7: Resource({"kubeskoop.netns.inode": 7, "k8s.node.name": "n1"})}
+DIRECTORY = SimpleNamespace(event_resource=RES.get)  # the resource directory's part the emitter uses
 
 SYNTH = Event(
     name="kubeskoop.test.synthetic",
@@ -28,21 +30,6 @@ SYNTH = Event(
 )
 
 
-class MemoryLogExporter:
-    """Keeps a copy of every logs request (no network), or fails on demand."""
-
-    def __init__(self, fail=False):
-        self.requests = []
-        self.fail = fail
-
-    def export_request(self, request):
-        self.requests.append(ExportLogsServiceRequest.FromString(request.SerializeToString()))
-        return not self.fail
-
-    def shutdown(self):
-        pass
-
-
 def records(exp):
     return [(decode_attributes(rl.resource.attributes), r) for req in exp.requests
             for rl in req.resource_logs for sl in rl.scope_logs for r in sl.log_records]
@@ -50,7 +37,7 @@ def records(exp):
 
 def test_events_become_log_records_grouped_by_their_namespace_resource():
     mem = MemoryLogExporter()
-    emitter = EventEmitter(RES.get, [mem], [])
+    emitter = EventEmitter(DIRECTORY, [mem], [])
     emitter.emit(SYNTH)
     emitter.emit(Event("kubeskoop.test.node", "TEST_NODE", None))
     emitter.emit(SYNTH)
@@ -73,7 +60,7 @@ def test_events_become_log_records_grouped_by_their_namespace_resource():
 
 def test_list_attributes_become_arrays():
     mem = MemoryLogExporter()
-    emitter = EventEmitter(RES.get, [mem], [])
+    emitter = EventEmitter(DIRECTORY, [mem], [])
     emitter.emit(Event("kubeskoop.test.stack", "T", 7, (("kubeskoop.stack", ("tcp_v4_rcv+0x1a", "ip_local_deliver+0x7")),)))
     emitter.emit(Event("kubeskoop.test.stack", "T", 7, (("kubeskoop.stack", ["tcp_v4_rcv+0x1a"]),)))  # unhashable
     emitter.flush()
@@ -85,7 +72,7 @@ def test_list_attributes_become_arrays():
 
 def test_every_event_is_delivered_or_counted_lost():
     mem = MemoryLogExporter()
-    emitter = EventEmitter(RES.get, [mem], [], queue_size=5, batch_size=100, flush_interval=3600)
+    emitter = EventEmitter(DIRECTORY, [mem], [], queue_size=5, batch_size=100, flush_interval=3600)
     for _ in range(20):
         emitter.emit(SYNTH)
     emitter.flush()
@@ -103,7 +90,7 @@ def test_every_event_is_delivered_or_counted_lost():
 
 def test_json_line_sink():
     out = io.StringIO()
-    emitter = EventEmitter(RES.get, [], [LineSink("stdout", out)])
+    emitter = EventEmitter(DIRECTORY, [], [LineSink("stdout", out)])
     emitter.emit(SYNTH)
     line = json.loads(out.getvalue())
     assert line["event_name"] == "kubeskoop.test.synthetic" and line["type"] == "TEST_SYNTHETIC"
@@ -121,7 +108,7 @@ def test_agent_sends_events_over_otlp_with_the_namespace_resource(protocol):
                        "t", environ={})
         agent = Agent(config)
         try:
-            agent.emit(SYNTH)
+            agent.events.emit(SYNTH)  # what a probe's ctx.emit is
             agent.events.flush()
             rx.wait_log_requests(1)
             (rec,) = rx.log_records(event_name="kubeskoop.test.synthetic")

@@ -4,12 +4,13 @@ request size; checked on the OTLP messages it sends."""
 
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 
+from otel_kubeskoop.identity.keys import NODE, NetnsKey
 from otel_kubeskoop.probe import Histogram, Sample, log2_bounds
 from otel_kubeskoop.probes import netdev, tcp, udp
 from otel_kubeskoop.vocabulary import instruments as I
 from otel_kubeskoop.vocabulary.instruments import InstrumentKind, InstrumentSpec
 from otel_kubeskoop.telemetry.pipeline import DELTA, MetricPipeline, temporality_from_env
-from tests.helpers import MemoryExporter, points, resource_values
+from tests.helpers import MemoryExporter, Resources, points, resource_values
 from tests.otlp_receiver import decode_attributes
 
 NOPORTS = next(i for i in udp.INSTRUMENTS if i.key == "NoPorts")
@@ -19,8 +20,11 @@ DURATION = I.AGENT_PROBE_DURATION
 CUMULATIVE = AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
 
 
+K = NetnsKey
+
+
 def resource_for(key):
-    return {"key": str(key)}
+    return {"key": "node" if key == NODE else str(key.inode)}
 
 
 def value(request, name, key, attrs=()):
@@ -29,14 +33,14 @@ def value(request, name, key, attrs=()):
 
 def pipeline(**kw):
     exp = MemoryExporter()
-    return MetricPipeline(exp, resource_for, **kw), exp
+    return MetricPipeline(exp, Resources(resource_for), **kw), exp
 
 
 def test_each_key_is_its_own_resource_with_its_own_values():
     p, exp = pipeline()
-    p.update({"node": [Sample(CURREST, 3)], 11: [Sample(NOPORTS, 5, 11)], 12: [Sample(NOPORTS, 9, 12)]}, ["node", 11, 12])
-    p.update({"node": [Sample(CURREST, 4), Sample(DURATION, 0.25, None, (("kubeskoop.probe", "tcp"),))],
-              11: [Sample(NOPORTS, 8, 11)], 12: [Sample(NOPORTS, 9, 12)]}, ["node", 11, 12])
+    p.update({NODE: [Sample(CURREST, 3)], K(11): [Sample(NOPORTS, 5, 11)], K(12): [Sample(NOPORTS, 9, 12)]}, [NODE, K(11), K(12)])
+    p.update({NODE: [Sample(CURREST, 4), Sample(DURATION, 0.25, None, (("kubeskoop.probe", "tcp"),))],
+              K(11): [Sample(NOPORTS, 8, 11)], K(12): [Sample(NOPORTS, 9, 12)]}, [NODE, K(11), K(12)])
     assert p.export()
     (req,) = exp.requests  # one request carries every resource
     assert sorted(resource_values(req, "key")) == ["11", "12", "node"]
@@ -54,9 +58,9 @@ def test_each_key_is_its_own_resource_with_its_own_values():
 
 def test_series_appearing_later_count_their_whole_value():
     p, exp = pipeline()
-    p.update({11: [Sample(NOPORTS, 5, 11)]}, [11])
+    p.update({K(11): [Sample(NOPORTS, 5, 11)]}, [K(11)])
     p.export()
-    p.update({11: [Sample(NOPORTS, 5, 11)], 13: [Sample(NOPORTS, 2, 13)]}, [11, 13])
+    p.update({K(11): [Sample(NOPORTS, 5, 11)], K(13): [Sample(NOPORTS, 2, 13)]}, [K(11), K(13)])
     p.export()
     assert value(exp.requests[-1], NOPORTS.name, 13) == 2
     assert value(exp.requests[-1], NOPORTS.name, 11) == 0
@@ -64,24 +68,24 @@ def test_series_appearing_later_count_their_whole_value():
 
 def test_counter_going_backwards_stays_monotonic():
     p, exp = pipeline()
-    p.update({1: [Sample(NOPORTS, 100, 1)]}, [1])
+    p.update({K(1): [Sample(NOPORTS, 100, 1)]}, [K(1)])
     for raw in (110, 3, 10):  # +10, then the kernel counter restarted at 0 and reached 3, then 10
-        p.update({1: [Sample(NOPORTS, raw, 1)]}, [1])
+        p.update({K(1): [Sample(NOPORTS, raw, 1)]}, [K(1)])
         p.export()
     assert [value(r, NOPORTS.name, 1) for r in exp.requests] == [10, 13, 20]
 
 
 def test_removed_key_is_exported_once_more_then_released():
     p, exp = pipeline()
-    p.update({1: [Sample(NOPORTS, 1, 1)], 2: [Sample(NOPORTS, 1, 2)]}, [1, 2])
-    p.update({1: [Sample(NOPORTS, 4, 1)], 2: [Sample(NOPORTS, 7, 2)]}, [1, 2])
+    p.update({K(1): [Sample(NOPORTS, 1, 1)], K(2): [Sample(NOPORTS, 1, 2)]}, [K(1), K(2)])
+    p.update({K(1): [Sample(NOPORTS, 4, 1)], K(2): [Sample(NOPORTS, 7, 2)]}, [K(1), K(2)])
     p.export()
-    p.update({1: [Sample(NOPORTS, 5, 1)]}, [1])  # 2 is gone
+    p.update({K(1): [Sample(NOPORTS, 5, 1)]}, [K(1)])  # 2 is gone
     p.export()
     assert sorted(resource_values(exp.requests[-1], "key")) == ["1", "2"]
     assert value(exp.requests[-1], NOPORTS.name, 2) == 6  # its last values, once more
     assert len(p) == 1
-    p.update({1: [Sample(NOPORTS, 6, 1)]}, [1])
+    p.update({K(1): [Sample(NOPORTS, 6, 1)]}, [K(1)])
     p.export()
     assert resource_values(exp.requests[-1], "key") == ["1"]
 
@@ -89,14 +93,14 @@ def test_removed_key_is_exported_once_more_then_released():
 def test_a_series_that_disappears_from_a_live_resource_is_dropped_and_the_rest_keep_counting():
     p, exp = pipeline()
     eth0, veth = (("network.interface.name", "eth0"),), (("network.interface.name", "veth1"),)
-    p.update({1: [Sample(RXBYTES, 10, 1, eth0), Sample(RXBYTES, 50, 1, veth), Sample(CURREST, 2, 1)]}, [1])
-    p.update({1: [Sample(RXBYTES, 15, 1, eth0), Sample(CURREST, 3, 1)]}, [1])  # veth1 deleted
-    p.update({1: [Sample(RXBYTES, 18, 1, eth0), Sample(CURREST, 1, 1)]}, [1])
+    p.update({K(1): [Sample(RXBYTES, 10, 1, eth0), Sample(RXBYTES, 50, 1, veth), Sample(CURREST, 2, 1)]}, [K(1)])
+    p.update({K(1): [Sample(RXBYTES, 15, 1, eth0), Sample(CURREST, 3, 1)]}, [K(1)])  # veth1 deleted
+    p.update({K(1): [Sample(RXBYTES, 18, 1, eth0), Sample(CURREST, 1, 1)]}, [K(1)])
     p.export()
     pts = points(exp.requests[-1], RXBYTES.name)
     assert list(pts.values())[0]["value"] == 8 and len(pts) == 1
     assert value(exp.requests[-1], CURREST.name, 1) == 1
-    p.update({1: [Sample(CURREST, 5, 1)]}, [1])  # rxbytes gone entirely: the metric goes too
+    p.update({K(1): [Sample(CURREST, 5, 1)]}, [K(1)])  # rxbytes gone entirely: the metric goes too
     p.export()
     assert points(exp.requests[-1], RXBYTES.name) == {}
     assert value(exp.requests[-1], CURREST.name, 1) == 5
@@ -107,7 +111,7 @@ def test_cumulative_start_time_is_stable_and_delta_is_honoured():
     delta, dexp = pipeline(temporality=DELTA)
     for raw in (10, 15, 22):
         for p in (cum, delta):
-            p.update({1: [Sample(NOPORTS, raw, 1), Sample(CURREST, raw, 1)]}, [1])
+            p.update({K(1): [Sample(NOPORTS, raw, 1), Sample(CURREST, raw, 1)]}, [K(1)])
             p.export()
     c = [next(iter(points(r, NOPORTS.name).values())) for r in cexp.requests]
     assert len({x["start"] for x in c}) == 1 and [x["value"] for x in c] == [0, 5, 12]
@@ -127,7 +131,7 @@ def test_temporality_env():
 
 def test_requests_are_cut_at_max_points_by_whole_resources():
     p, exp = pipeline(max_points=5)
-    samples = {k: [Sample(NOPORTS, 1, k), Sample(CURREST, 1, k)] for k in range(7)}  # 2 points each
+    samples = {K(k): [Sample(NOPORTS, 1, k), Sample(CURREST, 1, k)] for k in range(7)}  # 2 points each
     p.update(samples, list(samples))
     assert p.export()
     assert [len(r.resource_metrics) for r in exp.requests] == [2, 2, 2, 1]
@@ -135,23 +139,24 @@ def test_requests_are_cut_at_max_points_by_whole_resources():
 
 def test_export_failure_is_reported():
     exp = MemoryExporter(fail=True)
-    p = MetricPipeline(exp, resource_for)
-    p.update({1: [Sample(NOPORTS, 1, 1)]}, [1])
+    p = MetricPipeline(exp, Resources(resource_for))
+    p.update({K(1): [Sample(NOPORTS, 1, 1)]}, [K(1)])
     assert not p.export()
     p.shutdown()
     assert exp.shut
 
 
 def test_reattributed_key_exports_old_resource_once_more_and_keeps_counting_under_the_new_one():
-    names = {1: "netns"}
+    names = {K(1): "netns"}
     exp = MemoryExporter()
-    p = MetricPipeline(exp, lambda key: {"key": str(key), "who": names[key]})
-    p.update({1: [Sample(NOPORTS, 100, 1), Sample(CURREST, 2, 1)]}, [1])  # baseline 100
-    p.update({1: [Sample(NOPORTS, 104, 1), Sample(CURREST, 2, 1)]}, [1])
+    directory = Resources(lambda key: {"key": str(key.inode), "who": names[key]})
+    p = MetricPipeline(exp, directory)
+    p.update({K(1): [Sample(NOPORTS, 100, 1), Sample(CURREST, 2, 1)]}, [K(1)])  # baseline 100
+    p.update({K(1): [Sample(NOPORTS, 104, 1), Sample(CURREST, 2, 1)]}, [K(1)])
     p.export()
-    names[1] = "pod-a"  # metadata arrived
-    p.reattribute(1)
-    p.update({1: [Sample(NOPORTS, 110, 1), Sample(CURREST, 3, 1)]}, [1])
+    names[K(1)] = "pod-a"  # metadata arrived: the directory has a new resource for the key
+    directory.rebuild(K(1))
+    p.update({K(1): [Sample(NOPORTS, 110, 1), Sample(CURREST, 3, 1)]}, [K(1)])
     p.export()
     req = exp.requests[-1]
     who = resource_values(req, "who")
@@ -160,7 +165,7 @@ def test_reattributed_key_exports_old_resource_once_more_and_keeps_counting_unde
     by_who = {dict(k[0])["who"]: v for k, v in pts.items()}
     assert by_who["netns"]["value"] == 4 and by_who["pod-a"]["value"] == 10
     assert by_who["pod-a"]["start"] == by_who["netns"]["start"]
-    p.update({1: [Sample(NOPORTS, 111, 1), Sample(CURREST, 3, 1)]}, [1])
+    p.update({K(1): [Sample(NOPORTS, 111, 1), Sample(CURREST, 3, 1)]}, [K(1)])
     p.export()
     assert resource_values(exp.requests[-1], "who") == ["pod-a"]
     assert {dict(k[0])["who"]: v["value"] for k, v in points(exp.requests[-1], NOPORTS.name).items()} == {"pod-a": 11}
@@ -181,8 +186,8 @@ def test_kernel_histograms_are_reported_as_increases_per_bucket():
     p, exp = pipeline()
     bounds = log2_bounds(1e-6, 4)  # 2us, 4us, 8us, then open-ended
     assert bounds == (2e-6, 4e-6, 8e-6)
-    p.update({1: [Sample(LATENCY, Histogram(bounds, (5, 1, 0, 0), 0.000009), 1)]}, [1])  # baseline
-    p.update({1: [Sample(LATENCY, Histogram(bounds, (7, 1, 3, 1), 0.000049), 1)]}, [1])
+    p.update({K(1): [Sample(LATENCY, Histogram(bounds, (5, 1, 0, 0), 0.000009), 1)]}, [K(1)])  # baseline
+    p.update({K(1): [Sample(LATENCY, Histogram(bounds, (7, 1, 3, 1), 0.000049), 1)]}, [K(1)])
     p.export()
     metric, point = hist_point(exp.requests[-1])
     assert metric.histogram.aggregation_temporality == CUMULATIVE
@@ -190,7 +195,7 @@ def test_kernel_histograms_are_reported_as_increases_per_bucket():
     assert list(point.bucket_counts) == [2, 0, 3, 1] and point.count == 6
     assert abs(point.sum - 0.00004) < 1e-12
     # The kernel map was recreated (counts restarted): the series continues from where it was.
-    p.update({1: [Sample(LATENCY, Histogram(bounds, (1, 0, 0, 0), 0.000001), 1)]}, [1])
+    p.update({K(1): [Sample(LATENCY, Histogram(bounds, (1, 0, 0, 0), 0.000001), 1)]}, [K(1)])
     p.export()
     _, point = hist_point(exp.requests[-1])
     assert list(point.bucket_counts) == [3, 0, 3, 1] and point.count == 7
@@ -200,7 +205,7 @@ def test_delta_histograms():
     p, exp = pipeline(temporality=DELTA)
     bounds = log2_bounds(1e-6, 3)
     for counts in ((1, 0, 0), (4, 2, 0), (4, 2, 5)):
-        p.update({1: [Sample(LATENCY, Histogram(bounds, counts), 1)]}, [1])
+        p.update({K(1): [Sample(LATENCY, Histogram(bounds, counts), 1)]}, [K(1)])
         p.export()
     got = [list(hist_point(r)[1].bucket_counts) for r in exp.requests]
     assert got == [[0, 0, 0], [3, 2, 0], [0, 0, 5]]

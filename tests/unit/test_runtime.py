@@ -2,7 +2,7 @@
 """Probe isolation: one probe's failure never reaches another, and every failure is visible."""
 
 from otel_kubeskoop.config import ProbeConfig
-from otel_kubeskoop.probe import Kind, NoArgs, Overhead, ProbeSpec, Sample, Scope, Source, Unavailable
+from otel_kubeskoop.probe import Cycle, Kind, NoArgs, Overhead, ProbeSpec, Sample, Scope, Source, Unavailable
 from otel_kubeskoop.procfs import ParseError
 from otel_kubeskoop.runtime import ProbeRuntime, State
 from otel_kubeskoop.probes import udp
@@ -64,7 +64,7 @@ REGISTRY = {s.name: s for s in (spec("good", Good), spec("raises", Raises), spec
 def runtime(*names):
     probes = [ProbeConfig(n, Kind.METRICS, NoArgs()) for n in names]
     rt = ProbeRuntime(probes, registry=REGISTRY)
-    rt.start()
+    rt.start(Cycle())
     return rt
 
 
@@ -83,7 +83,7 @@ def test_failures_are_isolated_and_counted():
     assert runs["nokernel"].state is State.UNAVAILABLE and runs["nokernel"].reason == "needs IPVS"
     assert runs["broken"].state is State.FAILED and "Permission denied" in runs["broken"].reason
     for _ in range(3):
-        samples = rt.collect()
+        samples = rt.collect(Cycle())
     data = [(s.value, s.netns) for s in samples if s.instrument is NOPORTS]
     assert sorted(data) == [(1, 42), (1, 42), (2, 43)]  # good, stopraises, partial: the raiser gave none
     assert self_metric(samples, I.AGENT_PROBE_ERRORS, probe="raises", **{"error.type": "RuntimeError"}) == [3]
@@ -112,10 +112,10 @@ def test_probe_configured_for_both_kinds_runs_once():
                      "n/a", False, Good, (NOPORTS,), NoArgs)
     rt = ProbeRuntime([ProbeConfig("both", Kind.METRICS, NoArgs()), ProbeConfig("both", Kind.EVENTS, NoArgs())],
                       registry={"both": both})
-    rt.start()
+    rt.start(Cycle())
     metrics_run, events_run = rt.runs
     assert metrics_run.probe is events_run.probe and events_run.state is State.RUNNING
-    assert len([s for s in rt.collect() if s.instrument is NOPORTS]) == 1
+    assert len([s for s in rt.collect(Cycle()) if s.instrument is NOPORTS]) == 1
     assert len(self_metric(rt.self_samples(), I.AGENT_PROBE_STATE, probe="both")) == 1
 
 
@@ -129,6 +129,6 @@ def test_an_events_only_probe_reports_its_losses_but_not_its_metrics():
     spec_ = ProbeSpec("events_only", "t", frozenset({Kind.METRICS, Kind.EVENTS}), Source.BPF, Scope.NETNS,
                       Overhead.LOW, "n/a", False, WithLosses, (NOPORTS,), NoArgs)
     rt = ProbeRuntime([ProbeConfig("events_only", Kind.EVENTS, NoArgs())], registry={"events_only": spec_})
-    rt.start()
-    got = [s for s in rt.collect() if s.instrument in (NOPORTS, I.AGENT_EVENTS_LOST) and s.value == 4 or s.instrument is NOPORTS]
+    rt.start(Cycle())
+    got = [s for s in rt.collect(Cycle()) if s.instrument in (NOPORTS, I.AGENT_EVENTS_LOST) and s.value == 4 or s.instrument is NOPORTS]
     assert [(s.instrument.name, s.value) for s in got] == [("kubeskoop.agent.events.lost", 4)]

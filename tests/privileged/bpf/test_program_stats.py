@@ -9,7 +9,7 @@ import pytest
 
 from otel_kubeskoop.bpf import selftest
 from otel_kubeskoop.config import ProbeConfig
-from otel_kubeskoop.probe import Kind, NoArgs, Overhead, ProbeSpec, Scope, Source
+from otel_kubeskoop.probe import Cycle, Kind, NoArgs, Overhead, ProbeSpec, Scope, Source
 from otel_kubeskoop.runtime import ProbeRuntime
 from otel_kubeskoop.vocabulary import instruments as I
 
@@ -50,7 +50,7 @@ def refused_connects(n: int) -> None:
 
 def test_run_count_and_time_per_program():
     rt = ProbeRuntime([ProbeConfig("selftest", Kind.METRICS, NoArgs())], registry={"selftest": SPEC}, bpf_stats=True)
-    rt.start()
+    rt.start(Cycle())
     try:
         assert rt.program_stats is not None, "BPF_ENABLE_STATS (kernel 5.8+) should work here"
         before = {s.attributes: s.value for s in rt.self_samples() if s.instrument is I.AGENT_BPF_RUNS}

@@ -82,6 +82,7 @@ def test_scan_is_shared_within_a_cycle() -> None:
     probe = fd.SPEC.factory(fd.SPEC.args(), ctx)
     probe.start()
     probe.collect()
-    (key,) = [k for k in ctx.cycle.cache if k[0] == "pod_processes"]
-    ctx.cycle.cache[key].pods = {B: (5101,)}  # what the other pod-scope probe left this cycle
+    scan, made = ctx.cycle.pod_processes(probe.hierarchies)
+    assert not made
+    scan.pods = {B: (5101,)}  # what the other pod-scope probe left this cycle
     assert {s.pod_uid for s in probe.collect()} == {B}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -120,11 +121,14 @@ def test_unavailable_without_a_device(tmp_path, make) -> None:
 def test_compat_endpoint_series() -> None:
     from prometheus_client.parser import text_string_to_metric_families
 
-    from otel_kubeskoop.telemetry.compat import CompatEndpoint, CompatLabels
+    from otel_kubeskoop.identity.keys import NODE
+    from otel_kubeskoop.identity.labels import CompatLabels
+    from otel_kubeskoop.telemetry.compat import CompatEndpoint
 
     got, _, probe = collect()
-    endpoint = CompatEndpoint("node-a", [])
-    endpoint.update({"node": probe.collect()}, lambda _: CompatLabels())  # node scope: empty pod labels
+    node_only = SimpleNamespace(compat_labels=lambda _: CompatLabels())  # node scope: empty pod labels
+    endpoint = CompatEndpoint("node-a", [], node_only)
+    endpoint.update({NODE: probe.collect()})
     series = {}
     for family in text_string_to_metric_families(endpoint.render()[2].decode()):
         for s in family.samples:
