@@ -62,7 +62,7 @@ def json_response(status: int, body: Any) -> tuple[int, str, bytes]:
 
 class _Handler(BaseHTTPRequestHandler):
     server_version = "otel-kubeskoop"
-    timeout = READ_TIMEOUT  # socket timeout for every read and write of the connection
+    timeout: float | None = READ_TIMEOUT  # socket timeout for every read and write
     routes: dict[str, Route] = {}
 
     def do_GET(self) -> None:  # noqa: N802 (http.server API)
@@ -96,11 +96,13 @@ class _Bounded(socketserver.ThreadingMixIn):
     block_on_close = False
     request_queue_size = BACKLOG
 
-    def _init_bounds(self) -> None:
-        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+    def _init_bounds(self, max_connections: int, deadline: float) -> None:
+        self.max_connections = max_connections
+        self.deadline = deadline
+        self._slots = threading.BoundedSemaphore(max_connections)
         self._open: dict[socket.socket, float] = {}  # connection -> when it must be done
         self._open_lock = threading.Lock()
-        self.counts = {"served": 0, "rejected_busy": 0, "cut_at_deadline": 0, "failed": 0,
+        self.counts = {"handled": 0, "rejected_busy": 0, "cut_at_deadline": 0, "failed": 0,
                        "accept_failed": 0}
         self.last_accept_error = ""
         self._logged: dict[str, float] = {}
@@ -134,7 +136,7 @@ class _Bounded(socketserver.ThreadingMixIn):
         if not self._slots.acquire(blocking=False):
             self._count("rejected_busy")
             self._log_limited("busy", logging.WARNING, "HTTP: %d connections open, more refused",
-                              MAX_CONNECTIONS)
+                              self.max_connections)
             try:
                 request.setblocking(False)
                 request.send(_BUSY)
@@ -143,7 +145,7 @@ class _Bounded(socketserver.ThreadingMixIn):
             self.shutdown_request(request)
             return
         with self._open_lock:
-            self._open[request] = time.monotonic() + REQUEST_DEADLINE
+            self._open[request] = time.monotonic() + self.deadline
         try:
             super().process_request(request, client_address)  # type: ignore[misc]
         except BaseException:
@@ -153,7 +155,7 @@ class _Bounded(socketserver.ThreadingMixIn):
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
             super().process_request_thread(request, client_address)  # type: ignore[misc]
-            self._count("served")
+            self._count("handled")
         finally:
             self._done(request)
 
@@ -199,8 +201,12 @@ class _UnixHTTPServer(_Bounded, socketserver.UnixStreamServer):
 
 
 class HTTPServer:
-    def __init__(self, address: str, routes: dict[str, Route]) -> None:
-        handler = type("Handler", (_Handler,), {"routes": dict(routes)})
+    """Serve ``routes`` on ``address`` within the bounds of the module docstring."""
+
+    def __init__(self, address: str, routes: dict[str, Route], *,
+                 max_connections: int = MAX_CONNECTIONS, read_timeout: float = READ_TIMEOUT,
+                 deadline: float = REQUEST_DEADLINE) -> None:
+        handler = type("Handler", (_Handler,), {"routes": dict(routes), "timeout": read_timeout})
         self._paths = ", ".join(sorted(routes))
         self._unix_path: str | None = None
         server: _TCPServer | _UnixHTTPServer
@@ -217,14 +223,14 @@ class HTTPServer:
             server = (_TCP6Server if ":" in host else _TCPServer)((host, int(port)), handler)
             bound_host, bound_port = server.server_address[:2]  # type: ignore[misc]
             self.bound = f"{bound_host}:{bound_port}"
-        server._init_bounds()
+        server._init_bounds(max_connections, deadline)
         self._server = server
         self._thread = threading.Thread(target=self._server.serve_forever, name="kubeskoop-http", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
         log.info("serving %s on %s (at most %d connections at once, %gs each)", self._paths,
-                 self.bound, MAX_CONNECTIONS, REQUEST_DEADLINE)
+                 self.bound, self._server.max_connections, self._server.deadline)
 
     def status(self) -> dict[str, Any]:
         """Connections served, refused and cut, and failed accepts, since start."""
