@@ -4,6 +4,10 @@
 
 - Probes failing for want of a privilege (a capability the agent was not given): the kernel
   refuses them in every namespace, and restarting changes nothing (``otel_kubeskoop/runtime.py``).
+- Namespaces the scan may not see: other processes' ``/proc/<pid>/ns/net`` refused to an agent
+  without ``CAP_SYS_PTRACE`` (ptrace access mode checking,
+  https://man7.org/linux/man-pages/man2/ptrace.2.html). With the capability a refusal is a process
+  more privileged than the agent (a sandboxed init) and no problem.
 - Namespaces left out because the file-descriptor limit cannot hold them all
   (``otel_kubeskoop/limits.py``).
 - Descriptors nearly exhausted: more than :data:`FD_PRESSURE` of the soft limit open, from
@@ -17,16 +21,33 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-__all__ = ["FD_PRESSURE", "problems"]
+__all__ = ["FD_PRESSURE", "can_ptrace", "parse_can_ptrace", "problems"]
 
 #: The share of the soft descriptor limit open at which the agent is short of descriptors.
 FD_PRESSURE = 0.9
+_CAP_SYS_PTRACE = 19  # linux/capability.h
+
+
+def parse_can_ptrace(status: str) -> bool:
+    """Whether the ``CapEff:`` line of a ``/proc/<pid>/status`` holds ``CAP_SYS_PTRACE``."""
+    for line in status.splitlines():
+        if line.startswith("CapEff:"):
+            return bool(int(line.split()[1], 16) >> _CAP_SYS_PTRACE & 1)
+    raise ValueError("no CapEff line in /proc/self/status")
+
+
+def can_ptrace() -> bool:
+    with open("/proc/self/status", encoding="ascii") as f:
+        return parse_can_ptrace(f.read())
 
 
 def problems(*, denied: Mapping[str, str], left_out: int, found: int, open_fds: int,
-             soft_limit: int) -> list[str]:
+             soft_limit: int, scan_refused: int = 0, ptrace: bool = True) -> list[str]:
     """One sentence per problem; none when the agent is doing its job."""
     out = [f"probe {name} lacks a privilege: {why}" for name, why in sorted(denied.items())]
+    if scan_refused and not ptrace:
+        out.append(f"the network namespaces of {scan_refused} processes cannot be read without "
+                   "CAP_SYS_PTRACE: their pods are not watched")
     if left_out:
         out.append(f"{left_out} of {found} network namespaces not watched: more than the "
                    f"file-descriptor limit ({soft_limit}) can hold")

@@ -38,9 +38,11 @@ class StatusBoard:
 def status_document(agent: Agent) -> dict[str, Any]:
     probes = agent.runtime.status()
     open_fds, left_out = limits.open_fds(), agent.discovery.left_out
+    refused = agent.discovery.refused
     problems = health.problems(denied=agent.runtime.denied(), left_out=left_out,
                                found=len(agent.snapshot.namespaces) + left_out, open_fds=open_fds,
-                               soft_limit=agent.fd_limit)
+                               soft_limit=agent.fd_limit, scan_refused=refused,
+                               ptrace=not refused or health.can_ptrace())
     return {
         "version": __version__,
         "node": agent.config.node_name,

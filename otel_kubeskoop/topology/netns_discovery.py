@@ -55,6 +55,7 @@ class NetnsDiscovery:
         self.proc_root = proc_root
         self.max_namespaces = max_namespaces
         self.left_out = 0  # namespaces the last scan found past max_namespaces
+        self.refused = 0  # processes whose namespace the last scan was not allowed to read
         self.netns_dir = netns_dir
         self.host_pid = host_pid
         self._runner = runner
@@ -137,6 +138,7 @@ class NetnsDiscovery:
         """``{pid: inode}`` and ``{inode: [pids]}`` for every pid whose ``ns/net`` is readable."""
         pid_ns: dict[int, int] = {}
         members: dict[int, list[int]] = {}
+        refused = 0
         root = self.proc_root
         try:
             entries = os.scandir(root)
@@ -152,8 +154,10 @@ class NetnsDiscovery:
                     target = os.readlink(f"{root}/{name}/ns/net")
                 except OSError as err:
                     # Exited since scandir (ENOENT, ESRCH), a zombie (ENOENT), or not ours to see
-                    # (EACCES: a non-dumpable process in another user namespace, a sandboxed init).
+                    # (EACCES: a non-dumpable process in another user namespace, a sandboxed init,
+                    # or every process of the node when the agent lacks CAP_SYS_PTRACE).
                     _log.debug("skipping pid %s: %s", name, err)
+                    refused += isinstance(err, PermissionError)
                     continue
                 inode = parse_netns_link(target)
                 if inode is None:
@@ -162,6 +166,7 @@ class NetnsDiscovery:
                 pid = int(name)
                 pid_ns[pid] = inode
                 members.setdefault(inode, []).append(pid)
+        self.refused = refused
         return pid_ns, members
 
     def _host_inode(self, pid_ns: dict[int, int]) -> int | None:

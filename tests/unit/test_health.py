@@ -122,3 +122,21 @@ def test_namespace_cap(probes: list[tuple[str, Kind]], per_namespace: int, cap: 
     assert limits.per_namespace(configs) == per_namespace
     assert limits.namespace_cap(1024, configs) == cap
     assert limits.namespace_cap(1 << 20, configs) == ((1 << 20) - limits.RESERVE) // per_namespace
+
+
+@pytest.mark.parametrize("capeff, ptrace", [("000001ffffffffff", True), ("0000000000000000", False),
+                                            ("0000000000080000", True)])
+def test_parse_can_ptrace(capeff: str, ptrace: bool) -> None:
+    status = f"Name:\tpython3\nCapInh:\t0000000000000000\nCapEff:\t{capeff}\nCapBnd:\t000001ffffffffff\n"
+    assert health.parse_can_ptrace(status) is ptrace
+
+
+@pytest.mark.parametrize("refused, ptrace, expected", [
+    (0, False, []),
+    (1, True, []),  # a process more privileged than the agent (the node's init, say)
+    (212, False, ["the network namespaces of 212 processes cannot be read without CAP_SYS_PTRACE: "
+                  "their pods are not watched"]),
+])
+def test_a_scan_refused_without_ptrace_is_a_problem(refused: int, ptrace: bool, expected: list[str]) -> None:
+    assert health.problems(denied={}, left_out=0, found=1, open_fds=10, soft_limit=1024,
+                           scan_refused=refused, ptrace=ptrace) == expected
