@@ -39,9 +39,9 @@ class Cleanup:
     errors: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
-        text = (f"{self.namespaces} network namespaces: removed {self.filters_removed} TC filters "
-                f"and {self.qdiscs_removed} clsact qdiscs; left {self.filters_left} filters of "
-                "live agents")
+        text = (f"network namespaces cleaned: {self.namespaces}; removed {self.filters_removed} TC "
+                f"filters and {self.qdiscs_removed} clsact qdiscs; left {self.filters_left} filters "
+                "of live agents")
         if self.incomplete:
             text += f" (or of agents whose liveness cannot be told: {self.incomplete})"
         return text + "".join(f"\nerror: {e}" for e in self.errors)
