@@ -16,7 +16,9 @@
  * targ_reason_not_dropped (~0: the kernel has no such reason).
  *
  * Each drop adds 1 to counters[(netns, reason, family, protocol)] and, with targ_emit, is sent as
- * a struct packetloss_event through the rate-limited ring buffer (events.bpf.h).
+ * a struct packetloss_event through the rate-limited ring buffer (events.bpf.h). An IP drop also
+ * adds 1 to tuples[its addresses and protocol, ports 0, as upstream keys drops] and, with reason
+ * targ_reason_netfilter, to tuples_netfilter: the compat endpoint's tuple labels (tuples.bpf.h).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -26,15 +28,19 @@
 #include "netns.bpf.h"
 #include "tuple.bpf.h"
 #include "events.bpf.h"
+#include "tuples.bpf.h"
 #include "packetloss.h"
 
 /* Settings (set between open and load). */
 const volatile __u32 targ_reason_consumed = ~0U;    /* SKB_CONSUMED in this kernel */
 const volatile __u32 targ_reason_not_dropped = ~0U; /* SKB_NOT_DROPPED_YET in this kernel */
+const volatile __u32 targ_reason_netfilter = ~0U;   /* NETFILTER_DROP in this kernel */
 const volatile bool targ_emit = false;              /* send events (event.probes has packetloss) */
 const volatile bool targ_stack = false;             /* put the kernel stack in events */
 
 DECLARE_COUNTERS(struct packetloss_key, PACKETLOSS_MAX_COUNTERS);
+DECLARE_TUPLES(tuples, PACKETLOSS_MAX_TUPLES);
+DECLARE_TUPLES(tuples_netfilter, PACKETLOSS_MAX_TUPLES);
 
 BTF_EXPORT(struct packetloss_event, packetloss_event);
 BTF_EXPORT(enum packetloss_event_type, packetloss_event_type);
@@ -64,6 +70,15 @@ static __always_inline int handle_drop(void *ctx, const struct sk_buff *skb, __u
 	key.family = tuple.family;
 	key.protocol = tuple.protocol;
 	counters_add(&key);
+
+	if (tuple.family) {
+		struct flow_tuple ends = tuple;
+
+		ends.sport = ends.dport = 0;
+		tuples_add(&tuples, &tuples_inserted, &ends);
+		if (reason == targ_reason_netfilter)
+			tuples_add(&tuples_netfilter, &tuples_netfilter_inserted, &ends);
+	}
 
 	if (!targ_emit)
 		return 0;

@@ -11,6 +11,7 @@
 #include "tuple.h"
 
 #define PACKETLOSS_MAX_COUNTERS 16384
+#define PACKETLOSS_MAX_TUPLES 10240 /* tuples with counts, per map (upstream keeps 10240) */
 #define PACKETLOSS_MAX_STACK 32 /* kernel stack frames kept in an event */
 
 /* event_header.type */

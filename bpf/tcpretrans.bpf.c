@@ -32,12 +32,16 @@
 #include "tuple.bpf.h"
 #include "core_fixes.bpf.h"
 #include "events.bpf.h"
+#include "tuples.bpf.h"
 #include "tcpretrans.h"
 
 /* Settings (set between open and load). */
 const volatile bool targ_emit = false; /* send events (event.probes has tcpretrans) */
 
 DECLARE_COUNTERS(struct tcpretrans_key, TCPRETRANS_MAX_COUNTERS);
+/* Retransmissions per connection (ports included, as upstream keys them): the compat endpoint's
+ * tuple labels (tuples.bpf.h). */
+DECLARE_TUPLES(tuples, TCPRETRANS_MAX_TUPLES);
 
 BTF_EXPORT(struct tcpretrans_event, tcpretrans_event);
 BTF_EXPORT(enum tcpretrans_type, tcpretrans_type);
@@ -49,18 +53,22 @@ static __always_inline int count_and_emit(const struct sock *sk, __u32 type, __u
 	struct tcpretrans_key key = {};
 	struct tcpretrans_event *e;
 	struct netns_id id = sk_netns_id(false, sk);
+	struct flow_tuple tuple = {};
 
 	key.netns = id.inum;
 	key.netns_cookie = id.cookie;
 	key.type = type;
 	counters_add(&key);
+	tuple_from_sock(&tuple, tuple_sk);
+	if (tuple.family)
+		tuples_add(&tuples, &tuples_inserted, &tuple);
 
 	if (!targ_emit)
 		return 0;
 	e = event_reserve(struct tcpretrans_event, id.inum, type, state);
 	if (!e)
 		return 0;
-	tuple_from_sock(&e->tuple, tuple_sk);
+	e->tuple = tuple;
 	event_submit(e);
 	return 0;
 }

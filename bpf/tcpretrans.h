@@ -11,6 +11,7 @@
 #include "tuple.h"
 
 #define TCPRETRANS_MAX_COUNTERS 16384
+#define TCPRETRANS_MAX_TUPLES 10240 /* connections with counts (upstream keeps 102400) */
 
 /* event_header.type, and tcpretrans_key.type: what kind of retransmission. */
 enum tcpretrans_type {

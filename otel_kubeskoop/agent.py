@@ -60,7 +60,8 @@ class Agent:
             metric_exporter = outputs.metric_exporter(config)
         self.pipeline = MetricPipeline(metric_exporter, self.directory) if metric_exporter is not None else None
         self.events = EventEmitter(self.directory, *outputs.event_outputs(config, log_exporters))
-        self.compat = (CompatEndpoint(config.node_name, [name for name, _ in config.additional_labels], self.directory)
+        self.compat = (CompatEndpoint(config.node_name, [name for name, _ in config.additional_labels], self.directory,
+                                      max_tuple_series=raw.compat.max_tuple_series)
                        if raw.compat.enabled and config.address else None)
         self.runtime = ProbeRuntime(config.probes, proc_root=raw.proc_root, registry=registry, emit=self.events.emit,
                                     bpf_stats=raw.bpf_stats.enabled, cgroup_root=raw.cgroup_root, sys_root=raw.sys_root)

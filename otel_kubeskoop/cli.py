@@ -56,6 +56,12 @@ def run(config_path: str | None, debug: bool) -> None:
     """Run the agent until SIGTERM or SIGINT."""
     config = _load(config_path)
     _setup_logging(debug or config.debug)
+    if config.warning:
+        log.warning(config.warning)
+    from otel_kubeskoop.capabilities import lacking
+
+    for line in lacking(p.name for p in config.probes):
+        log.warning("%s", line)
     from otel_kubeskoop.agent import Agent
     from otel_kubeskoop.limits import raise_nofile
     from otel_kubeskoop.telemetry.exporters import ExporterError
@@ -159,6 +165,8 @@ def config_validate(file: str) -> None:
         click.echo(str(exc), err=True)
         sys.exit(CONFIG_ERROR)
     click.echo(f"{file}: valid ({len(cfg.probes)} probes, interval {cfg.interval:g}s)")
+    if cfg.warning:
+        click.echo(f"warning: {cfg.warning}")
 
 
 if __name__ == "__main__":

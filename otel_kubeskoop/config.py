@@ -3,10 +3,12 @@
 
 The upstream KubeSkoop exporter schema loads unchanged (``metrics.probes``, ``event.probes``,
 ``event.sinks``, ``metrics.additionalLabels``, ``port``/``address``, ``debugMode``,
-``enableController``); our own keys are ``otlp``, ``nodeName``, ``clusterName``, ``procRoot`` and
-``netnsDir``. Unknown keys, unknown probe names and wrong argument types are errors naming the file,
-the key path and what was expected. Where the file is silent, the standard ``OTEL_*`` variables
-apply (see :func:`resolve`).
+``enableController``); our own keys are ``otlp``, ``compat``, ``bpfStats``, ``nodeName``,
+``clusterName`` and the host paths. Keys upstream ignores are ignored here too, with one warning
+naming them, and ``null`` means "not set" (see :mod:`otel_kubeskoop.config_upstream`). Unknown keys
+of our own sections, near misses of our keys, unknown probe names and wrong types are errors naming
+the file, the key path and what was expected. Where the file is silent, the standard ``OTEL_*``
+variables apply.
 """
 
 from __future__ import annotations
@@ -15,18 +17,20 @@ import os
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from otel_kubeskoop import environment_variables as env
+from otel_kubeskoop.config_upstream import REMOVED_PROBES, UPSTREAM_ARGS, ignored_note, near, tolerate
 from otel_kubeskoop.probe import Kind
 from otel_kubeskoop.probes import REGISTRY
 
 DEFAULT_INTERVAL_S = 15.0
 CONFIG_ERROR = 2  # exit status for an invalid config; nothing was started
 DEFAULT_ADDRESS = ":9102"
+DEFAULT_MAX_TUPLE_SERIES = 10000
 
 
 class ConfigError(Exception):
@@ -41,9 +45,12 @@ class ConfigError(Exception):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # The keys upstream's struct for this section has (it ignores any other); None: our own section.
+    upstream_keys: ClassVar[frozenset[str] | None] = None
 
 
 class ProbeEntry(_Strict):
+    upstream_keys = frozenset({"name", "args"})
     name: str
     args: dict[str, Any] | None = None
 
@@ -52,11 +59,13 @@ SINKS = ("stdout", "stderr", "file", "loki")
 
 
 class SinkEntry(_Strict):
+    upstream_keys = frozenset({"name", "args"})
     name: str
     args: dict[str, Any] | None = None
 
 
 class MetricsSection(_Strict):
+    upstream_keys = frozenset({"probes", "additionalLabels"})
     probes: list[ProbeEntry] = Field(default_factory=list)
     additional_labels: list[str] = Field(default_factory=list, alias="additionalLabels")
 
@@ -71,6 +80,7 @@ class MetricsSection(_Strict):
 
 
 class EventSection(_Strict):
+    upstream_keys = frozenset({"probes", "sinks"})
     probes: list[ProbeEntry] = Field(default_factory=list)
     sinks: list[SinkEntry] = Field(default_factory=list)
 
@@ -85,6 +95,8 @@ class OTLPSection(_Strict):
 
 class CompatSection(_Strict):
     enabled: bool = True
+    # Series each tuple metric (flow, packetloss, tcpretrans) keeps; the rest add to one overflow series.
+    max_tuple_series: int = Field(default=DEFAULT_MAX_TUPLE_SERIES, ge=1, le=1_000_000, alias="maxTupleSeries")
 
 
 class BpfStatsSection(_Strict):
@@ -92,6 +104,7 @@ class BpfStatsSection(_Strict):
 
 
 class FileConfig(_Strict):
+    upstream_keys = frozenset({"debugMode", "port", "address", "enableController", "controllerAddr", "metrics", "event"})
     debug_mode: bool = Field(default=False, alias="debugMode")
     port: int | None = Field(default=None, ge=0, le=65535)
     address: str | None = None
@@ -147,6 +160,14 @@ class Config:
     otlp: OTLPSettings
     address: str | None  # None: no HTTP server
     additional_labels: tuple[tuple[str, str], ...] = field(default=())
+    ignored: tuple[str, ...] = ()  # key paths upstream ignores, each with what it probably meant
+
+    @property
+    def warning(self) -> str | None:
+        """The one warning naming every ignored key, or None."""
+        if not self.ignored:
+            return None
+        return f"{self.source}: ignored, as upstream KubeSkoop ignores them: {'; '.join(self.ignored)}"
 
     @property
     def debug(self) -> bool:
@@ -166,13 +187,17 @@ def _path(loc: tuple[Any, ...]) -> str:
     return out
 
 
-# Field names in pydantic's error loc are Python names; show the YAML spelling instead.
-def _yaml_loc(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[Any, ...]:
+# Field names in pydantic's error loc are Python names; show the YAML spelling instead. Also
+# returns the model the last key was looked up in.
+def _yaml_loc(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[tuple[Any, ...], type[BaseModel]]:
     out: list[Any] = []
     current: Any = model
+    container = model
     for part in loc:
         if isinstance(part, str) and isinstance(current, type) and issubclass(current, BaseModel):
-            info = current.model_fields.get(part)
+            container = current
+            info = current.model_fields.get(part) or next(
+                (i for i in current.model_fields.values() if i.alias == part), None)
             out.append(info.alias if info is not None and info.alias else part)
             ann = info.annotation if info is not None else None
             current = ann
@@ -182,18 +207,19 @@ def _yaml_loc(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[Any, ...]:
                     current = a
         else:
             out.append(part)
-    return tuple(out)
+    return tuple(out), container
 
 
 def _pydantic_problems(exc: ValidationError, prefix: str, model: type[BaseModel]) -> list[tuple[str, str]]:
     problems = []
     for err in exc.errors():
-        loc = _yaml_loc(model, tuple(err["loc"]))
+        loc, container = _yaml_loc(model, tuple(err["loc"]))
         path = _path(loc)
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
-            allowed = sorted(f.alias or name for name, f in model.model_fields.items()) if not loc[:-1] else None
-            msg = "unknown key" + (f" (known keys: {', '.join(allowed)})" if allowed else "")
+            allowed = sorted(f.alias or name for name, f in container.model_fields.items())
+            meant = near(str(loc[-1]), allowed)
+            msg = "unknown key " + (f"(did you mean {meant!r}?)" if meant else f"(known keys: {', '.join(allowed)})")
         elif "input" in err and err["type"] not in ("missing",):
             msg = f"{msg}, got {err['input']!r}"
         full = f"{prefix}.{path}" if prefix and path else (prefix or path)
@@ -201,21 +227,30 @@ def _pydantic_problems(exc: ValidationError, prefix: str, model: type[BaseModel]
     return problems
 
 
-def _validate_args(spec_args: type[BaseModel], given: Mapping[str, Any], prefix: str) -> tuple[BaseModel | None, list[tuple[str, str]]]:
-    """Validate a probe's ``args``. Keys match case-insensitively, as upstream's mapstructure does."""
+def _validate_args(probe: str, spec_args: type[BaseModel], given: Mapping[str, Any], prefix: str,
+                   ignored: list[str]) -> tuple[BaseModel | None, list[tuple[str, str]]]:
+    """Validate a probe's ``args``. Keys match case-insensitively and ``null`` means "not set", as
+    with upstream's mapstructure. An unknown key is ignored (noted in ``ignored``), as upstream does,
+    unless it is a near miss of one of our own arguments."""
     by_lower = {}
     for name, info in spec_args.model_fields.items():
         by_lower[(info.alias or name).lower()] = info.alias or name
         by_lower[name.lower()] = info.alias or name
+    upstream = UPSTREAM_ARGS.get(probe, ())
+    own = sorted({info.alias or n for n, info in spec_args.model_fields.items()} - set(upstream))
     mapped: dict[str, Any] = {}
     problems: list[tuple[str, str]] = []
     for key, value in given.items():
         canon = by_lower.get(str(key).lower())
         if canon is None:
-            known = sorted({info.alias or n for n, info in spec_args.model_fields.items()})
-            problems.append((f"{prefix}.{key}", "unknown argument" + (f" (known: {', '.join(known)})" if known else " (this probe takes no arguments)")))
+            meant = near(str(key), own)
+            if meant is not None:
+                problems.append((f"{prefix}.{key}", f"unknown argument (did you mean {meant!r}?)"))
+            else:
+                ignored.append(ignored_note(f"{prefix}.{key}", str(key), upstream))
             continue
-        mapped[canon] = value
+        if value is not None:
+            mapped[canon] = value
     if problems:
         return None, problems
     try:
@@ -224,7 +259,7 @@ def _validate_args(spec_args: type[BaseModel], given: Mapping[str, Any], prefix:
         return None, _pydantic_problems(exc, prefix, spec_args)
 
 
-def _probes(fc: FileConfig) -> tuple[list[ProbeConfig], list[tuple[str, str]]]:
+def _probes(fc: FileConfig, ignored: list[str]) -> tuple[list[ProbeConfig], list[tuple[str, str]]]:
     out: list[ProbeConfig] = []
     problems: list[tuple[str, str]] = []
     for section, kind in (("metrics", Kind.METRICS), ("event", Kind.EVENTS)):
@@ -236,6 +271,9 @@ def _probes(fc: FileConfig) -> tuple[list[ProbeConfig], list[tuple[str, str]]]:
                 problems.append((f"{where}.name", f"probe {entry.name!r} is listed twice"))
                 continue
             seen.add(entry.name)
+            if entry.name in REMOVED_PROBES:
+                ignored.append(f"{where} (probe {entry.name!r}: {REMOVED_PROBES[entry.name]})")
+                continue
             spec = REGISTRY.get(entry.name)
             if spec is None:
                 known = sorted(n for n, s in REGISTRY.items() if kind in s.kinds)
@@ -244,14 +282,14 @@ def _probes(fc: FileConfig) -> tuple[list[ProbeConfig], list[tuple[str, str]]]:
             if kind not in spec.kinds:
                 problems.append((f"{where}.name", f"probe {entry.name!r} has no {kind.value} (it provides: {', '.join(k.value for k in spec.kinds)})"))
                 continue
-            args, arg_problems = _validate_args(spec.args, entry.args or {}, f"{where}.args")
+            args, arg_problems = _validate_args(entry.name, spec.args, entry.args or {}, f"{where}.args", ignored)
             problems.extend(arg_problems)
             if args is not None:
                 out.append(ProbeConfig(entry.name, kind, args))
     return out, problems
 
 
-def _sinks(fc: FileConfig) -> tuple[list[SinkConfig], list[tuple[str, str]]]:
+def _sinks(fc: FileConfig, ignored: list[str]) -> tuple[list[SinkConfig], list[tuple[str, str]]]:
     out: list[SinkConfig] = []
     problems: list[tuple[str, str]] = []
     required = {"file": "path", "loki": "addr"}
@@ -264,8 +302,8 @@ def _sinks(fc: FileConfig) -> tuple[list[SinkConfig], list[tuple[str, str]]]:
         need = required.get(sink.name)
         allowed = {need} if need else set()
         for key in args:
-            if key not in allowed:
-                problems.append((f"{where}.{key}", f"unknown argument for sink {sink.name!r}" + (f" (known: {need})" if need else " (it takes none)")))
+            if key not in allowed:  # upstream reads only its sink's own key
+                ignored.append(ignored_note(f"{where}.{key}", str(key), allowed))
         if need:
             value = args.get(need)
             if not isinstance(value, str) or not value:
@@ -340,12 +378,13 @@ def parse(data: Any, source: str = "<config>", environ: Mapping[str, str] | None
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(source, [("", f"expected a mapping at the top level, got {type(data).__name__}")])
+    ignored: list[str] = []
     try:
-        fc = FileConfig.model_validate(data)
+        fc = FileConfig.model_validate(tolerate(data, FileConfig, "", ignored))
     except ValidationError as exc:
         raise ConfigError(source, _pydantic_problems(exc, "", FileConfig)) from None
-    probes, problems = _probes(fc)
-    sinks, sink_problems = _sinks(fc)
+    probes, problems = _probes(fc, ignored)
+    sinks, sink_problems = _sinks(fc, ignored)
     interval, interval_problems = _interval(fc, environ)
     otlp, otlp_problems = _otlp(fc, environ)
     address, address_problems = _address(fc)
@@ -363,6 +402,7 @@ def parse(data: Any, source: str = "<config>", environ: Mapping[str, str] | None
         otlp=otlp,
         address=address,
         additional_labels=_additional_labels(fc),
+        ignored=tuple(ignored),
     )
 
 

@@ -17,9 +17,6 @@ from otel_kubeskoop.probe import Cycle, ProbeContext, Unavailable
 from otel_kubeskoop.probes import ALL_PROBES
 from otel_kubeskoop.topology.netns_discovery import NetnsDiscovery
 
-# linux/capability.h
-_CAPS = {"CAP_NET_ADMIN": 12, "CAP_SYS_PTRACE": 19, "CAP_SYS_ADMIN": 21, "CAP_PERFMON": 38, "CAP_BPF": 39}
-
 
 @dataclass(frozen=True)
 class Check:
@@ -51,18 +48,16 @@ def probe_availability(config: Config) -> list[dict[str, Any]]:
     return rows
 
 
-def _capabilities() -> Check:
+def _capabilities(config: Config) -> Check:
+    from otel_kubeskoop import capabilities
+
     try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            eff = next(int(line.split()[1], 16) for line in f if line.startswith("CapEff:"))
-    except (OSError, StopIteration, ValueError) as exc:
+        lines = capabilities.lacking(p.name for p in config.probes)
+    except (OSError, ValueError) as exc:
         return Check("capabilities", "warn", f"cannot read CapEff from /proc/self/status: {exc}")
-    missing = [name for name, bit in _CAPS.items() if not eff >> bit & 1]
-    if not missing:
-        return Check("capabilities", "ok", "has " + ", ".join(_CAPS))
-    verdict = "fail" if "CAP_SYS_ADMIN" in missing else "warn"
-    return Check("capabilities", verdict, "missing " + ", ".join(missing)
-                 + " (netns setns and eBPF need CAP_SYS_ADMIN, or CAP_BPF+CAP_PERFMON)")
+    if not lines:
+        return Check("capabilities", "ok", f"every configured probe has what it needs ({', '.join(sorted(capabilities.held()))})")
+    return Check("capabilities", "fail", "; ".join(lines))
 
 
 def _libbpf() -> list[Check]:
@@ -119,7 +114,7 @@ def run_checks(config: Config) -> list[Check]:
     kprobes = os.path.exists("/sys/kernel/tracing/kprobe_events") or os.path.exists("/sys/kernel/debug/tracing/kprobe_events")
     checks.append(Check("kprobes", "ok" if kprobes else "warn",
                         "kprobe_events present" if kprobes else "no kprobe_events: kernel without CONFIG_KPROBES; probes needing kprobes are unavailable"))
-    checks.append(_capabilities())
+    checks.append(_capabilities(config))
     checks.extend(_libbpf())
     checks.append(_namespaces(config))
     rows = probe_availability(config)

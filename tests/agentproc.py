@@ -43,19 +43,25 @@ def default_config() -> dict[str, Any]:
 
 
 class AgentProcess:
-    """``otel-kubeskoop run`` with ``config`` (the default config if None), at ``interval``
-    seconds, serving on a free port of 127.0.0.1; ``prefix`` goes before the command (``prlimit
-    ...``)."""
+    """``otel-kubeskoop run`` with ``config`` (the default config if None) at ``interval``
+    seconds, or with ``config_text`` as given (the interval then comes from
+    ``OTEL_METRIC_EXPORT_INTERVAL`` in ``env``), serving on a free port of 127.0.0.1; ``prefix``
+    goes before the command (``prlimit ...``)."""
 
     def __init__(self, workdir: Path, env: dict[str, str], config: dict[str, Any] | None = None,
-                 interval: float = 1.0, prefix: tuple[str, ...] = (), name: str = "agent") -> None:
-        config = dict(config if config is not None else default_config())
+                 interval: float = 1.0, prefix: tuple[str, ...] = (), name: str = "agent",
+                 config_text: str | None = None) -> None:
         self.port = free_port()
-        config["address"] = f"127.0.0.1:{self.port}"
-        config["otlp"] = {**config.get("otlp", {}), "interval": interval}
+        if config_text is None:
+            config = dict(config if config is not None else default_config())
+            config["address"] = f"127.0.0.1:{self.port}"
+            config["otlp"] = {**config.get("otlp", {}), "interval": interval}
+            config_text = yaml.safe_dump(config)
+        else:
+            config_text += f"\naddress: 127.0.0.1:{self.port}\n"
         workdir.mkdir(parents=True, exist_ok=True)
         self.config = workdir / f"{name}.yaml"
-        self.config.write_text(yaml.safe_dump(config))
+        self.config.write_text(config_text)
         self.stdout = open(workdir / f"{name}.stdout", "w+b")  # noqa: SIM115
         self.stderr = open(workdir / f"{name}.stderr", "w+b")  # noqa: SIM115
         clean = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}

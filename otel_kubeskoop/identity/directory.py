@@ -25,6 +25,7 @@ from otel_kubeskoop.identity.labels import CompatLabels, render_additional_label
 from otel_kubeskoop.identity.resources import Identity, netns_resource, node_resource, pod_resource, pod_uid_resource
 from otel_kubeskoop.probe import Cycle, Sample
 from otel_kubeskoop.topology.attribution import NOBODY, Attributor, Owner
+from otel_kubeskoop.topology.peers import Peer, PeerDirectory
 from otel_kubeskoop.topology.podinfo import PodInfo
 
 
@@ -49,6 +50,7 @@ class ResourceDirectory:
         self._keys: dict[int, NetnsKey] = {}  # this cycle's namespaces' keys, made once (events look them up)
         self._pod_inodes: dict[str, int] = {}  # pod uid -> the namespace it owns
         self._entries: dict[ResourceKey, _Entry] = {}
+        self._peers = PeerDirectory(identity.node_name)  # ip -> pod or node, the compat tuple labels
 
     def __len__(self) -> int:
         """Resources held."""
@@ -78,6 +80,7 @@ class ResourceDirectory:
         self._owners = self.attributor.resolve(cycle.namespaces)
         self._pod_inodes = {owner.pod_uid: inode for inode, owner in self._owners.items()
                             if owner.pod_uid and not owner.host}
+        self._peers.refresh(self.attributor.pods.pods().values() if self.attributor.pods else (), cycle.host)
         for key, entry in list(self._entries.items()):
             if self._signature(key) == entry.signature:
                 continue
@@ -125,6 +128,10 @@ class ResourceDirectory:
 
     def resource(self, key: ResourceKey) -> Resource:
         return self._entry(key).resource
+
+    def peer(self, ip: str) -> Peer:
+        """Who an address is, as of the last refresh: a pod of this node, this node, or unknown."""
+        return self._peers(ip)
 
     def event_resource(self, inode: int | None) -> Resource:
         """The resource of an event from namespace ``inode`` (``None``: the node). Called per event:

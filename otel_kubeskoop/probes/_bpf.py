@@ -306,6 +306,24 @@ def type_samples(counts: Mapping[int | None, Mapping[Any, int]], instrument: Any
             for netns, keys in counts.items() for (kind,), value in keys.items()]
 
 
+class TupleCounts:
+    """A probe's counts per tuple (``bpf/include/tuples.bpf.h``), read as node-scope samples of a
+    compat-only ``instrument``, and how many tuples its LRU has evicted."""
+
+    def __init__(self, map_name: str, instrument: Any) -> None:
+        self.map_name = map_name
+        self.instrument = instrument
+        self.evicted = 0
+
+    def samples(self, obj: Any, probe: str) -> list[Sample]:
+        entries = obj.map(self.map_name, FlowTuple, ctypes.c_uint64).items()
+        inserted = obj.map(f"{self.map_name}_inserted", ctypes.c_uint32, ctypes.c_uint64).lookup(0) or 0
+        self.evicted = max(self.evicted, inserted - len(entries))
+        out = [Sample(self.instrument, value, None, tuple_attributes(key)) for key, value in entries]
+        out.append(Sample(I.AGENT_BPF_MAP_EVICTED, self.evicted, None, ((A.PROBE, probe), (A.BPF_MAP, self.map_name))))
+        return out
+
+
 def bpf_requires(*hooks: str) -> tuple[str, ...]:
     """A BPF probe's ``ProbeSpec.requires``: kernel BTF, ``hooks`` (what it attaches to), the ring
     buffer for events and the capabilities, in that order."""

@@ -75,21 +75,16 @@ FLOW_OVERFLOW = "kubeskoop.flow.overflow"  # bool: the series holds the flows pa
 # series per direction (kubeskoop.flow.overflow=true), and are counted.
 _FLOW = (A.NETWORK_IO_DIRECTION, A.NETWORK_TYPE, A.NETWORK_TRANSPORT, A.SOURCE_ADDRESS,
          A.SOURCE_PORT, A.DESTINATION_ADDRESS, A.DESTINATION_PORT, FLOW_OVERFLOW)
-# Upstream's tuple labels (its src_type/_node/_namespace/_pod and dst_* need an IP -> pod lookup
-# this table cannot express); the observing pod's standard labels keep the two ends apart.
-_FLOW_COMPAT = ((A.NETWORK_TRANSPORT, "protocol"), (A.SOURCE_ADDRESS, "src"),
-                (A.DESTINATION_ADDRESS, "dst"), (A.SOURCE_PORT, "sport"),
-                (A.DESTINATION_PORT, "dport"))
 FLOW_BYTES = InstrumentSpec(
     "kubeskoop.flow.bytes", C, "By",
     "Bytes of IP packets on the pod's interfaces (frames with their link-layer header), by "
     "direction (receive: tc ingress, transmit: tc egress) and flow", _FLOW, key="bytes",
-    compat="kubeskoop_flow_bytes", compat_labels=_FLOW_COMPAT)
+    compat="kubeskoop_flow_bytes", compat_labels=I.TUPLE_COMPAT)
 FLOW_PACKETS = InstrumentSpec(
     "kubeskoop.flow.packets", C, "{packet}",
     "IP packets on the pod's interfaces, by direction and flow (a GSO packet counts as its "
     "segments)", _FLOW, key="packets", compat="kubeskoop_flow_packets",
-    compat_labels=_FLOW_COMPAT)
+    compat_labels=I.TUPLE_COMPAT)
 FLOW_OVERFLOW_FLOWS = InstrumentSpec(
     "kubeskoop.flow.overflow.flows", C, "{flow}",
     "Flows counted in the namespace's overflow series because it already had maxSeries series")

@@ -4,9 +4,11 @@
 The ``skb:kfree_skb`` tracepoint (``bpf/packetloss.bpf.c``) counts every drop in the kernel per
 (namespace, reason, family, IP protocol): ``kubeskoop.packetloss.total`` with
 ``kubeskoop.drop.reason`` (``NO_SOCKET``, ``NETFILTER_DROP``...), ``network.type`` and
-``network.transport``; ``kubeskoop.packetloss.netfilter`` is its ``NETFILTER_DROP`` part, the
-series upstream KubeSkoop calls ``kubeskoop_packetloss_netfilter``. Upstream sends every freed
-packet to user space and ignores the reason; here nothing crosses to user space but the counts.
+``network.transport``; ``kubeskoop.packetloss.netfilter`` is its ``NETFILTER_DROP`` part. Upstream
+sends every freed packet to user space, ignores the reason and counts per packet tuple; here
+nothing crosses to user space but the counts. The kernel also counts IP drops per tuple (ports 0,
+as upstream; an LRU of 10240 tuples, ``bpf/include/tuples.bpf.h``): ``kubeskoop.packetloss.tuples``
+and ``.netfilter.tuples`` are upstream's series, served on the compat endpoint only.
 
 What counts as a drop. The kernel calls ``kfree_skb_reason()`` (``kfree_skb()`` is the same with
 reason ``NOT_SPECIFIED``) when it drops a packet and ``consume_skb()`` when it is done with one;
@@ -39,6 +41,7 @@ from otel_kubeskoop.probes._bpf import (
     BPFProbe,
     EventArgs,
     KernelNames,
+    TupleCounts,
     bpf_requires,
     decode_exact,
     l3l4_attributes,
@@ -47,6 +50,7 @@ from otel_kubeskoop.probes._bpf import (
 )
 from otel_kubeskoop.vocabulary import attributes as A
 from otel_kubeskoop.vocabulary.events import EventSpec
+from otel_kubeskoop.vocabulary import instruments as I
 from otel_kubeskoop.vocabulary.instruments import C, InstrumentSpec
 
 DROP_REASON = "kubeskoop.drop.reason"  # enum skb_drop_reason name without prefix: NO_SOCKET
@@ -61,14 +65,24 @@ _L3L4 = (A.NETWORK_TYPE, A.NETWORK_TRANSPORT)
 PACKETLOSS_TOTAL = InstrumentSpec(
     "kubeskoop.packetloss.total", C, "{packet}",
     "Packets the kernel dropped (skb:kfree_skb), by the kernel's drop reason; frees that are not "
-    "drops (SKB_CONSUMED) are not counted", _DROP, key="drop",
-    compat="kubeskoop_packetloss_total")
+    "drops (SKB_CONSUMED) are not counted", _DROP, key="drop")
 PACKETLOSS_NETFILTER = InstrumentSpec(
     "kubeskoop.packetloss.netfilter", C, "{packet}",
     "Packets dropped by netfilter (iptables/nftables rules): the NETFILTER_DROP subset of "
-    "kubeskoop.packetloss.total", _L3L4, key="NETFILTER_DROP",
-    compat="kubeskoop_packetloss_netfilter")
-INSTRUMENTS = (PACKETLOSS_TOTAL, PACKETLOSS_NETFILTER)
+    "kubeskoop.packetloss.total", _L3L4, key="NETFILTER_DROP")
+# Upstream's series of the same drops: per packet tuple (ports 0) with k8s_node, on the compat
+# endpoint only (bpf/packetloss.bpf.c "tuples").
+_TUPLE_COMPAT = (*I.TUPLE_COMPAT, (A.K8S_NODE_NAME, "k8s_node"))
+PACKETLOSS_TUPLES = InstrumentSpec(
+    "kubeskoop.packetloss.tuples", C, "{packet}",
+    "Packets the kernel dropped, by the packet's addresses and protocol (compat endpoint only)",
+    A.TUPLE, key="tuples", compat="kubeskoop_packetloss_total", compat_labels=_TUPLE_COMPAT, otlp=False)
+PACKETLOSS_NETFILTER_TUPLES = InstrumentSpec(
+    "kubeskoop.packetloss.netfilter.tuples", C, "{packet}",
+    "Packets netfilter dropped, by the packet's addresses and protocol (compat endpoint only)",
+    A.TUPLE, key="tuples_netfilter", compat="kubeskoop_packetloss_netfilter", compat_labels=_TUPLE_COMPAT,
+    otlp=False)
+INSTRUMENTS = (PACKETLOSS_TOTAL, PACKETLOSS_NETFILTER, PACKETLOSS_TUPLES, PACKETLOSS_NETFILTER_TUPLES)
 
 PACKETLOSS_DROP = EventSpec(
     "kubeskoop.packetloss.drop", "PacketLoss",
@@ -96,6 +110,7 @@ PLANS = (
 RODATA = {
     "targ_reason_consumed": "SKB_CONSUMED in this kernel's enum skb_drop_reason (~0: none)",
     "targ_reason_not_dropped": "SKB_NOT_DROPPED_YET in this kernel (~0: none)",
+    "targ_reason_netfilter": "NETFILTER_DROP in this kernel (~0: none)",
     "targ_emit": "send events",
     "targ_stack": "put the kernel stack in events",
     "targ_rate_per_sec": "events per second per namespace; 0: no limit",
@@ -155,6 +170,11 @@ class PacketlossProbe(BPFProbe):
     PLANS = PLANS
     KEY = PacketlossKey
 
+    def __init__(self, args: Any, ctx: Any) -> None:
+        super().__init__(args, ctx)
+        self.tuples = (TupleCounts("tuples", PACKETLOSS_TUPLES),
+                       TupleCounts("tuples_netfilter", PACKETLOSS_NETFILTER_TUPLES))
+
     @classmethod
     def default_args(cls) -> PacketlossArgs:
         return PacketlossArgs()
@@ -162,11 +182,20 @@ class PacketlossProbe(BPFProbe):
     def rodata(self) -> dict[str, int | bool]:
         consumed = self.names.reason_value("SKB_CONSUMED")
         not_dropped = self.names.reason_value("SKB_NOT_DROPPED_YET")
+        netfilter = self.names.reason_value(f"SKB_DROP_REASON_{NETFILTER_DROP}")
         return {
             "targ_reason_consumed": _NONE if consumed is None else consumed,
             "targ_reason_not_dropped": _NONE if not_dropped is None else not_dropped,
+            "targ_reason_netfilter": _NONE if netfilter is None else netfilter,
             "targ_stack": bool(getattr(self.args, "enable_stack", False)),
         }
+
+    def collect(self) -> list[Sample]:
+        out = super().collect()
+        if self.obj is not None:  # upstream's per-tuple view, for the compat endpoint
+            for counts in self.tuples:
+                out += counts.samples(self.obj, self.ctx.name)
+        return out
 
     def samples(self, counts: Mapping[int | None, Mapping[Any, int]]) -> list[Sample]:
         out: list[Sample] = []
@@ -194,8 +223,8 @@ SPEC = ProbeSpec(
     source=Source.BPF,
     scope=Scope.NETNS,
     overhead=Overhead.MEDIUM,
-    overhead_note="one hash update per dropped packet in the kernel (every kfree_skb, filtered "
-                  "in the kernel); with events, one ring-buffer record per drop up to eventRate "
+    overhead_note="one hash and one LRU update (per tuple, for the compat endpoint) per dropped "
+                  "packet in the kernel (every kfree_skb, filtered in the kernel); with events, one ring-buffer record per drop up to eventRate "
                   "per namespace; one map read per collection",
     default_enabled=False,
     factory=PacketlossProbe,

@@ -23,9 +23,10 @@ not counted, so the sum over types is the kernel's own ``Tcp: RetransSegs`` for 
 retransmissions (the kernel counts each TSO segment in RetransSegs; the tracepoint fires once per
 retransmitted skb).
 
-``kubeskoop.tcpretrans.total`` is upstream's ``kubeskoop_tcpretrans_total`` (there, per 5-tuple;
-here per namespace and kind). Events (``kubeskoop.tcpretrans.retransmit``) carry the connection,
-its state and the kind.
+Upstream counts retransmissions per connection instead: the kernel also counts them per 5-tuple
+(an LRU of 10240 connections, ``bpf/include/tuples.bpf.h``), and ``kubeskoop.tcpretrans.tuples``
+is that view, served with upstream's name and tuple labels on the compat endpoint only. Events
+(``kubeskoop.tcpretrans.retransmit``) carry the connection, its state and the kind.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from otel_kubeskoop.probes._bpf import (
     BPFProbe,
     EventArgs,
     KernelNames,
+    TupleCounts,
     bpf_requires,
     connection_attributes,
     decode_exact,
@@ -48,6 +50,7 @@ from otel_kubeskoop.probes._bpf import (
 )
 from otel_kubeskoop.vocabulary import attributes as A
 from otel_kubeskoop.vocabulary.events import EventSpec
+from otel_kubeskoop.vocabulary import instruments as I
 from otel_kubeskoop.vocabulary.instruments import C, InstrumentSpec
 
 RETRANSMIT_TYPE = "kubeskoop.retransmit.type"  # syn, synack, loss, fast
@@ -55,9 +58,14 @@ RETRANSMIT_TYPE = "kubeskoop.retransmit.type"  # syn, synack, loss, fast
 TCPRETRANS_TOTAL = InstrumentSpec(
     "kubeskoop.tcpretrans.total", C, "{segment}",
     "TCP segments retransmitted, by kind: syn, synack, loss (after a retransmission timeout), "
-    "fast (any other)", (RETRANSMIT_TYPE,), key="retransmit",
-    compat="kubeskoop_tcpretrans_total")
-INSTRUMENTS = (TCPRETRANS_TOTAL,)
+    "fast (any other)", (RETRANSMIT_TYPE,), key="retransmit")
+# Upstream's series of the same retransmissions: per connection, on the compat endpoint only
+# (bpf/tcpretrans.bpf.c "tuples").
+TCPRETRANS_TUPLES = InstrumentSpec(
+    "kubeskoop.tcpretrans.tuples", C, "{segment}",
+    "TCP segments retransmitted, by connection (compat endpoint only)", A.TUPLE, key="tuples",
+    compat="kubeskoop_tcpretrans_total", compat_labels=I.TUPLE_COMPAT, otlp=False)
+INSTRUMENTS = (TCPRETRANS_TOTAL, TCPRETRANS_TUPLES)
 
 TCPRETRANS_RETRANSMIT = EventSpec(
     "kubeskoop.tcpretrans.retransmit", "TCPRetrans",
@@ -117,6 +125,16 @@ class TcpretransProbe(BPFProbe):
     PLANS = PLANS
     KEY = TcpretransKey
 
+    def __init__(self, args: Any, ctx: Any) -> None:
+        super().__init__(args, ctx)
+        self.tuples = TupleCounts("tuples", TCPRETRANS_TUPLES)
+
+    def collect(self) -> list[Sample]:
+        out = super().collect()
+        if self.obj is not None:  # upstream's per-connection view, for the compat endpoint
+            out += self.tuples.samples(self.obj, self.ctx.name)
+        return out
+
     def samples(self, counts: Mapping[int | None, Mapping[Any, int]]) -> list[Sample]:
         return type_samples(counts, TCPRETRANS_TOTAL, RETRANSMIT_TYPE, _BY_VALUE)
 
@@ -131,7 +149,8 @@ SPEC = ProbeSpec(
     source=Source.BPF,
     scope=Scope.NETNS,
     overhead=Overhead.LOW,
-    overhead_note="one hash update per retransmitted TCP segment; with events, one ring-buffer "
+    overhead_note="one hash and one LRU update (per connection, for the compat endpoint) per "
+                  "retransmitted TCP segment; with events, one ring-buffer "
                   "record per retransmission up to eventRate per namespace and kind",
     default_enabled=False,
     factory=TcpretransProbe,

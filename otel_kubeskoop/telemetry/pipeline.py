@@ -295,6 +295,8 @@ class MetricPipeline:
                 series_of = res.series
                 for s in samples:
                     spec = s.instrument
+                    if not spec.otlp:
+                        continue
                     series = series_of.get((spec.name, s.attributes))
                     if series is None:
                         series = self._new_series(res, spec, s.attributes, s.value, now_ns)

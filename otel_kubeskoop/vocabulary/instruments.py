@@ -40,6 +40,8 @@ class InstrumentSpec:
     # Attributes kept as compat labels, (attribute key, upstream label name); the compat series
     # sums over every other attribute (rdma keeps device, type and port).
     compat_labels: tuple[tuple[str, str], ...] = ()
+    # False: the compat endpoint's view only (upstream's per-tuple series), never sent over OTLP.
+    otlp: bool = True
 
     @property
     def probe(self) -> str:
@@ -66,6 +68,11 @@ def mib(probe: str, rows: list[tuple[str, InstrumentKind, str, str]]) -> tuple[I
 
 # Upstream leaves the loopback interface out of its per-interface series (netdev, qdisc).
 NO_LOOPBACK = ((A.NETWORK_INTERFACE_NAME, "lo"),)
+
+# Upstream's tuple labels (flow, packetloss, tcpretrans): the compat endpoint adds each address's
+# pod or node (telemetry/compat_tuples.py).
+TUPLE_COMPAT = ((A.NETWORK_TRANSPORT, "protocol"), (A.SOURCE_ADDRESS, "src"),
+                (A.DESTINATION_ADDRESS, "dst"), (A.SOURCE_PORT, "sport"), (A.DESTINATION_PORT, "dport"))
 
 # The agent's own health, on the node resource.
 _P = (A.PROBE,)

@@ -1,23 +1,19 @@
 # SPDX-License-Identifier: Apache-2.0
-"""A real Prometheus (Debian's `prometheus`, started here on loopback) scrapes the agent's
-KubeSkoop-compatible endpoint; a PromQL query through its HTTP API returns the pod's
-kubeskoop_udp_noports with the value the test caused, labelled with the pod."""
+"""A real Prometheus scrapes the agent's KubeSkoop-compatible endpoint: a PromQL query through its
+HTTP API returns the pod's kubeskoop_udp_noports with the value the test caused, labelled with the
+pod; and at a 2 s scrape of a 5 s collection, `irate` and `rate` of a steady counter are right at
+every point."""
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
+import sys
 import time
-import urllib.parse
-import urllib.request
 import uuid
-from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.e2e.test_agent_process import AgentProcess, free_port
+from tests.e2e.prometheus import Prometheus, eventually
+from tests.agentproc import AgentProcess
 from tests.kube_apiserver import KubeAPIServer, container_id, make_pod
 from tests.privileged.netnsutil import netns, require_root, udp_to_closed_port
 from tests.privileged.podutil import pod_cgroup
@@ -26,54 +22,24 @@ require_root()
 pytestmark = [pytest.mark.e2e, pytest.mark.privileged]
 
 NODE = "prom-node"
+RATE = 20  # datagrams per second from the steady sender
+# Sends RATE datagrams a second to a closed port, on an absolute schedule (a late send catches up).
+STEADY_SENDER = f"""
+import socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+t = time.monotonic()
+while True:
+    s.sendto(b"ksk", ("127.0.0.1", 9))
+    t += {1 / RATE}
+    time.sleep(max(0.0, t - time.monotonic()))
+"""
 
 
 @pytest.fixture
 def prometheus(tmp_path):
-    binary = shutil.which("prometheus")
-    assert binary, "Debian package `prometheus` is installed by `make setup`"
-    started: list[subprocess.Popen] = []
-
-    def start(target: str) -> int:
-        port = free_port()
-        config = tmp_path / "prometheus.yml"
-        config.write_text(yaml.safe_dump({
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-            "scrape_configs": [{"job_name": "kubeskoop", "static_configs": [{"targets": [target]}]}],
-        }))
-        log = open(tmp_path / "prometheus.log", "wb")  # noqa: SIM115
-        started.append(subprocess.Popen([
-            binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn",
-        ], stdout=log, stderr=log))
-        return port
-
-    yield start
-    for proc in started:
-        proc.terminate()
-        proc.wait(20)
-
-
-def query(port: int, promql: str) -> list[dict]:
-    url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        body = json.loads(resp.read())
-    assert body["status"] == "success", body
-    return body["data"]["result"]
-
-
-def eventually(fn, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        try:
-            last = fn()
-            if last:
-                return last
-        except OSError as exc:  # Prometheus still starting
-            last = exc
-        time.sleep(0.3)
-    raise AssertionError(f"not within {timeout}s; last: {last!r}")
+    prom = Prometheus(tmp_path)
+    yield prom
+    prom.stop()
 
 
 def test_prometheus_scrapes_the_pods_counter(tmp_path, prometheus):
@@ -87,11 +53,11 @@ def test_prometheus_scrapes_the_pods_counter(tmp_path, prometheus):
                                             "NODE_NAME": NODE})
             try:
                 agent.wait_ready()
-                prom = prometheus(f"127.0.0.1:{agent.port}")
+                prom = prometheus.start(f"127.0.0.1:{agent.port}")
                 selector = f'kubeskoop_udp_noports{{k8s_pod="{name}"}}'
-                eventually(lambda: query(prom, selector))  # the pod is scraped (value 0 so far)
+                eventually(lambda: prom.query(selector))  # the pod is scraped (value 0 so far)
                 udp_to_closed_port(a, 7)
-                result = eventually(lambda: [r for r in query(prom, selector) if r["value"][1] == "7"])
+                result = eventually(lambda: [r for r in prom.query(selector) if r["value"][1] == "7"])
                 (series,) = result
                 assert series["metric"] == {
                     "__name__": "kubeskoop_udp_noports", "instance": f"127.0.0.1:{agent.port}",
@@ -99,9 +65,50 @@ def test_prometheus_scrapes_the_pods_counter(tmp_path, prometheus):
                 }
                 # The host namespace is there too, with the empty pod upstream's dashboards select
                 # (Prometheus stores an empty label as absent; `k8s_pod=""` matches that).
-                host = query(prom, 'kubeskoop_netdev_rxbytes{k8s_pod=""}')
+                host = prom.query('kubeskoop_netdev_rxbytes{k8s_pod=""}')
                 assert len(host) == 1 and "k8s_namespace" not in host[0]["metric"]
                 assert host[0]["metric"]["k8s_node"] == NODE
                 assert agent.terminate() == 0
             finally:
                 agent.close()
+
+
+def test_irate_and_rate_of_a_steady_counter_at_a_2s_scrape(tmp_path, prometheus):
+    """Without the collection's timestamp on each sample, a 2 s scrape of a 5 s collection
+    stores each value two or three times and then a jump: irate reads 0 at most points and
+    about 2.5x the rate at the others."""
+    uid = str(uuid.uuid4())
+    name = "steady-6c9d8-q7wzt"
+    interval = 5.0
+    with KubeAPIServer() as api, netns() as a:
+        sleeper = a.sleeper()
+        with pod_cgroup(sleeper.pid, uid, container_id(uid, "app")):
+            api.add_pod(make_pod(name, "payments", uid, NODE))
+            agent = AgentProcess(tmp_path, {"KUBECONFIG": api.write_kubeconfig(tmp_path / "kubeconfig"),
+                                            "NODE_NAME": NODE}, interval=interval)
+            try:
+                agent.wait_ready()
+                prom = prometheus.start(f"127.0.0.1:{agent.port}", scrape_interval="2s")
+                series = f'kubeskoop_udp_noports{{k8s_pod="{name}"}}'
+                eventually(lambda: prom.query(series))
+                a.popen(sys.executable, "-c", STEADY_SENDER)
+                started = time.time()
+                time.sleep(42)
+                # irate needs two samples in its range: two collection intervals and some slack.
+                begin, end, step = started + 3.5 * interval, time.time() - 2, 2.0
+                irate = prom.query_range(f"irate({series}[12s])", begin, end, step)
+                rate = prom.query_range(f"rate({series}[30s])", started + 7 * interval, end, step)
+                stored = prom.query(f"count_over_time({series}[30s])", at=end)
+                assert agent.terminate() == 0
+            finally:
+                agent.close()
+    (points,) = [r["values"] for r in irate]
+    expected_points = int((end - begin) // step) + 1
+    values = [float(v) for _, v in points]
+    assert len(values) == expected_points, f"dead points: {points}"
+    assert all(0.9 * RATE <= v <= 1.1 * RATE for v in values), f"irate: {values}"
+    (rate_points,) = [r["values"] for r in rate]
+    assert all(0.9 * RATE <= float(v) <= 1.1 * RATE for _, v in rate_points), f"rate: {rate_points}"
+    # Prometheus kept one sample per collection, at its time, not one per scrape.
+    (count,) = stored
+    assert 5 <= float(count["value"][1]) <= 7, count

@@ -33,7 +33,9 @@ from otel_kubeskoop.agent import Agent
 from otel_kubeskoop.config import parse
 from otel_kubeskoop.netlink.sockets import NetnsSockets
 from otel_kubeskoop.probe import Event
+from otel_kubeskoop.bpf.layouts import PacketlossKey, TcpretransKey
 from otel_kubeskoop.probes import REGISTRY, packetloss, tcpreset, tcpretrans
+from otel_kubeskoop.probes._bpf import KernelNames
 from otel_kubeskoop.probes.tcpsummary import TcpSummaryProbe
 from tests.helpers import MemoryExporter, MemoryLogExporter
 from tests.kube_apiserver import KubeAPIServer, make_pod, make_replicaset
@@ -49,7 +51,8 @@ POD_A = "0c5f7e3a-8d1b-4b8e-9a51-2f6c3d7e8a90"  # namespace 4242 (its cgroup: go
 POD_B = "7a3d2c1b-4e5f-4a6b-8c7d-9e0f1a2b3c4d"  # hostNetwork: processes, no namespace of its own
 STATIC = "8daa50c3a64c9ff60bb9eab7b44b56fd"  # a static pod's kubelet UID, known to the API by its mirror
 MIRROR = "5e2d7c1a-9b3f-4c6d-8e0a-1b2c3d4e5f60"
-METRIC_PROBES = ["netdev", "tcp", "udp", "ip", "tcpext", "sock", "softnet", "ipvs", "fd", "io", "tcpsummary"]
+METRIC_PROBES = ["netdev", "tcp", "udp", "ip", "tcpext", "sock", "softnet", "ipvs", "fd", "io", "tcpsummary",
+                 "packetloss", "tcpretrans"]
 # Values measured by the agent itself: normalised to 0.
 MEASURED = {"kubeskoop.agent.probe.duration", "kubeskoop.agent.cycle.duration"}
 
@@ -107,11 +110,52 @@ class RingBufferReplay:
         pass
 
 
+POD_A_IP, NODE_IP, OUTSIDE = "10.244.1.17", "172.18.0.3", "203.0.113.7"  # NODE_IP: pod B's, hostNetwork
+NETFILTER_DROP, NO_SOCKET = 12, 3
+DROP_NAMES = KernelNames(drop_reasons={NO_SOCKET: "SKB_DROP_REASON_NO_SOCKET", NETFILTER_DROP: "SKB_DROP_REASON_NETFILTER_DROP"})
+# probe -> its kernel maps as a collection reads them: counts per namespace, and per tuple for the
+# compat endpoint's tuple labels (a pod of this node, this node, an address of neither).
+MAPS: dict[str, Callable[[], dict[str, bpfdumps.FakeMap]]] = {
+    "packetloss": lambda: {
+        "counters": bpfdumps.FakeMap([(PacketlossKey(POD_A_NS, 1, NETFILTER_DROP, 2, 6), 2),
+                                      (PacketlossKey(POD_A_NS, 1, NO_SOCKET, 2, 17), 3)]),
+        "counters_full": bpfdumps.FakeMap({0: 0}),
+        "losses": bpfdumps.FakeMap({0: 0, 1: 0}),
+        "tuples": bpfdumps.FakeMap([(bpfdumps.flow_tuple(NODE_IP, POD_A_IP, 6), 2),
+                                    (bpfdumps.flow_tuple(OUTSIDE, POD_A_IP, 17), 3)]),
+        "tuples_inserted": bpfdumps.FakeMap({0: 2}),
+        "tuples_netfilter": bpfdumps.FakeMap([(bpfdumps.flow_tuple(NODE_IP, POD_A_IP, 6), 2)]),
+        "tuples_netfilter_inserted": bpfdumps.FakeMap({0: 1}),
+    },
+    "tcpretrans": lambda: {
+        "counters": bpfdumps.FakeMap([(TcpretransKey(POD_A_NS, 1, 3), 4)]),
+        "counters_full": bpfdumps.FakeMap({0: 0}),
+        "losses": bpfdumps.FakeMap({0: 0, 1: 0}),
+        "tuples": bpfdumps.FakeMap([(bpfdumps.flow_tuple(POD_A_IP, OUTSIDE, 6, 43210, 443), 4)]),
+        "tuples_inserted": bpfdumps.FakeMap({0: 1}),
+    },
+}
+
+
+class RecordedMaps(RingBufferReplay):
+    """An eBPF probe whose events are replayed and whose metrics come from its kernel maps as
+    recorded in MAPS, read by the probe's own collection."""
+
+    def __init__(self, args: Any, ctx: Any) -> None:
+        super().__init__(args, ctx)
+        self.reader = REGISTRY[ctx.name].factory(args, ctx)
+        self.reader.names = DROP_NAMES
+        self.reader.obj = bpfdumps.FakeObject(MAPS[ctx.name]())
+
+    def collect(self) -> list:
+        return self.reader.collect()
+
+
 def registry() -> dict:
     out = dict(REGISTRY)
     out["tcpsummary"] = dataclasses.replace(REGISTRY["tcpsummary"], factory=RecordedTcpSummary)
     for name in REPLAYS:
-        out[name] = dataclasses.replace(REGISTRY[name], factory=RingBufferReplay)
+        out[name] = dataclasses.replace(REGISTRY[name], factory=RecordedMaps if name in MAPS else RingBufferReplay)
     return out
 
 
@@ -189,16 +233,21 @@ def logs_json(requests: list[ExportLogsServiceRequest]) -> dict:
 
 
 def compat_text(body: bytes) -> str:
-    """The exposition with each family's samples in sorted order (they follow the resources' order)."""
+    """The exposition with each family's samples in sorted order (they follow the resources' order),
+    and the collection's time, which every sample carries, as ``<collection time>``."""
     out: list[str] = []
     samples: list[str] = []
+    stamps: set[str] = set()
     for line in body.decode().splitlines():
         if line.startswith("#"):
             out += sorted(samples)
             samples = []
             out.append(line)
         else:
-            samples.append(line)
+            sample, stamp = line.rsplit(" ", 1)
+            stamps.add(stamp)
+            samples.append(f"{sample} <collection time>")
+    assert len(stamps) == 1 and next(iter(stamps)).isdigit(), stamps
     return "\n".join(out + sorted(samples)) + "\n"
 
 
@@ -229,9 +278,10 @@ def outputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
             assert agent.pods.wait_synced(15), agent.pods.status()
             agent.cycle()
             shutil.copytree(GOLDEN / "later", proc, dirs_exist_ok=True)
-            for run in agent.runtime.runs:
-                if isinstance(run.probe, RingBufferReplay):
-                    run.probe.consume()  # as the event pump would
+            # As the event pump would; a probe in both metrics and events has two runs, one probe.
+            for probe in {id(run.probe): run.probe for run in agent.runtime.runs}.values():
+                if isinstance(probe, RingBufferReplay):
+                    probe.consume()
             agent.events.flush()
             agent.cycle()
             assert agent.compat is not None

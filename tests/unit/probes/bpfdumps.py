@@ -83,6 +83,18 @@ class FakeMap:
         return False
 
 
+def flow_tuple(src: str, dst: str, protocol: int, sport: int = 0, dport: int = 0) -> Any:
+    """A ``struct flow_tuple`` of two IPv4 addresses (the key of a probe's ``tuples`` map)."""
+    import socket
+
+    from otel_kubeskoop.bpf.layouts import FlowTuple
+
+    t = FlowTuple(family=socket.AF_INET, protocol=protocol, sport=sport, dport=dport)
+    t.saddr[:4] = socket.inet_aton(src)
+    t.daddr[:4] = socket.inet_aton(dst)
+    return t
+
+
 class FakeObject:
     """Stands in for a loaded BPFObject: maps by name, closed once."""
 

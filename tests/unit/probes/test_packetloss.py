@@ -15,7 +15,7 @@ from otel_kubeskoop.config import parse
 from otel_kubeskoop.probe import Cycle, Kind, ProbeContext
 from otel_kubeskoop.probes import packetloss
 from otel_kubeskoop.probes._bpf import KernelNames
-from tests.unit.probes.bpfdumps import FakeMap, FakeObject, as_json, dumps, read
+from tests.unit.probes.bpfdumps import FakeMap, FakeObject, as_json, dumps, flow_tuple, read
 
 NAMES = KernelNames(
     drop_reasons={0: "SKB_NOT_DROPPED_YET", 1: "SKB_CONSUMED", 2: "SKB_DROP_REASON_NOT_SPECIFIED",
@@ -111,6 +111,10 @@ def probe_with(counters: list[tuple[PacketlossKey, int]], namespaces: dict[int, 
         "counters": FakeMap(counters),
         "counters_full": FakeMap({0: 7}),
         "losses": FakeMap(losses or {0: 0, 1: 0}),
+        "tuples": FakeMap([(flow_tuple("10.0.0.9", "10.0.0.1", 17), 9)]),
+        "tuples_inserted": FakeMap({0: 12}),
+        "tuples_netfilter": FakeMap([(flow_tuple("10.0.0.9", "10.0.0.1", 17), 4)]),
+        "tuples_netfilter_inserted": FakeMap({0: 1}),
     })
     return probe
 
@@ -132,7 +136,7 @@ def test_samples_by_reason_family_protocol_and_the_netfilter_subset() -> None:
         (PacketlossKey(B_NS, 1, 2, 0, 0), 2),     # NOT_SPECIFIED, not IP
         (PacketlossKey(0, 1, 3, 2, 6), 1),        # namespace unknown: node scope
     ], namespaces={A_NS: object(), B_NS: object()})
-    got = series(probe.collect())
+    got = {k: v for k, v in series(probe.collect()).items() if ".tuples" not in k[0] and "evicted" not in k[0]}
     R, T, P = "kubeskoop.drop.reason", "network.type", "network.transport"
     assert got == {
         ("kubeskoop.packetloss.total", A_NS, ((R, "NO_SOCKET"), (T, "ipv4"), (P, "tcp"))): 5,
@@ -196,9 +200,22 @@ def test_before_any_scan_everything_is_reported_and_nothing_deleted() -> None:
 def test_rodata_filters_consumed_and_not_dropped_by_this_kernels_values() -> None:
     probe = packetloss.PacketlossProbe(packetloss.PacketlossArgs(enableStack=True), ProbeContext(name="packetloss"))
     probe.names = NAMES
-    assert probe.rodata() == {"targ_reason_consumed": 1, "targ_reason_not_dropped": 0, "targ_stack": True}
+    assert probe.rodata() == {"targ_reason_consumed": 1, "targ_reason_not_dropped": 0,
+                              "targ_reason_netfilter": 12, "targ_stack": True}
     probe.names = KernelNames(drop_reasons={2: "SKB_DROP_REASON_NOT_SPECIFIED"})  # Linux 5.17-6.1
     assert probe.rodata()["targ_reason_consumed"] == 0xFFFFFFFF
+
+
+def test_drops_per_tuple_for_the_compat_endpoint_and_the_evicted_tuples() -> None:
+    got = series(probe_with([]).collect())
+    tuple_attrs = (("network.type", "ipv4"), ("network.transport", "udp"), ("source.address", "10.0.0.9"),
+                   ("source.port", 0), ("destination.address", "10.0.0.1"), ("destination.port", 0))
+    assert got[("kubeskoop.packetloss.tuples", None, tuple_attrs)] == 9
+    assert got[("kubeskoop.packetloss.netfilter.tuples", None, tuple_attrs)] == 4
+    # 12 tuples inserted, 1 still there: 11 evicted.
+    assert got[("kubeskoop.agent.bpf.map.evicted", None, (("kubeskoop.probe", "packetloss"),
+                                                          ("kubeskoop.bpf.map", "tuples")))] == 11
+    assert not packetloss.PACKETLOSS_TUPLES.otlp and packetloss.PACKETLOSS_TOTAL.compat is None
 
 
 def test_upstream_config_args_load() -> None:

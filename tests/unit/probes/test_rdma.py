@@ -126,8 +126,8 @@ def test_compat_endpoint_series() -> None:
     from otel_kubeskoop.telemetry.compat import CompatEndpoint
 
     got, _, probe = collect()
-    node_only = SimpleNamespace(compat_labels=lambda _: CompatLabels())  # node scope: empty pod labels
-    endpoint = CompatEndpoint("node-a", [], node_only)
+    node_only = SimpleNamespace(compat_labels=lambda _: CompatLabels(), peer=None)  # node scope: empty pod labels
+    endpoint = CompatEndpoint("node-a", [], node_only, max_tuple_series=10)
     endpoint.update({NODE: probe.collect()})
     series = {}
     for family in text_string_to_metric_families(endpoint.render()[2].decode()):

@@ -13,7 +13,7 @@ from otel_kubeskoop.bpf import layouts
 from otel_kubeskoop.bpf.layouts import DecodeError, TcpretransEvent, TcpretransKey
 from otel_kubeskoop.probe import Cycle, Kind, ProbeContext
 from otel_kubeskoop.probes import tcpretrans
-from tests.unit.probes.bpfdumps import FakeMap, FakeObject, as_json, dumps, read
+from tests.unit.probes.bpfdumps import FakeMap, FakeObject, as_json, dumps, flow_tuple, read
 
 A_NS = 4026532281
 
@@ -59,8 +59,13 @@ def test_samples_per_kind() -> None:
     probe.obj = FakeObject({
         "counters": FakeMap([(TcpretransKey(A_NS, 1, 1), 2), (TcpretransKey(A_NS, 1, 3), 4), (TcpretransKey(A_NS, 1, 4), 1)]),
         "counters_full": FakeMap({0: 0}),
+        "tuples": FakeMap([(flow_tuple("10.0.0.1", "10.0.0.2", 6, 40000, 80), 7)]),
+        "tuples_inserted": FakeMap({0: 1}),
     })
-    got = {(s.instrument.name, s.netns, s.attributes): s.value for s in probe.collect()
+    samples = probe.collect()
+    (per_connection,) = [s for s in samples if s.instrument.name == "kubeskoop.tcpretrans.tuples"]
+    assert (per_connection.value, per_connection.netns, dict(per_connection.attributes)["source.port"]) == (7, None, 40000)
+    got = {(s.instrument.name, s.netns, s.attributes): s.value for s in samples
            if s.instrument.name == "kubeskoop.tcpretrans.total"}
     T = "kubeskoop.retransmit.type"
     assert got == {
@@ -72,5 +77,5 @@ def test_samples_per_kind() -> None:
 
 def test_spec() -> None:
     assert tcpretrans.SPEC.kinds == {Kind.METRICS, Kind.EVENTS}
-    assert tcpretrans.SPEC.instruments[0].compat == "kubeskoop_tcpretrans_total"
+    assert tcpretrans.TCPRETRANS_TUPLES.compat == "kubeskoop_tcpretrans_total" and not tcpretrans.TCPRETRANS_TUPLES.otlp
     assert [p.hook for p in tcpretrans.PLANS] == ["retransmit", "synack"]
