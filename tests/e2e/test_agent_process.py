@@ -76,7 +76,7 @@ def test_without_an_endpoint_the_agent_runs_and_serves_status(agent_factory):
 
 def test_invalid_config_exits_2_naming_file_and_key(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("metrics:\n  probes:\n    - name: netdev\n      args: {interfaces: [eth0]}\n")
+    bad.write_text("metrics:\n  probes:\n    - name: netdev\notlp:\n  intervall: 5\n")
     proc = subprocess.run([CLI, "run", "-c", str(bad)], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2
-    assert f"{bad}: metrics.probes[0].args.interfaces: unknown argument" in proc.stderr
+    assert f"{bad}: otlp.intervall: unknown key (did you mean 'interval'?)" in proc.stderr
