@@ -21,24 +21,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-__all__ = ["FD_PRESSURE", "can_ptrace", "parse_can_ptrace", "problems"]
+from otel_kubeskoop import capabilities
+
+__all__ = ["FD_PRESSURE", "can_ptrace", "problems"]
 
 #: The share of the soft descriptor limit open at which the agent is short of descriptors.
 FD_PRESSURE = 0.9
-_CAP_SYS_PTRACE = 19  # linux/capability.h
-
-
-def parse_can_ptrace(status: str) -> bool:
-    """Whether the ``CapEff:`` line of a ``/proc/<pid>/status`` holds ``CAP_SYS_PTRACE``."""
-    for line in status.splitlines():
-        if line.startswith("CapEff:"):
-            return bool(int(line.split()[1], 16) >> _CAP_SYS_PTRACE & 1)
-    raise ValueError("no CapEff line in /proc/self/status")
 
 
 def can_ptrace() -> bool:
-    with open("/proc/self/status", encoding="ascii") as f:
-        return parse_can_ptrace(f.read())
+    """Whether this process holds ``CAP_SYS_PTRACE``."""
+    return "CAP_SYS_PTRACE" in capabilities.held()
 
 
 def problems(*, denied: Mapping[str, str], left_out: int, found: int, open_fds: int,

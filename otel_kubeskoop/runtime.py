@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from otel_kubeskoop import capabilities
 from otel_kubeskoop.bpf.stats import ProgramStats
 from otel_kubeskoop.config import ProbeConfig
 from otel_kubeskoop.probe import Cycle, Event, Kind, Probe, ProbeContext, ProbeSpec, Sample, Unavailable
@@ -47,6 +48,15 @@ def error_type(exc: BaseException) -> str:
 #: Seconds between two log lines about one probe's privilege failures.
 DENIED_LOG_EVERY = 60.0
 _DENIED = (errno.EPERM, errno.EACCES)
+
+
+def _unmet(spec: ProbeSpec) -> str:
+    """``; needs ...``: the capabilities ``spec`` needs that this process lacks, if that is known."""
+    try:
+        unmet = capabilities.missing([spec], capabilities.held()).get(spec.name, [])
+    except (OSError, ValueError):  # no /proc/self/status to read
+        unmet = []
+    return "; needs " + "; ".join(str(need) for need in unmet) if unmet else ""
 
 
 def denied(exc: BaseException | None) -> bool:
@@ -202,7 +212,7 @@ class ProbeRuntime:
                 run.state, run.reason = State.FAILED, f"{error_type(exc)}: {exc}"
                 run.errors[error_type(exc)] += 1
                 if denied(exc):
-                    run.denied, run.denials = run.reason, 1
+                    run.denied, run.denials = run.reason + _unmet(run.spec), 1
                 log.error("probe %s failed to start: %s", run.name, run.reason, exc_info=log.isEnabledFor(logging.DEBUG))
                 continue
             run.probe = probe
@@ -264,10 +274,10 @@ class ProbeRuntime:
         run.denials += 1
         now = time.monotonic()
         if not run.denied:
-            run.denied = message
+            run.denied = message + _unmet(run.spec)
             run.denials_logged = (now, run.denials)
-            log.warning("probe %s failed: lacks a privilege: %s (`otel-kubeskoop doctor` names the "
-                        "capabilities each probe needs; further refusals are counted)", run.name, message)
+            log.warning("probe %s failed: lacks a privilege: %s (further refusals are counted)",
+                        run.name, run.denied)
         elif now - run.denials_logged[0] >= DENIED_LOG_EVERY:
             log.warning("probe %s: %d more operations refused for want of a privilege (last: %s)",
                         run.name, run.denials - run.denials_logged[1], message)
