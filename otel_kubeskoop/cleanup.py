@@ -6,7 +6,7 @@ programs no live process holds (left by an agent that was killed), and the clsac
 otel-kubeskoop made (they carry its marker) on which nothing else is left. Filters of a live agent
 stay, and so does every qdisc without the marker (``otel_kubeskoop/bpf/tc_owner.py``).
 
-With ``prestop`` the processes in the caller's own cgroup do not count as live: run as a
+With ``--prestop`` the processes in the caller's own cgroup do not count as live: run as a
 Kubernetes ``preStop`` hook in the agent's container, it takes off that agent's filters (which a
 SIGKILL at the end of the grace period would otherwise leave) and never another pod's agent's,
 such as the new one of a rolling update.
@@ -24,7 +24,7 @@ from otel_kubeskoop.probes.flow import PROGRAMS, TC_PRIORITY
 from otel_kubeskoop.topology import nsexec
 from otel_kubeskoop.topology.netns_discovery import NetnsDiscovery
 
-__all__ = ["Cleanup", "cleanup"]
+__all__ = ["Cleanup", "cleanup", "own_cgroup"]
 
 
 @dataclass
@@ -66,12 +66,19 @@ def _clean_netns(holders: tc_owner.Holders) -> tuple[int, int, int, list[str]]:
     return filters, qdiscs, left, errors
 
 
+def own_cgroup() -> bytes:
+    """This process's ``cgroup`` file, as it sees it (whatever ``proc_root`` is)."""
+    with open("/proc/self/cgroup", "rb") as f:
+        return f.read()
+
+
 def cleanup(proc_root: str = "/proc", netns_dir: str = "/run/netns", *,
-            prestop: bool = False) -> Cleanup:
+            ignore_cgroup: bytes | None = None) -> Cleanup:
     """Clean every namespace found under ``proc_root`` and ``netns_dir`` (see the module
-    docstring)."""
+    docstring); processes whose ``cgroup`` reads ``ignore_cgroup`` do not count as live
+    (``--prestop``: :func:`own_cgroup`)."""
     out = Cleanup()
-    holders = tc_owner.Holders(proc_root, ignore_cgroup_of=os.getpid() if prestop else None)
+    holders = tc_owner.Holders(proc_root, ignore_cgroup=ignore_cgroup)
     with NetnsDiscovery(proc_root=proc_root, netns_dir=netns_dir) as discovery:
         jobs, inodes, fds = [], [], []
         try:

@@ -142,10 +142,12 @@ def doctor(config_path: str | None) -> None:
 def cleanup(config_path: str | None, prestop: bool) -> None:
     """Remove the TC filters and clsact qdiscs agents left (killed, or stopped uncleanly)."""
     from otel_kubeskoop.cleanup import cleanup as run_cleanup
+    from otel_kubeskoop.cleanup import own_cgroup
 
     config = _load(config_path)
     _setup_logging(config.debug)
-    done = run_cleanup(config.raw.proc_root, config.raw.netns_dir, prestop=prestop)
+    done = run_cleanup(config.raw.proc_root, config.raw.netns_dir,
+                       ignore_cgroup=own_cgroup() if prestop else None)
     click.echo(str(done))
     sys.exit(1 if done.errors else 0)
 

@@ -77,13 +77,15 @@ _AGENT_NAMES = (b"otel-kubeskoop", b"otel_kubeskoop")
 class Holders:
     """Which processes hold which BPF programs, read from ``proc_root`` once, on first use.
 
-    ``ignore_cgroup_of`` (a pid): processes in that process's cgroup do not count as holders (the
-    agent of the container ``otel-kubeskoop cleanup --prestop`` runs in, about to stop).
+    ``ignore_cgroup``: processes whose ``cgroup`` file reads so do not count as holders (the agent
+    of the container ``otel-kubeskoop cleanup --prestop`` runs in, about to stop). The file names
+    cgroups relative to the reader's cgroup namespace, so one read from inside a container
+    (``/proc/self/cgroup``) compares with the host's ``/proc/<pid>/cgroup`` read from there too.
     """
 
-    def __init__(self, proc_root: str = "/proc", ignore_cgroup_of: int | None = None) -> None:
+    def __init__(self, proc_root: str = "/proc", ignore_cgroup: bytes | None = None) -> None:
         self.proc_root = proc_root
-        self.ignore_cgroup_of = ignore_cgroup_of
+        self.ignore_cgroup = ignore_cgroup
         self._held: set[int] | None = None
         self.incomplete = ""  # why "no holder" cannot be told, if it cannot
 
@@ -109,7 +111,7 @@ class Holders:
         if agents:
             self.incomplete = (f"descriptors of otel-kubeskoop process {agents[0]} unreadable "
                                f"({len(agents)} in all): CAP_SYS_PTRACE missing?")
-        ignored = self._cgroup(self.ignore_cgroup_of) if self.ignore_cgroup_of else None
+        ignored = self.ignore_cgroup
         return {prog_id for prog_id, pids in got.holders.items()
                 if ignored is None or any(self._cgroup(pid) != ignored for pid in pids)}
 

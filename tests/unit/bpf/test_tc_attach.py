@@ -143,7 +143,6 @@ def test_cleanup_removes_what_no_live_process_outside_its_cgroup_holds(
         fake_tc: FakeTC, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prestop: bool,
         removed: int, left: int) -> None:
     proc = fake_proc(tmp_path, {100: [THIS, THIS + 1], 200: [OTHER, OTHER + 1]})
-    monkeypatch.setattr("os.getpid", lambda: 100)  # cleanup runs in pid 100's container
     att, other = attacher(proc, THIS), attacher(proc, OTHER)
     att.sync({A_NS: FakeNs(A_NS)}, now=0)
     other.sync({A_NS: FakeNs(A_NS)}, now=0)
@@ -157,7 +156,8 @@ def test_cleanup_removes_what_no_live_process_outside_its_cgroup_holds(
         def scan(self) -> dict[int, FakeNs]: return {A_NS: FakeNs(A_NS)}
 
     monkeypatch.setattr("otel_kubeskoop.cleanup.NetnsDiscovery", Discovery)
-    done = cleanup(proc, prestop=prestop)
+    # In pid 100's container (fake_proc gives it cgroup /pod100), as a preStop hook would run.
+    done = cleanup(proc, ignore_cgroup=b"0::/pod100\n" if prestop else None)
     # The dead run's filters go; this container's agent's too before it stops (prestop).
     assert (done.namespaces, done.filters_removed, done.filters_left) == (1, removed, left)
     assert done.qdiscs_removed == 0 and done.incomplete == ""
