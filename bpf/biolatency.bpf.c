@@ -8,11 +8,8 @@
  *   service time, without the time in the I/O scheduler or in a plug. A request completed in
  *   parts is counted once, at its first part; a requeued one from its last issue.
  *
- * Hooks, each with its candidates in the loader's order (otel_kubeskoop/probes/biolatency.py):
- *   issue     tp_btf/block_rq_issue, tracepoint/block/block_rq_issue,
- *             fentry|kprobe/blk_mq_start_request (where the tracepoint is)
- *   complete  tp_btf/block_rq_complete, tracepoint/block/block_rq_complete,
- *             fentry|kprobe/blk_update_request (where the tracepoint is)
+ * Attach plans: the programs at the end of this file (bpf/README.md); the functions of the
+ * fentry/kprobe candidates are where the tracepoints are.
  * Upstream used kprobes on blk_account_io_start/blk_account_io_done, which 6.x kernels inline
  * (upstream issue #293); Linux 6.5 put tracepoints there (block:block_io_start/_done), but the
  * interval asked for here is the device's, issue to complete.

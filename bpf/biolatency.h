@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 OR GPL-2.0-only */
 /*
- * biolatency: the kernel <-> user-space contract of biolatency.bpf.c (style.md rule 6): how long
+ * biolatency: the kernel <-> user-space contract of biolatency.bpf.c: how long
  * block requests take from issue to the device until completion, per (namespace of the issuing
- * task, disk, operation). Mirrored in otel_kubeskoop/bpf/layouts.py.
+ * task, disk, operation). Mirrored in otel_kubeskoop/bpf/generated/ (make).
  */
 #ifndef __BIOLATENCY_H
 #define __BIOLATENCY_H

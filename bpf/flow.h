@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 OR GPL-2.0-only */
 /*
- * flow: the kernel <-> user-space contract of flow.bpf.c (style.md rule 6): bytes and packets per
+ * flow: the kernel <-> user-space contract of flow.bpf.c: bytes and packets per
  * (namespace, direction, IP flow) seen by TC programs on pod interfaces. Types and constants
- * only; mirrored in otel_kubeskoop/bpf/layouts.py.
+ * only; mirrored in otel_kubeskoop/bpf/generated/ (make).
  */
 #ifndef __FLOW_H
 #define __FLOW_H

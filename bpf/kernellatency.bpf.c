@@ -18,15 +18,9 @@
  *       pacing stamps departure times ahead of now). No per-packet state: the kernel carries the
  *       start time in the packet.
  *
- * Hooks, each with its candidates in the loader's order (otel_kubeskoop/probes/kernellatency.py):
- *   rx       tp_btf/netif_receive_skb, tracepoint/net/netif_receive_skb,
- *            fentry|kprobe/ip_rcv (upstream's start; IPv4 only)
- *   deliver  tp_btf/tcp_probe, tracepoint/tcp/tcp_probe (skbaddr/skaddr: Linux 6.10+; older
- *            records fail the CO-RE relocation and the loader falls back),
- *            fentry|kprobe/tcp_rcv_established
- *   tx       tp_btf/net_dev_queue, tracepoint/net/net_dev_queue, fentry|kprobe/__dev_queue_xmit
- *   free     tp_btf/kfree_skb, tracepoint/skb/kfree_skb, fentry|kprobe/sk_skb_reason_drop
- *   consume  tp_btf/consume_skb, tracepoint/skb/consume_skb, fentry|kprobe/consume_skb
+ * Attach plans: the programs at the end of this file (bpf/README.md). The rx function candidates
+ * are upstream's start, ip_rcv (IPv4 only); the classic tcp_probe record has skbaddr/skaddr
+ * since Linux 6.10, and older ones fail the CO-RE relocation, so the loader falls back.
  *
  * In flight (RX only): netif_receive_skb puts skb -> start into the in-flight table "skbs"
  * (latency.bpf.h); tcp_probe measures and removes it. A received TCP packet that never reaches an established socket

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 OR GPL-2.0-only */
 /*
- * kernellatency: the kernel <-> user-space contract of kernellatency.bpf.c (style.md rule 6): how
+ * kernellatency: the kernel <-> user-space contract of kernellatency.bpf.c: how
  * long TCP packets spend in the kernel's receive and transmit paths, per (namespace, direction),
  * as a log2 histogram (latency.h) plus upstream's two fixed thresholds, and, when events are on,
- * each packet above the event threshold. Mirrored in otel_kubeskoop/bpf/layouts.py.
+ * each packet above the event threshold. Mirrored in otel_kubeskoop/bpf/generated/ (make).
  */
 #ifndef __KERNELLATENCY_H
 #define __KERNELLATENCY_H

@@ -9,15 +9,10 @@
  *   XMIT   net:net_dev_start_xmit -> net:net_dev_xmit: the driver's ndo_start_xmit(), until it
  *          accepted the packet into its TX ring (not until the wire).
  *
- * Hooks, each with its candidates in the loader's order (otel_kubeskoop/probes/netiftxlat.py):
- *   queue    tp_btf/net_dev_queue, tracepoint/net/net_dev_queue, fentry|kprobe/__dev_queue_xmit
- *            (the function's entry, slightly before the tracepoint: before the tc egress hook)
- *   start    tp_btf/net_dev_start_xmit, tracepoint/net/net_dev_start_xmit (no function: the
- *            call site is the inlined netdev_start_xmit())
- *   xmit     tp_btf/net_dev_xmit, tracepoint/net/net_dev_xmit
- *   free     tp_btf/kfree_skb, tracepoint/skb/kfree_skb, fentry/sk_skb_reason_drop (newer),
- *            fentry/kfree_skb_reason (before), kprobe/ on the same two
- *   consume  tp_btf/consume_skb, tracepoint/skb/consume_skb, fentry|kprobe/consume_skb
+ * Attach plans: the programs at the end of this file (bpf/README.md). __dev_queue_xmit's entry is
+ * slightly before net_dev_queue (before the tc egress hook); start has no function candidate (the
+ * call site is the inlined netdev_start_xmit()); free tries sk_skb_reason_drop (newer) and
+ * kfree_skb_reason (before) with fentry first, then with kprobes.
  *
  * In flight: net_dev_queue puts (skb, ifindex) -> start record into the in-flight table "skbs";
  * net_dev_start_xmit measures QDISC; net_dev_xmit measures XMIT and removes it. Keyed by the
@@ -342,16 +337,16 @@ int BPF_PROG(netiftxlat_free_reason_drop_fentry, struct sock *sk, struct sk_buff
 	return handle_free(true, skb);
 }
 
-SEC("kprobe/sk_skb_reason_drop")
-int BPF_KPROBE(netiftxlat_free_reason_drop_kprobe, struct sock *sk, struct sk_buff *skb)
-{
-	return handle_free(false, skb);
-}
-
 SEC("fentry/kfree_skb_reason")
 int BPF_PROG(netiftxlat_free_skb_reason_fentry, struct sk_buff *skb)
 {
 	return handle_free(true, skb);
+}
+
+SEC("kprobe/sk_skb_reason_drop")
+int BPF_KPROBE(netiftxlat_free_reason_drop_kprobe, struct sock *sk, struct sk_buff *skb)
+{
+	return handle_free(false, skb);
 }
 
 SEC("kprobe/kfree_skb_reason")

@@ -2,12 +2,8 @@
 /*
  * packetloss: packets the kernel dropped, with the kernel's own reason (see packetloss.h).
  *
- * One hook, "drop", in the loader's order of preference (otel_kubeskoop/probes/packetloss.py):
- *   tp_btf/kfree_skb                 (skb, location, reason, rx_sk): Linux 6.10+
- *   tracepoint/skb/kfree_skb         any kernel; reason since 5.17, rx_sk since 6.10 (CO-RE)
- *   fentry|kprobe/sk_skb_reason_drop (sk, skb, reason): 6.10+, for kernels without tracepoints
- *   fentry|kprobe/kfree_skb_reason   (skb, reason): 5.17 to 6.9
- * The function fallbacks see a free before the last reference is dropped and have no location.
+ * One hook, "drop", whose candidates are the programs at the end of this file (bpf/README.md). The
+ * function fallbacks see a free before the last reference is dropped and have no location.
  *
  * Frees that are not drops are left out here, in the kernel: SKB_CONSUMED (since Linux 6.2,
  * commit 0e84afe8ebfb "net: dropreason: add SKB_CONSUMED reason", the kernel routes it to the
@@ -100,17 +96,19 @@ static __always_inline int handle_drop(void *ctx, const struct sk_buff *skb, __u
 	return 0;
 }
 
-/* hook "drop": thin wrappers over handle_drop, in the loader's order of preference. */
+/* hook "drop": thin wrappers over handle_drop. tp_btf/kfree_skb has (skb, location, reason, rx_sk)
+ * since Linux 6.10; the classic record exists on any kernel. sk_skb_reason_drop (sk, skb, reason)
+ * is 6.10+, kfree_skb_reason (skb, reason) 5.17 to 6.9. */
 
 SEC("tp_btf/kfree_skb")
-int BPF_PROG(packetloss_kfree_skb_btf, struct sk_buff *skb, void *location,
+int BPF_PROG(packetloss_drop_btf, struct sk_buff *skb, void *location,
 	     enum skb_drop_reason reason, struct sock *rx_sk)
 {
 	return handle_drop(ctx, skb, (__u64)location, reason, rx_sk);
 }
 
 SEC("tracepoint/skb/kfree_skb")
-int packetloss_kfree_skb_tp(struct trace_event_raw_kfree_skb *ctx)
+int packetloss_drop_tp(struct trace_event_raw_kfree_skb *ctx)
 {
 	__u32 reason = 0;
 	const struct sock *rx_sk = NULL;
@@ -125,27 +123,27 @@ int packetloss_kfree_skb_tp(struct trace_event_raw_kfree_skb *ctx)
 }
 
 SEC("fentry/sk_skb_reason_drop")
-int BPF_PROG(packetloss_reason_drop_fentry, struct sock *sk, struct sk_buff *skb,
+int BPF_PROG(packetloss_drop_reason_drop_fentry, struct sock *sk, struct sk_buff *skb,
 	     enum skb_drop_reason reason)
 {
 	return handle_drop(ctx, skb, 0, reason, sk);
 }
 
 SEC("kprobe/sk_skb_reason_drop")
-int BPF_KPROBE(packetloss_reason_drop_kprobe, struct sock *sk, struct sk_buff *skb,
+int BPF_KPROBE(packetloss_drop_reason_drop_kprobe, struct sock *sk, struct sk_buff *skb,
 	       enum skb_drop_reason reason)
 {
 	return handle_drop(ctx, skb, 0, reason, sk);
 }
 
 SEC("fentry/kfree_skb_reason")
-int BPF_PROG(packetloss_kfree_skb_reason_fentry, struct sk_buff *skb, enum skb_drop_reason reason)
+int BPF_PROG(packetloss_drop_skb_reason_fentry, struct sk_buff *skb, enum skb_drop_reason reason)
 {
 	return handle_drop(ctx, skb, 0, reason, NULL);
 }
 
 SEC("kprobe/kfree_skb_reason")
-int BPF_KPROBE(packetloss_kfree_skb_reason_kprobe, struct sk_buff *skb,
+int BPF_KPROBE(packetloss_drop_skb_reason_kprobe, struct sk_buff *skb,
 	       enum skb_drop_reason reason)
 {
 	return handle_drop(ctx, skb, 0, reason, NULL);

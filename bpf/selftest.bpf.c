@@ -2,10 +2,8 @@
 /*
  * selftest: exercises the BPF machinery end to end on any node (see selftest.h).
  *
- * Two hooks, each with an attach plan the loader chooses from (otel_kubeskoop/bpf/selftest.py):
- *   reset  a TCP socket received a RST: tp_btf/tcp_receive_reset, tracepoint/tcp/tcp_receive_reset,
- *          fentry/tcp_reset, kprobe/tcp_reset
- *   drop   the kernel dropped a packet: tp_btf/kfree_skb, tracepoint/skb/kfree_skb
+ * Two hooks, whose attach plans are the programs at the end of this file (bpf/README.md): "reset",
+ * a TCP socket received a RST, and "drop", the kernel dropped a packet.
  * A connect() to a closed port on loopback fires both: the SYN is dropped (NO_SOCKET) and answered
  * by a RST, which the connecting socket receives.
  *
@@ -98,7 +96,7 @@ static __always_inline int handle_drop(const struct sk_buff *skb, __u32 reason)
 	return 0;
 }
 
-/* hook "reset": thin wrappers over handle_reset, in the loader's order of preference. */
+/* hook "reset": thin wrappers over handle_reset. */
 
 SEC("tp_btf/tcp_receive_reset")
 int BPF_PROG(selftest_reset_btf, struct sock *sk)

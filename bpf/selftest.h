@@ -3,7 +3,7 @@
  * selftest: the kernel <-> user-space contract of selftest.bpf.c, the object that exercises the
  * BPF machinery end to end (loader, attach plans, rodata, maps, ring buffer, rate limit). It is
  * shipped so that `otel-kubeskoop doctor` can check a node; it is not a probe.
- * Mirrored in otel_kubeskoop/bpf/layouts.py.
+ * Mirrored in otel_kubeskoop/bpf/generated/ (make).
  */
 #ifndef __SELFTEST_H
 #define __SELFTEST_H

@@ -16,16 +16,9 @@
  * bytes: the segment did not reach write_seq) the wait starts again at that moment, so each
  * measurement is one gap during which the socket held waiting data.
  *
- * Hooks, each with its candidates in the loader's order (otel_kubeskoop/probes/socketlatency.py):
- *   ready    tp_btf/sk_data_ready, tracepoint/sock/sk_data_ready (Linux 6.6+),
- *            fentry|kprobe/sock_def_readable
- *   recv     tp_btf/sock_recv_length, tracepoint/sock/sock_recv_length (Linux 6.3+),
- *            fentry|kprobe/tcp_cleanup_rbuf (upstream's read end point)
- *   sendmsg  tp_btf/tcp_sendmsg_locked (Linux 6.11+), fentry|kprobe/tcp_sendmsg_locked (the
- *            classic tracepoint's record has no socket)
- *   xmit     tp_btf/net_dev_queue, tracepoint/net/net_dev_queue, fentry|kprobe/__dev_queue_xmit
- *   close    tp_btf/inet_sock_set_state, tracepoint/sock/inet_sock_set_state,
- *            fentry|kprobe/tcp_set_state
+ * Attach plans: the programs at the end of this file (bpf/README.md). The tracepoints arrived in
+ * Linux 6.6 (sk_data_ready), 6.3 (sock_recv_length) and 6.11 (tcp_sendmsg_locked, which has no
+ * classic candidate: its record has no socket); tcp_cleanup_rbuf is upstream's read end point.
  *
  * In flight: the table "socks" holds (socket, direction) -> start while a wait is timed. A
  * socket that reaches TCP_CLOSE has its entries removed (counted as discarded); anything else

@@ -7,11 +7,7 @@
  *           handler starting on that CPU (pending bits are per CPU, so both are on one CPU);
  *   EXCUTE  irq:softirq_entry -> irq:softirq_exit: the handler's run.
  *
- * Hooks, each with its candidates in the loader's order (otel_kubeskoop/probes/softirq.py):
- *   raise  tp_btf/softirq_raise, tracepoint/irq/softirq_raise
- *   entry  tp_btf/softirq_entry, tracepoint/irq/softirq_entry
- *   exit   tp_btf/softirq_exit, tracepoint/irq/softirq_exit
- * No function alternatives: __raise_softirq_irqoff() and handle_softirqs() are where these
+ * Attach plans: the programs at the end of this file (bpf/README.md). No function alternatives: __raise_softirq_irqoff() and handle_softirqs() are where these
  * tracepoints are, and the handlers differ per type.
  *
  * In flight: one slot per (CPU, type) in a per-CPU array, so nothing can leak or be evicted: a

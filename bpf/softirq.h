@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 OR GPL-2.0-only */
 /*
- * softirq: the kernel <-> user-space contract of softirq.bpf.c (style.md rule 6): how long a
+ * softirq: the kernel <-> user-space contract of softirq.bpf.c: how long a
  * raised softirq waits before it runs, and how long it runs, per (softirq type, CPU). Node scope:
- * a softirq belongs to no pod. Mirrored in otel_kubeskoop/bpf/layouts.py.
+ * a softirq belongs to no pod. Mirrored in otel_kubeskoop/bpf/generated/ (make).
  */
 #ifndef __SOFTIRQ_H
 #define __SOFTIRQ_H

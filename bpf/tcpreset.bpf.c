@@ -2,10 +2,9 @@
 /*
  * tcpreset: TCP resets sent and received (see tcpreset.h).
  *
- * Two hooks, each with its candidates in the loader's order (otel_kubeskoop/probes/tcpreset.py):
- *   send     tp_btf/tcp_send_reset (sk, skb, reason: Linux 6.10+), tracepoint/tcp/tcp_send_reset,
- *            fentry|kprobe/tcp_v4_send_reset (passive IPv4 resets only: NOSOCK and PROCESS)
- *   receive  tp_btf/tcp_receive_reset, tracepoint/tcp/tcp_receive_reset, fentry|kprobe/tcp_reset
+ * Two hooks, "send" and "receive", whose candidates are the programs at the end of this file
+ * (bpf/README.md). tp_btf/tcp_send_reset has (sk, skb, reason) since Linux 6.10; the function
+ * candidates on tcp_v4_send_reset see passive IPv4 resets only (NOSOCK and PROCESS).
  *
  * Which sent reset is which, from the tracepoint's arguments (Linux 6.10+):
  *   skb == NULL  ACTIVE   net/ipv4/tcp_output.c tcp_send_active_reset():
@@ -24,35 +23,26 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_tracing.h>
-#include "maps.bpf.h"
-#include "netns.bpf.h"
 #include "tuple.bpf.h"
 #include "core_fixes.bpf.h"
-#include "events.bpf.h"
+#include "typecount.bpf.h"
 #include "tcpreset.h"
 
-/* Settings (set between open and load). */
-const volatile bool targ_emit = false; /* send events (event.probes has tcpreset) */
-
-DECLARE_COUNTERS(struct tcpreset_key, TCPRESET_MAX_COUNTERS);
+DECLARE_TYPECOUNT(TCPRESET_MAX_COUNTERS);
 
 BTF_EXPORT(struct tcpreset_event, tcpreset_event);
 BTF_EXPORT(enum tcpreset_type, tcpreset_type);
+BTF_EXPORT(enum tcpreset_reason, tcpreset_reason);
 BTF_EXPORT(struct flow_tuple, flow_tuple);
 
 static __always_inline int handle_reset(const struct sock *sk, const struct sk_buff *skb,
 					__u32 type, __u32 reason)
 {
-	struct tcpreset_key key = {};
 	struct tcpreset_event *e;
 	struct netns_id id = sk ? sk_netns_id(false, sk) : skb_netns_id(false, skb);
 	__u16 state = sk ? BPF_CORE_READ(sk, __sk_common.skc_state) : 0;
 
-	key.netns = id.inum;
-	key.netns_cookie = id.cookie;
-	key.type = type;
-	counters_add(&key);
-
+	typecount_add(id, type);
 	if (!targ_emit)
 		return 0;
 	e = event_reserve(struct tcpreset_event, id.inum, type, state);

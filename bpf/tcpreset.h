@@ -1,31 +1,29 @@
 /* SPDX-License-Identifier: Apache-2.0 OR GPL-2.0-only */
 /*
- * tcpreset: the kernel <-> user-space contract of tcpreset.bpf.c (style.md rule 6): TCP resets
- * sent and received, counted per (namespace, type) and, when events are on, sent one by one.
- * Mirrored in otel_kubeskoop/bpf/layouts.py.
+ * tcpreset: the kernel <-> user-space contract of tcpreset.bpf.c: TCP resets sent and received,
+ * counted per (namespace, type) in "counters" (struct typecount_key, typecount.h) and, when
+ * events are on, sent one by one. Mirrored in otel_kubeskoop/bpf/generated/ (make).
  */
 #ifndef __TCPRESET_H
 #define __TCPRESET_H
 
 #include "events.h"
 #include "tuple.h"
+#include "typecount.h"
 
 #define TCPRESET_MAX_COUNTERS 16384
-#define TCPRESET_REASON_NONE 0xffffffffU /* the kernel gave no sk_rst_reason */
 
-/* event_header.type, and tcpreset_key.type: upstream KubeSkoop's four reset types. */
+/* tcpreset_event.reason when the kernel gave no enum sk_rst_reason. */
+enum tcpreset_reason {
+	TCPRESET_REASON_NONE = 0xffffffffU,
+};
+
+/* event_header.type, and typecount_key.type: upstream KubeSkoop's four reset types. */
 enum tcpreset_type {
 	TCPRESET_NOSOCK = 1,  /* a RST answering a packet that matched no socket */
 	TCPRESET_PROCESS = 2, /* a RST answering a packet that matched a socket (any state) */
 	TCPRESET_ACTIVE = 3,  /* a RST the stack sent on its own: abort, linger 0, timeout... */
 	TCPRESET_RECEIVE = 4, /* a socket received a valid RST */
-};
-
-/* Key of the "counters" map (value: __u64 resets, shared by all CPUs). */
-struct tcpreset_key {
-	__u32 netns;
-	__u32 netns_cookie; /* low 32 bits of the namespace's never-reused id (netns.bpf.h) */
-	__u32 type;         /* enum tcpreset_type */
 };
 
 /*

@@ -2,16 +2,13 @@
 /*
  * tcpretrans: TCP retransmissions, by kind (see tcpretrans.h).
  *
- * Two hooks, each with its candidates in the loader's order (otel_kubeskoop/probes/tcpretrans.py):
- *   retransmit  tp_btf/tcp_retransmit_skb (sk, skb, err: Linux 6.17+),
- *               tracepoint/tcp/tcp_retransmit_skb, fentry|kprobe/tcp_retransmit_skb
- *   synack      tp_btf/tcp_retransmit_synack, tracepoint/tcp/tcp_retransmit_synack,
- *               fentry|kprobe/tcp_rtx_synack
+ * Two hooks, "retransmit" and "synack", whose candidates are the programs at the end of this file
+ * (bpf/README.md); tp_btf/tcp_retransmit_skb has (sk, skb, err) since Linux 6.17.
  *
  * Since Linux 6.17 ("tcp: trace retransmit failures in tcp_retransmit_skb") tcp_retransmit_skb
  * also fires for retransmissions that failed (err != 0, nothing sent); those are not counted, as
- * before 6.17 and as the kernel's RetransSegs does not. The fentry/kprobe fallbacks cannot see
- * the result and count attempts.
+ * before 6.17 (the kernel counts them in RetransSegs, which it increments before the transmit,
+ * and in TCPRetransFail). The fentry/kprobe fallbacks cannot see the result and count attempts.
  *
  * Kind of a tcp_retransmit_skb, from the socket when it fires, read with CO-RE:
  *   sk_state == TCP_SYN_SENT                           SYN
@@ -27,18 +24,13 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_tracing.h>
-#include "maps.bpf.h"
-#include "netns.bpf.h"
 #include "tuple.bpf.h"
 #include "core_fixes.bpf.h"
-#include "events.bpf.h"
+#include "typecount.bpf.h"
 #include "tuples.bpf.h"
 #include "tcpretrans.h"
 
-/* Settings (set between open and load). */
-const volatile bool targ_emit = false; /* send events (event.probes has tcpretrans) */
-
-DECLARE_COUNTERS(struct tcpretrans_key, TCPRETRANS_MAX_COUNTERS);
+DECLARE_TYPECOUNT(TCPRETRANS_MAX_COUNTERS);
 /* Retransmissions per connection (ports included, as upstream keys them): the compat endpoint's
  * tuple labels (tuples.bpf.h). */
 DECLARE_TUPLES(tuples, TCPRETRANS_MAX_TUPLES);
@@ -50,15 +42,11 @@ BTF_EXPORT(struct flow_tuple, flow_tuple);
 static __always_inline int count_and_emit(const struct sock *sk, __u32 type, __u16 state,
 					  const struct sock *tuple_sk)
 {
-	struct tcpretrans_key key = {};
 	struct tcpretrans_event *e;
 	struct netns_id id = sk_netns_id(false, sk);
 	struct flow_tuple tuple = {};
 
-	key.netns = id.inum;
-	key.netns_cookie = id.cookie;
-	key.type = type;
-	counters_add(&key);
+	typecount_add(id, type);
 	tuple_from_sock(&tuple, tuple_sk);
 	if (tuple.family)
 		tuples_add(&tuples, &tuples_inserted, &tuple);

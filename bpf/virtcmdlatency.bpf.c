@@ -8,11 +8,8 @@
  *   virtnet_send_command()): the command sent on the control virtqueue, the device notified,
  *   and the driver busy-waiting for the device's answer.
  *
- * No tracepoint is anywhere near, so only function hooks can see it:
- *   entry  fentry/virtnet_send_command_reply, fentry/virtnet_send_command,
- *          kprobe/virtnet_send_command_reply, kprobe/virtnet_send_command
- *   exit   fexit/..., kretprobe/... on the same functions
- * Since Linux 6.10 the body is virtnet_send_command_reply() and virtnet_send_command() a thin
+ * No tracepoint is anywhere near, so only function hooks can see it: the candidates of "entry"
+ * and "exit" are the programs at the end of this file (bpf/README.md). Since Linux 6.10 the body is virtnet_send_command_reply() and virtnet_send_command() a thin
  * wrapper the compiler may inline (on the 6.18 development kernel it is not in kallsyms or BTF
  * at all). A kernel without kprobes where fentry cannot load gets nothing: the probe is then
  * unavailable, and says why.

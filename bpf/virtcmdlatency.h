@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 OR GPL-2.0-only */
 /*
- * virtcmdlatency: the kernel <-> user-space contract of virtcmdlatency.bpf.c (style.md rule 6):
+ * virtcmdlatency: the kernel <-> user-space contract of virtcmdlatency.bpf.c:
  * how long virtio-net control commands take, per (namespace, interface, command class).
- * Mirrored in otel_kubeskoop/bpf/layouts.py.
+ * Mirrored in otel_kubeskoop/bpf/generated/ (make).
  */
 #ifndef __VIRTCMDLATENCY_H
 #define __VIRTCMDLATENCY_H

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Command line: ``run``, ``probes``, ``doctor``, ``cleanup``, ``config validate``."""
+"""Command line: ``run``, ``probes``, ``doctor``, ``cleanup``, ``watch``, ``top``, ``config validate``."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import click
 from otel_kubeskoop import __version__
 from otel_kubeskoop import environment_variables as env
 from otel_kubeskoop.config import CONFIG_ERROR, Config, ConfigError, load, parse
+from otel_kubeskoop.top import COLUMNS as TOP_COLUMNS
 
 log = logging.getLogger("otel_kubeskoop")
 
@@ -54,6 +55,12 @@ def main() -> None:
 @click.option("-d", "--debug", is_flag=True, help="Debug logging (same as debugMode: true).")
 def run(config_path: str | None, debug: bool) -> None:
     """Run the agent until SIGTERM or SIGINT."""
+
+    def _hangup(signum: int, frame: object) -> None:
+        # Until the agent is up to reload, ignored rather than fatal (the default action).
+        log.warning("received SIGHUP while starting: ignored (it reloads the config once the agent runs)")
+
+    signal.signal(signal.SIGHUP, _hangup)
     config = _load(config_path)
     _setup_logging(debug or config.debug)
     if config.warning:
@@ -80,14 +87,11 @@ def run(config_path: str | None, debug: bool) -> None:
         log.info("received %s, stopping", signal.Signals(signum).name)
         agent.request_stop()
 
-    def _hangup(signum: int, frame: object) -> None:
-        # Ignored, not fatal (the default action): a stray SIGHUP must not stop collection.
-        log.warning("received SIGHUP: ignored (this version does not reload its config)")
-
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGINT, _terminate)
-    signal.signal(signal.SIGHUP, _hangup)
     agent.start()
+    # SIGHUP reloads the config (reload.py), from now on: the agent is up to apply it.
+    signal.signal(signal.SIGHUP, lambda signum, frame: agent.reloader.request("SIGHUP"))
     agent.wait()
     agent.stop()
     log.info("stopped")
@@ -150,6 +154,66 @@ def cleanup(config_path: str | None, prestop: bool) -> None:
                        ignore_cgroup=own_cgroup() if prestop else None)
     click.echo(str(done))
     sys.exit(1 if done.errors else 0)
+
+
+def _socket_path(config_path: str | None, socket_path: str | None) -> str:
+    if socket_path:
+        return socket_path
+    from otel_kubeskoop.config import DEFAULT_EVENT_SOCKET
+
+    path = config_path or os.environ.get(env.KUBESKOOP_CONFIG)
+    return _load(path).raw.event_stream.path if path else DEFAULT_EVENT_SOCKET
+
+
+@main.command()
+@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False), help="The agent's config (its eventStream.path).")
+@click.option("--socket", "socket_path", help="The agent's event stream socket (default: from the config, else /run/otel-kubeskoop/events.sock).")
+@click.option("--netns", help="Only this network namespace: an inode, or a name under /run/netns.")
+@click.option("--namespace", help="Only pods of this Kubernetes namespace.")
+@click.option("--pod", help="Only this pod (by name).")
+@click.option("--probe", help="Only this probe's events (tcpreset, packetloss...).")
+@click.option("--type", "type_", help="Only this event type: upstream (TCPRESET_NOSOCK) or ours (the event name, or its last word).")
+@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def watch(config_path: str | None, socket_path: str | None, netns: str | None, namespace: str | None,
+          pod: str | None, probe: str | None, type_: str | None, output: str) -> None:
+    """Follow the running agent's events live, filtered."""
+    from otel_kubeskoop.watch import NoAgent, follow, netns_inode, table_row
+
+    filters: dict[str, object] = {k: v for k, v in (("namespace", namespace), ("pod", pod), ("probe", probe),
+                                                    ("type", type_)) if v}
+    try:
+        if netns:
+            filters["netns"] = netns_inode(netns)
+        for message in follow(_socket_path(config_path, socket_path), {"mode": "events", "filters": filters}):
+            if "event" in message:
+                record = message["event"]
+                click.echo(json.dumps(record, separators=(",", ":")) if output == "json" else "  ".join(table_row(record)))
+            elif "lost" in message:
+                click.echo(f"# {message['lost']} events lost (this client read too slowly; {message['total_lost']} in all)", err=True)
+    except (NoAgent, ValueError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        return
+    click.echo("error: the agent closed the stream", err=True)
+    sys.exit(1)
+
+
+@main.command()
+@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False), help="The agent's config (its eventStream.path).")
+@click.option("--socket", "socket_path", help="The agent's event stream socket.")
+@click.option("--sort", type=click.Choice(list(TOP_COLUMNS)), default="drops", show_default=True,
+              help="The column to sort by (the s key moves on).")
+def top(config_path: str | None, socket_path: str | None, sort: str) -> None:
+    """A live view of the running agent: one row per pod, refreshed every collection."""
+    from otel_kubeskoop.top import run_top
+    from otel_kubeskoop.watch import NoAgent
+
+    try:
+        run_top(_socket_path(config_path, socket_path), sort)
+    except NoAgent as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
 
 
 @main.group("config")

@@ -25,3 +25,8 @@ OTEL_METRIC_EXPORT_INTERVAL = "OTEL_METRIC_EXPORT_INTERVAL"
 """Collection and export interval in milliseconds when the config has no ``otlp.interval``."""
 OTEL_SDK_DISABLED = "OTEL_SDK_DISABLED"
 """``true`` turns OTLP export off; the agent still collects and serves its HTTP endpoints."""
+OTEL_EXPORTER_OTLP_PREFIX = "OTEL_EXPORTER_OTLP_"
+"""The exporters' variables, ``OTEL_EXPORTER_OTLP_[METRICS_|LOGS_]<OPTION>``: the agent checks
+``ENDPOINT``, ``HEADERS``, ``COMPRESSION``, ``CERTIFICATE``, ``CLIENT_KEY`` and
+``CLIENT_CERTIFICATE`` before start, and reads ``TIMEOUT`` itself, in milliseconds as the
+specification says (the Python SDK would read seconds)."""

@@ -11,6 +11,11 @@ from otel_kubeskoop.telemetry import exporters
 from otel_kubeskoop.telemetry.events import LineSink, line_sink
 
 
+class StartError(OSError):
+    """Something the config names cannot be had at start (an address, a file); the message names
+    the file, the key and the value."""
+
+
 def metric_exporter(config: Config) -> Any:
     """The OTLP metric exporter, or None when no endpoint is configured."""
     otlp = config.otlp
@@ -21,14 +26,18 @@ def event_outputs(config: Config, log_exporters: list[Any] | None = None) -> tup
     """The log exporters (``log_exporters`` in place of the OTLP one when given) and line sinks."""
     otlp = config.otlp
     if log_exporters is None:
-        log_exporters = [exporters.log_exporter(otlp.protocol, otlp.endpoint, otlp.headers, otlp.timeout)] if otlp.enabled else []
+        log_exporters = [exporters.log_exporter(otlp.protocol, otlp.endpoint, otlp.headers, otlp.logs_timeout)] if otlp.enabled else []
     log_exporters = list(log_exporters)
     line_sinks: list[LineSink] = []
-    for sink in config.sinks:
+    for i, sink in enumerate(config.sinks):
         if sink.name == "loki" and sink.addr:
             log_exporters.append(exporters.loki_log_exporter(sink.addr))
-        else:
+            continue
+        try:
             line_sinks.append(line_sink(sink.name, sink.path))
+        except OSError as exc:
+            raise StartError(f"{config.source}: event.sinks[{i}].args.path: cannot open {sink.path!r}: "
+                             f"{exc.strerror or exc}") from None
     if not config.sinks and not otlp.enabled:
         line_sinks.append(line_sink("stdout"))  # one machine, no backend: show events at once
     return log_exporters, line_sinks

@@ -110,6 +110,19 @@ class ProbeRun:
         return out
 
 
+@dataclass
+class ProbeChanges:
+    """What :meth:`ProbeRuntime.apply` did, by probe name."""
+
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    restarted: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # name -> why it did not start
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.removed or self.restarted)
+
+
 class EventPump:
     """One thread for every probe's events: epoll over the fds probes hand in (a libbpf ring
     buffer's epoll fd), calling each one's ``consume`` when it is readable."""
@@ -120,6 +133,9 @@ class EventPump:
         self._consumers: dict[int, tuple[str, Callable[[], None]]] = {}
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        # Held around each consume(): unwatch() takes it, so a probe's buffer is never read while
+        # (or after) the probe closes it.
+        self._dispatch = threading.Lock()
         self.errors: Counter[str] = Counter()  # probe -> consume() failures
 
     def watch(self, probe: str, fd: int, consume: Callable[[], None]) -> None:
@@ -135,15 +151,25 @@ class EventPump:
         epoll = self._epoll
         while not self._stop.is_set() and epoll is not None:
             for fd, _ in epoll.poll(self._timeout):
-                probe, consume = self._consumers.get(fd, ("", None))
-                if consume is None:
-                    continue
-                try:
-                    consume()
-                except Exception as exc:  # isolation: one probe's bad record never stops the pump
-                    if not self.errors[probe]:
-                        log.error("events of probe %s: %s: %s", probe, error_type(exc), exc)
-                    self.errors[probe] += 1
+                with self._dispatch:
+                    probe, consume = self._consumers.get(fd, ("", None))
+                    if consume is None:
+                        continue
+                    try:
+                        consume()
+                    except Exception as exc:  # isolation: one probe's bad record never stops the pump
+                        if not self.errors[probe]:
+                            log.error("events of probe %s: %s: %s", probe, error_type(exc), exc)
+                        self.errors[probe] += 1
+
+    def unwatch(self, probe: str) -> None:
+        """Stop polling ``probe``'s fds; returns once no consume() of it is running."""
+        with self._dispatch:
+            for fd in [fd for fd, (name, _) in self._consumers.items() if name == probe]:
+                del self._consumers[fd]
+                if self._epoll is not None:
+                    self._epoll.unregister(fd)
+            self.errors.pop(probe, None)
 
     def stop(self) -> None:
         """Stop polling (before the probes close their buffers). Idempotent."""
@@ -179,6 +205,7 @@ class ProbeRuntime:
                 log.warning("bpfStats: %s", self.program_stats.reason)
                 self.program_stats = None
         self._emit = emit or (lambda event: None)
+        self._registry = registry
         self.runs: list[ProbeRun] = []
         self._first: dict[str, ProbeRun] = {}  # a probe configured for both kinds runs once
         for pc in probes:
@@ -193,7 +220,10 @@ class ProbeRuntime:
     def start(self, cycle: Cycle) -> None:
         """Start every probe, with ``cycle`` (the first namespace scan) in its context."""
         self.cycle = cycle
-        for run in self.runs:
+        self._start(self.runs)
+
+    def _start(self, runs: Iterable[ProbeRun]) -> None:
+        for run in runs:
             first = self._first.setdefault(run.name, run)
             if first is not run:
                 run.probe, run.ctx, run.state, run.reason = first.probe, first.ctx, first.state, first.reason
@@ -218,6 +248,69 @@ class ProbeRuntime:
             run.probe = probe
             run.state = State.RUNNING
             log.info("probe %s (%s) running", run.name, run.kind.value)
+
+    # Changes while running (a config reload) ---------------------------------------------------
+
+    def apply(self, probes: Iterable[ProbeConfig]) -> ProbeChanges:
+        """Make the running probes those of ``probes``: start the new ones, stop the removed
+        ones, restart those whose arguments (or whether they give events, fixed at start)
+        changed. The others keep running untouched, so their counters and kernel maps go on.
+
+        A probe that fails to start is reported failed (with its error) like at start; the rest
+        of the change applies.
+        """
+        wanted = list(probes)
+        args = {pc.name: pc.args for pc in wanted}
+        events = {pc.name for pc in wanted if pc.kind is Kind.EVENTS}
+        metrics = {pc.name for pc in wanted if pc.kind is Kind.METRICS}
+        changes = ProbeChanges(
+            added=sorted(set(args) - set(self._args)),
+            removed=sorted(set(self._args) - set(args)),
+            restarted=sorted(n for n in set(args) & set(self._args)
+                             if args[n] != self._args[n] or (n in events) != (n in self._with_events)))
+        for name in changes.removed + changes.restarted:
+            self.remove(name)
+        self._args, self._with_events, self._with_metrics = args, events, metrics
+        kept = {(run.name, run.kind): run for run in self.runs}
+        self.runs = [kept.get((pc.name, pc.kind)) or ProbeRun(pc.name, pc.kind, self._registry[pc.name]) for pc in wanted]
+        for name, run in list(self._first.items()):  # a probe's metrics entry went, its events entry stays
+            if all(r is not run for r in self.runs):
+                heir = next(r for r in self.runs if r.name == name)
+                heir.state, heir.reason, heir.last_error = run.state, run.reason, run.last_error
+                heir.errors, heir.last_duration, heir.collections = run.errors, run.last_duration, run.collections
+                self._first[name] = heir
+        self._start([run for run in self.runs if run.probe is None and run.state is State.STOPPED])
+        changes.failed = {run.name: run.reason for run in self.runs
+                          if run.name in changes.added + changes.restarted and run.state is State.FAILED}
+        return changes
+
+    def remove(self, name: str) -> None:
+        """Stop probe ``name`` completely (its events no longer polled, then its ``stop``) and
+        forget it; its series are no longer reported, as a vanished namespace's are not."""
+        self.pump.unwatch(name)
+        first = self._first.pop(name, None)
+        if first is not None and first.probe is not None:
+            try:
+                first.probe.stop()
+            except Exception as exc:  # isolation: the reload goes on
+                log.warning("probe %s: stop: %s: %s", name, error_type(exc), exc)
+        self.runs = [run for run in self.runs if run.name != name]
+        self._args.pop(name, None)
+        self._with_events.discard(name)
+        self._with_metrics.discard(name)
+        log.info("probe %s stopped", name)
+
+    def set_bpf_stats(self, enabled: bool) -> str:
+        """Turn the kernel's per-program statistics on or off; the reason when it cannot be on."""
+        if enabled and self.program_stats is None:
+            stats = ProgramStats()
+            if not stats.enable():
+                return stats.reason
+            self.program_stats = stats
+        elif not enabled and self.program_stats is not None:
+            self.program_stats.close()
+            self.program_stats = None
+        return ""
 
     def _context(self, name: str) -> ProbeContext:
         def watch(fd: int, consume: Callable[[], None]) -> None:

@@ -66,7 +66,13 @@ class _Handler(BaseHTTPRequestHandler):
     routes: dict[str, Route] = {}
 
     def do_GET(self) -> None:  # noqa: N802 (http.server API)
-        route = self.routes.get(self.path.split("?", 1)[0])
+        self._serve("")
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server API)
+        self._serve("POST ")  # POST routes are keyed "POST /path"
+
+    def _serve(self, method: str) -> None:
+        route = self.routes.get(method + self.path.split("?", 1)[0])
         if route is None:
             status, ctype, body = 404, "text/plain", b"not found\n"
         else:

@@ -1,6 +1,12 @@
 # SPDX-License-Identifier: Apache-2.0
 """The agent's HTTP routes: ``/status`` (a document the cycle leaves behind, so a request never
-touches probe state), ``/healthz``, ``/readyz``, and the compat ``/metrics``."""
+touches probe state), ``/healthz``, ``/readyz``, and the compat ``/metrics``.
+
+Health is about collection, never the backend (export runs on its own thread): ``/healthz`` fails
+when no cycle has ended within ``LIVENESS_INTERVALS`` intervals plus ``LIVENESS_SLACK_S`` (counted
+from the loop's start for the first cycle), so a wedged agent is restarted; ``/readyz`` needs a
+finished cycle and a live loop.
+"""
 
 from __future__ import annotations
 
@@ -46,7 +52,8 @@ def status_document(agent: Agent) -> dict[str, Any]:
     return {
         "version": __version__,
         "node": agent.config.node_name,
-        "ready": agent.cycles > 0 and not problems,
+        "ready": ready(agent) and not problems,
+        "healthy": healthy(agent),
         "problems": problems,  # why not ready although collecting (otel_kubeskoop/health.py)
         "limits": {"file_descriptors_open": open_fds, "file_descriptors_soft_limit": agent.fd_limit,
                    "namespaces_max": agent.discovery.max_namespaces, "namespaces_left_out": left_out},
@@ -58,12 +65,10 @@ def status_document(agent: Agent) -> dict[str, Any]:
         "kubernetes": agent.pods.status(),
         # Their namespace-level data is the node's (they share its namespace).
         "host_network_pods": sorted(f"{p.namespace}/{p.name}" for p in agent.directory.attributor.host_network_pods()),
-        "otlp": {
-            "enabled": agent.pipeline is not None,
-            "protocol": agent.config.otlp.protocol,
-            "export_failures": agent.export_failures,
-        },
+        "otlp": otlp_status(agent),
         "events_emitted": agent.events.emitted,
+        "config": agent.reloader.status(),
+        "events": agent.events.status(),
         "http": agent.server.status() if agent.server is not None else None,
         # Upstream KubeSkoop's /status keys, so existing tooling keeps working.
         "inuse_probes": {
@@ -87,18 +92,36 @@ def namespace_status(agent: Agent, ns: Netns) -> dict[str, Any]:
     return out
 
 
+def otlp_status(agent: Agent) -> dict[str, Any]:
+    out: dict[str, Any] = {"enabled": agent.pipeline is not None, "protocol": agent.config.otlp.protocol,
+                           "export_failures": agent.export_failures}
+    if agent.sender is not None:
+        out.update(agent.sender.status())
+    if agent.pipeline is not None:
+        out["overflow"] = {"refused_last_cycle": agent.pipeline.refused, "refused_total": dict(agent.pipeline.overflow)}
+    return out
+
+
+LIVENESS_INTERVALS = 3
+LIVENESS_SLACK_S = 10.0  # a slow namespace scan on a busy node, on top of the intervals
+
+
 def healthy(agent: Agent) -> bool:
-    """The cycle thread is making progress: a cycle ended within three intervals."""
-    if not agent.running():
+    """The cycle thread is making progress: a cycle ended (or, before the first, the loop started)
+    within ``LIVENESS_INTERVALS`` intervals plus ``LIVENESS_SLACK_S``."""
+    since = agent.last_cycle_end if agent.last_cycle_end is not None else agent.loop_started
+    if not agent.running() or since is None:
         return False
-    if agent.last_cycle_end is None:
-        return True  # the first cycle is still running
-    return time.monotonic() - agent.last_cycle_end < 3 * agent.config.interval + 30
+    return time.monotonic() - since < LIVENESS_INTERVALS * agent.config.interval + LIVENESS_SLACK_S
+
+
+def ready(agent: Agent) -> bool:
+    return agent.cycles > 0 and healthy(agent)
 
 
 def readyz(agent: Agent) -> tuple[int, str, bytes]:
-    if agent.cycles == 0:
-        return 503, "text/plain", b"first collection not finished\n"
+    if not ready(agent):
+        return 503, "text/plain", b"no recent collection\n"
     problems = agent.status().get("problems")
     if problems:
         return 503, "text/plain", ("not ready: " + "; ".join(problems) + "\n").encode()
@@ -111,6 +134,17 @@ def routes(agent: Agent) -> dict[str, Route]:
         "/healthz": lambda: (200, "text/plain", b"ok\n") if healthy(agent) else (503, "text/plain", b"collection stalled\n"),
         "/readyz": lambda: readyz(agent),
     }
-    if agent.compat is not None:
-        out["/metrics"] = agent.compat.render
+    if agent.config.raw.compat.enabled:  # a reload may turn it off (and on again)
+        out["/metrics"] = lambda: agent.compat.render() if agent.compat is not None else (404, "text/plain", b"compat off\n")
+    out["POST /-/reload"] = lambda: reload_route(agent)
     return out
+
+
+def reload_route(agent: Agent) -> tuple[int, str, bytes]:
+    """``POST /-/reload``: reload now and answer with the outcome; 403 unless ``reload.http``."""
+    if not agent.config.raw.reload.http:
+        return 403, "text/plain", b"reload over HTTP is off (config reload.http)\n"
+    if agent.reloader.path is None:
+        return 409, "text/plain", b"no config file to reload (built-in defaults)\n"
+    outcome = agent.reloader.reload_and_wait("http")
+    return json_response(200 if outcome.get("result") in ("applied", "partial", "unchanged") else 422, outcome)

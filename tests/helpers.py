@@ -21,7 +21,7 @@ class MemoryExporter:
         self.fail = fail
         self.shut = False
 
-    def export_request(self, request: ExportMetricsServiceRequest) -> bool:
+    def export_request(self, request: ExportMetricsServiceRequest, timeout: float | None = None) -> bool:
         self.requests.append(ExportMetricsServiceRequest.FromString(request.SerializeToString()))
         return not self.fail
 
@@ -36,7 +36,7 @@ class MemoryLogExporter:
         self.requests: list[ExportLogsServiceRequest] = []
         self.fail = fail
 
-    def export_request(self, request: ExportLogsServiceRequest) -> bool:
+    def export_request(self, request: ExportLogsServiceRequest, timeout: float | None = None) -> bool:
         self.requests.append(ExportLogsServiceRequest.FromString(request.SerializeToString()))
         return not self.fail
 
@@ -83,3 +83,9 @@ def points(request: ExportMetricsServiceRequest, name: str) -> dict[tuple, dict]
 
 def resource_values(request: ExportMetricsServiceRequest, attr: str) -> list:
     return [decode_attributes(rm.resource.attributes).get(attr) for rm in request.resource_metrics]
+
+
+def cycle(agent) -> None:
+    """One collection cycle, and its export waited for (the agent exports on a thread of its own)."""
+    agent.cycle()
+    agent.flush()

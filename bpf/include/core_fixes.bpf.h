@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 OR GPL-2.0-only */
 /*
- * Kernel-version differences, one place (style.md rule 5, after libbpf-tools' core_fixes.bpf.h).
+ * Kernel-version differences, one place (after libbpf-tools' core_fixes.bpf.h).
  * Each shim names the kernel commit that made the difference; the vmlinux.h types are those of
  * the newest kernel, "___old" flavours describe what came before, and bpf_core_type_exists() /
  * bpf_core_field_exists() pick at load time (libbpf drops the branch that does not apply).

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 OR GPL-2.0-only */
 /*
- * Ring-buffer events with exact loss accounting (DESIGN section 6).
+ * Ring-buffer events with exact loss accounting.
  *
  * Every record starts with struct event_header (events.h). event_reserve() applies the
  * per-(netns, type) rate limit (ratelimit.bpf.h), reserves the record, zeroes it and fills the
@@ -23,7 +23,7 @@
 
 /*
  * Make clang emit BTF for a type that only user space reads (a ring-buffer record, an enum of
- * event types), so tests can check its Python mirror against the object (style.md rule 6). It
+ * event types), so that its Python mirror is generated from the object (bpf/README.md). It
  * costs one pointer in .rodata and nothing at run time.
  */
 #define BTF_EXPORT(T, name) T *const volatile __btf_export_##name = 0

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 OR GPL-2.0-only */
 /*
- * Kernel <-> user-space contract shared by every probe's ring buffer (style.md rule 6): types and
- * constants only. Mirrored in otel_kubeskoop/bpf/layouts.py; tests/privileged/bpf checks the
- * mirror against the BTF of the compiled objects. Include vmlinux.h (BPF) first for __u64 & co.
+ * Kernel <-> user-space contract shared by every probe's ring buffer: types and constants only.
+ * Mirrored in otel_kubeskoop/bpf/generated/common.py, generated from the objects' BTF (make).
+ * Include vmlinux.h (BPF) first for __u64 & co.
  */
 #ifndef __OTEL_KUBESKOOP_EVENTS_H
 #define __OTEL_KUBESKOOP_EVENTS_H

@@ -2,8 +2,9 @@
 /*
  * Kernel <-> user-space contract of the latency probes (netiftxlat, softirq, biolatency,
  * virtcmdlatency): the log2 histogram each keeps per key in its "hists" map, and the counters of
- * its in-flight timestamp map. Types and constants only; mirrored in otel_kubeskoop/bpf/layouts.py
- * (LatencyHist, InflightStat). Include vmlinux.h (BPF) first for __u64 & co.
+ * its in-flight timestamp map. Types and constants only; mirrored in
+ * otel_kubeskoop/bpf/generated/common.py (LatencyHist, InflightStat). Include vmlinux.h (BPF)
+ * first for __u64 & co.
  */
 #ifndef __OTEL_KUBESKOOP_LATENCY_H
 #define __OTEL_KUBESKOOP_LATENCY_H

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 OR GPL-2.0-only */
 /*
  * Per-(network namespace, event type) token bucket, so that one noisy pod cannot flood the ring
- * buffer and starve the others (DESIGN section 6). Events the bucket refuses are not lost
- * silently: events.bpf.h counts them in "losses" under EVENT_LOSS_RATE_LIMITED.
+ * buffer and starve the others. Events the bucket refuses are not lost silently: events.bpf.h
+ * counts them in "losses" under EVENT_LOSS_RATE_LIMITED.
  *
  * Settings, set by user space between open and load:
  *   targ_rate_per_sec  tokens added per second per bucket; 0 turns the limiter off

@@ -2,7 +2,7 @@
 /*
  * Kernel <-> user-space contract: the addresses of a packet or a connection, embedded in the
  * ring-buffer records of packetloss, tcpreset and tcpretrans. Types only; mirrored in
- * otel_kubeskoop/bpf/layouts.py (FlowTuple). Include vmlinux.h (BPF) first for __u16 & co.
+ * otel_kubeskoop/bpf/generated/common.py (FlowTuple). Include vmlinux.h (BPF) first for __u16 & co.
  */
 #ifndef __OTEL_KUBESKOOP_TUPLE_H
 #define __OTEL_KUBESKOOP_TUPLE_H

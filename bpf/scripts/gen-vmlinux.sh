@@ -5,10 +5,10 @@
 #
 #   bpf/scripts/gen-vmlinux.sh [BTF_FILE]      (default: /sys/kernel/btf/vmlinux)
 #
-# The header is committed (DESIGN section 6, style.md section 2): CO-RE relocations make objects
-# built against it load on other BTF kernels, so it only needs regenerating when a probe wants a
-# type or field this one lacks. Review the diff like code. The first line names the kernel it came
-# from, so a reviewer can tell which types to expect.
+# The header is committed: CO-RE relocations make objects built against it load on other BTF
+# kernels, so it only needs regenerating when a probe wants a type or field this one lacks. Review
+# the diff like code. The first line names the kernel it came from, so a reviewer can tell which
+# types to expect.
 set -eu
 
 btf=${1:-/sys/kernel/btf/vmlinux}

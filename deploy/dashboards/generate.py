@@ -135,8 +135,8 @@ def compat_nodes() -> dict[str, Any]:
     rows: list[Row] = [
         ("Drops", [
             ts("Packets dropped by the kernel (packetloss)",
-               target(f"sum(rate({C('kubeskoop.packetloss.total')}{{{node}}}[{RATE}]))", "all"),
-               target(f"sum(rate({C('kubeskoop.packetloss.netfilter')}{{{node}}}[{RATE}]))", "netfilter"), unit="pps"),
+               target(f"sum(rate({C('kubeskoop.packetloss.tuples')}{{{node}}}[{RATE}]))", "all"),
+               target(f"sum(rate({C('kubeskoop.packetloss.netfilter.tuples')}{{{node}}}[{RATE}]))", "netfilter"), unit="pps"),
             ts("Backlog drops per CPU (softnet)", target(rate("kubeskoop.softnet.dropped"), "dropped"), unit="pps"),
             ts("Interface drops", target(rate("kubeskoop.netdev.rxdropped"), "rx host"),
                target(rate("kubeskoop.netdev.txdropped"), "tx host"),
@@ -224,6 +224,14 @@ def compat_pods() -> dict[str, Any]:
     def level(name: str) -> str:
         return f"sum by (k8s_namespace, k8s_pod) ({C(name)}{{{sel}}})"
 
+    def tuple_rate(name: str, side: str, by: str = "") -> str:
+        """Upstream's tuple metrics name pods only in their tuple labels: ``side`` is ``src`` or ``dst``."""
+        labels = f'{side}_node=~"$node", {side}_namespace=~"$namespace", {side}_pod=~"$pod"'
+        return f"sum by ({side}_namespace, {side}_pod{by}) (rate({C(name)}{{{labels}}}[{RATE}]))"
+
+    def side(s: str) -> str:
+        return f"{{{{{s}_namespace}}}}/{{{{{s}_pod}}}}"
+
     pod = "{{k8s_namespace}}/{{k8s_pod}}"
     rows: list[Row] = [
         ("Traffic", [
@@ -231,13 +239,13 @@ def compat_pods() -> dict[str, Any]:
             ts("Sent", target(rate("kubeskoop.netdev.txbytes"), pod), unit="Bps"),
             ts("Interface drops and errors", target(rate("kubeskoop.netdev.rxdropped"), f"{pod} rx dropped"),
                target(rate("kubeskoop.netdev.txdropped"), f"{pod} tx dropped"), target(rate("kubeskoop.netdev.rxerrors"), f"{pod} rx errors")),
-            table("Top talkers (flow)", f"topk(10, {rate('kubeskoop.flow.bytes')})"),
-            ts("Flow packets", target(rate("kubeskoop.flow.packets"), pod), unit="pps"),
+            table("Top talkers (flow)", f"topk(10, {tuple_rate('kubeskoop.flow.bytes', 'src', ', dst_namespace, dst_pod')})"),
+            ts("Flow packets sent", target(tuple_rate("kubeskoop.flow.packets", "src"), side("src")), unit="pps"),
         ]),
         ("Drops, resets and retransmits", [
-            ts("Packets dropped by the kernel", target(rate("kubeskoop.packetloss.total"), pod),
-               target(rate("kubeskoop.packetloss.netfilter"), f"{pod} netfilter"), unit="pps"),
-            ts("Retransmitted segments (tcpretrans)", target(rate("kubeskoop.tcpretrans.total"), pod)),
+            ts("Packets to the pod dropped by the kernel", target(tuple_rate("kubeskoop.packetloss.tuples", "dst"), side("dst")),
+               target(tuple_rate("kubeskoop.packetloss.netfilter.tuples", "dst"), f"{side('dst')} netfilter"), unit="pps"),
+            ts("Retransmitted segments (tcpretrans)", target(tuple_rate("kubeskoop.tcpretrans.tuples", "src"), side("src"))),
             ts("Retransmitted / sent", target(f"{rate('kubeskoop.tcp.retranssegs')} / {rate('kubeskoop.tcp.outsegs')}", pod), unit="percentunit"),
             ts("Resets sent and attempts failed", target(rate("kubeskoop.tcp.outrsts"), f"{pod} resets sent"),
                target(rate("kubeskoop.tcp.attemptfails"), f"{pod} attempts failed")),

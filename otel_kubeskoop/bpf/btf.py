@@ -1,40 +1,43 @@
 # SPDX-License-Identifier: Apache-2.0
-"""A small pure-Python BTF reader: kernel enum names, struct layouts and an object's names.
+"""BTF through libbpf: kernel enum names, struct layouts, an object's types.
 
-BTF is the kernel's compact type format (https://docs.kernel.org/bpf/btf.html). We read it from
-two places, with no bpftool or compiler at run time:
+BTF is the kernel's compact type format (https://docs.kernel.org/bpf/btf.html). libbpf parses and
+validates it (``btf__load_vmlinux_btf``, ``btf__parse``, ``btf__new``; ``bpf_object__btf`` for an
+opened object, with its data sections' offsets filled in), finds types by name and kind
+(``btf__find_by_name_kind``), names them (``btf__name_by_offset``) and resolves typedefs and
+sizes (``btf__resolve_type``, ``btf__resolve_size``). What libbpf only offers as inline functions
+of ``btf.h`` is done here: reading one type record, ``struct btf_type`` and the members, enum
+values, array or section variables that follow it (``include/uapi/linux/btf.h``), and the one
+search libbpf has no function for, the enum declaring a given member (the TCP states are an
+anonymous enum).
 
-- the running kernel, ``/sys/kernel/btf/vmlinux``: the names behind enum values that differ between
-  kernels (``skb_drop_reason``, ``sk_rst_reason``, the TCP states), never copied from one kernel
-  (DESIGN section 6), and the ``btf_trace_<tracepoint>`` typedefs that tell whether a BTF
-  tracepoint exists;
-- a compiled ``.bpf.o`` (its ``.BTF`` ELF section): struct layouts to check the ctypes mirrors in
-  :mod:`otel_kubeskoop.bpf.layouts` against, and the program and map names the loader uses.
+We read BTF from two places, with no bpftool or compiler at run time:
 
-Parsing is lazy so the ~5 MB vmlinux BTF costs little: one pass records where each type starts,
-and names are decoded only when asked for. :func:`vmlinux_btf` parses once per process.
-
-Layout offsets of ``.rodata``/``.data`` variables are zero in a clang-built object until libbpf
-fixes them up at open; the loader therefore reads those from libbpf's BTF after open
-(:meth:`BTF.datasec`), with the same parser.
+- the running kernel, ``/sys/kernel/btf/vmlinux``: the names behind enum values that differ
+  between kernels (``skb_drop_reason``, ``sk_rst_reason``, the TCP states), never copied from one
+  kernel, and the ``btf_trace_<tracepoint>`` typedefs that tell whether a BTF tracepoint exists;
+- a compiled ``.bpf.o`` (:mod:`otel_kubeskoop.bpf.contract` reads its types at build time, the
+  loader its ``.rodata`` layout at open).
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import functools
-import struct
-from array import array
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
+
+from otel_kubeskoop.bpf import libbpf
 
 __all__ = [
     "BTF",
     "BTFError",
     "Kind",
+    "Member",
     "StructLayout",
     "VMLINUX_BTF",
-    "elf_section",
-    "object_btf",
     "parse_btf",
     "read_btf",
     "sk_rst_reasons",
@@ -44,9 +47,6 @@ __all__ = [
 ]
 
 VMLINUX_BTF = "/sys/kernel/btf/vmlinux"
-
-_MAGIC = 0xEB9F
-_HEADER = struct.Struct("<HBBIIIII")  # magic, version, flags, hdr_len, type_off/len, str_off/len
 
 
 class Kind:
@@ -73,33 +73,46 @@ class Kind:
     ENUM64 = 19
 
 
-# Bytes that follow the 12-byte common header: (fixed, per vlen item).
-_TRAILER = {
-    Kind.INT: (4, 0),
-    Kind.PTR: (0, 0),
-    Kind.ARRAY: (12, 0),
-    Kind.STRUCT: (0, 12),
-    Kind.UNION: (0, 12),
-    Kind.ENUM: (0, 8),
-    Kind.FWD: (0, 0),
-    Kind.TYPEDEF: (0, 0),
-    Kind.VOLATILE: (0, 0),
-    Kind.CONST: (0, 0),
-    Kind.RESTRICT: (0, 0),
-    Kind.FUNC: (0, 0),
-    Kind.FUNC_PROTO: (0, 8),
-    Kind.VAR: (4, 0),
-    Kind.DATASEC: (0, 12),
-    Kind.FLOAT: (0, 0),
-    Kind.DECL_TAG: (4, 0),
-    Kind.TYPE_TAG: (0, 0),
-    Kind.ENUM64: (0, 12),
-}
 _ENUM_KINDS = (Kind.ENUM, Kind.ENUM64)
+_INT_SIGNED, _INT_CHAR, _INT_BOOL = 1, 2, 4  # BTF_INT_ENCODING bits
+_U32 = ctypes.c_uint32
+
+
+class _Type(ctypes.Structure):
+    """``struct btf_type``: name, info (kind, vlen, kind_flag), size or type."""
+
+    _fields_ = [("name_off", _U32), ("info", _U32), ("size_type", _U32)]
+
+
+class _Member(ctypes.Structure):
+    """``struct btf_member`` (offset in bits; with kind_flag, bitfield size << 24 | offset)."""
+
+    _fields_ = [("name_off", _U32), ("type", _U32), ("offset", _U32)]
+
+
+class _Enum(ctypes.Structure):
+    _fields_ = [("name_off", _U32), ("val", _U32)]
+
+
+class _Enum64(ctypes.Structure):
+    _fields_ = [("name_off", _U32), ("lo", _U32), ("hi", _U32)]
+
+
+class _Array(ctypes.Structure):
+    _fields_ = [("type", _U32), ("index_type", _U32), ("nelems", _U32)]
+
+
+class _Secinfo(ctypes.Structure):
+    """``struct btf_var_secinfo``: a variable of a data section."""
+
+    _fields_ = [("type", _U32), ("offset", _U32), ("size", _U32)]
+
+
+_HEADER = ctypes.sizeof(_Type)
 
 
 class BTFError(ValueError):
-    """Bytes that are not well-formed BTF (or an ELF object without a ``.BTF`` section)."""
+    """BTF that libbpf refuses, or a type that is not what was asked for."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,161 +124,174 @@ class StructLayout:
     offsets: dict[str, int]
 
 
+@dataclass(frozen=True, slots=True)
+class Member:
+    """One member of a struct or union: its type id, and offset and width in bits (0: no
+    bitfield)."""
+
+    name: str
+    type_id: int
+    bit_offset: int
+    bitfield_size: int
+
+
 class BTF:
-    """Parsed BTF: types indexed by id (1-based; id 0 is ``void``), names decoded on demand."""
+    """A BTF that libbpf parsed: type ids from 1 (0 is ``void``), read record by record.
 
-    def __init__(self, data: bytes, source: str = "<bytes>") -> None:
+    ``owner`` keeps the memory alive when libbpf owns the BTF (an object's); otherwise the BTF is
+    freed with this handle.
+    """
+
+    def __init__(self, ptr: int, source: str, owner: object | None = None) -> None:
         self.source = source
-        if len(data) < _HEADER.size:
-            raise BTFError(f"{source}: {len(data)} bytes, shorter than a BTF header")
-        magic = struct.unpack_from("<H", data)[0]
-        if magic == _MAGIC:
-            self._end = "<"
-        elif magic == 0x9FEB:
-            self._end = ">"
-        else:
-            raise BTFError(f"{source}: bad magic {magic:#06x}, not BTF")
-        _, version, _, hdr_len, type_off, type_len, str_off, str_len = struct.unpack_from(
-            self._end + "HBBIIIII", data
-        )
-        if version != 1:
-            raise BTFError(f"{source}: BTF version {version}, only version 1 is known")
-        types_at, strings_at = hdr_len + type_off, hdr_len + str_off
-        if types_at + type_len > len(data) or strings_at + str_len > len(data):
-            raise BTFError(f"{source}: sections run past the end of {len(data)} bytes")
-        self._types = memoryview(data)[types_at : types_at + type_len]
-        self._strings = bytes(data[strings_at : strings_at + str_len])
-        self._u32 = struct.Struct(self._end + "I")
-        self._hdr = struct.Struct(self._end + "III")
-        self._offsets, self._kinds = self._index()
-        self._by_name: dict[int, list[int]] | None = None
+        self._ptr = ptr
+        self._owner = owner
+        self._so = libbpf.lib()
+        if owner is None:
+            weakref.finalize(self, self._so.btf__free, ptr)
 
-    def _index(self) -> tuple[array, bytes]:
-        """One pass over the type section: where each type starts, and its kind."""
-        offsets = array("I", [0])  # id 0 is void
-        kinds = bytearray(1)
-        types, u32 = self._types, self._u32.unpack_from
-        trailer = _TRAILER
-        pos, end = 0, len(types)
-        append_off, append_kind = offsets.append, kinds.append
-        while pos < end:
-            if pos + 12 > end:
-                raise BTFError(f"{self.source}: truncated type at byte {pos} of the type section")
-            info = u32(types, pos + 4)[0]
-            kind = (info >> 24) & 0x1F
-            spec = trailer.get(kind)
-            if spec is None:
-                raise BTFError(f"{self.source}: unknown BTF kind {kind} at byte {pos}")
-            append_off(pos)
-            append_kind(kind)
-            pos += 12 + spec[0] + spec[1] * (info & 0xFFFF)
-        if pos != end:
-            raise BTFError(f"{self.source}: last type runs past the type section")
-        return offsets, bytes(kinds)
-
-    # --- raw access -------------------------------------------------------------------------
+    # --- one record -----------------------------------------------------------------------
 
     def __len__(self) -> int:
         """Number of type ids, including void (id 0)."""
-        return len(self._offsets)
+        return self._so.btf__type_cnt(self._ptr)
+
+    def _record(self, type_id: int) -> tuple[int, _Type]:
+        if type_id <= 0 or type_id >= len(self):
+            raise BTFError(f"{self.source}: no type id {type_id}")
+        ptr = self._so.btf__type_by_id(self._ptr, type_id)
+        return ptr, _Type.from_address(ptr)
+
+    def _items(self, type_id: int, item: type[ctypes.Structure]) -> ctypes.Array:
+        """The vlen records of ``item`` that follow a type's header."""
+        ptr, t = self._record(type_id)
+        return (item * (t.info & 0xFFFF)).from_address(ptr + _HEADER)
 
     def kind(self, type_id: int) -> int:
-        return self._kinds[type_id]
+        return (self._record(type_id)[1].info >> 24) & 0x1F
 
     def string(self, offset: int) -> str:
-        end = self._strings.find(b"\0", offset)
-        if end < 0:
-            raise BTFError(f"{self.source}: string offset {offset} is not NUL-terminated")
-        return self._strings[offset:end].decode()
-
-    def _header(self, type_id: int) -> tuple[int, int, int, int]:
-        """(name_off, kind_flag, vlen, size_or_type) of a type."""
-        if type_id <= 0 or type_id >= len(self._offsets):
-            raise BTFError(f"{self.source}: no type id {type_id}")
-        name_off, info, size_type = self._hdr.unpack_from(self._types, self._offsets[type_id])
-        return name_off, info >> 31, info & 0xFFFF, size_type
+        raw = self._so.btf__name_by_offset(self._ptr, offset)
+        if raw is None:
+            raise BTFError(f"{self.source}: no string at offset {offset}")
+        return raw.decode()
 
     def name(self, type_id: int) -> str:
-        return self.string(self._header(type_id)[0]) if type_id else "void"
+        return self.string(self._record(type_id)[1].name_off) if type_id else "void"
 
-    def _items(self, type_id: int, fmt: str) -> Iterator[tuple[int, ...]]:
-        """The vlen trailing items of a type, each unpacked with ``fmt``."""
-        _, _, vlen, _ = self._header(type_id)
-        item = struct.Struct(self._end + fmt)
-        start = self._offsets[type_id] + 12 + _TRAILER[self._kinds[type_id]][0]
-        for i in range(vlen):
-            yield item.unpack_from(self._types, start + i * item.size)
+    def size(self, type_id: int) -> int:
+        """Bytes of a type (typedefs and qualifiers followed), by ``btf__resolve_size``."""
+        return libbpf.check_int(
+            self._so.btf__resolve_size(self._ptr, type_id), f"{self.source}: size of {type_id}"
+        )
 
-    def _string_offsets(self, name: str) -> list[int]:
-        """Every offset in the string section at which exactly ``name`` is stored."""
-        needle = b"\0" + name.encode() + b"\0"
-        found, pos = [], self._strings.find(needle)
-        while pos >= 0:
-            found.append(pos + 1)
-            pos = self._strings.find(needle, pos + 1)
-        return found
+    def resolve(self, type_id: int) -> int:
+        """The type under typedefs, qualifiers and a variable, by ``btf__resolve_type``."""
+        return libbpf.check_int(
+            self._so.btf__resolve_type(self._ptr, type_id), f"{self.source}: type {type_id}"
+        )
 
-    def _names_index(self) -> dict[int, list[int]]:
-        if self._by_name is None:
-            by_name: dict[int, list[int]] = {}
-            unpack, types = self._u32.unpack_from, self._types
-            for type_id, pos in enumerate(self._offsets):
-                if type_id:
-                    name_off = unpack(types, pos)[0]
-                    if name_off:
-                        by_name.setdefault(name_off, []).append(type_id)
-            self._by_name = by_name
-        return self._by_name
+    def target(self, type_id: int) -> int:
+        """The type a pointer, typedef, qualifier, variable or function refers to."""
+        return self._record(type_id)[1].size_type
 
-    # --- queries ----------------------------------------------------------------------------
+    def members(self, type_id: int) -> list[Member]:
+        """The members of a struct or union, in order."""
+        _, t = self._record(type_id)
+        bitfields = t.info >> 31
+        return [Member(self.string(m.name_off), m.type,
+                       m.offset & 0xFFFFFF if bitfields else m.offset,
+                       m.offset >> 24 if bitfields else 0)
+                for m in self._items(type_id, _Member)]
 
-    def find(self, name: str, kind: int | None = None) -> list[int]:
-        """Ids of the types called ``name`` (of one kind if given), in id order."""
-        index = self._names_index()
-        ids = sorted(i for off in self._string_offsets(name) for i in index.get(off, ()))
-        return [i for i in ids if kind is None or self._kinds[i] == kind]
+    def array(self, type_id: int) -> tuple[int, int]:
+        """(element type id, number of elements) of an array."""
+        arr = _Array.from_address(self._record(type_id)[0] + _HEADER)
+        return arr.type, arr.nelems
 
-    def has(self, name: str, kind: int | None = None) -> bool:
-        return bool(self.find(name, kind))
+    def int_encoding(self, type_id: int) -> tuple[int, bool]:
+        """(size in bytes, signed) of an INT or ENUM type."""
+        kind = self.kind(type_id)
+        ptr, t = self._record(type_id)
+        if kind == Kind.INT:
+            encoding = ctypes.c_uint32.from_address(ptr + _HEADER).value >> 24
+            return t.size_type, bool(encoding & _INT_SIGNED)
+        if kind in _ENUM_KINDS:
+            return t.size_type, bool(t.info >> 31)
+        raise BTFError(f"{self.source}: type {type_id} is not an integer (kind {kind})")
 
-    def _resolve(self, type_id: int) -> int:
-        """Skip typedefs and qualifiers."""
-        skip = (Kind.TYPEDEF, Kind.VOLATILE, Kind.CONST, Kind.RESTRICT, Kind.TYPE_TAG)
-        while type_id and self._kinds[type_id] in skip:
-            type_id = self._header(type_id)[3]
-        return type_id
+    def int_flavour(self, type_id: int) -> str:
+        """``bool``, ``char`` or ``int`` for an INT type (its BTF encoding, or the C ``char``)."""
+        encoding = ctypes.c_uint32.from_address(self._record(type_id)[0] + _HEADER).value >> 24
+        if encoding & _INT_BOOL:
+            return "bool"
+        if encoding & _INT_CHAR or self.name(type_id) == "char":
+            return "char"
+        return "int"
 
-    def _enum_members(self, type_id: int) -> list[tuple[str, int]]:
-        _, signed, _, _ = self._header(type_id)
+    def enum_items(self, type_id: int) -> list[tuple[str, int]]:
+        """(member, value) of an ENUM or ENUM64 type, in declaration order."""
+        kind = self.kind(type_id)
+        signed = bool(self._record(type_id)[1].info >> 31)
         members = []
-        if self._kinds[type_id] == Kind.ENUM:
-            for name_off, raw in self._items(type_id, "II"):
-                value = raw - (1 << 32) if signed and raw >= 1 << 31 else raw
-                members.append((self.string(name_off), value))
-        else:
-            for name_off, lo, hi in self._items(type_id, "III"):
-                value = hi << 32 | lo
+        if kind == Kind.ENUM:
+            for e in self._items(type_id, _Enum):
+                value = e.val - (1 << 32) if signed and e.val >= 1 << 31 else e.val
+                members.append((self.string(e.name_off), value))
+        elif kind == Kind.ENUM64:
+            for e in self._items(type_id, _Enum64):
+                value = e.hi << 32 | e.lo
                 if signed and value >= 1 << 63:
                     value -= 1 << 64
-                members.append((self.string(name_off), value))
+                members.append((self.string(e.name_off), value))
+        else:
+            raise BTFError(f"{self.source}: type {type_id} is not an enum (kind {kind})")
         return members
 
+    def secinfo(self, type_id: int) -> list[tuple[int, int, int]]:
+        """(variable type id, offset, size) of each variable of a data section."""
+        return [(v.type, v.offset, v.size) for v in self._items(type_id, _Secinfo)]
+
+    def vlen(self, type_id: int) -> int:
+        return self._record(type_id)[1].info & 0xFFFF
+
+    # --- by name --------------------------------------------------------------------------
+
+    def find(self, name: str, kind: int) -> int | None:
+        """The first type called ``name`` of ``kind``, by ``btf__find_by_name_kind``."""
+        found = self._so.btf__find_by_name_kind(self._ptr, name.encode(), kind)
+        return found if found > 0 else None
+
+    def has(self, name: str, kind: int) -> bool:
+        return self.find(name, kind) is not None
+
+    def _ids(self, kinds: tuple[int, ...]) -> Iterator[int]:
+        """Every type id of one of ``kinds``, in id order (a walk over all types)."""
+        by_id, info = self._so.btf__type_by_id, _U32.from_address
+        for type_id in range(1, len(self)):
+            if (info(by_id(self._ptr, type_id) + 4).value >> 24) & 0x1F in kinds:
+                yield type_id
+
     def enum_members(self, name: str) -> list[tuple[str, int]]:
-        """(member, value) of the enum called ``name``, in declaration order."""
-        for type_id in self.find(name):
-            if self._kinds[type_id] in _ENUM_KINDS and self._header(type_id)[2]:
-                return self._enum_members(type_id)
+        """(member, value) of the enum called ``name``; a forward declaration (no members) is
+        passed over for the definition."""
+        for kind in _ENUM_KINDS:
+            found = self.find(name, kind)
+            if found is None:
+                continue
+            if self.vlen(found):
+                return self.enum_items(found)
+            for type_id in self._ids(_ENUM_KINDS):
+                if self.vlen(type_id) and self.name(type_id) == name:
+                    return self.enum_items(type_id)
         raise KeyError(f"{self.source}: no enum {name!r}")
 
     def enum_members_containing(self, member: str) -> list[tuple[str, int]]:
         """Members of the (possibly anonymous) enum that declares ``member``."""
-        offsets = set(self._string_offsets(member))
-        if offsets:
-            for type_id, kind in enumerate(self._kinds):
-                if kind in _ENUM_KINDS:
-                    width = "II" if kind == Kind.ENUM else "III"
-                    if any(item[0] in offsets for item in self._items(type_id, width)):
-                        return self._enum_members(type_id)
+        for type_id in self._ids(_ENUM_KINDS):
+            items = self.enum_items(type_id)
+            if any(name == member for name, _ in items):
+                return items
         raise KeyError(f"{self.source}: no enum declares {member!r}")
 
     def enum_values(self, name: str) -> dict[int, str]:
@@ -274,46 +300,29 @@ class BTF:
 
     def struct_layout(self, name: str) -> StructLayout:
         """Size and member byte offsets of ``struct name`` (or a typedef of one)."""
-        for type_id in self.find(name):
-            target = self._resolve(type_id)
-            if target and self._kinds[target] in (Kind.STRUCT, Kind.UNION):
-                _, bitfields, _, size = self._header(target)
-                offsets = {}
-                for name_off, _, offset in self._items(target, "III"):
-                    bits = offset & 0xFFFFFF if bitfields else offset
-                    offsets[self.string(name_off)] = bits // 8
-                return StructLayout(name, size, offsets)
+        for kind in (Kind.STRUCT, Kind.UNION, Kind.TYPEDEF):
+            found = self.find(name, kind)
+            if found is None:
+                continue
+            target = self.resolve(found)
+            if self.kind(target) in (Kind.STRUCT, Kind.UNION):
+                offsets = {m.name: m.bit_offset // 8 for m in self.members(target)}
+                return StructLayout(name, self.size(target), offsets)
         raise KeyError(f"{self.source}: no struct {name!r}")
 
     def datasec(self, name: str) -> dict[str, tuple[int, int]]:
         """Variable name -> (offset, size) in data section ``name`` (``.rodata``, ``.maps``...)."""
-        for type_id in self.find(name, Kind.DATASEC):
-            return {
-                self.name(var_id): (offset, size)
-                for var_id, offset, size in self._items(type_id, "III")
-            }
-        raise KeyError(f"{self.source}: no data section {name!r}")
+        found = self.find(name, Kind.DATASEC)
+        if found is None:
+            raise KeyError(f"{self.source}: no data section {name!r}")
+        return {self.name(var): (offset, size) for var, offset, size in self.secinfo(found)}
 
     def var_type(self, name: str) -> int:
         """The type id (typedefs and qualifiers skipped) of global variable ``name``."""
-        for type_id in self.find(name, Kind.VAR):
-            return self._resolve(self._header(type_id)[3])
-        raise KeyError(f"{self.source}: no variable {name!r}")
-
-    def int_encoding(self, type_id: int) -> tuple[int, bool]:
-        """(size in bytes, signed) of an INT or ENUM type."""
-        kind = self._kinds[type_id]
-        _, kind_flag, _, size = self._header(type_id)
-        if kind == Kind.INT:
-            encoding = self._u32.unpack_from(self._types, self._offsets[type_id] + 12)[0]
-            return size, bool((encoding >> 24) & 1)
-        if kind in _ENUM_KINDS:
-            return size, bool(kind_flag)
-        raise BTFError(f"{self.source}: type {type_id} is not an integer (kind {kind})")
-
-    def functions(self) -> list[str]:
-        """Names of the functions with BTF (in a BPF object: its programs)."""
-        return [self.name(i) for i, kind in enumerate(self._kinds) if kind == Kind.FUNC]
+        found = self.find(name, Kind.VAR)
+        if found is None:
+            raise KeyError(f"{self.source}: no variable {name!r}")
+        return self.resolve(found)
 
 
 def _by_value(members: list[tuple[str, int]]) -> dict[int, str]:
@@ -326,64 +335,50 @@ def _by_value(members: list[tuple[str, int]]) -> dict[int, str]:
 # --- reading ------------------------------------------------------------------------------
 
 
+def _refused(source: str, lines: list[str]) -> BTFError:
+    err = ctypes.get_errno() or errno.EINVAL
+    said = "; ".join(line.strip() for line in lines if line.strip())
+    return BTFError(f"{source}: libbpf refused the BTF ({libbpf.strerror(err)})"
+                    + (f": {said}" if said else ""))
+
+
 def parse_btf(data: bytes, source: str = "<bytes>") -> BTF:
-    """Parse raw BTF bytes (a ``/sys/kernel/btf`` file, an ELF ``.BTF`` section, libbpf's view)."""
-    return BTF(data, source)
+    """BTF from raw bytes (a ``/sys/kernel/btf`` file's, or built in a test), by ``btf__new``."""
+    with libbpf.captured_log() as lines:
+        ptr = libbpf.lib().btf__new(ctypes.create_string_buffer(data, len(data)), len(data))
+    if not ptr:
+        raise _refused(source, lines)
+    return BTF(ptr, source)
 
 
 def read_btf(path: str = VMLINUX_BTF) -> BTF:
-    """Read and parse a raw BTF file such as ``/sys/kernel/btf/vmlinux``."""
-    with open(path, "rb") as f:
-        return parse_btf(f.read(), path)
+    """The BTF of a raw BTF file or an ELF object's ``.BTF`` section, by ``btf__parse``.
 
-
-_ELF_HEADER = struct.Struct("<16sHHIQQQIHHHHHH")
-_ELF_SECTION = struct.Struct("<IIQQQQIIQQ")
-
-
-def elf_section(data: bytes, name: str, source: str = "<bytes>") -> bytes:
-    """The contents of section ``name`` of a little-endian ELF64 file (a ``.bpf.o``)."""
-    if len(data) < _ELF_HEADER.size or data[:4] != b"\x7fELF":
-        raise BTFError(f"{source}: not an ELF file")
-    if data[4] != 2 or data[5] != 1:
-        raise BTFError(f"{source}: not a little-endian 64-bit ELF file")
-    fields = _ELF_HEADER.unpack_from(data)
-    shoff, shentsize, shnum, shstrndx = fields[6], fields[11], fields[12], fields[13]
-    if shentsize != _ELF_SECTION.size or shoff + shnum * shentsize > len(data):
-        raise BTFError(f"{source}: bad section header table")
-
-    def section(index: int) -> tuple[int, int, int]:
-        sh = _ELF_SECTION.unpack_from(data, shoff + index * shentsize)
-        name_off, offset, size = sh[0], sh[4], sh[5]
-        if offset + size > len(data):
-            raise BTFError(f"{source}: section {index} runs past the end of the file")
-        return name_off, offset, size
-
-    _, names_at, names_size = section(shstrndx)
-    names = data[names_at : names_at + names_size]
-    wanted = name.encode()
-    for index in range(shnum):
-        name_off, offset, size = section(index)
-        end = names.find(b"\0", name_off)
-        if names[name_off:end] == wanted:
-            return bytes(data[offset : offset + size])
-    raise BTFError(f"{source}: no {name} section (was it built with clang -g?)")
-
-
-def object_btf(path: str) -> BTF:
-    """The BTF of a compiled BPF object (its ``.BTF`` section), as the compiler wrote it."""
-    with open(path, "rb") as f:
-        data = f.read()
-    return parse_btf(elf_section(data, ".BTF", path), path + ":.BTF")
+    Raises ``FileNotFoundError`` when there is no such file.
+    """
+    with libbpf.captured_log() as lines:
+        ptr = libbpf.lib().btf__parse(path.encode(), None)
+    if not ptr:
+        if ctypes.get_errno() == errno.ENOENT:
+            raise FileNotFoundError(errno.ENOENT, "no BTF file", path)
+        raise _refused(path, lines)
+    return BTF(ptr, path)
 
 
 @functools.cache
 def vmlinux_btf() -> BTF:
-    """The running kernel's BTF, parsed once.
+    """The running kernel's BTF, parsed once (``btf__load_vmlinux_btf``, which reads
+    ``/sys/kernel/btf/vmlinux``).
 
     Raises ``FileNotFoundError`` on a kernel without CONFIG_DEBUG_INFO_BTF.
     """
-    return read_btf(VMLINUX_BTF)
+    with libbpf.captured_log() as lines:
+        ptr = libbpf.lib().btf__load_vmlinux_btf()
+    if not ptr:
+        if ctypes.get_errno() in (errno.ENOENT, errno.ESRCH):
+            raise FileNotFoundError(errno.ENOENT, "kernel without BTF", VMLINUX_BTF)
+        raise _refused(VMLINUX_BTF, lines)
+    return BTF(ptr, VMLINUX_BTF)
 
 
 # --- the running kernel's enums -----------------------------------------------------------

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """A small ctypes binding to the system ``libbpf.so.1`` (Debian: libbpf1; 1.1 or newer).
 
-Only what :mod:`otel_kubeskoop.bpf.loader` needs: objects, programs, maps, links, ring buffers and
+Only what :mod:`otel_kubeskoop.bpf` needs: objects, programs, maps, links, ring buffers, BTF and
 libbpf's log. No compiler and no generated skeleton at run time: the loader opens the ``.bpf.o``
 files built by ``make -C bpf``. API reference: https://libbpf.readthedocs.io/en/latest/api.html.
 
@@ -144,7 +144,6 @@ _PROTOTYPES: dict[str, tuple[object, list[object]]] = {
     "bpf_object__close": (None, [_P]),
     "bpf_object__name": (_S, [_P]),
     "bpf_object__btf": (_P, [_P]),
-    "btf__raw_data": (_P, [_P, ctypes.POINTER(_U32)]),
     # programs
     "bpf_object__find_program_by_name": (_P, [_P, _S]),
     "bpf_object__next_program": (_P, [_P, _P]),
@@ -171,6 +170,10 @@ _PROTOTYPES: dict[str, tuple[object, list[object]]] = {
     "bpf_map__max_entries": (_U32, [_P]),
     "bpf_map__set_max_entries": (_I, [_P, _U32]),
     "bpf_map__initial_value": (_P, [_P, ctypes.POINTER(ctypes.c_size_t)]),
+    "bpf_map__is_internal": (ctypes.c_bool, [_P]),
+    "bpf_map__btf_key_type_id": (_U32, [_P]),
+    "bpf_map__btf_value_type_id": (_U32, [_P]),
+    "libbpf_bpf_map_type_str": (_S, [_I]),
     # maps (fd side, the bpf(2) syscall wrappers)
     "bpf_map_lookup_elem": (_I, [_I, _P, _P]),
     "bpf_map_update_elem": (_I, [_I, _P, _P, ctypes.c_uint64]),
@@ -179,6 +182,19 @@ _PROTOTYPES: dict[str, tuple[object, list[object]]] = {
     "bpf_map_lookup_and_delete_elem": (_I, [_I, _P, _P]),
     "bpf_map_lookup_batch": (_I, [_I, _P, _P, _P, _P, ctypes.POINTER(_U32), _P]),
     "bpf_map_lookup_and_delete_batch": (_I, [_I, _P, _P, _P, _P, ctypes.POINTER(_U32), _P]),
+    # BTF (the object's, the kernel's, or bytes): the handle and its type records; the records'
+    # layout (struct btf_type and what follows it) is read by otel_kubeskoop.bpf.btf, since
+    # libbpf's accessors for it (btf_kind(), btf_members()...) are inline functions in btf.h
+    "btf__new": (_P, [_P, _U32]),
+    "btf__parse": (_P, [_S, _P]),
+    "btf__load_vmlinux_btf": (_P, []),
+    "btf__free": (None, [_P]),
+    "btf__type_cnt": (_U32, [_P]),
+    "btf__type_by_id": (_P, [_P, _U32]),
+    "btf__find_by_name_kind": (_I, [_P, _S, _U32]),
+    "btf__name_by_offset": (_S, [_P, _U32]),
+    "btf__resolve_type": (_I, [_P, _U32]),
+    "btf__resolve_size": (ctypes.c_long, [_P, _U32]),
     # ring buffers
     "ring_buffer__new": (_P, [_I, SAMPLE_FN, _P, _P]),
     "ring_buffer__poll": (_I, [_P, _I]),

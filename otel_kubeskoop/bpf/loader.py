@@ -1,22 +1,24 @@
 # SPDX-License-Identifier: Apache-2.0
 """Load a compiled BPF object: open -> settings -> choose attach points -> load -> attach -> close.
 
-The libbpf-tools lifecycle (style.md rule 5), driven from Python through :mod:`.libbpf`:
+The libbpf-tools lifecycle, driven from Python through :mod:`.libbpf`:
 
 1. **open** the ``.bpf.o``; check that every program a plan names exists with the section its
    attach point implies (section names are an API); apply ``max_entries`` overrides and write
    ``const volatile`` settings (``targ_*``) into ``.rodata``, at offsets read from the BTF libbpf
    fixed up at open.
-2. **choose**, for each logical hook, the first :class:`Candidate` of its :class:`AttachPlan` whose
-   kernel feature is present (:class:`KernelFeatures`; :func:`choose` is pure), and turn autoload
-   off for every other program, so that the verifier never sees a program we will not attach.
+2. **choose**, for each logical hook, the first :class:`~.attach.Candidate` of its
+   :class:`~.attach.AttachPlan` whose kernel feature is present
+   (:class:`~.features.KernelFeatures`; :func:`~.attach.choose` is pure), and turn autoload off
+   for every other program, so that the verifier never sees a program we will not attach.
 3. **load**. If the kernel rejects a chosen program (fentry gets EPERM on some kernels; a BTF
    tracepoint may have other arguments on an old one), that candidate is marked rejected and the
    object is opened again and loaded with the hook's next candidate. When a hook has no candidate
    left, :class:`~otel_kubeskoop.probe.Unavailable` carries libbpf's last log lines (the verifier's
    verdict).
 4. **attach** each chosen program (a failure falls back the same way).
-5. read maps (:class:`BPFMap`) and ring buffers (:class:`RingBuffer`) while attached.
+5. read maps (:class:`~.maps.BPFMap`) and ring buffers (:class:`~.ringbuf.RingBuffer`) while
+   attached.
 6. **close**: free ring buffers, destroy links, close the object. Idempotent, also run when the
    object is garbage-collected.
 
@@ -27,247 +29,40 @@ run on a thread of its own: :meth:`BPFObject.close` waits for a poll in progress
 from __future__ import annotations
 
 import ctypes
-import enum
 import errno
 import logging
-import mmap
 import os
 import re
-import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Literal
 
+from otel_kubeskoop.bpf import attach, libbpf
 from otel_kubeskoop.bpf import btf as btf_mod
-from otel_kubeskoop.bpf import libbpf
-from otel_kubeskoop.bpf.kallsyms import parse_kallsyms, read_kallsyms
-from otel_kubeskoop.bpf.libbpf import BatchOpts, LibbpfError, MapType, check_int, check_ptr
-from otel_kubeskoop.bpf.tracefs import ensure_tracefs
+from otel_kubeskoop.bpf.attach import (
+    AttachKind,
+    AttachPlan,
+    AttachPoint,
+    Candidate,
+    Features,
+    choose,
+)
+from otel_kubeskoop.bpf.features import KernelFeatures
+from otel_kubeskoop.bpf.libbpf import MapType, check_int, check_ptr
+from otel_kubeskoop.bpf.maps import BPFMap
+from otel_kubeskoop.bpf.objects import object_path
+from otel_kubeskoop.bpf.ringbuf import RingBuffer
+from otel_kubeskoop.bpf.spec import ObjectSpec
 from otel_kubeskoop.probe import Unavailable
 
-__all__ = [
-    "AttachKind",
-    "AttachPlan",
-    "AttachPoint",
-    "BPFMap",
-    "BPFObject",
-    "Candidate",
-    "Features",
-    "KernelFeatures",
-    "RingBuffer",
-    "choose",
-]
+__all__ = ["BPFObject", "Setting"]
 
 _log = logging.getLogger(__name__)
 
 #: Lines of libbpf's log kept in an Unavailable message.
 LOG_TAIL_LINES = 25
-_ENOTSUPP = 524  # the kernel-internal "operation not supported" some map operations return
 _PROG_IN_LOG = re.compile(r"prog '([^']+)'")
-
-
-class AttachKind(enum.StrEnum):
-    """Where a program attaches, in the DESIGN section 6 order of preference, and its target:
-
-    - ``tp_btf``: BTF tracepoint; the tracepoint (``tcp_receive_reset``)
-    - ``tracepoint``: classic tracepoint; ``category/name`` (``tcp/tcp_receive_reset``)
-    - ``fentry``: BPF trampoline on a kernel function; the function
-    - ``kprobe``: kprobe on a kernel function; the function
-
-    and, for hooks on a function's return (an interval from entry to return), ``fexit`` (BPF
-    trampoline, needs what ``fentry`` needs) and ``kretprobe`` (needs what ``kprobe`` needs).
-    """
-
-    TP_BTF = "tp_btf"
-    TRACEPOINT = "tracepoint"
-    FENTRY = "fentry"
-    KPROBE = "kprobe"
-    FEXIT = "fexit"
-    KRETPROBE = "kretprobe"
-
-
-AttachKindName = Literal["tp_btf", "tracepoint", "fentry", "kprobe", "fexit", "kretprobe"]
-
-
-@dataclass(frozen=True, slots=True)
-class AttachPoint:
-    """Where one program attaches: ``AttachPoint("tp_btf", "tcp_receive_reset")``.
-
-    ``kind`` is always an :class:`AttachKind` after construction (a str compares equal to it).
-    """
-
-    kind: AttachKind | AttachKindName
-    target: str
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "kind", AttachKind(self.kind))
-        if self.kind is AttachKind.TRACEPOINT and self.target.count("/") != 1:
-            raise ValueError(f"classic tracepoint target {self.target!r} is not 'category/name'")
-        if not self.target:
-            raise ValueError("an attach point needs a target")
-
-    @property
-    def section(self) -> str:
-        """The ELF section (``SEC("...")``) a program for this point has."""
-        return f"{AttachKind(self.kind).value}/{self.target}"
-
-    def __str__(self) -> str:
-        return self.section
-
-
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    """One way to implement a hook: a program in the object and where it attaches."""
-
-    program: str
-    point: AttachPoint
-
-
-@dataclass(frozen=True, slots=True)
-class AttachPlan:
-    """A logical hook (``"reset"``) and its candidates, most preferred first."""
-
-    hook: str
-    candidates: tuple[Candidate, ...]
-
-    def __post_init__(self) -> None:
-        if not self.candidates:
-            raise ValueError(f"attach plan {self.hook!r} has no candidates")
-
-    @classmethod
-    def of(cls, hook: str, *candidates: tuple[str, AttachKind | AttachKindName, str]) -> AttachPlan:
-        """``AttachPlan.of("reset", ("prog_btf", "tp_btf", "tcp_receive_reset"), ...)``."""
-        return cls(
-            hook,
-            tuple(Candidate(prog, AttachPoint(kind, target)) for prog, kind, target in candidates),
-        )
-
-    @property
-    def programs(self) -> tuple[str, ...]:
-        return tuple(c.program for c in self.candidates)
-
-
-# --- choosing attach points -------------------------------------------------------------
-
-
-class Features(Protocol):
-    """What the kernel offers: ``unavailable`` is None when a point can be tried, else why not."""
-
-    def unavailable(self, point: AttachPoint) -> str | None: ...
-
-
-def choose(
-    plan: AttachPlan, features: Features, rejected: Mapping[str, str] | None = None
-) -> Candidate:
-    """The first candidate of ``plan`` that ``features`` allows and that was not ``rejected``
-    (program -> why, from an earlier load or attach). ``Unavailable`` lists every reason."""
-    rejected = rejected or {}
-    reasons = []
-    for candidate in plan.candidates:
-        if candidate.program in rejected:
-            reasons.append(f"{candidate.point}: {rejected[candidate.program]}")
-            continue
-        why = features.unavailable(candidate.point)
-        if why is None:
-            return candidate
-        reasons.append(f"{candidate.point}: {why}")
-    raise Unavailable(f"no usable attach point for {plan.hook!r}: " + "; ".join(reasons))
-
-
-class KernelFeatures:
-    """The running kernel's attach points, probed without loading anything.
-
-    - ``tp_btf``: kernel BTF has the tracepoint's ``btf_trace_<name>`` typedef;
-    - ``tracepoint``: tracefs (mounted if needed) has ``events/<category>/<name>/id``;
-    - ``fentry``/``fexit``: kernel BTF has the function. Whether trampolines work is only known by
-      loading (this is where EPERM shows up), so the loader falls back if the load fails;
-    - ``kprobe``/``kretprobe``: the kernel has kprobes (``/sys/bus/event_source/devices/kprobe`` or
-      ``kprobe_events`` in tracefs) and the function is in ``/proc/kallsyms``.
-
-    The paths can be pointed elsewhere (tests); ``tracefs=None`` finds tracefs, mounting it at
-    ``/sys/kernel/tracing`` if needed (:func:`~otel_kubeskoop.bpf.tracefs.ensure_tracefs`).
-    """
-
-    def __init__(
-        self,
-        btf_path: str = btf_mod.VMLINUX_BTF,
-        tracefs: str | None = None,
-        kprobe_pmu: str = "/sys/bus/event_source/devices/kprobe",
-        kallsyms: str = "/proc/kallsyms",
-    ) -> None:
-        self._btf_path = btf_path
-        self._kprobe_pmu = kprobe_pmu
-        self._kallsyms = kallsyms
-        self._btf: btf_mod.BTF | None | str = None
-        self._tracefs: tuple[str | None, str] | None = None
-        if tracefs is not None:
-            found = os.path.isdir(os.path.join(tracefs, "events"))
-            self._tracefs = (tracefs if found else None, f"no events/ directory in {tracefs}")
-        self._kallsyms_names: frozenset[str] | None = None
-
-    def _kernel_btf(self) -> btf_mod.BTF | str:
-        """The kernel BTF, or why there is none."""
-        if self._btf is None:
-            try:
-                if self._btf_path == btf_mod.VMLINUX_BTF:
-                    self._btf = btf_mod.vmlinux_btf()
-                else:
-                    self._btf = btf_mod.read_btf(self._btf_path)
-            except FileNotFoundError:
-                self._btf = f"kernel without BTF ({self._btf_path} missing: CONFIG_DEBUG_INFO_BTF)"
-            except (OSError, btf_mod.BTFError) as exc:
-                self._btf = f"kernel BTF unreadable: {exc}"
-        return self._btf
-
-    def _tracefs_dir(self) -> tuple[str | None, str]:
-        if self._tracefs is None:
-            self._tracefs = ensure_tracefs()
-        return self._tracefs
-
-    def _has_kprobes(self) -> bool:
-        if os.path.exists(self._kprobe_pmu):
-            return True
-        tracefs, _ = self._tracefs_dir()
-        return tracefs is not None and os.path.exists(os.path.join(tracefs, "kprobe_events"))
-
-    def _in_kallsyms(self, function: str) -> bool:
-        if self._kallsyms_names is None:
-            try:
-                self._kallsyms_names = parse_kallsyms(read_kallsyms(self._kallsyms)).symbols
-            except OSError:
-                return True  # cannot tell: let the attach decide
-        return function in self._kallsyms_names
-
-    def unavailable(self, point: AttachPoint) -> str | None:
-        kind, target = point.kind, point.target
-        if kind in (AttachKind.TP_BTF, AttachKind.FENTRY, AttachKind.FEXIT):
-            kernel_btf = self._kernel_btf()
-            if isinstance(kernel_btf, str):
-                return kernel_btf
-            if kind is AttachKind.TP_BTF:
-                if not kernel_btf.has("btf_trace_" + target, btf_mod.Kind.TYPEDEF):
-                    return f"no BTF tracepoint {target} (btf_trace_{target}) in this kernel"
-            elif not kernel_btf.has(target, btf_mod.Kind.FUNC):
-                return f"no function {target} in the kernel BTF"
-            return None
-        if kind is AttachKind.TRACEPOINT:
-            tracefs, message = self._tracefs_dir()
-            if tracefs is None:
-                return f"tracefs unavailable: {message}"
-            if not os.path.exists(os.path.join(tracefs, "events", target, "id")):
-                return f"no tracepoint {target} in {tracefs}/events"
-            return None
-        if not self._has_kprobes():
-            return "kernel without kprobes (CONFIG_KPROBES)"
-        if not self._in_kallsyms(target):
-            return f"no kernel symbol {target} in {self._kallsyms}"
-        return None
-
-
-# --- the object ---------------------------------------------------------------------------
 
 
 class _Resources:
@@ -321,7 +116,28 @@ class BPFObject:
     have exactly its size. ``max_entries``: map sizes to change before load (ring buffer bytes).
     ``load_only``: programs loaded but attached by the caller through their fds
     (:meth:`program_fds`), such as TC classifiers (``SEC("tc")``, :mod:`otel_kubeskoop.bpf.tc`).
+    :meth:`of` takes the plans and load-only programs from the object's generated spec.
     """
+
+    @classmethod
+    def of(
+        cls,
+        spec: ObjectSpec,
+        rodata: Mapping[str, Setting] | None = None,
+        max_entries: Mapping[str, int] | None = None,
+        features: Features | None = None,
+        path: str | None = None,
+    ) -> BPFObject:
+        """The object ``spec`` describes (``otel_kubeskoop/bpf/generated/<stem>.py``), found in
+        the package unless ``path`` is given; attach plans by the naming convention."""
+        return cls(
+            path or object_path(spec.name),
+            attach.plans(spec),
+            rodata=rodata,
+            max_entries=max_entries,
+            features=features,
+            load_only=attach.unplanned(spec),
+        )
 
     def __init__(
         self,
@@ -515,11 +331,8 @@ class BPFObject:
 
     def _btf(self) -> btf_mod.BTF:
         """The object's BTF as libbpf fixed it up at open (data section offsets filled in)."""
-        so = libbpf.lib()
-        handle = check_ptr(so.bpf_object__btf(self._res.obj), f"{self.name}: object BTF")
-        size = ctypes.c_uint32()
-        raw = check_ptr(so.btf__raw_data(handle, ctypes.byref(size)), f"{self.name}: raw BTF")
-        return btf_mod.parse_btf(ctypes.string_at(raw, size.value), f"{self.path} (libbpf)")
+        handle = check_ptr(libbpf.lib().bpf_object__btf(self._res.obj), f"{self.name}: object BTF")
+        return btf_mod.BTF(handle, self.path, owner=self._res)
 
     def _write_rodata(self) -> None:
         so = libbpf.lib()
@@ -678,347 +491,3 @@ class BPFObject:
         )
         self._res.ringbufs.append(ringbuf)
         return ringbuf
-
-
-# --- maps ---------------------------------------------------------------------------------
-
-
-_SimpleCData: type = ctypes.c_int.__bases__[0]  # ctypes._SimpleCData, not exported
-
-
-def _is_int_type(t: type[Any] | None) -> bool:
-    """A ctypes integer type (c_uint64...), whose instances decode to ``.value``."""
-    if t is None or not issubclass(t, _SimpleCData):
-        return False
-    return isinstance(getattr(t(), "value", None), int)
-
-
-class BPFMap:
-    """A loaded map, read through its file descriptor (valid until the object closes)."""
-
-    #: entries asked for per batch call
-    BATCH = 4096
-
-    def __init__(
-        self,
-        owner: _Resources,
-        name: str,
-        fd: int,
-        map_type: int,
-        key_size: int,
-        value_size: int,
-        max_entries: int,
-        key_type: type[Any] | None = None,
-        value_type: type[Any] | None = None,
-        percpu: Literal["sum", "list"] | None = None,
-        batch: bool = True,
-    ) -> None:
-        self._owner = owner
-        self.name = name
-        self.fd = fd
-        self.map_type = map_type
-        self.key_size = key_size
-        self.value_size = value_size
-        self.max_entries = max_entries
-        self.key_type = key_type
-        self.value_type = value_type
-        for t, size, what in ((key_type, key_size, "key"), (value_type, value_size, "value")):
-            if t is not None and ctypes.sizeof(t) != size:
-                raise TypeError(
-                    f"map {name}: {what} type {t.__name__} has {ctypes.sizeof(t)} bytes, "
-                    f"the map's have {size}"
-                )
-        self.is_percpu = map_type in MapType.PERCPU
-        self.ncpus = libbpf.lib().libbpf_num_possible_cpus() if self.is_percpu else 1
-        if self.ncpus <= 0:
-            raise LibbpfError(-self.ncpus, f"map {name}: number of possible CPUs unknown")
-        # A per-CPU value is one 8-byte-aligned slot per possible CPU.
-        self._slot = (value_size + 7) & ~7 if self.is_percpu else value_size
-        self._value_bytes = self._slot * self.ncpus
-        if percpu is None:
-            percpu = "sum" if value_type is None or _is_int_type(value_type) else "list"
-        if (
-            percpu == "sum"
-            and self.is_percpu
-            and not (value_type is None or _is_int_type(value_type))
-        ):
-            raise TypeError(f"map {name}: only integer per-CPU values can be summed")
-        self.percpu = percpu
-        self._batch_ok = batch
-
-    def __repr__(self) -> str:
-        return f"<BPFMap {self.name} type={self.map_type} entries<={self.max_entries}>"
-
-    def _check_open(self) -> None:
-        if self._owner.obj is None:
-            raise RuntimeError(f"map {self.name}: its object is closed")
-
-    # encoding
-
-    def _key_bytes(self, key: Any) -> bytes:
-        if isinstance(key, int):
-            data = key.to_bytes(self.key_size, "little")
-        else:
-            try:
-                data = bytes(key)  # bytes, or a ctypes instance (they export their buffer)
-            except TypeError:
-                raise TypeError(
-                    f"map {self.name}: cannot use {type(key).__name__} as a key"
-                ) from None
-        if len(data) != self.key_size:
-            raise ValueError(
-                f"map {self.name}: key of {len(data)} bytes, map keys have {self.key_size}"
-            )
-        return data
-
-    def _decode_key(self, raw: bytes) -> Any:
-        if self.key_type is None:
-            return raw
-        key = self.key_type.from_buffer_copy(raw)
-        return key.value if _is_int_type(self.key_type) else key
-
-    def _decode_one(self, raw: bytes) -> Any:
-        if self.value_type is None:
-            return int.from_bytes(raw, "little") if self.percpu == "sum" and self.is_percpu else raw
-        value = self.value_type.from_buffer_copy(raw)
-        return value.value if _is_int_type(self.value_type) else value
-
-    def _decode_value(self, raw: bytes) -> Any:
-        if not self.is_percpu:
-            return self._decode_one(raw)
-        per_cpu = [
-            self._decode_one(raw[i * self._slot : i * self._slot + self.value_size])
-            for i in range(self.ncpus)
-        ]
-        return sum(per_cpu) if self.percpu == "sum" else per_cpu
-
-    # single elements
-
-    def lookup(self, key: Any) -> Any | None:
-        """The value under ``key``, or None."""
-        self._check_open()
-        k = ctypes.create_string_buffer(self._key_bytes(key), self.key_size)
-        v = ctypes.create_string_buffer(self._value_bytes)
-        ret = libbpf.lib().bpf_map_lookup_elem(self.fd, k, v)
-        if ret == -errno.ENOENT:
-            return None
-        check_int(ret, f"map {self.name}: lookup")
-        return self._decode_value(v.raw)
-
-    def update(self, key: Any, value: bytes | Any) -> None:
-        """Set ``key`` (for per-CPU maps ``value`` holds every CPU's slot)."""
-        self._check_open()
-        data = value if isinstance(value, bytes) else bytes(value)
-        if len(data) != self._value_bytes:
-            raise ValueError(
-                f"map {self.name}: value of {len(data)} bytes, need {self._value_bytes}"
-            )
-        k = ctypes.create_string_buffer(self._key_bytes(key), self.key_size)
-        check_int(
-            libbpf.lib().bpf_map_update_elem(
-                self.fd, k, ctypes.create_string_buffer(data, len(data)), libbpf.BPF_ANY
-            ),
-            f"map {self.name}: update",
-        )
-
-    def delete(self, key: Any) -> bool:
-        """Remove ``key``; False if it was not there."""
-        self._check_open()
-        k = ctypes.create_string_buffer(self._key_bytes(key), self.key_size)
-        ret = libbpf.lib().bpf_map_delete_elem(self.fd, k)
-        if ret == -errno.ENOENT:
-            return False
-        check_int(ret, f"map {self.name}: delete")
-        return True
-
-    def _raw_keys(self) -> list[bytes]:
-        """Every key, by get_next_key (bounded, since a map can change while we walk it)."""
-        so = libbpf.lib()
-        keys: list[bytes] = []
-        prev = None
-        nxt = ctypes.create_string_buffer(self.key_size)
-        for _ in range(2 * self.max_entries + 1):
-            ret = so.bpf_map_get_next_key(self.fd, prev, nxt)
-            if ret == -errno.ENOENT:
-                break
-            check_int(ret, f"map {self.name}: get_next_key")
-            keys.append(nxt.raw)
-            prev = ctypes.create_string_buffer(nxt.raw, self.key_size)
-        return list(dict.fromkeys(keys))
-
-    # whole map
-
-    @contextmanager
-    def mapped(self) -> Iterator[memoryview]:
-        """The values of an ARRAY map created with BPF_F_MMAPABLE, in place, read and write:
-        value i at i * (value size rounded up to 8) (kernel/bpf/arraymap.c, elem_size). One
-        mmap() for the whole array instead of a copy through the syscall per read."""
-        self._check_open()
-        if self.map_type != MapType.ARRAY:
-            raise TypeError(f"map {self.name}: only an array map can be mapped")
-        size = self.max_entries * ((self.value_size + 7) & ~7)
-        length = -(-size // mmap.PAGESIZE) * mmap.PAGESIZE
-        area = mmap.mmap(self.fd, length, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-        try:
-            with memoryview(area) as whole, whole[:size] as view:
-                yield view
-        finally:
-            area.close()
-
-    def _batch(self, delete: bool) -> list[tuple[bytes, bytes]] | None:
-        """All entries by BPF_MAP_LOOKUP(_AND_DELETE)_BATCH; None where the kernel lacks it."""
-        so = libbpf.lib()
-        fn = so.bpf_map_lookup_and_delete_batch if delete else so.bpf_map_lookup_batch
-        token_size = max(self.key_size, 8)
-        in_batch: ctypes.Array[ctypes.c_char] | None = None
-        out_batch = ctypes.create_string_buffer(token_size)
-        chunk = max(1, min(self.max_entries, self.BATCH))
-        opts = BatchOpts()
-        entries: list[tuple[bytes, bytes]] = []
-        first = True
-        while True:
-            keys = ctypes.create_string_buffer(chunk * self.key_size)
-            values = ctypes.create_string_buffer(chunk * self._value_bytes)
-            count = ctypes.c_uint32(chunk)
-            ret = fn(
-                self.fd, in_batch, out_batch, keys, values, ctypes.byref(count), ctypes.byref(opts)
-            )
-            n = count.value
-            for i in range(n):
-                entries.append(
-                    (
-                        keys.raw[i * self.key_size : (i + 1) * self.key_size],
-                        values.raw[i * self._value_bytes : (i + 1) * self._value_bytes],
-                    )
-                )
-            if ret == 0:
-                in_batch = ctypes.create_string_buffer(out_batch.raw, token_size)
-                first = False
-                continue
-            err = -ret
-            if err == errno.ENOENT:
-                return entries
-            if err == errno.ENOSPC and n == 0 and chunk < 1 << 20:
-                chunk *= 2  # a hash bucket holds more entries than one chunk
-                continue
-            if first and err in (
-                errno.EINVAL,
-                errno.EOPNOTSUPP,
-                errno.ENOSYS,
-                errno.EPERM,
-                _ENOTSUPP,
-            ):
-                return None
-            check_int(ret, f"map {self.name}: {'lookup_and_delete' if delete else 'lookup'} batch")
-
-    def _entries(self) -> list[tuple[bytes, bytes]]:
-        self._check_open()
-        if self._batch_ok:
-            found = self._batch(delete=False)
-            if found is not None:
-                return found
-            self._batch_ok = False
-        so = libbpf.lib()
-        entries = []
-        for key in self._raw_keys():
-            v = ctypes.create_string_buffer(self._value_bytes)
-            if so.bpf_map_lookup_elem(self.fd, key, v) == 0:
-                entries.append((key, v.raw))
-        return entries
-
-    def items(self) -> list[tuple[Any, Any]]:
-        """Every (key, value), decoded."""
-        return [(self._decode_key(k), self._decode_value(v)) for k, v in self._entries()]
-
-    def pop_all(self) -> list[tuple[Any, Any]]:
-        """Read and remove every entry (hash maps): the kernel starts counting again from zero.
-
-        Arrays cannot remove entries; read them with :meth:`items` and take differences.
-        """
-        self._check_open()
-        if self.map_type not in MapType.HASHES:
-            raise TypeError(f"map {self.name}: pop_all needs a hash map; read arrays with items()")
-        raw: list[tuple[bytes, bytes]] | None = None
-        if self._batch_ok:
-            raw = self._batch(delete=True)
-        if raw is None:
-            so = libbpf.lib()
-            raw = []
-            for key in self._raw_keys():
-                v = ctypes.create_string_buffer(self._value_bytes)
-                ret = so.bpf_map_lookup_and_delete_elem(self.fd, key, v)
-                if ret in (-errno.EINVAL, -errno.EOPNOTSUPP, -_ENOTSUPP):  # before Linux 5.14
-                    ret = so.bpf_map_lookup_elem(self.fd, key, v)
-                    if ret == 0:
-                        so.bpf_map_delete_elem(self.fd, key)
-                if ret == 0:
-                    raw.append((key, v.raw))
-        return [(self._decode_key(k), self._decode_value(v)) for k, v in raw]
-
-
-# --- ring buffers -------------------------------------------------------------------------
-
-
-class RingBuffer:
-    """A consumer of one BPF ring buffer. ``callback(record: bytes)`` runs inside :meth:`poll`.
-
-    A callback exception does not stop polling: it is counted in ``errors`` (the probe's decode
-    error metric) and the latest one kept in ``last_error``.
-    """
-
-    def __init__(self, name: str, map_fd: int, callback: Callable[[bytes], None]) -> None:
-        self.name = name
-        self.received = 0
-        self.errors = 0
-        self.last_error: BaseException | None = None
-        self._callback = callback
-        self._lock = threading.Lock()
-        self._sample_fn = libbpf.SAMPLE_FN(self._on_sample)  # referenced while the ring lives
-        self._ptr: int | None = check_ptr(
-            libbpf.lib().ring_buffer__new(map_fd, self._sample_fn, None, None),
-            f"ring buffer {name}",
-        )
-
-    def _on_sample(self, _ctx: int | None, data: int, size: int) -> int:
-        self.received += 1
-        try:
-            self._callback(ctypes.string_at(data, size))
-        except Exception as exc:  # counted, never raised into libbpf
-            self.errors += 1
-            self.last_error = exc
-        return 0
-
-    def poll(self, timeout_ms: int = 100) -> int:
-        """Wait up to ``timeout_ms`` for records and consume them; the number consumed."""
-        with self._lock:
-            if self._ptr is None:
-                raise RuntimeError(f"ring buffer {self.name}: closed")
-            ret = libbpf.lib().ring_buffer__poll(self._ptr, timeout_ms)
-        if ret == -errno.EINTR:
-            return 0
-        return check_int(ret, f"ring buffer {self.name}: poll")
-
-    def consume(self) -> int:
-        """Consume what is there without waiting; the number consumed."""
-        with self._lock:
-            if self._ptr is None:
-                raise RuntimeError(f"ring buffer {self.name}: closed")
-            ret = libbpf.lib().ring_buffer__consume(self._ptr)
-        return check_int(ret, f"ring buffer {self.name}: consume")
-
-    def fileno(self) -> int:
-        """An epoll fd that becomes readable when records arrive (for selectors)."""
-        if self._ptr is None:
-            raise RuntimeError(f"ring buffer {self.name}: closed")
-        return libbpf.lib().ring_buffer__epoll_fd(self._ptr)
-
-    @property
-    def closed(self) -> bool:
-        return self._ptr is None
-
-    def close(self) -> None:
-        """Free the consumer; waits for a poll in progress. Idempotent."""
-        with self._lock:
-            if self._ptr is not None:
-                libbpf.lib().ring_buffer__free(self._ptr)
-                self._ptr = None

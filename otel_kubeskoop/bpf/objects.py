@@ -2,7 +2,7 @@
 """Where the compiled BPF objects are: package data in ``otel_kubeskoop/bpf/objects/``.
 
 ``make -C bpf`` compiles ``bpf/<stem>.bpf.c`` and copies ``<stem>.bpf.o`` there; a wheel ships
-them as package data. They are never committed (style.md section 2).
+them as package data. They are never committed (the mirrors generated from them are).
 """
 
 from __future__ import annotations

@@ -124,6 +124,16 @@ class ResourceDirectory:
         live += [key for key in groups if isinstance(key, PodKey)]
         return groups, live
 
+    def set_additional_labels(self, additional_labels: Sequence[tuple[str, str]]) -> None:
+        """New ``metrics.additionalLabels`` (a config reload): each resource they change is
+        rebuilt, which re-attributes its series as a change of its pod's metadata would."""
+        self._templates = tuple(additional_labels)
+        for key, entry in list(self._entries.items()):
+            fresh = self._build(key)
+            if fresh.resource.attributes == entry.resource.attributes:
+                fresh = _Entry(fresh.signature, entry.resource, fresh.labels)
+            self._entries[key] = fresh
+
     # Lookups (any thread) ----------------------------------------------------------------------
 
     def resource(self, key: ResourceKey) -> Resource:

@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Shared shape of the latency probes (netiftxlat, softirq, biolatency, virtcmdlatency, and through
-:class:`DirectionLatencyProbe` kernellatency and socketlatency), on top of
-:class:`~otel_kubeskoop.probes._bpf.ObjectProbe`.
+"""What the latency probes hold besides their :class:`~otel_kubeskoop.probes._bpf.ObjectHandle`:
+:class:`Histograms` (netiftxlat, softirq, biolatency, virtcmdlatency, and with :class:`Directions`
+kernellatency and socketlatency). A probe whose samples and events depend on its records alone
+(netiftxlat, softirq, virtcmdlatency) is a :class:`Latency` table run by :class:`LatencyProbe`.
 
 Each probe's object (``bpf/<probe>.bpf.c``, helpers in ``bpf/include/latency.bpf.h``) measures an
 interval between two kernel points and keeps, in the kernel:
@@ -9,59 +10,51 @@ interval between two kernel points and keeps, in the kernel:
 - ``hists``: a bounded table of ``struct <probe>_key`` -> a ``struct latency_hist`` (alone, or
   first member of ``struct <probe>_value``): log2 buckets of nanoseconds, the sum, and upstream's
   threshold counters (``slow[0]``, ``slow[1]``). An open-addressed table in an mmap-able ARRAY
-  (``DECLARE_LATENCY_HISTS``; :class:`HistTable` reads it in place). Never reset:
-  :meth:`LatencyProbe.collect` reads it whole each cycle and reports cumulative values (an OTel
-  histogram in seconds whose bounds are the kernel's bucket bounds, :data:`BOUNDS`; the threshold
-  counters as counters). ``hists_full`` counts measurements that found no room
-  (``kubeskoop.agent.bpf.map.full``).
+  (``DECLARE_LATENCY_HISTS``, whose ``struct hists_slot`` the generated module mirrors;
+  :class:`HistTable` reads it in place). Never reset: :meth:`Histograms.collect` reads it whole
+  each cycle and reports cumulative values (an OTel histogram in seconds whose bounds are the
+  kernel's bucket bounds, :data:`BOUNDS`; the threshold counters as counters). ``hists_full``
+  counts measurements that found no room (``kubeskoop.agent.bpf.map.full``).
 - an in-flight table of start records (not softirq's, a per-CPU array that cannot overflow): a
   direct-mapped ARRAY whose slot is picked by hashing the key, so that the per-packet path makes no
   map helper call (``DECLARE_INFLIGHT``). A start that takes another key's slot evicts it, and the
   kernel counts that in ``inflight_stats`` (``kubeskoop.agent.bpf.inflight.evicted``).
-- ``events``: the ring buffer, read only when the config asks this probe for events, with an
-  event per interval above ``thresholdMs``, rate-limited per (namespace, type) in the kernel;
-  ``losses`` counts what the kernel refused to send (``kubeskoop.agent.events.lost``).
+- ``events``: the ring buffer, with an event per interval above ``thresholdMs``
+  (``targ_threshold_ns``), rate-limited per (namespace, type) in the kernel.
 
-Keys carry the namespace's inode and the low 32 bits of its never-reused id (``netns_cookie``,
-``bpf/include/netns.bpf.h``): when two ids share an inode (the kernel reuses the inode numbers
-of freed namespaces) only the newest one's histograms are reported and the older ones deleted.
-Namespaces that went away: their slots in ``hists`` are freed once the namespace has been
-missing from the agent's scan at two collections in a row (as :mod:`._bpf` does for counters);
-node-scope probes (softirq) keep no namespace.
+Histograms of namespaces that are gone are freed as the namespace reconciler says
+(:mod:`._reconcile`); node-scope probes (softirq) keep no namespace.
 """
 
 from __future__ import annotations
 
-import abc
-
 import ctypes
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import IntEnum
 from typing import Any, ClassVar
 
 from pydantic import Field
 
-from otel_kubeskoop.bpf.layouts import (
-    LATENCY_SLOTS,
-    HistSlotState,
-    InflightStat,
-    LatencyHist,
-    hist_slot,
-)
-from otel_kubeskoop.probe import Histogram, ProbeContext, Sample, log2_bounds
-from otel_kubeskoop.probes import _bpf
-from otel_kubeskoop.probes._bpf import EventArgs, ObjectProbe, newest_cookies, still_absent
+from otel_kubeskoop.bpf.generated.common import HistSlotState, InflightStat, LatencyHist
+from otel_kubeskoop.bpf.spec import ObjectSpec
+from otel_kubeskoop.probe import Event, Histogram, ProbeContext, Sample, log2_bounds
+from otel_kubeskoop.probes._bpf import EventArgs, HandleProbe, ObjectHandle
+from otel_kubeskoop.probes._reconcile import NetnsReconciler
 from otel_kubeskoop.vocabulary import attributes as A
 from otel_kubeskoop.vocabulary import instruments as I
+from otel_kubeskoop.vocabulary.instruments import InstrumentSpec
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "BOUNDS",
-    "DirectionLatencyProbe",
+    "Directions",
     "Endpoints",
-    "HISTS_RODATA",
     "HistTable",
+    "Histograms",
+    "Latency",
     "LatencyArgs",
     "LatencyProbe",
     "histogram",
@@ -70,19 +63,13 @@ __all__ = [
 
 HISTS_MAP = "hists"
 HISTS_FULL_MAP = "hists_full"
-#: the rodata DECLARE_LATENCY_HISTS adds to every latency object
-HISTS_RODATA = {"hists_mask": "hists slots - 1 (a power of two), when user space sizes the table"}
 INFLIGHT_STATS_MAP = "inflight_stats"
-EVENTS_MAP = _bpf.EVENTS_MAP  # the ring buffer and its losses, as in every eBPF object
-LOSSES_MAP = _bpf.LOSSES_MAP
 
+#: log2 slots of nanoseconds: slot i counts [2^i, 2^(i+1)) ns, the last one is open-ended
+LATENCY_SLOTS = LatencyHist.slots.size // ctypes.sizeof(ctypes.c_uint64)
 #: OTel explicit bounds, in seconds, of the kernel's log2 nanosecond buckets
 BOUNDS = log2_bounds(1e-9, LATENCY_SLOTS)
 _NS = 1_000_000
-
-#: direction -> (start, end): the attach points in use that bound each direction's interval
-Endpoints = dict[int, tuple[str, str]]
-
 
 def histogram(h: LatencyHist) -> Histogram:
     """A ``struct latency_hist`` as a :class:`~otel_kubeskoop.probe.Histogram` in seconds."""
@@ -104,7 +91,7 @@ class HistTable:
 
     def __init__(self, bpf_map: Any) -> None:
         self.map = bpf_map
-        self.slot = bpf_map.value_type  # hist_slot(key, value)
+        self.slot = bpf_map.value_type  # struct hists_slot
         self._where: dict[bytes, list[int]] = {}  # key bytes -> slots, as of the last read
 
     def read(self) -> list[tuple[Any, Any]]:
@@ -150,96 +137,56 @@ class LatencyArgs(EventArgs):
         return int(self.threshold_ms * _NS)
 
 
-class LatencyProbe(ObjectProbe):
-    """Load a latency probe's object, read its histograms, pump its events.
+    @property
+    def settings(self) -> dict[str, int]:
+        """The ``const volatile`` settings the threshold gives: ``targ_threshold_ns``."""
+        return {"targ_threshold_ns": self.threshold_ns}
 
-    Subclasses set the class attributes and implement :meth:`samples_of` and :meth:`decode`.
-    """
 
-    KEY: ClassVar[type[ctypes.Structure]]  # struct <probe>_key
-    VALUE: ClassVar[type[ctypes.Structure]] = LatencyHist  # the hists map's value
-    INFLIGHT_MAP: ClassVar[str | None] = None  # the in-flight table, if any
-    NODE_SCOPE: ClassVar[bool] = False  # keys have no netns: every sample is the node's
-    ARGS: ClassVar[type[LatencyArgs]] = LatencyArgs
+class Histograms:
+    """The ``hists`` of a latency probe's object, and its in-flight counts (``inflight``: the
+    in-flight table's name, None for softirq), read through the probe's handle. ``node_scope``:
+    keys have no namespace, every sample is the node's."""
 
-    def __init__(self, args: Any, ctx: ProbeContext) -> None:
-        super().__init__(args, ctx)
-        self._absent: dict[int, int] = {}  # netns -> consecutive collections missing
-        self._hists: HistTable | None = None
-        self._hists_of: Any = None  # the object _hists reads
+    def __init__(self, bpf: ObjectHandle, inflight: str | None, node_scope: bool = False) -> None:
+        self.bpf = bpf
+        self.inflight_map = inflight
+        self.node_scope = node_scope
+        self._reconciler: NetnsReconciler[tuple[Any, Any]] = NetnsReconciler(
+            lambda entry: (entry[0].netns, entry[0].netns_cookie))
+        self._table: HistTable | None = None
+        self._table_of: Any = None  # the object _table reads
 
-    @classmethod
-    def default_args(cls) -> Any:
-        return cls.ARGS()
-
-    # --- subclass hooks ----------------------------------------------------------------------
-
-    def event_rodata(self) -> dict[str, int | bool]:
-        return {**super().event_rodata(), "targ_threshold_ns": self.args.threshold_ns}
-
-    @abc.abstractmethod
-    def samples_of(self, key: Any, value: Any, netns: int | None) -> list[Sample]:
-        """The samples of one ``hists`` entry."""
-
-    # --- metrics -----------------------------------------------------------------------------
-
-    def hists(self) -> HistTable:
+    def table(self) -> HistTable:
         """The loaded object's ``hists`` (kept between collections: deletions use the slots the
         last read found)."""
-        if self._hists is None or self._hists_of is not self.obj:
-            slot = hist_slot(self.KEY, self.VALUE)
-            self._hists = HistTable(self.obj.map(HISTS_MAP, ctypes.c_uint32, slot))
-            self._hists_of = self.obj
-        return self._hists
+        if self._table is None or self._table_of is not self.bpf.obj:
+            self._table = HistTable(self.bpf.map(HISTS_MAP))
+            self._table_of = self.bpf.obj
+        return self._table
 
-    def read_hists(self) -> list[tuple[Any, Any]]:
+    def read(self) -> list[tuple[Any, Any]]:
         """Every ``hists`` entry, decoded: [(key, value)]."""
-        return self.hists().read()
+        return self.table().read()
 
-    def _newest(self, entries: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
-        """The entries of the newest namespace that had each inode; those of older ones (dead:
-        the kernel gave their inode to a new namespace) are deleted from the map."""
-        if not any(name == "netns_cookie" for name, *_ in self.KEY._fields_):
-            return entries
-        newest = newest_cookies(key for key, _ in entries)
-        stale = [key for key, _ in entries if key.netns_cookie != newest[key.netns]]
-        if not stale:
-            return entries
-        self.hists().delete(stale)
-        log.debug("%s: deleted %d histograms of namespaces whose inode was reused", self.OBJECT,
-                  len(stale))
-        return [(k, v) for k, v in entries if k.netns_cookie == newest[k.netns]]
-
-    def _kept(self, entries: list[tuple[Any, Any]]) -> list[tuple[Any, Any, int | None]]:
-        """(key, value, netns for the sample) of the entries to report; the entries of namespaces
-        missing ABSENT_COLLECTIONS scans in a row are deleted from the map."""
-        if self.NODE_SCOPE:
+    def live(self) -> list[tuple[Any, Any, int | None]]:
+        """(key, value, netns for the sample) of the entries to report; those of namespaces that
+        are gone are deleted from the table."""
+        entries = self.read()
+        if self.node_scope:
             return [(k, v, None) for k, v in entries]
-        entries = self._newest(entries)
-        known = self.ctx.cycle.namespaces
-        if not known:  # no scan yet: report everything, delete nothing
-            return [(k, v, k.netns or None) for k, v in entries]
-        kept, gone = [], []
-        missing = {k.netns for k, _ in entries if k.netns and k.netns not in known}
-        absent = still_absent(self._absent, missing)
-        for key, value in entries:
-            if not key.netns:
-                kept.append((key, value, None))
-            elif key.netns in known:
-                kept.append((key, value, key.netns))
-            elif key.netns not in absent:
-                gone.append(key)
-        self._absent = absent
-        if gone:
-            self.hists().delete(gone)
-            log.debug("%s: deleted %d histograms of vanished namespaces", self.OBJECT, len(gone))
-        return kept
+        verdict = self._reconciler.reconcile(entries, self.bpf.ctx.cycle.namespaces)
+        if verdict.gone:
+            self.table().delete([key for key, _ in verdict.gone])
+            log.debug("%s: deleted %d histograms of namespaces that are gone",
+                      self.bpf.spec.name, len(verdict.gone))
+        return [(k, v, netns) for (k, v), netns in verdict.live]
 
     def inflight(self) -> dict[str, int]:
         """The in-flight counters by name (``started``, ``ended``, ``evicted``...)."""
-        if self.obj is None or self.INFLIGHT_MAP is None:
+        if self.bpf.obj is None or self.inflight_map is None:
             return {}
-        stats = dict(self.obj.map(INFLIGHT_STATS_MAP, ctypes.c_uint32, ctypes.c_uint64).items())
+        stats = dict(self.bpf.map(INFLIGHT_STATS_MAP).items())
         return {stat.name.removeprefix("INFLIGHT_").lower(): stats.get(stat.value, 0)
                 for stat in InflightStat if stat is not InflightStat.INFLIGHT__MAX}
 
@@ -247,52 +194,91 @@ class LatencyProbe(ObjectProbe):
         """Start records the in-flight table evicted since start (counted in the kernel)."""
         return self.inflight().get("evicted", 0)
 
-    def collect(self) -> list[Sample]:
-        if self.obj is None:
+    def collect(self, samples_of: Callable[[Any, Any, int | None], list[Sample]]) -> list[Sample]:
+        """``samples_of(key, value, netns)`` of every live entry, then the table's fill, the
+        in-flight evictions and the event losses."""
+        if self.bpf.obj is None:
             return []
         out: list[Sample] = []
-        for key, value, netns in self._kept(self.read_hists()):
-            out += self.samples_of(key, value, netns)
-        out.append(self.map_full_sample(HISTS_FULL_MAP, HISTS_MAP))
-        if self.INFLIGHT_MAP is not None:
+        for key, value, netns in self.live():
+            out += samples_of(key, value, netns)
+        out.append(self.bpf.full_sample(HISTS_FULL_MAP, HISTS_MAP))
+        if self.inflight_map is not None:
             out.append(Sample(I.AGENT_BPF_INFLIGHT_EVICTED, self.evicted(), None,
-                              ((A.PROBE, self.ctx.name), (A.BPF_MAP, self.INFLIGHT_MAP))))
-        out += self.loss_samples()
+                              ((A.PROBE, self.bpf.ctx.name), (A.BPF_MAP, self.inflight_map))))
+        out += self.bpf.loss_samples()
         return out
 
 
-class DirectionLatencyProbe(LatencyProbe):
+#: direction -> (start, end): the attach points in use that bound each direction's interval
+Endpoints = dict[int, tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class Directions:
     """A latency probe of TCP packets or data in two directions (kernellatency, socketlatency):
-    per (namespace, direction) a histogram and two threshold counters; its events name the
-    attach points in use that bound the interval (:attr:`points`).
+    per (namespace, direction) a histogram (``duration``) and two threshold counters
+    (``counters[direction]``); ``words``: direction -> ``network.io.direction``."""
 
-    Subclasses set ``DIRECTION`` (the ``enum <probe>_direction`` mirror), ``DIRECTIONS``
-    (direction -> ``network.io.direction``), ``DURATION`` (the histogram), ``COUNTERS``
-    (direction -> its two threshold counters) and ``ENDPOINTS`` (a ``staticmethod``:
-    ``BPFObject.chosen`` -> :data:`Endpoints`), and set :attr:`points` in ``__init__``.
-    """
+    enum: type[IntEnum]
+    words: Mapping[int, str]
+    duration: InstrumentSpec
+    counters: Mapping[int, tuple[InstrumentSpec, InstrumentSpec]]
 
-    DIRECTION: ClassVar[Callable[[int], Any]]
-    DIRECTIONS: ClassVar[Mapping[Any, str]]
-    DURATION: ClassVar[Any]
-    COUNTERS: ClassVar[Mapping[Any, tuple[Any, Any]]]
-    ENDPOINTS: ClassVar[Callable[[dict[str, Any]], Endpoints]]
-
-    #: direction -> (start, end) attach points in use (set once attached)
-    points: Endpoints
-
-    def check_chosen(self, obj: Any) -> None:
-        self.points = self.ENDPOINTS(obj.chosen)
-
-    def samples_of(self, key: Any, value: Any, netns: int | None) -> list[Sample]:
+    def samples(self, key: Any, value: Any, netns: int | None) -> list[Sample]:
         try:
-            direction = self.DIRECTION(key.direction)
+            direction = self.enum(key.direction)
         except ValueError:
             return []
-        slow0, slow1 = self.COUNTERS[direction]
+        slow0, slow1 = self.counters[direction]
         return [
-            Sample(self.DURATION, histogram(value), netns,
-                   ((A.NETWORK_IO_DIRECTION, self.DIRECTIONS[direction]),)),
+            Sample(self.duration, histogram(value), netns,
+                   ((A.NETWORK_IO_DIRECTION, self.words[direction]),)),
             Sample(slow0, value.slow[0], netns),
             Sample(slow1, value.slow[1], netns),
         ]
+
+
+def _nothing(args: Any) -> Mapping[str, int]:
+    return {}
+
+
+@dataclass(frozen=True)
+class Latency:
+    """A latency probe whose samples and events depend on its records alone: its ``object``, its
+    ``args`` model, its in-flight table (``inflight``; None: softirq's per-CPU array), how a
+    ``hists`` entry becomes samples (``samples(key, value, netns)``) and a record an Event
+    (``decode(raw, clock_offset_ns)``). ``settings(args)`` and ``sizes(args)``: the ``const
+    volatile`` settings and map sizes it adds to the threshold's; ``node_scope``: keys have no
+    namespace."""
+
+    object: ObjectSpec
+    args: type[LatencyArgs]
+    inflight: str | None
+    samples: Callable[[Any, Any, int | None], list[Sample]]
+    decode: Callable[[bytes, int], Event]
+    settings: Callable[[Any], Mapping[str, int]] = _nothing
+    sizes: Callable[[Any], Mapping[str, int]] = _nothing
+    node_scope: bool = False
+
+
+class LatencyProbe(HandleProbe):
+    """Loads a latency object, reads its histograms, pumps its events; ``TABLE`` says which."""
+
+    TABLE: ClassVar[Latency]
+
+    def __init__(self, args: LatencyArgs | None, ctx: ProbeContext) -> None:
+        self.table = self.TABLE
+        self.args = args if args is not None else self.table.args()
+        self.bpf = ObjectHandle(self.table.object, ctx, self.decode)
+        self.hists = Histograms(self.bpf, self.table.inflight, self.table.node_scope)
+
+    def start(self) -> None:
+        self.bpf.start({**self.args.settings, **self.table.settings(self.args)}, events=self.args,
+                       max_entries=self.table.sizes(self.args))
+
+    def collect(self) -> list[Sample]:
+        return self.hists.collect(self.table.samples)
+
+    def decode(self, raw: bytes) -> Event:
+        return self.table.decode(raw, self.bpf.clock_offset)

@@ -33,20 +33,23 @@ operation, size, sector, the issuing task's pid and command, and ``error.type`` 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
-from otel_kubeskoop.bpf.layouts import (
+from otel_kubeskoop.bpf.attach import AttachKind, AttachPoint
+from otel_kubeskoop.bpf.features import KernelFeatures
+from otel_kubeskoop.bpf.generated import biolatency as contract
+from otel_kubeskoop.bpf.generated.biolatency import (
     BiolatencyEvent,
     BiolatencyEventType,
     BiolatencyFlag,
-    BiolatencyKey,
     BiolatencyOp,
-    DecodeError,
 )
-from otel_kubeskoop.bpf.loader import AttachKind, AttachPlan, AttachPoint, KernelFeatures
-from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeSpec, Sample, Scope, Source
-from otel_kubeskoop.probes._bpf import bpf_requires, decode_exact, record_event
-from otel_kubeskoop.probes._latency import HISTS_RODATA, LatencyArgs, LatencyProbe, histogram, seconds
+from otel_kubeskoop.bpf.records import DecodeError, decode_exact
+from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeContext, ProbeSpec, Sample, Scope, Source
+from otel_kubeskoop.probes._bpf import HandleProbe, ObjectHandle, bpf_requires
+from otel_kubeskoop.probes._decode import record_event
+from otel_kubeskoop.probes._latency import Histograms, LatencyArgs, histogram, seconds
 from otel_kubeskoop.vocabulary import attributes as A
 from otel_kubeskoop.vocabulary.events import EventSpec
 from otel_kubeskoop.vocabulary.instruments import H, InstrumentSpec
@@ -73,37 +76,10 @@ BIOLATENCY_SLOW = EventSpec(
 EVENTS = (BIOLATENCY_SLOW,)
 
 
-OBJECT = "biolatency"
-
-PLANS = (
-    AttachPlan.of(
-        "issue",
-        ("biolatency_issue_btf", "tp_btf", "block_rq_issue"),
-        ("biolatency_issue_tp", "tracepoint", "block/block_rq_issue"),
-        ("biolatency_issue_fentry", "fentry", "blk_mq_start_request"),
-        ("biolatency_issue_kprobe", "kprobe", "blk_mq_start_request"),
-    ),
-    AttachPlan.of(
-        "complete",
-        ("biolatency_complete_btf", "tp_btf", "block_rq_complete"),
-        ("biolatency_complete_tp", "tracepoint", "block/block_rq_complete"),
-        ("biolatency_complete_fentry", "fentry", "blk_update_request"),
-        ("biolatency_complete_kprobe", "kprobe", "blk_update_request"),
-    ),
-)
-
 INFLIGHT_MAP = "requests"
 SYS_DEV_BLOCK = "/sys/dev/block"
 MINORBITS = 20  # the kernel's dev_t: major << 20 | minor
 
-#: const volatile settings and their meaning
-RODATA = {
-    "targ_emit": "send events",
-    "targ_threshold_ns": "events for requests slower than this many nanoseconds",
-    "targ_rate_per_sec": "events per second per namespace; 0: no limit",
-    "targ_burst": "events in a burst",
-    **HISTS_RODATA,
-}
 
 #: kubeskoop.block.operation values
 OPS = {
@@ -207,38 +183,40 @@ def keys_agree(chosen: dict[str, AttachPoint]) -> bool:
     return len(set(classic.values())) <= 1
 
 
-class BiolatencyProbe(LatencyProbe):
-    OBJECT = OBJECT
-    PLANS = PLANS
-    KEY = BiolatencyKey
-    INFLIGHT_MAP = INFLIGHT_MAP
-    ARGS = BiolatencyArgs
+def require_keys_agree(chosen: Mapping[str, AttachPoint]) -> None:
+    if not keys_agree(chosen):
+        raise _MixedKeys(", ".join(f"{h}: {p}" for h, p in chosen.items()))
 
-    def __init__(self, args: Any, ctx: Any) -> None:
-        super().__init__(args, ctx)
+
+class BiolatencyProbe(HandleProbe):
+    def __init__(self, args: BiolatencyArgs | None, ctx: ProbeContext) -> None:
+        self.args = args if args is not None else BiolatencyArgs()
         self.device_names = DeviceNames()
+        self.bpf = ObjectHandle(contract.OBJECT, ctx, self.decode)
+        self.hists = Histograms(self.bpf, INFLIGHT_MAP)
         self._classic_only = False
 
-    def features(self) -> Any:
-        return ClassicOnly(KernelFeatures()) if self._classic_only else None
-
-    def check_chosen(self, obj: Any) -> None:
-        if not keys_agree(obj.chosen):
-            raise _MixedKeys(", ".join(f"{h}: {p}" for h, p in obj.chosen.items()))
+    def _start(self) -> None:
+        features = ClassicOnly(self.bpf.features or KernelFeatures()) if self._classic_only else None
+        self.bpf.start(self.args.settings, events=self.args, features=features,
+                       attached=require_keys_agree)
 
     def start(self) -> None:
         try:
-            super().start()
+            self._start()
         except _MixedKeys:
             self._classic_only = True
-            super().start()
+            self._start()
 
     def samples_of(self, key: Any, value: Any, netns: int | None) -> list[Sample]:
         attrs = ((SYSTEM_DEVICE, self.device_names(key.dev)), (BLOCK_OPERATION, op_name(key.op)))
         return [Sample(BIOLATENCY_DURATION, histogram(value), netns, attrs)]
 
+    def collect(self) -> list[Sample]:
+        return self.hists.collect(self.samples_of)
+
     def decode(self, raw: bytes) -> Event:
-        return decode_biolatency(raw, self.device_names, self.clock_offset)
+        return decode_biolatency(raw, self.device_names, self.bpf.clock_offset)
 
 
 SPEC = ProbeSpec(

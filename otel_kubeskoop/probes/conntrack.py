@@ -44,7 +44,8 @@ from otel_kubeskoop.netlink.conntrack import EVENT_GROUPS, ConntrackEvent, event
 from otel_kubeskoop.netlink.core import DecodeError, Message
 from otel_kubeskoop.netlink.sockets import RECV_BUFFER, NetnsSockets
 from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeContext, ProbeSpec, Sample, Scope, Source, Unavailable
-from otel_kubeskoop.probes._bpf import EventArgs, network_type, transport
+from otel_kubeskoop.probes._bpf import EventArgs
+from otel_kubeskoop.probes._decode import network_type, transport
 from otel_kubeskoop.probes._netlink import NetlinkSequence, report_failures, request_here
 from otel_kubeskoop.vocabulary import attributes as A
 from otel_kubeskoop.vocabulary import instruments as I

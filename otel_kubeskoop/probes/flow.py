@@ -49,7 +49,6 @@ true, no addresses) and are counted (``kubeskoop.flow.overflow.flows``).
 
 from __future__ import annotations
 
-import ctypes
 import fnmatch
 import logging
 import struct
@@ -60,10 +59,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from otel_kubeskoop.bpf.layouts import FlowDirection, FlowKey, FlowStat, FlowValue
+from otel_kubeskoop.bpf.attach import unplanned
+from otel_kubeskoop.bpf.generated import flow as contract
+from otel_kubeskoop.bpf.generated.flow import FlowDirection, FlowStat
 from otel_kubeskoop.bpf.tc_attach import Attacher
 from otel_kubeskoop.probe import Kind, Overhead, ProbeContext, ProbeSpec, Sample, Scope, Source, Unavailable
-from otel_kubeskoop.probes._bpf import ABSENT_COLLECTIONS, address, network_type, transport
+from otel_kubeskoop.probes._bpf import HandleProbe, ObjectHandle
+from otel_kubeskoop.probes._decode import address, network_type, transport
+from otel_kubeskoop.probes._reconcile import NetnsReconciler
 from otel_kubeskoop.vocabulary import attributes as A
 from otel_kubeskoop.vocabulary import instruments as I
 from otel_kubeskoop.vocabulary.instruments import C, U, InstrumentSpec
@@ -96,19 +99,15 @@ INSTRUMENTS = (FLOW_BYTES, FLOW_PACKETS, FLOW_OVERFLOW_FLOWS, FLOW_INTERFACES)
 
 log = logging.getLogger(__name__)
 
-OBJECT = "flow"
 FLOWS_MAP = "flows"
 STATS_MAP = "flow_stats"
-#: direction -> (program, network.io.direction)
-PROGRAMS = {"ingress": "flow_ingress", "egress": "flow_egress"}
+#: TC hook -> its program: the object's programs in no attach plan, flow_<hook>
+PROGRAMS = {p.removeprefix("flow_"): p for p in unplanned(contract.OBJECT)}
 DIRECTIONS = {FlowDirection.FLOW_INGRESS: "receive", FlowDirection.FLOW_EGRESS: "transmit"}
 #: the priority of this probe's filters on every hook ("KS"); each run's handle is its own
 TC_PRIORITY = 0x4B53
 #: seconds between checks that the filters of an unchanged namespace are still there
 REVERIFY_SECONDS = 60.0
-
-#: const volatile settings and their meaning
-RODATA = {"targ_ports": "keep ports in the key (enablePortInLabel)"}
 
 _KEY = struct.Struct("<IIBBH16s16sHH")
 _VALUE = struct.Struct("<QQ")
@@ -204,8 +203,8 @@ class FlowTable:
     Each read gives every live key's counts since the key was inserted; a key seen for the first
     time (or whose counts went down: evicted and inserted again between reads) adds all of it.
     Keys missing from a read were evicted or deleted: what they added stays in their series.
-    Namespaces are (inode, cookie) pairs: when a dead namespace's inode is given to a new one, the
-    keys of the older (smaller cookie) are dropped and returned for deletion.
+    Namespaces are (inode, cookie) pairs; which of them are live is the probe's namespace
+    reconciler's call (:meth:`forget` drops one).
     """
 
     def __init__(self, max_series: int, idle_seconds: float, ports: bool) -> None:
@@ -240,11 +239,6 @@ class FlowTable:
                 series.bytes += dbytes
                 series.packets += dpackets
         idle: list[bytes] = []
-        newest: dict[int, int] = {}
-        for inode, cookie in self.namespaces:
-            newest[inode] = max(cookie, newest.get(inode, cookie))
-        for old in [n for n in self.namespaces if n[1] != newest[n[0]]]:
-            idle += self.forget(old)  # an earlier namespace that had this inode: dead
         for netns, ns in self.namespaces.items():
             live = seen.get(netns, set())
             for raw in [r for r in ns.entries if r not in live]:
@@ -295,17 +289,17 @@ class FlowTable:
 # --- the probe ------------------------------------------------------------------------------
 
 
-class FlowProbe:
+class FlowProbe(HandleProbe):
     def __init__(self, args: FlowArgs | None, ctx: ProbeContext) -> None:
         self.args = args if args is not None else FlowArgs()
         self.ctx = ctx
-        self.obj: Any = None
+        self.bpf = ObjectHandle(contract.OBJECT, ctx)
         self.attacher: Attacher | None = None
         self.table = FlowTable(self.args.max_series, self.args.idle_timeout,
                                self.args.enable_port_in_label)
         self.deleted = 0  # keys this probe deleted from the kernel map
         self._evicted = 0
-        self._absent: dict[NetnsId, int] = {}
+        self._reconciler: NetnsReconciler[NetnsId] = NetnsReconciler(lambda netns: netns)
 
     def _wanted(self, ns: Any, names: set[str]) -> set[str]:
         if ns.is_host:
@@ -314,22 +308,15 @@ class FlowProbe:
 
     def start(self) -> None:
         from otel_kubeskoop.bpf import tc
-        from otel_kubeskoop.bpf.loader import BPFObject
-        from otel_kubeskoop.bpf.objects import object_path
 
         try:
-            obj = BPFObject(object_path(OBJECT), (), rodata={"targ_ports": self.args.enable_port_in_label},
-                            max_entries={FLOWS_MAP: self.args.max_flows},
-                            load_only=tuple(PROGRAMS.values()))
-            obj.start()
-        except OSError as exc:  # libbpf.so.1 itself not loadable
-            raise Unavailable(f"libbpf.so.1 not loadable ({exc}); Debian package libbpf1") from None
+            self.bpf.start({"targ_ports": self.args.enable_port_in_label},
+                           max_entries={FLOWS_MAP: self.args.max_flows})
         except Unavailable as exc:
             raise Unavailable(f"{exc}\n(flow needs Linux 6.2+ for the bpf_cast_to_kern_ctx kfunc, "
                               "and TC classifier programs)") from None
-        self.obj = obj
         try:
-            fds = obj.program_fds()
+            fds = self.bpf.programs()
             ids = {d: tc.program_id(fds[p]) for d, p in PROGRAMS.items()}
             self.attacher = Attacher(
                 self.ctx.name, PROGRAMS, {d: fds[p] for d, p in PROGRAMS.items()}, ids,
@@ -350,33 +337,29 @@ class FlowProbe:
                 self.ctx.report(exc)
             if not attacher.state:  # else kept: what is still attached is not forgotten
                 self.attacher = None
-        obj, self.obj = self.obj, None
-        if obj is not None:
-            obj.close()
-
-    def bpf_programs(self) -> dict[str, int]:
-        return self.obj.program_fds() if self.obj is not None else {}
+        self.bpf.stop()
 
     def stats(self) -> dict[str, int]:
-        values = dict(self.obj.map(STATS_MAP, ctypes.c_uint32, ctypes.c_uint64).items())
+        values = dict(self.bpf.map(STATS_MAP).items())
         return {s.name.removeprefix("FLOW_STAT_").lower(): values.get(s.value, 0)
                 for s in FlowStat if s is not FlowStat.FLOW_STAT__MAX}
 
     def read(self) -> list[tuple[bytes, int, int]]:
-        """Every (raw key, bytes, packets) of the kernel map."""
+        """Every (raw key, bytes, packets) of the kernel map (raw: unpacked with struct, faster
+        than the ctypes mirrors for a map of up to maxFlows keys)."""
         out = []
-        for raw_key, raw_value in self.obj.map(FLOWS_MAP).items():
+        for raw_key, raw_value in self.bpf.obj.map(FLOWS_MAP).items():
             nbytes, npackets = _VALUE.unpack(raw_value)
             out.append((raw_key, nbytes, npackets))
         return out
 
     def _delete(self, keys: Iterable[bytes]) -> None:
-        flows = self.obj.map(FLOWS_MAP)
+        flows = self.bpf.obj.map(FLOWS_MAP)
         for raw in keys:
             self.deleted += flows.delete(raw)
 
     def collect(self) -> list[Sample]:
-        if self.obj is None or self.attacher is None:
+        if self.bpf.obj is None or self.attacher is None:
             return []
         known = self.ctx.cycle.namespaces
         for exc in self.attacher.sync(known):
@@ -387,17 +370,11 @@ class FlowProbe:
         self._evicted = max(self._evicted, stats["inserted"] - self.deleted - len(rows))
 
         out: list[Sample] = []
-        absent: dict[NetnsId, int] = {}
-        for netns in list(self.table.namespaces):
-            if not known or netns[0] in known:
-                out += self.table.samples(netns)
-                continue
-            misses = self._absent.get(netns, 0) + 1
-            if misses < ABSENT_COLLECTIONS:
-                absent[netns] = misses
-            else:
-                self._delete(self.table.forget(netns))
-        self._absent = absent
+        verdict = self._reconciler.reconcile(list(self.table.namespaces), known)
+        for netns in verdict.gone:
+            self._delete(self.table.forget(netns))
+        for netns, _ in verdict.live:
+            out += self.table.samples(netns)
         for netns in known:
             n = self.attacher.interfaces(netns)
             if n:

@@ -43,15 +43,18 @@ back as a new packet, or evicted by a packet that needs its slot, and counted
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import Field
 
-from otel_kubeskoop.bpf.layouts import KernellatencyDirection, KernellatencyEvent, KernellatencyKey
-from otel_kubeskoop.bpf.loader import AttachPlan
-from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeSpec, Scope, Source
-from otel_kubeskoop.probes._bpf import bpf_requires, decode_exact, event_type, ifname, record_event, tuple_attributes
-from otel_kubeskoop.probes._latency import HISTS_RODATA, DirectionLatencyProbe, Endpoints, LatencyArgs, seconds
+from otel_kubeskoop.bpf.generated import kernellatency as contract
+from otel_kubeskoop.bpf.generated.kernellatency import KernellatencyDirection, KernellatencyEvent
+from otel_kubeskoop.bpf.records import decode_exact
+from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeContext, ProbeSpec, Sample, Scope, Source
+from otel_kubeskoop.probes._bpf import HandleProbe, ObjectHandle, bpf_requires
+from otel_kubeskoop.probes._decode import event_type, ifname, record_event, tuple_attributes
+from otel_kubeskoop.probes._latency import Directions, Endpoints, Histograms, LatencyArgs, seconds
 from otel_kubeskoop.vocabulary import attributes as A
 from otel_kubeskoop.vocabulary.events import EventSpec
 from otel_kubeskoop.vocabulary.instruments import C, H, InstrumentSpec
@@ -87,63 +90,15 @@ KERNELLATENCY_TXSLOW = EventSpec(
     "A TCP data segment took longer than the threshold from TCP to the device queue", _EVENT_ATTRIBUTES)
 EVENTS = (KERNELLATENCY_RXSLOW, KERNELLATENCY_TXSLOW)
 
-
-OBJECT = "kernellatency"
-
-PLANS = (
-    AttachPlan.of(
-        "rx",
-        ("kernellatency_rx_btf", "tp_btf", "netif_receive_skb"),
-        ("kernellatency_rx_tp", "tracepoint", "net/netif_receive_skb"),
-        ("kernellatency_rx_fentry", "fentry", "ip_rcv"),
-        ("kernellatency_rx_kprobe", "kprobe", "ip_rcv"),
-    ),
-    AttachPlan.of(
-        "deliver",
-        ("kernellatency_deliver_btf", "tp_btf", "tcp_probe"),
-        ("kernellatency_deliver_tp", "tracepoint", "tcp/tcp_probe"),
-        ("kernellatency_deliver_fentry", "fentry", "tcp_rcv_established"),
-        ("kernellatency_deliver_kprobe", "kprobe", "tcp_rcv_established"),
-    ),
-    AttachPlan.of(
-        "tx",
-        ("kernellatency_tx_btf", "tp_btf", "net_dev_queue"),
-        ("kernellatency_tx_tp", "tracepoint", "net/net_dev_queue"),
-        ("kernellatency_tx_fentry", "fentry", "__dev_queue_xmit"),
-        ("kernellatency_tx_kprobe", "kprobe", "__dev_queue_xmit"),
-    ),
-    AttachPlan.of(
-        "free",
-        ("kernellatency_free_btf", "tp_btf", "kfree_skb"),
-        ("kernellatency_free_tp", "tracepoint", "skb/kfree_skb"),
-        ("kernellatency_free_fentry", "fentry", "sk_skb_reason_drop"),
-        ("kernellatency_free_kprobe", "kprobe", "sk_skb_reason_drop"),
-    ),
-    AttachPlan.of(
-        "consume",
-        ("kernellatency_consume_btf", "tp_btf", "consume_skb"),
-        ("kernellatency_consume_tp", "tracepoint", "skb/consume_skb"),
-        ("kernellatency_consume_fentry", "fentry", "consume_skb"),
-        ("kernellatency_consume_kprobe", "kprobe", "consume_skb"),
-    ),
-)
-
 INFLIGHT_MAP = "skbs"
-
-#: const volatile settings and their meaning
-RODATA = {
-    "targ_emit": "send events",
-    "targ_threshold_ns": "events for packets slower than this many nanoseconds",
-    "targ_rate_per_sec": "events per second per (namespace, direction); 0: no limit",
-    "targ_burst": "events in a burst",
-    **HISTS_RODATA,
-}
 
 RX, TX = KernellatencyDirection.KERNELLATENCY_RX, KernellatencyDirection.KERNELLATENCY_TX
 #: network.io.direction of each direction
 DIRECTIONS = {RX: "receive", TX: "transmit"}
 _EVENTS = {RX: KERNELLATENCY_RXSLOW, TX: KERNELLATENCY_TXSLOW}
-_COUNTERS = {RX: KERNELLATENCY_COUNTERS[:2], TX: KERNELLATENCY_COUNTERS[2:]}
+BY_DIRECTION = Directions(
+    KernellatencyDirection, DIRECTIONS, KERNELLATENCY_DURATION,
+    {RX: KERNELLATENCY_COUNTERS[:2], TX: KERNELLATENCY_COUNTERS[2:]})
 #: the start of the transmit interval, which no hook marks: the stamp TCP puts in the packet
 TX_START = "skb->tstamp (__tcp_transmit_skb)"
 
@@ -154,7 +109,7 @@ class KernellatencyArgs(LatencyArgs):
     threshold_ms: float = Field(10.0, alias="thresholdMs", gt=0, le=3_600_000)
 
 
-def endpoints(chosen: dict[str, Any]) -> Endpoints:
+def endpoints(chosen: Mapping[str, Any]) -> Endpoints:
     """direction -> (start, end) of the interval, from ``BPFObject.chosen``."""
     return {
         RX: (str(chosen.get("rx", "rx")), str(chosen.get("deliver", "deliver"))),
@@ -180,24 +135,25 @@ def decode_kernellatency(raw: bytes, points: Endpoints, clock_offset_ns: int = 0
     return record_event(_EVENTS[direction], rec.hdr, attrs, clock_offset_ns)
 
 
-class KernellatencyProbe(DirectionLatencyProbe):
-    OBJECT = OBJECT
-    PLANS = PLANS
-    KEY = KernellatencyKey
-    INFLIGHT_MAP = INFLIGHT_MAP
-    ARGS = KernellatencyArgs
-    DIRECTION = KernellatencyDirection
-    DIRECTIONS = DIRECTIONS
-    DURATION = KERNELLATENCY_DURATION
-    COUNTERS = _COUNTERS
-    ENDPOINTS = staticmethod(endpoints)
-
-    def __init__(self, args: Any, ctx: Any) -> None:
-        super().__init__(args, ctx)
+class KernellatencyProbe(HandleProbe):
+    def __init__(self, args: KernellatencyArgs | None, ctx: ProbeContext) -> None:
+        self.args = args if args is not None else KernellatencyArgs()
+        self.bpf = ObjectHandle(contract.OBJECT, ctx, self.decode)
+        self.hists = Histograms(self.bpf, INFLIGHT_MAP)
+        #: direction -> (start, end) attach points in use (set once attached)
         self.points = endpoints({})
 
+    def _attached(self, chosen: Mapping[str, Any]) -> None:
+        self.points = endpoints(chosen)
+
+    def start(self) -> None:
+        self.bpf.start(self.args.settings, events=self.args, attached=self._attached)
+
+    def collect(self) -> list[Sample]:
+        return self.hists.collect(BY_DIRECTION.samples)
+
     def decode(self, raw: bytes) -> Event:
-        return decode_kernellatency(raw, self.points, self.clock_offset)
+        return decode_kernellatency(raw, self.points, self.bpf.clock_offset)
 
 
 SPEC = ProbeSpec(

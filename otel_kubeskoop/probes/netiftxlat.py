@@ -33,11 +33,13 @@ from typing import Any
 
 from pydantic import Field
 
-from otel_kubeskoop.bpf.layouts import NetiftxlatEvent, NetiftxlatKey, NetiftxlatStage, NetiftxlatValue
-from otel_kubeskoop.bpf.loader import AttachPlan
+from otel_kubeskoop.bpf.generated import netiftxlat as contract
+from otel_kubeskoop.bpf.generated.netiftxlat import NetiftxlatEvent, NetiftxlatStage
+from otel_kubeskoop.bpf.records import decode_exact
 from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeSpec, Sample, Scope, Source
-from otel_kubeskoop.probes._bpf import bpf_requires, decode_exact, event_type, ifname, record_event, tuple_attributes
-from otel_kubeskoop.probes._latency import HISTS_RODATA, LatencyArgs, LatencyProbe, histogram, seconds
+from otel_kubeskoop.probes._bpf import bpf_requires
+from otel_kubeskoop.probes._decode import event_type, ifname, record_event, tuple_attributes
+from otel_kubeskoop.probes._latency import Latency, LatencyArgs, LatencyProbe, histogram, seconds
 from otel_kubeskoop.vocabulary import attributes as A
 from otel_kubeskoop.vocabulary.events import EventSpec
 from otel_kubeskoop.vocabulary.instruments import C, H, InstrumentSpec
@@ -77,55 +79,7 @@ NETIFTXLAT_XMIT = EventSpec(
     _EVENT_ATTRIBUTES)
 EVENTS = (NETIFTXLAT_QDISC, NETIFTXLAT_XMIT)
 
-
-OBJECT = "netiftxlat"
-
-PLANS = (
-    AttachPlan.of(
-        "queue",
-        ("netiftxlat_queue_btf", "tp_btf", "net_dev_queue"),
-        ("netiftxlat_queue_tp", "tracepoint", "net/net_dev_queue"),
-        ("netiftxlat_queue_fentry", "fentry", "__dev_queue_xmit"),
-        ("netiftxlat_queue_kprobe", "kprobe", "__dev_queue_xmit"),
-    ),
-    AttachPlan.of(
-        "start",
-        ("netiftxlat_start_btf", "tp_btf", "net_dev_start_xmit"),
-        ("netiftxlat_start_tp", "tracepoint", "net/net_dev_start_xmit"),
-    ),
-    AttachPlan.of(
-        "xmit",
-        ("netiftxlat_xmit_btf", "tp_btf", "net_dev_xmit"),
-        ("netiftxlat_xmit_tp", "tracepoint", "net/net_dev_xmit"),
-    ),
-    AttachPlan.of(
-        "free",
-        ("netiftxlat_free_btf", "tp_btf", "kfree_skb"),
-        ("netiftxlat_free_tp", "tracepoint", "skb/kfree_skb"),
-        ("netiftxlat_free_reason_drop_fentry", "fentry", "sk_skb_reason_drop"),
-        ("netiftxlat_free_skb_reason_fentry", "fentry", "kfree_skb_reason"),
-        ("netiftxlat_free_reason_drop_kprobe", "kprobe", "sk_skb_reason_drop"),
-        ("netiftxlat_free_skb_reason_kprobe", "kprobe", "kfree_skb_reason"),
-    ),
-    AttachPlan.of(
-        "consume",
-        ("netiftxlat_consume_btf", "tp_btf", "consume_skb"),
-        ("netiftxlat_consume_tp", "tracepoint", "skb/consume_skb"),
-        ("netiftxlat_consume_fentry", "fentry", "consume_skb"),
-        ("netiftxlat_consume_kprobe", "kprobe", "consume_skb"),
-    ),
-)
-
 INFLIGHT_MAP = "skbs"
-
-#: const volatile settings and their meaning
-RODATA = {
-    "targ_emit": "send events",
-    "targ_threshold_ns": "events for intervals above this many nanoseconds",
-    "targ_rate_per_sec": "events per second per (namespace, stage); 0: no limit",
-    "targ_burst": "events in a burst",
-    **HISTS_RODATA,
-}
 
 #: kubeskoop.latency.stage values
 STAGES = {NetiftxlatStage.NETIFTXLAT_QDISC: "qdisc", NetiftxlatStage.NETIFTXLAT_XMIT: "xmit"}
@@ -158,28 +112,26 @@ def decode_netiftxlat(raw: bytes, clock_offset_ns: int = 0) -> Event:
     return record_event(_EVENTS[stage], rec.hdr, attrs, clock_offset_ns)
 
 
+def samples_of(key: Any, value: Any, netns: int | None) -> list[Sample]:
+    """The samples of one ``hists`` entry: its stage's histogram and slow counter."""
+    try:
+        stage = NetiftxlatStage(key.stage)
+    except ValueError:
+        return []
+    name = (A.NETWORK_INTERFACE_NAME, ifname(value.ifname, key.ifindex))
+    return [
+        Sample(NETIFTXLAT_DURATION, histogram(value.hist), netns,
+               (name, (A.LATENCY_STAGE, STAGES[stage]))),
+        Sample(_SLOW[stage], value.hist.slow[0], netns, (name,)),
+    ]
+
+
+#: the probe: its object, in-flight table, samples and events
+TABLE = Latency(contract.OBJECT, NetiftxlatArgs, INFLIGHT_MAP, samples_of, decode_netiftxlat)
+
+
 class NetiftxlatProbe(LatencyProbe):
-    OBJECT = OBJECT
-    PLANS = PLANS
-    KEY = NetiftxlatKey
-    VALUE = NetiftxlatValue
-    INFLIGHT_MAP = INFLIGHT_MAP
-    ARGS = NetiftxlatArgs
-
-    def samples_of(self, key: Any, value: Any, netns: int | None) -> list[Sample]:
-        try:
-            stage = NetiftxlatStage(key.stage)
-        except ValueError:
-            return []
-        name = (A.NETWORK_INTERFACE_NAME, ifname(value.ifname, key.ifindex))
-        return [
-            Sample(NETIFTXLAT_DURATION, histogram(value.hist), netns,
-                   (name, (A.LATENCY_STAGE, STAGES[stage]))),
-            Sample(_SLOW[stage], value.hist.slow[0], netns, (name,)),
-        ]
-
-    def decode(self, raw: bytes) -> Event:
-        return decode_netiftxlat(raw, self.clock_offset)
+    TABLE = TABLE
 
 
 SPEC = ProbeSpec(

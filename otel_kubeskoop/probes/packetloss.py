@@ -34,16 +34,22 @@ from typing import Any
 
 from pydantic import Field
 
-from otel_kubeskoop.bpf.layouts import DecodeError, PacketlossEvent, PacketlossEventType, PacketlossKey
-from otel_kubeskoop.bpf.loader import AttachPlan
-from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeSpec, Sample, Scope, Source
+from otel_kubeskoop.bpf.generated import packetloss as contract
+from otel_kubeskoop.bpf.generated.packetloss import PacketlossEvent, PacketlossEventType
+from otel_kubeskoop.bpf.records import DecodeError, decode_exact
+from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeContext, ProbeSpec, Sample, Scope, Source
 from otel_kubeskoop.probes._bpf import (
-    BPFProbe,
+    Counters,
     EventArgs,
-    KernelNames,
+    HandleProbe,
+    ObjectHandle,
     TupleCounts,
     bpf_requires,
-    decode_exact,
+    small_ring_without_events,
+)
+from otel_kubeskoop.probes._decode import (
+    KernelNames,
+    kernel_names,
     l3l4_attributes,
     record_event,
     tuple_attributes,
@@ -91,31 +97,6 @@ PACKETLOSS_DROP = EventSpec(
     (DROP_REASON, DROP_LOCATION, *A.TUPLE, A.NETWORK_INTERFACE_NAME, STACK))
 EVENTS = (PACKETLOSS_DROP,)
 
-
-OBJECT = "packetloss"
-
-PLANS = (
-    AttachPlan.of(
-        "drop",
-        ("packetloss_kfree_skb_btf", "tp_btf", "kfree_skb"),
-        ("packetloss_kfree_skb_tp", "tracepoint", "skb/kfree_skb"),
-        ("packetloss_reason_drop_fentry", "fentry", "sk_skb_reason_drop"),
-        ("packetloss_reason_drop_kprobe", "kprobe", "sk_skb_reason_drop"),
-        ("packetloss_kfree_skb_reason_fentry", "fentry", "kfree_skb_reason"),
-        ("packetloss_kfree_skb_reason_kprobe", "kprobe", "kfree_skb_reason"),
-    ),
-)
-
-#: const volatile settings and their meaning
-RODATA = {
-    "targ_reason_consumed": "SKB_CONSUMED in this kernel's enum skb_drop_reason (~0: none)",
-    "targ_reason_not_dropped": "SKB_NOT_DROPPED_YET in this kernel (~0: none)",
-    "targ_reason_netfilter": "NETFILTER_DROP in this kernel (~0: none)",
-    "targ_emit": "send events",
-    "targ_stack": "put the kernel stack in events",
-    "targ_rate_per_sec": "events per second per namespace; 0: no limit",
-    "targ_burst": "events in a burst",
-}
 
 NETFILTER_DROP = "NETFILTER_DROP"
 _NONE = 0xFFFFFFFF
@@ -165,21 +146,37 @@ def decode_packetloss(raw: bytes, names: KernelNames, clock_offset_ns: int = 0,
     return record_event(PACKETLOSS_DROP, rec.hdr, attrs, clock_offset_ns)
 
 
-class PacketlossProbe(BPFProbe):
-    OBJECT = OBJECT
-    PLANS = PLANS
-    KEY = PacketlossKey
+def samples(counts: Mapping[int | None, Mapping[Any, int]], names: KernelNames) -> list[Sample]:
+    """The drops ``{netns or None: {(reason, family, protocol): value}}`` by reason name (values
+    this kernel names alike add up) and, for NETFILTER_DROP, by network type and transport."""
+    out: list[Sample] = []
+    for netns, keys in counts.items():
+        total: dict[tuple[tuple[str, Any], ...], int] = defaultdict(int)
+        netfilter: dict[tuple[tuple[str, Any], ...], int] = defaultdict(int)
+        for (reason, family, protocol), value in keys.items():
+            name = names.drop_reason(reason)
+            l3l4 = l3l4_attributes(family, protocol)
+            total[((DROP_REASON, name), *l3l4)] += value
+            if name == NETFILTER_DROP:
+                netfilter[l3l4] += value
+        out += [Sample(PACKETLOSS_TOTAL, v, netns, attrs) for attrs, v in total.items()]
+        out += [Sample(PACKETLOSS_NETFILTER, v, netns, attrs) for attrs, v in netfilter.items()]
+    return out
 
-    def __init__(self, args: Any, ctx: Any) -> None:
-        super().__init__(args, ctx)
-        self.tuples = (TupleCounts("tuples", PACKETLOSS_TUPLES),
-                       TupleCounts("tuples_netfilter", PACKETLOSS_NETFILTER_TUPLES))
 
-    @classmethod
-    def default_args(cls) -> PacketlossArgs:
-        return PacketlossArgs()
+class PacketlossProbe(HandleProbe):
+    def __init__(self, args: PacketlossArgs | None, ctx: ProbeContext) -> None:
+        self.args = args if args is not None else PacketlossArgs()
+        self.names = KernelNames()
+        self.kallsyms: Any = None  # bpf.kallsyms.Kallsyms, read on the first location to name
+        self.bpf = ObjectHandle(contract.OBJECT, ctx, self.decode)
+        self.counters = Counters(self.bpf)
+        self.tuples = (TupleCounts(self.bpf, "tuples", PACKETLOSS_TUPLES),
+                       TupleCounts(self.bpf, "tuples_netfilter", PACKETLOSS_NETFILTER_TUPLES))
 
-    def rodata(self) -> dict[str, int | bool]:
+    def settings(self) -> dict[str, int | bool]:
+        """The ``const volatile`` settings: this kernel's values of the frees that are not drops
+        and of NETFILTER_DROP, and whether events carry the stack."""
         consumed = self.names.reason_value("SKB_CONSUMED")
         not_dropped = self.names.reason_value("SKB_NOT_DROPPED_YET")
         netfilter = self.names.reason_value(f"SKB_DROP_REASON_{NETFILTER_DROP}")
@@ -187,33 +184,28 @@ class PacketlossProbe(BPFProbe):
             "targ_reason_consumed": _NONE if consumed is None else consumed,
             "targ_reason_not_dropped": _NONE if not_dropped is None else not_dropped,
             "targ_reason_netfilter": _NONE if netfilter is None else netfilter,
-            "targ_stack": bool(getattr(self.args, "enable_stack", False)),
+            "targ_stack": self.args.enable_stack,
         }
 
-    def collect(self) -> list[Sample]:
-        out = super().collect()
-        if self.obj is not None:  # upstream's per-tuple view, for the compat endpoint
-            for counts in self.tuples:
-                out += counts.samples(self.obj, self.ctx.name)
-        return out
+    def start(self) -> None:
+        from otel_kubeskoop.bpf.kallsyms import Kallsyms
 
-    def samples(self, counts: Mapping[int | None, Mapping[Any, int]]) -> list[Sample]:
-        out: list[Sample] = []
-        for netns, keys in counts.items():
-            total: dict[tuple[tuple[str, Any], ...], int] = defaultdict(int)
-            netfilter: dict[tuple[tuple[str, Any], ...], int] = defaultdict(int)
-            for (reason, family, protocol), value in keys.items():
-                name = self.names.drop_reason(reason)
-                l3l4 = l3l4_attributes(family, protocol)
-                total[((DROP_REASON, name), *l3l4)] += value
-                if name == NETFILTER_DROP:
-                    netfilter[l3l4] += value
-            out += [Sample(PACKETLOSS_TOTAL, v, netns, attrs) for attrs, v in total.items()]
-            out += [Sample(PACKETLOSS_NETFILTER, v, netns, attrs) for attrs, v in netfilter.items()]
+        self.names = kernel_names()
+        if self.bpf.ctx.events_enabled:
+            self.kallsyms = self.kallsyms or Kallsyms()
+        self.bpf.start(self.settings(), events=self.args,
+                       max_entries=small_ring_without_events(self.bpf.ctx))
+
+    def collect(self) -> list[Sample]:
+        if self.bpf.obj is None:
+            return []
+        out = samples(self.counters.read(), self.names) + self.counters.self_samples()
+        for counts in self.tuples:  # upstream's per-tuple view, for the compat endpoint
+            out += counts.samples()
         return out
 
     def decode(self, raw: bytes) -> Event:
-        return decode_packetloss(raw, self.names, self.clock_offset, self.kallsyms)
+        return decode_packetloss(raw, self.names, self.bpf.clock_offset, self.kallsyms)
 
 
 SPEC = ProbeSpec(

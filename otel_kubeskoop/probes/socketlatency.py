@@ -40,15 +40,24 @@ and counted (``kubeskoop.agent.bpf.inflight.evicted``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import Field
 
-from otel_kubeskoop.bpf.layouts import SocketlatencyDirection, SocketlatencyEvent, SocketlatencyKey
-from otel_kubeskoop.bpf.loader import AttachPlan
-from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeSpec, Scope, Source, Unavailable
-from otel_kubeskoop.probes._bpf import KernelNames, bpf_requires, connection_attributes, decode_exact, event_type, record_event
-from otel_kubeskoop.probes._latency import HISTS_RODATA, DirectionLatencyProbe, Endpoints, LatencyArgs, seconds
+from otel_kubeskoop.bpf.generated import socketlatency as contract
+from otel_kubeskoop.bpf.generated.socketlatency import SocketlatencyDirection, SocketlatencyEvent
+from otel_kubeskoop.bpf.records import decode_exact
+from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeContext, ProbeSpec, Sample, Scope, Source
+from otel_kubeskoop.probes._bpf import HandleProbe, ObjectHandle, bpf_requires
+from otel_kubeskoop.probes._decode import (
+    KernelNames,
+    connection_attributes,
+    event_type,
+    kernel_names,
+    record_event,
+)
+from otel_kubeskoop.probes._latency import Directions, Endpoints, Histograms, LatencyArgs, seconds
 from otel_kubeskoop.vocabulary import attributes as A
 from otel_kubeskoop.vocabulary.events import EventSpec
 from otel_kubeskoop.vocabulary.instruments import C, H, InstrumentSpec
@@ -86,56 +95,7 @@ SOCKETLATENCY_SENDSLOW = EventSpec(
     "for the device: the connection, the wait, and the writing process", _EVENT_ATTRIBUTES)
 EVENTS = (SOCKETLATENCY_READSLOW, SOCKETLATENCY_SENDSLOW)
 
-
-OBJECT = "socketlatency"
-
-PLANS = (
-    AttachPlan.of(
-        "ready",
-        ("socketlatency_ready_btf", "tp_btf", "sk_data_ready"),
-        ("socketlatency_ready_tp", "tracepoint", "sock/sk_data_ready"),
-        ("socketlatency_ready_fentry", "fentry", "sock_def_readable"),
-        ("socketlatency_ready_kprobe", "kprobe", "sock_def_readable"),
-    ),
-    AttachPlan.of(
-        "recv",
-        ("socketlatency_recv_btf", "tp_btf", "sock_recv_length"),
-        ("socketlatency_recv_tp", "tracepoint", "sock/sock_recv_length"),
-        ("socketlatency_recv_fentry", "fentry", "tcp_cleanup_rbuf"),
-        ("socketlatency_recv_kprobe", "kprobe", "tcp_cleanup_rbuf"),
-    ),
-    AttachPlan.of(
-        "sendmsg",
-        ("socketlatency_sendmsg_btf", "tp_btf", "tcp_sendmsg_locked"),
-        ("socketlatency_sendmsg_fentry", "fentry", "tcp_sendmsg_locked"),
-        ("socketlatency_sendmsg_kprobe", "kprobe", "tcp_sendmsg_locked"),
-    ),
-    AttachPlan.of(
-        "xmit",
-        ("socketlatency_xmit_btf", "tp_btf", "net_dev_queue"),
-        ("socketlatency_xmit_tp", "tracepoint", "net/net_dev_queue"),
-        ("socketlatency_xmit_fentry", "fentry", "__dev_queue_xmit"),
-        ("socketlatency_xmit_kprobe", "kprobe", "__dev_queue_xmit"),
-    ),
-    AttachPlan.of(
-        "close",
-        ("socketlatency_close_btf", "tp_btf", "inet_sock_set_state"),
-        ("socketlatency_close_tp", "tracepoint", "sock/inet_sock_set_state"),
-        ("socketlatency_close_fentry", "fentry", "tcp_set_state"),
-        ("socketlatency_close_kprobe", "kprobe", "tcp_set_state"),
-    ),
-)
-
 INFLIGHT_MAP = "socks"
-
-#: const volatile settings and their meaning
-RODATA = {
-    "targ_emit": "send events",
-    "targ_threshold_ns": "events for waits above this many nanoseconds",
-    "targ_rate_per_sec": "events per second per (namespace, direction); 0: no limit",
-    "targ_burst": "events in a burst",
-    **HISTS_RODATA,
-}
 
 READ, WRITE = SocketlatencyDirection.SOCKETLATENCY_READ, SocketlatencyDirection.SOCKETLATENCY_WRITE
 #: network.io.direction of each direction
@@ -143,7 +103,9 @@ DIRECTIONS = {READ: "receive", WRITE: "transmit"}
 #: the hooks whose attach points start and end each direction's interval
 BOUNDS = {READ: ("ready", "recv"), WRITE: ("sendmsg", "xmit")}
 _EVENTS = {READ: SOCKETLATENCY_READSLOW, WRITE: SOCKETLATENCY_SENDSLOW}
-_COUNTERS = {READ: SOCKETLATENCY_COUNTERS[:2], WRITE: SOCKETLATENCY_COUNTERS[2:]}
+BY_DIRECTION = Directions(
+    SocketlatencyDirection, DIRECTIONS, SOCKETLATENCY_DURATION,
+    {READ: SOCKETLATENCY_COUNTERS[:2], WRITE: SOCKETLATENCY_COUNTERS[2:]})
 
 
 class SocketlatencyArgs(LatencyArgs):
@@ -152,7 +114,7 @@ class SocketlatencyArgs(LatencyArgs):
     threshold_ms: float = Field(100.0, alias="thresholdMs", gt=0, le=3_600_000)
 
 
-def endpoints(chosen: dict[str, Any]) -> Endpoints:
+def endpoints(chosen: Mapping[str, Any]) -> Endpoints:
     """direction -> (start, end) attach points in use, from ``BPFObject.chosen``."""
     return {d: (str(chosen.get(a, a)), str(chosen.get(b, b))) for d, (a, b) in BOUNDS.items()}
 
@@ -178,32 +140,27 @@ def decode_socketlatency(raw: bytes, names: KernelNames, points: Endpoints,
     return record_event(_EVENTS[direction], rec.hdr, attrs, clock_offset_ns)
 
 
-class SocketlatencyProbe(DirectionLatencyProbe):
-    OBJECT = OBJECT
-    PLANS = PLANS
-    KEY = SocketlatencyKey
-    INFLIGHT_MAP = INFLIGHT_MAP
-    ARGS = SocketlatencyArgs
-    DIRECTION = SocketlatencyDirection
-    DIRECTIONS = DIRECTIONS
-    DURATION = SOCKETLATENCY_DURATION
-    COUNTERS = _COUNTERS
-    ENDPOINTS = staticmethod(endpoints)
-
-    def __init__(self, args: Any, ctx: Any) -> None:
-        super().__init__(args, ctx)
+class SocketlatencyProbe(HandleProbe):
+    def __init__(self, args: SocketlatencyArgs | None, ctx: ProbeContext) -> None:
+        self.args = args if args is not None else SocketlatencyArgs()
         self.names = KernelNames()
-        self.points = {}
+        self.bpf = ObjectHandle(contract.OBJECT, ctx, self.decode)
+        self.hists = Histograms(self.bpf, INFLIGHT_MAP)
+        #: direction -> (start, end) attach points in use (set once attached)
+        self.points: Endpoints = {}
+
+    def _attached(self, chosen: Mapping[str, Any]) -> None:
+        self.points = endpoints(chosen)
 
     def start(self) -> None:
-        try:
-            self.names = KernelNames.from_btf()
-        except (OSError, ValueError) as exc:
-            raise Unavailable(f"kernel BTF unreadable (/sys/kernel/btf/vmlinux): {exc}") from None
-        super().start()
+        self.names = kernel_names()
+        self.bpf.start(self.args.settings, events=self.args, attached=self._attached)
+
+    def collect(self) -> list[Sample]:
+        return self.hists.collect(BY_DIRECTION.samples)
 
     def decode(self, raw: bytes) -> Event:
-        return decode_socketlatency(raw, self.names, self.points, self.clock_offset)
+        return decode_socketlatency(raw, self.names, self.points, self.bpf.clock_offset)
 
 
 SPEC = ProbeSpec(

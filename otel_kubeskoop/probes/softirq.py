@@ -32,11 +32,20 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from otel_kubeskoop.bpf import libbpf
-from otel_kubeskoop.bpf.layouts import DecodeError, SoftirqEvent, SoftirqEventType, SoftirqKey, SoftirqStage
-from otel_kubeskoop.bpf.loader import AttachPlan
+from otel_kubeskoop.bpf.generated import softirq as contract
+from otel_kubeskoop.bpf.generated.softirq import SoftirqEvent, SoftirqEventType, SoftirqStage
+from otel_kubeskoop.bpf.records import DecodeError, decode_exact
 from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeSpec, Sample, Scope, Source
-from otel_kubeskoop.probes._bpf import bpf_requires, decode_exact, record_event
-from otel_kubeskoop.probes._latency import HISTS_RODATA, LatencyArgs, LatencyProbe, histogram, seconds
+from otel_kubeskoop.probes._bpf import bpf_requires
+from otel_kubeskoop.probes._decode import record_event
+from otel_kubeskoop.probes._latency import (
+    HISTS_MAP,
+    Latency,
+    LatencyArgs,
+    LatencyProbe,
+    histogram,
+    seconds,
+)
 from otel_kubeskoop.vocabulary import attributes as A
 from otel_kubeskoop.vocabulary.events import EventSpec
 from otel_kubeskoop.vocabulary.instruments import C, H, InstrumentSpec
@@ -91,31 +100,11 @@ SOFTIRQ_EXECUTE_100MS = EventSpec(
 EVENTS = (SOFTIRQ_SCHED_SLOW, SOFTIRQ_SCHED_100MS, SOFTIRQ_EXECUTE_SLOW, SOFTIRQ_EXECUTE_100MS)
 
 
-OBJECT = "softirq"
-
-PLANS = tuple(
-    AttachPlan.of(
-        hook,
-        (f"softirq_{hook}_btf", "tp_btf", f"softirq_{hook}"),
-        (f"softirq_{hook}_tp", "tracepoint", f"irq/softirq_{hook}"),
-    )
-    for hook in ("raise", "entry", "exit")
-)
-
 #: Softirq types by number: include/linux/interrupt.h (HI_SOFTIRQ = 0 ... RCU_SOFTIRQ = 9), names
 #: as upstream's softirq-types argument and /proc/softirqs spell them.
 TYPES = ("hi", "timer", "net_tx", "net_rx", "block", "irq_poll", "tasklet", "sched", "hrtimer", "rcu")
 DEFAULT_TYPES = ("net_rx",)
 
-#: const volatile settings and their meaning
-RODATA = {
-    "targ_vec_mask": "bit per softirq type measured (softirq-types)",
-    "targ_emit": "send events",
-    "targ_threshold_ns": "events for intervals above this many nanoseconds",
-    "targ_rate_per_sec": "events per second per event type; 0: no limit",
-    "targ_burst": "events in a burst",
-    **HISTS_RODATA,
-}
 
 #: kubeskoop.latency.stage values
 STAGES = {SoftirqStage.SOFTIRQ_STAGE_SCHED: "delay", SoftirqStage.SOFTIRQ_STAGE_EXCUTE: "runtime"}
@@ -181,41 +170,43 @@ def decode_softirq(raw: bytes, clock_offset_ns: int = 0) -> Event:
     ), clock_offset_ns, node_scope=True)
 
 
+def samples_of(key: Any, value: Any, netns: int | None) -> list[Sample]:
+    """The samples of one ``hists`` entry, all the node's: its histogram and upstream's two
+    counters of its stage."""
+    try:
+        stage = SoftirqStage(key.stage)
+    except ValueError:
+        return []
+    base = ((A.CPU_LOGICAL_NUMBER, key.cpu), (SOFTIRQ_TYPE, softirq_type(key.vec)))
+    slow, slow100 = _SLOW[stage]
+    return [
+        Sample(SOFTIRQ_DURATION, histogram(value), None, (*base, (A.LATENCY_STAGE, STAGES[stage]))),
+        Sample(slow, value.slow[0], None, base),
+        Sample(slow100, value.slow[1], None, base),
+    ]
+
+
+def hist_slots(args: SoftirqArgs) -> int:
+    """Slots for one histogram per (measured type, possible CPU, stage): a power of two at least
+    twice that, so that each key finds room among its first slots."""
+    cpus = libbpf.lib().libbpf_num_possible_cpus()
+    keys = 2 * bin(args.vec_mask).count("1") * max(cpus, 1)
+    return max(64, 1 << (2 * keys - 1).bit_length())
+
+
+def settings(args: SoftirqArgs) -> dict[str, int]:
+    """The ``const volatile`` settings beyond the threshold: the types measured, the table's mask."""
+    return {"targ_vec_mask": args.vec_mask, "hists_mask": hist_slots(args) - 1}
+
+
+#: the probe: its object (no in-flight table: a per-CPU array), samples and events, settings and
+#: table size from the types measured, node scope
+TABLE = Latency(contract.OBJECT, SoftirqArgs, None, samples_of, decode_softirq, settings=settings,
+                sizes=lambda args: {HISTS_MAP: hist_slots(args)}, node_scope=True)
+
+
 class SoftirqProbe(LatencyProbe):
-    OBJECT = OBJECT
-    PLANS = PLANS
-    KEY = SoftirqKey
-    NODE_SCOPE = True
-    ARGS = SoftirqArgs
-
-    def hist_slots(self) -> int:
-        """Slots for one histogram per (measured type, possible CPU, stage): a power of two at
-        least twice that, so that each key finds room among its first slots."""
-        cpus = libbpf.lib().libbpf_num_possible_cpus()
-        keys = 2 * bin(self.args.vec_mask).count("1") * max(cpus, 1)
-        return max(64, 1 << (2 * keys - 1).bit_length())
-
-    def rodata(self) -> dict[str, int | bool]:
-        return {"targ_vec_mask": self.args.vec_mask, "hists_mask": self.hist_slots() - 1}
-
-    def max_entries(self) -> dict[str, int]:
-        return {"hists": self.hist_slots()}
-
-    def samples_of(self, key: Any, value: Any, netns: int | None) -> list[Sample]:
-        try:
-            stage = SoftirqStage(key.stage)
-        except ValueError:
-            return []
-        base = ((A.CPU_LOGICAL_NUMBER, key.cpu), (SOFTIRQ_TYPE, softirq_type(key.vec)))
-        slow, slow100 = _SLOW[stage]
-        return [
-            Sample(SOFTIRQ_DURATION, histogram(value), None, (*base, (A.LATENCY_STAGE, STAGES[stage]))),
-            Sample(slow, value.slow[0], None, base),
-            Sample(slow100, value.slow[1], None, base),
-        ]
-
-    def decode(self, raw: bytes) -> Event:
-        return decode_softirq(raw, self.clock_offset)
+    TABLE = TABLE
 
 
 SPEC = ProbeSpec(

@@ -24,22 +24,15 @@ state, and the connection as the namespace sees it (source = local end, destinat
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable
 from typing import Any
 
-from otel_kubeskoop.bpf.layouts import TCPRESET_REASON_NONE, DecodeError, TcpresetEvent, TcpresetKey, TcpresetType
-from otel_kubeskoop.bpf.loader import AttachPlan
-from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeSpec, Sample, Scope, Source
-from otel_kubeskoop.probes._bpf import (
-    BPFProbe,
-    EventArgs,
-    KernelNames,
-    bpf_requires,
-    connection_attributes,
-    decode_exact,
-    record_event,
-    type_samples,
-)
+from otel_kubeskoop.bpf.generated import tcpreset as contract
+from otel_kubeskoop.bpf.generated.tcpreset import TcpresetEvent, TcpresetReason, TcpresetType
+from otel_kubeskoop.probe import Kind, Overhead, ProbeSpec, Scope, Source
+from otel_kubeskoop.probes._bpf import EventArgs, bpf_requires
+from otel_kubeskoop.probes._decode import KernelNames
+from otel_kubeskoop.probes._typecount import Typecount, TypecountProbe
 from otel_kubeskoop.vocabulary import attributes as A
 from otel_kubeskoop.vocabulary.events import EventSpec
 from otel_kubeskoop.vocabulary.instruments import C, InstrumentSpec
@@ -68,68 +61,32 @@ TCPRESET_RECEIVE = EventSpec(
 EVENTS = (TCPRESET_NOSOCK, TCPRESET_PROCESS, TCPRESET_ACTIVE, TCPRESET_RECEIVE)
 
 
-OBJECT = "tcpreset"
+def reset_reason(record: Any, names: KernelNames) -> Iterable[tuple[str, Any]]:
+    """``kubeskoop.reset.reason`` of a sent reset, when the kernel gave one (Linux 6.10+)."""
+    if record.reason == TcpresetReason.TCPRESET_REASON_NONE:
+        return ()
+    reason = names.rst_reason(record.reason)
+    return () if reason is None else ((RESET_REASON, reason),)
 
-PLANS = (
-    AttachPlan.of(
-        "send",
-        ("tcpreset_send_btf", "tp_btf", "tcp_send_reset"),
-        ("tcpreset_send_tp", "tracepoint", "tcp/tcp_send_reset"),
-        ("tcpreset_send_fentry", "fentry", "tcp_v4_send_reset"),
-        ("tcpreset_send_kprobe", "kprobe", "tcp_v4_send_reset"),
-    ),
-    AttachPlan.of(
-        "receive",
-        ("tcpreset_receive_btf", "tp_btf", "tcp_receive_reset"),
-        ("tcpreset_receive_tp", "tracepoint", "tcp/tcp_receive_reset"),
-        ("tcpreset_receive_fentry", "fentry", "tcp_reset"),
-        ("tcpreset_receive_kprobe", "kprobe", "tcp_reset"),
-    ),
+
+#: enum tcpreset_type -> (kubeskoop.reset.type, event)
+TABLE = Typecount(
+    object=contract.OBJECT,
+    record=TcpresetEvent,
+    instrument=TCPRESET_TOTAL,
+    attribute=RESET_TYPE,
+    types={
+        TcpresetType.TCPRESET_NOSOCK: ("nosock", TCPRESET_NOSOCK),
+        TcpresetType.TCPRESET_PROCESS: ("process", TCPRESET_PROCESS),
+        TcpresetType.TCPRESET_ACTIVE: ("active", TCPRESET_ACTIVE),
+        TcpresetType.TCPRESET_RECEIVE: ("receive", TCPRESET_RECEIVE),
+    },
+    extra=reset_reason,
 )
 
-RODATA = {
-    "targ_emit": "send events",
-    "targ_rate_per_sec": "events per second per (namespace, type); 0: no limit",
-    "targ_burst": "events in a burst",
-}
 
-#: enum tcpreset_type -> (kubeskoop.reset.type, event spec)
-TYPES = {
-    TcpresetType.TCPRESET_NOSOCK: ("nosock", TCPRESET_NOSOCK),
-    TcpresetType.TCPRESET_PROCESS: ("process", TCPRESET_PROCESS),
-    TcpresetType.TCPRESET_ACTIVE: ("active", TCPRESET_ACTIVE),
-    TcpresetType.TCPRESET_RECEIVE: ("receive", TCPRESET_RECEIVE),
-}
-_BY_VALUE = {int(k): v for k, v in TYPES.items()}
-_WORDS = {value: word for value, (word, _) in _BY_VALUE.items()}
-
-
-def decode_tcpreset(raw: bytes, names: KernelNames, clock_offset_ns: int = 0) -> Event:
-    """One ``struct tcpreset_event`` as an Event. Pure: kernel names are passed in."""
-    rec = decode_exact(TcpresetEvent, raw)
-    known = _BY_VALUE.get(rec.hdr.type)
-    if known is None:
-        raise DecodeError(f"tcpreset: unknown event type {rec.hdr.type}")
-    word, spec = known
-    attrs = connection_attributes(rec.tuple, names, rec.hdr.aux)
-    attrs.append((RESET_TYPE, word))
-    if rec.reason != TCPRESET_REASON_NONE:
-        reason = names.rst_reason(rec.reason)
-        if reason is not None:
-            attrs.append((RESET_REASON, reason))
-    return record_event(spec, rec.hdr, attrs, clock_offset_ns)
-
-
-class TcpresetProbe(BPFProbe):
-    OBJECT = OBJECT
-    PLANS = PLANS
-    KEY = TcpresetKey
-
-    def samples(self, counts: Mapping[int | None, Mapping[Any, int]]) -> list[Sample]:
-        return type_samples(counts, TCPRESET_TOTAL, RESET_TYPE, _WORDS)
-
-    def decode(self, raw: bytes) -> Event:
-        return decode_tcpreset(raw, self.names, self.clock_offset)
+class TcpresetProbe(TypecountProbe):
+    TABLE = TABLE
 
 
 SPEC = ProbeSpec(

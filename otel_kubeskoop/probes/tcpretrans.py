@@ -19,9 +19,10 @@ fast    any other ``tcp_retransmit_skb``: fast retransmit and SACK/RACK recovery
 The state and CA state are read from the socket with CO-RE when the tracepoint fires; the
 ``TCP_CA_Loss`` value comes from the kernel's BTF (``enum tcp_ca_state``). Since Linux 6.17
 ``tcp_retransmit_skb`` also fires for attempts that sent nothing (its ``err`` argument); those are
-not counted, so the sum over types is the kernel's own ``Tcp: RetransSegs`` for single-segment
-retransmissions (the kernel counts each TSO segment in RetransSegs; the tracepoint fires once per
-retransmitted skb).
+not counted. The kernel counts an attempt in ``Tcp: RetransSegs`` before transmitting it, and in
+``TcpExt: TCPRetransFail`` when the transmit fails, so the sum over types is RetransSegs less
+TCPRetransFail for single-segment retransmissions (the kernel counts each TSO segment in
+RetransSegs; the tracepoint fires once per retransmitted skb).
 
 Upstream counts retransmissions per connection instead: the kernel also counts them per 5-tuple
 (an LRU of 10240 connections, ``bpf/include/tuples.bpf.h``), and ``kubeskoop.tcpretrans.tuples``
@@ -31,26 +32,14 @@ is that view, served with upstream's name and tuple labels on the compat endpoin
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
-from otel_kubeskoop.bpf.layouts import DecodeError, TcpretransEvent, TcpretransKey, TcpretransType
-from otel_kubeskoop.bpf.loader import AttachPlan
-from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeSpec, Sample, Scope, Source
-from otel_kubeskoop.probes._bpf import (
-    BPFProbe,
-    EventArgs,
-    KernelNames,
-    TupleCounts,
-    bpf_requires,
-    connection_attributes,
-    decode_exact,
-    record_event,
-    type_samples,
-)
+from otel_kubeskoop.bpf.generated import tcpretrans as contract
+from otel_kubeskoop.bpf.generated.tcpretrans import TcpretransEvent, TcpretransType
+from otel_kubeskoop.probe import Kind, Overhead, ProbeSpec, Scope, Source
+from otel_kubeskoop.probes._bpf import EventArgs, bpf_requires
+from otel_kubeskoop.probes._typecount import Typecount, TypecountProbe
 from otel_kubeskoop.vocabulary import attributes as A
-from otel_kubeskoop.vocabulary.events import EventSpec
 from otel_kubeskoop.vocabulary import instruments as I
+from otel_kubeskoop.vocabulary.events import EventSpec
 from otel_kubeskoop.vocabulary.instruments import C, InstrumentSpec
 
 RETRANSMIT_TYPE = "kubeskoop.retransmit.type"  # syn, synack, loss, fast
@@ -74,72 +63,25 @@ TCPRETRANS_RETRANSMIT = EventSpec(
 EVENTS = (TCPRETRANS_RETRANSMIT,)
 
 
-OBJECT = "tcpretrans"
-
-PLANS = (
-    AttachPlan.of(
-        "retransmit",
-        ("tcpretrans_retransmit_btf", "tp_btf", "tcp_retransmit_skb"),
-        ("tcpretrans_retransmit_tp", "tracepoint", "tcp/tcp_retransmit_skb"),
-        ("tcpretrans_retransmit_fentry", "fentry", "tcp_retransmit_skb"),
-        ("tcpretrans_retransmit_kprobe", "kprobe", "tcp_retransmit_skb"),
-    ),
-    AttachPlan.of(
-        "synack",
-        ("tcpretrans_synack_btf", "tp_btf", "tcp_retransmit_synack"),
-        ("tcpretrans_synack_tp", "tracepoint", "tcp/tcp_retransmit_synack"),
-        ("tcpretrans_synack_fentry", "fentry", "tcp_rtx_synack"),
-        ("tcpretrans_synack_kprobe", "kprobe", "tcp_rtx_synack"),
-    ),
+#: enum tcpretrans_type -> kubeskoop.retransmit.type, and the event (one for every kind); the
+#: per-connection counts (map "tuples") for the compat endpoint
+TABLE = Typecount(
+    object=contract.OBJECT,
+    record=TcpretransEvent,
+    instrument=TCPRETRANS_TOTAL,
+    attribute=RETRANSMIT_TYPE,
+    types={
+        TcpretransType.TCPRETRANS_SYN: ("syn", TCPRETRANS_RETRANSMIT),
+        TcpretransType.TCPRETRANS_SYNACK: ("synack", TCPRETRANS_RETRANSMIT),
+        TcpretransType.TCPRETRANS_LOSS: ("loss", TCPRETRANS_RETRANSMIT),
+        TcpretransType.TCPRETRANS_FAST: ("fast", TCPRETRANS_RETRANSMIT),
+    },
+    tuples=TCPRETRANS_TUPLES,
 )
 
-RODATA = {
-    "targ_emit": "send events",
-    "targ_rate_per_sec": "events per second per (namespace, type); 0: no limit",
-    "targ_burst": "events in a burst",
-}
 
-#: enum tcpretrans_type -> kubeskoop.retransmit.type
-TYPES = {
-    TcpretransType.TCPRETRANS_SYN: "syn",
-    TcpretransType.TCPRETRANS_SYNACK: "synack",
-    TcpretransType.TCPRETRANS_LOSS: "loss",
-    TcpretransType.TCPRETRANS_FAST: "fast",
-}
-_BY_VALUE = {int(k): v for k, v in TYPES.items()}
-
-
-def decode_tcpretrans(raw: bytes, names: KernelNames, clock_offset_ns: int = 0) -> Event:
-    """One ``struct tcpretrans_event`` as an Event. Pure: kernel names are passed in."""
-    rec = decode_exact(TcpretransEvent, raw)
-    word = _BY_VALUE.get(rec.hdr.type)
-    if word is None:
-        raise DecodeError(f"tcpretrans: unknown event type {rec.hdr.type}")
-    attrs = connection_attributes(rec.tuple, names, rec.hdr.aux)
-    attrs.append((RETRANSMIT_TYPE, word))
-    return record_event(TCPRETRANS_RETRANSMIT, rec.hdr, attrs, clock_offset_ns)
-
-
-class TcpretransProbe(BPFProbe):
-    OBJECT = OBJECT
-    PLANS = PLANS
-    KEY = TcpretransKey
-
-    def __init__(self, args: Any, ctx: Any) -> None:
-        super().__init__(args, ctx)
-        self.tuples = TupleCounts("tuples", TCPRETRANS_TUPLES)
-
-    def collect(self) -> list[Sample]:
-        out = super().collect()
-        if self.obj is not None:  # upstream's per-connection view, for the compat endpoint
-            out += self.tuples.samples(self.obj, self.ctx.name)
-        return out
-
-    def samples(self, counts: Mapping[int | None, Mapping[Any, int]]) -> list[Sample]:
-        return type_samples(counts, TCPRETRANS_TOTAL, RETRANSMIT_TYPE, _BY_VALUE)
-
-    def decode(self, raw: bytes) -> Event:
-        return decode_tcpretrans(raw, self.names, self.clock_offset)
+class TcpretransProbe(TypecountProbe):
+    TABLE = TABLE
 
 
 SPEC = ProbeSpec(

@@ -27,16 +27,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from otel_kubeskoop.bpf.layouts import (
-    VirtcmdlatencyEvent,
-    VirtcmdlatencyEventType,
-    VirtcmdlatencyKey,
-    VirtcmdlatencyValue,
-)
-from otel_kubeskoop.bpf.loader import AttachPlan
+from otel_kubeskoop.bpf.generated import virtcmdlatency as contract
+from otel_kubeskoop.bpf.generated.virtcmdlatency import VirtcmdlatencyEvent, VirtcmdlatencyEventType
+from otel_kubeskoop.bpf.records import decode_exact
 from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeSpec, Sample, Scope, Source
-from otel_kubeskoop.probes._bpf import bpf_requires, decode_exact, event_type, ifname, record_event
-from otel_kubeskoop.probes._latency import HISTS_RODATA, LatencyArgs, LatencyProbe, histogram, seconds
+from otel_kubeskoop.probes._bpf import bpf_requires
+from otel_kubeskoop.probes._decode import event_type, ifname, record_event
+from otel_kubeskoop.probes._latency import Latency, LatencyArgs, LatencyProbe, histogram, seconds
 from otel_kubeskoop.vocabulary import attributes as A
 from otel_kubeskoop.vocabulary.events import EventSpec
 from otel_kubeskoop.vocabulary.instruments import C, H, InstrumentSpec
@@ -69,37 +66,7 @@ VIRTCMDLATENCY_SLOW_100MS = EventSpec(
     "A virtio-net control command took longer than 100 ms", _EVENT_ATTRIBUTES)
 EVENTS = (VIRTCMDLATENCY_SLOW, VIRTCMDLATENCY_SLOW_100MS)
 
-
-OBJECT = "virtcmdlatency"
-
-# The function's current name first (Linux 6.10+), then the one before; BPF trampolines first.
-PLANS = (
-    AttachPlan.of(
-        "entry",
-        ("virtcmdlatency_entry_reply_fentry", "fentry", "virtnet_send_command_reply"),
-        ("virtcmdlatency_entry_fentry", "fentry", "virtnet_send_command"),
-        ("virtcmdlatency_entry_reply_kprobe", "kprobe", "virtnet_send_command_reply"),
-        ("virtcmdlatency_entry_kprobe", "kprobe", "virtnet_send_command"),
-    ),
-    AttachPlan.of(
-        "exit",
-        ("virtcmdlatency_exit_reply_fexit", "fexit", "virtnet_send_command_reply"),
-        ("virtcmdlatency_exit_fexit", "fexit", "virtnet_send_command"),
-        ("virtcmdlatency_exit_reply_kretprobe", "kretprobe", "virtnet_send_command_reply"),
-        ("virtcmdlatency_exit_kretprobe", "kretprobe", "virtnet_send_command"),
-    ),
-)
-
 INFLIGHT_MAP = "calls"
-
-#: const volatile settings and their meaning
-RODATA = {
-    "targ_emit": "send events",
-    "targ_threshold_ns": "events for commands slower than this many nanoseconds",
-    "targ_rate_per_sec": "events per second per (namespace, type); 0: no limit",
-    "targ_burst": "events in a burst",
-    **HISTS_RODATA,
-}
 
 #: VIRTIO_NET_CTRL_* classes, include/uapi/linux/virtio_net.h (the virtio spec's numbers)
 CLASSES = {0: "rx", 1: "mac", 2: "vlan", 3: "announce", 4: "mq", 5: "guest_offloads",
@@ -131,25 +98,23 @@ def decode_virtcmdlatency(raw: bytes, clock_offset_ns: int = 0) -> Event:
     ), clock_offset_ns)
 
 
+def samples_of(key: Any, value: Any, netns: int | None) -> list[Sample]:
+    """The samples of one ``hists`` entry: its histogram and upstream's two counters."""
+    attrs = ((A.NETWORK_INTERFACE_NAME, ifname(value.ifname, key.ifindex)),
+             (VIRTIO_CTRL_CLASS, ctrl_class(key.cls)))
+    return [
+        Sample(VIRTCMDLATENCY_DURATION, histogram(value.hist), netns, attrs),
+        Sample(VIRTCMDLATENCY_LATENCY, value.hist.slow[0], netns, attrs),
+        Sample(VIRTCMDLATENCY_LATENCY100MS, value.hist.slow[1], netns, attrs),
+    ]
+
+
+#: the probe: its object, in-flight table, samples and events
+TABLE = Latency(contract.OBJECT, VirtcmdlatencyArgs, INFLIGHT_MAP, samples_of, decode_virtcmdlatency)
+
+
 class VirtcmdlatencyProbe(LatencyProbe):
-    OBJECT = OBJECT
-    PLANS = PLANS
-    KEY = VirtcmdlatencyKey
-    VALUE = VirtcmdlatencyValue
-    INFLIGHT_MAP = INFLIGHT_MAP
-    ARGS = VirtcmdlatencyArgs
-
-    def samples_of(self, key: Any, value: Any, netns: int | None) -> list[Sample]:
-        attrs = ((A.NETWORK_INTERFACE_NAME, ifname(value.ifname, key.ifindex)),
-                 (VIRTIO_CTRL_CLASS, ctrl_class(key.cls)))
-        return [
-            Sample(VIRTCMDLATENCY_DURATION, histogram(value.hist), netns, attrs),
-            Sample(VIRTCMDLATENCY_LATENCY, value.hist.slow[0], netns, attrs),
-            Sample(VIRTCMDLATENCY_LATENCY100MS, value.hist.slow[1], netns, attrs),
-        ]
-
-    def decode(self, raw: bytes) -> Event:
-        return decode_virtcmdlatency(raw, self.clock_offset)
+    TABLE = TABLE
 
 
 SPEC = ProbeSpec(

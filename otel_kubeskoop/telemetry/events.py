@@ -6,7 +6,9 @@ Probes emit from the event pump thread (the runtime hands them :meth:`EventEmitt
 tens of thousands of events a second; the resource comes from the resource directory the emitter
 is built with. The SDK's log path (``LoggerProvider`` + ``BatchLogRecordProcessor`` + encoder)
 costs about 95 us of CPU per event (``README.md``, "Event path"), so it is not used on this path.
-``emit`` appends to a bounded queue; one export thread drains it every second (or sooner when a
+``emit`` encodes the log record once and appends its bytes to a queue bounded in bytes
+(``queue_bytes``: a backlog during an outage costs at most that, and the memory is given back to
+the system when the backlog is gone); one export thread drains it every second (or sooner when a
 batch is full), groups the records by resource into an OTLP ``ExportLogsServiceRequest`` built
 directly from the opentelemetry-proto messages, and sends it through the SDK's OTLP log exporter at
 its per-request layer (retries, backoff, TLS, headers as the SDK does). The wire result is what the SDK would send: one
@@ -14,24 +16,29 @@ ResourceLogs per resource, one scope, records with ``event_name``, severity WARN
 
 Every event the agent receives is either delivered or counted as lost, by probe and reason:
 ``export_queue_full`` (the queue was full: the backend is slower than the event rate) and
-``export_failed`` (the backend refused or was unreachable after the exporter's retries). With the
+``export_failed`` (the backend refused or was unreachable after the exporter's retries) and
+``shutdown`` (still queued, or being sent, when the shutdown deadline came). With the
 kernel's own reasons (``rate_limited``, ``ring_buffer_full``) and ``decode_error`` this makes
 delivered + lost = what the kernel saw.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import json
 import logging
 import sys
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from typing import IO, Any, Protocol
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope, KeyValue
-from opentelemetry.proto.logs.v1.logs_pb2 import SeverityNumber
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, SeverityNumber
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource as ProtoResource
 from opentelemetry.sdk.resources import Resource
 
@@ -46,12 +53,37 @@ log = logging.getLogger(__name__)
 SCOPE = InstrumentationScope(name="otel_kubeskoop.probes", version=__version__)
 UPSTREAM_TYPE = "kubeskoop.event.type"
 WARN = SeverityNumber.SEVERITY_NUMBER_WARN
-DEFAULT_QUEUE = 32768  # about 16 MiB at most: a few seconds of a 10k events/s burst
+DEFAULT_QUEUE_BYTES = 16 << 20  # about 60,000 events (bench/results): seconds of a 10k events/s burst
 DEFAULT_BATCH = 2048
+# Attribute pairs built once. At 65,536 entries the cache alone held about 55 MiB (measured with
+# tcpreset-like events: ports and addresses rarely repeat), more than the whole event queue.
+KV_CACHE_SIZE = 4096
+ENTRY_OVERHEAD = 120  # bytes a queued record costs beyond its encoding: bytes object, tuple, deque slot
 
 
 def probe_of(event: Event) -> str:
     return event.name.split(".", 2)[1]
+
+
+def event_record(event: Event, resource: Resource) -> dict[str, Any]:
+    """An event as one JSON object: the OTLP record's name, resource, attributes and body."""
+    return {
+        "timestamp": event.timestamp_ns,
+        "event_name": event.name,
+        "type": event.upstream_type,
+        "resource": dict(resource.attributes),
+        "attributes": {**dict(event.attributes), UPSTREAM_TYPE: event.upstream_type},
+        "body": event.body,
+    }
+
+
+def _malloc_trim() -> None:
+    """Give freed heap back to the system (glibc keeps it otherwise; ``man 3 malloc_trim``)."""
+    name = ctypes.util.find_library("c")
+    if name:
+        trim = getattr(ctypes.CDLL(name), "malloc_trim", None)
+        if trim is not None:
+            trim(0)
 
 
 class LineSink:
@@ -94,13 +126,19 @@ class EventEmitter:
     """Resolves an event's namespace to a resource; queues it for OTLP and writes the line sinks."""
 
     def __init__(self, resources: EventResources, log_exporters: list[Any],
-                 line_sinks: list[LineSink], *, queue_size: int = DEFAULT_QUEUE,
+                 line_sinks: list[LineSink], *, queue_bytes: int = DEFAULT_QUEUE_BYTES,
                  batch_size: int = DEFAULT_BATCH, flush_interval: float = 1.0) -> None:
         self._resources = resources
         self._exporters = log_exporters
         self._sinks = line_sinks
-        self._queue: deque[tuple[Event, Resource]] = deque()
-        self._queue_size = queue_size
+        self._queue: deque[tuple[str, Resource, bytes]] = deque()  # probe, resource, encoded record
+        self._queue_bytes = queue_bytes
+        self.queued_bytes = 0
+        self._high_water = 0  # bytes queued at most since the queue was last empty
+        self._in_flight: Counter[str] = Counter()  # probe -> events in the request being sent
+        self._final_deadline: float | None = None
+        self._closed = False  # losses are settled: a late result of an abandoned request is ignored
+        self.last_error = ""
         self._batch_size = batch_size
         self._flush_interval = flush_interval
         self._lock = threading.Lock()
@@ -111,10 +149,35 @@ class EventEmitter:
         self._kv_cache: dict[tuple[str, Any], KeyValue] = {}
         self.delivered: Counter[str] = Counter()  # probe -> events delivered
         self.lost: Counter[tuple[str, str]] = Counter()  # (probe, reason) -> events lost
+        # Called per event with its resource, on the emitting thread: must not block (the live
+        # event stream only queues it, see telemetry/stream.py).
+        self.hooks: tuple[Callable[[Event, Resource], None], ...] = ()
         self._thread: threading.Thread | None = None
-        if log_exporters:
+        self._start_thread()
+
+    def _start_thread(self) -> None:
+        if self._exporters and self._thread is None:
+            self._stop.clear()
             self._thread = threading.Thread(target=self._run, name="kubeskoop-export-events", daemon=True)
             self._thread.start()
+
+    def replace_outputs(self, log_exporters: list[Any], line_sinks: list[LineSink]) -> None:
+        """Send from now on to these exporters and sinks (a config reload); what is queued goes
+        to the old ones first, which are then shut down. The counters go on."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        with self._export_lock:
+            self._drain_locked()
+            old_exporters, old_sinks = self._exporters, self._sinks
+            self._exporters, self._sinks = list(log_exporters), list(line_sinks)
+        for exporter in old_exporters:
+            exporter.shutdown()
+        for sink in old_sinks:
+            sink.close()
+        self._start_thread()
 
     @property
     def emitted(self) -> int:
@@ -122,29 +185,37 @@ class EventEmitter:
 
     def emit(self, event: Event) -> None:
         resource = self._resources.event_resource(event.netns)
+        for hook in self.hooks:
+            hook(event, resource)
         if self._sinks:
             self._write_lines(event, resource)
         if not self._exporters:
             self.delivered[probe_of(event)] += 1
             return
+        data = self._encode(event)
+        cost = len(data) + ENTRY_OVERHEAD
         with self._lock:
-            if len(self._queue) >= self._queue_size:
-                self.lost[(probe_of(event), "export_queue_full")] += 1
+            if self.queued_bytes + cost > self._queue_bytes or self._closed:
+                self.lost[(probe_of(event), "export_queue_full" if not self._closed else "shutdown")] += 1
                 return
-            self._queue.append((event, resource))
+            self._queue.append((probe_of(event), resource, data))
+            self.queued_bytes += cost
+            self._high_water = max(self._high_water, self.queued_bytes)
             full = len(self._queue) >= self._batch_size
         if full:
             self._wake.set()
 
+    def _encode(self, event: Event) -> bytes:
+        now = time.time_ns()
+        record = LogRecord(time_unix_nano=event.timestamp_ns or now, observed_time_unix_nano=now,
+                           severity_number=WARN, severity_text="WARN", event_name=event.name)
+        record.body.string_value = event.body or event.name
+        record.attributes.extend([self._key_value(kv) for kv in event.attributes])
+        record.attributes.append(self._key_value((UPSTREAM_TYPE, event.upstream_type)))
+        return record.SerializeToString()
+
     def _write_lines(self, event: Event, resource: Resource) -> None:
-        record = {
-            "timestamp": event.timestamp_ns,
-            "event_name": event.name,
-            "type": event.upstream_type,
-            "resource": dict(resource.attributes),
-            "attributes": {**dict(event.attributes), UPSTREAM_TYPE: event.upstream_type},
-            "body": event.body,
-        }
+        record = event_record(event, resource)
         for sink in self._sinks:
             try:
                 sink.write(record)
@@ -161,69 +232,96 @@ class EventEmitter:
             hit = self._protos[id(resource)] = (resource, ProtoResource(attributes=key_values(resource.attributes)))
         return hit[1]
 
-    def _request(self, batch: list[tuple[Event, Resource]]) -> ExportLogsServiceRequest:
+    def _request(self, batch: list[tuple[str, Resource, bytes]]) -> ExportLogsServiceRequest:
         request = ExportLogsServiceRequest()
         scopes: dict[int, Any] = {}
-        now = time.time_ns()
-        for event, resource in batch:
+        for _, resource, data in batch:
             scope_logs = scopes.get(id(resource))
             if scope_logs is None:
                 resource_logs = request.resource_logs.add()
                 resource_logs.resource.CopyFrom(self._proto(resource))
                 scope_logs = scopes[id(resource)] = resource_logs.scope_logs.add()
                 scope_logs.scope.CopyFrom(SCOPE)
-            record = scope_logs.log_records.add(
-                time_unix_nano=event.timestamp_ns or now, observed_time_unix_nano=now,
-                severity_number=WARN, severity_text="WARN", event_name=event.name)
-            record.body.string_value = event.body or event.name
-            record.attributes.extend([self._key_value(kv) for kv in event.attributes])
-            record.attributes.append(self._key_value((UPSTREAM_TYPE, event.upstream_type)))
+            scope_logs.log_records.add().MergeFromString(data)
         return request
 
     def _key_value(self, pair: tuple[str, Any]) -> KeyValue:
         """Attribute pairs repeat (transport, state, reason, the busy addresses): building each
-        KeyValue once halves the cost of a record. Bounded: cleared when it grows large."""
+        KeyValue once halves the cost of a record. Bounded (``KV_CACHE_SIZE``): cleared when full."""
         try:
             kv = self._kv_cache.get(pair)
         except TypeError:  # an unhashable value (a list: a kernel stack) is built each time
             return key_values((pair,))[0]
         if kv is None:
-            if len(self._kv_cache) >= 65536:
+            if len(self._kv_cache) >= KV_CACHE_SIZE:
                 self._kv_cache.clear()
             kv = self._kv_cache[pair] = key_values((pair,))[0]
         return kv
 
-    def _drain(self) -> None:
+    def _drain(self, deadline: float | None = None) -> None:
+        """Send what is queued, a batch at a time; ``deadline`` (``time.monotonic()``) cuts it."""
         with self._export_lock:
-            while True:
-                with self._lock:
-                    if not self._queue:
-                        return
-                    n = min(self._batch_size, len(self._queue))
-                    batch = [self._queue.popleft() for _ in range(n)]
-                request = self._request(batch)
-                ok = True
-                for exporter in self._exporters:
-                    try:
-                        ok = exporter.export_request(request) and ok
-                    except Exception as exc:  # an exporter bug must not kill the export thread
-                        log.error("event export raised %s: %s", type(exc).__name__, exc)
-                        ok = False
-                counts = Counter(probe_of(event) for event, _ in batch)
+            self._drain_locked(deadline)
+
+    def _drain_locked(self, deadline: float | None = None) -> None:
+        """:meth:`_drain` with the export lock held (a reload drains to the old outputs too)."""
+        while True:
+            with self._lock:
+                if not self._queue or self._closed:
+                    break
+                n = min(self._batch_size, len(self._queue))
+                batch = [self._queue.popleft() for _ in range(n)]
+                self.queued_bytes -= sum(len(data) + ENTRY_OVERHEAD for _, _, data in batch)
+                counts = Counter(probe for probe, _, _ in batch)
+                self._in_flight = counts
+            ok = self._send(self._request(batch), deadline)
+            del batch
+            with self._lock:
+                self._in_flight = Counter()
+                if self._closed:  # the shutdown deadline passed while this was sent: counted then
+                    return
                 if ok:
                     self.delivered.update(counts)
                 else:
-                    log.warning("event export failed: %d events lost", n)
+                    log.warning("event export failed (%s): %d events lost", self.last_error, n)
                     self.lost.update({(probe, "export_failed"): c for probe, c in counts.items()})
+        self._give_back()
+
+    def _send(self, request: ExportLogsServiceRequest, deadline: float | None) -> bool:
+        timeout = None if deadline is None else deadline - time.monotonic()
+        if timeout is not None and timeout <= 0:
+            self.last_error = "the shutdown deadline came before the request was sent"
+            return False
+        ok = True
+        for exporter in self._exporters:
+            try:
+                sent = exporter.export_request(request, timeout)
+                if not sent:
+                    self.last_error = getattr(exporter, "last_error", "") or "export failed"
+            except Exception as exc:  # an exporter bug must not kill the export thread
+                log.error("event export raised %s: %s", type(exc).__name__, exc)
+                sent, self.last_error = False, f"{type(exc).__name__}: {exc}"
+            ok = ok and sent
+        return ok
+
+    def _give_back(self) -> None:
+        """After a backlog (an outage) the queue is down to less than a batch: return its memory."""
+        with self._lock:
+            if len(self._queue) >= self._batch_size or self._high_water < self._queue_bytes // 8:
+                return
+            self._high_water = 0
+        gc.collect()
+        _malloc_trim()
 
     def _run(self) -> None:
         while not self._stop.is_set():
             self._wake.wait(self._flush_interval)
             self._wake.clear()
             self._drain()
+        self._drain(self._final_deadline)
 
     def flush(self) -> None:
-        """Export everything queued now (used at shutdown and by tests)."""
+        """Export everything queued now (used by tests)."""
         self._drain()
 
     def samples(self) -> list[Sample]:
@@ -233,15 +331,38 @@ class EventEmitter:
                 for (probe, reason), n in self.lost.items()]
         return out
 
-    def shutdown(self) -> None:
+    def status(self) -> dict[str, Any]:
+        """Delivered and lost by probe and reason, and the queue, for ``/status``."""
+        with self._lock:
+            delivered, lost = dict(self.delivered), dict(self.lost)
+            queued, queued_bytes = len(self._queue), self.queued_bytes
+        by_probe: dict[str, dict[str, Any]] = {p: {"delivered": n, "lost": {}} for p, n in delivered.items()}
+        for (probe, reason), n in lost.items():
+            by_probe.setdefault(probe, {"delivered": 0, "lost": {}})["lost"][reason] = n
+        return {"probes": by_probe, "queued": queued, "queued_bytes": queued_bytes,
+                "queue_budget_bytes": self._queue_bytes, "last_error": self.last_error}
+
+    def shutdown(self, deadline: float | None = None) -> None:
+        """Send what is queued until ``deadline`` (``time.monotonic()``; None: no limit); whatever
+        is still queued or being sent then is counted as lost (``shutdown``). Then close."""
+        self._final_deadline = deadline
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
-            self._thread.join()
+            self._thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
             self._thread = None
-        self._drain()
+        elif self._exporters:
+            self._drain(deadline)
+        with self._lock:
+            self._closed = True
+            left = Counter(probe for probe, _, _ in self._queue) + self._in_flight
+            self._queue.clear()
+            self.queued_bytes = 0
+            self._in_flight = Counter()
+        if left:
+            log.warning("shutdown deadline: %d events not delivered (counted as lost)", sum(left.values()))
+            self.lost.update({(probe, "shutdown"): n for probe, n in left.items()})
         for exporter in self._exporters:
             exporter.shutdown()
         for sink in self._sinks:
             sink.close()
-

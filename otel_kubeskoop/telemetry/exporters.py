@@ -10,7 +10,8 @@ sets them, so every standard ``OTEL_EXPORTER_OTLP_*`` variable still applies.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -19,6 +20,48 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 
 class ExporterError(Exception):
     """An exporter that cannot be built from the given settings (e.g. deflate with gRPC)."""
+
+
+@contextmanager
+def _timeout(owner: Any, timeout: float | None) -> Iterator[None]:
+    """``owner._timeout`` (the SDK's whole-export deadline, retries included, in seconds) cut to
+    ``timeout`` for one request, so an export ends by the caller's deadline (the shutdown budget).
+    Each exporter is used by one thread at a time."""
+    configured = owner._timeout
+    if timeout is not None:
+        owner._timeout = max(0.0, min(configured, timeout))
+    try:
+        yield
+    finally:
+        owner._timeout = configured
+
+
+def _http_send(exporter: Any, request: Any, timeout: float | None) -> bool:
+    """Send ``request`` through an SDK HTTP exporter's client (after its size check); keep the
+    failure's reason in ``exporter.last_error``."""
+    if exporter._shutdown:
+        exporter.last_error = "exporter shut down"
+        return False
+    data = request.SerializeToString()
+    if exporter._max_request_size and len(data) > exporter._max_request_size:
+        exporter.last_error = f"request of {len(data)} bytes over the limit of {exporter._max_request_size}"
+        return False
+    with _timeout(exporter._client, timeout):
+        result = exporter._client.export(data)
+    if not result.success:
+        exporter.last_error = (f"HTTP {result.status_code}: {result.reason}" if result.status_code
+                               else f"{type(result.error).__name__}: {result.error}" if result.error
+                               else "timed out or shut down")
+    return bool(result.success)
+
+
+def _grpc_send(exporter: Any, request: Any, timeout: float | None, success: Any) -> bool:
+    """Send ``request`` through an SDK gRPC exporter's retry loop (its log has the status code)."""
+    with _timeout(exporter, timeout):
+        ok = exporter._export(data=request) is success
+    if not ok:
+        exporter.last_error = "gRPC export failed (the log has the status)"
+    return ok
 
 
 def _kwargs(protocol: str, endpoint: str | None, headers: Mapping[str, str] | None, timeout: float | None,
@@ -40,16 +83,15 @@ def _kwargs(protocol: str, endpoint: str | None, headers: Mapping[str, str] | No
 
 def _http_request_exporter(**kwargs: Any) -> Any:
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-    from opentelemetry.sdk.metrics.export import MetricExportResult
 
     class HTTPRequestExporter(OTLPMetricExporter):
-        """Sends an already-built request through the exporter's per-request path (size check,
-        retries with backoff and Retry-After, gzip, self-metrics); skips the SDK encoder."""
+        """Sends an already-built request through the exporter's client (size check, retries with
+        backoff and Retry-After, gzip); skips the SDK encoder."""
 
-        def export_request(self, request: ExportMetricsServiceRequest) -> bool:
-            if self._shutdown:
-                return False
-            return self._export_batch(request) is MetricExportResult.SUCCESS
+        last_error = ""
+
+        def export_request(self, request: ExportMetricsServiceRequest, timeout: float | None = None) -> bool:
+            return _http_send(self, request, timeout)
 
     return HTTPRequestExporter(**kwargs)
 
@@ -71,8 +113,10 @@ def _grpc_request_exporter(**kwargs: Any) -> Any:
             return sum(len(getattr(m, m.WhichOneof("data")).data_points)
                        for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics)
 
-        def export_request(self, request: ExportMetricsServiceRequest) -> bool:
-            return self._export(data=request) is MetricExportResult.SUCCESS
+        last_error = ""
+
+        def export_request(self, request: ExportMetricsServiceRequest, timeout: float | None = None) -> bool:
+            return _grpc_send(self, request, timeout, MetricExportResult.SUCCESS)
 
     return GRPCRequestExporter(**kwargs)
 
@@ -96,13 +140,10 @@ def _http_log_request_exporter(**kwargs: Any) -> Any:
         """Sends an already-built logs request through the exporter's transport (retries with
         backoff and Retry-After, gzip, size limit); skips the SDK's per-record encoder."""
 
-        def export_request(self, request: ExportLogsServiceRequest) -> bool:
-            if self._shutdown:
-                return False
-            data = request.SerializeToString()
-            if self._max_request_size and len(data) > self._max_request_size:
-                return False
-            return bool(self._client.export(data).success)
+        last_error = ""
+
+        def export_request(self, request: ExportLogsServiceRequest, timeout: float | None = None) -> bool:
+            return _http_send(self, request, timeout)
 
     return HTTPLogRequestExporter(**kwargs)
 
@@ -122,8 +163,10 @@ def _grpc_log_request_exporter(**kwargs: Any) -> Any:
                 return super()._count_data(data)
             return sum(len(sl.log_records) for rl in data.resource_logs for sl in rl.scope_logs)
 
-        def export_request(self, request: ExportLogsServiceRequest) -> bool:
-            return self._export(data=request) is LogRecordExportResult.SUCCESS
+        last_error = ""
+
+        def export_request(self, request: ExportLogsServiceRequest, timeout: float | None = None) -> bool:
+            return _grpc_send(self, request, timeout, LogRecordExportResult.SUCCESS)
 
     return GRPCLogRequestExporter(**kwargs)
 

@@ -18,7 +18,9 @@ What the SDK would have owned is here, and tested:
 
 - Temporality follows ``OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`` as the spec defines it
   for asynchronous instruments: ``delta`` makes monotonic sums delta; ``cumulative`` (default) and
-  ``lowmemory`` keep them cumulative. Up-down counters are always cumulative.
+  ``lowmemory`` keep them cumulative. Up-down counters are always cumulative. A delta starts where
+  the last *delivered* one ended: a point moves on only when the request carrying it was accepted,
+  so an export that fails (a backend outage) loses nothing, the next delta covers the gap.
 - Start times: a cumulative series starts when the agent first saw it. Kernel counters are reported
   as the increase since then: a value present when the agent started is the baseline, so the first
   export does not carry a namespace's whole history with a start time of "now" (backends that
@@ -28,6 +30,9 @@ What the SDK would have owned is here, and tested:
 - A resource that disappears is exported once more, with its last values, then dropped; a series
   that disappears from a live resource is dropped at once.
 - Requests are cut at ``max_points`` data points, whole resources per request.
+- Bounded: at most ``max_resources`` resources and ``max_series`` series are tracked; samples
+  beyond are refused and counted (``overflow``), so a node with thousands of namespaces costs a
+  known amount of memory.
 
 The exporters are the SDK's OTLP exporters (env, TLS, headers, compression, retries), entered at
 their per-request layer: see :mod:`otel_kubeskoop.telemetry.exporters`.
@@ -39,6 +44,7 @@ import logging
 import os
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -65,6 +71,8 @@ log = logging.getLogger(__name__)
 SCOPE = InstrumentationScope(name="otel_kubeskoop.probes", version=__version__)
 TEMPORALITY_ENV = "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE"
 DEFAULT_MAX_POINTS = 8192  # per request: the Collector's gRPC receiver rejects messages over 4 MiB
+DEFAULT_MAX_RESOURCES = 4096  # namespaces (pods) on a node, with room: Kubernetes' limit is 110 by default
+DEFAULT_MAX_SERIES = 500_000  # about 80 per namespace with the default probes (bench/results)
 Attrs = tuple[tuple[str, Any], ...]
 
 CUMULATIVE = AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
@@ -74,7 +82,7 @@ DELTA = AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
 class RequestExporter(Protocol):
     """Sends one built OTLP metrics request; see ``exporters.metric_exporter``."""
 
-    def export_request(self, request: ExportMetricsServiceRequest) -> bool: ...
+    def export_request(self, request: ExportMetricsServiceRequest, timeout: float | None = None) -> bool: ...
 
     def shutdown(self) -> None: ...
 
@@ -124,7 +132,8 @@ class _Series:
     baseline: float = 0
     last_raw: float | None = None
     offset: float = 0
-    reported: float = 0  # cumulative value at the previous export (delta)
+    total: float = 0  # the increase since the series started (delta)
+    reported: float = 0  # the part of ``total`` already delivered (delta)
     start_ns: int = 0
     seen: int = 0
 
@@ -138,13 +147,27 @@ class _Series:
             self.last_raw = raw
             value = self.offset + raw - self.baseline
             if self.delta:
+                self.total = value
                 self.point.start_time_unix_nano = self.start_ns
-                value, self.reported, self.start_ns = value - self.reported, value, now_ns
+                value -= self.reported
+        self._write(value)
+        self.point.time_unix_nano = now_ns
+
+    def _write(self, value: float) -> None:
         if isinstance(value, int):
             self.point.as_int = value
         else:
             self.point.as_double = value
-        self.point.time_unix_nano = now_ns
+
+    def mark(self) -> tuple[Any, ...]:
+        """What a request built now carries: the total, up to the point's time."""
+        return (self.total, self.point.time_unix_nano)
+
+    def delivered(self, mark: tuple[Any, ...]) -> None:
+        """The request carrying ``mark`` was accepted: the next delta starts there."""
+        self.reported, self.start_ns = mark
+        self.point.start_time_unix_nano = self.start_ns
+        self._write(self.total - self.reported)
 
 
 @dataclass(slots=True)
@@ -156,8 +179,10 @@ class _HistogramSeries:
     baseline: list[int] = field(default_factory=list)
     last_raw: list[int] | None = None
     offset: list[int] = field(default_factory=list)
+    total: list[int] = field(default_factory=list)
     reported: list[int] = field(default_factory=list)
     sum_baseline: float = 0.0
+    sum_total: float | None = None
     sum_reported: float = 0.0
     start_ns: int = 0
     seen: int = 0
@@ -176,18 +201,30 @@ class _HistogramSeries:
         value = [o + c - b for o, c, b in zip(self.offset, counts, self.baseline)]
         total = None if raw.sum is None else raw.sum - self.sum_baseline
         if self.delta:
+            self.total, self.sum_total = value, total
             self.point.start_time_unix_nano = self.start_ns
-            value, self.reported = [v - r for v, r in zip(value, self.reported)], value
-            if total is not None:
-                total, self.sum_reported = total - self.sum_reported, total
-            self.start_ns = now_ns
+        self._write(value, total)
+        self.point.time_unix_nano = now_ns
+
+    def _write(self, value: list[int], total: float | None) -> None:
+        if self.delta:
+            value = [v - r for v, r in zip(value, self.reported)]
+            total = None if total is None else total - self.sum_reported
         point = self.point
         del point.bucket_counts[:]
         point.bucket_counts.extend(value)
         point.count = sum(value)
         if total is not None:
             point.sum = total
-        point.time_unix_nano = now_ns
+
+    def mark(self) -> tuple[Any, ...]:
+        return (self.total, self.sum_total, self.point.time_unix_nano)
+
+    def delivered(self, mark: tuple[Any, ...]) -> None:
+        total, sum_total, self.start_ns = mark
+        self.reported, self.sum_reported = list(total), sum_total or 0.0
+        self.point.start_time_unix_nano = self.start_ns
+        self._write(self.total, self.sum_total)
 
 
 @dataclass
@@ -202,15 +239,31 @@ class _Resource:
     points: int = 0
 
 
+@dataclass
+class Outgoing:
+    """One request and what its delivery settles: delta marks, and resources sent for the last time."""
+
+    request: ExportMetricsServiceRequest
+    marks: list[tuple[_Series | _HistogramSeries, tuple[Any, ...]]]
+    retired: list[_Resource]
+
+
 class MetricPipeline:
     """Owns the per-resource messages and the one exporter."""
 
     def __init__(self, exporter: RequestExporter, resources: Resources,
-                 temporality: int | None = None, max_points: int = DEFAULT_MAX_POINTS) -> None:
+                 temporality: int | None = None, max_points: int = DEFAULT_MAX_POINTS,
+                 max_resources: int = DEFAULT_MAX_RESOURCES, max_series: int = DEFAULT_MAX_SERIES) -> None:
         self._exporter = exporter
         self._directory = resources
         self._delta = (temporality if temporality is not None else temporality_from_env()) == DELTA
         self._max_points = max_points
+        self._max_resources = max_resources
+        self._max_series = max_series
+        self._series_count = 0
+        self.overflow: Counter[str] = Counter()  # "resources"/"series" -> samples refused, all cycles
+        self.refused: dict[str, int] = {}  # the same, in the last cycle
+        self.last_error = ""
         self._resources: dict[ResourceKey, _Resource] = {}
         self._retired: list[_Resource] = []  # re-attributed: exported once more, then dropped
         self._first_cycle = True
@@ -288,8 +341,12 @@ class MetricPipeline:
                     changed.append(key)
             for key in changed:
                 self._reattribute(key)
+            refused: Counter[str] = Counter()
             for key, samples in samples_by_key.items():
                 if key not in live:
+                    continue
+                if key not in self._resources and len(self._resources) >= self._max_resources:
+                    refused["resources"] += 1
                     continue
                 res = self._resource(key)
                 series_of = res.series
@@ -299,14 +356,25 @@ class MetricPipeline:
                         continue
                     series = series_of.get((spec.name, s.attributes))
                     if series is None:
+                        if self._series_count >= self._max_series:
+                            refused["series"] += 1
+                            continue
                         series = self._new_series(res, spec, s.attributes, s.value, now_ns)
+                        self._series_count += 1
                     series.set(s.value, now_ns)
                     series.seen = cycle
                 res.baseline_new = False
                 if len(series_of) != sum(1 for x in series_of.values() if x.seen == cycle):
+                    self._series_count -= len(series_of)
                     self._drop_unseen(res, cycle)
+                    self._series_count += len(res.series)
                 res.points = len(series_of)
             self._first_cycle = False
+            if refused and not self.overflow:
+                log.warning("over the cap of %d resources or %d series: %s refused (counted in /status)",
+                            self._max_resources, self._max_series, dict(refused))
+            self.overflow.update(refused)
+            self.refused = dict(refused)
 
     def _drop_unseen(self, res: _Resource, cycle: int) -> None:
         """Rebuild a resource's message without the series that went away (an interface was deleted).
@@ -341,51 +409,89 @@ class MetricPipeline:
             new.series[(name, attrs)] = replace(series, point=point)
         new.points = len(new.series)
 
-    def collect(self) -> list[tuple[ResourceMetrics, int]]:
-        """(message, data points) to export this cycle; resources exported for the last time are
-        dropped."""
+    def _marks(self, res: _Resource) -> list[tuple[_Series | _HistogramSeries, tuple[Any, ...]]]:
+        if not self._delta:
+            return []
+        return [(series, series.mark()) for series in res.series.values() if series.delta]
+
+    def requests(self) -> list[Outgoing]:
+        """Requests for the current state: whole resources, at most ``max_points`` points apiece
+        (a single resource larger than that goes alone). Resources exported for the last time
+        leave the live set now; they are dropped when delivered (:meth:`settle`)."""
         with self._lock:
-            out = [(res.message, res.points) for res in self._retired if res.points]
-            self._retired.clear()
+            chosen = [(res, True) for res in self._retired]
+            self._retired = []
             for key in list(self._resources):
                 res = self._resources[key]
-                if res.points:
-                    out.append((res.message, res.points))
+                chosen.append((res, res.retiring))
                 if res.retiring:
                     del self._resources[key]
+                    self._series_count -= len(res.series)
+            out: list[Outgoing] = []
+            batch: list[ResourceMetrics] = []
+            current = Outgoing(ExportMetricsServiceRequest(), [], [])
+            points = 0
+            for res, last in chosen:
+                if not res.points:
+                    continue
+                if batch and points + res.points > self._max_points:
+                    current.request = ExportMetricsServiceRequest(resource_metrics=batch)  # copies
+                    out.append(current)
+                    current, batch, points = Outgoing(ExportMetricsServiceRequest(), [], []), [], 0
+                batch.append(res.message)
+                points += res.points
+                current.marks += self._marks(res)
+                if last:
+                    current.retired.append(res)
+            if batch:
+                current.request = ExportMetricsServiceRequest(resource_metrics=batch)
+                out.append(current)
             return out
 
-    def requests(self) -> list[ExportMetricsServiceRequest]:
-        """This cycle's export requests: whole resources, at most ``max_points`` points apiece (a
-        single resource larger than that goes alone)."""
-        requests: list[ExportMetricsServiceRequest] = []
-        batch: list[ResourceMetrics] = []
-        points = 0
-        for message, n in self.collect():
-            if batch and points + n > self._max_points:
-                requests.append(ExportMetricsServiceRequest(resource_metrics=batch))
-                batch, points = [], 0
-            batch.append(message)
-            points += n
-        if batch:
-            requests.append(ExportMetricsServiceRequest(resource_metrics=batch))
-        return requests
+    def settle(self, sent: Outgoing, delivered: bool) -> None:
+        """After a request: a delivered one moves its delta points on; a failed one's last exports
+        of removed resources are kept for the next export (bounded: oldest dropped first)."""
+        with self._lock:
+            if delivered:
+                for series, mark in sent.marks:
+                    series.delivered(mark)
+            else:
+                self._retired = (sent.retired + self._retired)[-self._max_resources:]
 
-    def export(self) -> bool:
+    def export(self, deadline: float | None = None) -> bool:
+        """Export the current state; ``deadline`` (``time.monotonic()``) cuts every request."""
         ok = True
-        for request in self.requests():
-            try:
-                ok = self._exporter.export_request(request) and ok
-            except Exception as exc:  # an exporter bug must not stop collection
-                log.error("metric export raised %s: %s", type(exc).__name__, exc)
-                ok = False
+        for sent in self.requests():
+            timeout = None if deadline is None else deadline - time.monotonic()
+            if timeout is not None and timeout <= 0:
+                delivered, self.last_error = False, "deadline reached before the request was sent"
+            else:
+                try:
+                    delivered = self._exporter.export_request(sent.request, timeout)
+                    if not delivered:
+                        self.last_error = getattr(self._exporter, "last_error", "") or "export failed"
+                except Exception as exc:  # an exporter bug must not stop the export thread
+                    log.error("metric export raised %s: %s", type(exc).__name__, exc)
+                    delivered, self.last_error = False, f"{type(exc).__name__}: {exc}"
+            self.settle(sent, delivered)
+            ok = ok and delivered
         if not ok:
-            log.warning("metric export failed; cumulative totals go out with the next export")
+            log.warning("metric export failed (%s); %s", self.last_error,
+                        "unsent deltas go out with the next export" if self._delta
+                        else "cumulative totals go out with the next export")
         return ok
+
+    def replace_exporter(self, exporter: RequestExporter) -> None:
+        """Export through ``exporter`` from the next export on (a config reload); the series and
+        their start times go on. The old exporter is shut down."""
+        with self._lock:
+            old, self._exporter = self._exporter, exporter
+        old.shutdown()
 
     def shutdown(self) -> None:
         with self._lock:
             self._resources.clear()
-            self._retired.clear()
+            self._retired = []
+            self._series_count = 0
         self._exporter.shutdown()
 

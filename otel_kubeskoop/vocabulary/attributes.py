@@ -23,6 +23,7 @@ PROBE_STATE = "kubeskoop.probe.state"
 LOSS_REASON = "kubeskoop.loss.reason"
 BPF_PROGRAM = "kubeskoop.bpf.program"
 SIGNAL = "kubeskoop.signal"
+RELOAD_RESULT = "result"  # kubeskoop.agent.config.reloads{result}
 K8S_NAMESPACE_NAME = "k8s.namespace.name"
 K8S_POD_NAME = "k8s.pod.name"
 K8S_POD_UID = "k8s.pod.uid"
@@ -30,7 +31,7 @@ K8S_POD_IP = "k8s.pod.ip"
 K8S_POD_START_TIME = "k8s.pod.start_time"
 
 # Packet and connection attributes (semconv network.*, source.*, destination.*).
-NETWORK_TRANSPORT = "network.transport"  # tcp, udp, icmp, ... (see probes/_bpf.py)
+NETWORK_TRANSPORT = "network.transport"  # tcp, udp, icmp, ... (see probes/_decode.py)
 NETWORK_TYPE = "network.type"  # ipv4, ipv6
 NETWORK_CONNECTION_STATE = "network.connection.state"  # semconv TCP state values
 SOURCE_ADDRESS = "source.address"

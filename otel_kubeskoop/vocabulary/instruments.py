@@ -126,5 +126,15 @@ AGENT_BPF_MAP_EVICTED = InstrumentSpec(
     "kubeskoop.agent.bpf.map.evicted", C, "{entry}",
     "Keys a probe's BPF LRU map evicted to make room for new ones (their counts since the last "
     "collection are lost)", (A.PROBE, A.BPF_MAP))
-AGENT = (AGENT_BPF_MAP_EVICTED, AGENT_BPF_INFLIGHT_EVICTED, AGENT_BPF_MAP_FULL, AGENT_BPF_RUNS, AGENT_BPF_TIME, AGENT_EVENTS_DELIVERED, AGENT_EVENTS_LOST, AGENT_PROBE_DURATION, AGENT_PROBE_ERRORS, AGENT_PROBE_STATE, AGENT_NETNS_COUNT,
+# Config reloads (reload.py), by result: applied, partial (a probe failed to start or a setting
+# needs a restart), unchanged, failed (the new config is invalid; the old one stays).
+AGENT_CONFIG_RELOADS = InstrumentSpec(
+    "kubeskoop.agent.config.reloads", C, "{reload}", "Config reloads, by result", (A.RELOAD_RESULT,))
+# The live event stream to local clients (telemetry/stream.py).
+AGENT_STREAM_CLIENTS = InstrumentSpec(
+    "kubeskoop.agent.event_stream.clients", U, "{client}", "Clients following the live event stream")
+AGENT_STREAM_DROPPED = InstrumentSpec(
+    "kubeskoop.agent.event_stream.dropped", C, "{event}",
+    "Events a live stream client's full queue had no room for (the client was told)")
+AGENT = (AGENT_CONFIG_RELOADS, AGENT_STREAM_CLIENTS, AGENT_STREAM_DROPPED, AGENT_BPF_MAP_EVICTED, AGENT_BPF_INFLIGHT_EVICTED, AGENT_BPF_MAP_FULL, AGENT_BPF_RUNS, AGENT_BPF_TIME, AGENT_EVENTS_DELIVERED, AGENT_EVENTS_LOST, AGENT_PROBE_DURATION, AGENT_PROBE_ERRORS, AGENT_PROBE_STATE, AGENT_NETNS_COUNT,
          AGENT_NETNS_LEFT_OUT, AGENT_CYCLE_DURATION, AGENT_EXPORT_FAILURES)

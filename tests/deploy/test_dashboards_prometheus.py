@@ -18,7 +18,8 @@ from tests.deploy.podlike import PodlikeAgent
 from tests.deploy.promql import metric_names
 from tests.deploy.test_dashboards import exprs, sets, variables
 from tests.agentproc import free_port
-from tests.e2e.test_prometheus_compat import prometheus, query  # noqa: F401 - the fixture
+from tests.e2e.prometheus import Prometheus
+from tests.e2e.test_prometheus_compat import prometheus  # noqa: F401 - the fixture
 from tests.kube_apiserver import KubeAPIServer, container_id, make_pod
 from tests.privileged.netnsutil import netns, require_root, veth_pair
 from tests.privileged.podutil import pod_cgroup
@@ -29,6 +30,7 @@ require_root()
 NODE = "dash-node"
 NAMESPACE = "shop"
 PODS = {"client": "web-7d4f9-x2k8q", "server": "db-0"}
+POD_IPS = {"client": "10.231.0.1", "server": "10.231.0.2"}  # veth_pair's defaults
 RATE = "20s"
 # Kernel features this machine lacks: the probes that need them are unavailable, with the reason.
 KERNEL_REASONS = {"ipvs": "IPVS", "rdma": "RDMA", "virtcmdlatency": "virtnet_send_command"}
@@ -111,8 +113,8 @@ def test_every_compat_expression_returns_data(tmp_path, prometheus):
         assert all(p.poll() is None for p in procs.values()), "the traffic runs"
         with pod_cgroup(client.pid, uids["client"], container_id(uids["client"], "app")), \
                 pod_cgroup(server.pid, uids["server"], container_id(uids["server"], "db")):
-            for role, name in PODS.items():
-                api.add_pod(make_pod(name, NAMESPACE, uids[role], NODE, labels={"app": role}))
+            for role, name in PODS.items():  # the veth addresses: tuple labels name pods by IP
+                api.add_pod(make_pod(name, NAMESPACE, uids[role], NODE, labels={"app": role}, pod_ip=POD_IPS[role]))
             port = free_port()
             config = every_probe_config()
             config.update(address=f"127.0.0.1:{port}", otlp={"interval": 1})
@@ -120,7 +122,7 @@ def test_every_compat_expression_returns_data(tmp_path, prometheus):
                                  env={"KUBECONFIG": api.write_kubeconfig(tmp_path / "kubeconfig"), "NODE_NAME": NODE})
             try:
                 status = agent.wait_cycles(1)
-                prom = prometheus(f"127.0.0.1:{port}")
+                prom = prometheus.start(f"127.0.0.1:{port}")
                 unavailable = {p["name"]: p.get("reason", "") for p in status["probes"] if p["state"] != "running"}
                 assert set(unavailable) <= set(KERNEL_REASONS), unavailable
                 for name, reason in unavailable.items():
@@ -139,17 +141,19 @@ def test_every_compat_expression_returns_data(tmp_path, prometheus):
                 assert not empty, "no data:\n" + "\n".join(f"{where}: {e}" for e, where in empty.items())
                 assert all(p.poll() is None for p in procs.values()), "the traffic ran throughout"
                 # and the traffic is what they show: drops in iptables, SYN retransmits, flows
-                for name, pod in (("kubeskoop.packetloss.netfilter", PODS["server"]),
-                                  ("kubeskoop.tcpretrans.total", PODS["client"]), ("kubeskoop.flow.bytes", PODS["client"])):
-                    rate = f'sum(rate({C(name)}{{k8s_pod="{pod}"}}[{RATE}]))'
-                    assert float(query(prom, rate)[0]["value"][1]) > 0, rate
+                # upstream's tuple metrics name pods in their tuple labels only
+                for name, label, pod in (("kubeskoop.packetloss.netfilter.tuples", "dst_pod", PODS["server"]),
+                                         ("kubeskoop.tcpretrans.tuples", "src_pod", PODS["client"]),
+                                         ("kubeskoop.flow.bytes", "src_pod", PODS["client"])):
+                    rate = f'sum(rate({C(name)}{{{label}="{pod}"}}[{RATE}]))'
+                    assert float(prom.query(rate)[0]["value"][1]) > 0, rate
             finally:
                 agent.close()
                 for p in procs.values():
                     p.kill()
 
 
-def _wait_all(prom: int, pending: dict[str, str], timeout: float) -> dict[str, str]:
+def _wait_all(prom: Prometheus, pending: dict[str, str], timeout: float) -> dict[str, str]:
     """Query each expression until it returns data; what is still empty at ``timeout``."""
     deadline = time.monotonic() + timeout
     left = dict(pending)
@@ -164,9 +168,9 @@ def _wait_all(prom: int, pending: dict[str, str], timeout: float) -> dict[str, s
     return left
 
 
-def _has_data(prom: int, expr: str) -> bool:
+def _has_data(prom: Prometheus, expr: str) -> bool:
     match = re.fullmatch(r"label_values\((.*),\s*(\w+)\)", expr.strip(), re.DOTALL)
     if match:  # a Grafana variable: the series exist and carry the label, non-empty
         selector, label = match.groups()
-        return any(r["metric"].get(label) for r in query(prom, substitute(selector)))
-    return bool(query(prom, substitute(expr)))
+        return any(r["metric"].get(label) for r in prom.query(substitute(selector)))
+    return bool(prom.query(substitute(expr)))

@@ -17,6 +17,7 @@ import uuid
 from dataclasses import dataclass
 
 from otel_kubeskoop.agent import Agent
+from tests.helpers import cycle
 from tests.kube_apiserver import KubeAPIServer, container_id, make_pod
 from tests.privileged.podutil import pod_cgroup
 
@@ -27,7 +28,7 @@ class DiscardingExporter:
     def __init__(self) -> None:
         self.requests = 0
 
-    def export_request(self, request) -> bool:
+    def export_request(self, request, timeout=None) -> bool:
         request.SerializeToString()
         self.requests += 1
         return True
@@ -81,7 +82,7 @@ def churn(agent: Agent, api: KubeAPIServer, node: str, iterations: int) -> int:
             with pod_cgroup(proc.pid, uid, container_id(uid, "app")):
                 api.add_pod(make_pod(name, "churn", uid, node))
                 wait(lambda: agent.pods.get(uid) is not None)
-                agent.cycle()
+                cycle(agent)
                 owner = agent.directory.owners.get(inode)
                 attributed += owner is not None and owner.pod is not None and owner.pod.name == name
                 proc.kill()
@@ -92,6 +93,6 @@ def churn(agent: Agent, api: KubeAPIServer, node: str, iterations: int) -> int:
                 proc.kill()
                 proc.wait()
         wait(lambda: agent.pods.get(uid) is None)
-        agent.cycle()  # the namespace is gone: its resource goes out once more
-        agent.cycle()  # and is released
+        cycle(agent)  # the namespace is gone: its resource goes out once more
+        cycle(agent)  # and is released
     return attributed

@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from otel_kubeskoop.agent import Agent
 from otel_kubeskoop.config import parse
 from otel_kubeskoop.probe import Event
+from tests.helpers import cycle
 from tests.kube_apiserver import KubeAPIServer, container_id, make_pod, make_replicaset
 from tests.otlp_receiver import OTLPReceiver
 from tests.privileged.netnsutil import netns, require_root, udp_to_closed_port
@@ -60,9 +61,9 @@ def test_pod_attribution_end_to_end(tmp_path, monkeypatch):
             try:
                 agent.open()
                 assert agent.pods.wait_synced(15), agent.pods.status()
-                agent.cycle()
+                cycle(agent)
                 udp_to_closed_port(a, 7)
-                agent.cycle()
+                cycle(agent)
 
                 (res,) = [r for r in rx.resources() if r.get(UID) == uid]
                 assert res == {
@@ -106,10 +107,10 @@ def test_pod_attribution_end_to_end(tmp_path, monkeypatch):
                 api.delete_pod("shop", name)
                 rx.wait_for(lambda: agent.pods.get(uid) is None, timeout=10)
                 rx.clear()
-                agent.cycle()
+                cycle(agent)
                 assert sorted(r.get("k8s.pod.name", "-") for r in rx.resources() if r.get(UID) == uid) == ["-", name]
                 rx.clear()
-                agent.cycle()
+                cycle(agent)
                 (after,) = [r for r in rx.resources() if r.get(UID) == uid]
                 assert "k8s.pod.name" not in after and after["kubeskoop.netns.inode"] == a.inode
                 assert rx.value("kubeskoop.udp.noports", resource={UID: uid}) == 7, "counts carry over"

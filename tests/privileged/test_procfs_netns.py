@@ -12,6 +12,7 @@ import pytest
 from otel_kubeskoop.agent import Agent
 from otel_kubeskoop.config import parse
 from otel_kubeskoop.identity.keys import NODE, NetnsKey
+from tests.helpers import cycle
 from tests.otlp_receiver import OTLPReceiver
 from tests.privileged.netnsutil import netns, require_root, tcp_refused, udp_to_closed_port
 
@@ -42,10 +43,10 @@ def test_each_namespace_gets_exactly_its_own_increases(protocol):
         agent = agent_for(rx, protocol)
         try:
             agent.open()
-            agent.cycle()  # baseline: counts from before the agent started are not reported
+            cycle(agent)  # baseline: counts from before the agent started are not reported
             udp_to_closed_port(a, 7)
             tcp_refused(b, 5)
-            agent.cycle()
+            cycle(agent)
             rx.wait_metric_requests(2)
             transport = "grpc" if protocol == "grpc" else "http"
             assert rx.request_counts()[transport] == 2 and sum(rx.request_counts().values()) == 2
@@ -95,16 +96,16 @@ def test_a_namespace_that_disappears_is_exported_once_more_then_released():
             agent = agent_for(rx, "http/protobuf")
             agent.open()
             try:
-                agent.cycle()
+                cycle(agent)
                 udp_to_closed_port(b, 3)
-                agent.cycle()
+                cycle(agent)
                 b_inode = b.inode
             except BaseException:
                 agent.stop()
                 raise
         try:
-            agent.cycle()  # b is gone: its last values go out once more
-            agent.cycle()  # and then never again
+            cycle(agent)  # b is gone: its last values go out once more
+            cycle(agent)  # and then never again
             rx.wait_metric_requests(4)
             reqs = rx.metric_requests()
 

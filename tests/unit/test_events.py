@@ -3,6 +3,7 @@
 
 import io
 import json
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -12,7 +13,7 @@ from opentelemetry.sdk.resources import Resource
 from otel_kubeskoop.agent import Agent
 from otel_kubeskoop.config import parse
 from otel_kubeskoop.probe import Event
-from otel_kubeskoop.telemetry.events import EventEmitter, LineSink
+from otel_kubeskoop.telemetry.events import ENTRY_OVERHEAD, EventEmitter, LineSink
 from tests.helpers import MemoryLogExporter
 from tests.otlp_receiver import OTLPReceiver, decode_attributes
 
@@ -72,7 +73,8 @@ def test_list_attributes_become_arrays():
 
 def test_every_event_is_delivered_or_counted_lost():
     mem = MemoryLogExporter()
-    emitter = EventEmitter(DIRECTORY, [mem], [], queue_size=5, batch_size=100, flush_interval=3600)
+    one = len(EventEmitter(DIRECTORY, [], [])._encode(SYNTH)) + ENTRY_OVERHEAD
+    emitter = EventEmitter(DIRECTORY, [mem], [], queue_bytes=5 * one, batch_size=100, flush_interval=3600)
     for _ in range(20):
         emitter.emit(SYNTH)
     emitter.flush()
@@ -85,6 +87,52 @@ def test_every_event_is_delivered_or_counted_lost():
     samples = {(s.instrument.name, s.attributes): s.value for s in emitter.samples()}
     assert samples[("kubeskoop.agent.events.delivered", (("kubeskoop.probe", "test"),))] == 5
     assert samples[("kubeskoop.agent.events.lost", (("kubeskoop.probe", "test"), ("kubeskoop.loss.reason", "export_queue_full")))] == 15
+    emitter.shutdown()
+
+
+class BlackHole(MemoryLogExporter):
+    """Holds each request for its whole timeout, as a backend that accepts and never answers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.timeouts: list[float | None] = []
+
+    def export_request(self, request, timeout=None) -> bool:
+        self.timeouts.append(timeout)
+        time.sleep(5 if timeout is None else timeout)
+        return False
+
+
+def test_shutdown_is_cut_at_its_deadline_and_what_is_left_is_counted_lost():
+    hole = BlackHole()
+    emitter = EventEmitter(DIRECTORY, [hole], [], batch_size=10, flush_interval=3600)
+    for _ in range(35):
+        emitter.emit(SYNTH)
+    t0 = time.monotonic()
+    emitter.shutdown(deadline=t0 + 1.0)
+    took = time.monotonic() - t0
+    assert took < 2.0, f"shutdown took {took:.1f}s past a 1s deadline"
+    assert hole.timeouts[0] is None, "a batch was already being sent (the exporter's own timeout)"
+    assert all(t is not None and t <= 1.0 for t in hole.timeouts[1:])
+    assert emitter.delivered["test"] == 0
+    assert emitter.lost[("test", "shutdown")] + emitter.lost[("test", "export_failed")] == 35
+    assert emitter.lost[("test", "shutdown")] >= 25, "everything still queued at the deadline is counted"
+    emitter.emit(SYNTH)
+    assert emitter.lost[("test", "shutdown")] + emitter.lost[("test", "export_failed")] == 36
+    status = emitter.status()
+    assert status["probes"]["test"]["lost"]["shutdown"] == emitter.lost[("test", "shutdown")]
+
+
+def test_the_queue_is_bounded_in_bytes_and_empties_after_a_backlog():
+    mem = MemoryLogExporter()
+    emitter = EventEmitter(DIRECTORY, [mem], [], queue_bytes=64 << 10, batch_size=500, flush_interval=3600)
+    for _ in range(10_000):
+        emitter.emit(SYNTH)
+    assert emitter.queued_bytes <= 64 << 10
+    kept = sum(emitter.status()["queued"] for _ in (0,))
+    assert emitter.lost[("test", "export_queue_full")] == 10_000 - kept
+    emitter.flush()
+    assert emitter.queued_bytes == 0 and emitter.delivered["test"] == kept
     emitter.shutdown()
 
 

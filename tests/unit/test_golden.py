@@ -30,12 +30,13 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from pyroute2.netlink import NETLINK_SOCK_DIAG
 
 from otel_kubeskoop.agent import Agent
+from otel_kubeskoop.bpf.generated.common import TypecountKey
+from otel_kubeskoop.bpf.generated.packetloss import PacketlossKey
 from otel_kubeskoop.config import parse
 from otel_kubeskoop.netlink.sockets import NetnsSockets
 from otel_kubeskoop.probe import Event
-from otel_kubeskoop.bpf.layouts import PacketlossKey, TcpretransKey
 from otel_kubeskoop.probes import REGISTRY, packetloss, tcpreset, tcpretrans
-from otel_kubeskoop.probes._bpf import KernelNames
+from otel_kubeskoop.probes._decode import KernelNames
 from otel_kubeskoop.probes.tcpsummary import TcpSummaryProbe
 from tests.helpers import MemoryExporter, MemoryLogExporter
 from tests.kube_apiserver import KubeAPIServer, make_pod, make_replicaset
@@ -78,10 +79,10 @@ class FixtureSockets(NetnsSockets):
 # probe -> (recorded records, its decoder, the namespace the events are replayed in)
 REPLAYS: dict[str, tuple[list[str], Callable[[bpfdumps.Dump], Event], int]] = {
     "tcpreset": (["tcpreset_nosock_ipv4", "tcpreset_active_ipv4"],
-                 lambda d: tcpreset.decode_tcpreset(d.raw, d.names, 0), POD_A_NS),
+                 lambda d: tcpreset.TABLE.decode(d.raw, d.names, 0), POD_A_NS),
     "packetloss": (["packetloss_no_socket_ipv6"],
                    lambda d: packetloss.decode_packetloss(d.raw, d.names, 0, d.kallsyms), PLAIN_NS),
-    "tcpretrans": (["tcpretrans_syn_ipv4"], lambda d: tcpretrans.decode_tcpretrans(d.raw, d.names, 0), HOST),
+    "tcpretrans": (["tcpretrans_syn_ipv4"], lambda d: tcpretrans.TABLE.decode(d.raw, d.names, 0), HOST),
 }
 
 
@@ -128,7 +129,7 @@ MAPS: dict[str, Callable[[], dict[str, bpfdumps.FakeMap]]] = {
         "tuples_netfilter_inserted": bpfdumps.FakeMap({0: 1}),
     },
     "tcpretrans": lambda: {
-        "counters": bpfdumps.FakeMap([(TcpretransKey(POD_A_NS, 1, 3), 4)]),
+        "counters": bpfdumps.FakeMap([(TypecountKey(POD_A_NS, 1, 3), 4)]),
         "counters_full": bpfdumps.FakeMap({0: 0}),
         "losses": bpfdumps.FakeMap({0: 0, 1: 0}),
         "tuples": bpfdumps.FakeMap([(bpfdumps.flow_tuple(POD_A_IP, OUTSIDE, 6, 43210, 443), 4)]),
@@ -145,7 +146,7 @@ class RecordedMaps(RingBufferReplay):
         super().__init__(args, ctx)
         self.reader = REGISTRY[ctx.name].factory(args, ctx)
         self.reader.names = DROP_NAMES
-        self.reader.obj = bpfdumps.FakeObject(MAPS[ctx.name]())
+        self.reader.bpf.obj = bpfdumps.FakeObject(MAPS[ctx.name]())
 
     def collect(self) -> list:
         return self.reader.collect()
@@ -271,6 +272,7 @@ def outputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
             "metrics": {"probes": [{"name": n} for n in METRIC_PROBES],
                         "additionalLabels": ["app=${labels:app}", "tier=t_${labels:tier}"]},
             "event": {"probes": [{"name": n} for n in REPLAYS], "sinks": [{"name": "file", "args": {"path": str(tmp_path / "events.jsonl")}}]},
+            "eventStream": {"path": str(tmp_path / "events.sock")},
         }, "golden", environ={})
         agent = Agent(config, metric_exporter=metrics, log_exporters=[logs], registry=registry())
         try:

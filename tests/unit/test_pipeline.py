@@ -211,3 +211,55 @@ def test_delta_histograms():
     assert got == [[0, 0, 0], [3, 2, 0], [0, 0, 5]]
     metric, point = hist_point(exp.requests[-1])
     assert metric.histogram.aggregation_temporality == DELTA and not point.HasField("sum")
+
+
+def test_delta_carries_unsent_increases_through_an_outage_so_nothing_is_lost():
+    """Finding 8 of issue 11: the point moved on before the export's result was known."""
+    p, exp = pipeline(temporality=DELTA)
+    bounds = log2_bounds(1e-6, 3)
+    raws = [(10, (1, 0, 0)), (15, (2, 0, 0)), (22, (2, 3, 0)), (30, (2, 3, 4)), (31, (5, 3, 4))]
+    delivered = []
+    for i, (raw, counts) in enumerate(raws):
+        exp.fail = i in (1, 2)  # an outage over two exports
+        p.update({K(1): [Sample(NOPORTS, raw, 1), Sample(LATENCY, Histogram(bounds, counts), 1)]}, [K(1)])
+        if p.export():
+            delivered.append(exp.requests[-1])
+    sums = [next(iter(points(r, NOPORTS.name).values())) for r in delivered]
+    assert [x["value"] for x in sums] == [0, 20, 1], "the outage's increase arrives with the first export after it"
+    assert sum(x["value"] for x in sums) == 31 - 10
+    assert sums[1]["start"] == sums[0]["time"] and sums[2]["start"] == sums[1]["time"], "no gap, no overlap"
+    hists = [list(hist_point(r)[1].bucket_counts) for r in delivered]
+    assert hists == [[0, 0, 0], [1, 3, 4], [3, 0, 0]]
+
+
+def test_a_delivered_delta_is_not_sent_again_without_new_data():
+    p, exp = pipeline(temporality=DELTA)
+    for raw in (10, 14):
+        p.update({K(1): [Sample(NOPORTS, raw, 1)]}, [K(1)])
+        assert p.export()
+    assert p.export()  # the final export at shutdown, no cycle since the last one
+    got = [next(iter(points(r, NOPORTS.name).values()))["value"] for r in exp.requests]
+    assert got == [0, 4, 0]
+
+
+def test_a_removed_resource_whose_last_export_failed_is_sent_with_the_next():
+    p, exp = pipeline()
+    p.update({K(1): [Sample(NOPORTS, 1, 1)], K(2): [Sample(NOPORTS, 2, 2)]}, [K(1), K(2)])
+    p.update({K(1): [Sample(NOPORTS, 3, 1)]}, [K(1)])
+    exp.fail = True
+    assert not p.export()
+    exp.fail = False
+    assert p.export()
+    assert {dict(k[0])["key"] for k in points(exp.requests[-1], NOPORTS.name)} == {"1", "2"}
+    assert p.export()
+    assert {dict(k[0])["key"] for k in points(exp.requests[-1], NOPORTS.name)} == {"1"}
+
+
+def test_resources_and_series_over_their_caps_are_refused_and_counted():
+    p, exp = pipeline(max_resources=2, max_series=3)
+    p.update({K(k): [Sample(NOPORTS, 1, k), Sample(CURREST, 1, k)] for k in range(3)}, [K(k) for k in range(3)])
+    assert p.refused == {"resources": 1, "series": 1} and len(p) == 2
+    p.update({K(k): [Sample(NOPORTS, 1, k), Sample(CURREST, 1, k)] for k in range(3)}, [K(k) for k in range(3)])
+    assert p.overflow == {"resources": 2, "series": 2}
+    p.export()
+    assert sum(len(points(r, n)) for r in exp.requests for n in (NOPORTS.name, CURREST.name)) == 3

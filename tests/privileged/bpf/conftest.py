@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import ctypes
 import os
+import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from otel_kubeskoop.bpf.layouts import SelftestKey
-from otel_kubeskoop.bpf.loader import BPFObject, RingBuffer
+from otel_kubeskoop.bpf.generated.selftest import SelftestKey
+from otel_kubeskoop.bpf.loader import BPFObject
 from otel_kubeskoop.bpf.objects import ObjectNotBuilt, object_path
+from otel_kubeskoop.bpf.ringbuf import RingBuffer
 from otel_kubeskoop.bpf.selftest import COUNTS_MAP
 
 REPO = Path(__file__).resolve().parents[3]
@@ -41,10 +43,12 @@ def kernel_btf() -> None:
         pytest.skip("kernel without BTF (CONFIG_DEBUG_INFO_BTF)")
 
 
-def drain(ringbuf: RingBuffer) -> None:
-    """Poll until a poll finds nothing more."""
+def drain(ringbuf: RingBuffer, timeout: float = 10.0) -> None:
+    """Poll until a poll finds nothing more; fails if records still arrive after ``timeout``."""
+    deadline = time.monotonic() + timeout
     while ringbuf.poll(50) > 0:
-        pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"ring buffer {ringbuf.name} still receiving after {timeout:.0f} s")
 
 
 def counts_by_key(obj: BPFObject) -> Counter[tuple[int, int]]:

@@ -14,10 +14,17 @@ import time
 
 import pytest
 
-from otel_kubeskoop.bpf import btf, layouts
-from otel_kubeskoop.bpf.layouts import SelftestEvent, SelftestEventType, SelftestKey
-from otel_kubeskoop.bpf.loader import AttachPlan, AttachPoint, BPFObject
-from otel_kubeskoop.bpf.selftest import COUNTS_MAP, EVENTS_MAP, LOSSES_MAP, PLANS, open_selftest
+from otel_kubeskoop.bpf import btf
+from otel_kubeskoop.bpf.attach import AttachPlan, AttachPoint, plans
+from otel_kubeskoop.bpf.generated.selftest import (
+    OBJECT,
+    SelftestEvent,
+    SelftestEventType,
+    SelftestKey,
+)
+from otel_kubeskoop.bpf.loader import BPFObject
+from otel_kubeskoop.bpf.records import decode, ktime_to_unix_ns
+from otel_kubeskoop.bpf.selftest import COUNTS_MAP, EVENTS_MAP, LOSSES_MAP, open_selftest
 from otel_kubeskoop.probe import Unavailable
 from tests.privileged.bpf.conftest import counts_by_key, drain
 from tests.privileged.netnsutil import netns, require_root, tcp_refused
@@ -28,6 +35,7 @@ pytestmark = [pytest.mark.privileged, pytest.mark.usefixtures("kernel_btf")]
 
 RESET = SelftestEventType.SELFTEST_EVENT_RESET
 DROP = SelftestEventType.SELFTEST_EVENT_DROP
+PLANS = plans(OBJECT)
 TP_BTF = {
     "reset": AttachPoint("tp_btf", "tcp_receive_reset"),
     "drop": AttachPoint("tp_btf", "kfree_skb"),
@@ -68,10 +76,10 @@ def test_lifecycle_on_btf_tracepoints(selftest_path: str) -> None:
         assert len(records) == counts.total()
         assert ring.received == len(records) and ring.errors == 0
 
-        events = [layouts.decode(SelftestEvent, raw) for raw in records]
+        events = [decode(SelftestEvent, raw) for raw in records]
         assert all(e.hdr.netns == ns.inode for e in events)
         now = time.time_ns()
-        assert all(abs(layouts.ktime_to_unix_ns(e.hdr.ts_ns) - now) < 30e9 for e in events)
+        assert all(abs(ktime_to_unix_ns(e.hdr.ts_ns) - now) < 30e9 for e in events)
         syn_sent = {v: k for k, v in btf.tcp_states().items()}["TCP_SYN_SENT"]
         resets = [e for e in events if e.hdr.type == RESET]
         assert len(resets) == 3
@@ -157,9 +165,7 @@ def test_rodata_errors(selftest_path: str) -> None:
 def test_classic_tracepoints(selftest_path: str) -> None:
     with (
         netns() as ns,
-        open_selftest(
-            rodata={"targ_netns": ns.inode}, path=selftest_path, plans=TRACEPOINTS
-        ) as obj,
+        BPFObject(selftest_path, TRACEPOINTS, rodata={"targ_netns": ns.inode}) as obj,
     ):
         obj.start()
         assert obj.chosen == {
@@ -172,7 +178,7 @@ def test_classic_tracepoints(selftest_path: str) -> None:
         drain(ring)
         counts = counts_by_key(obj)
         assert counts[(ns.inode, RESET)] == 2 and counts[(ns.inode, DROP)] >= 2
-        events = [layouts.decode(SelftestEvent, r) for r in records]
+        events = [decode(SelftestEvent, r) for r in records]
         reasons = btf.skb_drop_reasons()
         assert any(
             reasons.get(e.drop_reason) == "SKB_DROP_REASON_NO_SOCKET"
@@ -191,7 +197,7 @@ def test_fentry_first_falls_back_when_the_kernel_refuses_it(selftest_path: str) 
     )
     with (
         netns() as ns,
-        open_selftest(rodata={"targ_netns": ns.inode}, path=selftest_path, plans=(plan,)) as obj,
+        BPFObject(selftest_path, (plan,), rodata={"targ_netns": ns.inode}) as obj,
     ):
         obj.start()
         if obj.chosen["reset"].kind == "fentry":
@@ -207,7 +213,7 @@ def test_fentry_first_falls_back_when_the_kernel_refuses_it(selftest_path: str) 
 
 def test_kprobe_only_plan(selftest_path: str) -> None:
     plan = AttachPlan.of("reset", ("selftest_reset_kprobe", "kprobe", "tcp_reset"))
-    obj = open_selftest(path=selftest_path, plans=(plan,))
+    obj = BPFObject(selftest_path, (plan,))
     if kernel_has_kprobes():
         with obj:
             obj.start()

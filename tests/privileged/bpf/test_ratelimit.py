@@ -11,7 +11,9 @@ import time
 
 import pytest
 
-from otel_kubeskoop.bpf.layouts import EventLossReason, SelftestEvent, SelftestEventType, decode
+from otel_kubeskoop.bpf.generated.common import EventLossReason
+from otel_kubeskoop.bpf.generated.selftest import SelftestEvent, SelftestEventType
+from otel_kubeskoop.bpf.records import decode
 from otel_kubeskoop.bpf.selftest import EVENTS_MAP, LOSSES_MAP, open_selftest
 from tests.privileged.bpf.conftest import counts_by_key, drain
 from tests.privileged.netnsutil import netns, require_root, tcp_refused

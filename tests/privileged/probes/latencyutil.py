@@ -1,11 +1,13 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Helpers for the latency probes' privileged tests (netiftxlat, softirq, biolatency)."""
+"""Helpers for the eBPF probes' privileged tests: attach kinds, latency histograms."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from otel_kubeskoop.bpf.loader import AttachKind, AttachPoint, KernelFeatures
+from otel_kubeskoop.bpf.attach import AttachKind, AttachPoint
+from otel_kubeskoop.bpf.features import KernelFeatures
 from otel_kubeskoop.probe import Histogram
 from otel_kubeskoop.probes._latency import BOUNDS
 
@@ -27,9 +29,15 @@ class OnlyKind:
         return self.base.unavailable(point)
 
 
-def with_kind(factory: type, kind: str) -> type:
-    """``factory`` (a LatencyProbe subclass) made to attach with ``kind`` only."""
-    return type(f"{factory.__name__}_{kind}", (factory,), {"features": lambda self: OnlyKind(kind)})
+def with_kind(factory: Callable[[Any, Any], Any], kind: str) -> Callable[[Any, Any], Any]:
+    """``factory`` (an eBPF probe's) made to attach with ``kind`` only."""
+
+    def make(args: Any, ctx: Any) -> Any:
+        probe = factory(args, ctx)
+        probe.bpf.features = OnlyKind(kind)
+        return probe
+
+    return make
 
 
 def count(h: Histogram | None) -> int:

@@ -22,17 +22,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from otel_kubeskoop.bpf import btf, layouts
+from otel_kubeskoop.bpf import btf, records
+from otel_kubeskoop.bpf.generated.packetloss import PacketlossEvent, PacketlossEventType
+from otel_kubeskoop.bpf.generated.tcpreset import TcpresetEvent, TcpresetReason, TcpresetType
+from otel_kubeskoop.bpf.generated.tcpretrans import TcpretransEvent, TcpretransType
 from otel_kubeskoop.bpf.kallsyms import parse_kallsyms, read_kallsyms
 from otel_kubeskoop.probe import Event
 from otel_kubeskoop.probes import packetloss, tcpreset, tcpretrans
-from otel_kubeskoop.probes._bpf import KernelNames
+from otel_kubeskoop.probes._decode import KernelNames
 from tests.privileged.netnsutil import netns, tcp_refused, veth_pair
 from tests.privileged.probes.conftest import RAW_ACK, Harness, connect_times_out, iptables, no_ipv6, serve, tcp6_refused
 
 OUT = Path(__file__).resolve().parents[2] / "fixtures" / "bpf_events"
-STRUCTS = {"packetloss": layouts.PacketlossEvent, "tcpreset": layouts.TcpresetEvent,
-           "tcpretrans": layouts.TcpretransEvent}
+STRUCTS = {"packetloss": PacketlossEvent, "tcpreset": TcpresetEvent,
+           "tcpretrans": TcpretransEvent}
 
 
 def event_json(event: Event) -> dict[str, Any]:
@@ -73,7 +76,7 @@ def kernel_json(probe: str, rec: Any) -> dict[str, Any]:
         kernel["skb_drop_reason"] = {str(rec.reason): names.drop_reasons[rec.reason]}
         addresses = [rec.location, *rec.stack[: rec.stack_depth]]
         kernel["kallsyms"] = kallsyms_lines([a for a in addresses if a])
-    if probe == "tcpreset" and rec.reason != layouts.TCPRESET_REASON_NONE:
+    if probe == "tcpreset" and rec.reason != TcpresetReason.TCPRESET_REASON_NONE:
         kernel["sk_rst_reason"] = {str(rec.reason): names.rst_reasons[rec.reason]}
     return kernel
 
@@ -85,7 +88,7 @@ def write(probe: str, case: str, what: str, raw: bytes, decode: Callable[[bytes,
     hexed = raw.hex()
     rows = [" ".join(hexed[i + j: i + j + 8] for j in range(0, 32, 8) if i + j < len(hexed))
             for i in range(0, len(hexed), 32)]
-    body = {"record": layouts.to_dict(rec), "kernel": kernel, "event": event_json(decode(raw, kernel))}
+    body = {"record": records.to_dict(rec), "kernel": kernel, "event": event_json(decode(raw, kernel))}
     # One line per list of scalars (addresses, stacks, attribute pairs), as the selftest dumps.
     pretty = re.sub(r"\[[^\[\]{}]*\]", lambda m: re.sub(r"\s*\n\s*", " ", m.group(0)).replace("[ ", "[").replace(" ]", "]"),
                     json.dumps(body, indent=2))
@@ -93,7 +96,7 @@ def write(probe: str, case: str, what: str, raw: bytes, decode: Callable[[bytes,
         f"# {struct.__name__} (bpf/{probe}.h), {len(raw)} bytes, recorded from bpf/{probe}.bpf.c on "
         f"Linux {platform.release()} {platform.machine()}:\n"
         + "".join(f"# {line}\n" for line in what.splitlines())
-        + "# Hex bytes, then a line with a single '.', then JSON: the record (layouts.to_dict), the\n"
+        + "# Hex bytes, then a line with a single '.', then JSON: the record (records.to_dict), the\n"
         "# kernel names it needs (enum values, /proc/kallsyms lines) and the Event it decodes to.\n"
         + "\n".join(rows) + "\n.\n" + pretty + "\n"
     )
@@ -114,8 +117,8 @@ def decoder(probe: str) -> Callable[[bytes, dict[str, Any]], Event]:
         if probe == "packetloss":
             return packetloss.decode_packetloss(raw, names, 0, Kallsyms(lines=kernel["kallsyms"]))
         if probe == "tcpreset":
-            return tcpreset.decode_tcpreset(raw, names, 0)
-        return tcpretrans.decode_tcpretrans(raw, names, 0)
+            return tcpreset.TABLE.decode(raw, names, 0)
+        return tcpretrans.TABLE.decode(raw, names, 0)
 
     return decode
 
@@ -150,7 +153,7 @@ class Recorder(Harness):
 
 def main() -> None:
     btf.vmlinux_btf()
-    drop, reset, retrans = layouts.PacketlossEventType, layouts.TcpresetType, layouts.TcpretransType
+    drop, reset, retrans = PacketlossEventType, TcpresetType, TcpretransType
     h = Recorder()
     try:
         h.start(packetloss.SPEC)

@@ -21,7 +21,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from otel_kubeskoop.bpf import layouts
+from otel_kubeskoop.bpf import records
+from otel_kubeskoop.bpf.generated.biolatency import BiolatencyEvent, BiolatencyEventType
+from otel_kubeskoop.bpf.generated.common import EventHeader
+from otel_kubeskoop.bpf.generated.netiftxlat import NetiftxlatEvent, NetiftxlatStage
+from otel_kubeskoop.bpf.generated.softirq import SoftirqEvent, SoftirqEventType
+from otel_kubeskoop.bpf.generated.virtcmdlatency import VirtcmdlatencyEvent, VirtcmdlatencyEventType
 from otel_kubeskoop.probe import Event
 from otel_kubeskoop.probes import biolatency, netiftxlat, softirq, virtcmdlatency
 from tests.privileged.netnsutil import netns, veth_pair
@@ -32,8 +37,8 @@ from tests.privileged.probes.conftest import no_ipv6
 from tests.privileged.probes.record_dumps import Recorder, event_json
 
 OUT = Path(__file__).resolve().parents[2] / "fixtures" / "bpf_events"
-STRUCTS = {"netiftxlat": layouts.NetiftxlatEvent, "softirq": layouts.SoftirqEvent,
-           "biolatency": layouts.BiolatencyEvent, "virtcmdlatency": layouts.VirtcmdlatencyEvent}
+STRUCTS = {"netiftxlat": NetiftxlatEvent, "softirq": SoftirqEvent,
+           "biolatency": BiolatencyEvent, "virtcmdlatency": VirtcmdlatencyEvent}
 
 
 def write(probe: str, case: str, what: str, raw: bytes, event: Event,
@@ -43,7 +48,7 @@ def write(probe: str, case: str, what: str, raw: bytes, event: Event,
     hexed = raw.hex()
     rows = [" ".join(hexed[i + j: i + j + 8] for j in range(0, 32, 8) if i + j < len(hexed))
             for i in range(0, len(hexed), 32)]
-    body = {"record": layouts.to_dict(rec), "kernel": kernel or {}, "event": event_json(event)}
+    body = {"record": records.to_dict(rec), "kernel": kernel or {}, "event": event_json(event)}
     pretty = re.sub(r"\[[^\[\]{}]*\]", lambda m: re.sub(r"\s*\n\s*", " ", m.group(0)).replace("[ ", "[").replace(" ]", "]"),
                     json.dumps(body, indent=2))
     origin = origin or (f"recorded from bpf/{probe}.bpf.c on Linux {platform.release()} "
@@ -51,7 +56,7 @@ def write(probe: str, case: str, what: str, raw: bytes, event: Event,
     text = (
         f"# {struct.__name__} (bpf/{probe}.h), {len(raw)} bytes, {origin}:\n"
         + "".join(f"# {line}\n" for line in what.splitlines())
-        + "# Hex bytes, then a line with a single '.', then JSON: the record (layouts.to_dict), what\n"
+        + "# Hex bytes, then a line with a single '.', then JSON: the record (records.to_dict), what\n"
         "# the decoder needs besides the bytes (block device names) and the Event it decodes to.\n"
         + "\n".join(rows) + "\n.\n" + pretty + "\n"
     )
@@ -62,7 +67,7 @@ def write(probe: str, case: str, what: str, raw: bytes, event: Event,
 
 def first(rec: Recorder, probe: str, event_type: int) -> bytes:
     for raw in rec.raw.get(probe, []):
-        if layouts.EventHeader.from_buffer_copy(raw).type == event_type:
+        if EventHeader.from_buffer_copy(raw).type == event_type:
             return raw
     raise SystemExit(f"{probe}: no record of type {event_type} seen")
 
@@ -78,7 +83,7 @@ def record_netiftxlat() -> None:
                 net.shaped_pair(a, b, dev_a, dev_b)
                 net.blast(a, 10)
                 rec.drain()
-        stage = layouts.NetiftxlatStage
+        stage = NetiftxlatStage
         for case, kind, what in (
             ("qdisc_udp", stage.NETIFTXLAT_QDISC,
              "a UDP datagram that waited in a 1 Mbit/s tbf qdisc on a veth (threshold 100 ns)"),
@@ -97,7 +102,7 @@ def record_softirq() -> None:
         rec.start(softirq.SPEC, softirq.SoftirqArgs(thresholdMs=0.0001))
         sirq.traffic(50)
         rec.drain()
-        types = layouts.SoftirqEventType
+        types = SoftirqEventType
         for case, kind, what in (
             ("sched_slow_net_rx", types.SOFTIRQ_SCHED_SLOW,
              "NET_RX raised by veth traffic, waiting over a 100 ns threshold to run"),
@@ -119,8 +124,8 @@ def record_biolatency() -> None:
             with bio.throttled_cgroup(lower, read_iops=5) as procs:
                 bio.direct_io(a, upper, reads=2, cgroup_procs=procs)
             rec.drain()
-            raw = first(rec, "biolatency", layouts.BiolatencyEventType.BIOLAT_10MS)
-            dev = layouts.BiolatencyEvent.from_buffer_copy(raw).dev
+            raw = first(rec, "biolatency", BiolatencyEventType.BIOLAT_10MS)
+            dev = BiolatencyEvent.from_buffer_copy(raw).dev
             major, minor = biolatency.dev_numbers(dev)
             devices = {f"{major}:{minor}": biolatency.device_name(dev)}
             names = {dev: devices[f"{major}:{minor}"]}
@@ -134,10 +139,10 @@ def record_biolatency() -> None:
 
 
 def construct_virtcmdlatency() -> None:
-    rec = layouts.VirtcmdlatencyEvent()
+    rec = VirtcmdlatencyEvent()
     rec.hdr.ts_ns = 5_000_000_000
     rec.hdr.netns = 4026531840
-    rec.hdr.type = layouts.VirtcmdlatencyEventType.VIRTCMDEXCUTE_100MS
+    rec.hdr.type = VirtcmdlatencyEventType.VIRTCMDEXCUTE_100MS
     rec.latency_ns = 153_000_000
     rec.pid = 812
     rec.cpu = 1
@@ -147,11 +152,11 @@ def construct_virtcmdlatency() -> None:
     rec.ifname = b"eth0"
     rec.comm = b"ethtool"
     raw = bytes(rec)
-    assert len(raw) == ctypes.sizeof(layouts.VirtcmdlatencyEvent)
+    assert len(raw) == ctypes.sizeof(VirtcmdlatencyEvent)
     write("virtcmdlatency", "mq_100ms_constructed",
           "`ethtool -L eth0 combined 2` answered by the device after 153 ms: set queue pairs",
           raw, virtcmdlatency.decode_virtcmdlatency(raw, 0),
-          origin="constructed with layouts.VirtcmdlatencyEvent (this kernel cannot run the probe: "
+          origin="constructed with VirtcmdlatencyEvent (this kernel cannot run the probe: "
                  "no kprobes, fentry refused)")
 
 

@@ -20,10 +20,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from otel_kubeskoop.bpf import layouts
+from otel_kubeskoop.bpf import records
+from otel_kubeskoop.bpf.generated.kernellatency import KernellatencyDirection, KernellatencyEvent
+from otel_kubeskoop.bpf.generated.socketlatency import SocketlatencyDirection, SocketlatencyEvent
 from otel_kubeskoop.probe import Event
 from otel_kubeskoop.probes import kernellatency, socketlatency
-from otel_kubeskoop.probes._bpf import KernelNames
+from otel_kubeskoop.probes._decode import KernelNames
 from tests.privileged.netnsutil import ip, netns, veth_pair
 from tests.privileged.probes import test_kernellatency as kl
 from tests.privileged.probes import test_socketlatency as sl
@@ -31,7 +33,7 @@ from tests.privileged.probes.conftest import no_ipv6
 from tests.privileged.probes.record_dumps import Recorder, event_json
 
 OUT = Path(__file__).resolve().parents[2] / "fixtures" / "bpf_events"
-STRUCTS = {"socketlatency": layouts.SocketlatencyEvent, "kernellatency": layouts.KernellatencyEvent}
+STRUCTS = {"socketlatency": SocketlatencyEvent, "kernellatency": KernellatencyEvent}
 
 
 def write(probe: str, case: str, what: str, raw: bytes, event: Event, kernel: dict[str, Any]) -> None:
@@ -40,7 +42,7 @@ def write(probe: str, case: str, what: str, raw: bytes, event: Event, kernel: di
     hexed = raw.hex()
     rows = [" ".join(hexed[i + j: i + j + 8] for j in range(0, 32, 8) if i + j < len(hexed))
             for i in range(0, len(hexed), 32)]
-    body = {"record": layouts.to_dict(rec), "kernel": kernel, "event": event_json(event)}
+    body = {"record": records.to_dict(rec), "kernel": kernel, "event": event_json(event)}
     pretty = re.sub(r"\[[^\[\]{}]*\]",
                     lambda m: re.sub(r"\s*\n\s*", " ", m.group(0)).replace("[ ", "[").replace(" ]", "]"),
                     json.dumps(body, indent=2))
@@ -48,7 +50,7 @@ def write(probe: str, case: str, what: str, raw: bytes, event: Event, kernel: di
         f"# {struct.__name__} (bpf/{probe}.h), {len(raw)} bytes, recorded from bpf/{probe}.bpf.c "
         f"on Linux {platform.release()} {platform.machine()}:\n"
         + "".join(f"# {line}\n" for line in what.splitlines())
-        + "# Hex bytes, then a line with a single '.', then JSON: the record (layouts.to_dict), what\n"
+        + "# Hex bytes, then a line with a single '.', then JSON: the record (records.to_dict), what\n"
         "# the decoder needs besides the bytes (TCP state names, attach points) and the Event.\n"
         + "\n".join(rows) + "\n.\n" + pretty + "\n"
     )
@@ -78,7 +80,7 @@ def record_socketlatency() -> None:
         names = KernelNames.from_btf()
         with netns() as a:
             sl.converse(a, read_wait=0.2, write_wait=0.15)
-            direction = layouts.SocketlatencyDirection
+            direction = SocketlatencyDirection
             for case, kind, what in (
                 ("readslow_ipv4", direction.SOCKETLATENCY_READ,
                  "100 bytes over loopback that the reader left 200 ms in its receive queue"),
@@ -86,7 +88,7 @@ def record_socketlatency() -> None:
                  "10 bytes written on a socket corked (TCP_CORK) for 150 ms"),
             ):
                 raw = rec.first("socketlatency", a.inode, kind)
-                state = layouts.SocketlatencyEvent.from_buffer_copy(raw).hdr.aux
+                state = SocketlatencyEvent.from_buffer_copy(raw).hdr.aux
                 kernel = {"tcp_states": {str(state): names.tcp_states[state]},
                           "points": points_json(probe.points)}
                 write("socketlatency", case, what, raw,
@@ -105,7 +107,7 @@ def record_kernellatency() -> None:
                 server = kl.echo_server(b)
                 a.python(kl.CLIENT.format(messages=1, size=kl.SIZE))
                 server.wait(10)
-                raw = rec.first("kernellatency", b.inode, layouts.KernellatencyDirection.KERNELLATENCY_RX,
+                raw = rec.first("kernellatency", b.inode, KernellatencyDirection.KERNELLATENCY_RX,
                                 lambda r: r.len == kl.SIZE + 52)
                 write("kernellatency", "rxslow_ipv4",
                       "a 100-byte TCP segment from a veth to its socket, over a 100 ns threshold",
@@ -134,7 +136,7 @@ def record_kernellatency() -> None:
                 ip("-n", b.name, "link", "set", dev_b, "arp", "on")
                 client.wait(10)
                 server.wait(10)
-                raw = rec.first("kernellatency", a.inode, layouts.KernellatencyDirection.KERNELLATENCY_TX,
+                raw = rec.first("kernellatency", a.inode, KernellatencyDirection.KERNELLATENCY_TX,
                                 lambda r: r.latency_ns > 200_000_000)
                 write("kernellatency", "txslow_arp_ipv4",
                       "a 100-byte TCP segment held in the neighbour queue while the peer\n"

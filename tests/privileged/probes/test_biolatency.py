@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from otel_kubeskoop.bpf.loader import AttachPoint
+from otel_kubeskoop.bpf.attach import AttachPoint
 from otel_kubeskoop.probes import biolatency
 from tests.privileged.netnsutil import TestNetns, netns, require_root, unique_name
 from tests.privileged.probes.conftest import Harness, attrs
@@ -139,7 +139,7 @@ def hist(h: Harness, inode: int | None, dev: str, op: str) -> Any:
 
 def test_attaches_to_btf_tracepoints(harness: Harness) -> None:
     probe = harness.start(biolatency.SPEC)
-    assert probe.chosen == {
+    assert probe.bpf.chosen == {
         "issue": AttachPoint("tp_btf", "block_rq_issue"),
         "complete": AttachPoint("tp_btf", "block_rq_complete"),
     }
@@ -151,7 +151,7 @@ def test_direct_io_is_counted_request_for_request_on_its_namespace(
 ) -> None:
     require_losetup()
     probe = harness.start(biolatency.SPEC, factory=with_kind(biolatency.BiolatencyProbe, kind))
-    assert {p.kind for p in probe.chosen.values()} == {kind}
+    assert {p.kind for p in probe.bpf.chosen.values()} == {kind}
     with netns() as a, loop_device(tmp_path / "disk.img") as dev:
         direct_io(a, dev, reads=40, writes=25)
         reads, writes = hist(harness, a.inode, dev, "read"), hist(harness, a.inode, dev, "write")
@@ -198,4 +198,4 @@ def test_throttled_io_is_slow_events_name_it_and_the_worker_is_not_a_pod(
     # The lower device's requests come from the loop worker (a kworker): the host's, not a's.
     assert lower_in_a is None
     assert count(lower_read) >= reads
-    assert probe.evicted() == 0
+    assert probe.hists.evicted() == 0

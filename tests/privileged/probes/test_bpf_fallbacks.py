@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import pytest
 
-from otel_kubeskoop.bpf.loader import AttachPlan, BPFObject
+from otel_kubeskoop.bpf import attach
+from otel_kubeskoop.bpf.attach import AttachPlan
+from otel_kubeskoop.bpf.generated import packetloss, tcpreset, tcpretrans
+from otel_kubeskoop.bpf.loader import BPFObject
 from otel_kubeskoop.bpf.objects import object_path
+from otel_kubeskoop.bpf.spec import ObjectSpec
 from otel_kubeskoop.probe import Unavailable
-from otel_kubeskoop.probes import packetloss, tcpreset, tcpretrans
 from tests.privileged.netnsutil import require_root
 
 require_root()
@@ -18,13 +21,14 @@ require_root()
 pytestmark = pytest.mark.privileged
 
 
-@pytest.mark.parametrize("module", (packetloss, tcpreset, tcpretrans), ids=lambda m: m.OBJECT)
-def test_function_fallbacks_attach_or_say_why_not(harness, module) -> None:
+@pytest.mark.parametrize("contract", (packetloss.OBJECT, tcpreset.OBJECT, tcpretrans.OBJECT),
+                         ids=lambda c: c.name)
+def test_function_fallbacks_attach_or_say_why_not(harness, contract: ObjectSpec) -> None:
     plans = tuple(
         AttachPlan(p.hook, tuple(c for c in p.candidates if c.point.kind in ("fentry", "kprobe")))
-        for p in module.PLANS
+        for p in attach.plans(contract)
     )
-    obj = BPFObject(object_path(module.OBJECT), plans)
+    obj = BPFObject(object_path(contract.name), plans)
     try:
         obj.start()
     except Unavailable as exc:

@@ -19,6 +19,7 @@ import urllib.request
 
 import pytest
 
+from tests.helpers import cycle
 from tests.privileged.netnsutil import netns, require_root
 from tests.privileged.probes.netlinkutil import (
     EventCounter,
@@ -79,10 +80,10 @@ def test_counters_per_pod_exact(tmp_path, monkeypatch):
         conntrack_rule(b)
         pods = [Pod(a, "client-0"), Pod(b, "idle-0")]
         with pod_agent(tmp_path, monkeypatch, pods, ["conntrack"]) as (agent, rx):
-            agent.cycle()
+            cycle(agent)
             a.python(TRAFFIC)
             proc = {pod.ns.inode: proc_conntrack_stats(pod.ns) for pod in pods}
-            agent.cycle()
+            cycle(agent)
             rx.wait_metric_requests(2)
             assert probe_states(rx)["conntrack"] == "running"
             assert proc[a.inode]["entries"] == 7 and proc[a.inode]["invalid"] == 4 * 2
@@ -116,7 +117,7 @@ def test_event_probe_survives_churn_and_accounts_for_every_event(tmp_path, monke
         conntrack_rule(a)
         pod = Pod(a, "churn-0")
         events = [{"name": "conntrack", "args": {"eventRate": 500, "eventBurst": 1000}}]
-        with pod_agent(tmp_path, monkeypatch, [pod], ["conntrack"], events, interval=0.5) as (agent, rx):
+        with pod_agent(tmp_path, monkeypatch, [pod], ["conntrack"], events, interval=1) as (agent, rx):
             reference = EventCounter(a)  # subscribed before any traffic, as the agent already is
             try:
                 began = time.monotonic()
@@ -178,11 +179,11 @@ def test_event_sockets_follow_namespaces(tmp_path, monkeypatch):
                 with netns() as c:
                     conntrack_rule(c)
                     c.sleeper()
-                    agent.cycle()
+                    cycle(agent)
                     assert c.inode in probe._events and c.inode in probe.stats
                     c.python(CHURN.format(count=5))
                     c_inode = c.inode
-                agent.cycle()
+                cycle(agent)
                 assert c_inode not in probe._events and c_inode not in probe.stats
             assert a.inode in probe._events and set(dict(probe._events.items())) <= set(agent.runtime.cycle.namespaces)
             assert agent.runtime.pump.errors["conntrack"] == 0

@@ -21,6 +21,7 @@ from otel_kubeskoop.agent import Agent
 from otel_kubeskoop.config import parse
 from otel_kubeskoop.probe import Cycle, ProbeContext
 from otel_kubeskoop.probes import fd
+from tests.helpers import cycle
 from tests.kube_apiserver import KubeAPIServer, container_id, make_pod
 from tests.otlp_receiver import OTLPReceiver
 from tests.privileged.netnsutil import netns, require_root
@@ -140,10 +141,10 @@ def test_fd_and_io_end_to_end(tmp_path, monkeypatch):
                     assert agent.pods.wait_synced(15), agent.pods.status()
                     app("sockets", 3)
                     node_agent("sockets", 2)
-                    agent.cycle()
+                    cycle(agent)
                     app("read", 100)
                     node_agent("read", 5)
-                    agent.cycle()
+                    cycle(agent)
 
                     # OTLP: one resource per pod. The pod with its own namespace keeps one
                     # resource for its namespace-level and process-level data; the hostNetwork

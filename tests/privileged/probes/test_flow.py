@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 from otel_kubeskoop.bpf import tc, tc_owner
+from otel_kubeskoop.bpf.generated.flow import OBJECT
 from otel_kubeskoop.bpf.loader import BPFObject
-from otel_kubeskoop.bpf.objects import object_path
 from otel_kubeskoop.probe import Cycle, ProbeContext
 from otel_kubeskoop.probes import flow
 from otel_kubeskoop.topology.netns_discovery import NetnsDiscovery
@@ -296,7 +296,7 @@ def test_pods_and_interfaces_are_followed_and_leave_nothing_behind() -> None:
 
         # Someone else's filter lands on b's qdisc (which this probe made): at stop the qdisc
         # stays for it. a's qdisc predates the probe: it stays, without our filters.
-        other = BPFObject(object_path(flow.OBJECT), (), load_only=tuple(flow.PROGRAMS.values()))
+        other = BPFObject.of(OBJECT)
         other.start()
         try:
             fd = other.program_fds()["flow_ingress"]
@@ -321,7 +321,7 @@ def test_filters_of_a_killed_agent_are_reaped_and_its_qdisc_removed_by_the_next(
         # The agent dies without detaching: its filters keep its programs loaded, and no process
         # holds them any more.
         crashed.attacher = None
-        crashed.obj.close()
+        crashed.bpf.obj.close()
         assert ours_on(a) and marked(a)
         assert f"id {old_ids['ingress']}" in tc_show(a, "filter", "show", "dev", "eth0", "ingress")
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from otel_kubeskoop.bpf.loader import AttachPoint
+from otel_kubeskoop.bpf.attach import AttachPoint
 from otel_kubeskoop.probes import netiftxlat
 from tests.privileged.netnsutil import TestNetns, ip, netns, require_root, veth_pair
 from tests.privileged.probes.conftest import Harness, attrs, no_ipv6
@@ -67,7 +67,7 @@ def hists(h: Harness, inode: int, dev: str) -> dict[str, Any]:
 
 def test_attaches_to_btf_tracepoints(harness: Harness) -> None:
     probe = harness.start(netiftxlat.SPEC)
-    assert probe.chosen == {
+    assert probe.bpf.chosen == {
         "queue": AttachPoint("tp_btf", "net_dev_queue"),
         "start": AttachPoint("tp_btf", "net_dev_start_xmit"),
         "xmit": AttachPoint("tp_btf", "net_dev_xmit"),
@@ -80,7 +80,7 @@ def test_attaches_to_btf_tracepoints(harness: Harness) -> None:
 def test_tbf_waits_land_in_the_buckets_they_imply(harness: Harness, kind: str) -> None:
     args = netiftxlat.NetiftxlatArgs(thresholdMs=20)
     probe = harness.start(netiftxlat.SPEC, args, factory=with_kind(netiftxlat.NetiftxlatProbe, kind))
-    assert {p.kind for p in probe.chosen.values()} == {kind}
+    assert {p.kind for p in probe.bpf.chosen.values()} == {kind}
     with netns() as a, netns() as b:
         no_ipv6(a, b)
         with veth_pair(a, b) as (dev_a, dev_b):
@@ -133,10 +133,10 @@ def test_events_over_the_rate_are_counted_as_lost(harness: Harness) -> None:
         no_ipv6(a, b)
         with veth_pair(a, b) as (dev_a, dev_b):
             shaped_pair(a, b, dev_a, dev_b)
-            lost_before = probe.losses()["rate_limited"]
+            lost_before = probe.bpf.losses()["rate_limited"]
             blast(a, 30)
             harness.drain()
-            lost = probe.losses()["rate_limited"] - lost_before
+            lost = probe.bpf.losses()["rate_limited"] - lost_before
     delivered = len(harness.events_in(a.inode))
     assert 3 <= delivered <= 5  # the burst, and a token a second after it
     assert delivered + lost >= 30 - 2  # every wait over 1 ms but the first one or two
@@ -148,14 +148,14 @@ def test_packets_dropped_by_the_qdisc_leave_no_entry(harness: Harness) -> None:
         no_ipv6(a, b)
         with veth_pair(a, b) as (dev_a, dev_b):
             shaped_pair(a, b, dev_a, dev_b, limit="3000")  # room for two frames: the rest drop
-            before = probe.inflight()
+            before = probe.hists.inflight()
             blast(a)
             drops = qdisc_drops(a, dev_a)
-            after = probe.inflight()
+            after = probe.hists.inflight()
     assert drops >= PACKETS - 10
     assert after["discarded"] - before["discarded"] >= drops
     assert live(after) <= live(before) + 2  # (other traffic on the machine)
-    assert probe.evicted() == 0
+    assert probe.hists.evicted() == 0
 
 
 def live(inflight: dict[str, int]) -> int:
@@ -172,9 +172,9 @@ def test_histograms_of_a_vanished_namespace_are_deleted(harness: Harness) -> Non
             blast(a, 3)
             assert hists(harness, a.inode, dev_a)["qdisc"] is not None
             gone = a.inode
-    assert any(key.netns == gone for key, _ in probe.read_hists())
+    assert any(key.netns == gone for key, _ in probe.hists.read())
     first = harness.collect("netiftxlat")  # missing once: not reported, kept
     assert not [k for k in first if k[1] == gone]
-    assert any(key.netns == gone for key, _ in probe.read_hists())
+    assert any(key.netns == gone for key, _ in probe.hists.read())
     harness.collect("netiftxlat")  # missing twice: deleted
-    assert not any(key.netns == gone for key, _ in probe.read_hists())
+    assert not any(key.netns == gone for key, _ in probe.hists.read())

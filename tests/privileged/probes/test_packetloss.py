@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from otel_kubeskoop.bpf.loader import AttachPoint
+from otel_kubeskoop.bpf.attach import AttachPoint
 from otel_kubeskoop.probes import packetloss
 from tests.privileged.netnsutil import netns, require_root, tcp_refused, veth_pair
 from tests.privileged.probes.conftest import (
@@ -21,6 +21,8 @@ from tests.privileged.probes.conftest import (
     require_iptables,
     tcp6_refused,
 )
+from tests.privileged.probes.latencyutil import with_kind
+
 
 require_root()
 
@@ -43,8 +45,8 @@ def ip_drops(h: Harness, netns: int) -> dict[tuple[str, str, str], int]:
 
 def test_attaches_to_the_btf_tracepoint(harness: Harness) -> None:
     probe = harness.start(packetloss.SPEC)
-    assert probe.chosen == {"drop": AttachPoint("tp_btf", "kfree_skb")}
-    assert probe.obj.rejected == {}
+    assert probe.bpf.chosen == {"drop": AttachPoint("tp_btf", "kfree_skb")}
+    assert probe.bpf.obj.rejected == {}
 
 
 def test_closed_port_drops_are_no_socket_in_that_namespace(harness: Harness) -> None:
@@ -132,15 +134,29 @@ def test_enable_stack_puts_the_kernel_stack_in_events(harness: Harness) -> None:
             assert all("+0x" in frame for frame in stack)
 
 
-def settled(probe: packetloss.PacketlossProbe, h: Harness) -> tuple[int, dict[str, int]]:
+def counted(probe: packetloss.PacketlossProbe) -> int:
+    """Drops the kernel counted, in every namespace (the counters map as it is)."""
+    return sum(value for _, value in probe.bpf.map("counters").items())
+
+
+def namespaces_counted(probe: packetloss.PacketlossProbe) -> set[int]:
+    return {key.netns for key, _ in probe.bpf.map("counters").items()}
+
+
+def settled(probe: packetloss.PacketlossProbe, h: Harness,
+            timeout: float = 30.0) -> tuple[int, dict[str, int]]:
     """(drops counted in every namespace, kernel losses), read when a pass over the ring buffer
-    changes neither: the kernel counts a drop just before it reserves its event."""
+    changes neither: the kernel counts a drop just before it reserves its event. Fails if they
+    still change after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
     while True:
-        before = sum(v for keys in probe.read_counters().values() for v in keys.values()), probe.losses()
+        before = counted(probe), probe.bpf.losses()
         h.drain(0.1)
-        after = sum(v for keys in probe.read_counters().values() for v in keys.values()), probe.losses()
+        after = counted(probe), probe.bpf.losses()
         if before == after:
             return after
+        if time.monotonic() > deadline:
+            pytest.fail(f"drops and losses still changing after {timeout:.0f} s: {after}")
 
 
 @pytest.mark.parametrize(
@@ -182,22 +198,16 @@ def test_counters_of_a_vanished_namespace_are_deleted(harness: Harness) -> None:
         gone = a.inode
         tcp_refused(a, 2)
         assert ip_drops(harness, gone) == {("NO_SOCKET", "ipv4", "tcp"): 2}
-    assert gone in probe.read_counters()
+    assert gone in namespaces_counted(probe)
     harness.collect("packetloss")  # first collection without it: kept, not reported
-    assert gone in probe.read_counters()
+    assert gone in namespaces_counted(probe)
     assert not [k for k in harness.collect("packetloss") if k[1] == gone]  # second: deleted
-    assert gone not in probe.read_counters()
+    assert gone not in namespaces_counted(probe)
 
 
 def test_classic_tracepoint_counts_the_same(harness: Harness) -> None:
-    class ClassicOnly(packetloss.PacketlossProbe):
-        PLANS = tuple(
-            type(p)(p.hook, tuple(c for c in p.candidates if c.point.kind == "tracepoint"))
-            for p in packetloss.PLANS
-        )
-
-    probe = harness.start(packetloss.SPEC, factory=ClassicOnly)
-    assert probe.chosen == {"drop": AttachPoint("tracepoint", "skb/kfree_skb")}
+    probe = harness.start(packetloss.SPEC, factory=with_kind(packetloss.SPEC.factory, "tracepoint"))
+    assert probe.bpf.chosen == {"drop": AttachPoint("tracepoint", "skb/kfree_skb")}
     with netns() as a:
         tcp_refused(a, 3)
         harness.drain()

@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+from tests.helpers import cycle
 from tests.privileged.netnsutil import TestNetns, netns, require_root, veth_pair
 from tests.privileged.probes.netlinkutil import Pod, compat, pod_agent, probe_states
 
@@ -73,11 +74,11 @@ def test_drops_on_that_pods_interface_only_and_parent_child_apart(tmp_path, monk
               "rate", "10mbit", "burst", "10kb", "limit", "100kb")
         pods = [Pod(a, "sender-0"), Pod(b, "receiver-0")]
         with pod_agent(tmp_path, monkeypatch, pods, ["qdisc"]) as (agent, rx):
-            agent.cycle()
+            cycle(agent)
             a.python(BLAST.format(count=300, dst="10.233.0.2"))
             b.python(BLAST.format(count=5, dst="10.233.0.1"))  # some egress through b's htb/tbf
             views = {a.inode: settle(a), b.inode: settle(b)}
-            agent.cycle()
+            cycle(agent)
             rx.wait_metric_requests(2)
             assert probe_states(rx)["qdisc"] == "running"
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from otel_kubeskoop.bpf import btf
-from otel_kubeskoop.bpf.loader import AttachPoint
+from otel_kubeskoop.bpf import btf, libbpf
+from otel_kubeskoop.bpf.attach import AttachPoint
 from otel_kubeskoop.probes import softirq
 from tests.privileged.netnsutil import netns, require_root, veth_pair
 from tests.privileged.probes.conftest import Harness, attrs, no_ipv6
@@ -62,7 +62,7 @@ def traffic(packets: int = 2000) -> None:
 
 def test_attaches_to_btf_tracepoints(harness: Harness) -> None:
     probe = harness.start(softirq.SPEC)
-    assert probe.chosen == {hook: AttachPoint("tp_btf", f"softirq_{hook}")
+    assert probe.bpf.chosen == {hook: AttachPoint("tp_btf", f"softirq_{hook}")
                             for hook in ("raise", "entry", "exit")}
 
 
@@ -75,7 +75,7 @@ def test_softirq_type_names_are_the_kernels() -> None:
 @pytest.mark.parametrize("kind", KINDS)
 def test_veth_traffic_shows_in_net_rx_delay_and_runtime(harness: Harness, kind: str) -> None:
     probe = harness.start(softirq.SPEC, factory=with_kind(softirq.SoftirqProbe, kind))
-    assert {p.kind for p in probe.chosen.values()} == {kind}
+    assert {p.kind for p in probe.bpf.chosen.values()} == {kind}
     before = totals(harness)
     t0 = time.monotonic()
     traffic()
@@ -111,11 +111,18 @@ def test_upstream_counters_are_reported_per_type_and_cpu(harness: Harness) -> No
     traffic(200)
     series = node_series(harness)
     cpus = {dict(a)[CPU] for (inst, a) in series if inst == DURATION}
+    measured = {(dict(a)[CPU], dict(a)[STAGE]): count(v) for (inst, a), v in series.items()
+                if inst == DURATION and dict(a)[TYPE] == "net_rx"}
+    found = {}
     for name in ("schedslow", "schedslow100ms", "excuteslow", "excuteslow100ms"):
-        found = {dict(a)[CPU]: v for (inst, a), v in series.items()
-                 if inst == f"kubeskoop.softirq.{name}" and dict(a)[TYPE] == "net_rx"}
-        assert set(found) == cpus
-        assert all(v >= 0 for v in found.values())
+        found[name] = {dict(a)[CPU]: v for (inst, a), v in series.items()
+                       if inst == f"kubeskoop.softirq.{name}" and dict(a)[TYPE] == "net_rx"}
+        assert set(found[name]) == cpus
+    # Each counts the intervals of its stage above its threshold: some of the histogram's, and
+    # the 100 ms ones some of the threshold's.
+    for cpu in cpus:
+        for slow, stage in (("schedslow", "delay"), ("excuteslow", "runtime")):
+            assert found[slow + "100ms"][cpu] <= found[slow][cpu] <= measured[(cpu, stage)]
 
 
 def test_runs_over_a_low_threshold_are_events(harness: Harness) -> None:
@@ -132,4 +139,4 @@ def test_runs_over_a_low_threshold_are_events(harness: Harness) -> None:
         assert e[TYPE] == "net_rx"
         assert e[STAGE] == "runtime"
         assert 0.000002 < e["kubeskoop.latency"] <= 0.1
-        assert isinstance(e[CPU], int) and e[CPU] >= 0
+        assert isinstance(e[CPU], int) and e[CPU] < libbpf.lib().libbpf_num_possible_cpus()

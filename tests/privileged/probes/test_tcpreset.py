@@ -9,10 +9,11 @@ import time
 import pytest
 
 from otel_kubeskoop.bpf import btf
-from otel_kubeskoop.bpf.loader import AttachPoint
+from otel_kubeskoop.bpf.attach import AttachPoint
 from otel_kubeskoop.probes import packetloss, tcpreset
 from tests.privileged.netnsutil import netns, require_root, tcp_refused, veth_pair
 from tests.privileged.probes.conftest import RAW_ACK, Harness, attrs, no_ipv6, serve, tcp6_refused
+from tests.privileged.probes.latencyutil import with_kind
 
 require_root()
 
@@ -28,16 +29,17 @@ def by_type(h: Harness, netns: int) -> dict[str, int]:
 
 def test_attaches_to_btf_tracepoints(harness: Harness) -> None:
     probe = harness.start(tcpreset.SPEC)
-    assert probe.chosen == {
+    assert probe.bpf.chosen == {
         "send": AttachPoint("tp_btf", "tcp_send_reset"),
         "receive": AttachPoint("tp_btf", "tcp_receive_reset"),
     }
-    assert probe.obj.rejected == {}
+    assert probe.bpf.obj.rejected == {}
 
 
 def test_syn_to_a_closed_port_is_nosock_and_a_no_socket_drop_in_that_namespace_only(
     harness: Harness,
 ) -> None:
+
     harness.start(tcpreset.SPEC)
     harness.start(packetloss.SPEC)
     with netns() as a, netns() as b:
@@ -165,14 +167,8 @@ def test_events_off_counts_only(harness: Harness) -> None:
 
 
 def test_classic_tracepoints_classify_the_same(harness: Harness) -> None:
-    class ClassicOnly(tcpreset.TcpresetProbe):
-        PLANS = tuple(
-            type(p)(p.hook, tuple(c for c in p.candidates if c.point.kind == "tracepoint"))
-            for p in tcpreset.PLANS
-        )
-
-    probe = harness.start(tcpreset.SPEC, factory=ClassicOnly)
-    assert probe.chosen == {
+    probe = harness.start(tcpreset.SPEC, factory=with_kind(tcpreset.SPEC.factory, "tracepoint"))
+    assert probe.bpf.chosen == {
         "send": AttachPoint("tracepoint", "tcp/tcp_send_reset"),
         "receive": AttachPoint("tracepoint", "tcp/tcp_receive_reset"),
     }
@@ -189,7 +185,7 @@ def test_classic_tracepoints_classify_the_same(harness: Harness) -> None:
 
 def test_stop_is_idempotent_and_detaches(harness: Harness) -> None:
     probe = harness.start(tcpreset.SPEC)
-    obj = probe.obj
+    obj = probe.bpf.obj
     probe.stop()
     probe.stop()
-    assert obj.state == "closed" and probe.chosen == {} and probe.collect() == []
+    assert obj.state == "closed" and probe.bpf.chosen == {} and probe.collect() == []

@@ -1,20 +1,23 @@
 # SPDX-License-Identifier: Apache-2.0
 """tcpretrans on the real kernel: retransmissions made on purpose between two throw-away
 namespaces with iptables DROP rules, checked by exact namespace and kind, and against the
-namespace's own ``Tcp: RetransSegs`` (every segment here is a single-segment skb)."""
+namespace's own counters: ``Tcp: RetransSegs`` (every segment here is a single-segment skb) less
+``TcpExt: TCPRetransFail`` (attempts whose transmit failed, which the probe does not count)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 
 import pytest
 
-from otel_kubeskoop.bpf.loader import AttachPoint
+from otel_kubeskoop.bpf.attach import AttachPoint
 from otel_kubeskoop.probes import tcpretrans
 from tests.privileged.netnsutil import TestNetns, netns, require_root, veth_pair
 from tests.privileged.probes.conftest import Harness, attrs, connect_times_out, iptables, no_ipv6, require_iptables, serve, snmp_tcp
+from tests.privileged.probes.latencyutil import with_kind
 
 require_root()
 
@@ -28,22 +31,48 @@ def by_type(h: Harness, netns: int) -> dict[str, int]:
     return {dict(a)[TYPE]: v for a, v in h.series("tcpretrans", netns, TOTAL).items()}
 
 
-Counts = dict[int, tuple[dict[str, int], int]]  # inode -> (retransmissions by type, RetransSegs)
+def tcpext(ns: TestNetns, field: str) -> int:
+    """A ``TcpExt:`` counter of the namespace's /proc/net/netstat."""
+    text = ns.run("cat", "/proc/net/netstat").stdout
+    header, values = [line.split() for line in text.splitlines() if line.startswith("TcpExt:")][:2]
+    return int(dict(zip(header, values))[field])
 
 
-def settled(h: Harness, *namespaces: TestNetns) -> Counts:
-    """{inode: (retransmissions by type, RetransSegs)}, read between two retransmissions: both
-    the same 50 ms later. (RetransSegs and tcp:tcp_retransmit_skb do not move at the same
-    instant: a read during a retransmission can see it in one and not yet in the other.)"""
-    def read() -> tuple[dict[int, int], dict[int, dict[str, int]]]:
-        return ({ns.inode: snmp_tcp(ns, "RetransSegs") for ns in namespaces},
-                {ns.inode: by_type(h, ns.inode) for ns in namespaces})
+@dataclass(frozen=True)
+class Retrans:
+    """One namespace's retransmissions: the probe's by type, and the kernel's attempts
+    (``RetransSegs``, counted before the transmit) and failed transmits (``TCPRetransFail``)."""
 
+    counted: dict[str, int]
+    segs: int
+    failed: int
+
+    @property
+    def sent(self) -> int:
+        return self.segs - self.failed
+
+
+Counts = dict[int, Retrans]
+
+
+def settled(h: Harness, *namespaces: TestNetns, timeout: float = 10.0) -> Counts:
+    """Each namespace's :class:`Retrans`, read when, in every namespace, the probe has counted
+    what the kernel sent and both hold still 50 ms later. The two do not move at the same
+    instant (a read during a retransmission can see it in one and not yet in the other, longer
+    when the machine is loaded); fails if they still disagree after ``timeout`` seconds."""
+    def read() -> Counts:
+        return {ns.inode: Retrans(by_type(h, ns.inode), snmp_tcp(ns, "RetransSegs"),
+                                  tcpext(ns, "TCPRetransFail")) for ns in namespaces}
+
+    deadline = time.monotonic() + timeout
     while True:
-        segs, counted = read()
+        first = read()
         h.drain(0.05)
-        if read() == (segs, counted):
-            return {inode: (counted[inode], segs[inode]) for inode in segs}
+        second = read()
+        if first == second and all(sum(r.counted.values()) == r.sent for r in second.values()):
+            return second
+        if time.monotonic() > deadline:
+            pytest.fail(f"probe counts and the kernel's still differ after {timeout:.0f} s: {second}")
 
 
 def blackholed_writer(a: TestNetns) -> subprocess.Popen[bytes]:
@@ -65,7 +94,7 @@ def blackholed_writer(a: TestNetns) -> subprocess.Popen[bytes]:
 
 def test_attaches_to_btf_tracepoints(harness: Harness) -> None:
     probe = harness.start(tcpretrans.SPEC)
-    assert probe.chosen == {
+    assert probe.bpf.chosen == {
         "retransmit": AttachPoint("tp_btf", "tcp_retransmit_skb"),
         "synack": AttachPoint("tp_btf", "tcp_retransmit_synack"),
     }
@@ -97,18 +126,19 @@ def test_dropping_an_established_connection_gives_loss_retransmits(
             client.kill()
             server.kill()
 
-            counted, segs = got[a.inode]
-            assert segs >= 3
+            retrans = got[a.inode]
+            assert retrans.segs >= 3
+            sent = retrans.sent
             if tail_loss_probe:
-                assert counted == {"fast": 1, "loss": segs - 1}
+                assert retrans.counted == {"fast": 1, "loss": sent - 1}
             else:
-                assert counted == {"loss": segs}
-            assert got[b.inode] == ({}, 0)
+                assert retrans.counted == {"loss": sent}
+            assert got[b.inode] == Retrans({}, 0, 0)
 
             events = harness.events_in(a.inode)
-            assert len(events) == segs and harness.events_in(b.inode) == []
+            assert len(events) == sent and harness.events_in(b.inode) == []
             kinds = [attrs(e)[TYPE] for e in events]
-            assert kinds == (["fast"] if tail_loss_probe else []) + ["loss"] * (segs - tail_loss_probe)
+            assert kinds == (["fast"] if tail_loss_probe else []) + ["loss"] * (sent - tail_loss_probe)
             for e in events:
                 got_attrs = attrs(e)
                 assert (e.name, e.upstream_type) == ("kubeskoop.tcpretrans.retransmit", "TCPRetrans")
@@ -117,6 +147,33 @@ def test_dropping_an_established_connection_gives_loss_retransmits(
                     "10.231.0.1", "10.231.0.2")
                 assert got_attrs["destination.port"] == 7000
                 assert (got_attrs["network.type"], got_attrs["network.transport"]) == ("ipv4", "tcp")
+
+
+def test_a_retransmission_that_fails_to_transmit_is_not_counted(harness: Harness) -> None:
+    """RetransSegs counts an attempt before transmitting it, TCPRetransFail the transmits that
+    fail; the probe counts only what was sent. Here every retransmission fails: a's device drops
+    everything at its qdisc (pfifo of 0 packets) once the data has gone out."""
+    require_iptables()
+    harness.start(tcpretrans.SPEC)
+    with netns() as a, netns() as b:
+        no_ipv6(a, b)
+        a.run("sysctl", "-qw", "net.ipv4.tcp_early_retrans=0")
+        with veth_pair(a, b) as (dev_a, _):
+            server = serve(b, "10.231.0.2", 7000)
+            client = blackholed_writer(a)
+            iptables(b, "-A", "INPUT", "-p", "tcp", "--dport", "7000", "-j", "DROP")
+            assert client.stdin is not None
+            client.stdin.write(b"go\n")
+            client.stdin.flush()
+            time.sleep(0.1)  # the data has left a
+            a.run("tc", "qdisc", "replace", "dev", dev_a, "root", "pfifo", "limit", "0")
+            time.sleep(1.8)
+            got = settled(harness, a)
+            client.kill()
+            server.kill()
+    retrans = got[a.inode]
+    assert retrans.segs >= 3 and retrans.failed == retrans.segs
+    assert retrans.counted == {} and harness.events_in(a.inode) == []
 
 
 def test_syns_to_a_namespace_that_drops_them_are_syn(harness: Harness) -> None:
@@ -128,11 +185,11 @@ def test_syns_to_a_namespace_that_drops_them_are_syn(harness: Harness) -> None:
             iptables(b, "-A", "INPUT", "-p", "tcp", "--dport", "6000", "-j", "DROP")
             connect_times_out(a, "10.231.0.2", 6000, timeout=2.5)
             got = settled(harness, a, b)
-            counted, segs = got[a.inode]
-            assert segs >= 2 and counted == {"syn": segs}
-            assert got[b.inode] == ({}, 0)
+            retrans = got[a.inode]
+            assert retrans.segs >= 2 and retrans.counted == {"syn": retrans.sent}
+            assert got[b.inode] == Retrans({}, 0, 0)
             events = harness.events_in(a.inode)
-            assert [attrs(e)[TYPE] for e in events] == ["syn"] * segs
+            assert [attrs(e)[TYPE] for e in events] == ["syn"] * retrans.sent
             assert {attrs(e)["network.connection.state"] for e in events} == {"syn_sent"}
             assert {attrs(e)["destination.port"] for e in events} == {6000}
 
@@ -156,10 +213,8 @@ def test_lost_syn_acks_are_synack_at_the_listener(harness: Harness) -> None:
     require_iptables()
     harness.start(tcpretrans.SPEC)
     a, b, got = dropped_synacks(harness, timeout=2.5)
-    counted_b, segs_b = got[b]
-    counted_a, segs_a = got[a]
-    assert segs_b >= 2 and counted_b == {"synack": segs_b}
-    assert segs_a >= 2 and counted_a == {"syn": segs_a}
+    assert got[b].segs >= 2 and got[b].counted == {"synack": got[b].sent}
+    assert got[a].segs >= 2 and got[a].counted == {"syn": got[a].sent}
     for e in harness.events_in(b):
         got_attrs = attrs(e)
         assert got_attrs[TYPE] == "synack"
@@ -171,17 +226,11 @@ def test_lost_syn_acks_are_synack_at_the_listener(harness: Harness) -> None:
 def test_classic_tracepoints_classify_the_same(harness: Harness) -> None:
     require_iptables()
 
-    class ClassicOnly(tcpretrans.TcpretransProbe):
-        PLANS = tuple(
-            type(p)(p.hook, tuple(c for c in p.candidates if c.point.kind == "tracepoint"))
-            for p in tcpretrans.PLANS
-        )
-
-    probe = harness.start(tcpretrans.SPEC, factory=ClassicOnly)
-    assert probe.chosen == {
+    probe = harness.start(tcpretrans.SPEC, factory=with_kind(tcpretrans.SPEC.factory, "tracepoint"))
+    assert probe.bpf.chosen == {
         "retransmit": AttachPoint("tracepoint", "tcp/tcp_retransmit_skb"),
         "synack": AttachPoint("tracepoint", "tcp/tcp_retransmit_synack"),
     }
     a, b, got = dropped_synacks(harness, timeout=1.5)
-    assert got[a][0] == {"syn": got[a][1]} and got[a][1] >= 1
-    assert got[b][0] == {"synack": got[b][1]} and got[b][1] >= 1
+    assert got[a].counted == {"syn": got[a].sent} and got[a].segs >= 1
+    assert got[b].counted == {"synack": got[b].sent} and got[b].segs >= 1

@@ -14,6 +14,7 @@ import socket
 import pytest
 
 from otel_kubeskoop.netlink.sockets import socket_netns_inode
+from tests.helpers import cycle
 from tests.privileged.netnsutil import netns, require_root
 from tests.privileged.probes.netlinkutil import Pod, compat, hold_tcp, pod_agent, probe_states, read_proc_net_tcp
 
@@ -48,7 +49,7 @@ def test_tcp_summary_per_pod_exact_and_as_proc_says(tmp_path, monkeypatch):
         pods = [Pod(a, "web-0"), Pod(b, "db-0")]
         with pod_agent(tmp_path, monkeypatch, pods, ["tcpsummary"]) as (agent, rx):
             holders = [hold_tcp(a, SPEC_A), hold_tcp(b, SPEC_B)]
-            agent.cycle()
+            cycle(agent)
             rx.wait_metric_requests(1)
             series = compat(agent)
             for pod, expected in ((pods[0], EXPECTED_A), (pods[1], EXPECTED_B)):
@@ -104,15 +105,15 @@ def test_sockets_follow_namespaces_and_never_pin_them(tmp_path, monkeypatch):
         with pod_agent(tmp_path, monkeypatch, [Pod(a, "web-0")], ["tcpsummary"]) as (agent, rx):
             probe = next(r for r in agent.runtime.runs if r.name == "tcpsummary").probe
             with netns() as c:  # a named namespace without any process: read through its name
-                agent.cycle()
+                cycle(agent)
                 assert c.inode in probe.sockets and a.inode in probe.sockets
                 assert len(sockets_in(c.inode)) == 1
                 c_inode = c.inode
                 assert rx.value("kubeskoop.tcpsummary.tcpestablishedconn",
                                 resource={"kubeskoop.netns.inode": c_inode}) == 0
-            agent.cycle()  # c is gone from the scan: its socket is closed
+            cycle(agent)  # c is gone from the scan: its socket is closed
             assert c_inode not in probe.sockets and a.inode in probe.sockets
             assert sockets_in(c_inode) == []
             kept = probe.sockets.get(a.inode)
-            agent.cycle()
+            cycle(agent)
             assert probe.sockets.get(a.inode) is kept  # cached: not made anew each cycle

@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import pytest
 
-from otel_kubeskoop.bpf.loader import KernelFeatures
+from otel_kubeskoop.bpf.attach import plans
+from otel_kubeskoop.bpf.features import KernelFeatures
+from otel_kubeskoop.bpf.generated import virtcmdlatency as contract
 from otel_kubeskoop.probe import Unavailable
 from otel_kubeskoop.probes import virtcmdlatency
 from tests.privileged.netnsutil import require_root
 from tests.privileged.probes.conftest import Harness
+
+PLANS = plans(contract.OBJECT)
 
 require_root()
 
@@ -26,10 +30,10 @@ def test_attaches_or_says_which_hooks_this_kernel_lacks(harness: Harness) -> Non
         message = str(exc)
         assert "no usable attach point for 'entry'" in message
         assert "fentry/virtnet_send_command" in message and "kprobe/virtnet_send_command" in message
-        kprobe = features.unavailable(virtcmdlatency.PLANS[0].candidates[2].point)
+        kprobe = features.unavailable(PLANS[0].candidates[2].point)
         assert kprobe is not None and kprobe in message  # kprobes missing, or no such symbol
         return
-    kinds = {hook: point.kind.value for hook, point in probe.chosen.items()}
+    kinds = {hook: point.kind.value for hook, point in probe.bpf.chosen.items()}
     assert kinds in ({"entry": "fentry", "exit": "fexit"}, {"entry": "kprobe", "exit": "kretprobe"},
                      {"entry": "fentry", "exit": "kretprobe"}, {"entry": "kprobe", "exit": "fexit"})
     assert probe.collect()  # self-telemetry at least

@@ -1,6 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Build small BTF blobs and ELF files in tests, so the BTF reader is tested without a kernel or
-clang. Encoding per https://docs.kernel.org/bpf/btf.html (``include/uapi/linux/btf.h``)."""
+"""Build small BTF blobs in tests, so the BTF reader is tested without a kernel or clang. Encoding per https://docs.kernel.org/bpf/btf.html (``include/uapi/linux/btf.h``)."""
 
 from __future__ import annotations
 
@@ -94,13 +93,13 @@ class BTFBuilder:
         """A type of any kind with an empty trailer (for malformed-input tests)."""
         return self._add("", kind, vlen)
 
-    def build(self, version: int = 1) -> bytes:
+    def build(self) -> bytes:
         types = b"".join(self._types)
         strings = bytes(self._strings)
         header = struct.pack(
             self.endian + "HBBIIIII",
             0xEB9F,
-            version,
+            1,
             0,
             24,
             0,
@@ -110,40 +109,3 @@ class BTFBuilder:
         )
         return header + types + strings
 
-
-def elf64(sections: dict[str, bytes]) -> bytes:
-    """A minimal little-endian ELF64 relocatable file holding ``sections`` (plus .shstrtab)."""
-    names = bytearray(b"\0")
-    entries = []  # (name_off, data)
-    for name, data in [*sections.items(), (".shstrtab", b"")]:
-        entries.append((len(names), data))
-        names += name.encode() + b"\0"
-    entries[-1] = (entries[-1][0], bytes(names))
-    body = bytearray()
-    offsets = []
-    for _, data in entries:
-        offsets.append(64 + len(body))
-        body += data
-    shoff = 64 + len(body)
-    ident = b"\x7fELF" + bytes([2, 1, 1]) + bytes(9)
-    header = struct.pack(
-        "<16sHHIQQQIHHHHHH",
-        ident,
-        1,
-        247,
-        1,
-        0,
-        0,
-        shoff,
-        0,
-        64,
-        0,
-        0,
-        64,
-        len(entries) + 1,
-        len(entries),
-    )
-    table = bytes(64)  # section 0: SHN_UNDEF
-    for (name_off, data), offset in zip(entries, offsets, strict=True):
-        table += struct.pack("<IIQQQQIIQQ", name_off, 1, 0, 0, offset, len(data), 0, 0, 1, 0)
-    return header + bytes(body) + table

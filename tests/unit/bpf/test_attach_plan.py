@@ -8,14 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from otel_kubeskoop.bpf.loader import (
-    AttachKind,
-    AttachPlan,
-    AttachPoint,
-    BPFObject,
-    KernelFeatures,
-    choose,
-)
+from otel_kubeskoop.bpf.attach import AttachKind, AttachPlan, AttachPoint, choose
+from otel_kubeskoop.bpf.features import KernelFeatures
+from otel_kubeskoop.bpf.loader import BPFObject
 from otel_kubeskoop.probe import Unavailable
 from tests.unit.bpf.btfbuild import BTFBuilder
 

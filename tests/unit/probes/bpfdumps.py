@@ -12,7 +12,7 @@ from typing import Any
 
 from otel_kubeskoop.bpf.kallsyms import Kallsyms
 from otel_kubeskoop.probe import Event
-from otel_kubeskoop.probes._bpf import KernelNames
+from otel_kubeskoop.probes._decode import KernelNames
 
 DUMPS = Path(__file__).resolve().parents[2] / "fixtures" / "bpf_events"
 
@@ -87,7 +87,7 @@ def flow_tuple(src: str, dst: str, protocol: int, sport: int = 0, dport: int = 0
     """A ``struct flow_tuple`` of two IPv4 addresses (the key of a probe's ``tuples`` map)."""
     import socket
 
-    from otel_kubeskoop.bpf.layouts import FlowTuple
+    from otel_kubeskoop.bpf.generated.common import FlowTuple
 
     t = FlowTuple(family=socket.AF_INET, protocol=protocol, sport=sport, dport=dport)
     t.saddr[:4] = socket.inet_aton(src)

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from otel_kubeskoop.bpf.layouts import HistSlotState, InflightStat, LatencyHist
-from otel_kubeskoop.bpf.loader import AttachPoint
+from otel_kubeskoop.bpf.attach import AttachPoint
+from otel_kubeskoop.bpf.generated.common import HistSlotState, InflightStat, LatencyHist
 from tests.unit.probes.bpfdumps import FakeMap, FakeObject
 
 

@@ -11,14 +11,18 @@ from pathlib import Path
 
 import pytest
 
-from otel_kubeskoop.bpf import layouts
-from otel_kubeskoop.bpf.layouts import BiolatencyEvent, BiolatencyKey, DecodeError
-from otel_kubeskoop.bpf.loader import AttachPoint, choose
+from otel_kubeskoop.bpf import records
+from otel_kubeskoop.bpf.attach import AttachPoint, choose, plans
+from otel_kubeskoop.bpf.generated import biolatency as contract
+from otel_kubeskoop.bpf.generated.biolatency import BiolatencyEvent, BiolatencyFlag, BiolatencyKey
+from otel_kubeskoop.bpf.records import DecodeError
 from otel_kubeskoop.probe import Cycle, Kind, ProbeContext
 from otel_kubeskoop.probes import biolatency
 from otel_kubeskoop.probes._latency import BOUNDS
 from tests.unit.probes.bpfdumps import as_json, dumps, read
 from tests.unit.probes.latencyfakes import Features, hist, latency_object, samples_by_key
+
+PLANS = plans(contract.OBJECT)
 
 A_NS = 4026532281
 DEV, OP = "system.device", "kubeskoop.block.operation"
@@ -38,7 +42,7 @@ def dump_devices(path: Path) -> dict[int, str]:
 def test_recorded_records_decode(path: Path) -> None:
     dump = read(path)
     assert len(dump.raw) == ctypes.sizeof(BiolatencyEvent)
-    assert layouts.to_dict(layouts.decode(BiolatencyEvent, dump.raw)) == dump.record
+    assert records.to_dict(records.decode(BiolatencyEvent, dump.raw)) == dump.record
     event = biolatency.decode_biolatency(dump.raw, dump_devices(path).__getitem__, 0)
     assert as_json(event) == dump.event
     got = dict(event.attributes)
@@ -48,7 +52,7 @@ def test_recorded_records_decode(path: Path) -> None:
 
 def test_flags_and_unnamed_devices() -> None:
     rec = BiolatencyEvent.from_buffer_copy(read(dumps("biolatency")[0]).raw)
-    rec.flags = layouts.BiolatencyFlag.BIOLATENCY_KTHREAD | layouts.BiolatencyFlag.BIOLATENCY_FAILED
+    rec.flags = BiolatencyFlag.BIOLATENCY_KTHREAD | BiolatencyFlag.BIOLATENCY_FAILED
     rec.op = 2
     rec.dev = 253 << 20 | 4
     got = dict(biolatency.decode_biolatency(bytes(rec)).attributes)
@@ -84,7 +88,7 @@ def test_samples_per_namespace_disk_and_operation(tmp_path: Path) -> None:
     probe = biolatency.BiolatencyProbe(None, ctx)
     probe.device_names = biolatency.DeviceNames(str(tmp_path))
     reads = hist({17: 40}, sum_ns=40 * 150_000)
-    probe.obj = latency_object([(BiolatencyKey(A_NS, 1, LOOP1, 0), reads),
+    probe.bpf.obj = latency_object([(BiolatencyKey(A_NS, 1, LOOP1, 0), reads),
                                 (BiolatencyKey(A_NS, 1, LOOP1, 1), hist({18: 25})),
                                 (BiolatencyKey(0, 1, LOOP1, 1), hist({18: 2}))])
     got = samples_by_key(probe.collect())
@@ -105,15 +109,15 @@ def test_the_two_hooks_key_requests_alike() -> None:
     # On a kernel offering a mix, ClassicOnly makes both hooks take classic tracepoints.
     mixed = Features("tracepoint/block/block_rq_issue", "tp_btf/block_rq_complete",
                      "tracepoint/block/block_rq_complete")
-    chosen = {p.hook: choose(p, mixed).point for p in biolatency.PLANS}
+    chosen = {p.hook: choose(p, mixed).point for p in PLANS}
     assert not biolatency.keys_agree(chosen)
     classic = biolatency.ClassicOnly(mixed)
-    chosen = {p.hook: choose(p, classic).point for p in biolatency.PLANS}
+    chosen = {p.hook: choose(p, classic).point for p in PLANS}
     assert biolatency.keys_agree(chosen) and {p.kind.value for p in chosen.values()} == {"tracepoint"}
 
 
 def test_plans_and_spec() -> None:
-    for plan in biolatency.PLANS:
+    for plan in PLANS:
         assert [c.point.kind.value for c in plan.candidates] == ["tp_btf", "tracepoint", "fentry", "kprobe"]
     assert biolatency.SPEC.kinds == {Kind.METRICS, Kind.EVENTS}
     assert biolatency.BiolatencyArgs().threshold_ns == 10_000_000

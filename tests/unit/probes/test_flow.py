@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from otel_kubeskoop.bpf.layouts import FlowKey, FlowValue
+from otel_kubeskoop.bpf.generated.flow import FlowKey, FlowValue
 from otel_kubeskoop.bpf.tc_attach import Attacher, LeftAttached
 from otel_kubeskoop.probe import Cycle, Kind, ProbeContext
 from otel_kubeskoop.probes import flow
@@ -118,14 +118,30 @@ def test_idle_keys_are_deleted_and_their_series_retired() -> None:
     assert flow.flow_attributes(quiet, ports=True) in totals(table)
 
 
+class Attached:
+    """An attacher whose every namespace has one interface attached."""
+
+    def sync(self, namespaces: Any) -> list[BaseException]:
+        return []
+
+    def interfaces(self, netns: int) -> int:
+        return 1 if netns == A_NS else 0
+
+
 def test_an_inode_given_to_a_new_namespace_starts_from_zero() -> None:
-    table = flow.FlowTable(max_series=10, idle_seconds=300, ports=False)
+    ctx = ProbeContext(name="flow", cycle=Cycle(namespaces={A_NS: FakeNs(A_NS, names=b"x\n")}))
+    probe = flow.FlowProbe(flow.FlowArgs(), ctx)
+    probe.attacher = Attached()  # type: ignore[assignment]
     old, new = key(cookie=3), key(cookie=4, dport=1)
-    table.update([(old, 999, 9)], now=0)
-    deleted = table.update([(old, 999, 9), (new, 10, 1)], now=1)
-    assert deleted == [old]
-    assert set(table.namespaces) == {(A_NS, 4)}
-    assert list(totals(table, (A_NS, 4)).values()) == [(10, 1)]
+    flows = FakeMap([(old, bytes(FlowValue(999, 9)))])
+    probe.bpf.obj = FakeObject({"flows": flows, "flow_stats": FakeMap({0: 2})})
+    probe.collect()
+    flows.entries.append((new, bytes(FlowValue(10, 1))))
+    got = samples_by_key(probe.collect())
+    assert flows.deleted == [old]
+    assert set(probe.table.namespaces) == {(A_NS, 4)}
+    assert list(totals(probe.table, (A_NS, 4)).values()) == [(10, 1)]
+    assert sum(v for (n, _, _), v in got.items() if n == "kubeskoop.flow.bytes") == 10
 
 
 def test_args() -> None:
@@ -167,13 +183,9 @@ def test_collect_reads_the_map_and_counts_evictions() -> None:
     ctx = ProbeContext(name="flow", cycle=Cycle(namespaces={A_NS: FakeNs(A_NS, names=b"x\n")}))
     probe = flow.FlowProbe(flow.FlowArgs(enablePortInLabel=True), ctx)
 
-    class Attached:
-        def sync(self, namespaces): return []
-        def interfaces(self, netns): return 1 if netns == A_NS else 0
-
     probe.attacher = Attached()  # type: ignore[assignment]
     rows = [(key(dport=1), bytes(FlowValue(1042, 1))), (key(dport=2), bytes(FlowValue(84, 2)))]
-    probe.obj = FakeObject({"flows": FakeMap(rows), "flow_stats": FakeMap({0: 10, 1: 3, 2: 5})})
+    probe.bpf.obj = FakeObject({"flows": FakeMap(rows), "flow_stats": FakeMap({0: 10, 1: 3, 2: 5})})
     got = samples_by_key(probe.collect())
     assert got[("kubeskoop.flow.interfaces", A_NS, ())] == 1
     assert sum(v for (n, ns, _), v in got.items() if n == "kubeskoop.flow.bytes") == 1126

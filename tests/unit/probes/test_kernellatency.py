@@ -12,14 +12,19 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from otel_kubeskoop.bpf import layouts
-from otel_kubeskoop.bpf.layouts import DecodeError, InflightStat, KernellatencyEvent, KernellatencyKey
-from otel_kubeskoop.bpf.loader import AttachPoint, choose
+from otel_kubeskoop.bpf import records
+from otel_kubeskoop.bpf.attach import AttachPoint, choose, plans
+from otel_kubeskoop.bpf.generated import kernellatency as contract
+from otel_kubeskoop.bpf.generated.common import InflightStat
+from otel_kubeskoop.bpf.generated.kernellatency import KernellatencyEvent, KernellatencyKey
+from otel_kubeskoop.bpf.records import DecodeError
 from otel_kubeskoop.probe import Cycle, Histogram, Kind, ProbeContext
 from otel_kubeskoop.probes import kernellatency
 from otel_kubeskoop.probes._latency import BOUNDS
 from tests.unit.probes.bpfdumps import Dump, as_json, dumps, read
 from tests.unit.probes.latencyfakes import Features, hist, latency_object, samples_by_key
+
+PLANS = plans(contract.OBJECT)
 
 A_NS, B_NS = 4026532281, 4026532282
 RX, TX = 1, 2
@@ -36,7 +41,7 @@ def points_of(dump: Dump) -> dict[int, tuple[str, str]]:
 def test_recorded_records_decode(path: Path) -> None:
     dump = read(path)
     assert len(dump.raw) == ctypes.sizeof(KernellatencyEvent)
-    assert layouts.to_dict(layouts.decode(KernellatencyEvent, dump.raw)) == dump.record
+    assert records.to_dict(records.decode(KernellatencyEvent, dump.raw)) == dump.record
     assert as_json(kernellatency.decode_kernellatency(dump.raw, points_of(dump), 0)) == dump.event
 
 
@@ -78,7 +83,7 @@ def probe_with(entries, namespaces=(A_NS, B_NS), **kwargs) -> kernellatency.Kern
     ctx = ProbeContext(name="kernellatency", cycle=Cycle(namespaces={n: object() for n in namespaces}),
                        events_enabled=kwargs.pop("events", False))
     probe = kernellatency.KernellatencyProbe(None, ctx)
-    probe.obj = latency_object(entries, **kwargs)
+    probe.bpf.obj = latency_object(entries, **kwargs)
     return probe
 
 
@@ -108,14 +113,14 @@ def test_inflight_evictions() -> None:
 
 def test_attach_plans_go_tracepoint_first_with_function_fallbacks() -> None:
     order = ["tp_btf", "tracepoint", "fentry", "kprobe"]
-    for plan in kernellatency.PLANS:
+    for plan in PLANS:
         kinds = [c.point.kind.value for c in plan.candidates]
         assert kinds == ["tp_btf", "tracepoint", "fentry", "kprobe"], plan.hook
         assert kinds == sorted(kinds, key=order.index)
     # A kernel with neither BTF nor tracepoints but kprobes: upstream's receive points.
-    kprobes = Features(*(c.point.section for p in kernellatency.PLANS for c in p.candidates
+    kprobes = Features(*(c.point.section for p in PLANS for c in p.candidates
                          if c.point.kind == "kprobe"))
-    chosen = {p.hook: choose(p, kprobes).point for p in kernellatency.PLANS}
+    chosen = {p.hook: choose(p, kprobes).point for p in PLANS}
     assert chosen["rx"] == AttachPoint("kprobe", "ip_rcv")
     assert chosen["deliver"] == AttachPoint("kprobe", "tcp_rcv_established")
     assert chosen["free"] == AttachPoint("kprobe", "sk_skb_reason_drop")

@@ -11,14 +11,19 @@ from pathlib import Path
 
 import pytest
 
-from otel_kubeskoop.bpf import layouts
-from otel_kubeskoop.bpf.layouts import DecodeError, InflightStat, NetiftxlatEvent, NetiftxlatKey, NetiftxlatValue
-from otel_kubeskoop.bpf.loader import choose
+from otel_kubeskoop.bpf import records
+from otel_kubeskoop.bpf.attach import choose, plans
+from otel_kubeskoop.bpf.generated import netiftxlat as contract
+from otel_kubeskoop.bpf.generated.common import InflightStat
+from otel_kubeskoop.bpf.generated.netiftxlat import NetiftxlatEvent, NetiftxlatKey, NetiftxlatValue
+from otel_kubeskoop.bpf.records import DecodeError
 from otel_kubeskoop.probe import Cycle, Histogram, Kind, ProbeContext, log2_bounds
 from otel_kubeskoop.probes import netiftxlat
 from otel_kubeskoop.probes._latency import BOUNDS
 from tests.unit.probes.bpfdumps import as_json, dumps, read
 from tests.unit.probes.latencyfakes import Features, hist, latency_object, samples_by_key
+
+PLANS = plans(contract.OBJECT)
 
 A_NS, B_NS, GONE_NS = 4026532281, 4026532282, 4026532999
 IF, STAGE = "network.interface.name", "kubeskoop.latency.stage"
@@ -28,7 +33,7 @@ IF, STAGE = "network.interface.name", "kubeskoop.latency.stage"
 def test_recorded_records_decode(path: Path) -> None:
     dump = read(path)
     assert len(dump.raw) == ctypes.sizeof(NetiftxlatEvent)
-    assert layouts.to_dict(layouts.decode(NetiftxlatEvent, dump.raw)) == dump.record
+    assert records.to_dict(records.decode(NetiftxlatEvent, dump.raw)) == dump.record
     assert as_json(netiftxlat.decode_netiftxlat(dump.raw, 0)) == dump.event
 
 
@@ -70,7 +75,7 @@ def probe_with(entries, namespaces=(A_NS, B_NS), **kwargs) -> netiftxlat.Netiftx
     ctx = ProbeContext(name="netiftxlat", cycle=Cycle(namespaces={n: object() for n in namespaces}),
                        events_enabled=kwargs.pop("events", False))
     probe = netiftxlat.NetiftxlatProbe(None, ctx)
-    probe.obj = latency_object(entries, **kwargs)
+    probe.bpf.obj = latency_object(entries, **kwargs)
     return probe
 
 
@@ -117,15 +122,15 @@ def test_freed_slots_are_found_no_more() -> None:
                         (NetiftxlatKey(A_NS, 1, 2, 1), value(hist({1: 1})))])
     probe.collect()
     probe.collect()
-    hists = probe.obj.maps["hists"]
+    hists = probe.bpf.obj.maps["hists"]
     assert [k.netns for k in hists.deleted] == [GONE_NS, GONE_NS]  # both of its slots
-    assert [k.netns for k, _ in probe.read_hists()] == [A_NS]
+    assert [k.netns for k, _ in probe.hists.read()] == [A_NS]
 
 
 def test_vanished_namespaces_are_reported_no_more_and_deleted_the_next_time() -> None:
     probe = probe_with([(NetiftxlatKey(A_NS, 1, 2, 1), value(hist({1: 1}))),
                         (NetiftxlatKey(GONE_NS, 1, 2, 1), value(hist({1: 1})))])
-    hists = probe.obj.maps["hists"]
+    hists = probe.bpf.obj.maps["hists"]
     first = samples_by_key(probe.collect())
     assert not [k for k in first if k[1] == GONE_NS]
     assert not hists.deleted  # one miss: a namespace the scan has not seen yet is kept
@@ -140,7 +145,7 @@ def test_an_inode_given_to_a_new_namespace_starts_from_zero() -> None:
     probe = probe_with([(old, value(hist({1: 50}))), (new, value(hist({1: 2})))])
     got = samples_by_key(probe.collect())
     assert sum(got[("kubeskoop.netiftxlat.duration", A_NS, ((IF, "eth0"), (STAGE, "qdisc")))].counts) == 2
-    assert [k.netns_cookie for k in probe.obj.maps["hists"].deleted] == [5]
+    assert [k.netns_cookie for k in probe.bpf.obj.maps["hists"].deleted] == [5]
 
 
 def test_nothing_is_pruned_before_the_first_scan() -> None:
@@ -148,7 +153,7 @@ def test_nothing_is_pruned_before_the_first_scan() -> None:
     for _ in range(3):
         assert ("kubeskoop.netiftxlat.duration", GONE_NS, ((IF, "eth0"), (STAGE, "qdisc"))) in \
             samples_by_key(probe.collect())
-    assert not probe.obj.maps["hists"].deleted
+    assert not probe.bpf.obj.maps["hists"].deleted
 
 
 def test_evictions_are_the_kernels_inflight_count() -> None:
@@ -161,21 +166,21 @@ def test_evictions_are_the_kernels_inflight_count() -> None:
     assert got[("kubeskoop.agent.bpf.inflight.evicted", None, (probe_attr, ("kubeskoop.bpf.map", "skbs")))] == 40
     assert got[("kubeskoop.agent.events.lost", None, (probe_attr, ("kubeskoop.loss.reason", "rate_limited")))] == 9
     assert got[("kubeskoop.agent.events.lost", None, (probe_attr, ("kubeskoop.loss.reason", "ring_buffer_full")))] == 1
-    assert probe.inflight()["unmatched"] == 7
-    assert probe.evicted() == 40
+    assert probe.hists.inflight()["unmatched"] == 7
+    assert probe.hists.evicted() == 40
 
 
 def test_attach_plans_go_tracepoint_first() -> None:
     order = ["tp_btf", "tracepoint", "fentry", "kprobe"]
-    for plan in netiftxlat.PLANS:
+    for plan in PLANS:
         kinds = [c.point.kind.value for c in plan.candidates]
         assert kinds == sorted(kinds, key=order.index), plan.hook
         assert kinds[:2] == ["tp_btf", "tracepoint"]
-    btf = Features(*(c.point.section for p in netiftxlat.PLANS for c in p.candidates))
-    assert {p.hook: choose(p, btf).point.section for p in netiftxlat.PLANS}["queue"] == "tp_btf/net_dev_queue"
-    classic = Features(*(c.point.section for p in netiftxlat.PLANS for c in p.candidates
+    btf = Features(*(c.point.section for p in PLANS for c in p.candidates))
+    assert {p.hook: choose(p, btf).point.section for p in PLANS}["queue"] == "tp_btf/net_dev_queue"
+    classic = Features(*(c.point.section for p in PLANS for c in p.candidates
                          if c.point.kind == "tracepoint"))
-    assert all(choose(p, classic).point.kind == "tracepoint" for p in netiftxlat.PLANS)
+    assert all(choose(p, classic).point.kind == "tracepoint" for p in PLANS)
 
 
 def test_args_and_spec() -> None:

@@ -9,12 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from otel_kubeskoop.bpf import layouts
-from otel_kubeskoop.bpf.layouts import DecodeError, PacketlossEvent, PacketlossKey
+from otel_kubeskoop.bpf import records
+from otel_kubeskoop.bpf.attach import plans
+from otel_kubeskoop.bpf.generated import packetloss as contract
+from otel_kubeskoop.bpf.generated.packetloss import PacketlossEvent, PacketlossKey
+from otel_kubeskoop.bpf.records import DecodeError
 from otel_kubeskoop.config import parse
 from otel_kubeskoop.probe import Cycle, Kind, ProbeContext
 from otel_kubeskoop.probes import packetloss
-from otel_kubeskoop.probes._bpf import KernelNames
+from otel_kubeskoop.probes._decode import KernelNames
 from tests.unit.probes.bpfdumps import FakeMap, FakeObject, as_json, dumps, flow_tuple, read
 
 NAMES = KernelNames(
@@ -22,6 +25,8 @@ NAMES = KernelNames(
                   3: "SKB_DROP_REASON_NO_SOCKET", 12: "SKB_DROP_REASON_NETFILTER_DROP"},
     drop_subsystems={0: "SKB_DROP_REASON_SUBSYS_CORE", 2: "SKB_DROP_REASON_SUBSYS_OPENVSWITCH"},
 )
+
+PLANS = plans(contract.OBJECT)
 A_NS, B_NS = 4026532281, 4026532282
 
 
@@ -29,7 +34,7 @@ A_NS, B_NS = 4026532281, 4026532282
 def test_recorded_records_decode(path: Path) -> None:
     dump = read(path)
     assert len(dump.raw) == ctypes.sizeof(PacketlossEvent)
-    assert layouts.to_dict(layouts.decode(PacketlossEvent, dump.raw)) == dump.record
+    assert records.to_dict(records.decode(PacketlossEvent, dump.raw)) == dump.record
     event = packetloss.decode_packetloss(dump.raw, dump.names, 0, dump.kallsyms)
     assert as_json(event) == dump.event
 
@@ -85,9 +90,9 @@ def test_undecodable_records_are_counted_never_raised() -> None:
     probe = packetloss.PacketlossProbe(packetloss.PacketlossArgs(), ctx)
     probe.names = NAMES
     good = read(dumps("packetloss")[0]).raw
-    probe._on_record(b"\x00" * 10)
-    probe._on_record(good[:-8])
-    probe._on_record(good)
+    probe.bpf._on_record(b"\x00" * 10)
+    probe.bpf._on_record(good[:-8])
+    probe.bpf._on_record(good)
     assert ctx.decode_errors == 2
     assert [e.name for e in emitted] == ["kubeskoop.packetloss.drop"]
 
@@ -107,7 +112,7 @@ def probe_with(counters: list[tuple[PacketlossKey, int]], namespaces: dict[int, 
     ctx = ProbeContext(name="packetloss", cycle=Cycle(namespaces=namespaces or {}), events_enabled=events)
     probe = packetloss.PacketlossProbe(packetloss.PacketlossArgs(), ctx)
     probe.names = NAMES
-    probe.obj = FakeObject({
+    probe.bpf.obj = FakeObject({
         "counters": FakeMap(counters),
         "counters_full": FakeMap({0: 7}),
         "losses": FakeMap(losses or {0: 0, 1: 0}),
@@ -155,15 +160,15 @@ def test_kernel_losses_are_reported_when_events_are_on() -> None:
     got = series(probe.collect())
     lost = {dict(k[2])["kubeskoop.loss.reason"]: v for k, v in got.items() if k[0] == "kubeskoop.agent.events.lost"}
     assert lost == {"ring_buffer_full": 3, "rate_limited": 40}
-    assert probe.losses() == {"ring_buffer_full": 3, "rate_limited": 40}
+    assert probe.bpf.losses() == {"ring_buffer_full": 3, "rate_limited": 40}
 
 
 def test_counters_of_a_vanished_namespace_are_deleted_after_two_collections() -> None:
     probe = probe_with([(PacketlossKey(A_NS, 1, 3, 2, 6), 5), (PacketlossKey(B_NS, 1, 3, 2, 6), 1)],
                        namespaces={A_NS: object(), B_NS: object()})
-    counters = probe.obj.maps["counters"]
+    counters = probe.bpf.obj.maps["counters"]
     assert {s.netns for s in probe.collect() if s.instrument is packetloss.PACKETLOSS_TOTAL} == {A_NS, B_NS}
-    probe.ctx.cycle.namespaces = {A_NS: object()}  # B went away
+    probe.bpf.ctx.cycle.namespaces = {A_NS: object()}  # B went away
     assert {s.netns for s in probe.collect() if s.instrument is packetloss.PACKETLOSS_TOTAL} == {A_NS}
     assert len(counters.entries) == 2  # one collection of grace
     probe.collect()
@@ -177,33 +182,33 @@ def test_a_reused_inode_reports_the_new_namespace_and_deletes_the_old_ones_count
                         (PacketlossKey(A_NS, 5, 12, 2, 17), 7)], namespaces={A_NS: object()})
     got = {s.attributes: s.value for s in probe.collect() if s.instrument is packetloss.PACKETLOSS_TOTAL}
     assert got == {(("kubeskoop.drop.reason", "NO_SOCKET"), ("network.type", "ipv4"), ("network.transport", "tcp")): 2}
-    assert [(k.netns_cookie, k.reason) for k, _ in probe.obj.maps["counters"].entries] == [(9, 3)]
+    assert [(k.netns_cookie, k.reason) for k, _ in probe.bpf.obj.maps["counters"].entries] == [(9, 3)]
 
 
 def test_a_namespace_back_within_the_grace_keeps_its_counters() -> None:
     probe = probe_with([(PacketlossKey(B_NS, 1, 3, 2, 6), 1)], namespaces={A_NS: object()})
     probe.collect()  # B not yet in the scan
-    probe.ctx.cycle.namespaces = {A_NS: object(), B_NS: object()}
+    probe.bpf.ctx.cycle.namespaces = {A_NS: object(), B_NS: object()}
     assert {s.netns for s in probe.collect() if s.instrument is packetloss.PACKETLOSS_TOTAL} == {B_NS}
-    probe.ctx.cycle.namespaces = {A_NS: object()}
+    probe.bpf.ctx.cycle.namespaces = {A_NS: object()}
     probe.collect()
-    assert len(probe.obj.maps["counters"].entries) == 1  # the count of misses started again
+    assert len(probe.bpf.obj.maps["counters"].entries) == 1  # the count of misses started again
 
 
 def test_before_any_scan_everything_is_reported_and_nothing_deleted() -> None:
     probe = probe_with([(PacketlossKey(A_NS, 1, 3, 2, 6), 5)])
     for _ in range(3):
         assert {s.netns for s in probe.collect()} == {A_NS, None}
-    assert probe.obj.maps["counters"].deleted == []
+    assert probe.bpf.obj.maps["counters"].deleted == []
 
 
 def test_rodata_filters_consumed_and_not_dropped_by_this_kernels_values() -> None:
     probe = packetloss.PacketlossProbe(packetloss.PacketlossArgs(enableStack=True), ProbeContext(name="packetloss"))
     probe.names = NAMES
-    assert probe.rodata() == {"targ_reason_consumed": 1, "targ_reason_not_dropped": 0,
-                              "targ_reason_netfilter": 12, "targ_stack": True}
+    assert probe.settings() == {"targ_reason_consumed": 1, "targ_reason_not_dropped": 0,
+                                "targ_reason_netfilter": 12, "targ_stack": True}
     probe.names = KernelNames(drop_reasons={2: "SKB_DROP_REASON_NOT_SPECIFIED"})  # Linux 5.17-6.1
-    assert probe.rodata()["targ_reason_consumed"] == 0xFFFFFFFF
+    assert probe.settings()["targ_reason_consumed"] == 0xFFFFFFFF
 
 
 def test_drops_per_tuple_for_the_compat_endpoint_and_the_evicted_tuples() -> None:
@@ -231,6 +236,6 @@ def test_upstream_config_args_load() -> None:
 def test_spec() -> None:
     spec = packetloss.SPEC
     assert spec.kinds == {Kind.METRICS, Kind.EVENTS}
-    assert [c.point.kind.value for c in packetloss.PLANS[0].candidates] == [
+    assert [c.point.kind.value for c in PLANS[0].candidates] == [
         "tp_btf", "tracepoint", "fentry", "kprobe", "fentry", "kprobe"]
-    assert spec.factory.KEY is PacketlossKey and not spec.default_enabled
+    assert contract.OBJECT.maps["counters"].key is PacketlossKey and not spec.default_enabled

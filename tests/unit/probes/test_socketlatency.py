@@ -12,14 +12,19 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from otel_kubeskoop.bpf import layouts
-from otel_kubeskoop.bpf.layouts import DecodeError, InflightStat, SocketlatencyEvent, SocketlatencyKey
-from otel_kubeskoop.bpf.loader import AttachPoint, choose
+from otel_kubeskoop.bpf import records
+from otel_kubeskoop.bpf.attach import AttachPoint, choose, plans
+from otel_kubeskoop.bpf.generated import socketlatency as contract
+from otel_kubeskoop.bpf.generated.common import InflightStat
+from otel_kubeskoop.bpf.generated.socketlatency import SocketlatencyEvent, SocketlatencyKey
+from otel_kubeskoop.bpf.records import DecodeError
 from otel_kubeskoop.probe import Cycle, Histogram, Kind, ProbeContext
 from otel_kubeskoop.probes import socketlatency
 from otel_kubeskoop.probes._latency import BOUNDS
 from tests.unit.probes.bpfdumps import Dump, as_json, dumps, read
 from tests.unit.probes.latencyfakes import Features, hist, latency_object, samples_by_key
+
+PLANS = plans(contract.OBJECT)
 
 A_NS = 4026532281
 READ, WRITE = 1, 2
@@ -42,7 +47,7 @@ def recorded():
 def test_recorded_records_decode(path: Path, recorded) -> None:
     dump = recorded(path)
     assert len(dump.raw) == ctypes.sizeof(SocketlatencyEvent)
-    assert layouts.to_dict(layouts.decode(SocketlatencyEvent, dump.raw)) == dump.record
+    assert records.to_dict(records.decode(SocketlatencyEvent, dump.raw)) == dump.record
     event = socketlatency.decode_socketlatency(dump.raw, dump.names, points_of(dump), 0)
     assert as_json(event) == dump.event
 
@@ -84,7 +89,7 @@ def probe_with(entries, **kwargs) -> socketlatency.SocketlatencyProbe:
     ctx = ProbeContext(name="socketlatency", cycle=Cycle(namespaces={A_NS: object()}),
                        events_enabled=kwargs.pop("events", False))
     probe = socketlatency.SocketlatencyProbe(None, ctx)
-    probe.obj = latency_object(entries, **kwargs)
+    probe.bpf.obj = latency_object(entries, **kwargs)
     return probe
 
 
@@ -117,16 +122,16 @@ def test_inflight_evictions_and_event_losses() -> None:
 
 def test_attach_plans_go_tracepoint_first_with_function_fallbacks() -> None:
     order = ["tp_btf", "tracepoint", "fentry", "kprobe"]
-    for plan in socketlatency.PLANS:
+    for plan in PLANS:
         kinds = [c.point.kind.value for c in plan.candidates]
         assert kinds == sorted(kinds, key=order.index), plan.hook
         assert kinds[0] == "tp_btf" and kinds[-2:] == ["fentry", "kprobe"]
     # A kernel with kprobes only (upstream's): every hook has a candidate.
-    kprobes = Features(*(c.point.section for p in socketlatency.PLANS for c in p.candidates
+    kprobes = Features(*(c.point.section for p in PLANS for c in p.candidates
                          if c.point.kind == "kprobe"))
-    assert {p.hook: choose(p, kprobes).point for p in socketlatency.PLANS}["recv"] == AttachPoint(
+    assert {p.hook: choose(p, kprobes).point for p in PLANS}["recv"] == AttachPoint(
         "kprobe", "tcp_cleanup_rbuf")
-    points = socketlatency.endpoints({p.hook: choose(p, kprobes).point for p in socketlatency.PLANS})
+    points = socketlatency.endpoints({p.hook: choose(p, kprobes).point for p in PLANS})
     assert points[READ] == ("kprobe/sock_def_readable", "kprobe/tcp_cleanup_rbuf")
     assert points[WRITE] == ("kprobe/tcp_sendmsg_locked", "kprobe/__dev_queue_xmit")
 
@@ -142,5 +147,5 @@ def test_spec_and_args() -> None:
     assert {i.compat for i in spec.instruments if i.compat} == {
         "kubeskoop_socketlatency_read1ms", "kubeskoop_socketlatency_read100ms",
         "kubeskoop_socketlatency_write1ms", "kubeskoop_socketlatency_write100ms"}
-    assert set(socketlatency.RODATA) == {"targ_emit", "targ_threshold_ns", "targ_rate_per_sec",
+    assert set(contract.OBJECT.rodata) == {"targ_emit", "targ_threshold_ns", "targ_rate_per_sec",
                                          "targ_burst", "hists_mask"}

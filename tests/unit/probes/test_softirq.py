@@ -11,14 +11,19 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from otel_kubeskoop.bpf import layouts
-from otel_kubeskoop.bpf.layouts import DecodeError, SoftirqEvent, SoftirqKey
+from otel_kubeskoop.bpf import records
+from otel_kubeskoop.bpf.attach import plans
+from otel_kubeskoop.bpf.generated import softirq as contract
+from otel_kubeskoop.bpf.generated.softirq import SoftirqEvent, SoftirqKey
+from otel_kubeskoop.bpf.records import DecodeError
 from otel_kubeskoop.config import ConfigError, parse
 from otel_kubeskoop.probe import Cycle, Kind, ProbeContext, Scope
 from otel_kubeskoop.probes import softirq
 from otel_kubeskoop.probes._latency import BOUNDS
 from tests.unit.probes.bpfdumps import as_json, dumps, read
 from tests.unit.probes.latencyfakes import hist, latency_object, samples_by_key
+
+PLANS = plans(contract.OBJECT)
 
 CPU, TYPE, STAGE = "cpu.logical_number", "kubeskoop.softirq.type", "kubeskoop.latency.stage"
 
@@ -27,7 +32,7 @@ CPU, TYPE, STAGE = "cpu.logical_number", "kubeskoop.softirq.type", "kubeskoop.la
 def test_recorded_records_decode(path: Path) -> None:
     dump = read(path)
     assert len(dump.raw) == ctypes.sizeof(SoftirqEvent)
-    assert layouts.to_dict(layouts.decode(SoftirqEvent, dump.raw)) == dump.record
+    assert records.to_dict(records.decode(SoftirqEvent, dump.raw)) == dump.record
     event = softirq.decode_softirq(dump.raw, 0)
     assert as_json(event) == dump.event
     got = dict(event.attributes)
@@ -83,9 +88,9 @@ def test_softirq_types_argument() -> None:
 def test_the_table_is_a_power_of_two_at_least_twice_the_keys(monkeypatch, types, cpus, slots) -> None:
     monkeypatch.setattr(softirq.libbpf, "lib", lambda: type("Lib", (), {"libbpf_num_possible_cpus": lambda: cpus}))
     args = softirq.SoftirqArgs.model_validate({"softirq-types": types})
-    probe = softirq.SoftirqProbe(args, ProbeContext(name="softirq", cycle=Cycle(namespaces={})))
-    assert probe.max_entries() == {"hists": slots}
-    assert probe.rodata()["hists_mask"] == slots - 1
+    assert softirq.hist_slots(args) == slots
+    assert softirq.settings(args)["hists_mask"] == slots - 1
+    assert softirq.TABLE.sizes(args) == {"hists": slots}
 
 
 def test_an_unknown_type_in_the_config_names_the_key() -> None:
@@ -103,7 +108,7 @@ def test_samples_are_node_scope_per_type_cpu_and_stage() -> None:
     probe = softirq.SoftirqProbe(None, ProbeContext(name="softirq", cycle=Cycle(namespaces={1: object()})))
     delay = hist({12: 4, 24: 1}, sum_ns=4 * 5000 + 20_000_000, slow=(1, 0))
     runtime = hist({14: 5}, sum_ns=5 * 20_000)
-    probe.obj = latency_object([(SoftirqKey(3, 1, 1), delay), (SoftirqKey(3, 1, 2), runtime)])
+    probe.bpf.obj = latency_object([(SoftirqKey(3, 1, 1), delay), (SoftirqKey(3, 1, 2), runtime)])
     got = samples_by_key(probe.collect())
     base = ((CPU, 1), (TYPE, "net_rx"))
     h = got[("kubeskoop.softirq.duration", None, (*base, (STAGE, "delay")))]
@@ -119,8 +124,8 @@ def test_samples_are_node_scope_per_type_cpu_and_stage() -> None:
 
 
 def test_plans_and_spec() -> None:
-    assert [p.hook for p in softirq.PLANS] == ["raise", "entry", "exit"]
-    for plan in softirq.PLANS:
+    assert [p.hook for p in PLANS] == ["raise", "entry", "exit"]
+    for plan in PLANS:
         assert [c.point.kind.value for c in plan.candidates] == ["tp_btf", "tracepoint"]
     assert softirq.SPEC.scope is Scope.NODE
     assert softirq.SPEC.kinds == {Kind.METRICS, Kind.EVENTS}

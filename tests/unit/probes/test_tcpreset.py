@@ -9,12 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from otel_kubeskoop.bpf import layouts
-from otel_kubeskoop.bpf.layouts import DecodeError, TcpresetEvent, TcpresetKey
+from otel_kubeskoop.bpf import records
+from otel_kubeskoop.bpf.attach import plans
+from otel_kubeskoop.bpf.generated import tcpreset as contract
+from otel_kubeskoop.bpf.generated.common import TypecountKey
+from otel_kubeskoop.bpf.generated.tcpreset import TcpresetEvent
+from otel_kubeskoop.bpf.records import DecodeError
 from otel_kubeskoop.probe import Cycle, Kind, ProbeContext
 from otel_kubeskoop.probes import tcpreset
-from otel_kubeskoop.probes._bpf import KernelNames, tcp_state
+from otel_kubeskoop.probes._decode import KernelNames, tcp_state
 from tests.unit.probes.bpfdumps import FakeMap, FakeObject, as_json, dumps, read
+
+PLANS = plans(contract.OBJECT)
 
 A_NS = 4026532281
 
@@ -23,8 +29,8 @@ A_NS = 4026532281
 def test_recorded_records_decode(path: Path) -> None:
     dump = read(path)
     assert len(dump.raw) == ctypes.sizeof(TcpresetEvent)
-    assert layouts.to_dict(layouts.decode(TcpresetEvent, dump.raw)) == dump.record
-    assert as_json(tcpreset.decode_tcpreset(dump.raw, dump.names, 0)) == dump.event
+    assert records.to_dict(records.decode(TcpresetEvent, dump.raw)) == dump.record
+    assert as_json(tcpreset.TABLE.decode(dump.raw, dump.names, 0)) == dump.event
 
 
 @pytest.mark.parametrize(
@@ -39,7 +45,7 @@ def test_recorded_records_decode(path: Path) -> None:
 )
 def test_each_type(case: str, name: str, upstream: str, state: str | None, reason: str | None) -> None:
     dump = read(dumps("tcpreset")[0].with_name(f"tcpreset_{case}.dump"))
-    event = tcpreset.decode_tcpreset(dump.raw, dump.names, 5)
+    event = tcpreset.TABLE.decode(dump.raw, dump.names, 5)
     got = dict(event.attributes)
     assert (event.name, event.upstream_type) == (name, upstream)
     assert event.timestamp_ns == dump.record["hdr"]["ts_ns"] + 5
@@ -54,24 +60,24 @@ def test_each_type(case: str, name: str, upstream: str, state: str | None, reaso
 def test_wrong_size_and_unknown_type_are_decode_errors() -> None:
     dump = read(dumps("tcpreset")[0])
     with pytest.raises(DecodeError, match="record of 63 bytes, expected 64"):
-        tcpreset.decode_tcpreset(dump.raw[:-1], dump.names)
+        tcpreset.TABLE.decode(dump.raw[:-1], dump.names)
     rec = TcpresetEvent.from_buffer_copy(dump.raw)
     rec.hdr.type = 0
     with pytest.raises(DecodeError, match="unknown event type 0"):
-        tcpreset.decode_tcpreset(bytes(rec), dump.names)
+        tcpreset.TABLE.decode(bytes(rec), dump.names)
 
 
 def test_a_reason_this_kernel_does_not_name_is_left_out() -> None:
     dump = read(dumps("tcpreset")[0].with_name("tcpreset_nosock_ipv4.dump"))
-    got = dict(tcpreset.decode_tcpreset(dump.raw, KernelNames(), 0).attributes)
+    got = dict(tcpreset.TABLE.decode(dump.raw, KernelNames(), 0).attributes)
     assert "kubeskoop.reset.reason" not in got  # a kernel before 6.10 has no enum sk_rst_reason
 
 
 def test_samples_per_type() -> None:
     ctx = ProbeContext(name="tcpreset", cycle=Cycle(namespaces={A_NS: object()}))
     probe = tcpreset.TcpresetProbe(None, ctx)
-    probe.obj = FakeObject({
-        "counters": FakeMap([(TcpresetKey(A_NS, 1, 1), 3), (TcpresetKey(A_NS, 1, 4), 3), (TcpresetKey(A_NS, 1, 3), 1)]),
+    probe.bpf.obj = FakeObject({
+        "counters": FakeMap([(TypecountKey(A_NS, 1, 1), 3), (TypecountKey(A_NS, 1, 4), 3), (TypecountKey(A_NS, 1, 3), 1)]),
         "counters_full": FakeMap({0: 0}),
     })
     got = {(s.instrument.name, s.netns, s.attributes): s.value for s in probe.collect()}
@@ -99,5 +105,5 @@ def test_tcp_state_names_follow_semconv() -> None:
 
 def test_spec() -> None:
     assert tcpreset.SPEC.kinds == {Kind.METRICS, Kind.EVENTS}
-    assert [p.hook for p in tcpreset.PLANS] == ["send", "receive"]
+    assert [p.hook for p in PLANS] == ["send", "receive"]
     assert tcpreset.SPEC.args().event_rate == 100

@@ -9,11 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from otel_kubeskoop.bpf import layouts
-from otel_kubeskoop.bpf.layouts import DecodeError, TcpretransEvent, TcpretransKey
+from otel_kubeskoop.bpf import records
+from otel_kubeskoop.bpf.attach import plans
+from otel_kubeskoop.bpf.generated import tcpretrans as contract
+from otel_kubeskoop.bpf.generated.common import TypecountKey
+from otel_kubeskoop.bpf.generated.tcpretrans import TcpretransEvent
+from otel_kubeskoop.bpf.records import DecodeError
 from otel_kubeskoop.probe import Cycle, Kind, ProbeContext
 from otel_kubeskoop.probes import tcpretrans
 from tests.unit.probes.bpfdumps import FakeMap, FakeObject, as_json, dumps, flow_tuple, read
+
+PLANS = plans(contract.OBJECT)
 
 A_NS = 4026532281
 
@@ -22,8 +28,8 @@ A_NS = 4026532281
 def test_recorded_records_decode(path: Path) -> None:
     dump = read(path)
     assert len(dump.raw) == ctypes.sizeof(TcpretransEvent)
-    assert layouts.to_dict(layouts.decode(TcpretransEvent, dump.raw)) == dump.record
-    assert as_json(tcpretrans.decode_tcpretrans(dump.raw, dump.names, 0)) == dump.event
+    assert records.to_dict(records.decode(TcpretransEvent, dump.raw)) == dump.record
+    assert as_json(tcpretrans.TABLE.decode(dump.raw, dump.names, 0)) == dump.event
 
 
 @pytest.mark.parametrize(
@@ -33,7 +39,7 @@ def test_recorded_records_decode(path: Path) -> None:
 )
 def test_each_kind(kind: str, state: str, local_port: int | None) -> None:
     dump = read(dumps("tcpretrans")[0].with_name(f"tcpretrans_{kind}_ipv4.dump"))
-    event = tcpretrans.decode_tcpretrans(dump.raw, dump.names, 0)
+    event = tcpretrans.TABLE.decode(dump.raw, dump.names, 0)
     got = dict(event.attributes)
     assert (event.name, event.upstream_type) == ("kubeskoop.tcpretrans.retransmit", "TCPRetrans")
     assert got["kubeskoop.retransmit.type"] == kind
@@ -46,18 +52,18 @@ def test_each_kind(kind: str, state: str, local_port: int | None) -> None:
 def test_wrong_size_and_unknown_type_are_decode_errors() -> None:
     dump = read(dumps("tcpretrans")[0])
     with pytest.raises(DecodeError, match="record of 64 bytes, expected 56"):
-        tcpretrans.decode_tcpretrans(dump.raw + bytes(8), dump.names)
+        tcpretrans.TABLE.decode(dump.raw + bytes(8), dump.names)
     rec = TcpretransEvent.from_buffer_copy(dump.raw)
     rec.hdr.type = 5
     with pytest.raises(DecodeError, match="unknown event type 5"):
-        tcpretrans.decode_tcpretrans(bytes(rec), dump.names)
+        tcpretrans.TABLE.decode(bytes(rec), dump.names)
 
 
 def test_samples_per_kind() -> None:
     ctx = ProbeContext(name="tcpretrans", cycle=Cycle(namespaces={A_NS: object()}))
     probe = tcpretrans.TcpretransProbe(None, ctx)
-    probe.obj = FakeObject({
-        "counters": FakeMap([(TcpretransKey(A_NS, 1, 1), 2), (TcpretransKey(A_NS, 1, 3), 4), (TcpretransKey(A_NS, 1, 4), 1)]),
+    probe.bpf.obj = FakeObject({
+        "counters": FakeMap([(TypecountKey(A_NS, 1, 1), 2), (TypecountKey(A_NS, 1, 3), 4), (TypecountKey(A_NS, 1, 4), 1)]),
         "counters_full": FakeMap({0: 0}),
         "tuples": FakeMap([(flow_tuple("10.0.0.1", "10.0.0.2", 6, 40000, 80), 7)]),
         "tuples_inserted": FakeMap({0: 1}),
@@ -78,4 +84,4 @@ def test_samples_per_kind() -> None:
 def test_spec() -> None:
     assert tcpretrans.SPEC.kinds == {Kind.METRICS, Kind.EVENTS}
     assert tcpretrans.TCPRETRANS_TUPLES.compat == "kubeskoop_tcpretrans_total" and not tcpretrans.TCPRETRANS_TUPLES.otlp
-    assert [p.hook for p in tcpretrans.PLANS] == ["retransmit", "synack"]
+    assert [p.hook for p in PLANS] == ["retransmit", "synack"]

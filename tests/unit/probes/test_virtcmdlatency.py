@@ -10,25 +10,34 @@ from pathlib import Path
 
 import pytest
 
-from otel_kubeskoop.bpf import layouts
-from otel_kubeskoop.bpf.layouts import DecodeError, VirtcmdlatencyEvent, VirtcmdlatencyKey, VirtcmdlatencyValue
-from otel_kubeskoop.bpf.loader import KernelFeatures, choose
+from otel_kubeskoop.bpf import records
+from otel_kubeskoop.bpf.attach import choose, plans
+from otel_kubeskoop.bpf.features import KernelFeatures
+from otel_kubeskoop.bpf.generated import virtcmdlatency as contract
+from otel_kubeskoop.bpf.generated.virtcmdlatency import (
+    VirtcmdlatencyEvent,
+    VirtcmdlatencyKey,
+    VirtcmdlatencyValue,
+)
+from otel_kubeskoop.bpf.records import DecodeError
 from otel_kubeskoop.probe import Cycle, Kind, ProbeContext, Unavailable
 from otel_kubeskoop.probes import virtcmdlatency
 from tests.unit.bpf.btfbuild import BTFBuilder
 from tests.unit.probes.bpfdumps import as_json, dumps, read
 from tests.unit.probes.latencyfakes import Features, hist, latency_object, samples_by_key
 
+PLANS = plans(contract.OBJECT)
+
 HOST = 4026531840
-ENTRY, EXIT = virtcmdlatency.PLANS
-EVERYTHING = [c.point.section for p in virtcmdlatency.PLANS for c in p.candidates]
+ENTRY, EXIT = PLANS
+EVERYTHING = [c.point.section for p in PLANS for c in p.candidates]
 
 
 @pytest.mark.parametrize("path", dumps("virtcmdlatency"), ids=lambda p: p.stem)
 def test_constructed_records_decode(path: Path) -> None:
     dump = read(path)
     assert len(dump.raw) == ctypes.sizeof(VirtcmdlatencyEvent)
-    assert layouts.to_dict(layouts.decode(VirtcmdlatencyEvent, dump.raw)) == dump.record
+    assert records.to_dict(records.decode(VirtcmdlatencyEvent, dump.raw)) == dump.record
     event = virtcmdlatency.decode_virtcmdlatency(dump.raw, 0)
     assert as_json(event) == dump.event
     got = dict(event.attributes)
@@ -58,7 +67,7 @@ def test_samples() -> None:
     value.ifname = b"eth0"
     probe = virtcmdlatency.VirtcmdlatencyProbe(
         None, ProbeContext(name="virtcmdlatency", cycle=Cycle(namespaces={HOST: object()})))
-    probe.obj = latency_object([(VirtcmdlatencyKey(HOST, 1, 2, 4), value)])
+    probe.bpf.obj = latency_object([(VirtcmdlatencyKey(HOST, 1, 2, 4), value)])
     got = samples_by_key(probe.collect())
     attrs = (("network.interface.name", "eth0"), ("kubeskoop.virtio.ctrl.class", "mq"))
     assert sum(got[("kubeskoop.virtcmdlatency.duration", HOST, attrs)].counts) == 4
@@ -70,7 +79,7 @@ def test_samples() -> None:
 
 
 def chosen(features, rejected=None) -> tuple[str, str]:
-    return tuple(choose(p, features, rejected).point.section for p in virtcmdlatency.PLANS)
+    return tuple(choose(p, features, rejected).point.section for p in PLANS)
 
 
 def test_a_current_kernel_with_trampolines_uses_fentry_fexit_on_the_reply_function() -> None:
@@ -132,7 +141,7 @@ def test_with_kprobes_the_development_machine_would_use_them(dev_machine: Kernel
 
 
 def test_plans_and_spec() -> None:
-    for plan in virtcmdlatency.PLANS:
+    for plan in PLANS:
         kinds = [c.point.kind.value for c in plan.candidates]
         assert kinds[:2] in (["fentry", "fentry"], ["fexit", "fexit"])  # no tracepoint exists
         assert kinds[2:] in (["kprobe", "kprobe"], ["kretprobe", "kretprobe"])

@@ -1,0 +1,215 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Config reloads on the real kernel: an eBPF probe added and removed under traffic while another
+probe's counter goes on, the kernel's BPF program count back where it was, no TC filter left after
+``flow`` is removed, SIGHUP reloads a running agent process, and 200 reloads leave RSS, fds,
+threads and BPF programs where they started."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+import pytest
+import yaml
+
+from otel_kubeskoop.agent import Agent
+from otel_kubeskoop.config import load, parse
+from otel_kubeskoop.probe import Cycle
+from otel_kubeskoop.runtime import ProbeRuntime
+from otel_kubeskoop.topology.netns_discovery import NetnsDiscovery
+from tests.configmap import ConfigMapVolume
+from tests.helpers import MemoryExporter, points
+from tests.privileged.netnsutil import netns, require_root, udp_to_closed_port, veth_pair
+
+require_root()
+
+pytestmark = pytest.mark.privileged
+
+
+def bpf_programs() -> int:
+    out = subprocess.run(["bpftool", "prog", "show", "-j"], capture_output=True, text=True, check=True).stdout
+    return len(json.loads(out))
+
+
+def wait_for(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"not within {timeout}s")
+
+
+def document(tmp_path, probes, **extra):
+    return {"address": "", "otlp": {"interval": 1}, "reload": {"debounce": 0.1},
+            "eventStream": {"path": str(tmp_path / "events.sock")},
+            "metrics": {"probes": [{"name": p} for p in probes]}, **extra}
+
+
+@pytest.fixture
+def no_kubernetes(monkeypatch, tmp_path):
+    for var in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+
+
+def udp_noports(exporter, inode):
+    """The last exported kubeskoop.udp.noports point of namespace ``inode``: (start, value)."""
+    for request in reversed(exporter.requests):
+        for rm in request.resource_metrics:
+            if any(kv.key == "kubeskoop.netns.inode" and kv.value.int_value == inode for kv in rm.resource.attributes):
+                for sm in rm.scope_metrics:
+                    for m in sm.metrics:
+                        if m.name == "kubeskoop.udp.noports":
+                            p = m.sum.data_points[0]
+                            return p.start_time_unix_nano, p.as_int
+    return None
+
+
+def test_ebpf_probe_added_and_removed_under_traffic_the_other_counter_goes_on(no_kubernetes, tmp_path):
+    volume = ConfigMapVolume(tmp_path / "cm")
+    volume.write(document(tmp_path, ["udp"]))
+    exporter = MemoryExporter()
+    with netns() as ns:
+        ns.sleeper()
+        agent = Agent(load(volume.path), metric_exporter=exporter)
+        stop = threading.Event()
+        traffic = threading.Thread(target=lambda: [udp_to_closed_port(ns, 20) for _ in iter(stop.is_set, True)])
+        before = bpf_programs()
+        agent.start()
+        traffic.start()
+        try:
+            wait_for(lambda: udp_noports(exporter, ns.inode) is not None)
+            start, first = udp_noports(exporter, ns.inode)
+            t0 = time.monotonic()
+            volume.write(document(tmp_path, ["udp", "packetloss"]))
+            wait_for(lambda: any(r.name == "packetloss" and r.state.value == "running" for r in agent.runtime.runs))
+            attached = time.monotonic() - t0
+            assert bpf_programs() > before
+            wait_for(lambda: any(points(r, "kubeskoop.packetloss.total") for r in exporter.requests[-2:]))
+            volume.write(document(tmp_path, ["udp"]))
+            wait_for(lambda: not any(r.name == "packetloss" for r in agent.runtime.runs))
+            removed = time.monotonic()
+            wait_for(lambda: bpf_programs() == before, 5)  # the kernel frees them after an RCU grace period
+            print("programs gone", time.monotonic() - removed, "s after the reload")
+            n = len(exporter.requests)
+            wait_for(lambda: len(exporter.requests) > n + 1)
+            assert not any(points(r, "kubeskoop.packetloss.total") for r in exporter.requests[-1:])
+            start2, last = udp_noports(exporter, ns.inode)
+            assert start2 == start and last > first  # the same series, counting on
+            assert attached < 5.0, attached
+        finally:
+            stop.set()
+            traffic.join(30)
+            agent.stop()
+    assert bpf_programs() == before
+
+
+def tc_filters(ns_name: str, dev: str) -> str:
+    out = ""
+    for direction in ("ingress", "egress"):
+        out += subprocess.run(["ip", "netns", "exec", ns_name, "tc", "filter", "show", "dev", dev, direction],
+                              capture_output=True, text=True, check=False).stdout
+    return out
+
+
+def test_flow_removed_leaves_no_tc_filter_or_bpf_program(tmp_path):
+    with netns() as ns, netns() as peer, veth_pair(ns, peer) as (dev, _):
+        ns.sleeper()
+        discovery = NetnsDiscovery()
+        cycle = Cycle({i: n for i, n in discovery.scan().items() if i == ns.inode})  # this namespace only
+        before = bpf_programs()
+        runtime = ProbeRuntime(parse({"metrics": {"probes": [{"name": "udp"}]}}, "t", environ={}).probes)
+        runtime.start(cycle)
+        try:
+            changes = runtime.apply(parse({"metrics": {"probes": [{"name": "udp"}, {"name": "flow"}]}}, "t", environ={}).probes)
+            assert changes.added == ["flow"] and not changes.failed, changes
+            runtime.collect(cycle)  # flow attaches to the cycle's namespaces
+            assert "bpf" in tc_filters(ns.name, dev)
+            assert bpf_programs() > before
+            changes = runtime.apply(parse({"metrics": {"probes": [{"name": "udp"}]}}, "t", environ={}).probes)
+            assert changes.removed == ["flow"]
+            assert tc_filters(ns.name, dev) == ""
+            qdiscs = subprocess.run(["ip", "netns", "exec", ns.name, "tc", "qdisc", "show", "dev", dev],
+                                    capture_output=True, text=True, check=True).stdout
+            assert "clsact" not in qdiscs
+            wait_for(lambda: bpf_programs() == before, 5)  # freed after an RCU grace period
+        finally:
+            runtime.stop()
+            discovery.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_sighup_reloads_a_running_agent(tmp_path):
+    port = free_port()
+    path = tmp_path / "config.yaml"
+    doc = document(tmp_path, ["udp"], address=f"127.0.0.1:{port}", reload={"watch": False})
+    path.write_text(yaml.safe_dump(doc))
+    env = {**os.environ, "HOME": str(tmp_path)}
+    env.pop("KUBECONFIG", None)
+    proc = subprocess.Popen([sys.executable, "-m", "otel_kubeskoop.cli", "run", "-c", str(path)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def status():
+        try:
+            return json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=2).read())
+        except OSError:
+            return {}
+
+    try:
+        wait_for(lambda: status().get("ready"), 30)
+        path.write_text(yaml.safe_dump({**doc, "metrics": {"probes": [{"name": "udp"}, {"name": "tcp"}]}}))
+        time.sleep(0.5)
+        assert status()["config"]["generation"] == 1  # no watch: nothing yet
+        proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: status()["config"]["generation"] == 2)
+        assert status()["config"]["last_reload"]["trigger"] == "SIGHUP"
+        assert sorted(p["name"] for p in status()["probes"]) == ["tcp", "udp"]
+        assert proc.poll() is None
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    assert proc.returncode == 0, proc.stderr.read().decode()[-2000:] if proc.stderr else ""
+
+
+def resources() -> tuple[float, int, int]:
+    with open("/proc/self/status") as f:
+        rss = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+    return rss, len(os.listdir("/proc/self/fd")), threading.active_count()
+
+
+def test_200_reloads_leave_rss_fds_threads_and_bpf_programs_where_they_were(no_kubernetes, tmp_path):
+    path = tmp_path / "config.yaml"
+    configs = [yaml.safe_dump(document(tmp_path, probes, reload={"watch": False}))
+               for probes in (["udp", "tcp"], ["udp", "packetloss"])]
+    path.write_text(configs[0])
+    agent = Agent(load(str(path)), metric_exporter=MemoryExporter())
+    agent.start()
+    try:
+        for i in range(10):  # warm up: imports, caches, the pump thread
+            path.write_text(configs[(i + 1) % 2])
+            assert agent.reloader.reload("test") == "applied"
+        rss0, fds0, threads0 = resources()
+        bpf0 = bpf_programs()
+        for i in range(200):
+            path.write_text(configs[(i + 1) % 2])
+            assert agent.reloader.reload("test") == "applied"
+        rss1, fds1, threads1 = resources()
+        assert (fds1, threads1) == (fds0, threads0)
+        wait_for(lambda: bpf_programs() == bpf0, 5)
+        print(f"200 reloads: RSS {rss0:.1f} -> {rss1:.1f} MiB, fds {fds0}, threads {threads0}, BPF programs {bpf0}")
+        assert rss1 - rss0 < 8, (rss0, rss1)
+    finally:
+        agent.stop()

@@ -1,0 +1,151 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Config reloads without root: procfs probes over the real /proc, the config in a ConfigMap-style
+volume (tests/configmap.py), an editor's rename, a plain write, POST /-/reload; a bad config."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+import yaml
+
+from otel_kubeskoop.agent import Agent
+from otel_kubeskoop.config import ConfigError, load
+from tests.configmap import ConfigMapVolume
+from tests.helpers import MemoryExporter
+
+APPLY_WITHIN = 5.0  # seconds from a file change to the new probe set running
+
+
+@pytest.fixture
+def no_kubernetes(monkeypatch, tmp_path):
+    for var in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+
+
+def document(tmp_path, probes, **extra):
+    return {"address": "127.0.0.1:0", "otlp": {"interval": 1}, "reload": {"debounce": 0.1, "http": True},
+            "eventStream": {"path": str(tmp_path / "events.sock")},
+            "metrics": {"probes": [{"name": p} for p in probes]}, **extra}
+
+
+def running(agent):
+    return sorted(r.name for r in agent.runtime.runs if r.state.value == "running")
+
+
+def wait_for(predicate, timeout=APPLY_WITHIN):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return time.monotonic()
+        time.sleep(0.02)
+    raise AssertionError(f"not within {timeout}s")
+
+
+def post(agent, path):
+    req = urllib.request.Request(f"http://{agent.server.bound}{path}", method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+@pytest.fixture
+def volume_agent(no_kubernetes, tmp_path):
+    volume = ConfigMapVolume(tmp_path / "cm")
+    volume.write(document(tmp_path, ["udp", "tcp"]))
+    agent = Agent(load(volume.path), metric_exporter=MemoryExporter())
+    agent.start()
+    try:
+        yield volume, agent
+    finally:
+        agent.stop()
+
+
+def test_three_configmap_swaps_each_applied_and_unchanged_probes_untouched(volume_agent, tmp_path):
+    volume, agent = volume_agent
+    wait_for(lambda: agent.cycles > 0)
+    udp = next(r.probe for r in agent.runtime.runs if r.name == "udp")
+    sets = (["udp", "netdev"], ["udp", "netdev", "sock"], ["udp"])
+    for i, probes in enumerate(sets, start=2):
+        t0 = time.monotonic()
+        volume.write(document(tmp_path, probes))
+        took = wait_for(lambda: running(agent) == sorted(probes)) - t0
+        assert took < APPLY_WITHIN
+        wait_for(lambda: agent.reloader.generation == i)
+        assert next(r.probe for r in agent.runtime.runs if r.name == "udp") is udp  # never restarted
+    assert agent.reloader.counts["applied"] == 3 and agent.reloader.counts["failed"] == 0
+    assert agent.reloader.status()["last_reload"]["changes"] == {"removed": ["netdev", "sock"]}
+
+
+def test_a_bad_config_changes_nothing_and_is_shown_as_config_validate_prints_it(volume_agent, tmp_path, caplog):
+    volume, agent = volume_agent
+    wait_for(lambda: agent.cycles > 0)
+    bad = yaml.safe_dump(document(tmp_path, ["udp", "nosuchprobe"]))
+    volume.write(bad)
+    wait_for(lambda: agent.reloader.counts["failed"] == 1)
+    volume.write(bad)  # the same text again: not a reload
+    volume.write("# edited\n" + bad)  # another text, the same error: counted, not logged again
+    wait_for(lambda: agent.reloader.counts["failed"] == 2)
+    time.sleep(0.5)
+    assert agent.reloader.counts["failed"] == 2
+    with pytest.raises(ConfigError) as validate:
+        load(volume.path)
+    def served() -> dict:
+        return json.loads(urllib.request.urlopen(f"http://{agent.server.bound}/status", timeout=5).read())
+
+    wait_for(lambda: (served()["config"]["last_reload"] or {}).get("result") == "failed")  # the next cycle's
+    status = served()
+    assert status["config"]["generation"] == 1
+    assert status["config"]["last_reload"]["error"] == str(validate.value)
+    assert "config.probes" not in str(validate.value) and "nosuchprobe" in str(validate.value)
+    assert running(agent) == ["tcp", "udp"]
+    logged = [r for r in caplog.records if "config reload" in r.getMessage() and "failed" in r.getMessage()]
+    assert len(logged) == 1  # once per distinct error
+
+
+def test_editor_rename_and_plain_write_are_seen(no_kubernetes, tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(json.dumps(document(tmp_path, ["udp"])))
+    agent = Agent(load(str(path)), metric_exporter=MemoryExporter())
+    agent.start()
+    try:
+        tmp = tmp_path / ".config.yaml.swp"
+        tmp.write_text(json.dumps(document(tmp_path, ["udp", "tcp"])))
+        os.rename(tmp, path)
+        wait_for(lambda: running(agent) == ["tcp", "udp"])
+        with open(path, "w") as f:  # in place, as `>` does
+            f.write(json.dumps(document(tmp_path, ["tcp"])))
+        wait_for(lambda: running(agent) == ["tcp"])
+        assert agent.reloader.generation == 3
+    finally:
+        agent.stop()
+
+
+def test_post_reload_is_off_unless_enabled_and_answers_with_the_outcome(no_kubernetes, tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(json.dumps(document(tmp_path, ["udp"], reload={"watch": False})))
+    agent = Agent(load(str(path)), metric_exporter=MemoryExporter())
+    agent.start()
+    try:
+        assert post(agent, "/-/reload")[0] == 403
+        path.write_text(json.dumps(document(tmp_path, ["udp"], reload={"watch": False, "http": True})))
+        agent.reloader.reload("test")  # turns reload.http on
+        code, body = post(agent, "/-/reload")
+        assert code == 200 and json.loads(body)["result"] == "unchanged"
+        path.write_text(json.dumps(document(tmp_path, ["udp"], reload={"watch": True, "http": True},
+                                           otlp={"interval": 2})))
+        code, body = post(agent, "/-/reload")
+        outcome = json.loads(body)
+        assert code == 200 and outcome["result"] == "partial", outcome
+        assert outcome["changes"]["settings"] == ["otlp.interval"]
+        assert outcome["changes"]["not_applied"] == {"reload.watch": "the watch is set up at start"}
+        assert agent.config.interval == 2 and agent.config.raw.reload.watch is False
+    finally:
+        agent.stop()
