@@ -48,7 +48,7 @@ def agents(tmp_path: Path) -> Iterator[list[AgentProcess]]:
 def start(agents: list[AgentProcess], tmp_path: Path, rx: OTLPReceiver | None = None,
           prefix: tuple[str, ...] = ()) -> AgentProcess:
     env = {"OTEL_EXPORTER_OTLP_ENDPOINT": rx.http_endpoint} if rx is not None else {}
-    agent = AgentProcess(tmp_path, env, FLOW, interval=0.5, prefix=prefix, name=f"agent{len(agents)}")
+    agent = AgentProcess(tmp_path, env, FLOW, interval=1.0, prefix=prefix, name=f"agent{len(agents)}")
     agents.append(agent)
     agent.wait_ready()
     return agent
@@ -178,14 +178,14 @@ def test_cleanup_as_a_prestop_hook_takes_off_its_own_agents_filters_only(
 
 
 def test_sighup_never_stops_the_agent(agents: list[AgentProcess], tmp_path: Path) -> None:
-    agent = AgentProcess(tmp_path, {}, interval=0.5)
+    agent = AgentProcess(tmp_path, {}, interval=1.0)
     agents.append(agent)
     agent.wait_ready()
     before = int(json.loads(get(agent.port, "/status")[1])["cycles"])
     for _ in range(3):
         agent.proc.send_signal(signal.SIGHUP)
-        time.sleep(0.3)
-    time.sleep(1.5)
+        time.sleep(0.5)
+    time.sleep(2.5)
     assert agent.proc.poll() is None, agent.logs()
     assert get(agent.port, "/healthz") == (200, b"ok\n")
     cycles = int(json.loads(get(agent.port, "/status")[1])["cycles"])
