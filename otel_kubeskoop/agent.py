@@ -17,13 +17,14 @@ export share what is left; what is not delivered by the deadline is counted as l
 from __future__ import annotations
 
 import logging
+import resource
 import socket
 import threading
 import time
 from collections.abc import Mapping
 from typing import Any
 
-from otel_kubeskoop import live_stream, outputs
+from otel_kubeskoop import limits, live_stream, outputs
 from otel_kubeskoop.outputs import StartError
 from otel_kubeskoop.config import Config
 from otel_kubeskoop.identity.directory import ResourceDirectory
@@ -54,7 +55,10 @@ class Agent:
         real SDK exporters of their own, and probes over recorded kernel answers."""
         self.config = config
         raw = config.raw
-        self.discovery = NetnsDiscovery(proc_root=raw.proc_root, netns_dir=raw.netns_dir)
+        # As many namespaces as the descriptor limit holds (raised to the hard one by `run`).
+        self.fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        self.discovery = NetnsDiscovery(proc_root=raw.proc_root, netns_dir=raw.netns_dir,
+                                        max_namespaces=limits.namespace_cap(self.fd_limit, config.probes))
         # Pod metadata from the Kubernetes API (in-cluster, or KUBECONFIG); without API access the
         # cache is disabled, says so once, and namespaces are reported by inode.
         self.pods = PodCache(config.node_name)
@@ -213,6 +217,7 @@ class Agent:
     def publish(self, samples: list[Sample]) -> None:
         """The agent's own samples added, grouped by resource: into the pipeline and the compat endpoint."""
         samples.append(Sample(I.AGENT_NETNS_COUNT, len(self.snapshot.namespaces)))
+        samples.append(Sample(I.AGENT_NETNS_LEFT_OUT, self.discovery.left_out))
         if self.last_cycle_seconds is not None:
             samples.append(Sample(I.AGENT_CYCLE_DURATION, self.last_cycle_seconds))
         samples.append(Sample(I.AGENT_EXPORT_FAILURES, self.export_failures, None, ((A.SIGNAL, "metrics"),)))

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Command line: ``run``, ``probes``, ``doctor``, ``watch``, ``top``, ``config validate``."""
+"""Command line: ``run``, ``probes``, ``doctor``, ``cleanup``, ``watch``, ``top``, ``config validate``."""
 
 from __future__ import annotations
 
@@ -55,6 +55,12 @@ def main() -> None:
 @click.option("-d", "--debug", is_flag=True, help="Debug logging (same as debugMode: true).")
 def run(config_path: str | None, debug: bool) -> None:
     """Run the agent until SIGTERM or SIGINT."""
+
+    def _hangup(signum: int, frame: object) -> None:
+        # Until the agent is up to reload, ignored rather than fatal (the default action).
+        log.warning("received SIGHUP while starting: ignored (it reloads the config once the agent runs)")
+
+    signal.signal(signal.SIGHUP, _hangup)
     config = _load(config_path)
     _setup_logging(debug or config.debug)
     if config.warning:
@@ -64,8 +70,10 @@ def run(config_path: str | None, debug: bool) -> None:
     for line in lacking(p.name for p in config.probes):
         log.warning("%s", line)
     from otel_kubeskoop.agent import Agent
+    from otel_kubeskoop.limits import raise_nofile
     from otel_kubeskoop.telemetry.exporters import ExporterError
 
+    raise_nofile()  # before anything opens descriptors; the Agent sizes its namespace cap on it
     try:
         agent = Agent(config)
     except (ExporterError, OSError) as exc:
@@ -129,6 +137,23 @@ def doctor(config_path: str | None) -> None:
         click.echo(f"[{mark}] {check.name}: {check.detail}")
         worst = max(worst, {"ok": 0, "warn": 0, "fail": 1}[check.verdict])
     sys.exit(worst)
+
+
+@main.command()
+@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False), help="Config whose procRoot and netnsDir apply.")
+@click.option("--prestop", is_flag=True,
+              help="Also take off what processes of this cgroup (the agent's container) hold: for a preStop hook.")
+def cleanup(config_path: str | None, prestop: bool) -> None:
+    """Remove the TC filters and clsact qdiscs agents left (killed, or stopped uncleanly)."""
+    from otel_kubeskoop.cleanup import cleanup as run_cleanup
+    from otel_kubeskoop.cleanup import own_cgroup
+
+    config = _load(config_path)
+    _setup_logging(config.debug)
+    done = run_cleanup(config.raw.proc_root, config.raw.netns_dir,
+                       ignore_cgroup=own_cgroup() if prestop else None)
+    click.echo(str(done))
+    sys.exit(1 if done.errors else 0)
 
 
 def _socket_path(config_path: str | None, socket_path: str | None) -> str:

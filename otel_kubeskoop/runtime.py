@@ -2,13 +2,16 @@
 """Run the configured probes: start, collect with failure isolation, stop; and report their health.
 
 An exception in one probe's ``start`` or ``collect`` never reaches another probe: it is logged
-(once per distinct message), counted by ``error.type``, and shown in ``/status``. The runtime's own
+(once per distinct message), counted by ``error.type``, and shown in ``/status``. A failure for
+want of a privilege (``EPERM``, ``EACCES``: a capability the agent was not given) makes the probe
+``failed`` with that reason; it is logged once, then at most once a minute with the count. The runtime's own
 samples (per-probe duration, errors, state) go to the node resource like any other node-scope data.
 """
 
 from __future__ import annotations
 
 import enum
+import errno
 import logging
 import select
 import threading
@@ -18,6 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from otel_kubeskoop import capabilities
 from otel_kubeskoop.bpf.stats import ProgramStats
 from otel_kubeskoop.config import ProbeConfig
 from otel_kubeskoop.probe import Cycle, Event, Kind, Probe, ProbeContext, ProbeSpec, Sample, Unavailable
@@ -41,6 +45,30 @@ def error_type(exc: BaseException) -> str:
     return type(exc).__name__
 
 
+#: Seconds between two log lines about one probe's privilege failures.
+DENIED_LOG_EVERY = 60.0
+_DENIED = (errno.EPERM, errno.EACCES)
+
+
+def _unmet(spec: ProbeSpec) -> str:
+    """``; needs ...``: the capabilities ``spec`` needs that this process lacks, if that is known."""
+    try:
+        unmet = capabilities.missing([spec], capabilities.held()).get(spec.name, [])
+    except (OSError, ValueError):  # no /proc/self/status to read
+        unmet = []
+    return "; needs " + "; ".join(str(need) for need in unmet) if unmet else ""
+
+
+def denied(exc: BaseException | None) -> bool:
+    """Whether ``exc`` (or what caused it) is the kernel refusing for want of a privilege."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, OSError) and exc.errno in _DENIED:
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
 @dataclass
 class ProbeRun:
     """One configured probe and what the runtime knows about it."""
@@ -56,10 +84,22 @@ class ProbeRun:
     errors: Counter[str] = field(default_factory=Counter)
     last_duration: float | None = None
     collections: int = 0
+    denied: str = ""  # the first failure for want of a privilege
+    denials: int = 0  # failures for want of a privilege, in all
+    denials_logged: tuple[float, int] = (0.0, 0)  # when the last line about them went out, and the count then
+
+    @property
+    def reported_state(self) -> State:
+        """``failed`` once the probe was refused for want of a privilege, else its state."""
+        return State.FAILED if self.denied and self.state is State.RUNNING else self.state
 
     def status(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.name, "kind": self.kind.value, "state": self.state.value}
-        if self.reason:
+        out: dict[str, Any] = {"name": self.name, "kind": self.kind.value,
+                               "state": self.reported_state.value}
+        if self.denied:
+            out["reason"] = f"lacks a privilege ({self.denials} operations refused): {self.denied}"
+            out["denials"] = self.denials
+        elif self.reason:
             out["reason"] = self.reason
         if self.last_error:
             out["last_error"] = self.last_error
@@ -201,6 +241,8 @@ class ProbeRuntime:
             except Exception as exc:  # isolation: a broken probe must not stop the agent
                 run.state, run.reason = State.FAILED, f"{error_type(exc)}: {exc}"
                 run.errors[error_type(exc)] += 1
+                if denied(exc):
+                    run.denied, run.denials = run.reason + _unmet(run.spec), 1
                 log.error("probe %s failed to start: %s", run.name, run.reason, exc_info=log.isEnabledFor(logging.DEBUG))
                 continue
             run.probe = probe
@@ -313,10 +355,30 @@ class ProbeRuntime:
     def _record_error(self, run: ProbeRun, exc: BaseException) -> None:
         kind = error_type(exc)
         message = f"{kind}: {exc}"
-        if message != run.last_error:
+        if denied(exc):
+            self._record_denied(run, message)
+        elif message != run.last_error:
             log.warning("probe %s: %s", run.name, message)
         run.last_error = message
         run.errors[kind] += 1
+
+    @staticmethod
+    def _record_denied(run: ProbeRun, message: str) -> None:
+        run.denials += 1
+        now = time.monotonic()
+        if not run.denied:
+            run.denied = message + _unmet(run.spec)
+            run.denials_logged = (now, run.denials)
+            log.warning("probe %s failed: lacks a privilege: %s (further refusals are counted)",
+                        run.name, run.denied)
+        elif now - run.denials_logged[0] >= DENIED_LOG_EVERY:
+            log.warning("probe %s: %d more operations refused for want of a privilege (last: %s)",
+                        run.name, run.denials - run.denials_logged[1], message)
+            run.denials_logged = (now, run.denials)
+
+    def denied(self) -> dict[str, str]:
+        """Probe -> why it is failing for want of a privilege, for each probe that is."""
+        return {run.name: run.denied for run in self.runs if run.denied}
 
     def self_samples(self) -> list[Sample]:
         out: list[Sample] = []
@@ -324,7 +386,7 @@ class ProbeRuntime:
             if self._first.get(run.name, run) is not run:
                 continue  # one set of self-metrics per probe instance
             probe_attr = (A.PROBE, run.name)
-            out.append(Sample(I.AGENT_PROBE_STATE, 1, None, (probe_attr, (A.PROBE_STATE, run.state.value))))
+            out.append(Sample(I.AGENT_PROBE_STATE, 1, None, (probe_attr, (A.PROBE_STATE, run.reported_state.value))))
             if run.last_duration is not None:
                 out.append(Sample(I.AGENT_PROBE_DURATION, run.last_duration, None, (probe_attr,)))
             errors = run.errors + Counter({"EventPumpError": self.pump.errors[run.name]} if self.pump.errors[run.name] else {})

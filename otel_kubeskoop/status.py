@@ -14,7 +14,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from otel_kubeskoop import __version__
+from otel_kubeskoop import __version__, health, limits
 from otel_kubeskoop.probe import Kind
 from otel_kubeskoop.probes import ALL_PROBES
 from otel_kubeskoop.server import Route, json_response
@@ -43,11 +43,20 @@ class StatusBoard:
 
 def status_document(agent: AgentParts) -> dict[str, Any]:
     probes = agent.runtime.status()
+    open_fds, left_out = limits.open_fds(), agent.discovery.left_out
+    refused = agent.discovery.refused
+    problems = health.problems(denied=agent.runtime.denied(), left_out=left_out,
+                               found=len(agent.snapshot.namespaces) + left_out, open_fds=open_fds,
+                               soft_limit=agent.fd_limit, scan_refused=refused,
+                               ptrace=not refused or health.can_ptrace())
     return {
         "version": __version__,
         "node": agent.config.node_name,
-        "ready": ready(agent),
+        "ready": ready(agent) and not problems,
         "healthy": healthy(agent),
+        "problems": problems,  # why not ready although collecting (otel_kubeskoop/health.py)
+        "limits": {"file_descriptors_open": open_fds, "file_descriptors_soft_limit": agent.fd_limit,
+                   "namespaces_max": agent.discovery.max_namespaces, "namespaces_left_out": left_out},
         "cycles": agent.cycles,
         "interval_seconds": agent.config.interval,
         "last_cycle_seconds": agent.last_cycle_seconds,
@@ -60,6 +69,7 @@ def status_document(agent: AgentParts) -> dict[str, Any]:
         "events_emitted": agent.events.emitted,
         "config": agent.reloader.status(),
         "events": agent.events.status(),
+        "http": agent.server.status() if agent.server is not None else None,
         # Upstream KubeSkoop's /status keys, so existing tooling keeps working.
         "inuse_probes": {
             "metrics": [{"name": p["name"], "state": p["state"]} for p in probes if p["kind"] == "metrics"],
@@ -109,11 +119,20 @@ def ready(agent: AgentParts) -> bool:
     return agent.cycles > 0 and healthy(agent)
 
 
+def readyz(agent: AgentParts) -> tuple[int, str, bytes]:
+    if not ready(agent):
+        return 503, "text/plain", b"no recent collection\n"
+    problems = agent.status().get("problems")
+    if problems:
+        return 503, "text/plain", ("not ready: " + "; ".join(problems) + "\n").encode()
+    return 200, "text/plain", b"ready\n"
+
+
 def routes(agent: AgentParts) -> dict[str, Route]:
     out: dict[str, Route] = {
         "/status": lambda: json_response(200, agent.status()),
         "/healthz": lambda: (200, "text/plain", b"ok\n") if healthy(agent) else (503, "text/plain", b"collection stalled\n"),
-        "/readyz": lambda: (200, "text/plain", b"ready\n") if ready(agent) else (503, "text/plain", b"no recent collection\n"),
+        "/readyz": lambda: readyz(agent),
     }
     if agent.config.raw.compat.enabled:  # a reload may turn it off (and on again)
         out["/metrics"] = lambda: agent.compat.render() if agent.compat is not None else (404, "text/plain", b"compat off\n")

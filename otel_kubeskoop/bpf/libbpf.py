@@ -212,6 +212,8 @@ _PROTOTYPES: dict[str, tuple[object, list[object]]] = {
     "bpf_tc_detach": (_I, [_P, _P]),
     "bpf_tc_query": (_I, [_P, _P]),
     "bpf_prog_get_fd_by_id": (_I, [_U32]),
+    # bpf(BPF_PROG_LOAD) of raw instructions (libbpf 0.7+): type, name, license, insns, count, opts
+    "bpf_prog_load": (_I, [_I, _S, _S, _P, ctypes.c_size_t, _P]),
     # library
     "libbpf_set_print": (_P, [_PRINT_FN]),
     "libbpf_num_possible_cpus": (_I, []),

@@ -12,12 +12,13 @@ keeps a probe's filters in step with the namespace scan.
 
 Filters are direct-action ``cls_bpf`` filters named by libbpf after their program
 (``flow_ingress:[<id>]``), found again by their (handle, priority) pair: :func:`query` gives the
-id of the program there, :func:`program_name` that program's name, so a filter left by an
-earlier run of the agent is recognised by the name of its program. :func:`filters` lists every
-filter of a hook through an ``RTM_GETTFILTER`` dump, so that a clsact qdisc is only removed when
-nothing but ours was on it.
+id of the program there, :func:`program_name` that program's name. :func:`filters` lists every
+filter of a hook (its program's id included) through an ``RTM_GETTFILTER`` dump;
+:func:`add_bpf_filter` adds one of any protocol, running for instance a :func:`load_passthrough`
+program (what :mod:`otel_kubeskoop.bpf.tc_owner` marks its qdiscs with).
 
-Everything here except :func:`program_id` and :func:`program_name` must run in the interface's
+Everything here except :func:`program_id`, :func:`program_name` and :func:`load_passthrough`
+must run in the interface's
 namespace. The kernel's messages for expected answers ("Cannot find specified filter chain" when
 a hook has no such filter) are kept out of the log
 (:func:`~otel_kubeskoop.bpf.libbpf.captured_log`, at DEBUG).
@@ -31,7 +32,7 @@ import functools
 import os
 import socket
 import struct
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from otel_kubeskoop.bpf import btf as btf_mod
 from otel_kubeskoop.bpf import libbpf
@@ -45,13 +46,18 @@ from otel_kubeskoop.bpf.libbpf import (
     check_int,
 )
 
+if TYPE_CHECKING:  # the netlink decoders (and pyroute2) load when a dump is first made
+    from otel_kubeskoop.netlink.tc import TcFilter
+
 __all__ = [
     "Direction",
+    "add_bpf_filter",
     "attach",
     "create_clsact",
     "destroy_clsact",
     "detach",
     "filters",
+    "load_passthrough",
     "program_id",
     "program_name",
     "query",
@@ -62,13 +68,11 @@ _POINT = {"ingress": BPF_TC_INGRESS, "egress": BPF_TC_EGRESS}
 #: the clsact qdisc's parent handles of its two hooks (TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_INGRESS...))
 _PARENT = {"ingress": 0xFFFFFFF2, "egress": 0xFFFFFFF3}
 
-# rtnetlink (include/uapi/linux/rtnetlink.h, netlink.h)
-_RTM_NEWTFILTER = 44
-_RTM_GETTFILTER = 46
-_NLM_F_REQUEST = 0x1
-_NLM_F_DUMP = 0x300
-_NLMSGHDR = struct.Struct("=IHHII")
-_TCMSG = struct.Struct("=BxxxiIII")  # family, ifindex, handle, parent, info (prio << 16 | proto)
+#: linux/bpf.h: BPF_PROG_TYPE_SCHED_CLS; r0 = TC_ACT_UNSPEC (-1), exit (BPF_ALU64|BPF_MOV|BPF_K,
+#: BPF_JMP|BPF_EXIT: include/uapi/linux/bpf_common.h)
+_SCHED_CLS = 3
+_PASSTHROUGH = struct.pack("=BBhi", 0xB7, 0, 0, -1) + struct.pack("=BBhi", 0x95, 0, 0, 0)
+_NETLINK_TIMEOUT = 2.0
 
 
 # --- hooks and filters (in the interface's namespace) ----------------------------------------
@@ -134,32 +138,44 @@ def detach(ifindex: int, direction: Direction, handle: int, priority: int) -> bo
     return True
 
 
-def filters(ifindex: int, direction: Direction) -> list[tuple[int, int]]:
-    """(handle, priority) of every filter on the hook, from an ``RTM_GETTFILTER`` dump."""
-    from otel_kubeskoop.netlink.core import iter_messages
+def _rtnetlink(request: bytes, seq: int, what: str) -> bytes:
     from otel_kubeskoop.netlink.sockets import dump
 
-    seq = 1
-    payload = _TCMSG.pack(socket.AF_UNSPEC, ifindex, 0, _PARENT[direction], 0)
-    request = _NLMSGHDR.pack(_NLMSGHDR.size + len(payload), _RTM_GETTFILTER,
-                             _NLM_F_REQUEST | _NLM_F_DUMP, seq, 0) + payload
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
                        socket.NETLINK_ROUTE) as sock:
-        sock.settimeout(2.0)
-        try:
-            raw = dump(sock, request, seq, what=f"TC filter dump of interface {ifindex}")
-        except OSError as exc:
-            if exc.errno in (errno.EINVAL, errno.ENOENT, errno.ENODEV):  # no qdisc, no interface
-                return []
-            raise
-    out = []
-    for msg in iter_messages(raw):
-        if msg.type != _RTM_NEWTFILTER or msg.end - msg.start < _TCMSG.size:
-            continue
-        _family, index, handle, _parent, info = _TCMSG.unpack_from(raw, msg.start)
-        if index == ifindex and handle:  # handle 0: the (priority, protocol) chain head itself
-            out.append((handle, info >> 16))
-    return out
+        sock.settimeout(_NETLINK_TIMEOUT)
+        return dump(sock, request, seq, what=what)
+
+
+def filters(ifindex: int, direction: Direction) -> list[TcFilter]:
+    """Every filter on the hook, from an ``RTM_GETTFILTER`` dump (none without a clsact qdisc)."""
+    from otel_kubeskoop.netlink.tc import filter_dump_request, parse_filters
+
+    try:
+        raw = _rtnetlink(filter_dump_request(ifindex, _PARENT[direction], 1), 1,
+                         f"TC filter dump of interface {ifindex}")
+    except OSError as exc:
+        if exc.errno in (errno.EINVAL, errno.ENOENT, errno.ENODEV):  # no qdisc, no interface
+            return []
+        raise
+    return [f for f in parse_filters(raw) if f.ifindex == ifindex]
+
+
+def add_bpf_filter(ifindex: int, direction: Direction, prog_fd: int, handle: int, priority: int,
+                   protocol: int, name: str) -> bool:
+    """Add a direct-action ``cls_bpf`` filter for frames of ``protocol`` (ETH_P_*); False if the
+    hook already has a filter at (handle, priority)."""
+    from otel_kubeskoop.netlink.tc import bpf_filter_request
+
+    request = bpf_filter_request(ifindex, _PARENT[direction], handle, priority, protocol, prog_fd,
+                                 name, 1)
+    try:
+        _rtnetlink(request, 1, f"adding TC {direction} filter {name!r} to interface {ifindex}")
+    except OSError as exc:
+        if exc.errno == errno.EEXIST:
+            return False
+        raise
+    return True
 
 
 # --- programs (any namespace) ----------------------------------------------------------------
@@ -177,6 +193,14 @@ def _prog_info(fd: int) -> bytes:
     check_int(libbpf.lib().bpf_obj_get_info_by_fd(fd, buf, ctypes.byref(size)),
               "BPF program info")
     return buf.raw
+
+
+def load_passthrough(name: str) -> int:
+    """Load a TC classifier program named ``name`` that returns ``TC_ACT_UNSPEC`` (the next filter
+    decides) and does nothing else; returns its fd, which the caller closes."""
+    fd = libbpf.lib().bpf_prog_load(_SCHED_CLS, name.encode(), b"GPL", _PASSTHROUGH,
+                                    len(_PASSTHROUGH) // 8, None)
+    return check_int(fd, f"loading the TC program {name}")
 
 
 def program_id(prog_fd: int) -> int:

@@ -3,18 +3,20 @@
 the namespace scan.
 
 :class:`Attacher` owns one (handle, priority) pair on the ingress and egress hooks of each
-interface it attaches to. Each :meth:`~Attacher.sync` compares a namespace's interfaces
-(``/proc/<pid>/net/dev``) with what is attached: new namespaces and interfaces get the filters,
-vanished ones are forgotten (the kernel removed their qdiscs with them), and every ``reverify``
-seconds the filters of an unchanged namespace are checked and put back if missing. The TC calls
-of one namespace run inside it, through :func:`~otel_kubeskoop.topology.nsexec.run_in_netns`.
+interface it attaches to; the handle is this run's own (:mod:`otel_kubeskoop.bpf.tc_owner` says
+why and how other runs' filters are told apart). Each :meth:`~Attacher.sync` compares a
+namespace's interfaces (``/proc/<pid>/net/dev``) with what is attached: new namespaces and
+interfaces get the filters, vanished ones are forgotten (the kernel removed their qdiscs with
+them), and every ``reverify`` seconds the filters of an unchanged namespace are checked and put
+back if missing. The TC calls of one namespace run inside it, through
+:func:`~otel_kubeskoop.topology.nsexec.run_in_netns`.
 
-A filter at our pair whose program has one of our program names but is not this run's was left by
-an earlier agent that did not stop cleanly: it is replaced (or removed from an interface no longer
-wanted), and counted. A filter at our pair that belongs to another program is never touched. A
-clsact qdisc is created when the interface had none, and removed when the filters are taken off
-only if this run created it and no other filter is on it; a qdisc the attacher found is never
-removed.
+Whenever an interface is checked (at first sight every interface but ``lo``, later the wanted
+ones), filters of other runs whose programs no live process holds are removed and counted
+(:attr:`Attacher.reaped`); those of a live agent are never touched. A clsact qdisc is added (with
+otel-kubeskoop's marker) when the interface has none, and removed when our filters are taken off
+only if it has the marker and nothing else is left on it. A filter at our own pair that runs some
+other program is never replaced.
 
 Filters that cannot be taken off are reported (:class:`LeftAttached`, naming the namespace and the
 interfaces) and stay in :attr:`Attacher.state`, so they are tried again and never forgotten while
@@ -30,12 +32,15 @@ import socket
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from otel_kubeskoop.bpf import tc
+from otel_kubeskoop.bpf import tc, tc_owner
 from otel_kubeskoop.bpf.tc import Direction
 from otel_kubeskoop.procfs.net_dev import read_net_dev
 from otel_kubeskoop.topology import nsexec
+
+if TYPE_CHECKING:
+    from otel_kubeskoop.netlink.tc import TcFilter
 
 __all__ = ["REVERIFY_SECONDS", "Attached", "Attacher", "Iface", "LeftAttached", "interface_names"]
 
@@ -48,7 +53,6 @@ REVERIFY_SECONDS = 60.0
 @dataclass(frozen=True, slots=True)
 class Iface:
     ifindex: int
-    created_qdisc: bool  # this run added the clsact qdisc (so it may remove it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,15 +82,17 @@ def interface_names(ns: Any) -> set[str]:
 class Attacher:
     """The filters of one probe (``owner``) on every wanted interface of every namespace.
 
-    ``programs``: direction -> the program's name (how filters of an earlier run are recognised);
+    ``programs``: direction -> the program's name (how filters of other runs are recognised);
     ``prog_fds``/``prog_ids``: direction -> this run's loaded program's fd / id; ``wanted(ns,
     names)``: the interfaces of namespace ``ns`` (whose interfaces are ``names``) to attach to;
-    ``handle``/``priority``: the filters' pair on every hook.
+    ``handle``/``priority``: the filters' pair on every hook (the handle this run's own);
+    ``proc_root``: where to find which processes hold which programs.
     """
 
     def __init__(self, owner: str, programs: Mapping[Direction, str], prog_fds: Mapping[Direction, int],
                  prog_ids: Mapping[Direction, int], wanted: Callable[[Any, set[str]], set[str]], *,
-                 handle: int, priority: int, reverify: float = REVERIFY_SECONDS) -> None:
+                 handle: int, priority: int, reverify: float = REVERIFY_SECONDS,
+                 proc_root: str = "/proc") -> None:
         self.owner = owner
         self.programs = dict(programs)
         self.prog_fds = dict(prog_fds)
@@ -94,9 +100,11 @@ class Attacher:
         self.handle = handle
         self.priority = priority
         self.reverify = reverify
+        self.proc_root = proc_root
         self._wanted = wanted
         self.state: dict[int, Attached] = {}
-        self.stale_removed = 0  # filters of an earlier agent replaced or removed
+        self.reaped = 0  # filters of other runs removed because no live process held them
+        self._told = ""  # why other runs' filters could not be judged, as last logged
 
     def interfaces(self, netns: int) -> int:
         st = self.state.get(netns)
@@ -109,6 +117,8 @@ class Attacher:
         now = time.monotonic() if now is None else now
         errors: list[BaseException] = []
         jobs, inodes, fds = [], [], []
+        holders = tc_owner.Holders(self.proc_root)  # read at most once, when first asked
+        others = 0
         try:
             for inode, ns in namespaces.items():
                 try:
@@ -133,7 +143,7 @@ class Attacher:
                 fds.append(fd)
                 inodes.append(inode)
                 jobs.append((fd, functools.partial(self._sync_in_netns, inode, names, wanted, st,
-                                                   first, now)))
+                                                   first, now, holders)))
             results = nsexec.run_in_netns(jobs, what=f"{self.owner}: TC attach")
         finally:
             for fd in fds:
@@ -142,86 +152,86 @@ class Attacher:
             if isinstance(result, BaseException):
                 errors.append(result)
                 continue
-            attached, stale, failures = result
+            attached, (reaped, left), failures = result
             self.state[inode] = attached
-            self.stale_removed += stale
+            self.reaped += reaped
+            others += left
             errors += failures
+        if holders.incomplete and others and holders.incomplete != self._told:
+            self._told = holders.incomplete
+            log.warning("%s: %d TC filters of other agents left in place, live or not: %s",
+                        self.owner, others, holders.incomplete)
         for inode in [i for i in self.state if i not in namespaces]:
             del self.state[inode]  # its interfaces, qdiscs and filters went with it
         return errors
 
     def _sync_in_netns(self, inode: int, names: set[str], wanted: set[str], st: Attached | None,
-                       first: bool, now: float) -> tuple[Attached, int, list[BaseException]]:
-        """Runs inside the namespace: attach, check, detach; (new state, stale removed, failures)."""
+                       first: bool, now: float, holders: tc_owner.Holders,
+                       ) -> tuple[Attached, tuple[int, int], list[BaseException]]:
+        """Runs inside the namespace: reap, attach, check, detach; (new state, (filters of other
+        runs removed, left), failures)."""
         old = dict(st.ifaces) if st is not None else {}
         new: dict[str, Iface] = {}
-        stale = 0
+        reaped = others = 0
         failures: list[BaseException] = []
-        if first:  # filters of an earlier agent on interfaces we do not want
-            for name in sorted(names - wanted - {"lo"}):
-                try:
-                    stale += self._remove_stale(socket.if_nametoindex(name))
-                except OSError as exc:
-                    log.debug("%s: %s: %s", self.owner, name, exc)
-        for name in sorted(wanted):
+        # At first sight, filters that agents no longer alive left on any interface; later, on the
+        # interfaces we attach to.
+        checked = wanted | (names - {"lo"}) if first else wanted
+        for name in sorted(checked):
             try:
                 ifindex = socket.if_nametoindex(name)
             except OSError:
                 continue  # gone since net/dev was read
             cur = old.get(name)
             try:
-                if cur is not None and cur.ifindex == ifindex and all(
-                    tc.query(ifindex, d, self.handle, self.priority) == self.prog_ids[d]
-                    for d in self.programs
-                ):
+                present = {d: tc.filters(ifindex, d) for d in self.programs}
+                removed, left = tc_owner.reap(ifindex, present, self.priority,
+                                              set(self.programs.values()), self.handle, holders)
+                reaped, others = reaped + removed, others + left
+                if name not in wanted:
+                    if any(tc_owner.is_marker(f) for f in present["ingress"]):
+                        tc_owner.release_clsact(ifindex)  # one a dead agent made and left
+                    continue
+                missing = [d for d in self.programs if not self._ours(present[d], d, name)]
+                if cur is not None and cur.ifindex == ifindex and not missing:
                     new[name] = cur
                     continue
-                created = tc.create_clsact(ifindex)
-                if cur is not None and cur.ifindex == ifindex:
-                    created = created or cur.created_qdisc
-                for direction in self.programs:
-                    there = tc.query(ifindex, direction, self.handle, self.priority)
-                    if there is not None and there != self.prog_ids[direction]:
-                        owner = tc.program_name(there)
-                        if owner not in self.programs.values():
-                            raise OSError(f"{self.owner}: interface {name}: TC {direction} filter "
-                                          f"{self.handle:#x} prio {self.priority:#x} belongs to "
-                                          f"program {owner!r} (id {there}); not replaced")
-                        stale += 1
+                tc_owner.ensure_clsact(ifindex)
+                for direction in missing:
                     tc.attach(ifindex, direction, self.prog_fds[direction], self.handle, self.priority)
-                new[name] = Iface(ifindex, created)
-            except OSError as exc:
+                new[name] = Iface(ifindex)
+            except (OSError, ValueError) as exc:  # ValueError: an undecodable filter dump
                 failures.append(exc)
         for name, cur in old.items():
             if name in new or not _still_there(name, cur):
                 continue  # kept, or gone and our filters with it
             try:  # an interface no longer wanted that still exists: take our filters off
-                self._detach(name, cur)
-            except (OSError, ValueError) as exc:  # ValueError: an undecodable filter dump
+                self._detach(cur)
+            except (OSError, ValueError) as exc:
                 failures.append(LeftAttached(self.owner, inode, [name], exc))
                 new[name] = cur  # still ours: tried again at the next sync
-        return Attached(new, now), stale, failures
+        return Attached(new, now), (reaped, others), failures
 
-    def _remove_stale(self, ifindex: int) -> int:
-        removed = 0
-        for direction in self.programs:
-            there = tc.query(ifindex, direction, self.handle, self.priority)
-            if there is not None and tc.program_name(there) in self.programs.values():
-                removed += tc.detach(ifindex, direction, self.handle, self.priority)
-        return removed
+    def _ours(self, present: list[TcFilter], direction: Direction, name: str) -> bool:
+        """Whether our filter is on the hook; an error if our pair runs another program."""
+        for f in present:
+            if (f.handle, f.priority) != (self.handle, self.priority):
+                continue
+            if f.prog_id == self.prog_ids[direction]:
+                return True
+            owner = tc.program_name(f.prog_id) if f.prog_id is not None else None
+            if owner not in self.programs.values():
+                raise OSError(f"{self.owner}: interface {name}: TC {direction} filter "
+                              f"{self.handle:#x} prio {self.priority:#x} belongs to program "
+                              f"{owner!r} (id {f.prog_id}); not replaced")
+        return False
 
-    def _detach(self, name: str, iface: Iface) -> None:
-        """Take our filters off (inside the namespace); remove the qdisc if we made it and it is
-        now empty."""
+    def _detach(self, iface: Iface) -> None:
+        """Take our filters off (inside the namespace), then the qdisc if otel-kubeskoop made it
+        and nothing else is on it."""
         for direction in self.programs:
             tc.detach(iface.ifindex, direction, self.handle, self.priority)
-        if iface.created_qdisc:
-            others = tc.filters(iface.ifindex, "ingress") + tc.filters(iface.ifindex, "egress")
-            if others:
-                log.info("%s: %s: leaving the clsact qdisc, which now has other filters",
-                         self.owner, name)
-            else:
-                tc.destroy_clsact(iface.ifindex)
+        tc_owner.release_clsact(iface.ifindex)
 
     def detach_all(self, namespaces: Mapping[int, Any]) -> list[BaseException]:
         """Take every filter off (at stop); returns one :class:`LeftAttached` per namespace or
@@ -270,7 +280,7 @@ class Attacher:
             if not _still_there(name, iface):
                 continue  # gone, and our filters with it
             try:
-                self._detach(name, iface)
+                self._detach(iface)
             except (OSError, ValueError) as exc:  # ValueError: an undecodable filter dump
                 left[name] = iface
                 failures.append(LeftAttached(self.owner, inode, [name], exc))

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Queueing disciplines of one network namespace and its interface names, from rtnetlink.
+"""Queueing disciplines and TC filters of one network namespace and its interface names, from
+rtnetlink.
 
 An ``RTM_GETQDISC`` dump lists every visible qdisc of every interface of the namespace the socket
 belongs to, each with its kind (``TCA_KIND``), handle, parent and statistics: ``TCA_STATS2``
@@ -9,6 +10,13 @@ which the kernel sends alongside for old tools and which has no requeues. Interf
 resolved with an ``RTM_GETLINK`` dump on the **same** socket, so names are the namespace's own
 (upstream resolves them in the agent's namespace, which names a pod's ``eth0`` after whatever
 host interface has the same index).
+
+An ``RTM_GETTFILTER`` dump of one hook (an interface and a parent, such as a clsact qdisc's
+ingress) lists its filters: handle, priority and protocol (``tcm_info``), kind and, for
+``cls_bpf``, the program's id and the filter's name (``TCA_OPTIONS``: ``TCA_BPF_ID``,
+``TCA_BPF_NAME``, ``include/uapi/linux/pkt_cls.h``). :func:`bpf_filter_request` adds a
+direct-action ``cls_bpf`` filter of any protocol (libbpf's ``bpf_tc_attach`` only makes
+``ETH_P_ALL`` ones).
 
 Layouts and attribute numbers come from pyroute2 (``tcmsg``, ``tcmsg.stats``, the tc ``stats2``
 NLA, ``ifinfmsg``). See https://man7.org/linux/man-pages/man7/rtnetlink.7.html and
@@ -34,6 +42,7 @@ from otel_kubeskoop.netlink.core import (
     find_attr,
     iter_messages,
     layout,
+    scalar,
     schema,
     string,
     with_seq,
@@ -42,6 +51,10 @@ from otel_kubeskoop.netlink.sockets import dump
 
 __all__ = [
     "Qdisc",
+    "TcFilter",
+    "bpf_filter_request",
+    "filter_dump_request",
+    "parse_filters",
     "link_dump_request",
     "parse_link_names",
     "parse_qdiscs",
@@ -68,6 +81,23 @@ _QUEUE, _QUEUE_SIZE = layout(stats2.queue)
 _LEGACY, _LEGACY_SIZE = layout(tcmsg.stats)
 _IFLA_IFNAME = schema(ifinfmsg)["IFLA_IFNAME"]
 _IFINFO, _IFINFO_SIZE = layout(ifinfmsg)
+_TCA_OPTIONS = _TCA["TCA_OPTIONS"]
+
+# rtnetlink.h, netlink.h, pkt_cls.h (pyroute2 0.9 has no TCA_BPF_ID)
+RTM_NEWTFILTER = 44
+RTM_GETTFILTER = 46
+_NLM_F_ACK = 0x4
+_NLM_F_EXCL = 0x200
+_NLM_F_CREATE = 0x400
+_NLA_F_NESTED = 0x8000
+TCA_BPF_FD = 6
+TCA_BPF_NAME = 7
+TCA_BPF_FLAGS = 8
+TCA_BPF_ID = 11
+TCA_BPF_FLAG_ACT_DIRECT = 1
+_NLMSGHDR = struct.Struct("=IHHII")
+_TCMSG_FILTER = struct.Struct("=BxxxiIII")  # family, ifindex, handle, parent, info
+_NLA_HDR = struct.Struct("=HH")
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +125,20 @@ class Qdisc:
     def parent_text(self) -> str:
         """As ``tc qdisc show`` prints it: ``root``, ``1:10``, ``:1``, ``ffff:fff1`` (ingress)."""
         return tc_handle(self.parent)
+
+
+@dataclass(frozen=True, slots=True)
+class TcFilter:
+    """One filter of a hook, as the kernel dumps it."""
+
+    ifindex: int
+    parent: int
+    handle: int
+    priority: int
+    protocol: int  # an ETH_P_* value in host order (0x0003: ETH_P_ALL)
+    kind: str  # "bpf" for cls_bpf
+    prog_id: int | None  # cls_bpf: the id of the filter's program
+    name: str  # cls_bpf: the filter's name (libbpf writes "<program>:[<id>]")
 
 
 def tc_handle(h: int) -> str:
@@ -125,6 +169,32 @@ def _link_request() -> bytes:
     msg = ifinfmsg()
     msg["attrs"] = [["IFLA_EXT_MASK", RTEXT_FILTER_SKIP_STATS]]
     return encode(msg, RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, 0)
+
+
+def filter_dump_request(ifindex: int, parent: int, seq: int) -> bytes:
+    """``RTM_GETTFILTER`` dump of every filter of the hook ``parent`` of interface ``ifindex``."""
+    payload = _TCMSG_FILTER.pack(socket.AF_UNSPEC, ifindex, 0, parent, 0)
+    return _NLMSGHDR.pack(_NLMSGHDR.size + len(payload), RTM_GETTFILTER,
+                          NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + payload
+
+
+def _nla(atype: int, payload: bytes) -> bytes:
+    raw = _NLA_HDR.pack(_NLA_HDR.size + len(payload), atype) + payload
+    return raw + b"\0" * (-len(raw) % 4)
+
+
+def bpf_filter_request(ifindex: int, parent: int, handle: int, priority: int, protocol: int,
+                       prog_fd: int, name: str, seq: int) -> bytes:
+    """``RTM_NEWTFILTER`` (create, never replace; acknowledged) of a direct-action ``cls_bpf``
+    filter running ``prog_fd``, for frames of ``protocol`` (an ETH_P_* value, host order)."""
+    options = (_nla(TCA_BPF_FD, struct.pack("=I", prog_fd))
+               + _nla(TCA_BPF_NAME, name.encode() + b"\0")
+               + _nla(TCA_BPF_FLAGS, struct.pack("=I", TCA_BPF_FLAG_ACT_DIRECT)))
+    info = priority << 16 | socket.htons(protocol)
+    payload = (_TCMSG_FILTER.pack(socket.AF_UNSPEC, ifindex, handle, parent, info)
+               + _nla(_TCA_KIND, b"bpf\0") + _nla(_TCA_OPTIONS | _NLA_F_NESTED, options))
+    flags = NLM_F_REQUEST | _NLM_F_ACK | _NLM_F_CREATE | _NLM_F_EXCL
+    return _NLMSGHDR.pack(_NLMSGHDR.size + len(payload), RTM_NEWTFILTER, flags, seq, 0) + payload
 
 
 _QDISC_REQUEST = encode(tcmsg(), RTM_GETQDISC, NLM_F_REQUEST | NLM_F_DUMP, 0)
@@ -199,6 +269,35 @@ def _legacy(buf: bytes, span: tuple[int, int]) -> dict[str, int]:
         qlen=_u(buf, start, _LEGACY["qlen"]),
         backlog=_u(buf, start, _LEGACY["backlog"]),
     )
+
+
+def parse_filters(buf: bytes) -> list[TcFilter]:
+    """The filters in the ``RTM_NEWTFILTER`` messages of a dump, in order; the head of each
+    (priority, protocol) chain (handle 0, no filter of its own) is left out.
+
+    Raises :class:`DecodeError` for truncated or malformed messages.
+    """
+    out: list[TcFilter] = []
+    for msg in iter_messages(buf):
+        if msg.type != RTM_NEWTFILTER:
+            continue
+        if msg.end - msg.start < _TCMSG_FILTER.size:
+            raise DecodeError(f"tcmsg of {msg.end - msg.start} bytes, needs {_TCMSG_FILTER.size}")
+        _family, ifindex, handle, parent, info = _TCMSG_FILTER.unpack_from(buf, msg.start)
+        if not handle:
+            continue
+        top = attrs(buf, msg.start + _TCMSG_FILTER.size, msg.end)
+        kind = string(buf, top[_TCA_KIND]) if _TCA_KIND in top else ""
+        prog_id, name = None, ""
+        if kind == "bpf" and _TCA_OPTIONS in top:
+            options = attrs(buf, *top[_TCA_OPTIONS])
+            if TCA_BPF_ID in options:
+                prog_id = scalar(buf, options[TCA_BPF_ID], "uint32")
+            if TCA_BPF_NAME in options:
+                name = string(buf, options[TCA_BPF_NAME])
+        out.append(TcFilter(ifindex, parent, handle, info >> 16, socket.ntohs(info & 0xFFFF),
+                            kind, prog_id, name))
+    return out
 
 
 def parse_link_names(buf: bytes) -> dict[int, str]:

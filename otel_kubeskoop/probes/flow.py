@@ -22,13 +22,14 @@ host side of the pod's veth:
 **Attachments follow the pods.** Each collection compares each namespace's interfaces
 (``/proc/<pid>/net/dev``) with what is attached: new namespaces and interfaces get the filters,
 vanished ones are forgotten (the kernel removed their qdiscs with them), and every minute the
-filters are checked and put back if missing. Filters are the pair (handle ``0x4b534b46``,
-priority ``0x4b53``) on each hook, named by libbpf after their program (``flow_ingress:[id]``).
-A filter at that pair whose program is named ``flow_ingress``/``flow_egress`` but is not this
-run's was left by an earlier agent that did not stop cleanly: it is replaced (or removed from an
-interface no longer wanted), and counted. A clsact qdisc is created when the interface had none,
-and removed at stop only if this run created it and no other filter is on it; a qdisc the agent
-found is never removed.
+filters are checked and put back if missing. Filters sit at priority ``0x4b53`` on each hook,
+each run of the agent at a handle of its own (the id of its ``flow_ingress`` program), named by
+libbpf after their program (``flow_ingress:[id]``). Two agents on a node (the old and the new
+one of a rolling update) thus both count every packet and never take each other's filters off; a
+filter of another run whose program no live process holds (its agent was killed) is removed and
+counted. A clsact qdisc is created, with otel-kubeskoop's marker, when the interface had none,
+and removed by whichever agent takes the last filter off it (or ``otel-kubeskoop cleanup``);
+a qdisc without the marker is never removed (``otel_kubeskoop/bpf/tc_owner.py``).
 
 **Counting.** Each IP packet adds its length (the frame with its link-layer header) and its
 segment count to an LRU hash in the kernel keyed by (namespace, direction, family, protocol,
@@ -103,8 +104,7 @@ STATS_MAP = "flow_stats"
 #: TC hook -> its program: the object's programs in no attach plan, flow_<hook>
 PROGRAMS = {p.removeprefix("flow_"): p for p in unplanned(contract.OBJECT)}
 DIRECTIONS = {FlowDirection.FLOW_INGRESS: "receive", FlowDirection.FLOW_EGRESS: "transmit"}
-#: the (handle, priority) of this probe's filters on every hook: "KSKF", "KS"
-TC_HANDLE = 0x4B534B46
+#: the priority of this probe's filters on every hook ("KS"); each run's handle is its own
 TC_PRIORITY = 0x4B53
 #: seconds between checks that the filters of an unchanged namespace are still there
 REVERIFY_SECONDS = 60.0
@@ -317,11 +317,11 @@ class FlowProbe(HandleProbe):
                               "and TC classifier programs)") from None
         try:
             fds = self.bpf.programs()
+            ids = {d: tc.program_id(fds[p]) for d, p in PROGRAMS.items()}
             self.attacher = Attacher(
-                self.ctx.name, PROGRAMS,
-                {d: fds[p] for d, p in PROGRAMS.items()},
-                {d: tc.program_id(fds[p]) for d, p in PROGRAMS.items()},
-                self._wanted, handle=TC_HANDLE, priority=TC_PRIORITY, reverify=REVERIFY_SECONDS,
+                self.ctx.name, PROGRAMS, {d: fds[p] for d, p in PROGRAMS.items()}, ids,
+                self._wanted, handle=ids["ingress"], priority=TC_PRIORITY,
+                reverify=REVERIFY_SECONDS, proc_root=self.ctx.proc_root,
             )
             for exc in self.attacher.sync(self.ctx.cycle.namespaces):
                 self.ctx.report(exc)

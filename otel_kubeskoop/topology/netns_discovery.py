@@ -38,6 +38,10 @@ class NetnsDiscovery:
     :meth:`scan` costs one ``scandir`` of ``proc_root``, one ``readlink`` per pid, one ``stat`` per
     named namespace, one ``readlinkat`` per known namespace (is its representative still there?) and
     one ``open`` per new namespace. It opens no other per-pid file.
+
+    ``max_namespaces`` bounds the handles kept (each holds a descriptor): namespaces past it are
+    left out of the scan, the host's never, those already held before new ones, and counted in
+    :attr:`left_out`, so that running out of descriptors never stops the reads of the rest.
     """
 
     def __init__(
@@ -46,8 +50,12 @@ class NetnsDiscovery:
         netns_dir: str = "/run/netns",
         host_pid: int = 1,
         runner: NetnsRunner | None = None,
+        max_namespaces: int | None = None,
     ) -> None:
         self.proc_root = proc_root
+        self.max_namespaces = max_namespaces
+        self.left_out = 0  # namespaces the last scan found past max_namespaces
+        self.refused = 0  # processes whose namespace the last scan was not allowed to read
         self.netns_dir = netns_dir
         self.host_pid = host_pid
         self._runner = runner
@@ -87,7 +95,12 @@ class NetnsDiscovery:
             host_inode = self._host_inode(pid_ns)
             previous = self._handles
             current: dict[int, Netns] = {}
-            for inode in members.keys() | named.keys():
+            found = members.keys() | named.keys()
+            # The host first, then the namespaces already held, then new ones (oldest inode first).
+            order = sorted(found, key=lambda i: (i != host_inode, i not in previous, i))
+            cap = len(order) if self.max_namespaces is None else max(1, self.max_namespaces)
+            self.left_out = max(0, len(order) - cap)
+            for inode in order[:cap]:
                 names = named.get(inode, [])
                 handle = previous.get(inode)
                 if handle is not None and handle.closed:
@@ -125,6 +138,7 @@ class NetnsDiscovery:
         """``{pid: inode}`` and ``{inode: [pids]}`` for every pid whose ``ns/net`` is readable."""
         pid_ns: dict[int, int] = {}
         members: dict[int, list[int]] = {}
+        refused = 0
         root = self.proc_root
         try:
             entries = os.scandir(root)
@@ -140,8 +154,10 @@ class NetnsDiscovery:
                     target = os.readlink(f"{root}/{name}/ns/net")
                 except OSError as err:
                     # Exited since scandir (ENOENT, ESRCH), a zombie (ENOENT), or not ours to see
-                    # (EACCES: a non-dumpable process in another user namespace, a sandboxed init).
+                    # (EACCES: a non-dumpable process in another user namespace, a sandboxed init,
+                    # or every process of the node when the agent lacks CAP_SYS_PTRACE).
                     _log.debug("skipping pid %s: %s", name, err)
+                    refused += isinstance(err, PermissionError)
                     continue
                 inode = parse_netns_link(target)
                 if inode is None:
@@ -150,6 +166,7 @@ class NetnsDiscovery:
                 pid = int(name)
                 pid_ns[pid] = inode
                 members.setdefault(inode, []).append(pid)
+        self.refused = refused
         return pid_ns, members
 
     def _host_inode(self, pid_ns: dict[int, int]) -> int | None:

@@ -86,6 +86,10 @@ AGENT_PROBE_STATE = InstrumentSpec(
     "1 for the probe's current state (running, unavailable, failed, stopped)", (A.PROBE, A.PROBE_STATE))
 AGENT_NETNS_COUNT = InstrumentSpec(
     "kubeskoop.agent.netns.count", U, "{namespace}", "Network namespaces the agent watches")
+# Namespaces past the number the file-descriptor limit can hold (otel_kubeskoop/limits.py).
+AGENT_NETNS_LEFT_OUT = InstrumentSpec(
+    "kubeskoop.agent.netns.left_out", U, "{namespace}",
+    "Network namespaces found but not watched: more than the file-descriptor limit can hold")
 AGENT_CYCLE_DURATION = InstrumentSpec(
     "kubeskoop.agent.cycle.duration", G, "s", "Wall time of the last whole collection cycle")
 AGENT_EXPORT_FAILURES = InstrumentSpec(
@@ -133,4 +137,4 @@ AGENT_STREAM_DROPPED = InstrumentSpec(
     "kubeskoop.agent.event_stream.dropped", C, "{event}",
     "Events a live stream client's full queue had no room for (the client was told)")
 AGENT = (AGENT_CONFIG_RELOADS, AGENT_STREAM_CLIENTS, AGENT_STREAM_DROPPED, AGENT_BPF_MAP_EVICTED, AGENT_BPF_INFLIGHT_EVICTED, AGENT_BPF_MAP_FULL, AGENT_BPF_RUNS, AGENT_BPF_TIME, AGENT_EVENTS_DELIVERED, AGENT_EVENTS_LOST, AGENT_PROBE_DURATION, AGENT_PROBE_ERRORS, AGENT_PROBE_STATE, AGENT_NETNS_COUNT,
-         AGENT_CYCLE_DURATION, AGENT_EXPORT_FAILURES)
+         AGENT_NETNS_LEFT_OUT, AGENT_CYCLE_DURATION, AGENT_EXPORT_FAILURES)

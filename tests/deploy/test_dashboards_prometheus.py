@@ -17,7 +17,7 @@ from tests.deploy.chart import every_probe_config
 from tests.deploy.podlike import PodlikeAgent
 from tests.deploy.promql import metric_names
 from tests.deploy.test_dashboards import exprs, sets, variables
-from tests.e2e.test_agent_process import free_port
+from tests.agentproc import free_port
 from tests.e2e.prometheus import Prometheus
 from tests.e2e.test_prometheus_compat import prometheus  # noqa: F401 - the fixture
 from tests.kube_apiserver import KubeAPIServer, container_id, make_pod

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from tests.e2e.test_agent_process import free_port
+from tests.agentproc import free_port
 
 
 class Prometheus:

@@ -5,99 +5,18 @@ exporting to a real OTLP receiver; its HTTP endpoints; its shutdown."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
-import yaml
 
+from tests.agentproc import CLI, AgentProcess, get
 from tests.otlp_receiver import OTLPReceiver
 from tests.privileged.netnsutil import netns, require_root, udp_to_closed_port
 
 require_root()
 pytestmark = [pytest.mark.e2e, pytest.mark.privileged]
 
-ROOT = Path(__file__).resolve().parents[2]
-CLI = str(Path(sys.executable).parent / "otel-kubeskoop")
 INODE = "kubeskoop.netns.inode"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def get(port: int, path: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-
-
-class AgentProcess:
-    """The agent with config/default.yaml, or with ``config_text`` as given plus an ``address``
-    line (the interval then comes from ``OTEL_METRIC_EXPORT_INTERVAL`` in ``env``)."""
-
-    def __init__(self, tmp_path: Path, env: dict[str, str], interval: float = 1.0,
-                 config_text: str | None = None) -> None:
-        self.port = free_port()
-        self.config = tmp_path / "config.yaml"
-        if config_text is None:
-            config = yaml.safe_load((ROOT / "config/default.yaml").read_text())
-            config["address"] = f"127.0.0.1:{self.port}"
-            config["otlp"]["interval"] = interval
-            config_text = yaml.safe_dump(config)
-        else:
-            config_text += f"\naddress: 127.0.0.1:{self.port}\n"
-        self.config.write_text(config_text)
-        self.stdout = open(tmp_path / "stdout", "w+b")  # noqa: SIM115
-        self.stderr = open(tmp_path / "stderr", "w+b")  # noqa: SIM115
-        clean = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-        self.proc = subprocess.Popen([CLI, "run", "-c", str(self.config)], env={**clean, "NO_PROXY": "127.0.0.1", **env},
-                                     stdout=self.stdout, stderr=self.stderr)
-
-    def wait_ready(self, timeout: float = 20) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"agent exited {self.proc.returncode}: {self.logs()}")
-            try:
-                if get(self.port, "/readyz")[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"agent not ready in {timeout}s: {self.logs()}")
-
-    def logs(self) -> str:
-        self.stderr.seek(0)
-        return self.stderr.read().decode(errors="replace")
-
-    def terminate(self, timeout: float = 20) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                raise AssertionError(f"agent did not stop on SIGTERM: {self.logs()}") from None
-        return self.proc.returncode
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self.stdout.close()
-        self.stderr.close()
 
 
 @pytest.fixture
@@ -105,7 +24,7 @@ def agent_factory(tmp_path):
     made: list[AgentProcess] = []
 
     def make(env: dict[str, str]) -> AgentProcess:
-        made.append(AgentProcess(tmp_path, env))
+        made.append(AgentProcess(tmp_path, env, name=f"agent{len(made)}"))
         return made[-1]
 
     yield make

@@ -13,7 +13,7 @@ import uuid
 import pytest
 
 from tests.e2e.prometheus import Prometheus, eventually
-from tests.e2e.test_agent_process import AgentProcess
+from tests.agentproc import AgentProcess
 from tests.kube_apiserver import KubeAPIServer, container_id, make_pod
 from tests.privileged.netnsutil import netns, require_root, udp_to_closed_port
 from tests.privileged.podutil import pod_cgroup

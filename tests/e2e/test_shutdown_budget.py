@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from tests.blackhole import BlackHole
-from tests.e2e.test_agent_process import CLI, free_port, get
+from tests.agentproc import CLI, free_port, get
 from tests.privileged.netnsutil import require_root
 
 require_root()

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from tests.e2e.prometheus import Prometheus, eventually
-from tests.e2e.test_agent_process import AgentProcess, get
+from tests.agentproc import AgentProcess, get
 from tests.kube_apiserver import KubeAPIServer, container_id, make_pod
 from tests.privileged.netnsutil import netns, require_root, udp_to_closed_port, veth_pair
 from tests.privileged.podutil import pod_cgroup

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -19,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from otel_kubeskoop.bpf import tc
+from otel_kubeskoop.bpf import tc, tc_owner
 from otel_kubeskoop.bpf.generated.flow import OBJECT
 from otel_kubeskoop.bpf.loader import BPFObject
 from otel_kubeskoop.probe import Cycle, ProbeContext
@@ -166,6 +167,26 @@ def clsact_on(ns: TestNetns, dev: str = "eth0") -> bool:
     return "clsact" in tc_show(ns, "qdisc", "show", "dev", dev)
 
 
+def marked(ns: TestNetns, dev: str = "eth0") -> bool:
+    """The interface's clsact qdisc carries otel-kubeskoop's marker (it made the qdisc)."""
+    return f" {tc_owner.MARK_NAME} " in tc_show(ns, "filter", "show", "dev", dev, "ingress")
+
+
+def ifindex_of(ns: TestNetns, dev: str = "eth0") -> int:
+    return int(json.loads(ip("-n", ns.name, "-j", "link", "show", dev).stdout)[0]["ifindex"])
+
+
+def in_netns(h: Pods, ns: TestNetns, job: Any) -> Any:
+    """``job()`` run inside ``ns`` (as the probe runs its TC calls)."""
+    nsfd = h.cycle.namespaces[ns.inode].open_nsfd()
+    try:
+        (res,) = run_in_netns([(nsfd, job)])
+    finally:
+        os.close(nsfd)
+    assert not isinstance(res, BaseException), res
+    return res
+
+
 # --- tests -----------------------------------------------------------------------------------
 
 
@@ -238,19 +259,18 @@ def test_tcp_bytes_in_both_pods_within_header_overhead() -> None:
 def test_pods_and_interfaces_are_followed_and_leave_nothing_behind() -> None:
     with pods_on_a_bridge(count=3) as h:
         a, b, c = h.pods
-        # a already has a clsact qdisc (another tool's): it must stay; b's and c's are ours.
+        # a already has a clsact qdisc (another tool's, without our marker): it must stay.
         a.run("tc", "qdisc", "add", "dev", "eth0", "clsact")
         h.rescan(a, b)
         probe = h.start()
         assert ours_on(a) and ours_on(b) and not ours_on(c) and not clsact_on(c)
+        assert not marked(a) and marked(b)
         state = probe.attacher.state
-        assert state[a.inode].ifaces["eth0"].created_qdisc is False
-        assert state[b.inode].ifaces["eth0"].created_qdisc is True
 
         # A pod appears (c enters the scan): attached at the next collection.
         h.rescan(a, b, c)
         h.collect()
-        assert ours_on(c) and state[c.inode].ifaces["eth0"].created_qdisc is True
+        assert ours_on(c) and marked(c)
 
         # A second interface appears in a pod: attached too.
         ip("-n", a.name, "link", "add", "net1", "type", "veth", "peer", "name", "net1p",
@@ -280,48 +300,43 @@ def test_pods_and_interfaces_are_followed_and_leave_nothing_behind() -> None:
         other.start()
         try:
             fd = other.program_fds()["flow_ingress"]
-            nsfd = next(ns for i, ns in h.cycle.namespaces.items() if i == b.inode).open_nsfd()
-            try:
-                ifindex = int(json.loads(ip("-n", b.name, "-j", "link", "show", "eth0").stdout)[0]["ifindex"])
-                (res,) = run_in_netns([(nsfd, lambda: tc.attach(ifindex, "ingress", fd, 1, 1))])
-                assert not isinstance(res, BaseException), res
-            finally:
-                import os
-                os.close(nsfd)
+            ifindex = ifindex_of(b)
+            in_netns(h, b, lambda: tc.attach(ifindex, "ingress", fd, 1, 1))
+            handle = probe.attacher.handle
+            assert f"handle {handle:#x} " in tc_show(b, "filter", "show", "dev", "eth0", "ingress")
             probe.stop()
-            assert not ours_on(a) and clsact_on(a)
-            assert clsact_on(b) and "handle 0x1" in tc_show(b, "filter", "show", "dev", "eth0", "ingress")
-            assert "0x4b534b46" not in tc_show(b, "filter", "show", "dev", "eth0", "ingress")
+            assert not ours_on(a) and clsact_on(a) and not marked(a)
+            assert clsact_on(b) and "handle 0x1 " in tc_show(b, "filter", "show", "dev", "eth0", "ingress")
+            assert f"handle {handle:#x} " not in tc_show(b, "filter", "show", "dev", "eth0", "ingress")
         finally:
             other.close()
         assert h.errors == []
 
 
-def test_filters_of_a_crashed_agent_are_replaced_then_removed() -> None:
+def test_filters_of_a_killed_agent_are_reaped_and_its_qdisc_removed_by_the_next() -> None:
     with pods_on_a_bridge(count=1) as h:
         (a,) = h.pods
         crashed = h.start()
         old_ids = dict(crashed.attacher.prog_ids)
-        # The agent dies without detaching: its filters keep its programs loaded.
+        # The agent dies without detaching: its filters keep its programs loaded, and no process
+        # holds them any more.
         crashed.attacher = None
         crashed.bpf.obj.close()
-        assert ours_on(a)
+        assert ours_on(a) and marked(a)
         assert f"id {old_ids['ingress']}" in tc_show(a, "filter", "show", "dev", "eth0", "ingress")
 
         h.probe = None
         fresh = h.start()
-        assert fresh.attacher.stale_removed == 2  # ingress and egress, replaced
+        assert fresh.attacher.reaped == 2  # ingress and egress
         text = tc_show(a, "filter", "show", "dev", "eth0", "ingress")
         assert f"id {fresh.attacher.prog_ids['ingress']}" in text and f"id {old_ids['ingress']}" not in text
-        # The qdisc was there when this run started (the crashed one made it): it is not ours.
-        assert fresh.attacher.state[a.inode].ifaces["eth0"].created_qdisc is False
         fresh.stop()
-        assert not ours_on(a)
+        # The qdisc the killed agent made carries the marker: the last agent out removes it.
+        assert not ours_on(a) and not clsact_on(a)
         deadline = time.monotonic() + 5  # the old program is freed at last (after an RCU grace)
         while tc.program_name(old_ids["ingress"]) is not None and time.monotonic() < deadline:
             time.sleep(0.05)
         assert tc.program_name(old_ids["ingress"]) is None
-        a.run("tc", "qdisc", "del", "dev", "eth0", "clsact")
 
 
 def test_cardinality_cap_folds_flows_into_an_overflow_series() -> None:

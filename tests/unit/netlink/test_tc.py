@@ -92,3 +92,41 @@ def test_requests_are_pyroute2_messages():
     m = ifinfmsg(link)
     m.decode()
     assert m["header"]["type"] == RTM_GETLINK and m.get_attr("IFLA_EXT_MASK") == tc.RTEXT_FILTER_SKIP_STATS
+
+
+@pytest.mark.parametrize("path", sorted(DUMPS.glob("rtm_gettfilter_*.dump")), ids=lambda p: p.stem)
+def test_recorded_filter_dumps(path: Path):
+    raw, expected = read_dump(path)
+    assert [asdict(f) for f in tc.parse_filters(raw)] == expected
+
+
+def test_filters_agree_with_pyroute2():
+    raw, _ = read_dump(DUMPS / "rtm_gettfilter_clsact.dump")
+    ours = tc.parse_filters(raw)
+    theirs = [m for m in MarshalRtnl().parse(raw) if m["header"]["type"] == tc.RTM_NEWTFILTER and m["handle"]]
+    assert len(ours) == len(theirs) == 2
+    for f, m in zip(ours, theirs):
+        info = m["info"]
+        assert (f.ifindex, f.handle, f.parent, f.priority, f.kind) == (
+            m["index"], m["handle"], m["parent"], info >> 16, m.get_attr("TCA_KIND"))
+        assert f.protocol == struct.unpack(">H", struct.pack("<H", info & 0xFFFF))[0]
+        assert f.name == m.get_attr("TCA_OPTIONS").get_attr("TCA_BPF_NAME")
+
+
+def test_a_filter_message_shorter_than_its_tcmsg_is_a_decode_error():
+    short = struct.pack("=IHHII", 24, tc.RTM_NEWTFILTER, 2, 1, 0) + bytes(8)
+    with pytest.raises(DecodeError, match="tcmsg of 8 bytes, needs 20"):
+        tc.parse_filters(short)
+
+
+def test_bpf_filter_request_as_pyroute2_reads_it():
+    raw = tc.bpf_filter_request(7, 0xFFFFFFF2, 1, 0x4B54, 0x88B5, 42, "otel_kubeskoop", 9)
+    (m,) = MarshalRtnl().parse(raw)
+    assert (m["header"]["type"], m["header"]["sequence_number"], m["header"]["flags"]) == (
+        tc.RTM_NEWTFILTER, 9, 0x1 | 0x4 | 0x400 | 0x200)
+    assert (m["index"], m["handle"], m["parent"], m["info"] >> 16) == (7, 1, 0xFFFFFFF2, 0x4B54)
+    assert m["info"] & 0xFFFF == 0xB588  # the EtherType in network order
+    options = m.get_attr("TCA_OPTIONS")
+    assert m.get_attr("TCA_KIND") == "bpf"
+    assert (options.get_attr("TCA_BPF_FD"), options.get_attr("TCA_BPF_NAME"),
+            options.get_attr("TCA_BPF_FLAGS")) == (42, "otel_kubeskoop", 1)

@@ -162,12 +162,12 @@ def test_args() -> None:
 
 
 def test_stop_reports_filters_it_could_not_take_off_and_keeps_them(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake_tc = FakeTC(monkeypatch, flow.TC_HANDLE, flow.TC_PRIORITY)
+    fake_tc = FakeTC(monkeypatch, flow.TC_PRIORITY)
     ctx = ProbeContext(name="flow", cycle=Cycle(namespaces={A_NS: FakeNs(A_NS)}))
     probe = flow.FlowProbe(flow.FlowArgs(), ctx)
     probe.attacher = Attacher("flow", flow.PROGRAMS, {"ingress": 21, "egress": 22},
                               {"ingress": 21, "egress": 22}, probe._wanted,
-                              handle=flow.TC_HANDLE, priority=flow.TC_PRIORITY)
+                              handle=21, priority=flow.TC_PRIORITY)
     assert probe.attacher.sync(ctx.cycle.namespaces, now=0) == []
     fake_tc.refuse_detach.add(3)
     probe.stop()
@@ -176,7 +176,7 @@ def test_stop_reports_filters_it_could_not_take_off_and_keeps_them(monkeypatch: 
     assert probe.attacher is not None and set(probe.attacher.state[A_NS].ifaces) == {"net1"}
     fake_tc.refuse_detach.clear()
     probe.stop()  # a second stop takes them off
-    assert probe.attacher is None and fake_tc.ours(3) == {} and len(ctx.errors) == 1
+    assert probe.attacher is None and fake_tc.of(3, 21) == {} and len(ctx.errors) == 1
 
 
 def test_collect_reads_the_map_and_counts_evictions() -> None:

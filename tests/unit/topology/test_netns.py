@@ -390,3 +390,15 @@ def test_the_discovery_stops_the_runner_it_made(proc: Path, tmp_path: Path) -> N
             named(given, tmp_path, "ksk-regular-file").read("net/dev")
     assert given.running  # not the discovery's to stop
     given.stop()
+
+
+def test_past_max_namespaces_the_host_and_those_held_stay_and_the_rest_are_counted(
+        proc: Path, tmp_path: Path) -> None:
+    with NetnsDiscovery(str(proc), str(tmp_path / "none"), max_namespaces=2) as d:
+        found = d.scan()
+        assert set(found) == {HOST, POD_A} and d.left_out == 1  # the host, then the oldest inode
+        add_pid(proc, 777, "net:[4026532280]")  # a new namespace with an older inode than POD_A's
+        found = d.scan()
+        assert set(found) == {HOST, POD_A} and d.left_out == 2  # the one held stays
+        d.max_namespaces = 3
+        assert set(d.scan()) == {HOST, POD_A, 4026532280} and d.left_out == 1
