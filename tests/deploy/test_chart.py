@@ -133,11 +133,14 @@ def test_apparmor_before_kubernetes_1_30_is_an_annotation():
     assert "appArmorProfile" not in agent_container(objects)["securityContext"]
 
 
-def test_config_change_rolls_the_pods():
-    a = one(render(), "DaemonSet")["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
-    b = one(render("config.otlp.interval=30"), "DaemonSet")["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+def test_config_changes_apply_live_and_rolling_is_an_option():
+    """The agent reloads the mounted ConfigMap itself: by default no checksum rolls the pods."""
+    annotations = one(render(), "DaemonSet")["spec"]["template"]["metadata"].get("annotations", {})
+    assert "checksum/config" not in annotations
+    roll = "rolloutOnConfigChange=true"
+    a = one(render(roll), "DaemonSet")["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+    b = one(render(roll, "config.otlp.interval=30"), "DaemonSet")["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
     assert a != b
-    assert "checksum/config" not in one(render("rolloutOnConfigChange=false"), "DaemonSet")["spec"]["template"]["metadata"].get("annotations", {})
 
 
 def test_service_monitor_adds_the_node_label():
