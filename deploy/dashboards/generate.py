@@ -405,7 +405,8 @@ def otlp_agent() -> dict[str, Any]:
             ts("Collection time per probe", target(f"max by ({probe}) ({O('kubeskoop.agent.probe.duration')}{{{sel}}})", f"{{{{{probe}}}}}"), unit="s"),
             ts("Probe errors", target(rate("kubeskoop.agent.probe.errors", probe, L("error.type")), f"{{{{{probe}}}}} {{{{{L('error.type')}}}}}")),
             ts("Cycle time and namespaces", target(f"max by ({NODE}) ({O('kubeskoop.agent.cycle.duration')}{{{sel}}})", f"{{{{{NODE}}}}} cycle"),
-               target(f"max by ({NODE}) ({O('kubeskoop.agent.netns.count')}{{{sel}}})", f"{{{{{NODE}}}}} namespaces")),
+               target(f"max by ({NODE}) ({O('kubeskoop.agent.netns.count')}{{{sel}}})", f"{{{{{NODE}}}}} namespaces"),
+               target(f"max by ({NODE}) ({O('kubeskoop.agent.netns.left_out')}{{{sel}}})", f"{{{{{NODE}}}}} namespaces left out")),
         ]),
         ("Events and export", [
             ts("Events delivered", target(rate("kubeskoop.agent.events.delivered", probe), f"{{{{{probe}}}}}")),
