@@ -118,6 +118,7 @@ import socket, sys
 family = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
 s = socket.socket(family, socket.SOCK_DGRAM)
 s.bind((sys.argv[1], int(sys.argv[2])))
+s.settimeout(10)  # a datagram lost ends the receiver (the test fails) instead of hanging it
 print("ready", flush=True)
 n = 0
 while n < int(sys.argv[3]):
