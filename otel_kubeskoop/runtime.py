@@ -17,7 +17,7 @@ import select
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -190,9 +190,11 @@ class ProbeRuntime:
     def __init__(self, probes: Iterable[ProbeConfig], proc_root: str = "/proc",
                  registry: Mapping[str, ProbeSpec] = REGISTRY,
                  emit: Callable[[Event], None] | None = None, bpf_stats: bool = False,
-                 cgroup_root: str = "/sys/fs/cgroup", sys_root: str = "/sys") -> None:
-        """``emit`` receives every decoded event (the event emitter's ``emit``); ``bpf_stats`` turns
-        on the kernel's per-program statistics for as long as the runtime runs."""
+                 cgroup_root: str = "/sys/fs/cgroup", sys_root: str = "/sys",
+                 emit_batch: Callable[[Sequence[Event]], None] | None = None) -> None:
+        """``emit`` receives every decoded event (the event emitter's ``emit``; ``emit_batch``, its
+        ``emit_batch``, many at once); ``bpf_stats`` turns on the kernel's per-program statistics
+        for as long as the runtime runs."""
         self.cycle = Cycle()  # the one handed in last
         self.proc_root = proc_root
         self.cgroup_root = cgroup_root
@@ -205,6 +207,7 @@ class ProbeRuntime:
                 log.warning("bpfStats: %s", self.program_stats.reason)
                 self.program_stats = None
         self._emit = emit or (lambda event: None)
+        self._emit_batch = emit_batch
         self._registry = registry
         self.runs: list[ProbeRun] = []
         self._first: dict[str, ProbeRun] = {}  # a probe configured for both kinds runs once
@@ -318,7 +321,8 @@ class ProbeRuntime:
 
         return ProbeContext(name=name, proc_root=self.proc_root, cycle=self.cycle,
                             cgroup_root=self.cgroup_root, sys_root=self.sys_root,
-                            events_enabled=name in self._with_events, emit=self._emit, watch=watch)
+                            events_enabled=name in self._with_events, emit=self._emit, watch=watch,
+                            emit_batch=self._emit_batch)
 
     def collect(self, cycle: Cycle) -> list[Sample]:
         """Collect every running probe once over ``cycle``; return their samples plus the runtime's own.

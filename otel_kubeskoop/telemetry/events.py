@@ -6,13 +6,15 @@ Probes emit from the event pump thread (the runtime hands them :meth:`EventEmitt
 tens of thousands of events a second; the resource comes from the resource directory the emitter
 is built with. The SDK's log path (``LoggerProvider`` + ``BatchLogRecordProcessor`` + encoder)
 costs about 95 us of CPU per event (``README.md``, "Event path"), so it is not used on this path.
-``emit`` encodes the log record once and appends its bytes to a queue bounded in bytes
-(``queue_bytes``: a backlog during an outage costs at most that, and the memory is given back to
-the system when the backlog is gone); one export thread drains it every second (or sooner when a
-batch is full), groups the records by resource into an OTLP ``ExportLogsServiceRequest`` built
-directly from the opentelemetry-proto messages, and sends it through the SDK's OTLP log exporter at
-its per-request layer (retries, backoff, TLS, headers as the SDK does). The wire result is what the SDK would send: one
-ResourceLogs per resource, one scope, records with ``event_name``, severity WARN, typed attributes.
+``emit_batch`` takes the events of one ring-buffer read, encodes each log record once in wire form
+(``telemetry/logwire.py``: attribute encodings built once per distinct value) and appends the bytes
+to a queue bounded in bytes (``queue_bytes``: a backlog during an outage costs at most that, and
+the memory is given back to the system when the backlog is gone); one export thread drains it
+every second (or sooner when a batch is full), joins the records by resource into an OTLP
+``ExportLogsServiceRequest``, and sends it through the SDK's OTLP log exporter at its per-request
+layer (retries, backoff, TLS, headers, compression as the SDK does; socket writes and zlib run
+without the GIL). The wire result is what the SDK would send: one ResourceLogs per resource, one
+scope, records with ``event_name``, severity WARN, typed attributes.
 
 Every event the agent receives is either delivered or counted as lost, by probe and reason:
 ``export_queue_full`` (the queue was full: the backend is slower than the event rate) and
@@ -33,12 +35,11 @@ import sys
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import IO, Any, Protocol
 
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope, KeyValue
-from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, SeverityNumber
+from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
+from opentelemetry.proto.logs.v1.logs_pb2 import SeverityNumber
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource as ProtoResource
 from opentelemetry.sdk.resources import Resource
 
@@ -46,6 +47,7 @@ from otel_kubeskoop import __version__
 from otel_kubeskoop.probe import Event, Sample
 from otel_kubeskoop.vocabulary import attributes as A
 from otel_kubeskoop.vocabulary import instruments as I
+from otel_kubeskoop.telemetry.logwire import EncodedRequest, RecordEncoder, request_bytes, resource_logs_head
 from otel_kubeskoop.telemetry.pipeline import key_values
 
 log = logging.getLogger(__name__)
@@ -55,9 +57,6 @@ UPSTREAM_TYPE = "kubeskoop.event.type"
 WARN = SeverityNumber.SEVERITY_NUMBER_WARN
 DEFAULT_QUEUE_BYTES = 16 << 20  # about 60,000 events (bench/results): seconds of a 10k events/s burst
 DEFAULT_BATCH = 2048
-# Attribute pairs built once. At 65,536 entries the cache alone held about 55 MiB (measured with
-# tcpreset-like events: ports and addresses rarely repeat), more than the whole event queue.
-KV_CACHE_SIZE = 4096
 ENTRY_OVERHEAD = 120  # bytes a queued record costs beyond its encoding: bytes object, tuple, deque slot
 
 
@@ -145,8 +144,9 @@ class EventEmitter:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._export_lock = threading.Lock()  # one drain at a time (thread, flush, shutdown)
-        self._protos: dict[int, tuple[Resource, ProtoResource]] = {}
-        self._kv_cache: dict[tuple[str, Any], KeyValue] = {}
+        self._heads: dict[int, tuple[Resource, tuple[bytes, bytes]]] = {}
+        self._encoder = RecordEncoder(WARN, "WARN", UPSTREAM_TYPE)
+        self._probes: dict[str, str] = {}  # event name -> probe
         self.delivered: Counter[str] = Counter()  # probe -> events delivered
         self.lost: Counter[tuple[str, str]] = Counter()  # (probe, reason) -> events lost
         # Called per event with its resource, on the emitting thread: must not block (the live
@@ -184,35 +184,66 @@ class EventEmitter:
         return sum(self.delivered.values())
 
     def emit(self, event: Event) -> None:
-        resource = self._resources.event_resource(event.netns)
-        for hook in self.hooks:
-            hook(event, resource)
-        if self._sinks:
-            self._write_lines(event, resource)
-        if not self._exporters:
-            self.delivered[probe_of(event)] += 1
+        self.emit_batch((event,))
+
+    def emit_batch(self, events: Sequence[Event]) -> None:
+        """Emit ``events`` (one ring-buffer read's worth): resources looked up once per namespace,
+        records encoded, queued under one lock; what finds no room is counted lost."""
+        if not events:
             return
-        data = self._encode(event)
-        cost = len(data) + ENTRY_OVERHEAD
+        lookup, resources = self._resources.event_resource, {}
+        hooks, sinks = self.hooks, self._sinks
+        batch = []
+        for event in events:
+            netns = event.netns
+            resource = resources.get(netns)
+            if resource is None:
+                resource = resources[netns] = lookup(netns)
+            for hook in hooks:
+                hook(event, resource)
+            if sinks:
+                self._write_lines(event, resource)
+            batch.append((event, resource))
+        probe = self._probe_of
+        if not self._exporters:
+            with self._lock:
+                self.delivered.update(probe(event.name) for event in events)
+            return
+        now, record = time.time_ns(), self._encoder.record
+        encoded = [(probe(event.name), resource,
+                    record(event.name, event.upstream_type, event.body, event.attributes,
+                           event.timestamp_ns or now, now))
+                   for event, resource in batch]
+        lost: Counter[tuple[str, str]] = Counter()
         with self._lock:
-            if self.queued_bytes + cost > self._queue_bytes or self._closed:
-                self.lost[(probe_of(event), "export_queue_full" if not self._closed else "shutdown")] += 1
-                return
-            self._queue.append((probe_of(event), resource, data))
-            self.queued_bytes += cost
-            self._high_water = max(self._high_water, self.queued_bytes)
+            reason = "shutdown" if self._closed else "export_queue_full"
+            queued, budget, append = self.queued_bytes, self._queue_bytes, self._queue.append
+            for entry in encoded:
+                cost = len(entry[2]) + ENTRY_OVERHEAD
+                if queued + cost > budget or self._closed:
+                    lost[(entry[0], reason)] += 1
+                    continue
+                append(entry)
+                queued += cost
+            self.queued_bytes = queued
+            self._high_water = max(self._high_water, queued)
+            if lost:
+                self.lost.update(lost)
             full = len(self._queue) >= self._batch_size
         if full:
             self._wake.set()
 
+    def _probe_of(self, name: str) -> str:
+        probe = self._probes.get(name)
+        if probe is None:
+            probe = self._probes[name] = name.split(".", 2)[1]
+        return probe
+
     def _encode(self, event: Event) -> bytes:
+        """One event as the framed log record the queue holds."""
         now = time.time_ns()
-        record = LogRecord(time_unix_nano=event.timestamp_ns or now, observed_time_unix_nano=now,
-                           severity_number=WARN, severity_text="WARN", event_name=event.name)
-        record.body.string_value = event.body or event.name
-        record.attributes.extend([self._key_value(kv) for kv in event.attributes])
-        record.attributes.append(self._key_value((UPSTREAM_TYPE, event.upstream_type)))
-        return record.SerializeToString()
+        return self._encoder.record(event.name, event.upstream_type, event.body, event.attributes,
+                                    event.timestamp_ns or now, now)
 
     def _write_lines(self, event: Event, resource: Resource) -> None:
         record = event_record(event, resource)
@@ -224,39 +255,26 @@ class EventEmitter:
 
     # Export ------------------------------------------------------------------------------------
 
-    def _proto(self, resource: Resource) -> ProtoResource:
-        hit = self._protos.get(id(resource))
+    def _head(self, resource: Resource) -> tuple[bytes, bytes]:
+        """A resource's encoded ``resource`` and ``scope`` fields, built once per resource object
+        (the directory makes a new object when a pod's attributes change)."""
+        hit = self._heads.get(id(resource))
         if hit is None or hit[0] is not resource:
-            if len(self._protos) > 4096:  # resources come and go with pods; keep the cache bounded
-                self._protos.clear()
-            hit = self._protos[id(resource)] = (resource, ProtoResource(attributes=key_values(resource.attributes)))
+            if len(self._heads) > 4096:  # resources come and go with pods; keep the cache bounded
+                self._heads.clear()
+            encoded = ProtoResource(attributes=key_values(resource.attributes)).SerializeToString()
+            hit = self._heads[id(resource)] = (resource, resource_logs_head(encoded, SCOPE))
         return hit[1]
 
-    def _request(self, batch: list[tuple[str, Resource, bytes]]) -> ExportLogsServiceRequest:
-        request = ExportLogsServiceRequest()
-        scopes: dict[int, Any] = {}
+    def _request(self, batch: list[tuple[str, Resource, bytes]]) -> EncodedRequest:
+        """The logs request of ``batch``: one ResourceLogs per resource, records in queue order."""
+        groups: dict[int, tuple[tuple[bytes, bytes], list[bytes]]] = {}
         for _, resource, data in batch:
-            scope_logs = scopes.get(id(resource))
-            if scope_logs is None:
-                resource_logs = request.resource_logs.add()
-                resource_logs.resource.CopyFrom(self._proto(resource))
-                scope_logs = scopes[id(resource)] = resource_logs.scope_logs.add()
-                scope_logs.scope.CopyFrom(SCOPE)
-            scope_logs.log_records.add().MergeFromString(data)
-        return request
-
-    def _key_value(self, pair: tuple[str, Any]) -> KeyValue:
-        """Attribute pairs repeat (transport, state, reason, the busy addresses): building each
-        KeyValue once halves the cost of a record. Bounded (``KV_CACHE_SIZE``): cleared when full."""
-        try:
-            kv = self._kv_cache.get(pair)
-        except TypeError:  # an unhashable value (a list: a kernel stack) is built each time
-            return key_values((pair,))[0]
-        if kv is None:
-            if len(self._kv_cache) >= KV_CACHE_SIZE:
-                self._kv_cache.clear()
-            kv = self._kv_cache[pair] = key_values((pair,))[0]
-        return kv
+            group = groups.get(id(resource))
+            if group is None:
+                group = groups[id(resource)] = (self._head(resource), [])
+            group[1].append(data)
+        return EncodedRequest(request_bytes(groups), len(batch))
 
     def _drain(self, deadline: float | None = None) -> None:
         """Send what is queued, a batch at a time; ``deadline`` (``time.monotonic()``) cuts it."""
@@ -287,7 +305,7 @@ class EventEmitter:
                     self.lost.update({(probe, "export_failed"): c for probe, c in counts.items()})
         self._give_back()
 
-    def _send(self, request: ExportLogsServiceRequest, deadline: float | None) -> bool:
+    def _send(self, request: EncodedRequest, deadline: float | None) -> bool:
         timeout = None if deadline is None else deadline - time.monotonic()
         if timeout is not None and timeout <= 0:
             self.last_error = "the shutdown deadline came before the request was sent"
