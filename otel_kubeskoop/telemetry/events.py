@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import gc
+import functools
 import json
 import logging
 import sys
@@ -55,9 +55,9 @@ log = logging.getLogger(__name__)
 SCOPE = InstrumentationScope(name="otel_kubeskoop.probes", version=__version__)
 UPSTREAM_TYPE = "kubeskoop.event.type"
 WARN = SeverityNumber.SEVERITY_NUMBER_WARN
-DEFAULT_QUEUE_BYTES = 16 << 20  # about 60,000 events (bench/results): seconds of a 10k events/s burst
+DEFAULT_QUEUE_BYTES = 16 << 20  # about 40,000 tcpreset events (about 370 bytes each encoded)
 DEFAULT_BATCH = 2048
-ENTRY_OVERHEAD = 120  # bytes a queued record costs beyond its encoding: bytes object, tuple, deque slot
+ENTRY_OVERHEAD = 48  # bytes a queued record costs beyond its encoding: bytes object header, list slot
 
 
 def probe_of(event: Event) -> str:
@@ -76,13 +76,17 @@ def event_record(event: Event, resource: Resource) -> dict[str, Any]:
     }
 
 
+@functools.cache
+def _trim_function() -> Callable[[int], int] | None:
+    name = ctypes.util.find_library("c")  # runs ldconfig: once
+    return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+
+
 def _malloc_trim() -> None:
     """Give freed heap back to the system (glibc keeps it otherwise; ``man 3 malloc_trim``)."""
-    name = ctypes.util.find_library("c")
-    if name:
-        trim = getattr(ctypes.CDLL(name), "malloc_trim", None)
-        if trim is not None:
-            trim(0)
+    trim = _trim_function()
+    if trim is not None:
+        trim(0)
 
 
 class LineSink:
@@ -130,7 +134,11 @@ class EventEmitter:
         self._resources = resources
         self._exporters = log_exporters
         self._sinks = line_sinks
-        self._queue: deque[tuple[str, Resource, bytes]] = deque()  # probe, resource, encoded record
+        # Encoded records in chunks of one probe and resource, in order: the queue holds a few
+        # container objects per ring-buffer read instead of one per record, so a backlog does not
+        # feed the garbage collector's older generations (full collections of the whole heap).
+        self._queue: deque[tuple[str, Resource, list[bytes]]] = deque()
+        self._queued = 0  # records in the queue
         self._queue_bytes = queue_bytes
         self.queued_bytes = 0
         self._high_water = 0  # bytes queued at most since the queue was last empty
@@ -217,19 +225,25 @@ class EventEmitter:
         lost: Counter[tuple[str, str]] = Counter()
         with self._lock:
             reason = "shutdown" if self._closed else "export_queue_full"
-            queued, budget, append = self.queued_bytes, self._queue_bytes, self._queue.append
-            for entry in encoded:
-                cost = len(entry[2]) + ENTRY_OVERHEAD
+            queued, budget, queue, n = self.queued_bytes, self._queue_bytes, self._queue, 0
+            chunk = queue[-1] if queue else None
+            for probe_name, resource, data in encoded:
+                cost = len(data) + ENTRY_OVERHEAD
                 if queued + cost > budget or self._closed:
-                    lost[(entry[0], reason)] += 1
+                    lost[(probe_name, reason)] += 1
                     continue
-                append(entry)
+                if chunk is None or chunk[1] is not resource or chunk[0] != probe_name:
+                    chunk = (probe_name, resource, [])
+                    queue.append(chunk)
+                chunk[2].append(data)
                 queued += cost
+                n += 1
             self.queued_bytes = queued
+            self._queued += n
             self._high_water = max(self._high_water, queued)
             if lost:
                 self.lost.update(lost)
-            full = len(self._queue) >= self._batch_size
+            full = self._queued >= self._batch_size
         if full:
             self._wake.set()
 
@@ -266,31 +280,49 @@ class EventEmitter:
             hit = self._heads[id(resource)] = (resource, resource_logs_head(encoded, SCOPE))
         return hit[1]
 
-    def _request(self, batch: list[tuple[str, Resource, bytes]]) -> EncodedRequest:
-        """The logs request of ``batch``: one ResourceLogs per resource, records in queue order."""
+    def _request(self, batch: list[tuple[str, Resource, list[bytes]]]) -> EncodedRequest:
+        """The logs request of ``batch`` (queue chunks): one ResourceLogs per resource, records in
+        queue order."""
         groups: dict[int, tuple[tuple[bytes, bytes], list[bytes]]] = {}
-        for _, resource, data in batch:
+        for _, resource, records in batch:
             group = groups.get(id(resource))
             if group is None:
                 group = groups[id(resource)] = (self._head(resource), [])
-            group[1].append(data)
-        return EncodedRequest(request_bytes(groups), len(batch))
+            group[1].extend(records)
+        return EncodedRequest(request_bytes(groups), sum(len(records) for _, _, records in batch))
 
-    def _drain(self, deadline: float | None = None) -> None:
-        """Send what is queued, a batch at a time; ``deadline`` (``time.monotonic()``) cuts it."""
+    def _take(self, n: int) -> list[tuple[str, Resource, list[bytes]]]:
+        """The first ``n`` queued records, as chunks (lock held)."""
+        out, queue = [], self._queue
+        while n > 0 and queue:
+            probe_name, resource, records = queue.popleft()
+            if len(records) > n:
+                queue.appendleft((probe_name, resource, records[n:]))
+                records = records[:n]
+            out.append((probe_name, resource, records))
+            n -= len(records)
+        taken = sum(len(records) for _, _, records in out)
+        self._queued -= taken
+        self.queued_bytes -= sum(len(data) for _, _, records in out for data in records) + taken * ENTRY_OVERHEAD
+        return out
+
+    def _drain(self, deadline: float | None = None, *, full_only: bool = False) -> None:
+        """Send what is queued, a batch at a time; ``deadline`` (``time.monotonic()``) cuts it;
+        ``full_only``: only full batches (the rest waits for more, or for the flush interval)."""
         with self._export_lock:
-            self._drain_locked(deadline)
+            self._drain_locked(deadline, full_only=full_only)
 
-    def _drain_locked(self, deadline: float | None = None) -> None:
+    def _drain_locked(self, deadline: float | None = None, *, full_only: bool = False) -> None:
         """:meth:`_drain` with the export lock held (a reload drains to the old outputs too)."""
         while True:
             with self._lock:
-                if not self._queue or self._closed:
+                if not self._queued or self._closed or (full_only and self._queued < self._batch_size):
                     break
-                n = min(self._batch_size, len(self._queue))
-                batch = [self._queue.popleft() for _ in range(n)]
-                self.queued_bytes -= sum(len(data) + ENTRY_OVERHEAD for _, _, data in batch)
-                counts = Counter(probe for probe, _, _ in batch)
+                batch = self._take(self._batch_size)
+                counts: Counter[str] = Counter()
+                for probe_name, _, records in batch:
+                    counts[probe_name] += len(records)
+                n = counts.total()
                 self._in_flight = counts
             ok = self._send(self._request(batch), deadline)
             del batch
@@ -323,19 +355,24 @@ class EventEmitter:
         return ok
 
     def _give_back(self) -> None:
-        """After a backlog (an outage) the queue is down to less than a batch: return its memory."""
+        """After a backlog (an outage: the queue was half full or more) the queue is down to less
+        than a batch: return its memory. The queue holds no reference cycles, so its memory is
+        free once sent; no collection is needed (a full one stalls every thread for tens of ms,
+        enough to fill a probe's ring buffer at high rates)."""
         with self._lock:
-            if len(self._queue) >= self._batch_size or self._high_water < self._queue_bytes // 8:
+            if self._queued >= self._batch_size or self._high_water < self._queue_bytes // 2:
                 return
             self._high_water = 0
-        gc.collect()
         _malloc_trim()
 
     def _run(self) -> None:
+        # Woken by a full batch: send full batches only. Sending whatever came in during the last
+        # request made a request of a few dozen records every few milliseconds at high rates,
+        # each costing about 1 ms of CPU in the HTTP client (bench/event_path.py).
         while not self._stop.is_set():
-            self._wake.wait(self._flush_interval)
+            full = self._wake.wait(self._flush_interval)
             self._wake.clear()
-            self._drain()
+            self._drain(full_only=full and not self._stop.is_set())
         self._drain(self._final_deadline)
 
     def flush(self) -> None:
@@ -353,7 +390,7 @@ class EventEmitter:
         """Delivered and lost by probe and reason, and the queue, for ``/status``."""
         with self._lock:
             delivered, lost = dict(self.delivered), dict(self.lost)
-            queued, queued_bytes = len(self._queue), self.queued_bytes
+            queued, queued_bytes = self._queued, self.queued_bytes
         by_probe: dict[str, dict[str, Any]] = {p: {"delivered": n, "lost": {}} for p, n in delivered.items()}
         for (probe, reason), n in lost.items():
             by_probe.setdefault(probe, {"delivered": 0, "lost": {}})["lost"][reason] = n
@@ -373,8 +410,11 @@ class EventEmitter:
             self._drain(deadline)
         with self._lock:
             self._closed = True
-            left = Counter(probe for probe, _, _ in self._queue) + self._in_flight
+            left = Counter() + self._in_flight
+            for probe_name, _, records in self._queue:
+                left[probe_name] += len(records)
             self._queue.clear()
+            self._queued = 0
             self.queued_bytes = 0
             self._in_flight = Counter()
         if left:

@@ -10,7 +10,8 @@ upstream type attribute) and one encoded ``KeyValue`` per attribute, each built 
 fields are written in field-number order as the protobuf runtime does, and the unit tests check
 that the bytes parse to the same messages, field by field, as the official types build
 (``tests/unit/test_logwire.py``). Attribute values other than str and int (bool, float, arrays)
-are encoded by the official types.
+are encoded by the official types; an int beyond int64, which OTLP cannot carry, as its decimal
+string.
 """
 
 from __future__ import annotations
@@ -84,7 +85,10 @@ def encode_pair(key: str, value: Any) -> bytes:
         from otel_kubeskoop.telemetry.pipeline import any_value as fill
 
         message = AnyValue()
-        fill(message, value)
+        try:
+            fill(message, value)
+        except ValueError:  # an int beyond int64 (OTLP has no uint64): its decimal string
+            message = AnyValue(string_value=str(value))
         any_value = message.SerializeToString()
     kv = length_delimited(_KEY_TAG, key.encode()) + length_delimited(_VALUE_TAG, any_value)
     return length_delimited(_ATTRIBUTE_TAG, kv)
@@ -99,9 +103,26 @@ class RecordEncoder:
         self._upstream_key = upstream_type_key
         self._pairs: dict[tuple[str, Any], bytes] = {}
         self._kinds: dict[tuple[str, str, str], tuple[bytes, bytes, bytes]] = {}
+        self._int_prefixes: dict[tuple[str, int], bytes] = {}
+
+    def _int_prefix(self, key: str, size: int) -> bytes:
+        """What precedes an int value's varint of ``size`` bytes in its attribute field."""
+        if len(self._int_prefixes) >= MAX_CACHED_PAIRS:
+            self._int_prefixes.clear()
+        kv = length_delimited(_KEY_TAG, key.encode()) + _VALUE_TAG + varint(size + 1) + _INT_TAG
+        prefix = self._int_prefixes[(key, size)] = _ATTRIBUTE_TAG + varint(len(kv) + size) + kv
+        return prefix
 
     def pair(self, pair: tuple[str, Any]) -> bytes:
-        """An attribute's encoding, built once per distinct (key, value) while it is kept."""
+        """An attribute's encoding, built once per distinct (key, value) while it is kept;
+        non-negative ints (ports: tens of thousands of values) are written each time from their
+        key's cached prefix, which costs less than caching them and keeps them from evicting the
+        rest."""
+        value = pair[1]
+        if type(value) is int and 0 <= value <= _INT64_MAX:
+            vb = varint(value)
+            prefix = self._int_prefixes.get((pair[0], len(vb))) or self._int_prefix(pair[0], len(vb))
+            return prefix + vb
         try:
             hit = self._pairs.get(pair)
         except TypeError:  # an unhashable value (a list: a kernel stack) is built each time
