@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from otel_kubeskoop.bpf.maps import BPFMap
 from otel_kubeskoop.bpf.spec import ObjectSpec
 from otel_kubeskoop.probe import Event, ProbeContext, Sample, Unavailable
-from otel_kubeskoop.probes._decode import clock_offset_ns, decode_records, tuple_attributes
+from otel_kubeskoop.probes._decode import clock_offset_ns, emit_records, tuple_attributes
 from otel_kubeskoop.probes._reconcile import NetnsReconciler
 from otel_kubeskoop.vocabulary import attributes as A
 from otel_kubeskoop.vocabulary import instruments as I
@@ -173,15 +173,7 @@ class ObjectHandle:
         return self.obj.map(name, spec.key, spec.value, **kwargs)
 
     def _on_records(self, records: list[bytes]) -> None:
-        """Decode one ring-buffer read's records and emit them together
-        (:func:`~otel_kubeskoop.probes._decode.decode_records`)."""
-        events = decode_records(self._decode, records, self.ctx, self.spec.name)  # type: ignore[arg-type]
-        if events:
-            if self.ctx.emit_batch is not None:
-                self.ctx.emit_batch(events)
-            else:
-                for event in events:
-                    self.ctx.emit(event)
+        emit_records(self._decode, records, self.ctx, self.spec.name)  # type: ignore[arg-type]
 
     # --- self-telemetry -----------------------------------------------------------------
 

@@ -16,7 +16,7 @@ import functools
 import logging
 import socket
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, TypeVar
@@ -34,6 +34,7 @@ __all__ = [
     "clock_offset_ns",
     "connection_attributes",
     "decode_records",
+    "emit_records",
     "event_type",
     "ifname",
     "kernel_names",
@@ -309,6 +310,26 @@ def decode_records(decode: Callable[[bytes], Event], records: Iterable[bytes], c
             ctx.decode_errors += 1
             log.debug("%s: undecodable record of %d bytes: %s: %s", probe, len(raw), type(exc).__name__, exc)
     return events
+
+
+EMIT_CHUNK = 256  # records decoded and emitted at a time
+
+
+def emit_records(decode: Callable[[bytes], Event], records: Sequence[bytes], ctx: ProbeContext,
+                 probe: str) -> None:
+    """Decode one ring-buffer read's ``records`` (:func:`decode_records`) and emit the events,
+    :data:`EMIT_CHUNK` at a time: a read after a stall holds thousands, and keeping them all alive
+    at once would let the garbage collector promote them to older generations, whose full
+    collections (of the whole heap) then stall the pump long enough to fill the ring buffer."""
+    for at in range(0, len(records), EMIT_CHUNK):
+        events = decode_records(decode, records[at:at + EMIT_CHUNK], ctx, probe)
+        if not events:
+            continue
+        if ctx.emit_batch is not None:
+            ctx.emit_batch(events)
+        else:
+            for event in events:
+                ctx.emit(event)
 
 
 def event_type(enum: type[_E], value: int, probe: str) -> _E:

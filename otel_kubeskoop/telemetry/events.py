@@ -157,9 +157,9 @@ class EventEmitter:
         self._probes: dict[str, str] = {}  # event name -> probe
         self.delivered: Counter[str] = Counter()  # probe -> events delivered
         self.lost: Counter[tuple[str, str]] = Counter()  # (probe, reason) -> events lost
-        # Called per event with its resource, on the emitting thread: must not block (the live
-        # event stream only queues it, see telemetry/stream.py).
-        self.hooks: tuple[Callable[[Event, Resource], None], ...] = ()
+        # Called once per batch with its (event, resource) pairs, on the emitting thread: must not
+        # block (the live event stream only queues them, see telemetry/stream.py).
+        self.hooks: tuple[Callable[[Sequence[tuple[Event, Resource]]], None], ...] = ()
         self._thread: threading.Thread | None = None
         self._start_thread()
 
@@ -200,18 +200,18 @@ class EventEmitter:
         if not events:
             return
         lookup, resources = self._resources.event_resource, {}
-        hooks, sinks = self.hooks, self._sinks
         batch = []
         for event in events:
             netns = event.netns
             resource = resources.get(netns)
             if resource is None:
                 resource = resources[netns] = lookup(netns)
-            for hook in hooks:
-                hook(event, resource)
-            if sinks:
-                self._write_lines(event, resource)
             batch.append((event, resource))
+        for hook in self.hooks:
+            hook(batch)
+        if self._sinks:
+            for event, resource in batch:
+                self._write_lines(event, resource)
         probe = self._probe_of
         if not self._exporters:
             with self._lock:
