@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ctypes
 import struct
+import sys
 import time
 from typing import Any, TypeVar
 
@@ -84,7 +85,8 @@ class RecordLayout:
     position (nested fields dotted: ``hdr.type``; byte arrays come as bytes)."""
 
     def __init__(self, cls: type[ctypes.Structure]) -> None:
-        if not issubclass(cls, ctypes.LittleEndianStructure):  # ctypes.Structure on little-endian hosts
+        swapped = hasattr(cls, "_swappedbytes_")  # ctypes marks structures of the other byte order
+        if swapped == (sys.byteorder == "little"):
             raise TypeError(f"{cls.__name__}: not a little-endian mirror")
         fields, size = _layout(cls, "")
         fmt, at = ["<"], 0

@@ -114,24 +114,24 @@ class RecordEncoder:
         return prefix
 
     def pair(self, pair: tuple[str, Any]) -> bytes:
-        """An attribute's encoding, built once per distinct (key, value) while it is kept;
-        non-negative ints (ports: tens of thousands of values) are written each time from their
-        key's cached prefix, which costs less than caching them and keeps them from evicting the
-        rest."""
-        value = pair[1]
-        if type(value) is int and 0 <= value <= _INT64_MAX:
-            vb = varint(value)
-            prefix = self._int_prefixes.get((pair[0], len(vb))) or self._int_prefix(pair[0], len(vb))
-            return prefix + vb
-        try:
+        """An attribute's encoding. Strings are built once per distinct (key, value) while kept:
+        only strings, since ``1 == 1.0 == True`` would let a cache keyed by value hand one the
+        other's encoding. Non-negative ints (ports: tens of thousands of values) are written each
+        time after their key's cached prefix, which costs less than caching them."""
+        key, value = pair
+        kind = type(value)
+        if kind is str:
             hit = self._pairs.get(pair)
-        except TypeError:  # an unhashable value (a list: a kernel stack) is built each time
-            return encode_pair(*pair)
-        if hit is None:
-            if len(self._pairs) >= MAX_CACHED_PAIRS:
-                self._pairs.clear()
-            hit = self._pairs[pair] = encode_pair(*pair)
-        return hit
+            if hit is None:
+                if len(self._pairs) >= MAX_CACHED_PAIRS:
+                    self._pairs.clear()
+                hit = self._pairs[pair] = encode_pair(key, value)
+            return hit
+        if kind is int and 0 <= value <= _INT64_MAX:
+            vb = varint(value)
+            prefix = self._int_prefixes.get((key, len(vb))) or self._int_prefix(key, len(vb))
+            return prefix + vb
+        return encode_pair(key, value)
 
     def _kind(self, name: str, upstream_type: str, body: str) -> tuple[bytes, bytes, bytes]:
         """The parts of a record fixed by its event: severity and body; the upstream type
@@ -148,13 +148,9 @@ class RecordEncoder:
                time_ns: int, observed_ns: int) -> bytes:
         """One event as a ``log_records`` entry (tag and length included), ready to join."""
         kind = self._kinds.get((name, upstream_type, body)) or self._kind(name, upstream_type, body)
-        try:
-            get = self._pairs.get
-            pairs = [get(kv) for kv in attributes]
-        except TypeError:  # an unhashable value: look each up on its own
-            pairs = [None] * len(attributes)
-        if None in pairs:
-            pairs = [p if p is not None else self.pair(kv) for p, kv in zip(pairs, attributes)]
+        get, pair = self._pairs.get, self.pair
+        # String attributes from the cache (the common case); the rest through pair().
+        pairs = [get(kv) or pair(kv) if type(kv[1]) is str else pair(kv) for kv in attributes]
         data = b"".join((_TIME_TAG, _TIME.pack(time_ns), kind[0], *pairs, kind[1], _OBSERVED_TAG,
                          _TIME.pack(observed_ns), kind[2]))
         size = len(data)
