@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import select
 import socket
 import threading
 from collections import deque
@@ -123,10 +124,23 @@ class Client:
                     self.conn.sendall(b"".join(chunk))
                     if self._queue:
                         self._wake.set()
+                elif self._hung_up():
+                    return
         except OSError:
             pass  # the client went away (or close() shut the socket): nothing to tell it
         finally:
             self.close()
+
+    def _hung_up(self) -> bool:
+        """Whether the client closed its end (it sends nothing after its hello, so anything
+        readable is the end of the stream): a client that went away while nothing was sent to it
+        must not keep its place among ``maxClients``."""
+        try:
+            if not select.select([self.conn], [], [], 0)[0]:
+                return False
+        except ValueError:  # close() closed the socket meanwhile (its fd is -1)
+            return True
+        return self.conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
 
     def start(self) -> None:
         self._thread.start()

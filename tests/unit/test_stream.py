@@ -161,3 +161,25 @@ def test_top_rates_p99_and_sorting():
     assert text.index("netns:9") < text.index("a/web")  # 50/s before 10/s
     assert "15.5 (NO_SOCKET)" in text and "2.00 ms" in text
     assert top.next_sort("retrans", rates.columns) == "conntrack"
+
+
+def test_a_client_that_went_away_leaves_its_place_with_no_event_sent(tmp_path):
+    emitter, server = stream(tmp_path, max_clients=1)
+    try:
+        first = socket.socket(socket.AF_UNIX)
+        first.connect(server.path)
+        first.sendall(b'{"mode": "events"}\n')
+        assert json.loads(first.makefile("rb").readline())["hello"]["mode"] == "events"
+        assert server.samples()[0].value == 1
+        first.close()
+        deadline = time.monotonic() + 5
+        while server.samples()[0].value and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.samples()[0].value == 0
+        second = socket.socket(socket.AF_UNIX)
+        second.connect(server.path)
+        second.sendall(b'{"mode": "top"}\n')
+        assert json.loads(second.makefile("rb").readline())["hello"]["mode"] == "top"
+        second.close()
+    finally:
+        server.stop()
