@@ -149,3 +149,23 @@ def test_post_reload_is_off_unless_enabled_and_answers_with_the_outcome(no_kuber
         assert agent.config.interval == 2 and agent.config.raw.reload.watch is False
     finally:
         agent.stop()
+
+
+def test_every_changed_setting_is_named_applied_or_kept(no_kubernetes, tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(json.dumps(document(tmp_path, ["udp"], reload={"watch": False, "debounce": 0.1})))
+    agent = Agent(load(str(path)), metric_exporter=MemoryExporter())
+    agent.start()
+    try:
+        compat = agent.compat
+        path.write_text(json.dumps(document(tmp_path, ["udp"], reload={"watch": False, "debounce": 2},
+                                           shutdownTimeout=7, compat={"maxTupleSeries": 50})))
+        assert agent.reloader.reload("test") == "partial"
+        changes = agent.reloader.last["changes"]
+        assert changes["settings"] == ["shutdownTimeout", "compat.maxTupleSeries"]
+        assert changes["not_applied"] == {"reload.debounce": "the watch is set up at start"}
+        assert agent.config.shutdown_timeout == 7 and agent.config.raw.reload.debounce == 0.1
+        assert agent.compat is not compat and agent.config.raw.compat.max_tuple_series == 50
+        assert agent.reloader.generation == 2
+    finally:
+        agent.stop()
