@@ -7,12 +7,15 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections import defaultdict
+from pathlib import Path
 import urllib.error
 import urllib.request
 
 import pytest
 import yaml
 
+from otel_kubeskoop import reconfigure
 from otel_kubeskoop.agent import Agent
 from otel_kubeskoop.config import ConfigError, load
 from tests.configmap import ConfigMapVolume
@@ -169,3 +172,15 @@ def test_every_changed_setting_is_named_applied_or_kept(no_kubernetes, tmp_path)
         assert agent.reloader.generation == 2
     finally:
         agent.stop()
+
+
+def test_the_readme_names_every_setting_a_reload_keeps_with_its_reason():
+    by_reason = defaultdict(list)
+    for key, reason in reconfigure.NOT_LIVE.values():
+        by_reason[reason].append(key)
+    for key in reconfigure.NOT_LIVE_RELOAD.values():
+        by_reason[reconfigure.WATCH_SET_UP].append(key)
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for reason, keys in by_reason.items():
+        row = f"| {', '.join(f'`{k}`' for k in keys)} | {reason} |"
+        assert row in readme, row
