@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections import defaultdict
-from pathlib import Path
 import urllib.error
 import urllib.request
+from collections import defaultdict
+from pathlib import Path
 
 import pytest
 import yaml
