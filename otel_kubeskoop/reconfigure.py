@@ -120,15 +120,19 @@ def apply(agent: AgentParts, new: Config) -> Applied:
 
 
 def _outputs(agent: AgentParts, old: Config, new: Config, done: Applied) -> None:
-    """The OTLP exporters and the event sinks. A new exporter that cannot be built (a gRPC
-    endpoint without the gRPC package) leaves the old one in place and says why."""
-    if old.otlp != new.otlp:
-        try:
-            exporter = outputs.metric_exporter(new)
-            log_exporters, line_sinks = outputs.event_outputs(new)
-        except (ExporterError, OSError) as exc:
-            done.not_applied["otlp"] = f"cannot build the exporters: {exc}"
-            return
+    """The OTLP exporters and the event sinks. New outputs that cannot be built (a gRPC endpoint
+    without the gRPC package, a sink's file that cannot be opened) leave the old ones in place,
+    and the reload says why."""
+    keys = [key for key, changed in (("otlp", old.otlp != new.otlp), ("event.sinks", old.sinks != new.sinks)) if changed]
+    if not keys:
+        return
+    try:
+        exporter = outputs.metric_exporter(new) if "otlp" in keys else None
+        log_exporters, line_sinks = outputs.event_outputs(new)
+    except (ExporterError, OSError) as exc:
+        done.not_applied.update({key: f"cannot build the new outputs: {exc}" for key in keys})
+        return
+    if "otlp" in keys:
         if agent.pipeline is not None and exporter is not None:
             agent.pipeline.replace_exporter(exporter)
         elif exporter is not None:
@@ -137,13 +141,5 @@ def _outputs(agent: AgentParts, old: Config, new: Config, done: Applied) -> None
             agent.pipeline.export()  # what it has, before it goes
             agent.pipeline.shutdown()
             agent.pipeline = None
-        agent.events.replace_outputs(log_exporters, line_sinks)
-        done.settings.append("otlp")
-    elif old.sinks != new.sinks:
-        try:
-            log_exporters, line_sinks = outputs.event_outputs(new)
-        except (ExporterError, OSError) as exc:
-            done.not_applied["event.sinks"] = f"cannot open a sink: {exc}"
-            return
-        agent.events.replace_outputs(log_exporters, line_sinks)
-        done.settings.append("event.sinks")
+    agent.events.replace_outputs(log_exporters, line_sinks)
+    done.settings += keys

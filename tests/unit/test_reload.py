@@ -18,10 +18,13 @@ import yaml
 from otel_kubeskoop import reconfigure
 from otel_kubeskoop.agent import Agent
 from otel_kubeskoop.config import ConfigError, load
+from otel_kubeskoop.probe import Event
 from tests.configmap import ConfigMapVolume
 from tests.helpers import MemoryExporter
+from tests.otlp_receiver import OTLPReceiver
 
 APPLY_WITHIN = 5.0  # seconds from a file change to the new probe set running
+NODE = {"service.name": "otel-kubeskoop"}  # the node's resource
 
 
 @pytest.fixture
@@ -184,3 +187,41 @@ def test_the_readme_names_every_setting_a_reload_keeps_with_its_reason():
     for reason, keys in by_reason.items():
         row = f"| {', '.join(f'`{k}`' for k in keys)} | {reason} |"
         assert row in readme, row
+
+
+def test_exporters_sinks_and_compat_change_live_and_the_series_go_on(no_kubernetes, tmp_path):
+    path = tmp_path / "config.yaml"
+    sink = tmp_path / "events.jsonl"
+    with OTLPReceiver() as first, OTLPReceiver() as second:
+        doc = document(tmp_path, ["udp"], reload={"watch": False}, nodeName="n1",
+                       otlp={"interval": 1, "endpoint": first.http_endpoint})
+        path.write_text(json.dumps(doc))
+        agent = Agent(load(str(path)))
+        agent.start()
+        try:
+            first.wait_for(lambda: first.points("kubeskoop.udp.noports", resource=NODE), timeout=10)
+            (before,) = first.points("kubeskoop.udp.noports", resource=NODE, last=True)
+            assert urllib.request.urlopen(f"http://{agent.server.bound}/metrics", timeout=5).status == 200
+            doc["otlp"]["endpoint"] = second.http_endpoint
+            doc["compat"] = {"enabled": False}
+            doc["event"] = {"sinks": [{"name": "file", "args": {"path": str(sink)}}]}
+            path.write_text(json.dumps(doc))
+            assert agent.reloader.reload("test") == "applied"
+            assert agent.reloader.last["changes"] == {
+                "settings": ["otlp", "event.sinks", "compat.enabled"]}
+            second.wait_for(lambda: second.points("kubeskoop.udp.noports", resource=NODE), timeout=10)
+            (after,) = second.points("kubeskoop.udp.noports", resource=NODE, last=True)
+            assert after.start_time_unix_nano == before.start_time_unix_nano  # the same series, going on
+            with pytest.raises(urllib.error.HTTPError) as gone:
+                urllib.request.urlopen(f"http://{agent.server.bound}/metrics", timeout=5)
+            assert gone.value.code == 404
+            sent = len(first.log_records())
+            agent.events.emit(Event("kubeskoop.test.synthetic", "TEST", None, (("network.transport", "udp"),)))
+            agent.events.flush()
+            second.wait_log_requests(1)
+            assert len(second.log_records("kubeskoop.test.synthetic")) == 1
+            assert len(first.log_records()) == sent
+            (line,) = sink.read_text().splitlines()
+            assert json.loads(line)["event_name"] == "kubeskoop.test.synthetic"
+        finally:
+            agent.stop()
