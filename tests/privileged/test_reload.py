@@ -2,8 +2,8 @@
 """Config reloads on the real kernel: an eBPF probe added and removed under traffic while another
 probe's counter goes on, the kernel's BPF program count back where it was, no TC filter left after
 ``flow`` is removed, SIGHUP reloads a running agent process, 200 reloads leave RSS, fds, threads
-and BPF programs where they started, and a pod's series and events take new additionalLabels
-without a reset."""
+and BPF programs where they started, a pod's series and events take new additionalLabels without
+a reset, and bpfStats turns the programs' run counts on and off."""
 
 from __future__ import annotations
 
@@ -26,11 +26,12 @@ from otel_kubeskoop.config import load, parse
 from otel_kubeskoop.probe import Cycle, Event
 from otel_kubeskoop.runtime import ProbeRuntime
 from otel_kubeskoop.topology.netns_discovery import NetnsDiscovery
+from otel_kubeskoop.vocabulary import instruments as I
 from tests.configmap import ConfigMapVolume
 from tests.helpers import MemoryExporter, cycle, points
 from tests.kube_apiserver import KubeAPIServer, container_id, make_pod
 from tests.otlp_receiver import OTLPReceiver
-from tests.privileged.netnsutil import netns, require_root, udp_to_closed_port, veth_pair
+from tests.privileged.netnsutil import netns, require_root, tcp_refused, udp_to_closed_port, veth_pair
 from tests.privileged.podutil import pod_cgroup
 
 require_root()
@@ -258,3 +259,24 @@ def test_additional_labels_change_live_the_pod_series_go_on_under_the_new_resour
                 assert record.resource["app"] == "web" and "team" not in record.resource
             finally:
                 agent.stop()
+
+
+def test_bpf_stats_turned_on_and_off_live():
+    runtime = ProbeRuntime(parse({"metrics": {"probes": [{"name": "tcpreset"}]}}, "t", environ={}).probes)
+    runtime.start(Cycle())
+
+    def runs() -> dict[str, int]:
+        return {dict(s.attributes)["kubeskoop.bpf.program"]: s.value
+                for s in runtime.self_samples() if s.instrument is I.AGENT_BPF_RUNS}
+
+    try:
+        assert runs() == {}
+        assert runtime.set_bpf_stats(True) == ""  # what a reload turning bpfStats.enabled on does
+        with netns() as ns:
+            tcp_refused(ns, 5)
+        counted = runs()
+        assert counted and max(v for name, v in counted.items() if "receive" in name) >= 5, counted
+        assert runtime.set_bpf_stats(False) == ""
+        assert runs() == {}
+    finally:
+        runtime.stop()
