@@ -121,13 +121,19 @@ def test_a_stalled_client_loses_counted_and_told_and_does_not_slow_emit(tmp_path
     assert server.samples()[0].value == 0  # no clients after stop
 
 
+def greeted(path, mode):
+    """A client connected in ``mode``, once the agent has said hello."""
+    client = socket.socket(socket.AF_UNIX)
+    client.connect(path)
+    client.sendall(json.dumps({"mode": mode}).encode() + b"\n")
+    assert json.loads(client.makefile("rb").readline())["hello"]["mode"] == mode
+    return client
+
+
 def test_clients_are_bounded(tmp_path):
     emitter, server = stream(tmp_path, max_clients=1)
     try:
-        first = socket.socket(socket.AF_UNIX)
-        first.connect(server.path)
-        first.sendall(b'{"mode": "top"}\n')
-        assert json.loads(first.makefile("rb").readline())["hello"]["mode"] == "top"
+        first = greeted(server.path, "top")
         try:
             list(follow(server.path, {"mode": "events"}))
             raise AssertionError("a second client was let in")
@@ -166,20 +172,13 @@ def test_top_rates_p99_and_sorting():
 def test_a_client_that_went_away_leaves_its_place_with_no_event_sent(tmp_path):
     emitter, server = stream(tmp_path, max_clients=1)
     try:
-        first = socket.socket(socket.AF_UNIX)
-        first.connect(server.path)
-        first.sendall(b'{"mode": "events"}\n')
-        assert json.loads(first.makefile("rb").readline())["hello"]["mode"] == "events"
+        first = greeted(server.path, "events")
         assert server.samples()[0].value == 1
         first.close()
         deadline = time.monotonic() + 5
         while server.samples()[0].value and time.monotonic() < deadline:
             time.sleep(0.05)
         assert server.samples()[0].value == 0
-        second = socket.socket(socket.AF_UNIX)
-        second.connect(server.path)
-        second.sendall(b'{"mode": "top"}\n')
-        assert json.loads(second.makefile("rb").readline())["hello"]["mode"] == "top"
-        second.close()
+        greeted(server.path, "top").close()
     finally:
         server.stop()
