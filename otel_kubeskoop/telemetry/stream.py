@@ -132,15 +132,16 @@ class Client:
             self.close()
 
     def _hung_up(self) -> bool:
-        """Whether the client closed its end (it sends nothing after its hello, so anything
-        readable is the end of the stream): a client that went away while nothing was sent to it
-        must not keep its place among ``maxClients``."""
+        """Whether the client closed its socket: one that went away while nothing was sent to it
+        must not keep its place among ``maxClients``. A unix socket reports POLLHUP once its peer
+        has closed both ways; a client that only shut down its writing half (``nc -N``) still
+        reads, and stays."""
+        poller = select.poll()
         try:
-            if not select.select([self.conn], [], [], 0)[0]:
-                return False
+            poller.register(self.conn, select.POLLIN)  # POLLHUP and POLLERR are always reported
         except ValueError:  # close() closed the socket meanwhile (its fd is -1)
             return True
-        return self.conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        return any(ev & (select.POLLHUP | select.POLLERR) for _, ev in poller.poll(0))
 
     def start(self) -> None:
         self._thread.start()

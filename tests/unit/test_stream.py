@@ -169,7 +169,7 @@ def test_top_rates_p99_and_sorting():
     assert top.next_sort("retrans", rates.columns) == "conntrack"
 
 
-def test_a_client_that_went_away_leaves_its_place_with_no_event_sent(tmp_path):
+def test_a_client_that_went_away_leaves_its_place_with_no_event_sent_one_that_only_stopped_writing_stays(tmp_path):
     emitter, server = stream(tmp_path, max_clients=1)
     try:
         first = greeted(server.path, "events")
@@ -179,6 +179,13 @@ def test_a_client_that_went_away_leaves_its_place_with_no_event_sent(tmp_path):
         while server.samples()[0].value and time.monotonic() < deadline:
             time.sleep(0.05)
         assert server.samples()[0].value == 0
-        greeted(server.path, "top").close()
+        half = greeted(server.path, "events")
+        half.shutdown(socket.SHUT_WR)  # done talking, still reading
+        time.sleep(1.5)
+        assert server.samples()[0].value == 1
+        emitter.emit(event(1))
+        half.settimeout(5)
+        assert "event" in json.loads(half.makefile("rb").readline())
+        half.close()
     finally:
         server.stop()
