@@ -14,7 +14,7 @@ from rich.console import Console
 from otel_kubeskoop import top
 from otel_kubeskoop.probe import Event
 from otel_kubeskoop.telemetry.events import EventEmitter
-from otel_kubeskoop.telemetry.stream import EventStream
+from otel_kubeskoop.telemetry.stream import EventStream, Filters
 from otel_kubeskoop.watch import NoAgent, follow, table_row
 from otel_kubeskoop.vocabulary import attributes as A
 from tests.helpers import Resources
@@ -189,3 +189,12 @@ def test_a_client_that_went_away_leaves_its_place_with_no_event_sent_one_that_on
         half.close()
     finally:
         server.stop()
+
+
+def test_type_filter_takes_upstream_names_and_ours():
+    resource = Directory().event_resource(1)
+    for name, accepted in (("TCPRESET_NOSOCK", True), ("kubeskoop.tcpreset.nosock", True), ("nosock", True),
+                           ("TCPRESET_ACTIVE", False), ("active", False), ("tcpreset", False)):
+        assert Filters.of({"type": name}).accepts(event(1), resource) is accepted, name
+    assert Filters.of({"probe": "tcpreset", "netns": "1"}).accepts(event(1), resource)
+    assert not Filters.of({"probe": "packetloss"}).accepts(event(1), resource)
