@@ -29,9 +29,11 @@ the 40 measured here with the export and the threads. After: about 1 in the call
 3.5 decoding (one ``struct`` unpack, attribute pairs built once per distinct value), 4 writing
 the record in wire form from cached attribute encodings, 1.5 joining the request.
 
-    python bench/event_path.py [--seconds 60] [--rates 25000] [--generators 2] [--stalled]
+    python bench/event_path.py [--seconds 60] [--rates 25000] [--generators 2] [--stalled] [--append]
 
-Results go to bench/results/event_path.json. Run as root.
+Results go to bench/results/event_path.json (``--append``: added to the rows there); each row
+names the commit of the tree it ran (``code``), so runs of two trees alternate into one file.
+Run as root.
 """
 
 from __future__ import annotations
@@ -58,7 +60,8 @@ from otel_kubeskoop.vocabulary import instruments as I  # noqa: E402
 from tests.agentproc import free_port  # noqa: E402
 from tests.privileged.netnsutil import netns  # noqa: E402
 
-OUT = Path(__file__).resolve().parent / "results" / "event_path.json"
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "bench" / "results" / "event_path.json"
 SETTLE_TRIES = 100
 
 GENERATOR = """
@@ -146,6 +149,13 @@ def stalled_client(path: str) -> socket.socket:
     return conn
 
 
+def code() -> str:
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip()
+    return head.stdout.strip() + ("+changes" if dirty else "")
+
+
 def run(rate: int, seconds: float, http_port: int, generators: int, stalled: bool) -> dict[str, Any]:
     sock_dir = tempfile.mkdtemp(prefix="okp-bench-")
     config = parse({
@@ -189,7 +199,7 @@ def run(rate: int, seconds: float, http_port: int, generators: int, stalled: boo
     lost = {k: v for k, v in sorted(got.items()) if v}
     seen = seen1 - seen0
     row = {
-        "offered_events_per_s": 2 * rate, "generators": generators, "stalled_client": stalled,
+        "code": code(), "offered_events_per_s": 2 * rate, "generators": generators, "stalled_client": stalled,
         "connects": connects, "events_caused": 2 * connects,
         "kernel_seen": seen, "kernel_seen_test_netns": netns1[ns.inode] - netns0[ns.inode],
         "delivered": delivered, "lost": lost, "accounted": delivered + sum(lost.values()) == seen,
@@ -210,13 +220,14 @@ def main() -> None:
     parser.add_argument("--stalled", action="store_true",
                         help="each rate twice, without then with a stalled live-stream client")
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--append", action="store_true", help="add to the rows already in --out")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/event_path.py needs root")
     http_port = free_port()
     receiver = subprocess.Popen([sys.executable, "-m", "tests.otlp_receiver", "--grpc-port", "0",
                                  "--http-port", str(http_port), "--quiet"],
-                                cwd=Path(__file__).resolve().parents[1], stdout=subprocess.DEVNULL)
+                                cwd=ROOT, stdout=subprocess.DEVNULL)
     time.sleep(1.5)
     rows = []
     try:
@@ -227,6 +238,8 @@ def main() -> None:
     finally:
         receiver.send_signal(signal.SIGTERM)
         receiver.wait(30)
+    if args.append and args.out.exists():
+        rows = json.loads(args.out.read_text())["rows"] + rows
     args.out.parent.mkdir(exist_ok=True)
     args.out.write_text(json.dumps({"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "rows": rows},
                                    indent=1) + "\n")
