@@ -253,12 +253,6 @@ class EventEmitter:
             probe = self._probes[name] = name.split(".", 2)[1]
         return probe
 
-    def _encode(self, event: Event) -> bytes:
-        """One event as the framed log record the queue holds."""
-        now = time.time_ns()
-        return self._encoder.record(event.name, event.upstream_type, event.body, event.attributes,
-                                    event.timestamp_ns or now, now)
-
     def _write_lines(self, event: Event, resource: Resource) -> None:
         record = event_record(event, resource)
         for sink in self._sinks:
