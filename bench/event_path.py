@@ -21,13 +21,15 @@ per second, this process's CPU seconds per wall second (agent threads only; the 
 the receiver are other processes), CPU per delivered event, the load average before the row.
 
 Where the time went (a scratch profile of the same path over synthetic tcpreset records, one
-thread, us per event on this 2-core machine): before, 1.2 in libbpf's callback and the copy,
-12.5 decoding (a ctypes object per record, then ``connection_attributes``: socket.inet_ntop and
-new tuples), 15 building an opentelemetry-proto ``LogRecord`` per event (nine ``KeyValue``
-messages extended into it), 5 merging the records into the request and serializing it: about 33,
-the 40 measured here with the export and the threads. After: about 1 in the callback and copy,
-3.5 decoding (one ``struct`` unpack, attribute pairs built once per distinct value), 4 writing
-the record in wire form from cached attribute encodings, 1.5 joining the request.
+thread, then per-thread CPU in the agent; us per event on this 2-core machine): before, 1.2 in
+libbpf's callback and the copy, 12.5 decoding (a ctypes object per record, then
+``connection_attributes``: socket.inet_ntop and new tuples), 15 building an opentelemetry-proto
+``LogRecord`` per event (nine ``KeyValue`` messages extended into it), 5 merging the records into
+the request and serializing it: about 33, the 40 measured here with requests of a few dozen
+records (about 1 ms of CPU each in the HTTP client) and full garbage collections during backlogs.
+After: 0.5 reading the ring's memory, 3.5 decoding (one ``struct`` unpack, attribute pairs built
+once per distinct value), 4 to 5 writing the record in wire form from cached attribute encodings,
+1.5 joining and sending full batches: 13 to 14 in all at 50,000 events/s (README "Event path").
 
     python bench/event_path.py [--seconds 60] [--rates 25000] [--generators 2] [--stalled] [--append]
 
@@ -151,8 +153,8 @@ def stalled_client(path: str) -> socket.socket:
 
 def code() -> str:
     head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
-                           capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no", "--",
+                            ".", ":!bench/results"], capture_output=True, text=True).stdout.strip()
     return head.stdout.strip() + ("+changes" if dirty else "")
 
 
