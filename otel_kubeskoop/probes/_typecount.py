@@ -29,7 +29,7 @@ from otel_kubeskoop.probes._bpf import (
     TupleCounts,
     small_ring_without_events,
 )
-from otel_kubeskoop.probes._decode import KernelNames, TupleWords, kernel_names
+from otel_kubeskoop.probes._decode import MAX_CACHED_WORDS, KernelNames, TupleWords, kernel_names
 from otel_kubeskoop.vocabulary.events import EventSpec
 from otel_kubeskoop.vocabulary.instruments import InstrumentSpec
 
@@ -50,8 +50,9 @@ class Typecount:
     """One counting-by-type probe: its ``object`` and ``record`` (``struct <probe>_event``), the
     ``instrument`` counting it by ``attribute``, and per type (the object's enum value) the word
     that attribute takes and the event sent. ``extra(value, names)``: attributes a record adds
-    after the type, from the value of its field ``extra_field``. ``tuples``: the compat-only instrument of the object's per-tuple counts (map
-    ``tuples``, ``bpf/include/tuples.bpf.h``), if it keeps them."""
+    after the type, from the value of its field ``extra_field``. ``tuples``: the compat-only
+    instrument of the object's per-tuple counts (map ``tuples``, ``bpf/include/tuples.bpf.h``),
+    if it keeps them."""
 
     object: ObjectSpec
     record: type[ctypes.Structure]
@@ -81,7 +82,8 @@ class TypecountDecoder:
     """Decodes one probe's records: one ``struct`` unpack each (``bpf/records.py``), attribute pairs
     built once per distinct value (:class:`TupleWords`; per type; per ``extra_field`` value). Its
     caches hold only what the raw values and the kernel's names determine, never a pod's identity
-    (the emitter resolves the namespace's resource per event), so nothing in them goes stale."""
+    (the emitter asks the resource directory for it with every batch), so nothing in them goes
+    stale when a pod is relabelled or renamed."""
 
     def __init__(self, table: Typecount, names: KernelNames) -> None:
         self.table = table
@@ -115,7 +117,7 @@ class TypecountDecoder:
     def _extra(self, value: Any) -> tuple[tuple[str, Any], ...]:
         hit = self._extras.get(value)
         if hit is None:
-            if len(self._extras) >= 4096:
+            if len(self._extras) >= MAX_CACHED_WORDS:
                 self._extras.clear()
             hit = self._extras[value] = tuple(self.table.extra(value, self.names))
         return hit

@@ -9,8 +9,8 @@ A client connects and sends one JSON line: ``{"mode": "events", "filters": {...}
 had no room for ``n`` events, or ``{"cycle": {...}}`` (``top``).
 
 The event path is never slowed by a client: the emitter's hook, called once per batch of events,
-filters and appends to the client's bounded queue (or counts the events dropped) and returns; each client has a writer thread of its own
-that formats and sends. A client that stops reading fills its socket buffer, then its queue, then
+filters and appends to the client's bounded queue (or counts the events dropped) and returns;
+each client has a writer thread of its own that formats and sends. A client that stops reading fills its socket buffer, then its queue, then
 loses events, each counted (``kubeskoop.agent.event_stream.dropped``) and told to it when it reads
 again. The number of clients is bounded (``eventStream.maxClients``); one more is told so and
 closed.
