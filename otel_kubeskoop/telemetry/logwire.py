@@ -95,7 +95,9 @@ def encode_pair(key: str, value: Any) -> bytes:
 
 
 class RecordEncoder:
-    """Encodes events as framed ``ScopeLogs.log_records`` entries. Used by one thread at a time."""
+    """Encodes events as framed ``ScopeLogs.log_records`` entries. Its caches are plain dicts,
+    safe to share between threads (each operation is atomic under the GIL; a lost race builds an
+    encoding twice)."""
 
     def __init__(self, severity_number: int, severity_text: str, upstream_type_key: str) -> None:
         self._severity = (_SEVERITY_TAG + varint(severity_number)
