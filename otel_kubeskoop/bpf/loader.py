@@ -108,6 +108,19 @@ def _failed_program(lines: Sequence[str], candidates: Iterable[str]) -> str | No
 Setting = bytes | int | bool
 
 
+def _encode(obj_btf: btf_mod.BTF, obj: str, name: str, value: Setting, size: int) -> bytes:
+    """A setting's bytes: an int or bool in the variable's own size and signedness (from BTF);
+    bytes as they are, which must be exactly ``size``."""
+    if isinstance(value, bytes):
+        data = value
+    else:
+        int_size, signed = obj_btf.int_encoding(obj_btf.var_type(name))
+        data = int(value).to_bytes(int_size, "little", signed=signed)
+    if len(data) != size:
+        raise ValueError(f"{obj}: {name!r} takes {size} bytes, got {len(data)}")
+    return data
+
+
 class BPFObject:
     """One compiled BPF object and the programs, maps and ring buffers it has while attached.
 
@@ -117,6 +130,9 @@ class BPFObject:
     ``load_only``: programs loaded but attached by the caller through their fds
     (:meth:`program_fds`), such as TC classifiers (``SEC("tc")``, :mod:`otel_kubeskoop.bpf.tc`).
     :meth:`of` takes the plans and load-only programs from the object's generated spec.
+    ``partial``: a hook with no usable candidate is left out (why: :attr:`unavailable`) instead
+    of failing the whole object, whose other hooks serve other probes (a shared object,
+    :mod:`.shared`).
     """
 
     @classmethod
@@ -127,6 +143,7 @@ class BPFObject:
         max_entries: Mapping[str, int] | None = None,
         features: Features | None = None,
         path: str | None = None,
+        partial: bool = False,
     ) -> BPFObject:
         """The object ``spec`` describes (``otel_kubeskoop/bpf/generated/<stem>.py``), found in
         the package unless ``path`` is given; attach plans by the naming convention."""
@@ -137,6 +154,7 @@ class BPFObject:
             max_entries=max_entries,
             features=features,
             load_only=attach.unplanned(spec),
+            partial=partial,
         )
 
     def __init__(
@@ -147,6 +165,7 @@ class BPFObject:
         max_entries: Mapping[str, int] | None = None,
         features: Features | None = None,
         load_only: Iterable[str] = (),
+        partial: bool = False,
     ) -> None:
         self.path = path
         self.name = os.path.basename(path).removesuffix(".bpf.o")
@@ -165,6 +184,10 @@ class BPFObject:
         self.chosen: dict[str, AttachPoint] = {}
         #: program -> why it was tried and not used (load or attach failure)
         self.rejected: dict[str, str] = {}
+        self.partial = partial
+        #: hook -> why it has no program (``partial`` objects only)
+        self.unavailable: dict[str, str] = {}
+        self._attached: set[str] = set()
         #: seconds spent in each step (open includes re-opens after a rejected candidate)
         self.timings: dict[str, float] = {"open": 0.0, "load": 0.0, "attach": 0.0}
         self._state = "new"
@@ -221,16 +244,22 @@ class BPFObject:
             self.timings["load"] += time.perf_counter() - began
         self._state = "loaded"
 
-    def attach(self) -> None:
-        """Attach every chosen program; a failing candidate falls back like a failed load."""
+    def attach(self, hooks: Iterable[str] | None = None) -> None:
+        """Attach the chosen programs of ``hooks`` (default: every hook); a failing candidate
+        falls back like a failed load. Once attached, attaching more hooks has no fallback (the
+        object is not reloaded under the programs already attached)."""
         if self._state in ("new", "opened"):
             self.load()
+        if self._state == "attached":
+            self._attach_more(set(self._choice) if hooks is None else set(hooks))
+            return
         self._require("loaded")
         began = time.perf_counter()
         try:
-            while not self._attach_all():
+            while not self._attach_all(None if hooks is None else set(hooks)):
                 # A candidate failed to attach: reload without it, then attach again.
                 self._res.release()
+                self._attached.clear()
                 self._reopen()
                 self._load()
         except BaseException:
@@ -349,25 +378,49 @@ class BPFObject:
             offset, var_size = layout[name]
             if offset + var_size > size.value:
                 raise LookupError(f"{self.name}: {name!r} lies outside .rodata")
-            if isinstance(value, bytes):
-                data = value
-            else:
-                int_size, signed = obj_btf.int_encoding(obj_btf.var_type(name))
-                data = int(value).to_bytes(int_size, "little", signed=signed)
-            if len(data) != var_size:
-                raise ValueError(f"{self.name}: {name!r} takes {var_size} bytes, got {len(data)}")
+            data = _encode(obj_btf, self.name, name, value, var_size)
             ctypes.memmove(base + offset, data, var_size)
+
+    def write_globals(self, values: Mapping[str, Setting]) -> None:
+        """Write ``.data``/``.bss`` variables of the loaded object (settings programs read while
+        attached), each encoded as :attr:`rodata` settings are. Programs only read them, so a
+        section is read, changed and written back whole."""
+        if self._state not in ("loaded", "attached"):
+            raise RuntimeError(f"{self.name}: globals exist once loaded (is {self._state})")
+        obj_btf = self._btf()
+        todo = dict(values)
+        for section in (".data", ".bss"):
+            try:
+                layout = obj_btf.datasec(section)
+            except KeyError:
+                continue
+            mine = {name: value for name, value in todo.items() if name in layout}
+            if not mine:
+                continue
+            data_map = self.map(section, ctypes.c_uint32)
+            data = bytearray(data_map.lookup(0))
+            for name, value in mine.items():
+                offset, size = layout[name]
+                data[offset : offset + size] = _encode(obj_btf, self.name, name, value, size)
+                del todo[name]
+            data_map.update(0, bytes(data))
+        if todo:
+            raise LookupError(f"{self.name}: no variable {sorted(todo)} in .data or .bss")
 
     def _load(self) -> None:
         so = libbpf.lib()
         planned = {prog for plan in self.plans for prog in plan.programs} | set(self.load_only)
         while True:
-            try:
-                self._choice = {
-                    plan.hook: choose(plan, self.features, self.rejected) for plan in self.plans
-                }
-            except Unavailable as exc:
-                raise Unavailable(f"{self.name}: {exc}") from None
+            self._choice = {}
+            for plan in self.plans:
+                if plan.hook in self.unavailable:
+                    continue
+                try:
+                    self._choice[plan.hook] = choose(plan, self.features, self.rejected)
+                except Unavailable as exc:
+                    if not self.partial:
+                        raise Unavailable(f"{self.name}: {exc}") from None
+                    self.unavailable[plan.hook] = str(exc)
             chosen_programs = {c.program for c in self._choice.values()}
             for prog_name in self.program_names():
                 keep = prog_name in chosen_programs or prog_name in self.load_only
@@ -396,6 +449,10 @@ class BPFObject:
             if failed is None or hook is None:
                 raise Unavailable(f"{self.name}: {reason}\n{_tail(lines)}")
             self.rejected[failed] = reason
+            if self.partial:
+                self.unavailable[hook] = f"{self._why_not(hook)}\n{_tail(lines)}"
+                self._reopen()
+                continue
             raise Unavailable(f"{self.name}: {self._why_not(hook)}\n{_tail(lines)}")
 
     def _why_not(self, hook: str) -> str:
@@ -417,32 +474,60 @@ class BPFObject:
             return False
         return True
 
-    def _attach_all(self) -> bool:
-        """Attach the chosen programs; False after rejecting one that failed but has a fallback."""
-        so = libbpf.lib()
+    def _attach_all(self, hooks: set[str] | None) -> bool:
+        """Attach the chosen programs of ``hooks`` (None: all); False after rejecting one that
+        failed but has a fallback."""
         for hook, candidate in self._choice.items():
-            prog = self._program(candidate.program)
-            point = candidate.point
-            with libbpf.captured_log() as lines:
-                if point.kind is AttachKind.TRACEPOINT:
-                    category, name = point.target.split("/")
-                    link = so.bpf_program__attach_tracepoint(prog, category.encode(), name.encode())
-                elif point.kind in (AttachKind.KPROBE, AttachKind.KRETPROBE):
-                    retprobe = point.kind is AttachKind.KRETPROBE
-                    link = so.bpf_program__attach_kprobe(prog, retprobe, point.target.encode())
-                else:  # tp_btf, fentry, fexit: the target was fixed at load from the section
-                    link = so.bpf_program__attach(prog)
-                err = ctypes.get_errno() or errno.EINVAL
-            if link:
-                self._res.links.append(link)
+            if hooks is not None and hook not in hooks:
                 continue
-            reason = f"attach failed: {errno.errorcode.get(err, err)} ({libbpf.strerror(err)})"
+            reason = self._attach_one(candidate)
+            if reason is None:
+                self._attached.add(hook)
+                continue
             self.rejected[candidate.program] = reason
             if self._has_alternative(hook, candidate.program):
                 _log.debug("%s: %s %s; falling back", self.name, candidate.program, reason)
                 return False
-            raise Unavailable(f"{self.name}: {self._why_not(hook)}\n{_tail(lines)}")
+            raise Unavailable(f"{self.name}: {self._why_not(hook)}")
         return True
+
+    def _attach_more(self, hooks: set[str]) -> None:
+        """Attach ``hooks`` to an attached object, without falling back."""
+        for hook in sorted(hooks - self._attached):
+            if hook not in self._choice:
+                raise Unavailable(f"{self.name}: {self.unavailable.get(hook, f'no hook {hook!r}')}")
+            candidate = self._choice[hook]
+            reason = self._attach_one(candidate)
+            if reason is not None:
+                self.rejected[candidate.program] = reason
+                raise Unavailable(f"{self.name}: {candidate.program}: {reason}")
+            self._attached.add(hook)
+
+    @property
+    def attached_hooks(self) -> frozenset[str]:
+        """The hooks whose programs are attached."""
+        return frozenset(self._attached)
+
+    def _attach_one(self, candidate: Candidate) -> str | None:
+        """Attach one program; None when attached, else why not (with libbpf's log)."""
+        so = libbpf.lib()
+        prog = self._program(candidate.program)
+        point = candidate.point
+        with libbpf.captured_log() as lines:
+            if point.kind is AttachKind.TRACEPOINT:
+                category, name = point.target.split("/")
+                link = so.bpf_program__attach_tracepoint(prog, category.encode(), name.encode())
+            elif point.kind in (AttachKind.KPROBE, AttachKind.KRETPROBE):
+                retprobe = point.kind is AttachKind.KRETPROBE
+                link = so.bpf_program__attach_kprobe(prog, retprobe, point.target.encode())
+            else:  # tp_btf, fentry, fexit: the target was fixed at load from the section
+                link = so.bpf_program__attach(prog)
+            err = ctypes.get_errno() or errno.EINVAL
+        if link:
+            self._res.links.append(link)
+            return None
+        return (f"attach failed: {errno.errorcode.get(err, err)} ({libbpf.strerror(err)})\n"
+                + _tail(lines))
 
     # --- maps and ring buffers ------------------------------------------------------------
 
@@ -491,3 +576,9 @@ class BPFObject:
         )
         self._res.ringbufs.append(ringbuf)
         return ringbuf
+
+    def close_ringbuf(self, ringbuf: RingBuffer) -> None:
+        """Free one consumer :meth:`ringbuf` made, before the object closes."""
+        ringbuf.close()
+        if ringbuf in self._res.ringbufs:
+            self._res.ringbufs.remove(ringbuf)
