@@ -15,6 +15,7 @@ from otel_kubeskoop.config import parse
 from otel_kubeskoop.probe import Cycle
 from otel_kubeskoop.runtime import ProbeRuntime
 from otel_kubeskoop.topology.netns_discovery import NetnsDiscovery
+from otel_kubeskoop.vocabulary import instruments as I
 from tests.privileged.netnsutil import netns, tcp_refused
 
 pytestmark = pytest.mark.privileged
@@ -103,3 +104,27 @@ def test_packetloss_counts_the_same_with_the_latency_probes_on_and_off():
     finally:
         rt.stop()
         discovery.close()
+
+
+def test_bpf_stats_count_each_probe_in_the_shared_programs():
+    rt = ProbeRuntime(probes("packetloss", "netiftxlat"))
+
+    def runs() -> dict[str, int]:
+        return {dict(s.attributes)["kubeskoop.bpf.program"]: (dict(s.attributes)["kubeskoop.probe"], s.value)
+                for s in rt.self_samples() if s.instrument is I.AGENT_BPF_RUNS}
+
+    try:
+        rt.start(Cycle())
+        assert runs() == {}
+        assert rt.set_bpf_stats(True) == ""  # what a reload turning bpfStats.enabled on does
+        with netns() as ns:
+            tcp_refused(ns, 5)
+        counted = runs()
+        assert counted["packetloss_free_btf"][0] == "packetloss"
+        assert counted["packetloss_free_btf"][1] >= 5, counted
+        assert {name for name, (probe, _) in counted.items() if probe == "netiftxlat"} == {
+            f"netiftxlat_{hook}_btf" for hook in ("queue", "start", "xmit", "free", "consume")}
+        assert rt.set_bpf_stats(False) == ""
+        assert runs() == {} and rt.objects.get("datapath").stats is False
+    finally:
+        rt.stop()
