@@ -74,7 +74,8 @@ class Agent:
                                       max_tuple_series=raw.compat.max_tuple_series)
                        if raw.compat.enabled and config.address else None)
         self.runtime = ProbeRuntime(config.probes, proc_root=raw.proc_root, registry=registry, emit=self.events.emit,
-                                    bpf_stats=raw.bpf_stats.enabled, cgroup_root=raw.cgroup_root, sys_root=raw.sys_root)
+                                    bpf_stats=raw.bpf_stats.enabled, cgroup_root=raw.cgroup_root, sys_root=raw.sys_root,
+                                    emit_batch=self.events.emit_batch)
         self.snapshot = Cycle()  # the last namespace scan
         self.lock = threading.RLock()  # a cycle, or a config reload (reload.py), at a time
         self.reloader = Reloader(self)

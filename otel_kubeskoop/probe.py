@@ -191,6 +191,8 @@ class ProbeContext:
     # epoll thread for every probe: ``consume`` drains the buffer and calls ``emit`` per record).
     events_enabled: bool = False
     emit: Callable[[Event], None] = field(default=lambda event: None)
+    # Many events at once (one ring-buffer read's); None: ``emit`` each.
+    emit_batch: Callable[[Sequence[Event]], None] | None = None
     watch: Callable[[int, Callable[[], None]], None] = field(default=lambda fd, consume: None)
     # Records the probe could not decode (counted as events lost, reason decode_error).
     decode_errors: int = 0

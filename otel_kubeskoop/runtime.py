@@ -17,7 +17,7 @@ import select
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -191,9 +191,11 @@ class ProbeRuntime:
     def __init__(self, probes: Iterable[ProbeConfig], proc_root: str = "/proc",
                  registry: Mapping[str, ProbeSpec] = REGISTRY,
                  emit: Callable[[Event], None] | None = None, bpf_stats: bool = False,
-                 cgroup_root: str = "/sys/fs/cgroup", sys_root: str = "/sys") -> None:
-        """``emit`` receives every decoded event (the event emitter's ``emit``); ``bpf_stats`` turns
-        on the kernel's per-program statistics for as long as the runtime runs."""
+                 cgroup_root: str = "/sys/fs/cgroup", sys_root: str = "/sys",
+                 emit_batch: Callable[[Sequence[Event]], None] | None = None) -> None:
+        """``emit`` receives every decoded event (the event emitter's ``emit``; ``emit_batch``, its
+        ``emit_batch``, many at once); ``bpf_stats`` turns on the kernel's per-program statistics
+        for as long as the runtime runs."""
         self.cycle = Cycle()  # the one handed in last
         self.proc_root = proc_root
         self.cgroup_root = cgroup_root
@@ -207,6 +209,7 @@ class ProbeRuntime:
                 self.program_stats = None
         self.objects = SharedObjects(stats=self.program_stats is not None)
         self._emit = emit or (lambda event: None)
+        self._emit_batch = emit_batch
         self._registry = registry
         self.runs: list[ProbeRun] = []
         self._first: dict[str, ProbeRun] = {}  # a probe configured for both kinds runs once
@@ -322,7 +325,7 @@ class ProbeRuntime:
         return ProbeContext(name=name, proc_root=self.proc_root, cycle=self.cycle,
                             cgroup_root=self.cgroup_root, sys_root=self.sys_root,
                             events_enabled=name in self._with_events, emit=self._emit, watch=watch,
-                            objects=self.objects)
+                            emit_batch=self._emit_batch, objects=self.objects)
 
     def collect(self, cycle: Cycle) -> list[Sample]:
         """Collect every running probe once over ``cycle``; return their samples plus the runtime's own.

@@ -480,15 +480,17 @@ class BPFObject:
             batch=batch,
         )
 
-    def ringbuf(self, name: str, callback: Callable[[bytes], None]) -> RingBuffer:
-        """A consumer of ring buffer ``name``; ``callback(record)`` runs in ``poll()``."""
+    def ringbuf(self, name: str, callback: Callable[[Any], None], *, batch: bool = False) -> RingBuffer:
+        """A consumer of ring buffer ``name``; ``callback(record)`` runs in ``poll()`` (``batch``:
+        ``callback(records)``, :class:`RingBuffer`)."""
         if self._state not in ("loaded", "attached"):
             raise RuntimeError(f"{self.name}: ring buffers exist once loaded (is {self._state})")
         so = libbpf.lib()
         ptr = self._find_map(name)
         if so.bpf_map__type(ptr) != MapType.RINGBUF:
             raise TypeError(f"{self.name}: map {name!r} is not a ring buffer")
-        ringbuf = RingBuffer(name, check_int(so.bpf_map__fd(ptr), f"{self.name}: fd of {name}"), callback)
+        ringbuf = RingBuffer(name, check_int(so.bpf_map__fd(ptr), f"{self.name}: fd of {name}"), callback,
+                             batch=batch)
         self._res.ringbufs.append(ringbuf)
         return ringbuf
 

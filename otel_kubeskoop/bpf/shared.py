@@ -207,8 +207,8 @@ class Member:
     def map(self, name: str, key: Any = None, value: Any = None, **kwargs: Any) -> BPFMap:
         return self._obj.map(f"{self.probe}_{name}", key, value, **kwargs)
 
-    def ringbuf(self, name: str, callback: Callable[[bytes], None]) -> RingBuffer:
-        ring = self._obj.ringbuf(f"{self.probe}_{name}", callback)
+    def ringbuf(self, name: str, callback: Callable[[Any], None], *, batch: bool = False) -> RingBuffer:
+        ring = self._obj.ringbuf(f"{self.probe}_{name}", callback, batch=batch)
         self.rings.append(ring)
         return ring
 

@@ -34,11 +34,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from otel_kubeskoop.bpf.maps import BPFMap
-from otel_kubeskoop.bpf.records import DecodeError
 from otel_kubeskoop.bpf.shared import SharedObjects
 from otel_kubeskoop.bpf.spec import ObjectSpec
 from otel_kubeskoop.probe import Event, ProbeContext, Sample, Unavailable
-from otel_kubeskoop.probes._decode import clock_offset_ns, tuple_attributes
+from otel_kubeskoop.probes._decode import clock_offset_ns, emit_records, tuple_attributes
 from otel_kubeskoop.probes._reconcile import NetnsReconciler
 from otel_kubeskoop.vocabulary import attributes as A
 from otel_kubeskoop.vocabulary import instruments as I
@@ -96,8 +95,8 @@ def small_ring_without_events(ctx: ProbeContext) -> dict[str, int]:
 class ObjectHandle:
     """One probe's BPF object while it runs (:attr:`obj`, a ``BPFObject``, None when stopped).
 
-    ``decode(raw)`` turns one ring-buffer record into an Event; a record it refuses
-    (:class:`~otel_kubeskoop.bpf.records.DecodeError`, ValueError) is counted in
+    ``decode(raw)`` turns one ring-buffer record into an Event; the records of one read are
+    decoded and emitted together; a record it refuses (or fails on) is counted in
     ``ctx.decode_errors``. :attr:`features`: the kernel features the loader chooses attach
     points with (None: the running kernel's).
     """
@@ -151,7 +150,7 @@ class ObjectHandle:
                 attached(obj.chosen)
             if self.ctx.events_enabled and self._decode is not None:
                 self.clock_offset = clock_offset_ns()
-                ring = obj.ringbuf(EVENTS_MAP, self._on_record)
+                ring = obj.ringbuf(EVENTS_MAP, self._on_records, batch=True)
                 self.ctx.watch(ring.fileno(), ring.consume)
         except BaseException:
             self.stop()
@@ -187,14 +186,8 @@ class ObjectHandle:
             raise KeyError(f"{self.spec.name}: no map {name!r} in the object's spec")
         return self.obj.map(name, spec.key, spec.value, **kwargs)
 
-    def _on_record(self, raw: bytes) -> None:
-        try:
-            event = self._decode(raw)  # type: ignore[misc]
-        except (DecodeError, ValueError) as exc:
-            self.ctx.decode_errors += 1
-            log.debug("%s: undecodable record: %s", self.spec.name, exc)
-            return
-        self.ctx.emit(event)
+    def _on_records(self, records: list[bytes]) -> None:
+        emit_records(self._decode, records, self.ctx, self.spec.name)  # type: ignore[arg-type]
 
     # --- self-telemetry -----------------------------------------------------------------
 

@@ -13,9 +13,10 @@ same in the unit tests.
 from __future__ import annotations
 
 import functools
+import logging
 import socket
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, TypeVar
@@ -23,14 +24,17 @@ from typing import Any, TypeVar
 from otel_kubeskoop.bpf import btf as btf_mod
 from otel_kubeskoop.bpf.generated.common import FlowTuple
 from otel_kubeskoop.bpf.records import DecodeError
-from otel_kubeskoop.probe import Event, Unavailable
+from otel_kubeskoop.probe import Event, ProbeContext, Unavailable
 from otel_kubeskoop.vocabulary import attributes as A
 
 __all__ = [
     "KernelNames",
+    "TupleWords",
     "address",
     "clock_offset_ns",
     "connection_attributes",
+    "decode_records",
+    "emit_records",
     "event_type",
     "ifname",
     "kernel_names",
@@ -41,6 +45,8 @@ __all__ = [
     "transport",
     "tuple_attributes",
 ]
+
+log = logging.getLogger(__name__)
 
 AF_INET, AF_INET6 = 2, 10
 _FAMILY = {AF_INET: "ipv4", AF_INET6: "ipv6"}
@@ -209,6 +215,67 @@ def tuple_attributes(t: FlowTuple) -> Attrs:
     return tuple(out)
 
 
+MAX_CACHED_WORDS = 4096  # distinct addresses (or states) kept; cleared when full
+
+
+class TupleWords:
+    """The attribute pairs of flow tuples and TCP states built once per distinct value (address
+    strings, the type and transport pair, a state's word), for decoders that see tens of thousands
+    of records a second; :func:`connection_attributes` of the same values, pair for pair. Kept as
+    long as the probe runs: what they cache depends only on the raw values and the kernel's names
+    (a new :class:`KernelNames` at start makes a new instance), never on pods."""
+
+    def __init__(self, names: KernelNames) -> None:
+        self._names = names
+        self._kinds: dict[tuple[int, int], tuple[bool, Attrs]] = {}
+        self._sources: dict[bytes, tuple[str, str]] = {}
+        self._destinations: dict[bytes, tuple[str, str]] = {}
+        self._states: dict[int, Attrs] = {}
+
+    def connection(self, family: int, protocol: int, saddr: bytes, daddr: bytes, sport: int,
+                   dport: int, state: int) -> list[tuple[str, Any]]:
+        """:func:`connection_attributes` of a tuple given as its fields (addresses as 16 bytes)."""
+        kind = self._kinds.get((family, protocol))
+        if kind is None:
+            kind = self._kind(family, protocol)
+        ported, head = kind
+        if not head:
+            attrs: list[tuple[str, Any]] = []
+        else:
+            if family == AF_INET:
+                saddr, daddr = saddr[:4], daddr[:4]
+            src = self._sources.get(saddr) or self._address(self._sources, A.SOURCE_ADDRESS, family, saddr)
+            dst = (self._destinations.get(daddr)
+                   or self._address(self._destinations, A.DESTINATION_ADDRESS, family, daddr))
+            if ported:
+                attrs = [*head, src, (A.SOURCE_PORT, sport), dst, (A.DESTINATION_PORT, dport)]
+            else:
+                attrs = [*head, src, dst]
+        words = self._states.get(state)
+        if words is None:
+            words = self._state(state)
+        if words:
+            attrs += words
+        return attrs
+
+    def _kind(self, family: int, protocol: int) -> tuple[bool, Attrs]:
+        kind = self._kinds[(family, protocol)] = (protocol in _PORTED, l3l4_attributes(family, protocol))
+        return kind
+
+    def _address(self, cache: dict[bytes, tuple[str, str]], key: str, family: int, raw: bytes) -> tuple[str, str]:
+        if len(cache) >= MAX_CACHED_WORDS:
+            cache.clear()
+        pair = cache[raw] = (key, address(family, raw))
+        return pair
+
+    def _state(self, state: int) -> Attrs:
+        if len(self._states) >= MAX_CACHED_WORDS:
+            self._states.clear()
+        word = self._names.tcp_state(state)
+        words = self._states[state] = () if word is None else ((A.NETWORK_CONNECTION_STATE, word),)
+        return words
+
+
 def clock_offset_ns() -> int:
     """Add to a ``bpf_ktime_get_ns()`` (CLOCK_MONOTONIC) timestamp to get Unix time."""
     return time.time_ns() - time.monotonic_ns()
@@ -227,6 +294,42 @@ def connection_attributes(t: FlowTuple, names: KernelNames, state: int) -> list[
     if word is not None:
         attrs.append((A.NETWORK_CONNECTION_STATE, word))
     return attrs
+
+
+def decode_records(decode: Callable[[bytes], Event], records: Iterable[bytes], ctx: ProbeContext,
+                   probe: str) -> list[Event]:
+    """The events of ``records``; a record ``decode`` refuses or fails on (any exception: a record
+    the kernel should not have sent must not stop the others) is counted in ``ctx.decode_errors``
+    (``kubeskoop.agent.events.lost``, reason ``decode_error``) and logged at debug level."""
+    events = []
+    append = events.append
+    for raw in records:
+        try:
+            append(decode(raw))
+        except Exception as exc:  # counted: every record is an event or a decode error
+            ctx.decode_errors += 1
+            log.debug("%s: undecodable record of %d bytes: %s: %s", probe, len(raw), type(exc).__name__, exc)
+    return events
+
+
+EMIT_CHUNK = 256  # records decoded and emitted at a time
+
+
+def emit_records(decode: Callable[[bytes], Event], records: Sequence[bytes], ctx: ProbeContext,
+                 probe: str) -> None:
+    """Decode one ring-buffer read's ``records`` (:func:`decode_records`) and emit the events,
+    :data:`EMIT_CHUNK` at a time: a read after a stall holds thousands, and keeping them all alive
+    at once would let the garbage collector promote them to older generations, whose full
+    collections (of the whole heap) then stall the pump long enough to fill the ring buffer."""
+    for at in range(0, len(records), EMIT_CHUNK):
+        events = decode_records(decode, records[at:at + EMIT_CHUNK], ctx, probe)
+        if not events:
+            continue
+        if ctx.emit_batch is not None:
+            ctx.emit_batch(events)
+        else:
+            for event in events:
+                ctx.emit(event)
 
 
 def event_type(enum: type[_E], value: int, probe: str) -> _E:

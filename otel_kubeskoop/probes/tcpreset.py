@@ -61,11 +61,12 @@ TCPRESET_RECEIVE = EventSpec(
 EVENTS = (TCPRESET_NOSOCK, TCPRESET_PROCESS, TCPRESET_ACTIVE, TCPRESET_RECEIVE)
 
 
-def reset_reason(record: Any, names: KernelNames) -> Iterable[tuple[str, Any]]:
-    """``kubeskoop.reset.reason`` of a sent reset, when the kernel gave one (Linux 6.10+)."""
-    if record.reason == TcpresetReason.TCPRESET_REASON_NONE:
+def reset_reason(value: int, names: KernelNames) -> Iterable[tuple[str, Any]]:
+    """``kubeskoop.reset.reason`` of a sent reset (the record's ``reason``), when the kernel gave
+    one (Linux 6.10+)."""
+    if value == TcpresetReason.TCPRESET_REASON_NONE:
         return ()
-    reason = names.rst_reason(record.reason)
+    reason = names.rst_reason(value)
     return () if reason is None else ((RESET_REASON, reason),)
 
 
@@ -82,6 +83,7 @@ TABLE = Typecount(
         TcpresetType.TCPRESET_RECEIVE: ("receive", TCPRESET_RECEIVE),
     },
     extra=reset_reason,
+    extra_field="reason",
 )
 
 

@@ -6,13 +6,15 @@ Probes emit from the event pump thread (the runtime hands them :meth:`EventEmitt
 tens of thousands of events a second; the resource comes from the resource directory the emitter
 is built with. The SDK's log path (``LoggerProvider`` + ``BatchLogRecordProcessor`` + encoder)
 costs about 95 us of CPU per event (``README.md``, "Event path"), so it is not used on this path.
-``emit`` encodes the log record once and appends its bytes to a queue bounded in bytes
-(``queue_bytes``: a backlog during an outage costs at most that, and the memory is given back to
-the system when the backlog is gone); one export thread drains it every second (or sooner when a
-batch is full), groups the records by resource into an OTLP ``ExportLogsServiceRequest`` built
-directly from the opentelemetry-proto messages, and sends it through the SDK's OTLP log exporter at
-its per-request layer (retries, backoff, TLS, headers as the SDK does). The wire result is what the SDK would send: one
-ResourceLogs per resource, one scope, records with ``event_name``, severity WARN, typed attributes.
+``emit_batch`` takes the events of one ring-buffer read, encodes each log record once in wire form
+(``telemetry/logwire.py``: attribute encodings built once per distinct value) and appends the bytes
+to a queue bounded in bytes (``queue_bytes``: a backlog during an outage costs at most that, and
+the memory is given back to the system when the backlog is gone); one export thread drains it
+every second (or sooner when a batch is full), joins the records by resource into an OTLP
+``ExportLogsServiceRequest``, and sends it through the SDK's OTLP log exporter at its per-request
+layer (retries, backoff, TLS, headers, compression as the SDK does; socket writes and zlib run
+without the GIL). The wire result is what the SDK would send: one ResourceLogs per resource, one
+scope, records with ``event_name``, severity WARN, typed attributes.
 
 Every event the agent receives is either delivered or counted as lost, by probe and reason:
 ``export_queue_full`` (the queue was full: the backend is slower than the event rate) and
@@ -26,19 +28,18 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import gc
+import functools
 import json
 import logging
 import sys
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import IO, Any, Protocol
 
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope, KeyValue
-from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, SeverityNumber
+from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
+from opentelemetry.proto.logs.v1.logs_pb2 import SeverityNumber
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource as ProtoResource
 from opentelemetry.sdk.resources import Resource
 
@@ -46,6 +47,7 @@ from otel_kubeskoop import __version__
 from otel_kubeskoop.probe import Event, Sample
 from otel_kubeskoop.vocabulary import attributes as A
 from otel_kubeskoop.vocabulary import instruments as I
+from otel_kubeskoop.telemetry.logwire import EncodedRequest, RecordEncoder, request_bytes, resource_logs_head
 from otel_kubeskoop.telemetry.pipeline import key_values
 
 log = logging.getLogger(__name__)
@@ -53,12 +55,9 @@ log = logging.getLogger(__name__)
 SCOPE = InstrumentationScope(name="otel_kubeskoop.probes", version=__version__)
 UPSTREAM_TYPE = "kubeskoop.event.type"
 WARN = SeverityNumber.SEVERITY_NUMBER_WARN
-DEFAULT_QUEUE_BYTES = 16 << 20  # about 60,000 events (bench/results): seconds of a 10k events/s burst
+DEFAULT_QUEUE_BYTES = 16 << 20  # about 40,000 tcpreset events (about 370 bytes each encoded)
 DEFAULT_BATCH = 2048
-# Attribute pairs built once. At 65,536 entries the cache alone held about 55 MiB (measured with
-# tcpreset-like events: ports and addresses rarely repeat), more than the whole event queue.
-KV_CACHE_SIZE = 4096
-ENTRY_OVERHEAD = 120  # bytes a queued record costs beyond its encoding: bytes object, tuple, deque slot
+ENTRY_OVERHEAD = 48  # bytes a queued record costs beyond its encoding: bytes object header, list slot
 
 
 def probe_of(event: Event) -> str:
@@ -77,13 +76,17 @@ def event_record(event: Event, resource: Resource) -> dict[str, Any]:
     }
 
 
+@functools.cache
+def _trim_function() -> Callable[[int], int] | None:
+    name = ctypes.util.find_library("c")  # runs ldconfig: once
+    return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+
+
 def _malloc_trim() -> None:
     """Give freed heap back to the system (glibc keeps it otherwise; ``man 3 malloc_trim``)."""
-    name = ctypes.util.find_library("c")
-    if name:
-        trim = getattr(ctypes.CDLL(name), "malloc_trim", None)
-        if trim is not None:
-            trim(0)
+    trim = _trim_function()
+    if trim is not None:
+        trim(0)
 
 
 class LineSink:
@@ -131,7 +134,11 @@ class EventEmitter:
         self._resources = resources
         self._exporters = log_exporters
         self._sinks = line_sinks
-        self._queue: deque[tuple[str, Resource, bytes]] = deque()  # probe, resource, encoded record
+        # Encoded records in chunks of one probe and resource, in order: the queue holds a few
+        # container objects per ring-buffer read instead of one per record, so a backlog does not
+        # feed the garbage collector's older generations (full collections of the whole heap).
+        self._queue: deque[tuple[str, Resource, list[bytes]]] = deque()
+        self._queued = 0  # records in the queue
         self._queue_bytes = queue_bytes
         self.queued_bytes = 0
         self._high_water = 0  # bytes queued at most since the queue was last empty
@@ -145,13 +152,14 @@ class EventEmitter:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._export_lock = threading.Lock()  # one drain at a time (thread, flush, shutdown)
-        self._protos: dict[int, tuple[Resource, ProtoResource]] = {}
-        self._kv_cache: dict[tuple[str, Any], KeyValue] = {}
+        self._heads: dict[int, tuple[Resource, tuple[bytes, bytes]]] = {}
+        self._encoder = RecordEncoder(WARN, "WARN", UPSTREAM_TYPE)
+        self._probes: dict[str, str] = {}  # event name -> probe
         self.delivered: Counter[str] = Counter()  # probe -> events delivered
         self.lost: Counter[tuple[str, str]] = Counter()  # (probe, reason) -> events lost
-        # Called per event with its resource, on the emitting thread: must not block (the live
-        # event stream only queues it, see telemetry/stream.py).
-        self.hooks: tuple[Callable[[Event, Resource], None], ...] = ()
+        # Called once per batch with its (event, resource) pairs, on the emitting thread: must not
+        # block (the live event stream only queues them, see telemetry/stream.py).
+        self.hooks: tuple[Callable[[Sequence[tuple[Event, Resource]]], None], ...] = ()
         self._thread: threading.Thread | None = None
         self._start_thread()
 
@@ -184,35 +192,66 @@ class EventEmitter:
         return sum(self.delivered.values())
 
     def emit(self, event: Event) -> None:
-        resource = self._resources.event_resource(event.netns)
-        for hook in self.hooks:
-            hook(event, resource)
-        if self._sinks:
-            self._write_lines(event, resource)
-        if not self._exporters:
-            self.delivered[probe_of(event)] += 1
+        self.emit_batch((event,))
+
+    def emit_batch(self, events: Sequence[Event]) -> None:
+        """Emit ``events`` (one ring-buffer read's worth): resources looked up once per namespace,
+        records encoded, queued under one lock; what finds no room is counted lost."""
+        if not events:
             return
-        data = self._encode(event)
-        cost = len(data) + ENTRY_OVERHEAD
+        lookup, resources = self._resources.event_resource, {}
+        batch = []
+        for event in events:
+            netns = event.netns
+            resource = resources.get(netns)
+            if resource is None:
+                resource = resources[netns] = lookup(netns)
+            batch.append((event, resource))
+        for hook in self.hooks:
+            hook(batch)
+        if self._sinks:
+            for event, resource in batch:
+                self._write_lines(event, resource)
+        probe = self._probe_of
+        if not self._exporters:
+            with self._lock:
+                self.delivered.update(probe(event.name) for event in events)
+            return
+        now, record = time.time_ns(), self._encoder.record
+        encoded = [(probe(event.name), resource,
+                    record(event.name, event.upstream_type, event.body, event.attributes,
+                           event.timestamp_ns or now, now))
+                   for event, resource in batch]
+        lost: Counter[tuple[str, str]] = Counter()
         with self._lock:
-            if self.queued_bytes + cost > self._queue_bytes or self._closed:
-                self.lost[(probe_of(event), "export_queue_full" if not self._closed else "shutdown")] += 1
-                return
-            self._queue.append((probe_of(event), resource, data))
-            self.queued_bytes += cost
-            self._high_water = max(self._high_water, self.queued_bytes)
-            full = len(self._queue) >= self._batch_size
+            reason = "shutdown" if self._closed else "export_queue_full"
+            queued, budget, queue, n = self.queued_bytes, self._queue_bytes, self._queue, 0
+            chunk = queue[-1] if queue else None
+            for probe_name, resource, data in encoded:
+                cost = len(data) + ENTRY_OVERHEAD
+                if queued + cost > budget or self._closed:
+                    lost[(probe_name, reason)] += 1
+                    continue
+                if chunk is None or chunk[1] is not resource or chunk[0] != probe_name:
+                    chunk = (probe_name, resource, [])
+                    queue.append(chunk)
+                chunk[2].append(data)
+                queued += cost
+                n += 1
+            self.queued_bytes = queued
+            self._queued += n
+            self._high_water = max(self._high_water, queued)
+            if lost:
+                self.lost.update(lost)
+            full = self._queued >= self._batch_size
         if full:
             self._wake.set()
 
-    def _encode(self, event: Event) -> bytes:
-        now = time.time_ns()
-        record = LogRecord(time_unix_nano=event.timestamp_ns or now, observed_time_unix_nano=now,
-                           severity_number=WARN, severity_text="WARN", event_name=event.name)
-        record.body.string_value = event.body or event.name
-        record.attributes.extend([self._key_value(kv) for kv in event.attributes])
-        record.attributes.append(self._key_value((UPSTREAM_TYPE, event.upstream_type)))
-        return record.SerializeToString()
+    def _probe_of(self, name: str) -> str:
+        probe = self._probes.get(name)
+        if probe is None:
+            probe = self._probes[name] = name.split(".", 2)[1]
+        return probe
 
     def _write_lines(self, event: Event, resource: Resource) -> None:
         record = event_record(event, resource)
@@ -224,55 +263,60 @@ class EventEmitter:
 
     # Export ------------------------------------------------------------------------------------
 
-    def _proto(self, resource: Resource) -> ProtoResource:
-        hit = self._protos.get(id(resource))
+    def _head(self, resource: Resource) -> tuple[bytes, bytes]:
+        """A resource's encoded ``resource`` and ``scope`` fields, built once per resource object
+        (the directory makes a new object when a pod's attributes change)."""
+        hit = self._heads.get(id(resource))
         if hit is None or hit[0] is not resource:
-            if len(self._protos) > 4096:  # resources come and go with pods; keep the cache bounded
-                self._protos.clear()
-            hit = self._protos[id(resource)] = (resource, ProtoResource(attributes=key_values(resource.attributes)))
+            if len(self._heads) > 4096:  # resources come and go with pods; keep the cache bounded
+                self._heads.clear()
+            encoded = ProtoResource(attributes=key_values(resource.attributes)).SerializeToString()
+            hit = self._heads[id(resource)] = (resource, resource_logs_head(encoded, SCOPE))
         return hit[1]
 
-    def _request(self, batch: list[tuple[str, Resource, bytes]]) -> ExportLogsServiceRequest:
-        request = ExportLogsServiceRequest()
-        scopes: dict[int, Any] = {}
-        for _, resource, data in batch:
-            scope_logs = scopes.get(id(resource))
-            if scope_logs is None:
-                resource_logs = request.resource_logs.add()
-                resource_logs.resource.CopyFrom(self._proto(resource))
-                scope_logs = scopes[id(resource)] = resource_logs.scope_logs.add()
-                scope_logs.scope.CopyFrom(SCOPE)
-            scope_logs.log_records.add().MergeFromString(data)
-        return request
+    def _request(self, batch: list[tuple[str, Resource, list[bytes]]]) -> EncodedRequest:
+        """The logs request of ``batch`` (queue chunks): one ResourceLogs per resource, records in
+        queue order."""
+        groups: dict[int, tuple[tuple[bytes, bytes], list[bytes]]] = {}
+        for _, resource, records in batch:
+            group = groups.get(id(resource))
+            if group is None:
+                group = groups[id(resource)] = (self._head(resource), [])
+            group[1].extend(records)
+        return EncodedRequest(request_bytes(groups), sum(len(records) for _, _, records in batch))
 
-    def _key_value(self, pair: tuple[str, Any]) -> KeyValue:
-        """Attribute pairs repeat (transport, state, reason, the busy addresses): building each
-        KeyValue once halves the cost of a record. Bounded (``KV_CACHE_SIZE``): cleared when full."""
-        try:
-            kv = self._kv_cache.get(pair)
-        except TypeError:  # an unhashable value (a list: a kernel stack) is built each time
-            return key_values((pair,))[0]
-        if kv is None:
-            if len(self._kv_cache) >= KV_CACHE_SIZE:
-                self._kv_cache.clear()
-            kv = self._kv_cache[pair] = key_values((pair,))[0]
-        return kv
+    def _take(self, n: int) -> list[tuple[str, Resource, list[bytes]]]:
+        """The first ``n`` queued records, as chunks (lock held)."""
+        out, queue = [], self._queue
+        while n > 0 and queue:
+            probe_name, resource, records = queue.popleft()
+            if len(records) > n:
+                queue.appendleft((probe_name, resource, records[n:]))
+                records = records[:n]
+            out.append((probe_name, resource, records))
+            n -= len(records)
+        taken = sum(len(records) for _, _, records in out)
+        self._queued -= taken
+        self.queued_bytes -= sum(len(data) for _, _, records in out for data in records) + taken * ENTRY_OVERHEAD
+        return out
 
-    def _drain(self, deadline: float | None = None) -> None:
-        """Send what is queued, a batch at a time; ``deadline`` (``time.monotonic()``) cuts it."""
+    def _drain(self, deadline: float | None = None, *, full_only: bool = False) -> None:
+        """Send what is queued, a batch at a time; ``deadline`` (``time.monotonic()``) cuts it;
+        ``full_only``: only full batches (the rest waits for more, or for the flush interval)."""
         with self._export_lock:
-            self._drain_locked(deadline)
+            self._drain_locked(deadline, full_only=full_only)
 
-    def _drain_locked(self, deadline: float | None = None) -> None:
+    def _drain_locked(self, deadline: float | None = None, *, full_only: bool = False) -> None:
         """:meth:`_drain` with the export lock held (a reload drains to the old outputs too)."""
         while True:
             with self._lock:
-                if not self._queue or self._closed:
+                if not self._queued or self._closed or (full_only and self._queued < self._batch_size):
                     break
-                n = min(self._batch_size, len(self._queue))
-                batch = [self._queue.popleft() for _ in range(n)]
-                self.queued_bytes -= sum(len(data) + ENTRY_OVERHEAD for _, _, data in batch)
-                counts = Counter(probe for probe, _, _ in batch)
+                batch = self._take(self._batch_size)
+                counts: Counter[str] = Counter()
+                for probe_name, _, records in batch:
+                    counts[probe_name] += len(records)
+                n = counts.total()
                 self._in_flight = counts
             ok = self._send(self._request(batch), deadline)
             del batch
@@ -287,7 +331,7 @@ class EventEmitter:
                     self.lost.update({(probe, "export_failed"): c for probe, c in counts.items()})
         self._give_back()
 
-    def _send(self, request: ExportLogsServiceRequest, deadline: float | None) -> bool:
+    def _send(self, request: EncodedRequest, deadline: float | None) -> bool:
         timeout = None if deadline is None else deadline - time.monotonic()
         if timeout is not None and timeout <= 0:
             self.last_error = "the shutdown deadline came before the request was sent"
@@ -305,19 +349,24 @@ class EventEmitter:
         return ok
 
     def _give_back(self) -> None:
-        """After a backlog (an outage) the queue is down to less than a batch: return its memory."""
+        """After a backlog (an outage: the queue was half full or more) the queue is down to less
+        than a batch: return its memory. The queue holds no reference cycles, so its memory is
+        free once sent; no collection is needed (a full one stalls every thread for tens of ms,
+        enough to fill a probe's ring buffer at high rates)."""
         with self._lock:
-            if len(self._queue) >= self._batch_size or self._high_water < self._queue_bytes // 8:
+            if self._queued >= self._batch_size or self._high_water < self._queue_bytes // 2:
                 return
             self._high_water = 0
-        gc.collect()
         _malloc_trim()
 
     def _run(self) -> None:
+        # Woken by a full batch: send full batches only. Sending whatever came in during the last
+        # request made a request of a few dozen records every few milliseconds at high rates,
+        # each costing about 1 ms of CPU in the HTTP client (bench/event_path.py).
         while not self._stop.is_set():
-            self._wake.wait(self._flush_interval)
+            full = self._wake.wait(self._flush_interval)
             self._wake.clear()
-            self._drain()
+            self._drain(full_only=full and not self._stop.is_set())
         self._drain(self._final_deadline)
 
     def flush(self) -> None:
@@ -335,7 +384,7 @@ class EventEmitter:
         """Delivered and lost by probe and reason, and the queue, for ``/status``."""
         with self._lock:
             delivered, lost = dict(self.delivered), dict(self.lost)
-            queued, queued_bytes = len(self._queue), self.queued_bytes
+            queued, queued_bytes = self._queued, self.queued_bytes
         by_probe: dict[str, dict[str, Any]] = {p: {"delivered": n, "lost": {}} for p, n in delivered.items()}
         for (probe, reason), n in lost.items():
             by_probe.setdefault(probe, {"delivered": 0, "lost": {}})["lost"][reason] = n
@@ -355,8 +404,11 @@ class EventEmitter:
             self._drain(deadline)
         with self._lock:
             self._closed = True
-            left = Counter(probe for probe, _, _ in self._queue) + self._in_flight
+            left = Counter() + self._in_flight
+            for probe_name, _, records in self._queue:
+                left[probe_name] += len(records)
             self._queue.clear()
+            self._queued = 0
             self.queued_bytes = 0
             self._in_flight = Counter()
         if left:

@@ -17,6 +17,8 @@ from typing import Any
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
+from otel_kubeskoop.telemetry.logwire import EncodedRequest
+
 
 class ExporterError(Exception):
     """An exporter that cannot be built from the given settings (e.g. deflate with gRPC)."""
@@ -142,7 +144,8 @@ def _http_log_request_exporter(**kwargs: Any) -> Any:
 
         last_error = ""
 
-        def export_request(self, request: ExportLogsServiceRequest, timeout: float | None = None) -> bool:
+        def export_request(self, request: ExportLogsServiceRequest | EncodedRequest,
+                           timeout: float | None = None) -> bool:
             return _http_send(self, request, timeout)
 
     return HTTPLogRequestExporter(**kwargs)
@@ -153,19 +156,25 @@ def _grpc_log_request_exporter(**kwargs: Any) -> Any:
     from opentelemetry.sdk._logs.export import LogRecordExportResult
 
     class GRPCLogRequestExporter(OTLPLogExporter):
-        """Sends an already-built logs request through the exporter's retry loop."""
+        """Sends an already-built logs request through the exporter's retry loop (a request in
+        wire form is parsed once: the stub takes a message)."""
 
         def _translate_data(self, data: Any) -> ExportLogsServiceRequest:
+            if isinstance(data, EncodedRequest):
+                return data.message()
             return data if isinstance(data, ExportLogsServiceRequest) else super()._translate_data(data)
 
         def _count_data(self, data: Any) -> int:
+            if isinstance(data, EncodedRequest):
+                return data.records
             if not isinstance(data, ExportLogsServiceRequest):
                 return super()._count_data(data)
             return sum(len(sl.log_records) for rl in data.resource_logs for sl in rl.scope_logs)
 
         last_error = ""
 
-        def export_request(self, request: ExportLogsServiceRequest, timeout: float | None = None) -> bool:
+        def export_request(self, request: ExportLogsServiceRequest | EncodedRequest,
+                           timeout: float | None = None) -> bool:
             return _grpc_send(self, request, timeout, LogRecordExportResult.SUCCESS)
 
     return GRPCLogRequestExporter(**kwargs)

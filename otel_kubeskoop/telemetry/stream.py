@@ -8,9 +8,9 @@ A client connects and sends one JSON line: ``{"mode": "events", "filters": {...}
 ``{"event": <record>}`` (``events.event_record``), ``{"lost": n, "total_lost": m}`` when its queue
 had no room for ``n`` events, or ``{"cycle": {...}}`` (``top``).
 
-The event path is never slowed by a client: the emitter's hook filters and appends to the client's
-bounded queue (or counts the event dropped) and returns; each client has a writer thread of its own
-that formats and sends. A client that stops reading fills its socket buffer, then its queue, then
+The event path is never slowed by a client: the emitter's hook, called once per batch of events,
+filters and appends to the client's bounded queue (or counts the events dropped) and returns;
+each client has a writer thread of its own that formats and sends. A client that stops reading fills its socket buffer, then its queue, then
 loses events, each counted (``kubeskoop.agent.event_stream.dropped``) and told to it when it reads
 again. The number of clients is bounded (``eventStream.maxClients``); one more is told so and
 closed.
@@ -25,7 +25,7 @@ import select
 import socket
 import threading
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,6 +62,11 @@ class Filters:
         return cls(int(netns) if netns is not None else None, raw.get("namespace"), raw.get("pod"),
                    raw.get("probe"), raw.get("type"))
 
+    @property
+    def everything(self) -> bool:
+        """No filter set: every event is accepted."""
+        return self == _EVERYTHING
+
     def accepts(self, event: Event, resource: Resource) -> bool:
         if self.netns is not None and event.netns != self.netns:
             return False
@@ -77,6 +82,9 @@ class Filters:
         return True
 
 
+_EVERYTHING = Filters()
+
+
 class Client:
     """One connected client: its bounded queue and the thread that writes it out."""
 
@@ -85,6 +93,7 @@ class Client:
         self.conn = conn
         self.mode = mode
         self.filters = filters
+        self._everything = filters.everything
         self._queue: deque[Any] = deque()
         self._queue_size = queue_size
         self._wake = threading.Event()
@@ -102,6 +111,20 @@ class Client:
         self._queue.append(item)
         self._wake.set()
         return True
+
+    def offer_events(self, items: Sequence[tuple[Event, Resource]]) -> None:
+        """Queue the (event, resource) pairs the filters accept, as many as there is room for;
+        the rest are counted dropped. Never blocks; a client that does not read costs the
+        emitter one length check per batch."""
+        if not self._everything:
+            items = [item for item in items if self.filters.accepts(*item)]
+        room = self._queue_size - len(self._queue)
+        if room < len(items):
+            self.dropped += len(items) - max(room, 0)
+            items = items[:max(room, 0)]
+        if items:
+            self._queue.extend(items)
+            self._wake.set()
 
     def _line(self, item: Any) -> bytes:
         if isinstance(item, tuple):
@@ -274,10 +297,9 @@ class EventStream:
             self._tops = tuple(c for c in self._tops if c is not client)
             self.dropped += client.dropped
 
-    def _hook(self, event: Event, resource: Resource) -> None:
+    def _hook(self, items: Sequence[tuple[Event, Resource]]) -> None:
         for client in self._events:
-            if client.filters.accepts(event, resource):
-                client.offer((event, resource))
+            client.offer_events(items)
 
     def cycle(self, groups: Mapping[ResourceKey, list[Sample]]) -> None:
         """Send this cycle's summary to the ``top`` clients, if any."""

@@ -13,7 +13,8 @@ from opentelemetry.sdk.resources import Resource
 from otel_kubeskoop.agent import Agent
 from otel_kubeskoop.config import parse
 from otel_kubeskoop.probe import Event
-from otel_kubeskoop.telemetry.events import ENTRY_OVERHEAD, EventEmitter, LineSink
+from otel_kubeskoop.telemetry.events import ENTRY_OVERHEAD, UPSTREAM_TYPE, WARN, EventEmitter, LineSink
+from otel_kubeskoop.telemetry.logwire import RecordEncoder
 from tests.helpers import MemoryLogExporter
 from tests.otlp_receiver import OTLPReceiver, decode_attributes
 
@@ -73,7 +74,8 @@ def test_list_attributes_become_arrays():
 
 def test_every_event_is_delivered_or_counted_lost():
     mem = MemoryLogExporter()
-    one = len(EventEmitter(DIRECTORY, [], [])._encode(SYNTH)) + ENTRY_OVERHEAD
+    encoder = RecordEncoder(WARN, "WARN", UPSTREAM_TYPE)  # the emitter's, as it queues a record
+    one = len(encoder.record(SYNTH.name, SYNTH.upstream_type, SYNTH.body, SYNTH.attributes, 1, 1)) + ENTRY_OVERHEAD
     emitter = EventEmitter(DIRECTORY, [mem], [], queue_bytes=5 * one, batch_size=100, flush_interval=3600)
     for _ in range(20):
         emitter.emit(SYNTH)

@@ -14,7 +14,7 @@ from rich.console import Console
 from otel_kubeskoop import top
 from otel_kubeskoop.probe import Event
 from otel_kubeskoop.telemetry.events import EventEmitter
-from otel_kubeskoop.telemetry.stream import EventStream, Filters
+from otel_kubeskoop.telemetry.stream import Client, EventStream, Filters
 from otel_kubeskoop.watch import NoAgent, follow, table_row
 from otel_kubeskoop.vocabulary import attributes as A
 from tests.helpers import Resources
@@ -119,6 +119,23 @@ def test_a_stalled_client_loses_counted_and_told_and_does_not_slow_emit(tmp_path
     finally:
         server.stop()
     assert server.samples()[0].value == 0  # no clients after stop
+
+
+def test_a_batch_is_filtered_then_queued_as_far_as_there_is_room_and_the_rest_counted():
+    ours, theirs = socket.socketpair()
+    directory = Directory()
+    client = Client(ours, "events", Filters.of({"pod": "web-1"}), 100, lambda c: None)  # no writer
+    everything = Client(theirs, "events", Filters.of({}), 1000, lambda c: None)
+    batch = [(e, directory.event_resource(e.netns)) for e in [event(1), event(2), event(3)] * 400]
+    client.offer_events(batch)
+    everything.offer_events(batch)
+    assert len(client._queue) == 100 and client.dropped == 300  # 400 from web-1: 100 queued
+    assert all(e.netns == 1 for e, _ in client._queue)
+    assert len(everything._queue) == 1000 and everything.dropped == 200
+    client.offer_events(batch[:3])
+    assert client.dropped == 301
+    ours.close()
+    theirs.close()
 
 
 def greeted(path, mode):

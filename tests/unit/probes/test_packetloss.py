@@ -90,9 +90,7 @@ def test_undecodable_records_are_counted_never_raised() -> None:
     probe = packetloss.PacketlossProbe(packetloss.PacketlossArgs(), ctx)
     probe.names = NAMES
     good = read(dumps("packetloss")[0]).raw
-    probe.bpf._on_record(b"\x00" * 10)
-    probe.bpf._on_record(good[:-8])
-    probe.bpf._on_record(good)
+    probe.bpf._on_records([b"\x00" * 10, good[:-8], good])
     assert ctx.decode_errors == 2
     assert [e.name for e in emitted] == ["kubeskoop.packetloss.drop"]
 
