@@ -34,7 +34,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.blackhole import BlackHole  # noqa: E402
-from tests.e2e.test_agent_process import CLI, free_port, get  # noqa: E402
+from tests.agentproc import CLI, free_port, get  # noqa: E402
 from tests.otlp_receiver import OTLPReceiver  # noqa: E402
 from tests.privileged.netnsutil import netns  # noqa: E402
 
