@@ -231,7 +231,9 @@ class _HistogramSeries:
 class _Resource:
     source: Resource  # what the message's resource was built from
     message: ResourceMetrics
-    metrics: dict[str, Metric] = field(default_factory=dict)
+    # Instrument name -> index in the message's metrics. Not the Metric itself: a held protobuf
+    # wrapper costs about 570 bytes of native memory, a tenth of the pipeline's cost per namespace.
+    metrics: dict[str, int] = field(default_factory=dict)
     specs: dict[str, InstrumentSpec] = field(default_factory=dict)
     series: dict[tuple[str, Attrs], _Series | _HistogramSeries] = field(default_factory=dict)
     baseline_new: bool = True  # first values are the baseline (resources present at start only)
@@ -289,7 +291,12 @@ class MetricPipeline:
         return res
 
     def _metric(self, res: _Resource, spec: InstrumentSpec) -> Metric:
-        metric = res.message.scope_metrics[0].metrics.add(name=spec.name, unit=spec.unit, description=spec.description)
+        """The resource's Metric for ``spec``, added if it has none."""
+        metrics = res.message.scope_metrics[0].metrics
+        index = res.metrics.get(spec.name)
+        if index is not None:
+            return metrics[index]
+        metric = metrics.add(name=spec.name, unit=spec.unit, description=spec.description)
         if spec.kind is InstrumentKind.GAUGE:
             metric.gauge.SetInParent()
         elif spec.kind is InstrumentKind.HISTOGRAM:
@@ -297,7 +304,7 @@ class MetricPipeline:
         else:
             metric.sum.is_monotonic = spec.kind is InstrumentKind.COUNTER
             metric.sum.aggregation_temporality = DELTA if self._delta and metric.sum.is_monotonic else CUMULATIVE
-        res.metrics[spec.name] = metric
+        res.metrics[spec.name] = len(metrics) - 1
         res.specs[spec.name] = spec
         return metric
 
@@ -306,9 +313,10 @@ class MetricPipeline:
 
     def _new_series(self, res: _Resource, spec: InstrumentSpec, attrs: Attrs, raw: Any,
                     now_ns: int) -> _Series | _HistogramSeries:
-        metric = res.metrics.get(spec.name) or self._metric(res, spec)
+        metric = self._metric(res, spec)
         point = self._points_of(metric).add()
-        point.attributes.extend(key_values(attrs))
+        if attrs:  # touching an unset field of a held message keeps a wrapper alive (400 bytes)
+            point.attributes.extend(key_values(attrs))
         if spec.kind is InstrumentKind.HISTOGRAM:
             point.explicit_bounds.extend(raw.bounds)
             point.start_time_unix_nano = now_ns
@@ -389,7 +397,7 @@ class MetricPipeline:
         del res.message.scope_metrics[0].metrics[:]
         res.metrics, res.series = {}, {}
         for (name, attrs), series, copy in keep:
-            points = self._points_of(res.metrics.get(name) or self._metric(res, specs[name]))
+            points = self._points_of(self._metric(res, specs[name]))
             points.append(copy)
             series.point = points[len(points) - 1]
             res.series[(name, attrs)] = series
@@ -403,7 +411,7 @@ class MetricPipeline:
         new = self._resource(key)
         new.baseline_new = False
         for (name, attrs), series in old.series.items():
-            metric = new.metrics.get(name) or self._metric(new, old.specs[name])
+            metric = self._metric(new, old.specs[name])
             point = self._points_of(metric).add()
             point.CopyFrom(series.point)
             new.series[(name, attrs)] = replace(series, point=point)
