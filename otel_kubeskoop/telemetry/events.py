@@ -53,7 +53,10 @@ log = logging.getLogger(__name__)
 SCOPE = InstrumentationScope(name="otel_kubeskoop.probes", version=__version__)
 UPSTREAM_TYPE = "kubeskoop.event.type"
 WARN = SeverityNumber.SEVERITY_NUMBER_WARN
-DEFAULT_QUEUE_BYTES = 16 << 20  # about 60,000 events (bench/results): seconds of a 10k events/s burst
+# About 8,600 records: 4 s of 2,000 events/s while one request is in flight (a longer outage loses
+# events at any budget, counted); at 100 namespaces RSS stays under 100 MB through a 10-minute
+# outage (bench/results/outage_rss.json).
+DEFAULT_QUEUE_BYTES = 4 << 20
 DEFAULT_BATCH = 2048
 # Attribute pairs built once. At 65,536 entries the cache alone held about 55 MiB (measured with
 # tcpreset-like events: ports and addresses rarely repeat), more than the whole event queue.
