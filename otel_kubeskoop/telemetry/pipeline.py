@@ -62,7 +62,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 from opentelemetry.sdk.resources import Resource
 
 from otel_kubeskoop import __version__
-from otel_kubeskoop.identity.keys import ResourceKey
+from otel_kubeskoop.identity.keys import MAX_RESOURCES, ResourceKey
 from otel_kubeskoop.probe import Histogram, Sample
 from otel_kubeskoop.vocabulary.instruments import InstrumentKind, InstrumentSpec
 
@@ -71,7 +71,7 @@ log = logging.getLogger(__name__)
 SCOPE = InstrumentationScope(name="otel_kubeskoop.probes", version=__version__)
 TEMPORALITY_ENV = "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE"
 DEFAULT_MAX_POINTS = 8192  # per request: the Collector's gRPC receiver rejects messages over 4 MiB
-DEFAULT_MAX_RESOURCES = 4096  # namespaces (pods) on a node, with room: Kubernetes' limit is 110 by default
+DEFAULT_MAX_RESOURCES = MAX_RESOURCES
 DEFAULT_MAX_SERIES = 500_000  # about 80 per namespace with the default probes (bench/results)
 Attrs = tuple[tuple[str, Any], ...]
 
