@@ -29,7 +29,8 @@ What the SDK would have owned is here, and tested:
   interface re-created under the same name) continues from where it was.
 - A resource that disappears is exported once more, with its last values, then dropped; a series
   that disappears from a live resource is dropped at once.
-- Requests are cut at ``max_points`` data points, whole resources per request.
+- Requests are cut at ``max_points`` data points, whole resources per request, and built one
+  at a time as they are sent.
 - Bounded: at most ``max_resources`` resources and ``max_series`` series are tracked; samples
   beyond are refused and counted (``overflow``), so a node with thousands of namespaces costs a
   known amount of memory.
@@ -45,7 +46,7 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -70,7 +71,10 @@ log = logging.getLogger(__name__)
 
 SCOPE = InstrumentationScope(name="otel_kubeskoop.probes", version=__version__)
 TEMPORALITY_ENV = "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE"
-DEFAULT_MAX_POINTS = 8192  # per request: the Collector's gRPC receiver rejects messages over 4 MiB
+# Per request. A request is a copy of its resources' messages, held while it is sent (up to the
+# OTLP timeout), so smaller requests keep that copy small: 2048 points are about 250 kB on the
+# wire, well under the 4 MiB the Collector's gRPC receiver takes.
+DEFAULT_MAX_POINTS = 2048
 DEFAULT_MAX_RESOURCES = MAX_RESOURCES
 DEFAULT_MAX_SERIES = 500_000  # about 80 per namespace with the default probes (bench/results)
 Attrs = tuple[tuple[str, Any], ...]
@@ -422,10 +426,14 @@ class MetricPipeline:
             return []
         return [(series, series.mark()) for series in res.series.values() if series.delta]
 
-    def requests(self) -> list[Outgoing]:
+    def requests(self) -> Iterator[Outgoing]:
         """Requests for the current state: whole resources, at most ``max_points`` points apiece
         (a single resource larger than that goes alone). Resources exported for the last time
-        leave the live set now; they are dropped when delivered (:meth:`settle`)."""
+        leave the live set now; they are dropped when delivered (:meth:`settle`).
+
+        Each request is a copy of its resources' messages, made under the lock when it is due, so
+        one copy at a time is alive however many requests an export makes (a request may wait
+        out the OTLP timeout: 10 s against a black-holed backend)."""
         with self._lock:
             chosen = [(res, True) for res in self._retired]
             self._retired = []
@@ -435,26 +443,22 @@ class MetricPipeline:
                 if res.retiring:
                     del self._resources[key]
                     self._series_count -= len(res.series)
-            out: list[Outgoing] = []
-            batch: list[ResourceMetrics] = []
-            current = Outgoing(ExportMetricsServiceRequest(), [], [])
+            batches: list[list[tuple[_Resource, bool]]] = []
             points = 0
             for res, last in chosen:
                 if not res.points:
                     continue
-                if batch and points + res.points > self._max_points:
-                    current.request = ExportMetricsServiceRequest(resource_metrics=batch)  # copies
-                    out.append(current)
-                    current, batch, points = Outgoing(ExportMetricsServiceRequest(), [], []), [], 0
-                batch.append(res.message)
+                if not batches or (batches[-1] and points + res.points > self._max_points):
+                    batches.append([])
+                    points = 0
+                batches[-1].append((res, last))
                 points += res.points
-                current.marks += self._marks(res)
-                if last:
-                    current.retired.append(res)
-            if batch:
-                current.request = ExportMetricsServiceRequest(resource_metrics=batch)
-                out.append(current)
-            return out
+        for batch in batches:
+            with self._lock:
+                current = Outgoing(ExportMetricsServiceRequest(resource_metrics=[res.message for res, _ in batch]),
+                                   [mark for res, _ in batch for mark in self._marks(res)],
+                                   [res for res, last in batch if last])
+            yield current
 
     def settle(self, sent: Outgoing, delivered: bool) -> None:
         """After a request: a delivered one moves its delta points on; a failed one's last exports
