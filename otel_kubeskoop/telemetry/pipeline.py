@@ -29,8 +29,7 @@ What the SDK would have owned is here, and tested:
   interface re-created under the same name) continues from where it was.
 - A resource that disappears is exported once more, with its last values, then dropped; a series
   that disappears from a live resource is dropped at once.
-- Requests are cut at ``max_points`` data points, whole resources per request, and built one
-  at a time as they are sent.
+- Requests are cut at ``max_points`` data points, whole resources per request, built as sent.
 - Bounded: at most ``max_resources`` resources and ``max_series`` series are tracked; samples
   beyond are refused and counted (``overflow``), so a node with thousands of namespaces costs a
   known amount of memory.
@@ -71,9 +70,7 @@ log = logging.getLogger(__name__)
 
 SCOPE = InstrumentationScope(name="otel_kubeskoop.probes", version=__version__)
 TEMPORALITY_ENV = "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE"
-# Per request. A request is a copy of its resources' messages, held while it is sent (up to the
-# OTLP timeout), so smaller requests keep that copy small: 2048 points are about 250 kB on the
-# wire, well under the 4 MiB the Collector's gRPC receiver takes.
+# Per request: a request (a copy, held while it is sent) of about 250 kB; the Collector takes 4 MiB.
 DEFAULT_MAX_POINTS = 2048
 DEFAULT_MAX_RESOURCES = MAX_RESOURCES
 DEFAULT_MAX_SERIES = 500_000  # about 80 per namespace with the default probes (bench/results)
@@ -235,9 +232,7 @@ class _HistogramSeries:
 class _Resource:
     source: Resource  # what the message's resource was built from
     message: ResourceMetrics
-    # Instrument name -> index in the message's metrics. Not the Metric itself: a held protobuf
-    # wrapper costs about 570 bytes of native memory, a tenth of the pipeline's cost per namespace.
-    metrics: dict[str, int] = field(default_factory=dict)
+    metrics: dict[str, int] = field(default_factory=dict)  # name -> index: a held Metric costs 570 bytes
     specs: dict[str, InstrumentSpec] = field(default_factory=dict)
     series: dict[tuple[str, Attrs], _Series | _HistogramSeries] = field(default_factory=dict)
     baseline_new: bool = True  # first values are the baseline (resources present at start only)
@@ -429,11 +424,8 @@ class MetricPipeline:
     def requests(self) -> Iterator[Outgoing]:
         """Requests for the current state: whole resources, at most ``max_points`` points apiece
         (a single resource larger than that goes alone). Resources exported for the last time
-        leave the live set now; they are dropped when delivered (:meth:`settle`).
-
-        Each request is a copy of its resources' messages, made under the lock when it is due, so
-        one copy at a time is alive however many requests an export makes (a request may wait
-        out the OTLP timeout: 10 s against a black-holed backend)."""
+        leave the live set now; they are dropped when delivered (:meth:`settle`). Each request's
+        copy is made when it is due, so one is alive at a time (one may wait out the OTLP timeout)."""
         with self._lock:
             chosen = [(res, True) for res in self._retired]
             self._retired = []
@@ -449,8 +441,7 @@ class MetricPipeline:
                 if not res.points:
                     continue
                 if not batches or (batches[-1] and points + res.points > self._max_points):
-                    batches.append([])
-                    points = 0
+                    batches, points = [*batches, []], 0
                 batches[-1].append((res, last))
                 points += res.points
         for batch in batches:
