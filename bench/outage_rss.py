@@ -31,6 +31,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -150,19 +151,19 @@ def namespace_process() -> subprocess.Popen[bytes]:
                             stdin=subprocess.DEVNULL)
 
 
-def settle(port: int, cycles: int, namespaces: int, timeout: float = 300) -> dict:
-    """/status once ``cycles`` more cycles have run with ``namespaces`` namespaces seen."""
+def settle(port: int, cycles: int, seen: Callable[[int], bool], timeout: float = 300) -> dict:
+    """/status once ``cycles`` more cycles have run with a number of namespaces ``seen`` accepts."""
     end = time.monotonic() + timeout
     first = None
     while time.monotonic() < end:
         with contextlib.suppress(OSError, ValueError):
             status = json.loads(get(port, "/status")[1])
-            if len(status["namespaces"]) == namespaces:
+            if seen(len(status["namespaces"])):
                 first = status["cycles"] if first is None else first
                 if status["cycles"] >= first + cycles:
                     return status
         time.sleep(0.5)
-    raise RuntimeError(f"not {namespaces} namespaces for {cycles} cycles in {timeout} s")
+    raise RuntimeError(f"not the namespaces expected for {cycles} cycles in {timeout} s")
 
 
 def per_namespace(args: argparse.Namespace, tmp: Path) -> dict:
@@ -176,14 +177,14 @@ def per_namespace(args: argparse.Namespace, tmp: Path) -> dict:
             for count in [int(c) for c in args.counts.split(",")]:
                 while len(procs) < count - 1:
                     procs.append(namespace_process())
-                status = settle(port, 5, base + len(procs))
+                status = settle(port, 5, lambda n: n >= base + len(procs))
                 rows.append({"namespaces": len(status["namespaces"]), "rss_mib": round(rss_mib(agent.pid), 1)})
                 print(rows[-1], flush=True)
             for p in procs:
                 p.kill()
                 p.wait()
             procs = []
-            status = settle(port, 5, base)
+            status = settle(port, 5, lambda n: n <= base)
             deleted = {"namespaces": len(status["namespaces"]), "rss_mib": round(rss_mib(agent.pid), 1)}
             print(deleted, flush=True)
         finally:
