@@ -57,7 +57,7 @@ def test_sigterm_with_a_backend_down_exits_within_the_budget(tmp_path: Path, bac
         "shutdownTimeout": BUDGET_S,
         "otlp": {"interval": 1},
         "metrics": {"probes": [{"name": "udp"}, {"name": "tcp"}]},
-        "event": {"probes": [{"name": "tcpreset"}]},
+        "event": {"probes": [{"name": "tcpreset", "args": {"eventRate": 0}}]},  # a backlog past its budget
     }
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     with BlackHole() as hole, open(tmp_path / "stderr", "w+b") as stderr:
