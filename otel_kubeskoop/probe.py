@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 from pydantic import BaseModel, ConfigDict
 
@@ -194,6 +194,9 @@ class ProbeContext:
     watch: Callable[[int, Callable[[], None]], None] = field(default=lambda fd, consume: None)
     # Records the probe could not decode (counted as events lost, reason decode_error).
     decode_errors: int = 0
+    # The shared BPF objects of the runtime (otel_kubeskoop.bpf.shared.SharedObjects), so that
+    # its probes share one; None: the probe makes its own.
+    objects: Any = None
 
     def report(self, exc: BaseException) -> None:
         self.errors.append(exc)

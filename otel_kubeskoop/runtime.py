@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from otel_kubeskoop import capabilities
+from otel_kubeskoop.bpf.shared import SharedObjects
 from otel_kubeskoop.bpf.stats import ProgramStats
 from otel_kubeskoop.config import ProbeConfig
 from otel_kubeskoop.probe import Cycle, Event, Kind, Probe, ProbeContext, ProbeSpec, Sample, Unavailable
@@ -204,6 +205,7 @@ class ProbeRuntime:
             if not self.program_stats.enable():
                 log.warning("bpfStats: %s", self.program_stats.reason)
                 self.program_stats = None
+        self.objects = SharedObjects(stats=self.program_stats is not None)
         self._emit = emit or (lambda event: None)
         self._registry = registry
         self.runs: list[ProbeRun] = []
@@ -310,6 +312,7 @@ class ProbeRuntime:
         elif not enabled and self.program_stats is not None:
             self.program_stats.close()
             self.program_stats = None
+        self.objects.set_stats(self.program_stats is not None)
         return ""
 
     def _context(self, name: str) -> ProbeContext:
@@ -318,7 +321,8 @@ class ProbeRuntime:
 
         return ProbeContext(name=name, proc_root=self.proc_root, cycle=self.cycle,
                             cgroup_root=self.cgroup_root, sys_root=self.sys_root,
-                            events_enabled=name in self._with_events, emit=self._emit, watch=watch)
+                            events_enabled=name in self._with_events, emit=self._emit, watch=watch,
+                            objects=self.objects)
 
     def collect(self, cycle: Cycle) -> list[Sample]:
         """Collect every running probe once over ``cycle``; return their samples plus the runtime's own.
@@ -403,8 +407,8 @@ class ProbeRuntime:
         if stats is None or programs is None or run.state is not State.RUNNING:
             return []
         out = []
-        for name, fd in programs().items():
-            got = stats.read(fd)
+        costs = getattr(run.probe, "bpf_costs", dict)  # its share of a shared object's programs
+        for name, got in ({name: stats.read(fd) for name, fd in programs().items()} | costs()).items():
             if got is not None:
                 attrs = (probe_attr, (A.BPF_PROGRAM, name))
                 out.append(Sample(I.AGENT_BPF_RUNS, got[0], None, attrs))

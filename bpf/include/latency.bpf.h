@@ -13,7 +13,8 @@
  *       count one interval in its log2 slot, its sum, and the slow[] counters (0: no threshold);
  *       latency_add_this_cpu() for a histogram only its own CPU updates.
  *   DECLARE_INFLIGHT(name, key_type, value_type, entries)
- *       a bounded table of start records plus "inflight_stats" (latency.h enum inflight_stat);
+ *       a bounded table of start records plus "inflight_stats" (latency.h enum inflight_stat),
+ *       one per probe, counted through NAME(inflight_count)();
  *       name_start(), name_get(), name_lookup(), name_end(), name_discard() keep the counts
  *       exact.
  */
@@ -23,6 +24,8 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include "maps.bpf.h"
+#include "probe.bpf.h"
+#include "events.bpf.h"
 #include "latency.h"
 
 #define LATENCY_NSEC_PER_MSEC 1000000ULL
@@ -128,6 +131,8 @@ static __always_inline __u64 latency_number(__u64 w)
 DEFINE_LATENCY_KEY_FUNCS(hist, __u32)
 DEFINE_LATENCY_KEY_FUNCS(inflight, __u64)
 
+BTF_EXPORT(enum hist_slot_state, hist_slot_state);
+
 /*
  * "hists": an open-addressed table in an ARRAY map (BPF_F_MMAPABLE: user space reads it in
  * place), each slot a struct hists_slot { state, key, value }. A key lives in one of the
@@ -143,9 +148,8 @@ DEFINE_LATENCY_KEY_FUNCS(inflight, __u64)
 #define DECLARE_LATENCY_HISTS(key_type, value_type, entries)				\
 	_Static_assert(sizeof(key_type) % 4 == 0, #key_type " is not whole 32-bit words");	\
 	_Static_assert(((entries) & ((entries) - 1)) == 0, "hists size is not a power of 2"); \
-	const volatile __u32 hists_mask = (entries) - 1;				\
-	BTF_EXPORT(enum hist_slot_state, hist_slot_state);				\
-	struct hists_slot {								\
+	const volatile __u32 NAME(hists_mask) = (entries) - 1;				\
+	struct NAME(hists_slot) {								\
 		__u64 state; /* enum hist_slot_state */					\
 		key_type key;								\
 		value_type value;							\
@@ -155,30 +159,30 @@ DEFINE_LATENCY_KEY_FUNCS(inflight, __u64)
 		__uint(map_flags, BPF_F_MMAPABLE);					\
 		__uint(max_entries, entries);						\
 		__type(key, __u32);							\
-		__type(value, struct hists_slot);					\
-	} hists SEC(".maps");								\
+		__type(value, struct NAME(hists_slot));					\
+	} NAME(hists) SEC(".maps");								\
 	struct {									\
 		__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);				\
 		__uint(max_entries, 1);							\
 		__type(key, __u32);							\
 		__type(value, __u64);							\
-	} hists_full SEC(".maps");							\
-	static __always_inline struct hists_slot *hists_slot_at(__u32 home, __u32 i)	\
+	} NAME(hists_full) SEC(".maps");							\
+	static __always_inline struct NAME(hists_slot) *NAME(hists_slot_at)(__u32 home, __u32 i)	\
 	{										\
-		__u32 idx = (home + i) & hists_mask;					\
+		__u32 idx = (home + i) & NAME(hists_mask);					\
 											\
-		return bpf_map_lookup_elem(&hists, &idx);				\
+		return bpf_map_lookup_elem(&NAME(hists), &idx);				\
 	}										\
-	static __always_inline value_type *hists_lookup(const key_type *key)		\
+	static __always_inline value_type *NAME(hists_lookup)(const key_type *key)		\
 	{										\
 		const __u32 words = sizeof(*key) / 4;					\
-		__u32 home = hist_index((const __u32 *)key, words, hists_mask), i, zero = 0; \
-		struct hists_slot *s;							\
+		__u32 home = hist_index((const __u32 *)key, words, NAME(hists_mask)), i, zero = 0; \
+		struct NAME(hists_slot) *s;							\
 		__u64 state, *full;							\
 											\
 		_Pragma("unroll")							\
 		for (i = 0; i < LATENCY_HIST_PROBES; i++) {				\
-			s = hists_slot_at(home, i);					\
+			s = NAME(hists_slot_at)(home, i);					\
 			if (!s)								\
 				return NULL;						\
 			state = s->state;						\
@@ -190,7 +194,7 @@ DEFINE_LATENCY_KEY_FUNCS(inflight, __u64)
 		}									\
 		_Pragma("unroll")							\
 		for (i = 0; i < LATENCY_HIST_PROBES; i++) {				\
-			s = hists_slot_at(home, i);					\
+			s = NAME(hists_slot_at)(home, i);					\
 			if (!s)								\
 				return NULL;						\
 			state = s->state;						\
@@ -203,27 +207,11 @@ DEFINE_LATENCY_KEY_FUNCS(inflight, __u64)
 			__sync_lock_test_and_set(&s->state, HIST_READY);		\
 			return &s->value;						\
 		}									\
-		full = bpf_map_lookup_elem(&hists_full, &zero);				\
+		full = bpf_map_lookup_elem(&NAME(hists_full), &zero);				\
 		if (full)								\
 			*full += 1;							\
 		return NULL;								\
 	}
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, INFLIGHT__MAX);
-	__type(key, __u32);
-	__type(value, __u64);
-} inflight_stats SEC(".maps");
-
-static __always_inline void inflight_count(enum inflight_stat stat)
-{
-	__u32 key = stat;
-	__u64 *n = bpf_map_lookup_elem(&inflight_stats, &key);
-
-	if (n)
-		*n += 1;
-}
 
 /* Not every probe uses every function DECLARE_INFLIGHT defines. */
 #define INFLIGHT_FN static __always_inline __attribute__((unused))
@@ -265,6 +253,20 @@ static __always_inline void inflight_count(enum inflight_stat stat)
 		__type(key, __u32);							\
 		__type(value, struct name##_slot);					\
 	} name SEC(".maps");								\
+	struct {									\
+		__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);				\
+		__uint(max_entries, INFLIGHT__MAX);					\
+		__type(key, __u32);							\
+		__type(value, __u64);							\
+	} NAME(inflight_stats) SEC(".maps");						\
+	INFLIGHT_FN void NAME(inflight_count)(enum inflight_stat stat)			\
+	{										\
+		__u32 key = stat;							\
+		__u64 *n = bpf_map_lookup_elem(&NAME(inflight_stats), &key);		\
+											\
+		if (n)									\
+			*n += 1;							\
+	}										\
 	INFLIGHT_FN struct name##_slot *name##_slot(const key_type *key)	\
 	{										\
 		__u32 idx = inflight_index((const __u64 *)key, sizeof(*key) / 8, (entries) - 1); \
@@ -284,11 +286,11 @@ static __always_inline void inflight_count(enum inflight_stat stat)
 		if (!slot)								\
 			return;								\
 		if (name##_holds(slot, key)) {						\
-			inflight_count(INFLIGHT_REPLACED);				\
+			NAME(inflight_count)(INFLIGHT_REPLACED);				\
 		} else {								\
 			if (slot->used)							\
-				inflight_count(INFLIGHT_EVICTED);			\
-			inflight_count(INFLIGHT_STARTED);				\
+				NAME(inflight_count)(INFLIGHT_EVICTED);			\
+			NAME(inflight_count)(INFLIGHT_STARTED);				\
 		}									\
 		slot->used = 0;								\
 		barrier();								\
@@ -327,12 +329,12 @@ static __always_inline void inflight_count(enum inflight_stat stat)
 	INFLIGHT_FN void name##_end(const key_type *key)			\
 	{										\
 		if (name##_remove(key))							\
-			inflight_count(INFLIGHT_ENDED);					\
+			NAME(inflight_count)(INFLIGHT_ENDED);					\
 	}										\
 	INFLIGHT_FN void name##_discard(const key_type *key)			\
 	{										\
 		if (name##_remove(key))							\
-			inflight_count(INFLIGHT_DISCARDED);				\
+			NAME(inflight_count)(INFLIGHT_DISCARDED);				\
 	}
 
 #endif /* __OTEL_KUBESKOOP_LATENCY_BPF_H */

@@ -5,6 +5,7 @@
 
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
+#include "probe.bpf.h"
 
 #ifndef EEXIST
 #define EEXIST 17
@@ -69,21 +70,21 @@ static __always_inline bool shared_counter_add(void *map, const void *key, __u64
 		__uint(max_entries, entries);				\
 		__type(key, key_type);					\
 		__type(value, __u64);					\
-	} counters SEC(".maps");					\
+	} NAME(counters) SEC(".maps");					\
 	struct {							\
 		__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);		\
 		__uint(max_entries, 1);					\
 		__type(key, __u32);					\
 		__type(value, __u64);					\
-	} counters_full SEC(".maps");					\
-	static __always_inline void counters_add(const key_type *key)	\
+	} NAME(counters_full) SEC(".maps");					\
+	static __always_inline void NAME(counters_add)(const key_type *key)	\
 	{								\
 		__u32 zero = 0;						\
 		__u64 *full;						\
 									\
-		if (shared_counter_add(&counters, key, 1))		\
+		if (shared_counter_add(&NAME(counters), key, 1))		\
 			return;						\
-		full = bpf_map_lookup_elem(&counters_full, &zero);	\
+		full = bpf_map_lookup_elem(&NAME(counters_full), &zero);	\
 		if (full)						\
 			*full += 1;					\
 	}

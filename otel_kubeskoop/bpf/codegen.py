@@ -2,7 +2,8 @@
 """Python modules from BPF object contracts (:mod:`.contract`): an ``enum.IntEnum`` per enum, a
 ctypes structure per struct (its layout checked against the contract's offsets while rendering),
 and an :class:`~otel_kubeskoop.bpf.spec.ObjectSpec` per object. Types defined in the shared
-headers go to ``common.py``, once; the rest to ``<object>.py``. Pure: the same contracts give the
+headers go to ``common.py``, once; the rest to ``<object>.py``, except that each probe of a shared
+object has its own ``<probe>.py``: its types and its view of the object. Pure: the same contracts give the
 same text, which the unit tests compare with the committed modules.
 """
 
@@ -165,37 +166,82 @@ def _std_imports(blocks: list[str], extra: str = "") -> list[str]:
     return [f"import {m}" for m in ("ctypes", "enum") if f"{m}." in text]
 
 
-def _object_module(contract: Mapping[str, Any], shared: Mapping[str, Mapping[str, Any]],
-                   common: dict[str, Any]) -> str:
-    stem = contract["object"]
-    own = {d["name"]: d for d in contract["types"] if not d["shared"]}
-    built = dict(common)
-    blocks = [_render_type(d, built) for d in _ordered(own)]
+def _import_line(module: str, names: list[str]) -> str:
+    line = f"from otel_kubeskoop.bpf.generated.{module} import {', '.join(names)}"
+    if len(line) > 100:
+        line = line.replace("import ", "import (\n    ").replace(", ", ",\n    ") + ",\n)"
+    return line
+
+
+def _spec_source(name: str, contract: Mapping[str, Any], prefix: str = "",
+                 host: str | None = None) -> str:
+    """``OBJECT = ObjectSpec(...)`` of ``contract``; with ``prefix``, of the member probe whose
+    maps and settings are the ones named ``<prefix><name>`` (without it), hosted by ``host``."""
 
     def ref(expr: str | None) -> str:
         return "None" if expr is None else _source(expr)
 
+    def mine(items: Iterable[Any]) -> list[Any]:
+        return [[item[0].removeprefix(prefix), *item[1:]] for item in items
+                if item[0].startswith(prefix)]
+
     maps = "".join(
-        f'        "{name}": MapSpec("{m["type"]}", {ref(m["key"])}, {ref(m["value"])}, '
-        f'{m["max_entries"]}),\n' for name, m in contract["maps"])
-    programs = "".join(f'        "{name}": "{sec}",\n' for name, sec in contract["programs"])
-    rodata = "".join(f'        "{name}": {_source(expr)},\n' for name, expr in contract["rodata"])
-    spec = (f'OBJECT = ObjectSpec(\n    name="{stem}",\n'
+        f'        "{n}": MapSpec("{m["type"]}", {ref(m["key"])}, {ref(m["value"])}, '
+        f'{m["max_entries"]}),\n' for n, m in mine(contract["maps"]))
+    programs = "" if prefix else "".join(
+        f'        "{n}": "{sec}",\n' for n, sec in contract["programs"])
+    rodata = "".join(f'        "{n}": {_source(expr)},\n' for n, expr in mine(contract["rodata"]))
+    text = (f'OBJECT = ObjectSpec(\n    name="{name}",\n'
             f"    programs={{\n{programs}    }},\n    maps={{\n{maps}    }},\n"
-            f"    rodata={{\n{rodata}    }},\n)\n")
+            f"    rodata={{\n{rodata}    }},\n")
+    if "globals" in contract:
+        variables = "".join(f'        "{n}": {_source(expr)},\n'
+                            for n, expr in mine(contract["globals"]))
+        text += f"    globals={{\n{variables}    }},\n"
+    if host is not None:
+        text += f'    host="{host}",\n'
+    elif contract.get("members"):
+        members = [f'"{m}"' for m in contract["members"]]
+        text += f"    members=({', '.join(members)}{',' if len(members) == 1 else ''}),\n"
+    return text + ")\n"
+
+
+def _object_module(contract: Mapping[str, Any], shared: Mapping[str, Mapping[str, Any]],
+                   common: dict[str, Any], member: str | None = None) -> str:
+    """The module of an object, or of ``member``, one probe of a shared object: the types named
+    ``<member>_...`` and its view of the object (:func:`_spec_source`)."""
+    stem = contract["object"]
+    members = [] if member is not None else contract.get("members", [])
+
+    def owned(name: str) -> bool:
+        if member is not None:
+            return name.startswith(f"{member}_")
+        return not any(name.startswith(f"{m}_") for m in members)
+
+    own = {d["name"]: d for d in contract["types"] if not d["shared"] and owned(d["name"])}
+    built = dict(common)
+    blocks = [_render_type(d, built) for d in _ordered(own)]
+    prefix = f"{member}_" if member is not None else ""
+    spec = _spec_source(member or stem, contract, prefix, stem if member is not None else None)
     used = {name for d in own.values() for name in _refs(d)}
-    used |= {_parse(e)[0].split()[1] for _, m in contract["maps"] for e in (m["key"], m["value"])
-             if e and " " in _parse(e)[0]}
+    used |= {_parse(e)[0].split()[1] for n, m in contract["maps"] for e in (m["key"], m["value"])
+             if e and " " in _parse(e)[0] and n.startswith(prefix)}
     names = sorted(class_name(n) for n in used if n in shared)
     imports = _std_imports(blocks, spec) + [""]
     if names:
-        line = f"from otel_kubeskoop.bpf.generated.{COMMON} import {', '.join(names)}"
-        if len(line) > 100:
-            line = line.replace("import ", "import (\n    ").replace(", ", ",\n    ") + ",\n)"
-        imports.append(line)
+        imports.append(_import_line(COMMON, names))
+    for m in members:  # the host's maps hold its probes' types
+        names = sorted(class_name(n) for n in used if n.startswith(f"{m}_") and n not in own)
+        if names:
+            imports.append(_import_line(m, names))
     imports.append("from otel_kubeskoop.bpf.spec import MapSpec, ObjectSpec")
-    doc = (f"The contract of ``bpf/{stem}.bpf.c``, read from its object's BTF: the types,\n"
-           "programs, maps and settings user space relies on.")
+    if member is not None:
+        doc = (f"The contract of probe {member} in the shared object ``bpf/{stem}.bpf.c``\n"
+               f"(``bpf/{member}.bpf.h``), read from its BTF: the types, maps and settings user\n"
+               f"space relies on, named without the prefix ``{member}_``.")
+    else:
+        doc = (f"The contract of ``bpf/{stem}.bpf.c``, read from its object's BTF: the types,\n"
+               "programs, maps and settings user space relies on.")
     return _module(f"bpf/contract/{stem}.json", doc, imports, [*blocks, spec])
 
 
@@ -214,6 +260,10 @@ def render(contracts: Iterable[Mapping[str, Any]]) -> dict[str, str]:
         _std_imports(blocks), blocks)}
     for contract in contracts:
         out[f"{contract['object']}.py"] = _object_module(contract, shared, common)
+        for member in contract.get("members", []):
+            if f"{member}.py" in out or member in stems:
+                raise ContractError(f"{contract['object']}: member {member!r} is also an object")
+            out[f"{member}.py"] = _object_module(contract, shared, common, member)
     listed = "".join(f'    "{stem}",\n' for stem in stems)
     out["__init__.py"] = _module(
         "bpf/contract/*.json",

@@ -9,7 +9,9 @@ cilium/ebpf's bpf2go does, and written as Python by ``make -C bpf``:
 as JSON: its programs and their sections, in the object's order; its maps, with their type, key,
 value and size; its ``.rodata`` settings; and every struct and enum those name, plus the ones
 ``BTF_EXPORT()`` names (ring-buffer records, event types), with sizes, member offsets and enum
-values. A type defined in one of the given shared headers (``bpf/include/*.h``) is marked shared.
+values. A shared object (``bpf/datapath.bpf.c``) also has ``globals``, its ``.data`` and ``.bss``
+variables (settings written while it runs), and ``members``, its probes, named by the enum
+``<object>_probe`` (``DATAPATH_PACKETLOSS`` is ``packetloss``). A type defined in one of the given shared headers (``bpf/include/*.h``) is marked shared.
 ``render`` (:mod:`.codegen`) turns the JSON files into one module per object and one for the
 shared types. Both outputs are committed: the unit tests check that the modules are what the JSON
 renders to, the privileged tests that the JSON is what the built objects say.
@@ -165,15 +167,30 @@ def extract(path: str | os.PathLike[str], shared: set[str]) -> dict[str, Any]:
                 ex.expr(btf.target(exported), where)
             else:
                 rodata.append([name, ex.expr(var, where)])
+        variables = []  # .data and .bss: settings user space writes while the object runs
+        for datasec in (".data", ".bss"):
+            section = btf.find(datasec, Kind.DATASEC)
+            for var, _, _ in btf.secinfo(section) if section is not None else ():
+                name = btf.name(var)
+                variables.append([name, ex.expr(var, f"{stem}: {datasec} {name}")])
+        members = []
+        probe_enum = ex.types.get(f"{stem}_probe")
+        if probe_enum is not None and probe_enum["kind"] == "enum":
+            prefix = f"{stem.upper()}_"
+            members = [name.removeprefix(prefix).lower() for name, _ in probe_enum["members"]
+                       if not name.startswith(f"{prefix}_")]
     finally:
         so.bpf_object__close(obj)
-    return {
+    contract: dict[str, Any] = {
         "object": stem,
         "programs": programs,
         "maps": maps,
         "rodata": rodata,
-        "types": [ex.types[name] for name in sorted(ex.types)],
     }
+    if variables or members:  # a shared object (bpf/datapath.bpf.c)
+        contract.update(globals=variables, members=members)
+    contract["types"] = [ex.types[name] for name in sorted(ex.types)]
+    return contract
 
 
 def dumps(contract: dict[str, Any]) -> str:

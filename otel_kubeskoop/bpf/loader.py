@@ -32,38 +32,26 @@ import ctypes
 import errno
 import logging
 import os
-import re
 import time
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
-from otel_kubeskoop.bpf import attach, libbpf
+from otel_kubeskoop.bpf import attach, libbpf, settings
 from otel_kubeskoop.bpf import btf as btf_mod
-from otel_kubeskoop.bpf.attach import (
-    AttachKind,
-    AttachPlan,
-    AttachPoint,
-    Candidate,
-    Features,
-    choose,
-)
+from otel_kubeskoop.bpf.attach import AttachKind, AttachPlan, AttachPoint, Candidate, Features, choose
 from otel_kubeskoop.bpf.features import KernelFeatures
 from otel_kubeskoop.bpf.libbpf import MapType, check_int, check_ptr
 from otel_kubeskoop.bpf.maps import BPFMap
 from otel_kubeskoop.bpf.objects import object_path
 from otel_kubeskoop.bpf.ringbuf import RingBuffer
+from otel_kubeskoop.bpf.settings import Setting
 from otel_kubeskoop.bpf.spec import ObjectSpec
 from otel_kubeskoop.probe import Unavailable
 
 __all__ = ["BPFObject", "Setting"]
 
 _log = logging.getLogger(__name__)
-
-#: Lines of libbpf's log kept in an Unavailable message.
-LOG_TAIL_LINES = 25
-_PROG_IN_LOG = re.compile(r"prog '([^']+)'")
-
 
 class _Resources:
     """Everything native one BPFObject owns, released in reverse order exactly once."""
@@ -87,25 +75,6 @@ class _Resources:
             self.obj = None
 
 
-def _tail(lines: Sequence[str], limit: int = LOG_TAIL_LINES) -> str:
-    flat = [line for text in lines for line in text.splitlines() if line.strip()]
-    shown = flat[-limit:]
-    if len(flat) > limit:
-        shown.insert(0, f"... ({len(flat) - limit} earlier lines)")
-    return "\n".join(shown)
-
-
-def _failed_program(lines: Sequence[str], candidates: Iterable[str]) -> str | None:
-    """The chosen program libbpf's log blames for a failure (the last one it names)."""
-    wanted = set(candidates)
-    for text in reversed(lines):
-        for name in reversed(_PROG_IN_LOG.findall(text)):
-            if name in wanted:
-                return name
-    return None
-
-
-Setting = bytes | int | bool
 
 
 class BPFObject:
@@ -117,6 +86,9 @@ class BPFObject:
     ``load_only``: programs loaded but attached by the caller through their fds
     (:meth:`program_fds`), such as TC classifiers (``SEC("tc")``, :mod:`otel_kubeskoop.bpf.tc`).
     :meth:`of` takes the plans and load-only programs from the object's generated spec.
+    ``partial``: a hook with no usable candidate is left out (why: :attr:`unavailable`) instead
+    of failing the whole object, whose other hooks serve other probes (a shared object,
+    :mod:`.shared`).
     """
 
     @classmethod
@@ -127,6 +99,7 @@ class BPFObject:
         max_entries: Mapping[str, int] | None = None,
         features: Features | None = None,
         path: str | None = None,
+        partial: bool = False,
     ) -> BPFObject:
         """The object ``spec`` describes (``otel_kubeskoop/bpf/generated/<stem>.py``), found in
         the package unless ``path`` is given; attach plans by the naming convention."""
@@ -137,6 +110,7 @@ class BPFObject:
             max_entries=max_entries,
             features=features,
             load_only=attach.unplanned(spec),
+            partial=partial,
         )
 
     def __init__(
@@ -147,10 +121,12 @@ class BPFObject:
         max_entries: Mapping[str, int] | None = None,
         features: Features | None = None,
         load_only: Iterable[str] = (),
+        partial: bool = False,
     ) -> None:
         self.path = path
         self.name = os.path.basename(path).removesuffix(".bpf.o")
         self.plans = tuple(plans)
+        self._plans = {p.hook: p for p in self.plans}
         hooks = [p.hook for p in self.plans]
         programs = [prog for p in self.plans for prog in p.programs]
         if len(set(hooks)) != len(hooks) or len(set(programs)) != len(programs):
@@ -165,6 +141,10 @@ class BPFObject:
         self.chosen: dict[str, AttachPoint] = {}
         #: program -> why it was tried and not used (load or attach failure)
         self.rejected: dict[str, str] = {}
+        self.partial = partial
+        #: hook -> why it has no program (``partial`` objects only)
+        self.unavailable: dict[str, str] = {}
+        self._attached: set[str] = set()
         #: seconds spent in each step (open includes re-opens after a rejected candidate)
         self.timings: dict[str, float] = {"open": 0.0, "load": 0.0, "attach": 0.0}
         self._state = "new"
@@ -221,16 +201,22 @@ class BPFObject:
             self.timings["load"] += time.perf_counter() - began
         self._state = "loaded"
 
-    def attach(self) -> None:
-        """Attach every chosen program; a failing candidate falls back like a failed load."""
+    def attach(self, hooks: Iterable[str] | None = None) -> None:
+        """Attach the chosen programs of ``hooks`` (default: every hook); a failing candidate
+        falls back like a failed load. Once attached, attaching more hooks has no fallback (the
+        object is not reloaded under the programs already attached)."""
         if self._state in ("new", "opened"):
             self.load()
+        if self._state == "attached":
+            self._attach_more(set(self._choice) if hooks is None else set(hooks))
+            return
         self._require("loaded")
         began = time.perf_counter()
         try:
-            while not self._attach_all():
+            while not self._attach_all(None if hooks is None else set(hooks)):
                 # A candidate failed to attach: reload without it, then attach again.
                 self._res.release()
+                self._attached.clear()
                 self._reopen()
                 self._load()
         except BaseException:
@@ -259,7 +245,7 @@ class BPFObject:
                 err = ctypes.get_errno() or errno.EINVAL
                 raise Unavailable(
                     f"{self.name}: opening {self.path} failed: {libbpf.strerror(err)}\n"
-                    + _tail(lines)
+                    + libbpf.log_tail(lines)
                 )
         self._res.obj = ptr
         self._check_programs()
@@ -335,39 +321,36 @@ class BPFObject:
         return btf_mod.BTF(handle, self.path, owner=self._res)
 
     def _write_rodata(self) -> None:
-        so = libbpf.lib()
-        obj_btf = self._btf()
-        layout = obj_btf.datasec(".rodata")
         size = ctypes.c_size_t()
         base = check_ptr(
-            so.bpf_map__initial_value(self._find_map(".rodata"), ctypes.byref(size)),
+            libbpf.lib().bpf_map__initial_value(self._find_map(".rodata"), ctypes.byref(size)),
             f"{self.name}: .rodata initial value",
         )
-        for name, value in self.rodata.items():
-            if name not in layout:
-                raise LookupError(f"{self.name}: no const volatile {name!r} in .rodata")
-            offset, var_size = layout[name]
-            if offset + var_size > size.value:
-                raise LookupError(f"{self.name}: {name!r} lies outside .rodata")
-            if isinstance(value, bytes):
-                data = value
-            else:
-                int_size, signed = obj_btf.int_encoding(obj_btf.var_type(name))
-                data = int(value).to_bytes(int_size, "little", signed=signed)
-            if len(data) != var_size:
-                raise ValueError(f"{self.name}: {name!r} takes {var_size} bytes, got {len(data)}")
-            ctypes.memmove(base + offset, data, var_size)
+        data = (ctypes.c_char * size.value).from_address(base)
+        settings.patch(self._btf(), self.name, ".rodata", memoryview(data).cast("B"), self.rodata)
+
+    def write_globals(self, values: Mapping[str, Setting]) -> None:
+        """Write ``.data``/``.bss`` variables of the loaded object: settings its programs read
+        while attached (:func:`.settings.patch_sections`)."""
+        if self._state not in ("loaded", "attached"):
+            raise RuntimeError(f"{self.name}: globals exist once loaded (is {self._state})")
+        settings.patch_sections(self._btf(), self.name, values,
+                                lambda section: self.map(section, ctypes.c_uint32))
 
     def _load(self) -> None:
         so = libbpf.lib()
         planned = {prog for plan in self.plans for prog in plan.programs} | set(self.load_only)
         while True:
-            try:
-                self._choice = {
-                    plan.hook: choose(plan, self.features, self.rejected) for plan in self.plans
-                }
-            except Unavailable as exc:
-                raise Unavailable(f"{self.name}: {exc}") from None
+            self._choice = {}
+            for plan in self.plans:
+                if plan.hook in self.unavailable:
+                    continue
+                try:
+                    self._choice[plan.hook] = choose(plan, self.features, self.rejected)
+                except Unavailable as exc:
+                    if not self.partial:
+                        raise Unavailable(f"{self.name}: {exc}") from None
+                    self.unavailable[plan.hook] = str(exc)
             chosen_programs = {c.program for c in self._choice.values()}
             for prog_name in self.program_names():
                 keep = prog_name in chosen_programs or prog_name in self.load_only
@@ -385,7 +368,7 @@ class BPFObject:
                 self.chosen = {hook: c.point for hook, c in self._choice.items()}
                 return
             err = -ret
-            failed = _failed_program(lines, chosen_programs)
+            failed = libbpf.blamed_program(lines, chosen_programs)
             hook = next((h for h, c in self._choice.items() if c.program == failed), None)
             reason = f"load failed: {errno.errorcode.get(err, err)} ({libbpf.strerror(err)})"
             if failed is not None and hook is not None and self._has_alternative(hook, failed):
@@ -394,55 +377,74 @@ class BPFObject:
                 self._reopen()
                 continue
             if failed is None or hook is None:
-                raise Unavailable(f"{self.name}: {reason}\n{_tail(lines)}")
+                raise Unavailable(f"{self.name}: {reason}\n{libbpf.log_tail(lines)}")
             self.rejected[failed] = reason
-            raise Unavailable(f"{self.name}: {self._why_not(hook)}\n{_tail(lines)}")
+            if self.partial:
+                self.unavailable[hook] = f"{self._why_not(hook)}\n{libbpf.log_tail(lines)}"
+                self._reopen()
+                continue
+            raise Unavailable(f"{self.name}: {self._why_not(hook)}\n{libbpf.log_tail(lines)}")
 
     def _why_not(self, hook: str) -> str:
-        """Why no candidate of ``hook`` is left, candidate by candidate."""
-        plan = next(p for p in self.plans if p.hook == hook)
-        try:
-            choose(plan, self.features, self.rejected)
-        except Unavailable as exc:
-            return str(exc)
-        return f"hook {hook!r} failed"
+        return attach.why_not(self._plans[hook], self.features, self.rejected)
 
     def _has_alternative(self, hook: str, failed: str) -> bool:
-        plan = next(p for p in self.plans if p.hook == hook)
-        rejected = dict(self.rejected)
-        rejected[failed] = "rejected"
-        try:
-            choose(plan, self.features, rejected)
-        except Unavailable:
-            return False
-        return True
+        return attach.has_alternative(self._plans[hook], self.features, self.rejected, failed)
 
-    def _attach_all(self) -> bool:
-        """Attach the chosen programs; False after rejecting one that failed but has a fallback."""
-        so = libbpf.lib()
+    def _attach_all(self, hooks: set[str] | None) -> bool:
+        """Attach the chosen programs of ``hooks`` (None: all); False after rejecting one that
+        failed but has a fallback."""
         for hook, candidate in self._choice.items():
-            prog = self._program(candidate.program)
-            point = candidate.point
-            with libbpf.captured_log() as lines:
-                if point.kind is AttachKind.TRACEPOINT:
-                    category, name = point.target.split("/")
-                    link = so.bpf_program__attach_tracepoint(prog, category.encode(), name.encode())
-                elif point.kind in (AttachKind.KPROBE, AttachKind.KRETPROBE):
-                    retprobe = point.kind is AttachKind.KRETPROBE
-                    link = so.bpf_program__attach_kprobe(prog, retprobe, point.target.encode())
-                else:  # tp_btf, fentry, fexit: the target was fixed at load from the section
-                    link = so.bpf_program__attach(prog)
-                err = ctypes.get_errno() or errno.EINVAL
-            if link:
-                self._res.links.append(link)
+            if hooks is not None and hook not in hooks:
                 continue
-            reason = f"attach failed: {errno.errorcode.get(err, err)} ({libbpf.strerror(err)})"
+            reason = self._attach_one(candidate)
+            if reason is None:
+                self._attached.add(hook)
+                continue
             self.rejected[candidate.program] = reason
             if self._has_alternative(hook, candidate.program):
                 _log.debug("%s: %s %s; falling back", self.name, candidate.program, reason)
                 return False
-            raise Unavailable(f"{self.name}: {self._why_not(hook)}\n{_tail(lines)}")
+            raise Unavailable(f"{self.name}: {self._why_not(hook)}")
         return True
+
+    def _attach_more(self, hooks: set[str]) -> None:
+        """Attach ``hooks`` to an attached object, without falling back."""
+        for hook in sorted(hooks - self._attached):
+            if hook not in self._choice:
+                raise Unavailable(f"{self.name}: {self.unavailable.get(hook, f'no hook {hook!r}')}")
+            candidate = self._choice[hook]
+            reason = self._attach_one(candidate)
+            if reason is not None:
+                self.rejected[candidate.program] = reason
+                raise Unavailable(f"{self.name}: {candidate.program}: {reason}")
+            self._attached.add(hook)
+
+    @property
+    def attached_hooks(self) -> frozenset[str]:
+        """The hooks whose programs are attached."""
+        return frozenset(self._attached)
+
+    def _attach_one(self, candidate: Candidate) -> str | None:
+        """Attach one program; None when attached, else why not (with libbpf's log)."""
+        so = libbpf.lib()
+        prog = self._program(candidate.program)
+        point = candidate.point
+        with libbpf.captured_log() as lines:
+            if point.kind is AttachKind.TRACEPOINT:
+                category, name = point.target.split("/")
+                link = so.bpf_program__attach_tracepoint(prog, category.encode(), name.encode())
+            elif point.kind in (AttachKind.KPROBE, AttachKind.KRETPROBE):
+                retprobe = point.kind is AttachKind.KRETPROBE
+                link = so.bpf_program__attach_kprobe(prog, retprobe, point.target.encode())
+            else:  # tp_btf, fentry, fexit: the target was fixed at load from the section
+                link = so.bpf_program__attach(prog)
+            err = ctypes.get_errno() or errno.EINVAL
+        if link:
+            self._res.links.append(link)
+            return None
+        return (f"attach failed: {errno.errorcode.get(err, err)} ({libbpf.strerror(err)})\n"
+                + libbpf.log_tail(lines))
 
     # --- maps and ring buffers ------------------------------------------------------------
 
@@ -486,8 +488,12 @@ class BPFObject:
         ptr = self._find_map(name)
         if so.bpf_map__type(ptr) != MapType.RINGBUF:
             raise TypeError(f"{self.name}: map {name!r} is not a ring buffer")
-        ringbuf = RingBuffer(
-            name, check_int(so.bpf_map__fd(ptr), f"{self.name}: fd of {name}"), callback
-        )
+        ringbuf = RingBuffer(name, check_int(so.bpf_map__fd(ptr), f"{self.name}: fd of {name}"), callback)
         self._res.ringbufs.append(ringbuf)
         return ringbuf
+
+    def close_ringbuf(self, ringbuf: RingBuffer) -> None:
+        """Free one consumer :meth:`ringbuf` made, before the object closes."""
+        ringbuf.close()
+        if ringbuf in self._res.ringbufs:
+            self._res.ringbufs.remove(ringbuf)

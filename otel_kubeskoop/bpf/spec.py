@@ -11,7 +11,7 @@ so that generated modules stay plain data.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["ContractError", "MapSpec", "ObjectSpec"]
@@ -44,3 +44,11 @@ class ObjectSpec:
     maps: Mapping[str, MapSpec]
     #: ``const volatile`` setting in ``.rodata`` -> its ctypes type
     rodata: Mapping[str, Any]
+    #: ``.data``/``.bss`` variable (a setting written while the object runs) -> its ctypes type
+    globals: Mapping[str, Any] = field(default_factory=dict)
+    #: a shared object's probes (``bpf/datapath.bpf.c``); empty for an object of one probe
+    members: tuple[str, ...] = ()
+    #: for a probe of a shared object: that object's name. Its maps and settings are the
+    #: object's named ``<probe>_<name>``, here without the prefix, and it has no programs of its
+    #: own (``otel_kubeskoop/bpf/shared.py``)
+    host: str | None = None

@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from otel_kubeskoop.bpf.maps import BPFMap
 from otel_kubeskoop.bpf.records import DecodeError
+from otel_kubeskoop.bpf.shared import SharedObjects
 from otel_kubeskoop.bpf.spec import ObjectSpec
 from otel_kubeskoop.probe import Event, ProbeContext, Sample, Unavailable
 from otel_kubeskoop.probes._decode import clock_offset_ns, tuple_attributes
@@ -119,7 +120,8 @@ class ObjectHandle:
               attached: Callable[[Mapping[str, Any]], None] | None = None) -> None:
         """Open with ``settings`` (and, given ``events``, the event settings), load, attach.
 
-        ``max_entries``: map sizes to set before load; ``features``: for this start instead of
+        ``max_entries``: map sizes to set before load (not for a probe of a shared object, whose
+        maps the object's first probe sized); ``features``: for this start instead of
         :attr:`features`; ``attached(chosen)`` is
         called once attached, before events flow, and may raise to refuse the combination of
         attach points (the object is closed). Raises ``Unavailable`` with the reason.
@@ -131,10 +133,16 @@ class ObjectHandle:
         if events is not None:
             rodata.update(targ_emit=self.ctx.events_enabled, targ_rate_per_sec=events.event_rate,
                           targ_burst=events.event_burst)
+        features = features if features is not None else self.features
         try:
-            obj = BPFObject.of(self.spec, rodata=rodata, max_entries=max_entries,
-                               features=features if features is not None else self.features)
-            obj.start()
+            if self.spec.host is not None:  # a probe of a shared object (bpf/datapath.bpf.c)
+                if self.ctx.objects is None:
+                    self.ctx.objects = SharedObjects()
+                obj = self.ctx.objects.join(self.spec, rodata, features)
+            else:
+                obj = BPFObject.of(self.spec, rodata=rodata, max_entries=max_entries,
+                                   features=features)
+                obj.start()
         except OSError as exc:  # libbpf.so.1 itself not loadable
             raise Unavailable(f"libbpf.so.1 not loadable ({exc}); Debian package libbpf1") from None
         self.obj = obj
@@ -165,6 +173,12 @@ class ObjectHandle:
     def programs(self) -> dict[str, int]:
         """Loaded programs and their fds, for per-program statistics (config ``bpfStats``)."""
         return self.obj.program_fds() if self.obj is not None else {}
+
+    def costs(self) -> dict[str, tuple[int, int]]:
+        """A probe of a shared object: (runs, ns) of its handler per hook, named as a program of
+        its own would be (``packetloss_free_btf``), counted while ``bpfStats`` is on."""
+        costs = getattr(self.obj, "costs", None)
+        return costs() if costs is not None else {}
 
     def map(self, name: str, **kwargs: Any) -> BPFMap:
         """A map of the started object, keys and values decoded with the spec's mirrors."""
@@ -218,6 +232,9 @@ class HandleProbe:
 
     def bpf_programs(self) -> dict[str, int]:
         return self.bpf.programs()
+
+    def bpf_costs(self) -> dict[str, tuple[int, int]]:
+        return self.bpf.costs()
 
 
 class TupleCounts:

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """socketlatency: how long TCP data waits in a socket, per namespace, reading and writing.
 
-The two intervals, each between two kernel points (``bpf/socketlatency.bpf.c``):
+The two intervals, each between two kernel points (``bpf/socketlatency.bpf.h``):
 
 - ``receive`` (upstream "read"): from ``sock:sk_data_ready`` (data was queued on a socket that had
   nothing unread; the kernel wakes the reader) to ``sock:sock_recv_length`` with a positive
@@ -101,7 +101,7 @@ READ, WRITE = SocketlatencyDirection.SOCKETLATENCY_READ, SocketlatencyDirection.
 #: network.io.direction of each direction
 DIRECTIONS = {READ: "receive", WRITE: "transmit"}
 #: the hooks whose attach points start and end each direction's interval
-BOUNDS = {READ: ("ready", "recv"), WRITE: ("sendmsg", "xmit")}
+BOUNDS = {READ: ("ready", "recv"), WRITE: ("sendmsg", "queue")}
 _EVENTS = {READ: SOCKETLATENCY_READSLOW, WRITE: SOCKETLATENCY_SENDSLOW}
 BY_DIRECTION = Directions(
     SocketlatencyDirection, DIRECTIONS, SOCKETLATENCY_DURATION,

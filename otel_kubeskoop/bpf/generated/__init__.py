@@ -13,12 +13,9 @@ from __future__ import annotations
 #: every object with a generated module
 OBJECTS = (
     "biolatency",
+    "datapath",
     "flow",
-    "kernellatency",
-    "netiftxlat",
-    "packetloss",
     "selftest",
-    "socketlatency",
     "softirq",
     "tcpreset",
     "tcpretrans",

@@ -131,10 +131,10 @@ OBJECT = ObjectSpec(
         "ratelimit": MapSpec("lru_hash", RatelimitKey, RatelimitBucket, 4096),
         "events": MapSpec("ringbuf", None, None, 262144),
         "losses": MapSpec("percpu_array", ctypes.c_uint32, ctypes.c_uint64, 2),
-        "inflight_stats": MapSpec("percpu_array", ctypes.c_uint32, ctypes.c_uint64, 6),
         "hists": MapSpec("array", ctypes.c_uint32, HistsSlot, 4096),
         "hists_full": MapSpec("percpu_array", ctypes.c_uint32, ctypes.c_uint64, 1),
         "requests": MapSpec("array", ctypes.c_uint32, RequestsSlot, 16384),
+        "inflight_stats": MapSpec("percpu_array", ctypes.c_uint32, ctypes.c_uint64, 6),
         "scratch": MapSpec("percpu_array", ctypes.c_uint32, RqStart, 1),
     },
     rodata={

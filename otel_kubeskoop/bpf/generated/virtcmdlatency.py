@@ -112,10 +112,10 @@ OBJECT = ObjectSpec(
         "ratelimit": MapSpec("lru_hash", RatelimitKey, RatelimitBucket, 4096),
         "events": MapSpec("ringbuf", None, None, 262144),
         "losses": MapSpec("percpu_array", ctypes.c_uint32, ctypes.c_uint64, 2),
-        "inflight_stats": MapSpec("percpu_array", ctypes.c_uint32, ctypes.c_uint64, 6),
         "hists": MapSpec("array", ctypes.c_uint32, HistsSlot, 1024),
         "hists_full": MapSpec("percpu_array", ctypes.c_uint32, ctypes.c_uint64, 1),
         "calls": MapSpec("array", ctypes.c_uint32, CallsSlot, 1024),
+        "inflight_stats": MapSpec("percpu_array", ctypes.c_uint32, ctypes.c_uint64, 6),
     },
     rodata={
         "targ_rate_per_sec": ctypes.c_uint32,

@@ -18,9 +18,10 @@
  *       pacing stamps departure times ahead of now). No per-packet state: the kernel carries the
  *       start time in the packet.
  *
- * Attach plans: the programs at the end of this file (bpf/README.md). The rx function candidates
- * are upstream's start, ip_rcv (IPv4 only); the classic tcp_probe record has skbaddr/skaddr
- * since Linux 6.10, and older ones fail the CO-RE relocation, so the loader falls back.
+ * Part of the shared object (datapath.bpf.c), whose hooks call kernellatency_<hook>(): rx, deliver,
+ * queue (TX), free and consume. Its rx function candidates are upstream's start, ip_rcv (IPv4
+ * only); the classic tcp_probe record has skbaddr/skaddr since Linux 6.10, and older ones fail the
+ * CO-RE relocation, so the loader falls back.
  *
  * In flight (RX only): netif_receive_skb puts skb -> start into the in-flight table "skbs"
  * (latency.bpf.h); tcp_probe measures and removes it. A received TCP packet that never reaches an established socket
@@ -29,6 +30,9 @@
  * deferred frees) stays until its memory comes back as a new packet, which replaces it (counted
  * as replaced), or a start that needs its slot evicts it (counted).
  */
+#ifndef __KERNELLATENCY_BPF_H
+#define __KERNELLATENCY_BPF_H
+
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
@@ -42,27 +46,29 @@
 #include "latency.bpf.h"
 #include "kernellatency.h"
 
-/* Settings (set between open and load). */
-const volatile bool targ_emit = false;                            /* send events */
-const volatile __u64 targ_threshold_ns = KERNELLATENCY_SLOW0_NS;  /* events above this */
+/* Settings (user space writes them before it sets the probe's bit, datapath.bpf.c). */
+SETTING bool kernellatency_targ_emit = false;                             /* send events */
+SETTING __u64 kernellatency_targ_threshold_ns = KERNELLATENCY_SLOW0_NS;   /* events above this */
+SETTING __u64 kernellatency_targ_since_ns = 0; /* the probe started: older starts are stale */
 
+DECLARE_EVENTS();
 DECLARE_LATENCY_HISTS(struct kernellatency_key, struct latency_hist, KERNELLATENCY_MAX_HISTS);
 
-struct skb_start {
+struct kernellatency_skb {
 	__u64 ts_ns;
 	__u64 dev; /* the receiving device (for the event's name) */
 	__u32 ifindex;
 	__u32 len;
 };
 
-DECLARE_INFLIGHT(skbs, __u64, struct skb_start, KERNELLATENCY_MAX_INFLIGHT);
+DECLARE_INFLIGHT(kernellatency_skbs, __u64, struct kernellatency_skb, KERNELLATENCY_MAX_INFLIGHT);
 
 /*
  * The last TX measurement on each CPU: a stacked device (vlan, macvlan, bond) queues the same
  * segment to its lower device from inside its own transmit, on the same CPU; it is measured once,
  * at the first device. The stamp tells a new packet that reuses the address from the same one.
  */
-struct last_tx {
+struct kernellatency_last_tx {
 	__u64 skb;
 	__u64 stamp;
 };
@@ -71,8 +77,8 @@ struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct last_tx);
-} last_tx SEC(".maps");
+	__type(value, struct kernellatency_last_tx);
+} kernellatency_last_tx SEC(".maps");
 
 BTF_EXPORT(struct kernellatency_event, kernellatency_event);
 BTF_EXPORT(enum kernellatency_direction, kernellatency_direction);
@@ -81,7 +87,7 @@ BTF_EXPORT(struct flow_tuple, flow_tuple);
 BTF_EXPORT(struct latency_hist, latency_hist);
 BTF_EXPORT(enum inflight_stat, inflight_stat);
 
-static __always_inline void measure(__u32 direction, struct netns_id netns, __u64 delta,
+static __always_inline void kernellatency_measure(__u32 direction, struct netns_id netns, __u64 delta,
 				    const struct sk_buff *skb, const struct net_device *dev,
 				    __u32 ifindex, __u32 len)
 {
@@ -91,10 +97,10 @@ static __always_inline void measure(__u32 direction, struct netns_id netns, __u6
 	struct kernellatency_event *e;
 	struct latency_hist *h;
 
-	h = hists_lookup(&key);
+	h = kernellatency_hists_lookup(&key);
 	if (h)
 		latency_add(h, delta, KERNELLATENCY_SLOW0_NS, KERNELLATENCY_SLOW1_NS);
-	if (!targ_emit || delta <= targ_threshold_ns)
+	if (!kernellatency_targ_emit || delta <= kernellatency_targ_threshold_ns)
 		return;
 	e = event_reserve(struct kernellatency_event, netns.inum, direction, 0);
 	if (!e)
@@ -109,7 +115,7 @@ static __always_inline void measure(__u32 direction, struct netns_id netns, __u6
 }
 
 /* Whether a packet entering the stack (skb->data at its IP header) is TCP over IPv4 or IPv6. */
-static __always_inline bool rx_is_tcp(bool btf, const struct sk_buff *skb)
+static __always_inline bool kernellatency_rx_is_tcp(bool btf, const struct sk_buff *skb)
 {
 	unsigned char *data = KREAD(btf, skb, data);
 	__u16 proto = bpf_ntohs(KREAD(btf, skb, protocol));
@@ -123,227 +129,93 @@ static __always_inline bool rx_is_tcp(bool btf, const struct sk_buff *skb)
 }
 
 /* hook "rx": the packet enters the stack. */
-static __always_inline int handle_rx(bool btf, const struct sk_buff *skb)
+static __always_inline void kernellatency_rx(bool btf, const struct sk_buff *skb)
 {
-	struct skb_start s = {};
+	struct kernellatency_skb s = {};
 	struct net_device *dev;
 	__u64 key = (__u64)skb;
 
-	if (!skb || !rx_is_tcp(btf, skb))
-		return 0;
+	if (!skb || !kernellatency_rx_is_tcp(btf, skb))
+		return;
 	dev = KREAD(btf, skb, dev);
 	s.ts_ns = bpf_ktime_get_ns();
 	s.dev = (__u64)dev;
 	s.ifindex = KREAD(btf, dev, ifindex);
 	s.len = KREAD(btf, skb, len);
-	skbs_start(&key, &s);
-	return 0;
+	kernellatency_skbs_start(&key, &s);
 }
 
 /* hook "deliver": the packet reaches its established TCP socket. */
-static __always_inline int handle_deliver(bool btf, const struct sock *sk,
-					  const struct sk_buff *skb)
+static __always_inline void kernellatency_deliver(bool btf, const struct sock *sk,
+						  const struct sk_buff *skb)
 {
 	const struct net_device *dev;
 	__u64 key = (__u64)skb, now;
 	struct netns_id netns;
-	struct skb_start s;
+	struct kernellatency_skb s;
 
 	if (!skb)
-		return 0;
-	if (!skbs_get(&key, &s)) {
-		inflight_count(INFLIGHT_UNMATCHED);
-		return 0;
+		return;
+	if (!kernellatency_skbs_get(&key, &s) || s.ts_ns < kernellatency_targ_since_ns) {
+		kernellatency_inflight_count(INFLIGHT_UNMATCHED);
+		return;
 	}
-	skbs_end(&key);
+	kernellatency_skbs_end(&key);
 	now = bpf_ktime_get_ns();
 	dev = (const struct net_device *)s.dev;
 	netns = sk_netns_id(btf, sk);
 	if (!netns.inum) /* dev is a number from the map: probe reads */
 		netns = net_id(false, BPF_CORE_READ(dev, nd_net.net));
-	measure(KERNELLATENCY_RX, netns, now > s.ts_ns ? now - s.ts_ns : 0, skb, dev, s.ifindex,
-		s.len);
-	return 0;
+	kernellatency_measure(KERNELLATENCY_RX, netns, now > s.ts_ns ? now - s.ts_ns : 0, skb, dev,
+			      s.ifindex, s.len);
 }
 
 /* hooks "free" and "consume": a packet is freed; one still in flight never reached a socket. */
-static __always_inline int handle_free(const struct sk_buff *skb)
+static __always_inline void kernellatency_free(const struct sk_buff *skb)
 {
 	__u64 key = (__u64)skb;
 
 	if (skb)
-		skbs_discard(&key);
-	return 0;
+		kernellatency_skbs_discard(&key);
 }
 
-/* hook "tx": a packet is queued to a device; a TCP data segment carries TCP's departure stamp. */
-static __always_inline int handle_tx(bool btf, const struct sk_buff *skb)
+/* hook "queue" (TX): a packet is queued to a device; a TCP data segment carries TCP's departure stamp. */
+static __always_inline void kernellatency_queue(bool btf, const struct sk_buff *skb)
 {
 	const struct net_device *dev;
 	const struct sock *sk;
 	struct tcpseg seg;
-	struct last_tx *last;
+	struct kernellatency_last_tx *last;
 	__u64 stamp, now;
 	__u32 zero = 0;
 	__u8 state;
 
 	if (!skb)
-		return 0;
+		return;
 	sk = KREAD(btf, skb, sk);
 	if (!sk)
-		return 0;
+		return;
 	state = KREAD(btf, sk, __sk_common.skc_state);
 	if (state == TCP_TIME_WAIT || state == TCP_NEW_SYN_RECV)
-		return 0; /* not a full socket (sk_fullsock()) */
+		return; /* not a full socket (sk_fullsock()) */
 	if (KREAD_BITFIELD(btf, sk, sk_protocol) != IPPROTO_TCP)
-		return 0;
+		return;
 	stamp = KREAD(btf, skb, tstamp);
 	if (!stamp)
-		return 0;
-	last = bpf_map_lookup_elem(&last_tx, &zero);
+		return;
+	last = bpf_map_lookup_elem(&kernellatency_last_tx, &zero);
 	if (!last || (last->skb == (__u64)skb && last->stamp == stamp))
-		return 0;
+		return;
 	if (!tcp_segment(btf, skb, &seg) || !seg.payload)
-		return 0;
+		return;
 	now = bpf_ktime_get_ns(); /* after the filters: pure ACKs need no clock read */
 	if (stamp > now)
-		return 0;
+		return;
 	last->skb = (__u64)skb;
 	last->stamp = stamp;
 	dev = KREAD(btf, skb, dev);
-	measure(KERNELLATENCY_TX, sk_netns_id(btf, sk), now - stamp, skb, dev,
-		KREAD(btf, dev, ifindex), KREAD(btf, skb, len));
-	return 0;
+	kernellatency_measure(KERNELLATENCY_TX, sk_netns_id(btf, sk), now - stamp, skb, dev,
+			      KREAD(btf, dev, ifindex), KREAD(btf, skb, len));
 }
 
-/* hook "rx" */
-
-SEC("tp_btf/netif_receive_skb")
-int BPF_PROG(kernellatency_rx_btf, struct sk_buff *skb)
-{
-	return handle_rx(true, skb);
-}
-
-SEC("tracepoint/net/netif_receive_skb")
-int kernellatency_rx_tp(struct trace_event_raw_net_dev_template *ctx)
-{
-	return handle_rx(false, ctx->skbaddr);
-}
-
-SEC("fentry/ip_rcv")
-int BPF_PROG(kernellatency_rx_fentry, struct sk_buff *skb)
-{
-	return handle_rx(true, skb);
-}
-
-SEC("kprobe/ip_rcv")
-int BPF_KPROBE(kernellatency_rx_kprobe, struct sk_buff *skb)
-{
-	return handle_rx(false, skb);
-}
-
-/* hook "deliver" */
-
-SEC("tp_btf/tcp_probe")
-int BPF_PROG(kernellatency_deliver_btf, struct sock *sk, const struct sk_buff *skb)
-{
-	return handle_deliver(true, sk, skb);
-}
-
-SEC("tracepoint/tcp/tcp_probe")
-int kernellatency_deliver_tp(struct trace_event_raw_tcp_probe *ctx)
-{
-	return handle_deliver(false, ctx->skaddr, ctx->skbaddr);
-}
-
-SEC("fentry/tcp_rcv_established")
-int BPF_PROG(kernellatency_deliver_fentry, struct sock *sk, struct sk_buff *skb)
-{
-	return handle_deliver(true, sk, skb);
-}
-
-SEC("kprobe/tcp_rcv_established")
-int BPF_KPROBE(kernellatency_deliver_kprobe, struct sock *sk, struct sk_buff *skb)
-{
-	return handle_deliver(false, sk, skb);
-}
-
-/* hook "tx" */
-
-SEC("tp_btf/net_dev_queue")
-int BPF_PROG(kernellatency_tx_btf, struct sk_buff *skb)
-{
-	return handle_tx(true, skb);
-}
-
-SEC("tracepoint/net/net_dev_queue")
-int kernellatency_tx_tp(struct trace_event_raw_net_dev_template *ctx)
-{
-	return handle_tx(false, ctx->skbaddr);
-}
-
-SEC("fentry/__dev_queue_xmit")
-int BPF_PROG(kernellatency_tx_fentry, struct sk_buff *skb)
-{
-	return handle_tx(true, skb);
-}
-
-SEC("kprobe/__dev_queue_xmit")
-int BPF_KPROBE(kernellatency_tx_kprobe, struct sk_buff *skb)
-{
-	return handle_tx(false, skb);
-}
-
-/* hook "free" */
-
-SEC("tp_btf/kfree_skb")
-int BPF_PROG(kernellatency_free_btf, struct sk_buff *skb)
-{
-	return handle_free(skb);
-}
-
-SEC("tracepoint/skb/kfree_skb")
-int kernellatency_free_tp(struct trace_event_raw_kfree_skb *ctx)
-{
-	return handle_free(ctx->skbaddr);
-}
-
-SEC("fentry/sk_skb_reason_drop")
-int BPF_PROG(kernellatency_free_fentry, struct sock *sk, struct sk_buff *skb)
-{
-	return handle_free(skb);
-}
-
-SEC("kprobe/sk_skb_reason_drop")
-int BPF_KPROBE(kernellatency_free_kprobe, struct sock *sk, struct sk_buff *skb)
-{
-	return handle_free(skb);
-}
-
-/* hook "consume" */
-
-SEC("tp_btf/consume_skb")
-int BPF_PROG(kernellatency_consume_btf, struct sk_buff *skb)
-{
-	return handle_free(skb);
-}
-
-SEC("tracepoint/skb/consume_skb")
-int kernellatency_consume_tp(struct trace_event_raw_consume_skb *ctx)
-{
-	return handle_free(ctx->skbaddr);
-}
-
-SEC("fentry/consume_skb")
-int BPF_PROG(kernellatency_consume_fentry, struct sk_buff *skb)
-{
-	return handle_free(skb);
-}
-
-SEC("kprobe/consume_skb")
-int BPF_KPROBE(kernellatency_consume_kprobe, struct sk_buff *skb)
-{
-	return handle_free(skb);
-}
-
-char LICENSE[] SEC("license") = "GPL";
+#endif /* __KERNELLATENCY_BPF_H */

@@ -9,10 +9,10 @@
  *   XMIT   net:net_dev_start_xmit -> net:net_dev_xmit: the driver's ndo_start_xmit(), until it
  *          accepted the packet into its TX ring (not until the wire).
  *
- * Attach plans: the programs at the end of this file (bpf/README.md). __dev_queue_xmit's entry is
- * slightly before net_dev_queue (before the tc egress hook); start has no function candidate (the
- * call site is the inlined netdev_start_xmit()); free tries sk_skb_reason_drop (newer) and
- * kfree_skb_reason (before) with fentry first, then with kprobes.
+ * Part of the shared object (datapath.bpf.c), whose hooks call netiftxlat_<hook>(): queue, start,
+ * xmit, free and consume. __dev_queue_xmit's entry is slightly before net_dev_queue (before the tc
+ * egress hook); start has no function candidate (the call site is the inlined
+ * netdev_start_xmit()).
  *
  * In flight: net_dev_queue puts (skb, ifindex) -> start record into the in-flight table "skbs";
  * net_dev_start_xmit measures QDISC; net_dev_xmit measures XMIT and removes it. Keyed by the
@@ -25,6 +25,9 @@
  * An skb that the driver refuses with NETDEV_TX_BUSY is requeued and started again: its qdisc
  * wait is counted once, up to the first start, and its driver time from the last start.
  */
+#ifndef __NETIFTXLAT_BPF_H
+#define __NETIFTXLAT_BPF_H
+
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
@@ -39,19 +42,21 @@
 #define NETDEV_TX_BUSY 0x10
 #define XMIT_RING 8 /* XMIT_RECURSION_LIMIT: nested ndo_start_xmit() calls on one CPU */
 
-/* Settings (set between open and load). */
-const volatile bool targ_emit = false;                            /* send events */
-const volatile __u64 targ_threshold_ns = NETIFTXLAT_SLOW_NS;      /* events above this */
+/* Settings (user space writes them before it sets the probe's bit, datapath.bpf.c). */
+SETTING bool netiftxlat_targ_emit = false;                        /* send events */
+SETTING __u64 netiftxlat_targ_threshold_ns = NETIFTXLAT_SLOW_NS;  /* events above this */
+SETTING __u64 netiftxlat_targ_since_ns = 0; /* the probe started: older starts are stale */
 
+DECLARE_EVENTS();
 DECLARE_LATENCY_HISTS(struct netiftxlat_key, struct netiftxlat_value, NETIFTXLAT_MAX_HISTS);
 
-struct skb_key {
+struct netiftxlat_skb_key {
 	__u64 skb;
 	__u32 ifindex;
 	__u32 pad;
 };
 
-struct skb_start {
+struct netiftxlat_skb {
 	__u64 queued_ns;  /* net_dev_queue */
 	__u64 started_ns; /* net_dev_start_xmit; 0 before */
 	__u64 qdisc_ns;   /* the measured qdisc wait */
@@ -60,7 +65,8 @@ struct skb_start {
 	__u32 pad;
 };
 
-DECLARE_INFLIGHT(skbs, struct skb_key, struct skb_start, NETIFTXLAT_MAX_INFLIGHT);
+DECLARE_INFLIGHT(netiftxlat_skbs, struct netiftxlat_skb_key, struct netiftxlat_skb,
+		 NETIFTXLAT_MAX_INFLIGHT);
 
 /*
  * The classic net:net_dev_xmit record names the device but gives no pointer to it, and the skb
@@ -68,7 +74,7 @@ DECLARE_INFLIGHT(skbs, struct skb_key, struct skb_start, NETIFTXLAT_MAX_INFLIGHT
  * per-CPU ring of the last starts (the xmit path runs with bottom halves off, so start and xmit
  * of one packet are on one CPU, innermost last). Stale slots are overwritten in turn.
  */
-struct xmit_ring {
+struct netiftxlat_xmit_ring {
 	__u64 skb[XMIT_RING];
 	__u64 dev[XMIT_RING];
 	__u32 head;
@@ -78,8 +84,8 @@ struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct xmit_ring);
-} xmit_rings SEC(".maps");
+	__type(value, struct netiftxlat_xmit_ring);
+} netiftxlat_xmit_rings SEC(".maps");
 
 BTF_EXPORT(struct netiftxlat_event, netiftxlat_event);
 BTF_EXPORT(enum netiftxlat_stage, netiftxlat_stage);
@@ -87,10 +93,10 @@ BTF_EXPORT(struct flow_tuple, flow_tuple);
 BTF_EXPORT(struct latency_hist, latency_hist);
 BTF_EXPORT(enum inflight_stat, inflight_stat);
 
-static __always_inline void ring_push(const void *skb, const struct net_device *dev)
+static __always_inline void netiftxlat_ring_push(const void *skb, const struct net_device *dev)
 {
 	__u32 zero = 0, slot;
-	struct xmit_ring *r = bpf_map_lookup_elem(&xmit_rings, &zero);
+	struct netiftxlat_xmit_ring *r = bpf_map_lookup_elem(&netiftxlat_xmit_rings, &zero);
 
 	if (!r)
 		return;
@@ -101,10 +107,10 @@ static __always_inline void ring_push(const void *skb, const struct net_device *
 }
 
 /* The device of the newest start of skb on this CPU (and forget it); NULL if none. */
-static __always_inline const struct net_device *ring_pop(const void *skb)
+static __always_inline const struct net_device *netiftxlat_ring_pop(const void *skb)
 {
 	__u32 zero = 0, slot;
-	struct xmit_ring *r = bpf_map_lookup_elem(&xmit_rings, &zero);
+	struct netiftxlat_xmit_ring *r = bpf_map_lookup_elem(&netiftxlat_xmit_rings, &zero);
 	__u64 dev;
 	int i;
 
@@ -121,13 +127,13 @@ static __always_inline const struct net_device *ring_pop(const void *skb)
 	return NULL;
 }
 
-static __always_inline void record(__u32 stage, struct netns_id netns,
+static __always_inline void netiftxlat_record(__u32 stage, struct netns_id netns,
 				   const struct net_device *dev, __u32 ifindex, __u64 delta)
 {
 	struct netiftxlat_key key = {
 		.netns = netns.inum, .netns_cookie = netns.cookie, .ifindex = ifindex, .stage = stage,
 	};
-	struct netiftxlat_value *v = hists_lookup(&key);
+	struct netiftxlat_value *v = netiftxlat_hists_lookup(&key);
 
 	if (!v)
 		return;
@@ -136,9 +142,9 @@ static __always_inline void record(__u32 stage, struct netns_id netns,
 	latency_add(&v->hist, delta, NETIFTXLAT_SLOW_NS, 0);
 }
 
-static __always_inline void emit(__u32 stage, const struct sk_buff *skb,
+static __always_inline void netiftxlat_emit(__u32 stage, const struct sk_buff *skb,
 				 const struct net_device *dev, __u32 ifindex,
-				 const struct skb_start *s, __u64 xmit_ns, int rc)
+				 const struct netiftxlat_skb *s, __u64 xmit_ns, int rc)
 {
 	struct netiftxlat_event *e;
 
@@ -158,227 +164,104 @@ static __always_inline void emit(__u32 stage, const struct sk_buff *skb,
 	event_submit(e);
 }
 
-static __always_inline int handle_queue(bool btf, const struct sk_buff *skb)
+static __always_inline void netiftxlat_queue(bool btf, const struct sk_buff *skb)
 {
 	const struct net_device *dev;
-	struct skb_key key = {};
-	struct skb_start s = {};
+	struct netiftxlat_skb_key key = {};
+	struct netiftxlat_skb s = {};
 
 	if (!skb)
-		return 0;
+		return;
 	dev = KREAD(btf, skb, dev);
 	if (!dev)
-		return 0;
+		return;
 	key.skb = (__u64)skb;
 	key.ifindex = KREAD(btf, dev, ifindex);
 	s.queued_ns = bpf_ktime_get_ns();
 	s.netns = net_id(btf, KREAD(btf, dev, nd_net.net));
 	s.len = KREAD(btf, skb, len);
-	skbs_start(&key, &s);
-	return 0;
+	netiftxlat_skbs_start(&key, &s);
 }
 
-static __always_inline int handle_start(bool btf, const struct sk_buff *skb,
-					const struct net_device *dev)
+static __always_inline void netiftxlat_start(bool btf, const struct sk_buff *skb,
+					     const struct net_device *dev)
 {
-	struct skb_key key = {};
-	struct skb_start *s;
+	struct netiftxlat_skb_key key = {};
+	struct netiftxlat_skb *s;
 	__u64 now;
 
 	if (!skb || !dev)
-		return 0;
-	ring_push(skb, dev);
+		return;
+	netiftxlat_ring_push(skb, dev);
 	key.skb = (__u64)skb;
 	key.ifindex = KREAD(btf, dev, ifindex);
-	s = skbs_lookup(&key);
-	if (!s) {
-		inflight_count(INFLIGHT_UNMATCHED);
-		return 0;
+	s = netiftxlat_skbs_lookup(&key);
+	if (!s || s->queued_ns < netiftxlat_targ_since_ns) {
+		netiftxlat_inflight_count(INFLIGHT_UNMATCHED);
+		return;
 	}
 	now = bpf_ktime_get_ns();
 	if (s->started_ns) { /* again after NETDEV_TX_BUSY: the qdisc wait was counted */
 		s->started_ns = now;
-		return 0;
+		return;
 	}
 	s->started_ns = now;
 	s->qdisc_ns = now > s->queued_ns ? now - s->queued_ns : 0;
-	record(NETIFTXLAT_QDISC, s->netns, dev, key.ifindex, s->qdisc_ns);
-	if (targ_emit && s->qdisc_ns > targ_threshold_ns)
-		emit(NETIFTXLAT_QDISC, skb, dev, key.ifindex, s, 0, 0);
-	return 0;
+	netiftxlat_record(NETIFTXLAT_QDISC, s->netns, dev, key.ifindex, s->qdisc_ns);
+	if (netiftxlat_targ_emit && s->qdisc_ns > netiftxlat_targ_threshold_ns)
+		netiftxlat_emit(NETIFTXLAT_QDISC, skb, dev, key.ifindex, s, 0, 0);
 }
 
 /* dev may be NULL (classic tracepoint): then it is the one remembered at start (btf false). */
-static __always_inline int handle_xmit(bool btf, const void *skb, int rc,
-				       const struct net_device *dev)
+static __always_inline void netiftxlat_xmit(bool btf, const void *skb, int rc,
+					    const struct net_device *dev)
 {
-	struct skb_key key = {};
-	struct skb_start s;
+	struct netiftxlat_skb_key key = {};
+	struct netiftxlat_skb s;
 	__u64 now, delta;
 
 	if (!skb)
-		return 0;
+		return;
 	if (!dev)
-		dev = ring_pop(skb);
+		dev = netiftxlat_ring_pop(skb);
 	if (!dev) {
-		inflight_count(INFLIGHT_UNMATCHED);
-		return 0;
+		netiftxlat_inflight_count(INFLIGHT_UNMATCHED);
+		return;
 	}
 	key.skb = (__u64)skb;
 	key.ifindex = KREAD(btf, dev, ifindex);
-	if (!skbs_get(&key, &s) || !s.started_ns) {
-		inflight_count(INFLIGHT_UNMATCHED);
-		return 0;
+	if (!netiftxlat_skbs_get(&key, &s) || s.started_ns < netiftxlat_targ_since_ns ||
+	    !s.started_ns) {
+		netiftxlat_inflight_count(INFLIGHT_UNMATCHED);
+		return;
 	}
 	if (rc == NETDEV_TX_BUSY) /* requeued: it will start again */
-		return 0;
-	skbs_end(&key);
+		return;
+	netiftxlat_skbs_end(&key);
 	now = bpf_ktime_get_ns();
 	delta = now > s.started_ns ? now - s.started_ns : 0;
-	record(NETIFTXLAT_XMIT, s.netns, dev, key.ifindex, delta);
-	if (targ_emit && delta > targ_threshold_ns)
-		emit(NETIFTXLAT_XMIT, NULL, dev, key.ifindex, &s, delta, rc);
-	return 0;
+	netiftxlat_record(NETIFTXLAT_XMIT, s.netns, dev, key.ifindex, delta);
+	if (netiftxlat_targ_emit && delta > netiftxlat_targ_threshold_ns)
+		netiftxlat_emit(NETIFTXLAT_XMIT, NULL, dev, key.ifindex, &s, delta, rc);
 }
 
 /* A packet freed before the driver saw it: forget it. */
-static __always_inline int handle_free(bool btf, const struct sk_buff *skb)
+static __always_inline void netiftxlat_free(bool btf, const struct sk_buff *skb)
 {
-	struct skb_key key = {};
-	struct skb_start *s;
+	struct netiftxlat_skb_key key = {};
+	struct netiftxlat_skb *s;
 	const struct net_device *dev;
 
 	if (!skb)
-		return 0;
+		return;
 	dev = KREAD(btf, skb, dev);
 	if (!dev)
-		return 0;
+		return;
 	key.skb = (__u64)skb;
 	key.ifindex = KREAD(btf, dev, ifindex);
-	s = skbs_lookup(&key);
+	s = netiftxlat_skbs_lookup(&key);
 	if (s && !s->started_ns)
-		skbs_discard(&key);
-	return 0;
+		netiftxlat_skbs_discard(&key);
 }
 
-/* hook "queue" */
-
-SEC("tp_btf/net_dev_queue")
-int BPF_PROG(netiftxlat_queue_btf, struct sk_buff *skb)
-{
-	return handle_queue(true, skb);
-}
-
-SEC("tracepoint/net/net_dev_queue")
-int netiftxlat_queue_tp(struct trace_event_raw_net_dev_template *ctx)
-{
-	return handle_queue(false, ctx->skbaddr);
-}
-
-SEC("fentry/__dev_queue_xmit")
-int BPF_PROG(netiftxlat_queue_fentry, struct sk_buff *skb)
-{
-	return handle_queue(true, skb);
-}
-
-SEC("kprobe/__dev_queue_xmit")
-int BPF_KPROBE(netiftxlat_queue_kprobe, struct sk_buff *skb)
-{
-	return handle_queue(false, skb);
-}
-
-/* hook "start" */
-
-SEC("tp_btf/net_dev_start_xmit")
-int BPF_PROG(netiftxlat_start_btf, const struct sk_buff *skb, const struct net_device *dev)
-{
-	return handle_start(true, skb, dev);
-}
-
-SEC("tracepoint/net/net_dev_start_xmit")
-int netiftxlat_start_tp(struct trace_event_raw_net_dev_start_xmit *ctx)
-{
-	const struct sk_buff *skb = ctx->skbaddr;
-
-	return handle_start(false, skb, BPF_CORE_READ(skb, dev));
-}
-
-/* hook "xmit" */
-
-SEC("tp_btf/net_dev_xmit")
-int BPF_PROG(netiftxlat_xmit_btf, struct sk_buff *skb, int rc, struct net_device *dev)
-{
-	return handle_xmit(true, skb, rc, dev);
-}
-
-SEC("tracepoint/net/net_dev_xmit")
-int netiftxlat_xmit_tp(struct trace_event_raw_net_dev_xmit *ctx)
-{
-	return handle_xmit(false, ctx->skbaddr, ctx->rc, NULL);
-}
-
-/* hook "free" */
-
-SEC("tp_btf/kfree_skb")
-int BPF_PROG(netiftxlat_free_btf, struct sk_buff *skb)
-{
-	return handle_free(true, skb);
-}
-
-SEC("tracepoint/skb/kfree_skb")
-int netiftxlat_free_tp(struct trace_event_raw_kfree_skb *ctx)
-{
-	return handle_free(false, ctx->skbaddr);
-}
-
-SEC("fentry/sk_skb_reason_drop")
-int BPF_PROG(netiftxlat_free_reason_drop_fentry, struct sock *sk, struct sk_buff *skb)
-{
-	return handle_free(true, skb);
-}
-
-SEC("fentry/kfree_skb_reason")
-int BPF_PROG(netiftxlat_free_skb_reason_fentry, struct sk_buff *skb)
-{
-	return handle_free(true, skb);
-}
-
-SEC("kprobe/sk_skb_reason_drop")
-int BPF_KPROBE(netiftxlat_free_reason_drop_kprobe, struct sock *sk, struct sk_buff *skb)
-{
-	return handle_free(false, skb);
-}
-
-SEC("kprobe/kfree_skb_reason")
-int BPF_KPROBE(netiftxlat_free_skb_reason_kprobe, struct sk_buff *skb)
-{
-	return handle_free(false, skb);
-}
-
-/* hook "consume" */
-
-SEC("tp_btf/consume_skb")
-int BPF_PROG(netiftxlat_consume_btf, struct sk_buff *skb)
-{
-	return handle_free(true, skb);
-}
-
-SEC("tracepoint/skb/consume_skb")
-int netiftxlat_consume_tp(struct trace_event_raw_consume_skb *ctx)
-{
-	return handle_free(false, ctx->skbaddr);
-}
-
-SEC("fentry/consume_skb")
-int BPF_PROG(netiftxlat_consume_fentry, struct sk_buff *skb)
-{
-	return handle_free(true, skb);
-}
-
-SEC("kprobe/consume_skb")
-int BPF_KPROBE(netiftxlat_consume_kprobe, struct sk_buff *skb)
-{
-	return handle_free(false, skb);
-}
-
-char LICENSE[] SEC("license") = "GPL";
+#endif /* __NETIFTXLAT_BPF_H */
