@@ -183,9 +183,16 @@ class Agent:
     def scan(self) -> Cycle:
         """This cycle's snapshot of the namespaces; the directory takes it (owners, resources)."""
         snapshot = Cycle.of(self.discovery.scan())
-        self.directory.refresh(snapshot, self.discovery.gone_since_last_scan)
+        self.directory.refresh(snapshot)
         self.snapshot = snapshot
         return snapshot
+
+    def overflow(self) -> dict[str, int]:
+        """Items each cap on tracked state left out, summed over cycles (every cap, zeros too)."""
+        refused = self.pipeline.overflow if self.pipeline is not None else {}
+        return {I.CAP_METRIC_RESOURCES: refused.get("resources", 0), I.CAP_METRIC_SERIES: refused.get("series", 0),
+                I.CAP_COMPAT_TUPLE_SERIES: self.compat.overflow if self.compat is not None else 0,
+                I.CAP_DIRECTORY_RESOURCES: self.directory.overflow, I.CAP_NETNS_FD_LIMIT: self.discovery.left_out_total}
 
     @property
     def export_failures(self) -> int:
@@ -216,16 +223,20 @@ class Agent:
             return self.runtime.self_samples()
 
     def publish(self, samples: list[Sample]) -> None:
-        """The agent's own samples added, grouped by resource: into the pipeline and the compat endpoint."""
-        samples.append(Sample(I.AGENT_NETNS_COUNT, len(self.snapshot.namespaces)))
-        samples.append(Sample(I.AGENT_NETNS_LEFT_OUT, self.discovery.left_out))
+        """The agent's own samples added, grouped by resource: into the pipeline and the compat endpoint.
+
+        Its own come first, the caps' counts first of all: a full cap keeps the series it has
+        and refuses new ones in the order given, so it never hides that it is full."""
+        own = [Sample(I.AGENT_OVERFLOW, n, None, ((A.CAP, cap),)) for cap, n in self.overflow().items()]
+        own.append(Sample(I.AGENT_NETNS_COUNT, len(self.snapshot.namespaces)))
+        own.append(Sample(I.AGENT_NETNS_LEFT_OUT, self.discovery.left_out))
         if self.last_cycle_seconds is not None:
-            samples.append(Sample(I.AGENT_CYCLE_DURATION, self.last_cycle_seconds))
-        samples.append(Sample(I.AGENT_EXPORT_FAILURES, self.export_failures, None, ((A.SIGNAL, "metrics"),)))
-        samples += self.events.samples() + self.reloader.samples()
+            own.append(Sample(I.AGENT_CYCLE_DURATION, self.last_cycle_seconds))
+        own.append(Sample(I.AGENT_EXPORT_FAILURES, self.export_failures, None, ((A.SIGNAL, "metrics"),)))
+        own += self.events.samples() + self.reloader.samples()
         if self.stream is not None:
-            samples += self.stream.samples()
-        groups, live = self.directory.route(samples)
+            own += self.stream.samples()
+        groups, live = self.directory.route(own + samples)
         if self.pipeline is not None:
             self.pipeline.update(groups, live)
         if self.compat is not None:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from otel_kubeskoop.telemetry.events import EventEmitter
     from otel_kubeskoop.telemetry.pipeline import MetricPipeline
     from otel_kubeskoop.telemetry.sender import MetricSender
+    from otel_kubeskoop.topology.netns_discovery import NetnsDiscovery
     from otel_kubeskoop.topology.pods import PodCache
 
 
@@ -41,6 +42,8 @@ class AgentParts(Protocol):
     config: Config
     runtime: ProbeRuntime
     directory: ResourceDirectory
+    discovery: NetnsDiscovery
+    fd_limit: int
     pods: PodCache
     events: EventEmitter
     pipeline: MetricPipeline | None
@@ -57,6 +60,8 @@ class AgentParts(Protocol):
 
     @property
     def export_failures(self) -> int: ...
+
+    def overflow(self) -> dict[str, int]: ...
 
     def running(self) -> bool: ...
 

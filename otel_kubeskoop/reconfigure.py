@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import resource
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from otel_kubeskoop import outputs
+from otel_kubeskoop import limits, outputs
 from otel_kubeskoop.config import Config
 from otel_kubeskoop.runtime import ProbeChanges
 from otel_kubeskoop.telemetry.compat import CompatEndpoint
@@ -90,6 +91,7 @@ def apply(agent: AgentParts, new: Config) -> Applied:
     old = agent.config
     new, not_applied = keep_not_live(old, new)
     done = Applied(agent.runtime.apply(new.probes), not_applied=not_applied)
+    _namespace_cap(agent, new)
     if old.interval != new.interval:
         done.settings.append("otlp.interval")
     if old.debug != new.debug:
@@ -110,13 +112,28 @@ def apply(agent: AgentParts, new: Config) -> Applied:
         done.settings.append("shutdownTimeout")
     _outputs(agent, old, new, done)
     if (old.raw.compat, old.additional_labels) != (new.raw.compat, new.additional_labels):
+        overflow = agent.compat.overflow if agent.compat is not None else 0
         agent.compat = (CompatEndpoint(new.node_name, [name for name, _ in new.additional_labels], agent.directory,
                                        max_tuple_series=new.raw.compat.max_tuple_series)
                         if new.raw.compat.enabled and new.address else None)
+        if agent.compat is not None:
+            agent.compat.overflow = overflow  # a counter: it goes on
         done.settings += [key for name, key in COMPAT_KEYS.items()
                           if getattr(old.raw.compat, name) != getattr(new.raw.compat, name)]
     agent.config = new
     return done
+
+
+def _namespace_cap(agent: AgentParts, new: Config) -> None:
+    """The namespaces the descriptor limit holds depend on the probes (netlink ones keep a socket
+    per namespace, ``otel_kubeskoop/limits.py``) and on the limit, which ``prlimit`` may have
+    changed: recomputed on every reload, applied from the next scan."""
+    agent.fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    cap = limits.namespace_cap(agent.fd_limit, new.probes)
+    if cap != agent.discovery.max_namespaces:
+        log.info("namespaces watched at most: %s -> %d (%d descriptors a namespace, soft limit %d)",
+                 agent.discovery.max_namespaces, cap, limits.per_namespace(new.probes), agent.fd_limit)
+        agent.discovery.max_namespaces = cap
 
 
 def _outputs(agent: AgentParts, old: Config, new: Config, done: Applied) -> None:

@@ -56,7 +56,8 @@ def status_document(agent: AgentParts) -> dict[str, Any]:
         "healthy": healthy(agent),
         "problems": problems,  # why not ready although collecting (otel_kubeskoop/health.py)
         "limits": {"file_descriptors_open": open_fds, "file_descriptors_soft_limit": agent.fd_limit,
-                   "namespaces_max": agent.discovery.max_namespaces, "namespaces_left_out": left_out},
+                   "namespaces_max": agent.discovery.max_namespaces, "namespaces_left_out": left_out,
+                   "overflow": agent.overflow()},
         "cycles": agent.cycles,
         "interval_seconds": agent.config.interval,
         "last_cycle_seconds": agent.last_cycle_seconds,

@@ -18,12 +18,13 @@ import time
 import tty
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-from rich.live import Live
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from otel_kubeskoop.watch import NoAgent, connect
+
+# rich (5 MiB of RSS) is imported where it draws: the CLI, and so the agent, imports COLUMNS.
+if TYPE_CHECKING:
+    from rich.table import Table
 
 # Column -> heading; "drops" also shows its top reason. Sortable, in this order.
 COLUMNS = {
@@ -116,6 +117,8 @@ def _cell(column: str, row: Row) -> str:
 def render(rows: Sequence[Row], columns: Sequence[str], sort: str, limit: int = 50) -> Table:
     """The table, rows sorted by ``sort`` (descending; rows without it last)."""
     ordered = sorted(rows, key=lambda r: (sort not in r.values, -r.values.get(sort, 0.0), r.name))
+    from rich.table import Table
+
     table = Table(title=f"otel-kubeskoop top (sorted by {COLUMNS.get(sort, sort)}; s: sort, q: quit)")
     table.add_column("pod / namespace")
     for column in columns:
@@ -158,6 +161,8 @@ def run_top(path: str, sort: str) -> None:
     sock = connect(path, {"mode": "top"})
     sock.settimeout(0.2)  # to look at the keyboard between cycles
     rates, rows, keys, buffer = Rates(), [], Keys(), b""
+    from rich.live import Live
+
     try:
         with Live(render([], [], sort), auto_refresh=False, screen=False) as live:
             while True:

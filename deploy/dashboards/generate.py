@@ -407,6 +407,10 @@ def otlp_agent() -> dict[str, Any]:
             ts("Cycle time and namespaces", target(f"max by ({NODE}) ({O('kubeskoop.agent.cycle.duration')}{{{sel}}})", f"{{{{{NODE}}}}} cycle"),
                target(f"max by ({NODE}) ({O('kubeskoop.agent.netns.count')}{{{sel}}})", f"{{{{{NODE}}}}} namespaces"),
                target(f"max by ({NODE}) ({O('kubeskoop.agent.netns.left_out')}{{{sel}}})", f"{{{{{NODE}}}}} namespaces left out")),
+            ts("Caps on tracked state: items left out", target(rate("kubeskoop.agent.overflow", NODE, L("kubeskoop.cap")),
+                                                               f"{{{{{NODE}}}}} {{{{{L('kubeskoop.cap')}}}}}"),
+               description="Non-zero when a cap is full: OTLP resources or series, compat tuple series, "
+                           "directory resources, or namespaces past the file-descriptor limit (docs/metrics.md)."),
         ]),
         ("Events and export", [
             ts("Events delivered", target(rate("kubeskoop.agent.events.delivered", probe), f"{{{{{probe}}}}}")),

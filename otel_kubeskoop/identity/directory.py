@@ -9,6 +9,11 @@ attributes changed (its pod's metadata arrived, changed or went away) gets a new
 the metric pipeline sees the new object and re-attributes the series (the old resource is
 exported once more). A rebuilt resource with the same attributes keeps its object, so nothing is
 re-attributed for a change that does not show.
+
+Bounded: a namespace's resource is forgotten when the namespace is not in a cycle's snapshot (an
+event may name a namespace the scan never saw, one that came and went between two scans), and
+at most ``max_resources`` are held; a lookup past that builds a resource it does not keep, and is
+counted in :attr:`ResourceDirectory.overflow`.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from typing import Any
 
 from opentelemetry.sdk.resources import Resource
 
-from otel_kubeskoop.identity.keys import NODE, NetnsKey, NodeKey, PodKey, ResourceKey
+from otel_kubeskoop.identity.keys import MAX_RESOURCES, NODE, NetnsKey, NodeKey, PodKey, ResourceKey
 from otel_kubeskoop.identity.labels import CompatLabels, render_additional_labels
 from otel_kubeskoop.identity.resources import Identity, netns_resource, node_resource, pod_resource, pod_uid_resource
 from otel_kubeskoop.probe import Cycle, Sample
@@ -40,8 +45,10 @@ class ResourceDirectory:
     """Owns namespace ownership, the resource cache and the labels rendered for each resource."""
 
     def __init__(self, identity: Identity, attributor: Attributor,
-                 additional_labels: Sequence[tuple[str, str]] = ()) -> None:
+                 additional_labels: Sequence[tuple[str, str]] = (), max_resources: int = MAX_RESOURCES) -> None:
         self.identity = identity
+        self.max_resources = max_resources
+        self.overflow = 0  # lookups whose resource was built but not kept: the cap was full
         self.attributor = attributor
         self._templates = tuple(additional_labels)
         self._cycle = Cycle()
@@ -66,17 +73,18 @@ class ResourceDirectory:
 
     # The cycle (agent thread) ------------------------------------------------------------------
 
-    def refresh(self, cycle: Cycle, gone: Iterable[int]) -> None:
-        """Take this cycle's namespaces: forget the ``gone`` ones, resolve every namespace's owner,
-        and rebuild each held resource whose sources changed."""
+    def refresh(self, cycle: Cycle) -> None:
+        """Take this cycle's namespaces: forget the others, resolve every namespace's owner, and
+        rebuild each held resource whose sources changed."""
         host = cycle.host.inode if cycle.host is not None else None
         if host is not None and host != self._host_inode:
             self._host_inode = host
             self._entries.pop(NODE, None)
         self._cycle = cycle
         self._keys = {inode: NetnsKey(inode) for inode in cycle.namespaces if inode != self._host_inode}
-        for inode in gone:
-            self._entries.pop(NetnsKey(inode), None)
+        # list() copies in one step: the event pump thread may add an entry meanwhile
+        for key in [k for k in list(self._entries) if isinstance(k, NetnsKey) and k.inode not in self._keys]:
+            self._entries.pop(key, None)
         self._owners = self.attributor.resolve(cycle.namespaces)
         self._pod_inodes = {owner.pod_uid: inode for inode, owner in self._owners.items()
                             if owner.pod_uid and not owner.host}
@@ -164,7 +172,11 @@ class ResourceDirectory:
     def _entry(self, key: ResourceKey) -> _Entry:
         entry = self._entries.get(key)
         if entry is None:
-            entry = self._entries[key] = self._build(key)
+            entry = self._build(key)
+            if len(self._entries) < self.max_resources:
+                self._entries[key] = entry
+            else:
+                self.overflow += 1
         return entry
 
     def _signature(self, key: ResourceKey) -> tuple[Any, ...]:

@@ -12,6 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TypeAlias
 
+#: Resources held at most (the directory's, the metric pipeline's): namespaces and pods on a node,
+#: with room (Kubernetes' default is 110 pods a node).
+MAX_RESOURCES = 4096
+
 
 @dataclass(frozen=True, slots=True)
 class NodeKey:

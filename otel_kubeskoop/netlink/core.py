@@ -27,9 +27,12 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from pyroute2.netlink import NLMSG_DONE, NLMSG_ERROR, nlmsg
+from pyroute2.netlink import NETLINK_NETFILTER, NETLINK_ROUTE, NETLINK_SOCK_DIAG, NLMSG_DONE, NLMSG_ERROR, nlmsg
 
 __all__ = [
+    "NETLINK_NETFILTER",
+    "NETLINK_ROUTE",
+    "NETLINK_SOCK_DIAG",
     "NLA_TYPE_MASK",
     "NLM_F_DUMP_INTR",
     "NLM_F_MULTI",

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import socket
 
-from pyroute2.netlink import NETLINK_ROUTE
-
-from otel_kubeskoop.netlink.core import DecodeError
+from otel_kubeskoop.netlink.core import NETLINK_ROUTE, DecodeError
 from otel_kubeskoop.netlink.tc import Qdisc, read_link_names, read_qdiscs
 from otel_kubeskoop.probe import Kind, Overhead, ProbeSpec, Sample, Scope, Source
 from otel_kubeskoop.probes._netlink import NetnsNetlinkProbe

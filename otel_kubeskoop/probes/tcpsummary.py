@@ -19,9 +19,7 @@ from __future__ import annotations
 import errno
 import socket
 
-from pyroute2.netlink import NETLINK_SOCK_DIAG
-
-from otel_kubeskoop.netlink.core import DecodeError, NetlinkError
+from otel_kubeskoop.netlink.core import NETLINK_SOCK_DIAG, DecodeError, NetlinkError
 from otel_kubeskoop.netlink.sock_diag import TCP_STATES, TcpSummary, read_tcp_summary
 from otel_kubeskoop.probe import Kind, Overhead, ProbeSpec, Sample, Scope, Source
 from otel_kubeskoop.probes._netlink import NetnsNetlinkProbe

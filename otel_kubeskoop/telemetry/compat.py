@@ -97,6 +97,7 @@ class CompatEndpoint:
         self._clock = clock
         self._tuples = TupleSeries(node_name, max_tuple_series)
         self._text = b""
+        self.overflow = 0  # tuples folded into an overflow series, summed over collections
 
     def update(self, groups: Mapping[ResourceKey, Iterable[Sample]]) -> None:
         """Render this collection, stamped with its time. ``groups`` are the cycle's samples by
@@ -130,6 +131,7 @@ class CompatEndpoint:
                     own = [(label, str(attrs.get(a, ""))) for a, label in spec.compat_labels]
                     sums[spec.compat][_labels((*names, *(n for n, _ in own)), (*values, *(v for _, v in own)))] += s.value
         tuples, overflowed = self._tuples.collect(groups, pods, self._labels.peer)
+        self.overflow += sum(overflowed.values())
         for name in sorted({*sums, *tuples}):
             if name in tuples:
                 label_names, by_values, doc = tuples[name]

@@ -55,7 +55,10 @@ log = logging.getLogger(__name__)
 SCOPE = InstrumentationScope(name="otel_kubeskoop.probes", version=__version__)
 UPSTREAM_TYPE = "kubeskoop.event.type"
 WARN = SeverityNumber.SEVERITY_NUMBER_WARN
-DEFAULT_QUEUE_BYTES = 16 << 20  # about 40,000 tcpreset events (about 370 bytes each encoded)
+# About 8,600 records: 4 s of 2,000 events/s while one request is in flight (a longer outage loses
+# events at any budget, counted); at 100 namespaces RSS stays under 100 MB through a 10-minute
+# outage (bench/results/outage_rss.json).
+DEFAULT_QUEUE_BYTES = 4 << 20
 DEFAULT_BATCH = 2048
 ENTRY_OVERHEAD = 48  # bytes a queued record costs beyond its encoding: bytes object header, list slot
 

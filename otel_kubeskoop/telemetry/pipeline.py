@@ -29,7 +29,7 @@ What the SDK would have owned is here, and tested:
   interface re-created under the same name) continues from where it was.
 - A resource that disappears is exported once more, with its last values, then dropped; a series
   that disappears from a live resource is dropped at once.
-- Requests are cut at ``max_points`` data points, whole resources per request.
+- Requests are cut at ``max_points`` data points, whole resources per request, built as sent.
 - Bounded: at most ``max_resources`` resources and ``max_series`` series are tracked; samples
   beyond are refused and counted (``overflow``), so a node with thousands of namespaces costs a
   known amount of memory.
@@ -45,7 +45,7 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -62,7 +62,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 from opentelemetry.sdk.resources import Resource
 
 from otel_kubeskoop import __version__
-from otel_kubeskoop.identity.keys import ResourceKey
+from otel_kubeskoop.identity.keys import MAX_RESOURCES, ResourceKey
 from otel_kubeskoop.probe import Histogram, Sample
 from otel_kubeskoop.vocabulary.instruments import InstrumentKind, InstrumentSpec
 
@@ -70,8 +70,9 @@ log = logging.getLogger(__name__)
 
 SCOPE = InstrumentationScope(name="otel_kubeskoop.probes", version=__version__)
 TEMPORALITY_ENV = "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE"
-DEFAULT_MAX_POINTS = 8192  # per request: the Collector's gRPC receiver rejects messages over 4 MiB
-DEFAULT_MAX_RESOURCES = 4096  # namespaces (pods) on a node, with room: Kubernetes' limit is 110 by default
+# Per request: a request (a copy, held while it is sent) of about 250 kB; the Collector takes 4 MiB.
+DEFAULT_MAX_POINTS = 2048
+DEFAULT_MAX_RESOURCES = MAX_RESOURCES
 DEFAULT_MAX_SERIES = 500_000  # about 80 per namespace with the default probes (bench/results)
 Attrs = tuple[tuple[str, Any], ...]
 
@@ -231,7 +232,7 @@ class _HistogramSeries:
 class _Resource:
     source: Resource  # what the message's resource was built from
     message: ResourceMetrics
-    metrics: dict[str, Metric] = field(default_factory=dict)
+    metrics: dict[str, int] = field(default_factory=dict)  # name -> index: a held Metric costs 570 bytes
     specs: dict[str, InstrumentSpec] = field(default_factory=dict)
     series: dict[tuple[str, Attrs], _Series | _HistogramSeries] = field(default_factory=dict)
     baseline_new: bool = True  # first values are the baseline (resources present at start only)
@@ -289,7 +290,12 @@ class MetricPipeline:
         return res
 
     def _metric(self, res: _Resource, spec: InstrumentSpec) -> Metric:
-        metric = res.message.scope_metrics[0].metrics.add(name=spec.name, unit=spec.unit, description=spec.description)
+        """The resource's Metric for ``spec``, added if it has none."""
+        metrics = res.message.scope_metrics[0].metrics
+        index = res.metrics.get(spec.name)
+        if index is not None:
+            return metrics[index]
+        metric = metrics.add(name=spec.name, unit=spec.unit, description=spec.description)
         if spec.kind is InstrumentKind.GAUGE:
             metric.gauge.SetInParent()
         elif spec.kind is InstrumentKind.HISTOGRAM:
@@ -297,7 +303,7 @@ class MetricPipeline:
         else:
             metric.sum.is_monotonic = spec.kind is InstrumentKind.COUNTER
             metric.sum.aggregation_temporality = DELTA if self._delta and metric.sum.is_monotonic else CUMULATIVE
-        res.metrics[spec.name] = metric
+        res.metrics[spec.name] = len(metrics) - 1
         res.specs[spec.name] = spec
         return metric
 
@@ -306,9 +312,10 @@ class MetricPipeline:
 
     def _new_series(self, res: _Resource, spec: InstrumentSpec, attrs: Attrs, raw: Any,
                     now_ns: int) -> _Series | _HistogramSeries:
-        metric = res.metrics.get(spec.name) or self._metric(res, spec)
+        metric = self._metric(res, spec)
         point = self._points_of(metric).add()
-        point.attributes.extend(key_values(attrs))
+        if attrs:  # touching an unset field of a held message keeps a wrapper alive (400 bytes)
+            point.attributes.extend(key_values(attrs))
         if spec.kind is InstrumentKind.HISTOGRAM:
             point.explicit_bounds.extend(raw.bounds)
             point.start_time_unix_nano = now_ns
@@ -389,7 +396,7 @@ class MetricPipeline:
         del res.message.scope_metrics[0].metrics[:]
         res.metrics, res.series = {}, {}
         for (name, attrs), series, copy in keep:
-            points = self._points_of(res.metrics.get(name) or self._metric(res, specs[name]))
+            points = self._points_of(self._metric(res, specs[name]))
             points.append(copy)
             series.point = points[len(points) - 1]
             res.series[(name, attrs)] = series
@@ -403,7 +410,7 @@ class MetricPipeline:
         new = self._resource(key)
         new.baseline_new = False
         for (name, attrs), series in old.series.items():
-            metric = new.metrics.get(name) or self._metric(new, old.specs[name])
+            metric = self._metric(new, old.specs[name])
             point = self._points_of(metric).add()
             point.CopyFrom(series.point)
             new.series[(name, attrs)] = replace(series, point=point)
@@ -414,10 +421,11 @@ class MetricPipeline:
             return []
         return [(series, series.mark()) for series in res.series.values() if series.delta]
 
-    def requests(self) -> list[Outgoing]:
+    def requests(self) -> Iterator[Outgoing]:
         """Requests for the current state: whole resources, at most ``max_points`` points apiece
         (a single resource larger than that goes alone). Resources exported for the last time
-        leave the live set now; they are dropped when delivered (:meth:`settle`)."""
+        leave the live set now; they are dropped when delivered (:meth:`settle`). Each request's
+        copy is made when it is due, so one is alive at a time (one may wait out the OTLP timeout)."""
         with self._lock:
             chosen = [(res, True) for res in self._retired]
             self._retired = []
@@ -427,26 +435,21 @@ class MetricPipeline:
                 if res.retiring:
                     del self._resources[key]
                     self._series_count -= len(res.series)
-            out: list[Outgoing] = []
-            batch: list[ResourceMetrics] = []
-            current = Outgoing(ExportMetricsServiceRequest(), [], [])
+            batches: list[list[tuple[_Resource, bool]]] = []
             points = 0
             for res, last in chosen:
                 if not res.points:
                     continue
-                if batch and points + res.points > self._max_points:
-                    current.request = ExportMetricsServiceRequest(resource_metrics=batch)  # copies
-                    out.append(current)
-                    current, batch, points = Outgoing(ExportMetricsServiceRequest(), [], []), [], 0
-                batch.append(res.message)
+                if not batches or (batches[-1] and points + res.points > self._max_points):
+                    batches, points = [*batches, []], 0
+                batches[-1].append((res, last))
                 points += res.points
-                current.marks += self._marks(res)
-                if last:
-                    current.retired.append(res)
-            if batch:
-                current.request = ExportMetricsServiceRequest(resource_metrics=batch)
-                out.append(current)
-            return out
+        for batch in batches:
+            with self._lock:
+                current = Outgoing(ExportMetricsServiceRequest(resource_metrics=[res.message for res, _ in batch]),
+                                   [mark for res, _ in batch for mark in self._marks(res)],
+                                   [res for res, last in batch if last])
+            yield current
 
     def settle(self, sent: Outgoing, delivered: bool) -> None:
         """After a request: a delivered one moves its delta points on; a failed one's last exports

@@ -55,6 +55,7 @@ class NetnsDiscovery:
         self.proc_root = proc_root
         self.max_namespaces = max_namespaces
         self.left_out = 0  # namespaces the last scan found past max_namespaces
+        self.left_out_total = 0  # the same, summed over scans
         self.refused = 0  # processes whose namespace the last scan was not allowed to read
         self.netns_dir = netns_dir
         self.host_pid = host_pid
@@ -100,6 +101,7 @@ class NetnsDiscovery:
             order = sorted(found, key=lambda i: (i != host_inode, i not in previous, i))
             cap = len(order) if self.max_namespaces is None else max(1, self.max_namespaces)
             self.left_out = max(0, len(order) - cap)
+            self.left_out_total += self.left_out
             for inode in order[:cap]:
                 names = named.get(inode, [])
                 handle = previous.get(inode)

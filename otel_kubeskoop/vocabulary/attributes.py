@@ -23,6 +23,7 @@ PROBE_STATE = "kubeskoop.probe.state"
 LOSS_REASON = "kubeskoop.loss.reason"
 BPF_PROGRAM = "kubeskoop.bpf.program"
 SIGNAL = "kubeskoop.signal"
+CAP = "kubeskoop.cap"  # kubeskoop.agent.overflow{kubeskoop.cap}: which cap on tracked state
 RELOAD_RESULT = "result"  # kubeskoop.agent.config.reloads{result}
 K8S_NAMESPACE_NAME = "k8s.namespace.name"
 K8S_POD_NAME = "k8s.pod.name"

@@ -90,6 +90,21 @@ AGENT_NETNS_COUNT = InstrumentSpec(
 AGENT_NETNS_LEFT_OUT = InstrumentSpec(
     "kubeskoop.agent.netns.left_out", U, "{namespace}",
     "Network namespaces found but not watched: more than the file-descriptor limit can hold")
+# Caps on what the agent tracks, each named by where it holds: the OTLP pipeline's resources and
+# series (telemetry/pipeline.py), the compat endpoint's tuple series (telemetry/compat_tuples.py),
+# the resource directory's resources (identity/directory.py) and the namespaces the fd limit holds
+# (topology/netns_discovery.py, otel_kubeskoop/limits.py).
+CAP_METRIC_RESOURCES = "metrics.resources"
+CAP_METRIC_SERIES = "metrics.series"
+CAP_COMPAT_TUPLE_SERIES = "compat.tuple_series"
+CAP_DIRECTORY_RESOURCES = "directory.resources"
+CAP_NETNS_FD_LIMIT = "netns.fd_limit"
+CAPS = (CAP_METRIC_RESOURCES, CAP_METRIC_SERIES, CAP_COMPAT_TUPLE_SERIES, CAP_DIRECTORY_RESOURCES, CAP_NETNS_FD_LIMIT)
+AGENT_OVERFLOW = InstrumentSpec(
+    "kubeskoop.agent.overflow", C, "{item}",
+    "Items left out because a cap on tracked state was full, summed over cycles, by cap: samples "
+    "(metrics.resources, metrics.series), tuples folded into the overflow series (compat.tuple_series), "
+    "resource lookups not kept (directory.resources), namespaces not watched (netns.fd_limit)", (A.CAP,))
 AGENT_CYCLE_DURATION = InstrumentSpec(
     "kubeskoop.agent.cycle.duration", G, "s", "Wall time of the last whole collection cycle")
 AGENT_EXPORT_FAILURES = InstrumentSpec(
@@ -137,4 +152,4 @@ AGENT_STREAM_DROPPED = InstrumentSpec(
     "kubeskoop.agent.event_stream.dropped", C, "{event}",
     "Events a live stream client's full queue had no room for (the client was told)")
 AGENT = (AGENT_CONFIG_RELOADS, AGENT_STREAM_CLIENTS, AGENT_STREAM_DROPPED, AGENT_BPF_MAP_EVICTED, AGENT_BPF_INFLIGHT_EVICTED, AGENT_BPF_MAP_FULL, AGENT_BPF_RUNS, AGENT_BPF_TIME, AGENT_EVENTS_DELIVERED, AGENT_EVENTS_LOST, AGENT_PROBE_DURATION, AGENT_PROBE_ERRORS, AGENT_PROBE_STATE, AGENT_NETNS_COUNT,
-         AGENT_NETNS_LEFT_OUT, AGENT_CYCLE_DURATION, AGENT_EXPORT_FAILURES)
+         AGENT_NETNS_LEFT_OUT, AGENT_OVERFLOW, AGENT_CYCLE_DURATION, AGENT_EXPORT_FAILURES)

@@ -182,3 +182,32 @@ def test_schema_rejects_bad_values():
         proc = helm("template", "okp", str(CHART), "--set", bad, check=False)
         assert proc.returncode != 0, bad
         assert "values don't meet the specifications of the schema" in proc.stderr or "schema" in proc.stderr, proc.stderr
+
+
+def test_prestop_hook_cleans_up_within_a_grace_period_that_holds_the_shutdown_budget():
+    from otel_kubeskoop.config import DEFAULT_SHUTDOWN_TIMEOUT_S
+
+    objects = render()
+    pod = one(objects, "DaemonSet")["spec"]["template"]["spec"]
+    hook = agent_container(objects)["lifecycle"]["preStop"]["exec"]["command"]
+    assert hook[:3] == ["otel-kubeskoop", "cleanup", "--prestop"]
+    # the flags the CLI has, and the config the agent runs with
+    assert subprocess.run([CLI, *hook[1:3], "--help"], capture_output=True, text=True, check=True).returncode == 0
+    assert hook[3:] == agent_container(objects)["command"][2:]
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["config"].get("shutdownTimeout", DEFAULT_SHUTDOWN_TIMEOUT_S) == 20 == DEFAULT_SHUTDOWN_TIMEOUT_S
+    assert pod["terminationGracePeriodSeconds"] >= DEFAULT_SHUTDOWN_TIMEOUT_S + values["preStopSeconds"]
+    assert "lifecycle" not in agent_container(render("preStopCleanup=false"))
+
+
+@pytest.mark.parametrize("sets", [("terminationGracePeriodSeconds=24",),
+                                  ("config.shutdownTimeout=28",),
+                                  ("config.shutdownTimeout=10", "terminationGracePeriodSeconds=14")])
+def test_a_grace_period_shorter_than_the_hook_and_the_shutdown_budget_is_refused(sets):
+    args = ["template", "okp", str(CHART)] + [a for s in sets for a in ("--set", s)]
+    proc = helm(*args, check=False)
+    assert proc.returncode != 0 and "terminationGracePeriodSeconds" in proc.stderr and "SIGKILL" in proc.stderr
+    assert helm(*args, "--set", "preStopCleanup=false").returncode == 0  # without the hook they fit
+    proc = helm("template", "okp", str(CHART), "--set", "preStopCleanup=false", "--set", "terminationGracePeriodSeconds=19",
+                check=False)
+    assert proc.returncode != 0 and "SIGKILL" in proc.stderr  # the shutdown budget alone does not

@@ -130,6 +130,7 @@ def test_packetloss_adds_k8s_node_and_every_tuple_metric_is_bounded():
                              "k8s_node": NODE, **{f"{e}_{f}": "" for e in ("src", "dst") for f in ("node", "namespace", "pod")},
                              "src_type": "unknown", "dst_type": "unknown"}.items()))
     assert got == {keep[0]: 1, keep[1]: 2, overflow: 3}
+    assert ep.overflow == 1  # summed over collections: kubeskoop.agent.overflow{compat.tuple_series}
     assert series(ep)[("kubeskoop_agent_compat_tuple_overflow",
                        (("k8s_node", NODE), ("metric", "kubeskoop_packetloss_total")))] == 1
     # A tuple keeps its series while it is there; a new one waits for room.

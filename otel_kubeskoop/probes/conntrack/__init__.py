@@ -44,10 +44,9 @@ from collections import Counter
 from typing import Literal
 
 from pydantic import Field, field_validator
-from pyroute2.netlink import NETLINK_NETFILTER
 
 from otel_kubeskoop.netlink.conntrack import EVENT_GROUPS, ConntrackEvent, event_type, parse_event, read_stats
-from otel_kubeskoop.netlink.core import DecodeError, Message
+from otel_kubeskoop.netlink.core import NETLINK_NETFILTER, DecodeError, Message
 from otel_kubeskoop.netlink.sockets import RECV_BUFFER, NetnsSockets
 from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeContext, ProbeSpec, Sample, Scope, Source, Unavailable
 from otel_kubeskoop.probes._bpf import EventArgs

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from pyroute2.netlink.rtnl import RTM_GETLINK, RTM_GETQDISC, RTM_NEWQDISC
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
-from pyroute2.netlink.rtnl.iprsocket import MarshalRtnl
+from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 
 from otel_kubeskoop.netlink import tc
 from otel_kubeskoop.netlink.core import DecodeError

@@ -402,3 +402,4 @@ def test_past_max_namespaces_the_host_and_those_held_stay_and_the_rest_are_count
         assert set(found) == {HOST, POD_A} and d.left_out == 2  # the one held stays
         d.max_namespaces = 3
         assert set(d.scan()) == {HOST, POD_A, 4026532280} and d.left_out == 1
+        assert d.left_out_total == 1 + 2 + 1  # summed over the scans: kubeskoop.agent.overflow
