@@ -57,6 +57,9 @@
 #define PROBE_NAME(x) socketlatency_##x
 #include "socketlatency.bpf.h"
 #undef PROBE_NAME
+#define PROBE_NAME(x) tcprtt_##x
+#include "tcprtt.bpf.h"
+#undef PROBE_NAME
 #define PROBE_NAME(x) x
 
 /* Written by user space at any time (.bss). */
@@ -293,29 +296,40 @@ int BPF_KPROBE(datapath_rx_kprobe, struct sk_buff *skb)
 SEC("tp_btf/tcp_probe")
 int BPF_PROG(datapath_deliver_btf, struct sock *sk, const struct sk_buff *skb)
 {
-	RUN(datapath_enabled, KERNELLATENCY, DELIVER, kernellatency_deliver(true, sk, skb));
+	__u32 on = datapath_enabled;
+
+	RUN(on, KERNELLATENCY, DELIVER, kernellatency_deliver(true, sk, skb));
+	RUN(on, TCPRTT, DELIVER, tcprtt_deliver(true, sk));
 	return 0;
 }
 
 SEC("tracepoint/tcp/tcp_probe")
 int datapath_deliver_tp(struct trace_event_raw_tcp_probe *ctx)
 {
-	RUN(datapath_enabled, KERNELLATENCY, DELIVER,
-	    kernellatency_deliver(false, ctx->skaddr, ctx->skbaddr));
+	__u32 on = datapath_enabled;
+
+	RUN(on, KERNELLATENCY, DELIVER, kernellatency_deliver(false, ctx->skaddr, ctx->skbaddr));
+	RUN(on, TCPRTT, DELIVER, tcprtt_deliver(false, ctx->skaddr));
 	return 0;
 }
 
 SEC("fentry/tcp_rcv_established")
 int BPF_PROG(datapath_deliver_fentry, struct sock *sk, struct sk_buff *skb)
 {
-	RUN(datapath_enabled, KERNELLATENCY, DELIVER, kernellatency_deliver(true, sk, skb));
+	__u32 on = datapath_enabled;
+
+	RUN(on, KERNELLATENCY, DELIVER, kernellatency_deliver(true, sk, skb));
+	RUN(on, TCPRTT, DELIVER, tcprtt_deliver(true, sk));
 	return 0;
 }
 
 SEC("kprobe/tcp_rcv_established")
 int BPF_KPROBE(datapath_deliver_kprobe, struct sock *sk, struct sk_buff *skb)
 {
-	RUN(datapath_enabled, KERNELLATENCY, DELIVER, kernellatency_deliver(false, sk, skb));
+	__u32 on = datapath_enabled;
+
+	RUN(on, KERNELLATENCY, DELIVER, kernellatency_deliver(false, sk, skb));
+	RUN(on, TCPRTT, DELIVER, tcprtt_deliver(false, sk));
 	return 0;
 }
 

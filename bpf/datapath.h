@@ -13,7 +13,8 @@ enum datapath_probe {
 	DATAPATH_KERNELLATENCY = 1,
 	DATAPATH_NETIFTXLAT = 2,
 	DATAPATH_SOCKETLATENCY = 3,
-	DATAPATH__PROBES = 4,
+	DATAPATH_TCPRTT = 4,
+	DATAPATH__PROBES = 5,
 };
 
 /*
@@ -37,7 +38,8 @@ enum datapath_slot {
 	DATAPATH_SOCKETLATENCY_SENDMSG = 13,
 	DATAPATH_SOCKETLATENCY_QUEUE = 14,
 	DATAPATH_SOCKETLATENCY_STATE = 15,
-	DATAPATH__SLOTS = 16,
+	DATAPATH_TCPRTT_DELIVER = 16,
+	DATAPATH__SLOTS = 17,
 };
 
 /* What one probe cost on one hook, per CPU: runs of its handler and their time. */

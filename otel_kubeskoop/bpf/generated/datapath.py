@@ -25,6 +25,7 @@ from otel_kubeskoop.bpf.generated.socketlatency import (
     SocketlatencyHistsSlot,
     SocketlatencySocksSlot,
 )
+from otel_kubeskoop.bpf.generated.tcprtt import TcprttHistsSlot, TcprttSock
 from otel_kubeskoop.bpf.spec import MapSpec, ObjectSpec
 
 
@@ -35,7 +36,8 @@ class DatapathProbe(enum.IntEnum):
     DATAPATH_KERNELLATENCY = 1
     DATAPATH_NETIFTXLAT = 2
     DATAPATH_SOCKETLATENCY = 3
-    DATAPATH__PROBES = 4
+    DATAPATH_TCPRTT = 4
+    DATAPATH__PROBES = 5
 
 
 class DatapathSlot(enum.IntEnum):
@@ -57,7 +59,8 @@ class DatapathSlot(enum.IntEnum):
     DATAPATH_SOCKETLATENCY_SENDMSG = 13
     DATAPATH_SOCKETLATENCY_QUEUE = 14
     DATAPATH_SOCKETLATENCY_STATE = 15
-    DATAPATH__SLOTS = 16
+    DATAPATH_TCPRTT_DELIVER = 16
+    DATAPATH__SLOTS = 17
 
 
 class DatapathCost(ctypes.LittleEndianStructure):
@@ -147,12 +150,16 @@ OBJECT = ObjectSpec(
         "socketlatency_hists_full": MapSpec("percpu_array", ctypes.c_uint32, ctypes.c_uint64, 1),
         "socketlatency_socks": MapSpec("array", ctypes.c_uint32, SocketlatencySocksSlot, 65536),
         "socketlatency_inflight_stats": MapSpec("percpu_array", ctypes.c_uint32, ctypes.c_uint64, 6),
-        "datapath_costs": MapSpec("percpu_array", ctypes.c_uint32, DatapathCost, 16),
+        "tcprtt_hists": MapSpec("array", ctypes.c_uint32, TcprttHistsSlot, 8192),
+        "tcprtt_hists_full": MapSpec("percpu_array", ctypes.c_uint32, ctypes.c_uint64, 1),
+        "tcprtt_socks": MapSpec("array", ctypes.c_uint32, TcprttSock, 16384),
+        "datapath_costs": MapSpec("percpu_array", ctypes.c_uint32, DatapathCost, 17),
     },
     rodata={
         "kernellatency_hists_mask": ctypes.c_uint32,
         "netiftxlat_hists_mask": ctypes.c_uint32,
         "socketlatency_hists_mask": ctypes.c_uint32,
+        "tcprtt_hists_mask": ctypes.c_uint32,
     },
     globals={
         "packetloss_targ_reason_consumed": ctypes.c_uint32,
@@ -169,6 +176,7 @@ OBJECT = ObjectSpec(
         "socketlatency_targ_threshold_ns": ctypes.c_uint64,
         "socketlatency_targ_rate_per_sec": ctypes.c_uint32,
         "socketlatency_targ_burst": ctypes.c_uint32,
+        "tcprtt_targ_interval_ns": ctypes.c_uint64,
         "packetloss_targ_emit": ctypes.c_bool,
         "packetloss_targ_stack": ctypes.c_bool,
         "kernellatency_targ_emit": ctypes.c_bool,
@@ -177,5 +185,5 @@ OBJECT = ObjectSpec(
         "datapath_enabled": ctypes.c_uint32,
         "datapath_stats": ctypes.c_bool,
     },
-    members=("packetloss", "kernellatency", "netiftxlat", "socketlatency"),
+    members=("packetloss", "kernellatency", "netiftxlat", "socketlatency", "tcprtt"),
 )
