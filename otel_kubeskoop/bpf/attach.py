@@ -28,8 +28,10 @@ __all__ = [
     "Candidate",
     "Features",
     "choose",
+    "has_alternative",
     "plans",
     "unplanned",
+    "why_not",
 ]
 
 
@@ -188,3 +190,22 @@ def choose(
             return candidate
         reasons.append(f"{candidate.point}: {why}")
     raise Unavailable(f"no usable attach point for {plan.hook!r}: " + "; ".join(reasons))
+
+
+def why_not(plan: AttachPlan, features: Features, rejected: Mapping[str, str]) -> str:
+    """Why no candidate of ``plan`` is left, candidate by candidate."""
+    try:
+        choose(plan, features, rejected)
+    except Unavailable as exc:
+        return str(exc)
+    return f"hook {plan.hook!r} failed"
+
+
+def has_alternative(plan: AttachPlan, features: Features, rejected: Mapping[str, str],
+                    failed: str) -> bool:
+    """Whether ``plan`` has a candidate left once ``failed`` is rejected too."""
+    try:
+        choose(plan, features, {**rejected, failed: "rejected"})
+    except Unavailable:
+        return False
+    return True

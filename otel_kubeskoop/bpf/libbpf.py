@@ -23,8 +23,9 @@ import errno as errno_mod
 import functools
 import logging
 import os
+import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
 __all__ = [
@@ -38,10 +39,12 @@ __all__ = [
     "SAMPLE_FN",
     "TcHook",
     "TcOpts",
+    "blamed_program",
     "captured_log",
     "check_int",
     "check_ptr",
     "lib",
+    "log_tail",
     "version",
 ]
 
@@ -302,6 +305,31 @@ def captured_log() -> Iterator[list[str]]:
         if outer is not None:
             outer.extend(lines)
         _capture.lines = outer
+
+
+#: Lines of libbpf's log kept in an error message.
+LOG_TAIL_LINES = 25
+_PROG_IN_LOG = re.compile(r"prog '([^']+)'")
+
+
+def log_tail(lines: Sequence[str], limit: int = LOG_TAIL_LINES) -> str:
+    """The last ``limit`` lines of a :func:`captured_log`, for an error message."""
+    flat = [line for text in lines for line in text.splitlines() if line.strip()]
+    shown = flat[-limit:]
+    if len(flat) > limit:
+        shown.insert(0, f"... ({len(flat) - limit} earlier lines)")
+    return "\n".join(shown)
+
+
+def blamed_program(lines: Sequence[str], candidates: Iterable[str]) -> str | None:
+    """The program of ``candidates`` a :func:`captured_log` blames for a failure (the last one
+    it names)."""
+    wanted = set(candidates)
+    for text in reversed(lines):
+        for name in reversed(_PROG_IN_LOG.findall(text)):
+            if name in wanted:
+                return name
+    return None
 
 
 def strerror(err: int) -> str:

@@ -32,38 +32,26 @@ import ctypes
 import errno
 import logging
 import os
-import re
 import time
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
-from otel_kubeskoop.bpf import attach, libbpf
+from otel_kubeskoop.bpf import attach, libbpf, settings
 from otel_kubeskoop.bpf import btf as btf_mod
-from otel_kubeskoop.bpf.attach import (
-    AttachKind,
-    AttachPlan,
-    AttachPoint,
-    Candidate,
-    Features,
-    choose,
-)
+from otel_kubeskoop.bpf.attach import AttachKind, AttachPlan, AttachPoint, Candidate, Features, choose
 from otel_kubeskoop.bpf.features import KernelFeatures
 from otel_kubeskoop.bpf.libbpf import MapType, check_int, check_ptr
 from otel_kubeskoop.bpf.maps import BPFMap
 from otel_kubeskoop.bpf.objects import object_path
 from otel_kubeskoop.bpf.ringbuf import RingBuffer
+from otel_kubeskoop.bpf.settings import Setting
 from otel_kubeskoop.bpf.spec import ObjectSpec
 from otel_kubeskoop.probe import Unavailable
 
 __all__ = ["BPFObject", "Setting"]
 
 _log = logging.getLogger(__name__)
-
-#: Lines of libbpf's log kept in an Unavailable message.
-LOG_TAIL_LINES = 25
-_PROG_IN_LOG = re.compile(r"prog '([^']+)'")
-
 
 class _Resources:
     """Everything native one BPFObject owns, released in reverse order exactly once."""
@@ -87,38 +75,6 @@ class _Resources:
             self.obj = None
 
 
-def _tail(lines: Sequence[str], limit: int = LOG_TAIL_LINES) -> str:
-    flat = [line for text in lines for line in text.splitlines() if line.strip()]
-    shown = flat[-limit:]
-    if len(flat) > limit:
-        shown.insert(0, f"... ({len(flat) - limit} earlier lines)")
-    return "\n".join(shown)
-
-
-def _failed_program(lines: Sequence[str], candidates: Iterable[str]) -> str | None:
-    """The chosen program libbpf's log blames for a failure (the last one it names)."""
-    wanted = set(candidates)
-    for text in reversed(lines):
-        for name in reversed(_PROG_IN_LOG.findall(text)):
-            if name in wanted:
-                return name
-    return None
-
-
-Setting = bytes | int | bool
-
-
-def _encode(obj_btf: btf_mod.BTF, obj: str, name: str, value: Setting, size: int) -> bytes:
-    """A setting's bytes: an int or bool in the variable's own size and signedness (from BTF);
-    bytes as they are, which must be exactly ``size``."""
-    if isinstance(value, bytes):
-        data = value
-    else:
-        int_size, signed = obj_btf.int_encoding(obj_btf.var_type(name))
-        data = int(value).to_bytes(int_size, "little", signed=signed)
-    if len(data) != size:
-        raise ValueError(f"{obj}: {name!r} takes {size} bytes, got {len(data)}")
-    return data
 
 
 class BPFObject:
@@ -170,6 +126,7 @@ class BPFObject:
         self.path = path
         self.name = os.path.basename(path).removesuffix(".bpf.o")
         self.plans = tuple(plans)
+        self._plans = {p.hook: p for p in self.plans}
         hooks = [p.hook for p in self.plans]
         programs = [prog for p in self.plans for prog in p.programs]
         if len(set(hooks)) != len(hooks) or len(set(programs)) != len(programs):
@@ -288,7 +245,7 @@ class BPFObject:
                 err = ctypes.get_errno() or errno.EINVAL
                 raise Unavailable(
                     f"{self.name}: opening {self.path} failed: {libbpf.strerror(err)}\n"
-                    + _tail(lines)
+                    + libbpf.log_tail(lines)
                 )
         self._res.obj = ptr
         self._check_programs()
@@ -364,48 +321,21 @@ class BPFObject:
         return btf_mod.BTF(handle, self.path, owner=self._res)
 
     def _write_rodata(self) -> None:
-        so = libbpf.lib()
-        obj_btf = self._btf()
-        layout = obj_btf.datasec(".rodata")
         size = ctypes.c_size_t()
         base = check_ptr(
-            so.bpf_map__initial_value(self._find_map(".rodata"), ctypes.byref(size)),
+            libbpf.lib().bpf_map__initial_value(self._find_map(".rodata"), ctypes.byref(size)),
             f"{self.name}: .rodata initial value",
         )
-        for name, value in self.rodata.items():
-            if name not in layout:
-                raise LookupError(f"{self.name}: no const volatile {name!r} in .rodata")
-            offset, var_size = layout[name]
-            if offset + var_size > size.value:
-                raise LookupError(f"{self.name}: {name!r} lies outside .rodata")
-            data = _encode(obj_btf, self.name, name, value, var_size)
-            ctypes.memmove(base + offset, data, var_size)
+        data = (ctypes.c_char * size.value).from_address(base)
+        settings.patch(self._btf(), self.name, ".rodata", memoryview(data).cast("B"), self.rodata)
 
     def write_globals(self, values: Mapping[str, Setting]) -> None:
-        """Write ``.data``/``.bss`` variables of the loaded object (settings programs read while
-        attached), each encoded as :attr:`rodata` settings are. Programs only read them, so a
-        section is read, changed and written back whole."""
+        """Write ``.data``/``.bss`` variables of the loaded object: settings its programs read
+        while attached (:func:`.settings.patch_sections`)."""
         if self._state not in ("loaded", "attached"):
             raise RuntimeError(f"{self.name}: globals exist once loaded (is {self._state})")
-        obj_btf = self._btf()
-        todo = dict(values)
-        for section in (".data", ".bss"):
-            try:
-                layout = obj_btf.datasec(section)
-            except KeyError:
-                continue
-            mine = {name: value for name, value in todo.items() if name in layout}
-            if not mine:
-                continue
-            data_map = self.map(section, ctypes.c_uint32)
-            data = bytearray(data_map.lookup(0))
-            for name, value in mine.items():
-                offset, size = layout[name]
-                data[offset : offset + size] = _encode(obj_btf, self.name, name, value, size)
-                del todo[name]
-            data_map.update(0, bytes(data))
-        if todo:
-            raise LookupError(f"{self.name}: no variable {sorted(todo)} in .data or .bss")
+        settings.patch_sections(self._btf(), self.name, values,
+                                lambda section: self.map(section, ctypes.c_uint32))
 
     def _load(self) -> None:
         so = libbpf.lib()
@@ -438,7 +368,7 @@ class BPFObject:
                 self.chosen = {hook: c.point for hook, c in self._choice.items()}
                 return
             err = -ret
-            failed = _failed_program(lines, chosen_programs)
+            failed = libbpf.blamed_program(lines, chosen_programs)
             hook = next((h for h, c in self._choice.items() if c.program == failed), None)
             reason = f"load failed: {errno.errorcode.get(err, err)} ({libbpf.strerror(err)})"
             if failed is not None and hook is not None and self._has_alternative(hook, failed):
@@ -447,32 +377,19 @@ class BPFObject:
                 self._reopen()
                 continue
             if failed is None or hook is None:
-                raise Unavailable(f"{self.name}: {reason}\n{_tail(lines)}")
+                raise Unavailable(f"{self.name}: {reason}\n{libbpf.log_tail(lines)}")
             self.rejected[failed] = reason
             if self.partial:
-                self.unavailable[hook] = f"{self._why_not(hook)}\n{_tail(lines)}"
+                self.unavailable[hook] = f"{self._why_not(hook)}\n{libbpf.log_tail(lines)}"
                 self._reopen()
                 continue
-            raise Unavailable(f"{self.name}: {self._why_not(hook)}\n{_tail(lines)}")
+            raise Unavailable(f"{self.name}: {self._why_not(hook)}\n{libbpf.log_tail(lines)}")
 
     def _why_not(self, hook: str) -> str:
-        """Why no candidate of ``hook`` is left, candidate by candidate."""
-        plan = next(p for p in self.plans if p.hook == hook)
-        try:
-            choose(plan, self.features, self.rejected)
-        except Unavailable as exc:
-            return str(exc)
-        return f"hook {hook!r} failed"
+        return attach.why_not(self._plans[hook], self.features, self.rejected)
 
     def _has_alternative(self, hook: str, failed: str) -> bool:
-        plan = next(p for p in self.plans if p.hook == hook)
-        rejected = dict(self.rejected)
-        rejected[failed] = "rejected"
-        try:
-            choose(plan, self.features, rejected)
-        except Unavailable:
-            return False
-        return True
+        return attach.has_alternative(self._plans[hook], self.features, self.rejected, failed)
 
     def _attach_all(self, hooks: set[str] | None) -> bool:
         """Attach the chosen programs of ``hooks`` (None: all); False after rejecting one that
@@ -527,7 +444,7 @@ class BPFObject:
             self._res.links.append(link)
             return None
         return (f"attach failed: {errno.errorcode.get(err, err)} ({libbpf.strerror(err)})\n"
-                + _tail(lines))
+                + libbpf.log_tail(lines))
 
     # --- maps and ring buffers ------------------------------------------------------------
 
@@ -571,9 +488,7 @@ class BPFObject:
         ptr = self._find_map(name)
         if so.bpf_map__type(ptr) != MapType.RINGBUF:
             raise TypeError(f"{self.name}: map {name!r} is not a ring buffer")
-        ringbuf = RingBuffer(
-            name, check_int(so.bpf_map__fd(ptr), f"{self.name}: fd of {name}"), callback
-        )
+        ringbuf = RingBuffer(name, check_int(so.bpf_map__fd(ptr), f"{self.name}: fd of {name}"), callback)
         self._res.ringbufs.append(ringbuf)
         return ringbuf
 

@@ -28,7 +28,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from otel_kubeskoop.bpf.attach import KIND_WORDS, AttachKind, AttachPoint
+from otel_kubeskoop.bpf.attach import KIND_WORDS, AttachKind, AttachPlan, AttachPoint, plans
 from otel_kubeskoop.bpf.codegen import class_name
 from otel_kubeskoop.bpf.loader import BPFObject, Setting
 from otel_kubeskoop.bpf.maps import BPFMap
@@ -36,13 +36,22 @@ from otel_kubeskoop.bpf.ringbuf import RingBuffer
 from otel_kubeskoop.bpf.spec import ObjectSpec
 from otel_kubeskoop.probe import Unavailable
 
-__all__ = ["Member", "SharedObject", "SharedObjects"]
+__all__ = ["Member", "SharedObject", "SharedObjects", "member_plans"]
 
 log = logging.getLogger(__name__)
 
 
 def _contract(host: str) -> Any:
     return importlib.import_module(f"otel_kubeskoop.bpf.generated.{host}")
+
+
+def member_plans(member: ObjectSpec) -> tuple[AttachPlan, ...]:
+    """The attach plans of the hooks a probe of a shared object runs on (all of an object's
+    own)."""
+    if member.host is None:
+        return plans(member)
+    shared = SharedObject(_contract(member.host).OBJECT)
+    return tuple(p for p in plans(shared.spec) if p.hook in shared.hooks[member.name])
 
 
 class SharedObject:
@@ -164,9 +173,23 @@ class Member:
         return self.host.obj
 
     @property
+    def state(self) -> str:
+        """The object's state while the probe uses it (``attached``), else ``closed``."""
+        if self.host.obj is None or self.host.users.get(self.probe) is not self:
+            return "closed"
+        return self.host.obj.state
+
+    @property
     def chosen(self) -> dict[str, AttachPoint]:
         return {hook: point for hook, point in self._obj.chosen.items()
                 if hook in self.host.hooks[self.probe]}
+
+    @property
+    def rejected(self) -> dict[str, str]:
+        """The candidates of its hooks that the kernel refused, and why."""
+        obj, hooks = self._obj, self.host.hooks[self.probe]
+        mine = {p for plan in obj.plans if plan.hook in hooks for p in plan.programs}
+        return {program: why for program, why in obj.rejected.items() if program in mine}
 
     def map(self, name: str, key: Any = None, value: Any = None, **kwargs: Any) -> BPFMap:
         return self._obj.map(f"{self.probe}_{name}", key, value, **kwargs)
@@ -205,6 +228,10 @@ class SharedObjects:
             shared = self._objects[member.host] = SharedObject(_contract(member.host).OBJECT,
                                                                self.stats)
         return shared.join(member.name, settings, features)
+
+    def get(self, name: str) -> SharedObject | None:
+        """The shared object ``name`` (None before a probe of it first started)."""
+        return self._objects.get(name)
 
     def set_stats(self, on: bool) -> None:
         self.stats = on

@@ -113,7 +113,7 @@ def endpoints(chosen: Mapping[str, Any]) -> Endpoints:
     """direction -> (start, end) of the interval, from ``BPFObject.chosen``."""
     return {
         RX: (str(chosen.get("rx", "rx")), str(chosen.get("deliver", "deliver"))),
-        TX: (TX_START, str(chosen.get("tx", "tx"))),
+        TX: (TX_START, str(chosen.get("queue", "queue"))),
     }
 
 

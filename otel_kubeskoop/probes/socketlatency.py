@@ -101,7 +101,7 @@ READ, WRITE = SocketlatencyDirection.SOCKETLATENCY_READ, SocketlatencyDirection.
 #: network.io.direction of each direction
 DIRECTIONS = {READ: "receive", WRITE: "transmit"}
 #: the hooks whose attach points start and end each direction's interval
-BOUNDS = {READ: ("ready", "recv"), WRITE: ("sendmsg", "xmit")}
+BOUNDS = {READ: ("ready", "recv"), WRITE: ("sendmsg", "queue")}
 _EVENTS = {READ: SOCKETLATENCY_READSLOW, WRITE: SOCKETLATENCY_SENDSLOW}
 BY_DIRECTION = Directions(
     SocketlatencyDirection, DIRECTIONS, SOCKETLATENCY_DURATION,

@@ -28,17 +28,22 @@ from otel_kubeskoop.probes import ALL_PROBES
 pytestmark = pytest.mark.privileged
 
 REPO = Path(__file__).resolve().parents[3]
-#: the objects of the registry's eBPF probes, and selftest (``doctor``'s check of the machinery)
-OBJECTS = sorted({spec.name for spec in ALL_PROBES if spec.source is Source.BPF} | {"selftest"})
 
 
 def spec_of(stem: str):
     return importlib.import_module(f"otel_kubeskoop.bpf.generated.{stem}").OBJECT
 
 
+#: the objects of the registry's eBPF probes (a probe of a shared object: that object), and
+#: selftest (``doctor``'s check of the machinery)
+OBJECTS = sorted({spec_of(spec.name).host or spec.name for spec in ALL_PROBES
+                  if spec.source is Source.BPF} | {"selftest"})
+
+
 def test_every_bpf_probe_is_checked() -> None:
     bpf_probes = [s.name for s in ALL_PROBES if s.source is Source.BPF]
-    assert len(bpf_probes) >= 10 and set(bpf_probes) < set(OBJECTS)
+    assert len(bpf_probes) >= 10
+    assert {spec_of(p).host or p for p in bpf_probes} < set(OBJECTS)
 
 
 @pytest.mark.parametrize("stem", OBJECTS)
@@ -59,6 +64,10 @@ def test_object_opens_with_its_derived_plans(stem: str) -> None:
         assert set(spec.maps) <= set(obj.map_names())
         planned = {p for plan in obj.plans for p in plan.programs}
         assert planned | set(obj.load_only) == set(spec.programs)
+        for member in spec.members:  # a shared object: each probe's view names its maps
+            view = spec_of(member)
+            assert view.host == stem
+            assert {f"{member}_{m}" for m in view.maps} <= set(obj.map_names())
     finally:
         obj.close()
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import pytest
 
-from otel_kubeskoop.bpf import attach
 from otel_kubeskoop.bpf.attach import AttachPlan
 from otel_kubeskoop.bpf.generated import packetloss, tcpreset, tcpretrans
 from otel_kubeskoop.bpf.loader import BPFObject
 from otel_kubeskoop.bpf.objects import object_path
+from otel_kubeskoop.bpf.shared import member_plans
 from otel_kubeskoop.bpf.spec import ObjectSpec
 from otel_kubeskoop.probe import Unavailable
 from tests.privileged.netnsutil import require_root
@@ -26,9 +26,9 @@ pytestmark = pytest.mark.privileged
 def test_function_fallbacks_attach_or_say_why_not(harness, contract: ObjectSpec) -> None:
     plans = tuple(
         AttachPlan(p.hook, tuple(c for c in p.candidates if c.point.kind in ("fentry", "kprobe")))
-        for p in attach.plans(contract)
+        for p in member_plans(contract)
     )
-    obj = BPFObject(object_path(contract.name), plans)
+    obj = BPFObject(object_path(contract.host or contract.name), plans)
     try:
         obj.start()
     except Unavailable as exc:

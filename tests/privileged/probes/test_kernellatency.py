@@ -76,7 +76,7 @@ def test_attaches_to_btf_tracepoints(harness: Harness) -> None:
     assert {hook: str(point) for hook, point in probe.bpf.chosen.items()} == {
         "rx": "tp_btf/netif_receive_skb",
         "deliver": "tp_btf/tcp_probe",
-        "tx": "tp_btf/net_dev_queue",
+        "queue": "tp_btf/net_dev_queue",
         "free": "tp_btf/kfree_skb",
         "consume": "tp_btf/consume_skb",
     }

@@ -45,7 +45,7 @@ def ip_drops(h: Harness, netns: int) -> dict[tuple[str, str, str], int]:
 
 def test_attaches_to_the_btf_tracepoint(harness: Harness) -> None:
     probe = harness.start(packetloss.SPEC)
-    assert probe.bpf.chosen == {"drop": AttachPoint("tp_btf", "kfree_skb")}
+    assert probe.bpf.chosen == {"free": AttachPoint("tp_btf", "kfree_skb")}
     assert probe.bpf.obj.rejected == {}
 
 
@@ -207,7 +207,7 @@ def test_counters_of_a_vanished_namespace_are_deleted(harness: Harness) -> None:
 
 def test_classic_tracepoint_counts_the_same(harness: Harness) -> None:
     probe = harness.start(packetloss.SPEC, factory=with_kind(packetloss.SPEC.factory, "tracepoint"))
-    assert probe.bpf.chosen == {"drop": AttachPoint("tracepoint", "skb/kfree_skb")}
+    assert probe.bpf.chosen == {"free": AttachPoint("tracepoint", "skb/kfree_skb")}
     with netns() as a:
         tcp_refused(a, 3)
         harness.drain()

@@ -111,11 +111,11 @@ def test_attaches_to_btf_tracepoints(harness: Harness) -> None:
         "ready": "tp_btf/sk_data_ready",
         "recv": "tp_btf/sock_recv_length",
         "sendmsg": "tp_btf/tcp_sendmsg_locked",
-        "xmit": "tp_btf/net_dev_queue",
-        "close": "tp_btf/inet_sock_set_state",
+        "queue": "tp_btf/net_dev_queue",
+        "state": "tp_btf/inet_sock_set_state",
     }
     assert probe.bpf.obj.rejected == {}
-    assert set(probe.bpf_programs()) == {f"socketlatency_{hook}_btf" for hook in probe.bpf.chosen}
+    assert set(probe.bpf_costs()) == {f"socketlatency_{hook}_btf" for hook in probe.bpf.chosen}
 
 
 @pytest.mark.parametrize("kind", list(FACTORIES))
@@ -165,7 +165,7 @@ def test_a_reader_200ms_late_and_a_write_corked_150ms(harness: Harness, kind: st
         assert (got["source.port"], got["destination.port"]) == (client, server)
         assert got["process.pid"] == pid and got["network.io.direction"] == "transmit"
         assert (got["kubeskoop.latency.start"], got["kubeskoop.latency.end"]) == (
-            sections(probe)["sendmsg"], sections(probe)["xmit"])
+            sections(probe)["sendmsg"], sections(probe)["queue"])
         assert len(harness.events_in(a.inode)) == 2  # nothing else crossed the 100 ms threshold
 
 

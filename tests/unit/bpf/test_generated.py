@@ -52,8 +52,13 @@ def test_every_bpf_source_and_every_bpf_probe_has_a_contract() -> None:
     sources = {path.name.removesuffix(".bpf.c") for path in (REPO / "bpf").glob("*.bpf.c")}
     assert {path.stem for path in CONTRACTS.glob("*.json")} == sources
     assert set(generated.OBJECTS) == sources
+    members = {m for stem in sources for m in spec(stem).members}
+    assert members and not members & sources
     bpf_probes = {s.name for s in ALL_PROBES if s.source is Source.BPF}
-    assert bpf_probes and bpf_probes <= sources
+    assert bpf_probes and bpf_probes <= sources | members
+    for member in members:  # a probe of a shared object: its own module, its view of the object
+        view = spec(member)
+        assert view.host in sources and not view.programs and view.maps
 
 
 @pytest.mark.parametrize("stem", generated.OBJECTS)

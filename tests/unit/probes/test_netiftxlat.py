@@ -12,18 +12,19 @@ from pathlib import Path
 import pytest
 
 from otel_kubeskoop.bpf import records
-from otel_kubeskoop.bpf.attach import choose, plans
+from otel_kubeskoop.bpf.attach import choose
 from otel_kubeskoop.bpf.generated import netiftxlat as contract
 from otel_kubeskoop.bpf.generated.common import InflightStat
 from otel_kubeskoop.bpf.generated.netiftxlat import NetiftxlatEvent, NetiftxlatKey, NetiftxlatValue
 from otel_kubeskoop.bpf.records import DecodeError
+from otel_kubeskoop.bpf.shared import member_plans
 from otel_kubeskoop.probe import Cycle, Histogram, Kind, ProbeContext, log2_bounds
 from otel_kubeskoop.probes import netiftxlat
 from otel_kubeskoop.probes._latency import BOUNDS
 from tests.unit.probes.bpfdumps import as_json, dumps, read
 from tests.unit.probes.latencyfakes import Features, hist, latency_object, samples_by_key
 
-PLANS = plans(contract.OBJECT)
+PLANS = member_plans(contract.OBJECT)
 
 A_NS, B_NS, GONE_NS = 4026532281, 4026532282, 4026532999
 IF, STAGE = "network.interface.name", "kubeskoop.latency.stage"

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from otel_kubeskoop.bpf import records
-from otel_kubeskoop.bpf.attach import plans
 from otel_kubeskoop.bpf.generated import packetloss as contract
 from otel_kubeskoop.bpf.generated.packetloss import PacketlossEvent, PacketlossKey
 from otel_kubeskoop.bpf.records import DecodeError
+from otel_kubeskoop.bpf.shared import member_plans
 from otel_kubeskoop.config import parse
 from otel_kubeskoop.probe import Cycle, Kind, ProbeContext
 from otel_kubeskoop.probes import packetloss
@@ -26,7 +26,7 @@ NAMES = KernelNames(
     drop_subsystems={0: "SKB_DROP_REASON_SUBSYS_CORE", 2: "SKB_DROP_REASON_SUBSYS_OPENVSWITCH"},
 )
 
-PLANS = plans(contract.OBJECT)
+PLANS = member_plans(contract.OBJECT)
 A_NS, B_NS = 4026532281, 4026532282
 
 
@@ -237,5 +237,5 @@ def test_spec() -> None:
     spec = packetloss.SPEC
     assert spec.kinds == {Kind.METRICS, Kind.EVENTS}
     assert [c.point.kind.value for c in PLANS[0].candidates] == [
-        "tp_btf", "tracepoint", "fentry", "kprobe", "fentry", "kprobe"]
+        "tp_btf", "tracepoint", "fentry", "fentry", "kprobe", "kprobe"]
     assert contract.OBJECT.maps["counters"].key is PacketlossKey and not spec.default_enabled

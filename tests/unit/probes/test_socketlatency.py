@@ -13,18 +13,19 @@ import pytest
 from pydantic import ValidationError
 
 from otel_kubeskoop.bpf import records
-from otel_kubeskoop.bpf.attach import AttachPoint, choose, plans
+from otel_kubeskoop.bpf.attach import AttachPoint, choose
 from otel_kubeskoop.bpf.generated import socketlatency as contract
 from otel_kubeskoop.bpf.generated.common import InflightStat
 from otel_kubeskoop.bpf.generated.socketlatency import SocketlatencyEvent, SocketlatencyKey
 from otel_kubeskoop.bpf.records import DecodeError
+from otel_kubeskoop.bpf.shared import member_plans
 from otel_kubeskoop.probe import Cycle, Histogram, Kind, ProbeContext
 from otel_kubeskoop.probes import socketlatency
 from otel_kubeskoop.probes._latency import BOUNDS
 from tests.unit.probes.bpfdumps import Dump, as_json, dumps, read
 from tests.unit.probes.latencyfakes import Features, hist, latency_object, samples_by_key
 
-PLANS = plans(contract.OBJECT)
+PLANS = member_plans(contract.OBJECT)
 
 A_NS = 4026532281
 READ, WRITE = 1, 2
@@ -147,5 +148,6 @@ def test_spec_and_args() -> None:
     assert {i.compat for i in spec.instruments if i.compat} == {
         "kubeskoop_socketlatency_read1ms", "kubeskoop_socketlatency_read100ms",
         "kubeskoop_socketlatency_write1ms", "kubeskoop_socketlatency_write100ms"}
-    assert set(contract.OBJECT.rodata) == {"targ_emit", "targ_threshold_ns", "targ_rate_per_sec",
-                                         "targ_burst", "hists_mask"}
+    assert set(contract.OBJECT.globals) == {"targ_emit", "targ_threshold_ns", "targ_rate_per_sec",
+                                          "targ_burst"}
+    assert set(contract.OBJECT.rodata) == {"hists_mask"}

@@ -1,0 +1,105 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The shared object (bpf/datapath.bpf.c) under a runtime: probes turned on and off by a live
+reload change a bit, not the programs; each probe counts the same whether the others run or not;
+everything is gone when the last one stops."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import pytest
+
+from otel_kubeskoop.config import parse
+from otel_kubeskoop.probe import Cycle
+from otel_kubeskoop.runtime import ProbeRuntime
+from otel_kubeskoop.topology.netns_discovery import NetnsDiscovery
+from tests.privileged.netnsutil import netns, tcp_refused
+
+pytestmark = pytest.mark.privileged
+
+DROPS = "kubeskoop.packetloss.total"
+
+
+def probes(*names: str):
+    return parse({"address": "", "metrics": {"probes": [{"name": n} for n in names]}}, "t",
+                 environ={}).probes
+
+
+def loaded_ids() -> set[int]:
+    """The ids of every BPF program the kernel holds (other processes' too)."""
+    out = subprocess.run(["bpftool", "prog", "show", "-j"], capture_output=True, text=True,
+                         check=True).stdout
+    return {prog["id"] for prog in json.loads(out)}
+
+
+def wait_for(predicate, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout}s")
+        time.sleep(0.05)
+
+
+def program_ids(rt: ProbeRuntime) -> dict[str, int]:
+    """The shared object's loaded programs -> their kernel ids (from /proc/self/fdinfo)."""
+    shared = rt.objects.get("datapath")
+    assert shared is not None and shared.obj is not None
+    out = {}
+    for name, fd in shared.obj.program_fds().items():
+        with open(f"/proc/self/fdinfo/{fd}") as f:
+            out[name] = next(int(line.split()[1]) for line in f if line.startswith("prog_id:"))
+    return out
+
+
+def drops(rt: ProbeRuntime, cycle: Cycle, inode: int) -> int:
+    """TCP packets packetloss counted as dropped in namespace ``inode``."""
+    return sum(s.value for s in rt.collect(cycle) if s.instrument.name == DROPS
+               and s.netns == inode and ("network.transport", "tcp") in s.attributes)
+
+
+def test_a_probe_turned_on_and_off_live_leaves_the_shared_programs_attached():
+    discovery = NetnsDiscovery()
+    rt = ProbeRuntime(probes("kernellatency", "netiftxlat"))
+    try:
+        rt.start(Cycle(discovery.scan()))
+        ids = program_ids(rt)
+        assert set(ids.values()) <= loaded_ids()
+        shared = rt.objects.get("datapath")
+        hooks = shared.obj.attached_hooks
+        assert {"queue", "free", "consume", "rx", "deliver", "start", "xmit"} <= hooks
+        assert rt.apply(probes("kernellatency", "netiftxlat", "packetloss")).added == ["packetloss"]
+        assert program_ids(rt) == ids and shared.enabled == 0b111  # no program reloaded
+        assert rt.apply(probes("kernellatency", "netiftxlat")).removed == ["packetloss"]
+        assert program_ids(rt) == ids and shared.enabled == 0b110
+        assert shared.obj.attached_hooks == hooks  # no hook detached
+        assert rt.apply(probes("netiftxlat")).removed == ["kernellatency"]
+        assert program_ids(rt) == ids and shared.enabled == 0b100
+        assert rt.apply(probes()).removed == ["netiftxlat"]
+        assert shared.obj is None  # the last one closed it
+        wait_for(lambda: not set(ids.values()) & loaded_ids())  # freed after an RCU grace period
+    finally:
+        rt.stop()
+        discovery.close()
+
+
+def test_packetloss_counts_the_same_with_the_latency_probes_on_and_off():
+    discovery = NetnsDiscovery()
+    rt = ProbeRuntime(probes("packetloss"))
+    try:
+        with netns() as ns:
+            ns.sleeper()
+            cycle = Cycle({i: n for i, n in discovery.scan().items() if i == ns.inode})
+            rt.start(cycle)
+            counted = []
+            for others in ((), ("kernellatency", "netiftxlat", "socketlatency"), ()):
+                changes = rt.apply(probes("packetloss", *others))
+                assert not changes.failed and "packetloss" not in changes.restarted, changes
+                first = drops(rt, cycle, ns.inode)
+                tcp_refused(ns, 25)
+                counted.append(drops(rt, cycle, ns.inode) - first)
+            assert counted == [25, 25, 25]
+    finally:
+        rt.stop()
+        discovery.close()
