@@ -9,7 +9,12 @@ from __future__ import annotations
 import ctypes
 import enum
 
-from otel_kubeskoop.bpf.generated.common import FlowTuple, RatelimitBucket, RatelimitKey
+from otel_kubeskoop.bpf.generated.common import (
+    FlowTuple,
+    RatelimitBucket,
+    RatelimitKey,
+    TypecountKey,
+)
 from otel_kubeskoop.bpf.generated.packetloss import PacketlossKey
 from otel_kubeskoop.bpf.generated.kernellatency import (
     KernellatencyHistsSlot,
@@ -26,6 +31,7 @@ from otel_kubeskoop.bpf.generated.socketlatency import (
     SocketlatencySocksSlot,
 )
 from otel_kubeskoop.bpf.generated.tcprtt import TcprttHistsSlot, TcprttSock
+from otel_kubeskoop.bpf.generated.tcpconnect import TcpconnectHistsSlot, TcpconnectSocksSlot
 from otel_kubeskoop.bpf.spec import MapSpec, ObjectSpec
 
 
@@ -37,7 +43,8 @@ class DatapathProbe(enum.IntEnum):
     DATAPATH_NETIFTXLAT = 2
     DATAPATH_SOCKETLATENCY = 3
     DATAPATH_TCPRTT = 4
-    DATAPATH__PROBES = 5
+    DATAPATH_TCPCONNECT = 5
+    DATAPATH__PROBES = 6
 
 
 class DatapathSlot(enum.IntEnum):
@@ -60,7 +67,9 @@ class DatapathSlot(enum.IntEnum):
     DATAPATH_SOCKETLATENCY_QUEUE = 14
     DATAPATH_SOCKETLATENCY_STATE = 15
     DATAPATH_TCPRTT_DELIVER = 16
-    DATAPATH__SLOTS = 17
+    DATAPATH_TCPCONNECT_STATE = 17
+    DATAPATH_TCPCONNECT_FREE = 18
+    DATAPATH__SLOTS = 19
 
 
 class DatapathCost(ctypes.LittleEndianStructure):
@@ -153,13 +162,23 @@ OBJECT = ObjectSpec(
         "tcprtt_hists": MapSpec("array", ctypes.c_uint32, TcprttHistsSlot, 8192),
         "tcprtt_hists_full": MapSpec("percpu_array", ctypes.c_uint32, ctypes.c_uint64, 1),
         "tcprtt_socks": MapSpec("array", ctypes.c_uint32, TcprttSock, 16384),
-        "datapath_costs": MapSpec("percpu_array", ctypes.c_uint32, DatapathCost, 17),
+        "tcpconnect_ratelimit": MapSpec("lru_hash", RatelimitKey, RatelimitBucket, 4096),
+        "tcpconnect_events": MapSpec("ringbuf", None, None, 262144),
+        "tcpconnect_losses": MapSpec("percpu_array", ctypes.c_uint32, ctypes.c_uint64, 2),
+        "tcpconnect_counters": MapSpec("hash", TypecountKey, ctypes.c_uint64, 16384),
+        "tcpconnect_counters_full": MapSpec("percpu_array", ctypes.c_uint32, ctypes.c_uint64, 1),
+        "tcpconnect_hists": MapSpec("array", ctypes.c_uint32, TcpconnectHistsSlot, 4096),
+        "tcpconnect_hists_full": MapSpec("percpu_array", ctypes.c_uint32, ctypes.c_uint64, 1),
+        "tcpconnect_socks": MapSpec("array", ctypes.c_uint32, TcpconnectSocksSlot, 16384),
+        "tcpconnect_inflight_stats": MapSpec("percpu_array", ctypes.c_uint32, ctypes.c_uint64, 6),
+        "datapath_costs": MapSpec("percpu_array", ctypes.c_uint32, DatapathCost, 19),
     },
     rodata={
         "kernellatency_hists_mask": ctypes.c_uint32,
         "netiftxlat_hists_mask": ctypes.c_uint32,
         "socketlatency_hists_mask": ctypes.c_uint32,
         "tcprtt_hists_mask": ctypes.c_uint32,
+        "tcpconnect_hists_mask": ctypes.c_uint32,
     },
     globals={
         "packetloss_targ_reason_consumed": ctypes.c_uint32,
@@ -177,13 +196,18 @@ OBJECT = ObjectSpec(
         "socketlatency_targ_rate_per_sec": ctypes.c_uint32,
         "socketlatency_targ_burst": ctypes.c_uint32,
         "tcprtt_targ_interval_ns": ctypes.c_uint64,
+        "tcpconnect_targ_reason_consumed": ctypes.c_uint32,
+        "tcpconnect_targ_reason_not_dropped": ctypes.c_uint32,
+        "tcpconnect_targ_rate_per_sec": ctypes.c_uint32,
+        "tcpconnect_targ_burst": ctypes.c_uint32,
         "packetloss_targ_emit": ctypes.c_bool,
         "packetloss_targ_stack": ctypes.c_bool,
         "kernellatency_targ_emit": ctypes.c_bool,
         "netiftxlat_targ_emit": ctypes.c_bool,
         "socketlatency_targ_emit": ctypes.c_bool,
+        "tcpconnect_targ_emit": ctypes.c_bool,
         "datapath_enabled": ctypes.c_uint32,
         "datapath_stats": ctypes.c_bool,
     },
-    members=("packetloss", "kernellatency", "netiftxlat", "socketlatency", "tcprtt"),
+    members=("packetloss", "kernellatency", "netiftxlat", "socketlatency", "tcprtt", "tcpconnect"),
 )
