@@ -3,7 +3,9 @@
 pair, with the probes loaded vs not, alternating, PAIRS pairs; the median of the per-pair ratios
 (with / without) is the figure. iperf3's client and server share one CPU unless --affinity says
 otherwise (see its help). The pairs run with bpfStats off (the default config); one more run with
-it on records each program's runs per received packet and run time per run.
+it on records each program's runs per received packet and run time per run: for a probe of the
+shared object (bpf/datapath.bpf.c), its handler on each hook as the agent reports it, and each
+shared program as the kernel counts it (its handlers' time and its own).
 
     python bench/datapath.py packetloss,tcpreset,tcpretrans [more probe sets...] [--pairs 7] [--seconds 3]
 
@@ -15,6 +17,7 @@ events). Results go to bench/results/datapath.json (merged by probe set; unpinne
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import statistics
@@ -25,6 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from otel_kubeskoop.bpf import generated  # noqa: E402
 from otel_kubeskoop.config import parse  # noqa: E402
 from otel_kubeskoop.probe import Cycle, Kind  # noqa: E402
 from otel_kubeskoop.probes import REGISTRY  # noqa: E402
@@ -64,11 +68,39 @@ def started(probes: list[str], discovery: NetnsDiscovery, stats: bool) -> ProbeR
 
 
 def program_stats(rt: ProbeRuntime) -> dict[str, tuple[float, float]]:
-    """Program name -> (runs, run time in seconds), cumulative."""
+    """Program name -> (runs, run time in seconds), cumulative: each probe's programs, or its
+    handlers in a shared object's programs, as the agent reports them."""
     samples = rt.self_samples()
     runs = {dict(s.attributes)["kubeskoop.bpf.program"]: s.value for s in samples if s.instrument is I.AGENT_BPF_RUNS}
     time_ = {dict(s.attributes)["kubeskoop.bpf.program"]: s.value for s in samples if s.instrument is I.AGENT_BPF_TIME}
     return {name: (runs[name], time_.get(name, 0.0)) for name in runs}
+
+
+def shared_program_stats(rt: ProbeRuntime) -> dict[str, tuple[float, float]]:
+    """The same for the shared objects' programs as the kernel counts them: every handler they
+    ran, plus their own dispatch."""
+    out = {}
+    for name in generated.OBJECTS:
+        shared = rt.objects.get(name)
+        if shared is None or shared.obj is None or rt.program_stats is None:
+            continue
+        for program, fd in shared.obj.program_fds().items():
+            got = rt.program_stats.read(fd)
+            if got is not None:
+                out[program] = (got[0], got[1] / 1e9)
+    return out
+
+
+def per_packet_of(before: dict, after: dict, packets: int) -> tuple[dict[str, float], dict[str, float]]:
+    """(ns per run, runs per received packet) of each program run between two readings."""
+    per_run, runs_per_packet = {}, {}
+    for name, (runs, run_time) in after.items():
+        runs -= before.get(name, (0, 0))[0]
+        run_time -= before.get(name, (0, 0))[1]
+        if runs:
+            per_run[name] = round(run_time / runs * 1e9, 1)
+            runs_per_packet[name] = round(runs / packets, 2)
+    return per_run, runs_per_packet
 
 
 def rx_packets(ns, dev: str) -> int:
@@ -82,7 +114,7 @@ def measure(probes: list[str], pairs: int, seconds: float, affinity: str) -> dic
     with netns() as a, netns() as b, veth_pair(a, b, "10.231.7.1/24", "10.231.7.2/24") as (_, dev_b):
         server = b.popen("iperf3", "-s", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.5)
-        without, with_, per_run, per_packet = [], [], {}, {}
+        without, with_ = [], []
         discovery = NetnsDiscovery()
         try:
             iperf(a, "10.231.7.2", 1, affinity)  # warm-up
@@ -95,28 +127,32 @@ def measure(probes: list[str], pairs: int, seconds: float, affinity: str) -> dic
                     rt.stop()
             rt = started(probes, discovery, stats=True)
             try:
-                before, packets = program_stats(rt), rx_packets(b, dev_b)
+                before, shared_before = program_stats(rt), shared_program_stats(rt)
+                packets = rx_packets(b, dev_b)
                 iperf(a, "10.231.7.2", seconds, affinity)
-                after, packets = program_stats(rt), rx_packets(b, dev_b) - packets
+                after, shared_after = program_stats(rt), shared_program_stats(rt)
+                packets = rx_packets(b, dev_b) - packets
             finally:
                 rt.stop()
-            for name, (runs, run_time) in after.items():
-                runs -= before.get(name, (0, 0))[0]
-                run_time -= before.get(name, (0, 0))[1]
-                if runs:
-                    per_run[name] = round(run_time / runs * 1e9, 1)
-                    per_packet[name] = round(runs / packets, 2)
+            per_run, per_packet = per_packet_of(before, after, packets)
+            shared_per_run, shared_per_packet = per_packet_of(shared_before, shared_after, packets)
         finally:
             discovery.close()
             server.kill()
             server.wait()
     ratios = [w / wo for w, wo in zip(with_, without)]
+    # A shared program's kernel time holds its handlers': count it, not theirs, in the total.
+    members = [p for p in probes if importlib.import_module(f"{generated.__name__}.{p}").OBJECT.host]
+    handlers = {n for n in per_run if any(n.startswith(f"{m}_") for m in members)}
     return {
         "probes": probes, "pairs": pairs, "seconds": seconds, "affinity": affinity,
         "without_gbps": [round(x / 1e9, 3) for x in without], "with_gbps": [round(x / 1e9, 3) for x in with_],
         "median_ratio": round(statistics.median(ratios), 4),
         "ns_per_run": per_run, "runs_per_packet": per_packet,
-        "bpf_ns_per_packet": round(sum(per_run[n] * per_packet[n] for n in per_run), 1),
+        "shared_ns_per_run": shared_per_run, "shared_runs_per_packet": shared_per_packet,
+        "bpf_ns_per_packet": round(
+            sum(per_run[n] * per_packet[n] for n in per_run if n not in handlers)
+            + sum(shared_per_run[n] * shared_per_packet[n] for n in shared_per_run), 1),
     }
 
 

@@ -5,7 +5,9 @@
   running (Python start-up, imports, config, namespace scan, BPF load and attach);
 - probes: ``ProbeRuntime.start()`` alone in a warm process (BTF read, load, attach).
 
-Median of RUNS. Results go to bench/results/startup.json. Run as root.
+Median of RUNS. Results go to bench/results/startup.json, by probe set. Run as root.
+
+    python bench/startup.py [probe,probe...]    (default: packetloss,tcpreset,tcpretrans)
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from otel_kubeskoop.config import parse  # noqa: E402
-from otel_kubeskoop.probe import Cycle  # noqa: E402
+from otel_kubeskoop.probe import Cycle, Kind  # noqa: E402
+from otel_kubeskoop.probes import REGISTRY  # noqa: E402
 from otel_kubeskoop.runtime import ProbeRuntime  # noqa: E402
-from tests.e2e.test_agent_process import free_port  # noqa: E402
+from tests.agentproc import free_port  # noqa: E402
 
 PROBES = ["packetloss", "tcpreset", "tcpretrans"]
 RUNS = 5
@@ -33,8 +36,10 @@ OUT = Path(__file__).resolve().parent / "results" / "startup.json"
 
 
 def config_doc(port: int) -> dict:
+    """Every probe of PROBES for metrics, and for events where it has them."""
+    events = [{"name": p} for p in PROBES if Kind.EVENTS in REGISTRY[p].kinds]
     return {"address": f"127.0.0.1:{port}", "metrics": {"probes": [{"name": p} for p in PROBES]},
-            "event": {"probes": [{"name": p} for p in PROBES]}}
+            "event": {"probes": events}}
 
 
 def process_start() -> float:
@@ -74,8 +79,11 @@ def probes_start() -> float:
 
 
 def main() -> None:
+    global PROBES
     if os.geteuid() != 0:
         sys.exit("bench/startup.py needs root")
+    if len(sys.argv) > 1:
+        PROBES = sys.argv[1].split(",")
     proc = [process_start() for _ in range(RUNS)]
     probes_start()  # warm: the kernel BTF is read once per process
     warm = [probes_start() for _ in range(RUNS)]
@@ -84,8 +92,12 @@ def main() -> None:
               "process_runs_s": [round(x, 3) for x in proc],
               "warm_probe_start_s": round(statistics.median(warm), 3)}
     print(json.dumps(result))
+    results = json.loads(OUT.read_text()) if OUT.exists() else {}
+    if "when" in results:  # one result, as this file was first written
+        results = {",".join(results["probes"]): results}
+    results[",".join(PROBES)] = result
     OUT.parent.mkdir(exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=1) + "\n")
+    OUT.write_text(json.dumps(results, indent=1) + "\n")
 
 
 if __name__ == "__main__":

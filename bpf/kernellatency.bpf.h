@@ -49,6 +49,7 @@
 /* Settings (user space writes them before it sets the probe's bit, datapath.bpf.c). */
 SETTING bool kernellatency_targ_emit = false;                             /* send events */
 SETTING __u64 kernellatency_targ_threshold_ns = KERNELLATENCY_SLOW0_NS;   /* events above this */
+SETTING __u64 kernellatency_targ_since_ns = 0; /* the probe started: older starts are stale */
 
 DECLARE_EVENTS();
 DECLARE_LATENCY_HISTS(struct kernellatency_key, struct latency_hist, KERNELLATENCY_MAX_HISTS);
@@ -155,7 +156,7 @@ static __always_inline void kernellatency_deliver(bool btf, const struct sock *s
 
 	if (!skb)
 		return;
-	if (!kernellatency_skbs_get(&key, &s)) {
+	if (!kernellatency_skbs_get(&key, &s) || s.ts_ns < kernellatency_targ_since_ns) {
 		kernellatency_inflight_count(INFLIGHT_UNMATCHED);
 		return;
 	}

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 OR GPL-2.0-only */
 /*
- * kernellatency: the kernel <-> user-space contract of kernellatency.bpf.c: how
- * long TCP packets spend in the kernel's receive and transmit paths, per (namespace, direction),
- * as a log2 histogram (latency.h) plus upstream's two fixed thresholds, and, when events are on,
- * each packet above the event threshold. Mirrored in otel_kubeskoop/bpf/generated/ (make).
+ * kernellatency: the kernel <-> user-space contract of kernellatency.bpf.h (in the shared object
+ * datapath.bpf.c): how long TCP packets spend in the kernel's receive and transmit paths, per
+ * (namespace, direction), as a log2 histogram (latency.h) plus upstream's two fixed thresholds,
+ * and, when events are on, each packet above the event threshold. Mirrored in
+ * otel_kubeskoop/bpf/generated/ (make).
  */
 #ifndef __KERNELLATENCY_H
 #define __KERNELLATENCY_H

@@ -45,6 +45,7 @@
 /* Settings (user space writes them before it sets the probe's bit, datapath.bpf.c). */
 SETTING bool netiftxlat_targ_emit = false;                        /* send events */
 SETTING __u64 netiftxlat_targ_threshold_ns = NETIFTXLAT_SLOW_NS;  /* events above this */
+SETTING __u64 netiftxlat_targ_since_ns = 0; /* the probe started: older starts are stale */
 
 DECLARE_EVENTS();
 DECLARE_LATENCY_HISTS(struct netiftxlat_key, struct netiftxlat_value, NETIFTXLAT_MAX_HISTS);
@@ -180,7 +181,6 @@ static __always_inline void netiftxlat_queue(bool btf, const struct sk_buff *skb
 	s.netns = net_id(btf, KREAD(btf, dev, nd_net.net));
 	s.len = KREAD(btf, skb, len);
 	netiftxlat_skbs_start(&key, &s);
-	return;
 }
 
 static __always_inline void netiftxlat_start(bool btf, const struct sk_buff *skb,
@@ -196,7 +196,7 @@ static __always_inline void netiftxlat_start(bool btf, const struct sk_buff *skb
 	key.skb = (__u64)skb;
 	key.ifindex = KREAD(btf, dev, ifindex);
 	s = netiftxlat_skbs_lookup(&key);
-	if (!s) {
+	if (!s || s->queued_ns < netiftxlat_targ_since_ns) {
 		netiftxlat_inflight_count(INFLIGHT_UNMATCHED);
 		return;
 	}
@@ -210,7 +210,6 @@ static __always_inline void netiftxlat_start(bool btf, const struct sk_buff *skb
 	netiftxlat_record(NETIFTXLAT_QDISC, s->netns, dev, key.ifindex, s->qdisc_ns);
 	if (netiftxlat_targ_emit && s->qdisc_ns > netiftxlat_targ_threshold_ns)
 		netiftxlat_emit(NETIFTXLAT_QDISC, skb, dev, key.ifindex, s, 0, 0);
-	return;
 }
 
 /* dev may be NULL (classic tracepoint): then it is the one remembered at start (btf false). */
@@ -231,7 +230,8 @@ static __always_inline void netiftxlat_xmit(bool btf, const void *skb, int rc,
 	}
 	key.skb = (__u64)skb;
 	key.ifindex = KREAD(btf, dev, ifindex);
-	if (!netiftxlat_skbs_get(&key, &s) || !s.started_ns) {
+	if (!netiftxlat_skbs_get(&key, &s) || s.started_ns < netiftxlat_targ_since_ns ||
+	    !s.started_ns) {
 		netiftxlat_inflight_count(INFLIGHT_UNMATCHED);
 		return;
 	}
@@ -243,7 +243,6 @@ static __always_inline void netiftxlat_xmit(bool btf, const void *skb, int rc,
 	netiftxlat_record(NETIFTXLAT_XMIT, s.netns, dev, key.ifindex, delta);
 	if (netiftxlat_targ_emit && delta > netiftxlat_targ_threshold_ns)
 		netiftxlat_emit(NETIFTXLAT_XMIT, NULL, dev, key.ifindex, &s, delta, rc);
-	return;
 }
 
 /* A packet freed before the driver saw it: forget it. */
@@ -263,7 +262,6 @@ static __always_inline void netiftxlat_free(bool btf, const struct sk_buff *skb)
 	s = netiftxlat_skbs_lookup(&key);
 	if (s && !s->started_ns)
 		netiftxlat_skbs_discard(&key);
-	return;
 }
 
 #endif /* __NETIFTXLAT_BPF_H */

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 OR GPL-2.0-only */
 /*
- * netiftxlat: the kernel <-> user-space contract of netiftxlat.bpf.c: how long
- * packets wait in the qdisc, and how long the driver takes to accept them, per (namespace,
- * interface). Mirrored in otel_kubeskoop/bpf/generated/ (make).
+ * netiftxlat: the kernel <-> user-space contract of netiftxlat.bpf.h (in the shared object
+ * datapath.bpf.c): how long packets wait in the qdisc, and how long the driver takes to accept
+ * them, per (namespace, interface). Mirrored in otel_kubeskoop/bpf/generated/ (make).
  */
 #ifndef __NETIFTXLAT_H
 #define __NETIFTXLAT_H

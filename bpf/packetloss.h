@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 OR GPL-2.0-only */
 /*
- * packetloss: the kernel <-> user-space contract of packetloss.bpf.c: packets
- * the kernel dropped (skb:kfree_skb), counted per (namespace, drop reason, family, protocol) and,
- * when events are on, sent one by one. Mirrored in otel_kubeskoop/bpf/generated/ (make).
+ * packetloss: the kernel <-> user-space contract of packetloss.bpf.h (in the shared object
+ * datapath.bpf.c): packets the kernel dropped (skb:kfree_skb), counted per (namespace, drop
+ * reason, family, protocol) and, when events are on, sent one by one. Mirrored in
+ * otel_kubeskoop/bpf/generated/ (make).
  */
 #ifndef __PACKETLOSS_H
 #define __PACKETLOSS_H

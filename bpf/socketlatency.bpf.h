@@ -48,6 +48,7 @@
 /* Settings (user space writes them before it sets the probe's bit, datapath.bpf.c). */
 SETTING bool socketlatency_targ_emit = false;                           /* send events */
 SETTING __u64 socketlatency_targ_threshold_ns = SOCKETLATENCY_SLOW1_NS; /* events above this */
+SETTING __u64 socketlatency_targ_since_ns = 0; /* the probe started: older starts are stale */
 
 DECLARE_EVENTS();
 DECLARE_LATENCY_HISTS(struct socketlatency_key, struct latency_hist, SOCKETLATENCY_MAX_HISTS);
@@ -125,15 +126,15 @@ static __always_inline void socketlatency_measure(bool btf, const struct sock *s
 static __always_inline void socketlatency_ready(bool btf, const struct sock *sk)
 {
 	struct socketlatency_sock_key key = { .sk = (__u64)sk, .direction = SOCKETLATENCY_READ };
-	struct socketlatency_sock s = {};
+	struct socketlatency_sock start = {}, *s;
 
 	if (!socketlatency_is_tcp(btf, sk) || KREAD(btf, sk, __sk_common.skc_state) == TCP_LISTEN)
 		return; /* a listener's "data ready" is a connection to accept */
-	if (socketlatency_socks_lookup(&key))
+	s = socketlatency_socks_lookup(&key);
+	if (s && s->ts_ns >= socketlatency_targ_since_ns)
 		return;
-	s.ts_ns = bpf_ktime_get_ns();
-	socketlatency_socks_start(&key, &s);
-	return;
+	start.ts_ns = bpf_ktime_get_ns();
+	socketlatency_socks_start(&key, &start);
 }
 
 /* hook "recv": the application read copied bytes (MSG_PEEK reads leave the data waiting). */
@@ -148,7 +149,7 @@ static __always_inline void socketlatency_recv(bool btf, const struct sock *sk, 
 	if (copied <= 0 || (flags & MSG_PEEK) || !socketlatency_is_tcp(btf, sk))
 		return;
 	s = socketlatency_socks_lookup(&key);
-	if (!s) {
+	if (!s || s->ts_ns < socketlatency_targ_since_ns) {
 		socketlatency_inflight_count(INFLIGHT_UNMATCHED);
 		return;
 	}
@@ -158,7 +159,6 @@ static __always_inline void socketlatency_recv(bool btf, const struct sock *sk, 
 		s->ts_ns = now; /* unread data is left: it waits from now on */
 	else
 		socketlatency_socks_end(&key);
-	return;
 }
 
 /* hook "sendmsg": the application writes. A socket with no unsent data starts waiting. */
@@ -182,7 +182,6 @@ static __always_inline void socketlatency_sendmsg(bool btf, const struct sock *s
 	s.pid = bpf_get_current_pid_tgid() >> 32;
 	bpf_get_current_comm(s.comm, sizeof(s.comm));
 	socketlatency_socks_start(&key, &s);
-	return;
 }
 
 /*
@@ -206,7 +205,7 @@ static __always_inline void socketlatency_queue(bool btf, const struct sk_buff *
 		return;
 	key.sk = (__u64)sk;
 	s = socketlatency_socks_lookup(&key);
-	if (!s)
+	if (!s || s->ts_ns < socketlatency_targ_since_ns)
 		return; /* only sockets we time (full TCP sockets) have entries */
 	tp = (const struct tcp_sock *)sk;
 	if (!tcp_segment(btf, skb, &seg) || !seg.payload || seg.seq != BPF_CORE_READ(tp, snd_nxt))
@@ -217,7 +216,6 @@ static __always_inline void socketlatency_queue(bool btf, const struct sk_buff *
 		s->ts_ns = now; /* more unsent data: it waits from now on */
 	else
 		socketlatency_socks_end(&key);
-	return;
 }
 
 /* hook "state": a socket reaching TCP_CLOSE never ends its waits. */
@@ -231,7 +229,6 @@ static __always_inline void socketlatency_state(const struct sock *sk, int newst
 	socketlatency_socks_discard(&key);
 	key.direction = SOCKETLATENCY_WRITE;
 	socketlatency_socks_discard(&key);
-	return;
 }
 
 #endif /* __SOCKETLATENCY_BPF_H */

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 OR GPL-2.0-only */
 /*
- * socketlatency: the kernel <-> user-space contract of socketlatency.bpf.c: how
- * long TCP data waits in a socket, per (namespace, direction), as a log2 histogram (latency.h)
- * plus upstream's two fixed thresholds, and, when events are on, each wait above the event
- * threshold. Mirrored in otel_kubeskoop/bpf/generated/ (make).
+ * socketlatency: the kernel <-> user-space contract of socketlatency.bpf.h (in the shared object
+ * datapath.bpf.c): how long TCP data waits in a socket, per (namespace, direction), as a log2
+ * histogram (latency.h) plus upstream's two fixed thresholds, and, when events are on, each wait
+ * above the event threshold. Mirrored in otel_kubeskoop/bpf/generated/ (make).
  */
 #ifndef __SOCKETLATENCY_H
 #define __SOCKETLATENCY_H

@@ -4,8 +4,9 @@
 Probes: the runtime starts the added ones, stops the removed ones and restarts those whose
 arguments changed (``runtime.ProbeRuntime.apply``); the others are not touched. Settings that
 apply live: the interval, ``debugMode``, ``metrics.additionalLabels``, the event sinks, the OTLP
-endpoint, protocol, headers and timeout, ``compat.enabled``, ``bpfStats``, ``reload.http``. The
-settings that cannot (:data:`NOT_LIVE`) keep their old value, and the reload says which and why.
+endpoint, protocol, headers and timeout, ``compat``, ``bpfStats``, ``reload.http``,
+``shutdownTimeout``. The settings that cannot (:data:`NOT_LIVE`, :data:`NOT_LIVE_RELOAD`) keep
+their old value, and the reload says which and why.
 An eBPF probe's event rate limit (``eventRate``, ``eventBurst``) is fixed when its program is
 loaded, so changing it restarts that probe.
 """
@@ -41,7 +42,11 @@ NOT_LIVE: dict[str, tuple[str, str]] = {
     "sys_root": ("sysRoot", "the probes' readers are built at start"),
     "event_stream": ("eventStream", "the stream's socket is bound at start"),
 }
-WATCH_KEY = ("reload.watch", "the watch is set up at start")
+# ReloadSection field -> the key as written; the watch (with its debounce) is set up at start.
+NOT_LIVE_RELOAD = {"watch": "reload.watch", "debounce": "reload.debounce"}
+WATCH_SET_UP = "the watch is set up at start"
+# CompatSection field -> the key as written (each change builds a new compat endpoint).
+COMPAT_KEYS = {"enabled": "compat.enabled", "max_tuple_series": "compat.maxTupleSeries"}
 
 
 @dataclass
@@ -68,9 +73,11 @@ def keep_not_live(old: Config, new: Config) -> tuple[Config, dict[str, str]]:
         if getattr(old.raw, name) != getattr(new.raw, name):
             keep[name] = getattr(old.raw, name)
             why[key] = reason
-    if old.raw.reload.watch != new.raw.reload.watch:
-        keep["reload"] = new.raw.reload.model_copy(update={"watch": old.raw.reload.watch})
-        why[WATCH_KEY[0]] = WATCH_KEY[1]
+    reload_kept = {name: getattr(old.raw.reload, name) for name in NOT_LIVE_RELOAD
+                   if getattr(old.raw.reload, name) != getattr(new.raw.reload, name)}
+    if reload_kept:
+        keep["reload"] = new.raw.reload.model_copy(update=reload_kept)
+        why.update({NOT_LIVE_RELOAD[name]: WATCH_SET_UP for name in reload_kept})
     if not keep:
         return new, why
     raw = new.raw.model_copy(update=keep)
@@ -99,27 +106,33 @@ def apply(agent: AgentParts, new: Config) -> Applied:
             done.settings.append("bpfStats.enabled")
     if old.raw.reload.http != new.raw.reload.http:
         done.settings.append("reload.http")
+    if old.shutdown_timeout != new.shutdown_timeout:  # read when the agent stops
+        done.settings.append("shutdownTimeout")
     _outputs(agent, old, new, done)
     if (old.raw.compat, old.additional_labels) != (new.raw.compat, new.additional_labels):
         agent.compat = (CompatEndpoint(new.node_name, [name for name, _ in new.additional_labels], agent.directory,
                                        max_tuple_series=new.raw.compat.max_tuple_series)
                         if new.raw.compat.enabled and new.address else None)
-        if old.raw.compat != new.raw.compat:
-            done.settings.append("compat.enabled")
+        done.settings += [key for name, key in COMPAT_KEYS.items()
+                          if getattr(old.raw.compat, name) != getattr(new.raw.compat, name)]
     agent.config = new
     return done
 
 
 def _outputs(agent: AgentParts, old: Config, new: Config, done: Applied) -> None:
-    """The OTLP exporters and the event sinks. A new exporter that cannot be built (a gRPC
-    endpoint without the gRPC package) leaves the old one in place and says why."""
-    if old.otlp != new.otlp:
-        try:
-            exporter = outputs.metric_exporter(new)
-            log_exporters, line_sinks = outputs.event_outputs(new)
-        except (ExporterError, OSError) as exc:
-            done.not_applied["otlp"] = f"cannot build the exporters: {exc}"
-            return
+    """The OTLP exporters and the event sinks. New outputs that cannot be built (a gRPC endpoint
+    without the gRPC package, a sink's file that cannot be opened) leave the old ones in place,
+    and the reload says why."""
+    keys = [key for key, changed in (("otlp", old.otlp != new.otlp), ("event.sinks", old.sinks != new.sinks)) if changed]
+    if not keys:
+        return
+    try:
+        exporter = outputs.metric_exporter(new) if "otlp" in keys else None
+        log_exporters, line_sinks = outputs.event_outputs(new)
+    except (ExporterError, OSError) as exc:
+        done.not_applied.update({key: f"cannot build the new outputs: {exc}" for key in keys})
+        return
+    if "otlp" in keys:
         if agent.pipeline is not None and exporter is not None:
             agent.pipeline.replace_exporter(exporter)
         elif exporter is not None:
@@ -128,13 +141,5 @@ def _outputs(agent: AgentParts, old: Config, new: Config, done: Applied) -> None
             agent.pipeline.export()  # what it has, before it goes
             agent.pipeline.shutdown()
             agent.pipeline = None
-        agent.events.replace_outputs(log_exporters, line_sinks)
-        done.settings.append("otlp")
-    elif old.sinks != new.sinks:
-        try:
-            log_exporters, line_sinks = outputs.event_outputs(new)
-        except (ExporterError, OSError) as exc:
-            done.not_applied["event.sinks"] = f"cannot open a sink: {exc}"
-            return
-        agent.events.replace_outputs(log_exporters, line_sinks)
-        done.settings.append("event.sinks")
+    agent.events.replace_outputs(log_exporters, line_sinks)
+    done.settings += keys

@@ -8,8 +8,8 @@
  * "losses" array under its reason, so user space can report
  *     delivered + losses[RINGBUF_FULL] + losses[RATE_LIMITED] == events the kernel saw.
  *
- * The ring buffer is "events"; user space may resize it (a power-of-two multiple of the page
- * size) between open and load.
+ * The ring buffer is "events" (NAME(events) in the shared object, probe.bpf.h); user space may
+ * resize a probe's own (a power-of-two multiple of the page size) between open and load.
  */
 #ifndef __OTEL_KUBESKOOP_EVENTS_BPF_H
 #define __OTEL_KUBESKOOP_EVENTS_BPF_H

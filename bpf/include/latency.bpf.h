@@ -13,7 +13,8 @@
  *       count one interval in its log2 slot, its sum, and the slow[] counters (0: no threshold);
  *       latency_add_this_cpu() for a histogram only its own CPU updates.
  *   DECLARE_INFLIGHT(name, key_type, value_type, entries)
- *       a bounded table of start records plus "inflight_stats" (latency.h enum inflight_stat);
+ *       a bounded table of start records plus "inflight_stats" (latency.h enum inflight_stat),
+ *       one per probe, counted through NAME(inflight_count)();
  *       name_start(), name_get(), name_lookup(), name_end(), name_discard() keep the counts
  *       exact.
  */

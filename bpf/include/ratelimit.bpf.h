@@ -4,7 +4,8 @@
  * buffer and starve the others. Events the bucket refuses are not lost silently: events.bpf.h
  * counts them in "losses" under EVENT_LOSS_RATE_LIMITED.
  *
- * Settings, set by user space between open and load:
+ * Settings (DECLARE_RATELIMIT(), NAME() and SETTING: probe.bpf.h), set by user space between open
+ * and load, or, in the shared object, before the probe's bit is set:
  *   targ_rate_per_sec  tokens added per second per bucket; 0 turns the limiter off
  *   targ_burst         bucket capacity: events allowed back to back after a quiet period
  *                      (0 with a non-zero rate: emit nothing, count everything as limited)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import ctypes
 import importlib
 import logging
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -39,6 +40,11 @@ from otel_kubeskoop.probe import Unavailable
 __all__ = ["Member", "SharedObject", "SharedObjects", "member_plans"]
 
 log = logging.getLogger(__name__)
+
+#: a probe's setting: when it started (CLOCK_MONOTONIC ns). A probe stopped and started again
+#: while the object stays loaded finds its maps as it left them; start records older than this
+#: are not used (its in-flight tables, bpf/<probe>.bpf.h).
+SINCE = "targ_since_ns"
 
 
 def _contract(host: str) -> Any:
@@ -90,6 +96,8 @@ class SharedObject:
         if first:
             self.obj = BPFObject.of(self.spec, features=features, partial=True)
             self.obj.load()
+            log.debug("%s loaded for %s; hooks without a program: %s", self.spec.name, probe,
+                      sorted(self.obj.unavailable) or "none")
         obj = self.obj
         try:
             hooks = set(self.hooks[probe])
@@ -97,7 +105,11 @@ class SharedObject:
             if missing:
                 raise Unavailable(f"{probe}: " + "; ".join(obj.unavailable[h] for h in sorted(missing)))
             obj.attach(hooks)
-            obj.write_globals({f"{probe}_{name}": value for name, value in settings.items()})
+            values = {f"{probe}_{name}": value for name, value in settings.items()}
+            since = f"{probe}_{SINCE}"
+            if since in self.spec.globals:  # its in-flight starts from before are stale
+                values[since] = time.monotonic_ns()  # bpf_ktime_get_ns()'s clock
+            obj.write_globals(values)
             member = Member(self, probe)
             self.users[probe] = member
             self._write_state()
@@ -127,15 +139,16 @@ class SharedObject:
             self._write_state()
 
     def _write_state(self) -> None:
-        assert self.obj is not None
-        name = self.spec.name
-        self.obj.write_globals({f"{name}_enabled": self.enabled, f"{name}_stats": self.stats})
+        if self.obj is not None:
+            name = self.spec.name
+            self.obj.write_globals({f"{name}_enabled": self.enabled, f"{name}_stats": self.stats})
 
     def close(self) -> None:
         obj, self.obj = self.obj, None
         self.users.clear()
         if obj is not None:
             obj.close()
+            log.debug("%s closed", self.spec.name)
 
     def costs(self, probe: str) -> dict[str, tuple[int, int]]:
         """``<probe>_<hook>_<kind word>`` -> (runs, ns) of the probe's handler on each attached

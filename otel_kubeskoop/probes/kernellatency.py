@@ -4,7 +4,7 @@ and sent.
 
 Upstream times ``ip_rcv`` -> ``ip_local_deliver_finish`` and ``__ip_queue_xmit`` ->
 ``ip_finish_output2`` with kprobes on functions that 6.x kernels inline or rename (#293). This
-probe times the nearest intervals that tracepoints bound (``bpf/kernellatency.bpf.c``):
+probe times the nearest intervals that tracepoints bound (``bpf/kernellatency.bpf.h``):
 
 - ``receive`` (upstream RX): from ``net:netif_receive_skb`` (the device hands the packet to the
   stack; for a packet received again, by a bridge say, the last time) to ``tcp:tcp_probe``

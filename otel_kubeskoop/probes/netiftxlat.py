@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """netiftxlat: how long packets wait to be transmitted, per namespace and interface, in two stages.
 
-The interval of each stage, between two kernel tracepoints (``bpf/netiftxlat.bpf.c``):
+The interval of each stage, between two kernel tracepoints (``bpf/netiftxlat.bpf.h``):
 
 - ``qdisc``: ``net:net_dev_queue`` (``__dev_queue_xmit()`` hands the packet to the device's
   queueing discipline) -> ``net:net_dev_start_xmit`` (the qdisc releases it to the driver). Near

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """packetloss: packets the kernel dropped, per namespace, by the kernel's own drop reason.
 
-The ``skb:kfree_skb`` tracepoint (``bpf/packetloss.bpf.c``) counts every drop in the kernel per
+The ``skb:kfree_skb`` tracepoint (``bpf/packetloss.bpf.h``) counts every drop in the kernel per
 (namespace, reason, family, IP protocol): ``kubeskoop.packetloss.total`` with
 ``kubeskoop.drop.reason`` (``NO_SOCKET``, ``NETFILTER_DROP``...), ``network.type`` and
 ``network.transport``; ``kubeskoop.packetloss.netfilter`` is its ``NETFILTER_DROP`` part. Upstream
@@ -77,7 +77,7 @@ PACKETLOSS_NETFILTER = InstrumentSpec(
     "Packets dropped by netfilter (iptables/nftables rules): the NETFILTER_DROP subset of "
     "kubeskoop.packetloss.total", _L3L4, key="NETFILTER_DROP")
 # Upstream's series of the same drops: per packet tuple (ports 0) with k8s_node, on the compat
-# endpoint only (bpf/packetloss.bpf.c "tuples").
+# endpoint only (bpf/packetloss.bpf.h "tuples").
 _TUPLE_COMPAT = (*I.TUPLE_COMPAT, (A.K8S_NODE_NAME, "k8s_node"))
 PACKETLOSS_TUPLES = InstrumentSpec(
     "kubeskoop.packetloss.tuples", C, "{packet}",

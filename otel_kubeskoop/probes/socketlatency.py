@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """socketlatency: how long TCP data waits in a socket, per namespace, reading and writing.
 
-The two intervals, each between two kernel points (``bpf/socketlatency.bpf.c``):
+The two intervals, each between two kernel points (``bpf/socketlatency.bpf.h``):
 
 - ``receive`` (upstream "read"): from ``sock:sk_data_ready`` (data was queued on a socket that had
   nothing unread; the kernel wakes the reader) to ``sock:sock_recv_length`` with a positive

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import select
 import socket
 import threading
 from collections import deque
@@ -123,10 +124,24 @@ class Client:
                     self.conn.sendall(b"".join(chunk))
                     if self._queue:
                         self._wake.set()
+                elif self._hung_up():
+                    return
         except OSError:
             pass  # the client went away (or close() shut the socket): nothing to tell it
         finally:
             self.close()
+
+    def _hung_up(self) -> bool:
+        """Whether the client closed its socket: one that went away while nothing was sent to it
+        must not keep its place among ``maxClients``. A unix socket reports POLLHUP once its peer
+        has closed both ways; a client that only shut down its writing half (``nc -N``) still
+        reads, and stays."""
+        poller = select.poll()
+        try:
+            poller.register(self.conn, select.POLLIN)  # POLLHUP and POLLERR are always reported
+        except ValueError:  # close() closed the socket meanwhile (its fd is -1)
+            return True
+        return any(ev & (select.POLLHUP | select.POLLERR) for _, ev in poller.poll(0))
 
     def start(self) -> None:
         self._thread.start()

@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: Apache-2.0
 """Config reloads on the real kernel: an eBPF probe added and removed under traffic while another
 probe's counter goes on, the kernel's BPF program count back where it was, no TC filter left after
-``flow`` is removed, SIGHUP reloads a running agent process, and 200 reloads leave RSS, fds,
-threads and BPF programs where they started."""
+``flow`` is removed, SIGHUP reloads a running agent process, 200 reloads leave RSS, fds, threads
+and BPF programs where they started, a pod's series and events take new additionalLabels without
+a reset, and bpfStats turns the programs' run counts on and off."""
 
 from __future__ import annotations
 
@@ -15,18 +16,23 @@ import sys
 import threading
 import time
 import urllib.request
+import uuid
 
 import pytest
 import yaml
 
 from otel_kubeskoop.agent import Agent
 from otel_kubeskoop.config import load, parse
-from otel_kubeskoop.probe import Cycle
+from otel_kubeskoop.probe import Cycle, Event
 from otel_kubeskoop.runtime import ProbeRuntime
 from otel_kubeskoop.topology.netns_discovery import NetnsDiscovery
+from otel_kubeskoop.vocabulary import instruments as I
 from tests.configmap import ConfigMapVolume
-from tests.helpers import MemoryExporter, points
-from tests.privileged.netnsutil import netns, require_root, udp_to_closed_port, veth_pair
+from tests.helpers import MemoryExporter, cycle, points
+from tests.kube_apiserver import KubeAPIServer, container_id, make_pod
+from tests.otlp_receiver import OTLPReceiver
+from tests.privileged.netnsutil import netns, require_root, tcp_refused, udp_to_closed_port, veth_pair
+from tests.privileged.podutil import pod_cgroup
 
 require_root()
 
@@ -213,3 +219,64 @@ def test_200_reloads_leave_rss_fds_threads_and_bpf_programs_where_they_were(no_k
         assert rss1 - rss0 < 8, (rss0, rss1)
     finally:
         agent.stop()
+
+
+def test_additional_labels_change_live_the_pod_series_go_on_under_the_new_resource(tmp_path, monkeypatch):
+    uid = str(uuid.uuid4())
+    path = tmp_path / "config.yaml"
+    doc = document(tmp_path, ["udp"], reload={"watch": False}, nodeName="node-r", address="127.0.0.1:0")
+    doc["metrics"]["additionalLabels"] = ["team=x_${labels:tier}"]
+    with KubeAPIServer() as api, OTLPReceiver() as rx, netns() as a:
+        with pod_cgroup(a.sleeper().pid, uid, container_id(uid, "app")):
+            api.add_pod(make_pod("web-0", "shop", uid, "node-r", labels={"tier": "fe", "app": "web"}))
+            monkeypatch.setenv("KUBECONFIG", api.write_kubeconfig(tmp_path / "kubeconfig"))
+            doc["otlp"]["endpoint"] = rx.http_endpoint
+            path.write_text(yaml.safe_dump(doc))
+            agent = Agent(load(str(path)))
+            try:
+                agent.open()
+                assert agent.pods.wait_synced(15), agent.pods.status()
+                cycle(agent)
+                udp_to_closed_port(a, 3)
+                cycle(agent)
+                (before,) = rx.points("kubeskoop.udp.noports", resource={"k8s.pod.uid": uid}, last=True)
+                assert before.resource["team"] == "x_fe" and before.value == 3
+                doc["metrics"]["additionalLabels"] = ["app=${labels:app}"]
+                path.write_text(yaml.safe_dump(doc))
+                assert agent.reloader.reload("test") == "applied"
+                assert agent.reloader.last["changes"] == {"settings": ["metrics.additionalLabels"]}
+                udp_to_closed_port(a, 2)
+                cycle(agent)  # the old resource goes out once more, then only the new one
+                rx.clear()
+                cycle(agent)
+                (after,) = rx.points("kubeskoop.udp.noports", resource={"k8s.pod.uid": uid}, last=True)
+                assert after.resource["app"] == "web" and "team" not in after.resource
+                assert after.value == 5 and after.start_time_unix_nano == before.start_time_unix_nano
+                agent.events.emit(Event("kubeskoop.test.synthetic", "TEST", a.inode, ()))
+                agent.events.flush()
+                rx.wait_log_requests(1)
+                (record,) = rx.log_records("kubeskoop.test.synthetic")
+                assert record.resource["app"] == "web" and "team" not in record.resource
+            finally:
+                agent.stop()
+
+
+def test_bpf_stats_turned_on_and_off_live():
+    runtime = ProbeRuntime(parse({"metrics": {"probes": [{"name": "tcpreset"}]}}, "t", environ={}).probes)
+    runtime.start(Cycle())
+
+    def runs() -> dict[str, int]:
+        return {dict(s.attributes)["kubeskoop.bpf.program"]: s.value
+                for s in runtime.self_samples() if s.instrument is I.AGENT_BPF_RUNS}
+
+    try:
+        assert runs() == {}
+        assert runtime.set_bpf_stats(True) == ""  # what a reload turning bpfStats.enabled on does
+        with netns() as ns:
+            tcp_refused(ns, 5)
+        counted = runs()
+        assert counted and max(v for name, v in counted.items() if "receive" in name) >= 5, counted
+        assert runtime.set_bpf_stats(False) == ""
+        assert runs() == {}
+    finally:
+        runtime.stop()

@@ -9,16 +9,22 @@ import os
 import time
 import urllib.error
 import urllib.request
+from collections import defaultdict
+from pathlib import Path
 
 import pytest
 import yaml
 
+from otel_kubeskoop import reconfigure
 from otel_kubeskoop.agent import Agent
 from otel_kubeskoop.config import ConfigError, load
+from otel_kubeskoop.probe import Event
 from tests.configmap import ConfigMapVolume
 from tests.helpers import MemoryExporter
+from tests.otlp_receiver import OTLPReceiver
 
 APPLY_WITHIN = 5.0  # seconds from a file change to the new probe set running
+NODE = {"service.name": "otel-kubeskoop"}  # the node's resource
 
 
 @pytest.fixture
@@ -149,3 +155,73 @@ def test_post_reload_is_off_unless_enabled_and_answers_with_the_outcome(no_kuber
         assert agent.config.interval == 2 and agent.config.raw.reload.watch is False
     finally:
         agent.stop()
+
+
+def test_every_changed_setting_is_named_applied_or_kept(no_kubernetes, tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(json.dumps(document(tmp_path, ["udp"], reload={"watch": False, "debounce": 0.1})))
+    agent = Agent(load(str(path)), metric_exporter=MemoryExporter())
+    agent.start()
+    try:
+        compat = agent.compat
+        path.write_text(json.dumps(document(tmp_path, ["udp"], reload={"watch": False, "debounce": 2},
+                                           shutdownTimeout=7, compat={"maxTupleSeries": 50})))
+        assert agent.reloader.reload("test") == "partial"
+        changes = agent.reloader.last["changes"]
+        assert changes["settings"] == ["shutdownTimeout", "compat.maxTupleSeries"]
+        assert changes["not_applied"] == {"reload.debounce": "the watch is set up at start"}
+        assert agent.config.shutdown_timeout == 7 and agent.config.raw.reload.debounce == 0.1
+        assert agent.compat is not compat and agent.config.raw.compat.max_tuple_series == 50
+        assert agent.reloader.generation == 2
+    finally:
+        agent.stop()
+
+
+def test_the_readme_names_every_setting_a_reload_keeps_with_its_reason():
+    by_reason = defaultdict(list)
+    for key, reason in reconfigure.NOT_LIVE.values():
+        by_reason[reason].append(key)
+    for key in reconfigure.NOT_LIVE_RELOAD.values():
+        by_reason[reconfigure.WATCH_SET_UP].append(key)
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for reason, keys in by_reason.items():
+        row = f"| {', '.join(f'`{k}`' for k in keys)} | {reason} |"
+        assert row in readme, row
+
+
+def test_exporters_sinks_and_compat_change_live_and_the_series_go_on(no_kubernetes, tmp_path):
+    path = tmp_path / "config.yaml"
+    sink = tmp_path / "events.jsonl"
+    with OTLPReceiver() as first, OTLPReceiver() as second:
+        doc = document(tmp_path, ["udp"], reload={"watch": False}, nodeName="n1",
+                       otlp={"interval": 1, "endpoint": first.http_endpoint})
+        path.write_text(json.dumps(doc))
+        agent = Agent(load(str(path)))
+        agent.start()
+        try:
+            first.wait_for(lambda: first.points("kubeskoop.udp.noports", resource=NODE), timeout=10)
+            (before,) = first.points("kubeskoop.udp.noports", resource=NODE, last=True)
+            assert urllib.request.urlopen(f"http://{agent.server.bound}/metrics", timeout=5).status == 200
+            doc["otlp"]["endpoint"] = second.http_endpoint
+            doc["compat"] = {"enabled": False}
+            doc["event"] = {"sinks": [{"name": "file", "args": {"path": str(sink)}}]}
+            path.write_text(json.dumps(doc))
+            assert agent.reloader.reload("test") == "applied"
+            assert agent.reloader.last["changes"] == {
+                "settings": ["otlp", "event.sinks", "compat.enabled"]}
+            second.wait_for(lambda: second.points("kubeskoop.udp.noports", resource=NODE), timeout=10)
+            (after,) = second.points("kubeskoop.udp.noports", resource=NODE, last=True)
+            assert after.start_time_unix_nano == before.start_time_unix_nano  # the same series, going on
+            with pytest.raises(urllib.error.HTTPError) as gone:
+                urllib.request.urlopen(f"http://{agent.server.bound}/metrics", timeout=5)
+            assert gone.value.code == 404
+            sent = len(first.log_records())
+            agent.events.emit(Event("kubeskoop.test.synthetic", "TEST", None, (("network.transport", "udp"),)))
+            agent.events.flush()
+            second.wait_log_requests(1)
+            assert len(second.log_records("kubeskoop.test.synthetic")) == 1
+            assert len(first.log_records()) == sent
+            (line,) = sink.read_text().splitlines()
+            assert json.loads(line)["event_name"] == "kubeskoop.test.synthetic"
+        finally:
+            agent.stop()

@@ -132,3 +132,26 @@ def test_an_events_only_probe_reports_its_losses_but_not_its_metrics():
     rt.start(Cycle())
     got = [s for s in rt.collect(Cycle()) if s.instrument in (NOPORTS, I.AGENT_EVENTS_LOST) and s.value == 4 or s.instrument is NOPORTS]
     assert [(s.instrument.name, s.value) for s in got] == [("kubeskoop.agent.events.lost", 4)]
+
+
+class Limit(NoArgs):
+    limit: int = 1
+
+
+def test_apply_starts_stops_and_restarts_only_what_changed_and_a_failed_start_leaves_the_rest():
+    registry = {**REGISTRY, "tuned": ProbeSpec("tuned", "test", frozenset({Kind.METRICS}), Source.PROCFS, Scope.NETNS,
+                                               Overhead.LOW, "n/a", False, Good, (NOPORTS,), Limit)}
+    rt = ProbeRuntime([ProbeConfig("good", Kind.METRICS, NoArgs()), ProbeConfig("tuned", Kind.METRICS, Limit()),
+                       ProbeConfig("stopraises", Kind.METRICS, NoArgs())], registry=registry)
+    rt.start(Cycle())
+    good, tuned, stopraises = (by_name(rt)[n].probe for n in ("good", "tuned", "stopraises"))
+    changes = rt.apply([ProbeConfig("good", Kind.METRICS, NoArgs()), ProbeConfig("tuned", Kind.METRICS, Limit(limit=2)),
+                        ProbeConfig("broken", Kind.METRICS, NoArgs()), ProbeConfig("partial", Kind.METRICS, NoArgs())])
+    assert (changes.added, changes.removed, changes.restarted) == (["broken", "partial"], ["stopraises"], ["tuned"])
+    assert changes.failed == {"broken": by_name(rt)["broken"].reason} and "Permission denied" in changes.failed["broken"]
+    runs = by_name(rt)
+    assert runs["good"].probe is good and good.stopped == 0  # untouched
+    assert runs["tuned"].probe is not tuned and tuned.stopped == 1 and runs["tuned"].state is State.RUNNING
+    assert stopraises.stopped == 0 and "stopraises" not in runs  # its stop raised: counted, the reload went on
+    assert runs["partial"].state is State.RUNNING and runs["broken"].state is State.FAILED
+    assert sorted(s.netns for s in rt.collect(Cycle()) if s.instrument is NOPORTS) == [42, 42, 43]

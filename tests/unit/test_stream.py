@@ -14,7 +14,7 @@ from rich.console import Console
 from otel_kubeskoop import top
 from otel_kubeskoop.probe import Event
 from otel_kubeskoop.telemetry.events import EventEmitter
-from otel_kubeskoop.telemetry.stream import EventStream
+from otel_kubeskoop.telemetry.stream import EventStream, Filters
 from otel_kubeskoop.watch import NoAgent, follow, table_row
 from otel_kubeskoop.vocabulary import attributes as A
 from tests.helpers import Resources
@@ -121,13 +121,19 @@ def test_a_stalled_client_loses_counted_and_told_and_does_not_slow_emit(tmp_path
     assert server.samples()[0].value == 0  # no clients after stop
 
 
+def greeted(path, mode):
+    """A client connected in ``mode``, once the agent has said hello."""
+    client = socket.socket(socket.AF_UNIX)
+    client.connect(path)
+    client.sendall(json.dumps({"mode": mode}).encode() + b"\n")
+    assert json.loads(client.makefile("rb").readline())["hello"]["mode"] == mode
+    return client
+
+
 def test_clients_are_bounded(tmp_path):
     emitter, server = stream(tmp_path, max_clients=1)
     try:
-        first = socket.socket(socket.AF_UNIX)
-        first.connect(server.path)
-        first.sendall(b'{"mode": "top"}\n')
-        assert json.loads(first.makefile("rb").readline())["hello"]["mode"] == "top"
+        first = greeted(server.path, "top")
         try:
             list(follow(server.path, {"mode": "events"}))
             raise AssertionError("a second client was let in")
@@ -161,3 +167,34 @@ def test_top_rates_p99_and_sorting():
     assert text.index("netns:9") < text.index("a/web")  # 50/s before 10/s
     assert "15.5 (NO_SOCKET)" in text and "2.00 ms" in text
     assert top.next_sort("retrans", rates.columns) == "conntrack"
+
+
+def test_a_client_that_went_away_leaves_its_place_with_no_event_sent_one_that_only_stopped_writing_stays(tmp_path):
+    emitter, server = stream(tmp_path, max_clients=1)
+    try:
+        first = greeted(server.path, "events")
+        assert server.samples()[0].value == 1
+        first.close()
+        deadline = time.monotonic() + 5
+        while server.samples()[0].value and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.samples()[0].value == 0
+        half = greeted(server.path, "events")
+        half.shutdown(socket.SHUT_WR)  # done talking, still reading
+        time.sleep(1.5)
+        assert server.samples()[0].value == 1
+        emitter.emit(event(1))
+        half.settimeout(5)
+        assert "event" in json.loads(half.makefile("rb").readline())
+        half.close()
+    finally:
+        server.stop()
+
+
+def test_type_filter_takes_upstream_names_and_ours():
+    resource = Directory().event_resource(1)
+    for name, accepted in (("TCPRESET_NOSOCK", True), ("kubeskoop.tcpreset.nosock", True), ("nosock", True),
+                           ("TCPRESET_ACTIVE", False), ("active", False), ("tcpreset", False)):
+        assert Filters.of({"type": name}).accepts(event(1), resource) is accepted, name
+    assert Filters.of({"probe": "tcpreset", "netns": "1"}).accepts(event(1), resource)
+    assert not Filters.of({"probe": "packetloss"}).accepts(event(1), resource)

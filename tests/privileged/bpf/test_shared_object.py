@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 
 import pytest
@@ -15,6 +16,7 @@ from otel_kubeskoop.config import parse
 from otel_kubeskoop.probe import Cycle
 from otel_kubeskoop.runtime import ProbeRuntime
 from otel_kubeskoop.topology.netns_discovery import NetnsDiscovery
+from otel_kubeskoop.vocabulary import instruments as I
 from tests.privileged.netnsutil import netns, tcp_refused
 
 pytestmark = pytest.mark.privileged
@@ -100,6 +102,70 @@ def test_packetloss_counts_the_same_with_the_latency_probes_on_and_off():
                 tcp_refused(ns, 25)
                 counted.append(drops(rt, cycle, ns.inode) - first)
             assert counted == [25, 25, 25]
+    finally:
+        rt.stop()
+        discovery.close()
+
+
+def test_bpf_stats_count_each_probe_in_the_shared_programs():
+    rt = ProbeRuntime(probes("packetloss", "netiftxlat"))
+
+    def runs() -> dict[str, int]:
+        return {dict(s.attributes)["kubeskoop.bpf.program"]: (dict(s.attributes)["kubeskoop.probe"], s.value)
+                for s in rt.self_samples() if s.instrument is I.AGENT_BPF_RUNS}
+
+    try:
+        rt.start(Cycle())
+        assert runs() == {}
+        assert rt.set_bpf_stats(True) == ""  # what a reload turning bpfStats.enabled on does
+        with netns() as ns:
+            tcp_refused(ns, 5)
+        counted = runs()
+        assert counted["packetloss_free_btf"][0] == "packetloss"
+        assert counted["packetloss_free_btf"][1] >= 5, counted
+        assert {name for name, (probe, _) in counted.items() if probe == "netiftxlat"} == {
+            f"netiftxlat_{hook}_btf" for hook in ("queue", "start", "xmit", "free", "consume")}
+        assert rt.set_bpf_stats(False) == ""
+        assert runs() == {} and rt.objects.get("datapath").stats is False
+    finally:
+        rt.stop()
+
+
+HELD = r"""
+import socket, sys
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(1)
+cli = socket.create_connection(srv.getsockname()); conn, _ = srv.accept()
+cli.sendall(b"x" * 10)
+print("sent", flush=True)
+sys.stdin.readline()
+assert conn.recv(100) == b"x" * 10
+print("read", flush=True)
+"""
+
+
+def test_a_probe_started_again_ignores_the_starts_it_recorded_before():
+    """socketlatency is stopped while data waits unread and started again while packetloss keeps
+    the object loaded: the read's wait began before it started, so it is not measured."""
+    discovery = NetnsDiscovery()
+    rt = ProbeRuntime(probes("packetloss", "socketlatency"))
+    try:
+        with netns() as ns:
+            cycle = Cycle({i: n for i, n in discovery.scan().items() if i == ns.inode})
+            rt.start(cycle)
+            proc = ns.popen(sys.executable, "-c", HELD, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE)
+            assert proc.stdout.readline() == b"sent\n"  # its "ready" start is recorded
+            assert rt.apply(probes("packetloss")).removed == ["socketlatency"]
+            assert rt.objects.get("datapath").obj is not None  # packetloss keeps it loaded
+            time.sleep(0.3)
+            assert rt.apply(probes("packetloss", "socketlatency")).added == ["socketlatency"]
+            proc.stdin.write(b"go\n")
+            proc.stdin.flush()
+            assert proc.stdout.readline() == b"read\n"
+            proc.wait(10)
+            reads = [s for s in rt.collect(cycle) if s.instrument.name == "kubeskoop.socketlatency.duration"
+                     and s.netns == ns.inode and ("network.io.direction", "receive") in s.attributes]
+            assert sum(sum(s.value.counts) for s in reads) == 0, reads  # no 300 ms wait measured
     finally:
         rt.stop()
         discovery.close()

@@ -149,5 +149,5 @@ def test_spec_and_args() -> None:
         "kubeskoop_socketlatency_read1ms", "kubeskoop_socketlatency_read100ms",
         "kubeskoop_socketlatency_write1ms", "kubeskoop_socketlatency_write100ms"}
     assert set(contract.OBJECT.globals) == {"targ_emit", "targ_threshold_ns", "targ_rate_per_sec",
-                                          "targ_burst"}
+                                          "targ_burst", "targ_since_ns"}
     assert set(contract.OBJECT.rodata) == {"hists_mask"}
