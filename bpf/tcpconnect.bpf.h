@@ -21,7 +21,9 @@
  *
  * Outcomes are counted in counters[(netns, outcome)]; failures are sent, with
  * tcpconnect_targ_emit, through the rate-limited ring buffer (events.bpf.h). A socket in
- * SYN_SENT before the probe started, or evicted from "socks" (counted), is not followed.
+ * SYN_SENT before the probe started (entries older than tcpconnect_targ_since_ns, left by an
+ * earlier run while the object stayed loaded, are discarded), or evicted from "socks"
+ * (counted), is not followed.
  */
 #ifndef __TCPCONNECT_BPF_H
 #define __TCPCONNECT_BPF_H
@@ -46,6 +48,7 @@
 
 /* Settings (user space writes them before it sets the probe's bit, datapath.bpf.c). */
 SETTING bool tcpconnect_targ_emit = false;                 /* send events */
+SETTING __u64 tcpconnect_targ_since_ns = 0; /* the probe started: older entries of socks are stale */
 SETTING __u32 tcpconnect_targ_reason_consumed = ~0U;       /* SKB_CONSUMED in this kernel */
 SETTING __u32 tcpconnect_targ_reason_not_dropped = ~0U;    /* SKB_NOT_DROPPED_YET in this kernel */
 
@@ -123,6 +126,7 @@ static __always_inline void tcpconnect_state(bool btf, const struct sock *sk, in
 	struct latency_hist *h;
 	struct netns_id id;
 	__u32 error;
+	bool found;
 	__u64 now;
 
 	if (!sk)
@@ -137,7 +141,12 @@ static __always_inline void tcpconnect_state(bool btf, const struct sock *sk, in
 	}
 	if (newstate != TCP_ESTABLISHED && newstate != TCP_CLOSE)
 		return;
-	if (tcpconnect_socks_get(&key, &s)) {
+	found = tcpconnect_socks_get(&key, &s);
+	if (found && s.ts_ns < tcpconnect_targ_since_ns) {
+		tcpconnect_socks_discard(&key); /* from before a restart: not followed */
+		found = false;
+	}
+	if (found) {
 		tcpconnect_socks_end(&key);
 		now = bpf_ktime_get_ns();
 		id = sk_netns_id(btf, sk);
@@ -177,7 +186,7 @@ static __always_inline void tcpconnect_free(bool btf, const struct sk_buff *skb,
 	if (!key.sk)
 		return;
 	s = tcpconnect_socks_lookup(&key);
-	if (!s)
+	if (!s || s->ts_ns < tcpconnect_targ_since_ns)
 		return;
 	s->drop_reason = reason;
 	s->drops += 1;

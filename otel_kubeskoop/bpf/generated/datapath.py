@@ -209,6 +209,7 @@ OBJECT = ObjectSpec(
         "socketlatency_targ_emit": ctypes.c_bool,
         "socketlatency_targ_since_ns": ctypes.c_uint64,
         "tcpconnect_targ_emit": ctypes.c_bool,
+        "tcpconnect_targ_since_ns": ctypes.c_uint64,
         "datapath_enabled": ctypes.c_uint32,
         "datapath_stats": ctypes.c_bool,
     },

@@ -125,6 +125,7 @@ OBJECT = ObjectSpec(
         "targ_rate_per_sec": ctypes.c_uint32,
         "targ_burst": ctypes.c_uint32,
         "targ_emit": ctypes.c_bool,
+        "targ_since_ns": ctypes.c_uint64,
     },
     host="datapath",
 )

@@ -56,14 +56,20 @@ while True:
 """
 
 
+def python_ready(ns: TestNetns, code: str) -> subprocess.Popen[bytes]:
+    """Start ``code`` in ``ns`` and return once it has printed ``ready`` (a listener bound, a
+    queue bound)."""
+    proc = ns.popen(sys.executable, "-c", code, stdout=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready", \
+        f"{code.strip().splitlines()[0]}... in {ns.name} did not start"
+    return proc
+
+
 @contextmanager
 def delayed_output(ns: TestNetns, destination: str, seconds: float,
                    queue: int = 7) -> Iterator[None]:
     """Hold every packet ``ns`` sends to ``destination`` for ``seconds`` while inside."""
-    proc = ns.popen(sys.executable, "-c", HOLDER.format(queue=queue, delay=seconds),
-                    stdout=subprocess.PIPE)
-    assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready", \
-        "the NFQUEUE holder did not start"
+    proc = python_ready(ns, HOLDER.format(queue=queue, delay=seconds))
     rule = ("OUTPUT", "-d", destination, "-j", "NFQUEUE", "--queue-num", str(queue))
     ns.run("iptables", "-w", "-A", *rule)
     try:

@@ -8,8 +8,8 @@ nowhere else."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -26,7 +26,7 @@ from tests.privileged.probes.conftest import (
     serve,
     snmp_tcp,
 )
-from tests.privileged.probes.delayutil import delayed_output
+from tests.privileged.probes.delayutil import delayed_output, python_ready
 from tests.privileged.probes.latencyutil import KINDS, below, count, with_kind
 
 require_root()
@@ -114,6 +114,16 @@ def durations(h: Harness, ns: TestNetns) -> Any:
     return h.series("tcpconnect", ns.inode, DURATION).get(())
 
 
+@contextmanager
+def linked(h: Harness) -> Iterator[tuple[TestNetns, TestNetns]]:
+    """Two namespaces joined by a veth (client 10.231.0.1, server SERVER), IPv6 off, scanned."""
+    with netns() as a, netns() as b:
+        no_ipv6(a, b)
+        with veth_pair(a, b):
+            h.rescan()
+            yield a, b
+
+
 def start(h: Harness, kind: str = "tp_btf") -> None:
     h.start(tcpconnect.SPEC, factory=with_kind(tcpconnect.TcpconnectProbe, kind))
 
@@ -144,103 +154,84 @@ def test_refused_and_connected(harness: Harness, kind: str) -> None:
 
 def test_reset_mid_connection_counts_where_the_rst_arrived(harness: Harness) -> None:
     start(harness)
-    with netns() as a, netns() as b:
-        no_ipv6(a, b)
-        with veth_pair(a, b):
-            harness.rescan()
-            server = b.popen(sys.executable, "-c", RESET_BY_PEER.format(host=SERVER, port=PORT),
-                             stdout=subprocess.PIPE)
-            assert server.stdout is not None and server.stdout.readline().strip() == b"ready"
-            out = a.python(CLIENT_RESET.format(host=SERVER, port=PORT)).stdout
-            assert out.strip() == "reset"
-            server.wait(10)
-            harness.drain()
-            assert counts(harness, a) == {"attempts": 1, "reset": 1}
-            assert counts(harness, b) == {}  # its own abort is not a reset received
-            (event,) = harness.events_in(a.inode)
-            got = attrs(event)
-            assert event.name == "kubeskoop.tcpconnect.reset"
-            assert got["network.connection.state"] == "established"
-            assert got["kubeskoop.tcpconnect.errno"] == "ECONNRESET"
-            assert (got["source.address"], got["destination.address"]) == ("10.231.0.1", SERVER)
-            assert "kubeskoop.latency" not in got
+    with linked(harness) as (a, b):
+        server = python_ready(b, RESET_BY_PEER.format(host=SERVER, port=PORT))
+        out = a.python(CLIENT_RESET.format(host=SERVER, port=PORT)).stdout
+        assert out.strip() == "reset"
+        server.wait(10)
+        harness.drain()
+        assert counts(harness, a) == {"attempts": 1, "reset": 1}
+        assert counts(harness, b) == {}  # its own abort is not a reset received
+        (event,) = harness.events_in(a.inode)
+        got = attrs(event)
+        assert event.name == "kubeskoop.tcpconnect.reset"
+        assert got["network.connection.state"] == "established"
+        assert got["kubeskoop.tcpconnect.errno"] == "ECONNRESET"
+        assert (got["source.address"], got["destination.address"]) == ("10.231.0.1", SERVER)
+        assert "kubeskoop.latency" not in got
 
 
 def test_syns_dropped_by_the_peer_time_out(harness: Harness) -> None:
     start(harness)
-    with netns() as a, netns() as b:
-        no_ipv6(a, b)
-        with veth_pair(a, b):
-            harness.rescan()
-            a.run("sysctl", "-qw", "net.ipv4.tcp_syn_retries=1")  # gives up after 1 + 2 s
-            serve(b, SERVER, PORT, accept=False)
-            iptables(b, "-A", "INPUT", "-p", "tcp", "--syn", "--dport", str(PORT), "-j", "DROP")
-            out = a.python(CONNECT_FAILS.format(host=SERVER, port=PORT), timeout=20).stdout
-            assert out.strip() == "110"  # ETIMEDOUT
-            harness.drain()
-            assert counts(harness, a) == {"attempts": 1, "timed_out": 1}
-            assert counts(harness, b) == {}
-            (event,) = harness.events_in(a.inode)
-            got = attrs(event)
-            assert event.name == "kubeskoop.tcpconnect.timed_out"
-            assert got["kubeskoop.tcpconnect.errno"] == "ETIMEDOUT"
-            assert got["kubeskoop.tcpconnect.syn_retransmits"] == snmp_tcp(a, "RetransSegs") >= 1
-            assert 2.9 <= got["kubeskoop.latency"] < 4
-            assert "kubeskoop.drop.reason" not in got  # dropped over there, not by this node
+    with linked(harness) as (a, b):
+        a.run("sysctl", "-qw", "net.ipv4.tcp_syn_retries=1")  # gives up after 1 + 2 s
+        serve(b, SERVER, PORT, accept=False)
+        iptables(b, "-A", "INPUT", "-p", "tcp", "--syn", "--dport", str(PORT), "-j", "DROP")
+        out = a.python(CONNECT_FAILS.format(host=SERVER, port=PORT), timeout=20).stdout
+        assert out.strip() == "110"  # ETIMEDOUT
+        harness.drain()
+        assert counts(harness, a) == {"attempts": 1, "timed_out": 1}
+        assert counts(harness, b) == {}
+        (event,) = harness.events_in(a.inode)
+        got = attrs(event)
+        assert event.name == "kubeskoop.tcpconnect.timed_out"
+        assert got["kubeskoop.tcpconnect.errno"] == "ETIMEDOUT"
+        assert got["kubeskoop.tcpconnect.syn_retransmits"] == snmp_tcp(a, "RetransSegs") >= 1
+        assert 2.9 <= got["kubeskoop.latency"] < 4
+        assert "kubeskoop.drop.reason" not in got  # dropped over there, not by this node
 
 
 def test_syns_dropped_on_this_node_carry_the_drop_reason(harness: Harness) -> None:
     start(harness)
-    with netns() as a, netns() as b:
-        no_ipv6(a, b)
-        with veth_pair(a, b):
-            harness.rescan()
-            a.run("sysctl", "-qw", "net.ipv4.tcp_syn_retries=1")
-            iptables(a, "-A", "OUTPUT", "-p", "tcp", "--syn", "-d", SERVER, "-j", "DROP")
-            out = a.python(CONNECT_FAILS.format(host=SERVER, port=PORT), timeout=20).stdout
-            assert out.strip() == "110"  # ETIMEDOUT: the kernel retried, as for any lost SYN
-            harness.drain()
-            assert counts(harness, a) == {"attempts": 1, "dropped": 1}
-            assert counts(harness, b) == {}
-            (event,) = harness.events_in(a.inode)
-            got = attrs(event)
-            assert event.name == "kubeskoop.tcpconnect.dropped"
-            assert got["kubeskoop.drop.reason"] == "NETFILTER_DROP"
-            # Every SYN the rule dropped (the first and the kernel's retries).
-            assert got["kubeskoop.tcpconnect.syn_drops"] == rule_packets(a, "OUTPUT") >= 2
-            assert got["kubeskoop.tcpconnect.errno"] == "ETIMEDOUT"
+    with linked(harness) as (a, b):
+        a.run("sysctl", "-qw", "net.ipv4.tcp_syn_retries=1")
+        iptables(a, "-A", "OUTPUT", "-p", "tcp", "--syn", "-d", SERVER, "-j", "DROP")
+        out = a.python(CONNECT_FAILS.format(host=SERVER, port=PORT), timeout=20).stdout
+        assert out.strip() == "110"  # ETIMEDOUT: the kernel retried, as for any lost SYN
+        harness.drain()
+        assert counts(harness, a) == {"attempts": 1, "dropped": 1}
+        assert counts(harness, b) == {}
+        (event,) = harness.events_in(a.inode)
+        got = attrs(event)
+        assert event.name == "kubeskoop.tcpconnect.dropped"
+        assert got["kubeskoop.drop.reason"] == "NETFILTER_DROP"
+        # Every SYN the rule dropped (the first and the kernel's retries).
+        assert got["kubeskoop.tcpconnect.syn_drops"] == rule_packets(a, "OUTPUT") >= 2
+        assert got["kubeskoop.tcpconnect.errno"] == "ETIMEDOUT"
 
 
 def test_a_connect_closed_by_the_application_is_aborted(harness: Harness) -> None:
     start(harness)
-    with netns() as a, netns() as b:
-        no_ipv6(a, b)
-        with veth_pair(a, b):
-            harness.rescan()
-            iptables(b, "-A", "INPUT", "-p", "tcp", "--syn", "-j", "DROP")
-            a.python(ABORT.format(host=SERVER, port=PORT))
-            harness.drain()
-            assert counts(harness, a) == {"attempts": 1, "aborted": 1}
-            (event,) = harness.events_in(a.inode)
-            assert event.name == "kubeskoop.tcpconnect.aborted"
-            assert "kubeskoop.tcpconnect.errno" not in attrs(event)
+    with linked(harness) as (a, b):
+        iptables(b, "-A", "INPUT", "-p", "tcp", "--syn", "-j", "DROP")
+        a.python(ABORT.format(host=SERVER, port=PORT))
+        harness.drain()
+        assert counts(harness, a) == {"attempts": 1, "aborted": 1}
+        (event,) = harness.events_in(a.inode)
+        assert event.name == "kubeskoop.tcpconnect.aborted"
+        assert "kubeskoop.tcpconnect.errno" not in attrs(event)
 
 
 def test_connect_latency_follows_a_20ms_delay(harness: Harness) -> None:
     start(harness)
-    with netns() as a, netns() as b:
-        no_ipv6(a, b)
-        with veth_pair(a, b):
-            harness.rescan()
-            server = b.popen(sys.executable, "-c", ACCEPT_ALL.format(host=SERVER, port=PORT, n=5),
-                             stdout=subprocess.PIPE)
-            assert server.stdout is not None and server.stdout.readline().strip() == b"ready"
-            with delayed_output(a, SERVER, 0.020):
-                a.python(f"import socket\nfor _ in range(5): "
-                         f"socket.create_connection(({SERVER!r}, {PORT})).close()")
-            server.wait(10)
-            hist = durations(harness, a)
-            assert counts(harness, a) == {"attempts": 5}
+    with linked(harness) as (a, b):
+        server = python_ready(b, ACCEPT_ALL.format(host=SERVER, port=PORT, n=5))
+        with delayed_output(a, SERVER, 0.020):
+            a.python(f"import socket\nfor _ in range(5): "
+                     f"socket.create_connection(({SERVER!r}, {PORT})).close()")
+        server.wait(10)
+        hist = durations(harness, a)
+        assert counts(harness, a) == {"attempts": 5}
     # SYN held 20 ms: each connect in the 16.8-33.6 ms bucket.
     assert count(hist) == 5 and hist.counts[24] == 5, hist.counts
     assert BOUNDS[23] < 0.020 <= BOUNDS[24]

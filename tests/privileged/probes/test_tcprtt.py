@@ -8,8 +8,6 @@ the sample interval bounds the samples per connection."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from typing import Any
 
@@ -19,7 +17,7 @@ from otel_kubeskoop.probes import tcprtt
 from otel_kubeskoop.probes._latency import BOUNDS
 from tests.privileged.netnsutil import TestNetns, netns, require_root, veth_pair
 from tests.privileged.probes.conftest import Harness, no_ipv6
-from tests.privileged.probes.delayutil import delayed_output
+from tests.privileged.probes.delayutil import delayed_output, python_ready
 from tests.privileged.probes.latencyutil import KINDS, at_least, below, count, with_kind
 
 require_root()
@@ -58,9 +56,7 @@ def exchange(client: TestNetns, server: TestNetns, rounds: int, gap: float) -> f
     """Send ``rounds`` writes from ``client`` to a reader in ``server``; the seconds it took.
     The client's RTT samples come from the ACKs of its data; the server sends no data, so its
     smoothed RTT is the handshake's (SYN-ACK to ACK), sampled as it receives."""
-    proc = server.popen(sys.executable, "-c", SINK.format(host=SERVER, port=PORT),
-                        stdout=subprocess.PIPE)
-    assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
+    proc = python_ready(server, SINK.format(host=SERVER, port=PORT))
     began = time.monotonic()
     client.python(CLIENT.format(host=SERVER, port=PORT, rounds=rounds, gap=gap))
     took = time.monotonic() - began
