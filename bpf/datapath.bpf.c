@@ -57,6 +57,12 @@
 #define PROBE_NAME(x) socketlatency_##x
 #include "socketlatency.bpf.h"
 #undef PROBE_NAME
+#define PROBE_NAME(x) tcprtt_##x
+#include "tcprtt.bpf.h"
+#undef PROBE_NAME
+#define PROBE_NAME(x) tcpconnect_##x
+#include "tcpconnect.bpf.h"
+#undef PROBE_NAME
 #define PROBE_NAME(x) x
 
 /* Written by user space at any time (.bss). */
@@ -111,6 +117,7 @@ int BPF_PROG(datapath_free_btf, struct sk_buff *skb, void *location, enum skb_dr
 	__u32 on = datapath_enabled;
 
 	RUN(on, PACKETLOSS, FREE, packetloss_drop(ctx, skb, (__u64)location, reason, rx_sk));
+	RUN(on, TCPCONNECT, FREE, tcpconnect_free(true, skb, reason));
 	RUN(on, KERNELLATENCY, FREE, kernellatency_free(skb));
 	RUN(on, NETIFTXLAT, FREE, netiftxlat_free(true, skb));
 	return 0;
@@ -130,6 +137,7 @@ int datapath_free_tp(struct trace_event_raw_kfree_skb *ctx)
 		rx_sk = ctx->rx_sk;
 	RUN(on, PACKETLOSS, FREE,
 	    packetloss_drop(ctx, ctx->skbaddr, (__u64)ctx->location, reason, rx_sk));
+	RUN(on, TCPCONNECT, FREE, tcpconnect_free(false, ctx->skbaddr, reason));
 	RUN(on, KERNELLATENCY, FREE, kernellatency_free(ctx->skbaddr));
 	RUN(on, NETIFTXLAT, FREE, netiftxlat_free(false, ctx->skbaddr));
 	return 0;
@@ -142,6 +150,7 @@ int BPF_PROG(datapath_free_reason_drop_fentry, struct sock *sk, struct sk_buff *
 	__u32 on = datapath_enabled;
 
 	RUN(on, PACKETLOSS, FREE, packetloss_drop(ctx, skb, 0, reason, sk));
+	RUN(on, TCPCONNECT, FREE, tcpconnect_free(true, skb, reason));
 	RUN(on, KERNELLATENCY, FREE, kernellatency_free(skb));
 	RUN(on, NETIFTXLAT, FREE, netiftxlat_free(true, skb));
 	return 0;
@@ -153,6 +162,7 @@ int BPF_PROG(datapath_free_skb_reason_fentry, struct sk_buff *skb, enum skb_drop
 	__u32 on = datapath_enabled;
 
 	RUN(on, PACKETLOSS, FREE, packetloss_drop(ctx, skb, 0, reason, NULL));
+	RUN(on, TCPCONNECT, FREE, tcpconnect_free(true, skb, reason));
 	RUN(on, KERNELLATENCY, FREE, kernellatency_free(skb));
 	RUN(on, NETIFTXLAT, FREE, netiftxlat_free(true, skb));
 	return 0;
@@ -165,6 +175,7 @@ int BPF_KPROBE(datapath_free_reason_drop_kprobe, struct sock *sk, struct sk_buff
 	__u32 on = datapath_enabled;
 
 	RUN(on, PACKETLOSS, FREE, packetloss_drop(ctx, skb, 0, reason, sk));
+	RUN(on, TCPCONNECT, FREE, tcpconnect_free(false, skb, reason));
 	RUN(on, KERNELLATENCY, FREE, kernellatency_free(skb));
 	RUN(on, NETIFTXLAT, FREE, netiftxlat_free(false, skb));
 	return 0;
@@ -176,6 +187,7 @@ int BPF_KPROBE(datapath_free_skb_reason_kprobe, struct sk_buff *skb, enum skb_dr
 	__u32 on = datapath_enabled;
 
 	RUN(on, PACKETLOSS, FREE, packetloss_drop(ctx, skb, 0, reason, NULL));
+	RUN(on, TCPCONNECT, FREE, tcpconnect_free(false, skb, reason));
 	RUN(on, KERNELLATENCY, FREE, kernellatency_free(skb));
 	RUN(on, NETIFTXLAT, FREE, netiftxlat_free(false, skb));
 	return 0;
@@ -293,29 +305,40 @@ int BPF_KPROBE(datapath_rx_kprobe, struct sk_buff *skb)
 SEC("tp_btf/tcp_probe")
 int BPF_PROG(datapath_deliver_btf, struct sock *sk, const struct sk_buff *skb)
 {
-	RUN(datapath_enabled, KERNELLATENCY, DELIVER, kernellatency_deliver(true, sk, skb));
+	__u32 on = datapath_enabled;
+
+	RUN(on, KERNELLATENCY, DELIVER, kernellatency_deliver(true, sk, skb));
+	RUN(on, TCPRTT, DELIVER, tcprtt_deliver(true, sk));
 	return 0;
 }
 
 SEC("tracepoint/tcp/tcp_probe")
 int datapath_deliver_tp(struct trace_event_raw_tcp_probe *ctx)
 {
-	RUN(datapath_enabled, KERNELLATENCY, DELIVER,
-	    kernellatency_deliver(false, ctx->skaddr, ctx->skbaddr));
+	__u32 on = datapath_enabled;
+
+	RUN(on, KERNELLATENCY, DELIVER, kernellatency_deliver(false, ctx->skaddr, ctx->skbaddr));
+	RUN(on, TCPRTT, DELIVER, tcprtt_deliver(false, ctx->skaddr));
 	return 0;
 }
 
 SEC("fentry/tcp_rcv_established")
 int BPF_PROG(datapath_deliver_fentry, struct sock *sk, struct sk_buff *skb)
 {
-	RUN(datapath_enabled, KERNELLATENCY, DELIVER, kernellatency_deliver(true, sk, skb));
+	__u32 on = datapath_enabled;
+
+	RUN(on, KERNELLATENCY, DELIVER, kernellatency_deliver(true, sk, skb));
+	RUN(on, TCPRTT, DELIVER, tcprtt_deliver(true, sk));
 	return 0;
 }
 
 SEC("kprobe/tcp_rcv_established")
 int BPF_KPROBE(datapath_deliver_kprobe, struct sock *sk, struct sk_buff *skb)
 {
-	RUN(datapath_enabled, KERNELLATENCY, DELIVER, kernellatency_deliver(false, sk, skb));
+	__u32 on = datapath_enabled;
+
+	RUN(on, KERNELLATENCY, DELIVER, kernellatency_deliver(false, sk, skb));
+	RUN(on, TCPRTT, DELIVER, tcprtt_deliver(false, sk));
 	return 0;
 }
 
@@ -443,28 +466,43 @@ int BPF_KPROBE(datapath_sendmsg_kprobe, struct sock *sk)
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(datapath_state_btf, const struct sock *sk, int oldstate, int newstate)
 {
-	RUN(datapath_enabled, SOCKETLATENCY, STATE, socketlatency_state(sk, newstate));
+	__u32 on = datapath_enabled;
+
+	RUN(on, SOCKETLATENCY, STATE, socketlatency_state(sk, newstate));
+	RUN(on, TCPCONNECT, STATE, tcpconnect_state(true, sk, oldstate, newstate));
 	return 0;
 }
 
 SEC("tracepoint/sock/inet_sock_set_state")
 int datapath_state_tp(struct trace_event_raw_inet_sock_set_state *ctx)
 {
-	RUN(datapath_enabled, SOCKETLATENCY, STATE, socketlatency_state(ctx->skaddr, ctx->newstate));
+	__u32 on = datapath_enabled;
+
+	RUN(on, SOCKETLATENCY, STATE, socketlatency_state(ctx->skaddr, ctx->newstate));
+	RUN(on, TCPCONNECT, STATE,
+	    tcpconnect_state(false, ctx->skaddr, ctx->oldstate, ctx->newstate));
 	return 0;
 }
 
 SEC("fentry/tcp_set_state")
 int BPF_PROG(datapath_state_fentry, struct sock *sk, int state)
 {
-	RUN(datapath_enabled, SOCKETLATENCY, STATE, socketlatency_state(sk, state));
+	__u32 on = datapath_enabled;
+
+	RUN(on, SOCKETLATENCY, STATE, socketlatency_state(sk, state));
+	RUN(on, TCPCONNECT, STATE,
+	    tcpconnect_state(true, sk, sk->__sk_common.skc_state, state));
 	return 0;
 }
 
 SEC("kprobe/tcp_set_state")
 int BPF_KPROBE(datapath_state_kprobe, struct sock *sk, int state)
 {
-	RUN(datapath_enabled, SOCKETLATENCY, STATE, socketlatency_state(sk, state));
+	__u32 on = datapath_enabled;
+
+	RUN(on, SOCKETLATENCY, STATE, socketlatency_state(sk, state));
+	RUN(on, TCPCONNECT, STATE,
+	    tcpconnect_state(false, sk, BPF_CORE_READ(sk, __sk_common.skc_state), state));
 	return 0;
 }
 

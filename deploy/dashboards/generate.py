@@ -297,7 +297,12 @@ def otlp_network() -> dict[str, Any]:
     def quantile_heatmap(title: str, name: str, extra: str = "") -> dict[str, Any]:
         return heatmap(title, f"sum by (le) (rate({O(name, 'bucket')}{{{sel}{extra}}}[{RATE}]))")
 
+    def quantile(q: float, name: str) -> str:
+        return f"histogram_quantile({q}, sum by ({NS}, {POD}, le) (rate({O(name, 'bucket')}{{{sel}}}[{RATE}])))"
+
     reason, reset, retrans = L("kubeskoop.drop.reason"), L("kubeskoop.reset.type"), L("kubeskoop.retransmit.type")
+    error = L("error.type")
+    connect_failed = f', {error}!~"reset|aborted"'
     rows: list[Row] = [
         ("Drops, resets and retransmits", [
             ts("Drops by reason", target(rate("kubeskoop.packetloss.total", reason), f"{{{{{reason}}}}}"), unit="pps"),
@@ -309,6 +314,24 @@ def otlp_network() -> dict[str, Any]:
                target(f"max by ({NS}, {POD}) ({O('kubeskoop.tcpsummary.tcplistenbacklog.utilization')}{{{sel}}})", f"{POD_LEGEND} backlog use")),
             ts("Softnet backlog drops per CPU", target(f"sum by ({L('cpu.logical_number')}) (rate({O('kubeskoop.softnet.dropped')}{{{NODE}=~\"$node\"}}[{RATE}]))",
                                                        f"cpu {{{{{L('cpu.logical_number')}}}}}"), unit="pps"),
+        ]),
+        ("Connections (tcpconnect, tcprtt)", [
+            ts("Connect failures by cause (tcpconnect)", target(rate("kubeskoop.tcpconnect.failures", NS, POD, error),
+                                                                f"{POD_LEGEND} {{{{{error}}}}}"),
+               description="refused, timed_out, dropped (a SYN dropped on this node: see the failure events' "
+                           "kubeskoop.drop.reason), unreachable, aborted; reset: established connections closed by a "
+                           "RST received (docs/bpf-probes.md)."),
+            ts("Connect failure ratio (tcpconnect)",
+               target(f"{rate('kubeskoop.tcpconnect.failures', NS, POD, extra=connect_failed)} / "
+                      f"{rate('kubeskoop.tcpconnect.attempts', NS, POD)}", POD_LEGEND), unit="percentunit"),
+            ts("p99 connect latency (tcpconnect)", target(quantile(0.99, "kubeskoop.tcpconnect.duration"), POD_LEGEND), unit="s"),
+            quantile_heatmap("Connect latency (tcpconnect)", "kubeskoop.tcpconnect.duration"),
+            ts("Smoothed RTT p50 / p99 (tcprtt)", target(quantile(0.5, "kubeskoop.tcprtt.srtt"), f"{POD_LEGEND} p50"),
+               target(quantile(0.99, "kubeskoop.tcprtt.srtt"), f"{POD_LEGEND} p99"), unit="s",
+               description="Connections sampled while they receive, once per sampleIntervalMs each."),
+            quantile_heatmap("Smoothed RTT (tcprtt)", "kubeskoop.tcprtt.srtt"),
+            ts("RTT variation and RTO p99 (tcprtt)", target(quantile(0.99, "kubeskoop.tcprtt.rttvar"), f"{POD_LEGEND} rttvar"),
+               target(quantile(0.99, "kubeskoop.tcprtt.rto"), f"{POD_LEGEND} rto"), unit="s"),
         ]),
         ("Traffic", [
             ts("Pod network I/O (semconv)", target(rate("k8s.pod.network.io", NS, POD, L("network.io.direction")),

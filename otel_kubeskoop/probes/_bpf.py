@@ -199,8 +199,9 @@ class ObjectHandle:
         return {"ring_buffer_full": losses.get(0, 0), "rate_limited": losses.get(1, 0)}
 
     def loss_samples(self) -> list[Sample]:
-        """``kubeskoop.agent.events.lost`` by reason, with events on (none without)."""
-        if not self.ctx.events_enabled:
+        """``kubeskoop.agent.events.lost`` by reason, with events on (none without, nor for an
+        object that sends none)."""
+        if not self.ctx.events_enabled or LOSSES_MAP not in self.spec.maps:
             return []
         probe = (A.PROBE, self.ctx.name)
         return [Sample(I.AGENT_EVENTS_LOST, n, None, (probe, (A.LOSS_REASON, reason)))

@@ -9,7 +9,12 @@ from __future__ import annotations
 import ctypes
 import enum
 
-from otel_kubeskoop.bpf.generated.common import FlowTuple, RatelimitBucket, RatelimitKey
+from otel_kubeskoop.bpf.generated.common import (
+    FlowTuple,
+    RatelimitBucket,
+    RatelimitKey,
+    TypecountKey,
+)
 from otel_kubeskoop.bpf.generated.packetloss import PacketlossKey
 from otel_kubeskoop.bpf.generated.kernellatency import (
     KernellatencyHistsSlot,
@@ -25,6 +30,8 @@ from otel_kubeskoop.bpf.generated.socketlatency import (
     SocketlatencyHistsSlot,
     SocketlatencySocksSlot,
 )
+from otel_kubeskoop.bpf.generated.tcprtt import TcprttHistsSlot, TcprttSock
+from otel_kubeskoop.bpf.generated.tcpconnect import TcpconnectHistsSlot, TcpconnectSocksSlot
 from otel_kubeskoop.bpf.spec import MapSpec, ObjectSpec
 
 
@@ -35,7 +42,9 @@ class DatapathProbe(enum.IntEnum):
     DATAPATH_KERNELLATENCY = 1
     DATAPATH_NETIFTXLAT = 2
     DATAPATH_SOCKETLATENCY = 3
-    DATAPATH__PROBES = 4
+    DATAPATH_TCPRTT = 4
+    DATAPATH_TCPCONNECT = 5
+    DATAPATH__PROBES = 6
 
 
 class DatapathSlot(enum.IntEnum):
@@ -57,7 +66,10 @@ class DatapathSlot(enum.IntEnum):
     DATAPATH_SOCKETLATENCY_SENDMSG = 13
     DATAPATH_SOCKETLATENCY_QUEUE = 14
     DATAPATH_SOCKETLATENCY_STATE = 15
-    DATAPATH__SLOTS = 16
+    DATAPATH_TCPRTT_DELIVER = 16
+    DATAPATH_TCPCONNECT_STATE = 17
+    DATAPATH_TCPCONNECT_FREE = 18
+    DATAPATH__SLOTS = 19
 
 
 class DatapathCost(ctypes.LittleEndianStructure):
@@ -147,12 +159,26 @@ OBJECT = ObjectSpec(
         "socketlatency_hists_full": MapSpec("percpu_array", ctypes.c_uint32, ctypes.c_uint64, 1),
         "socketlatency_socks": MapSpec("array", ctypes.c_uint32, SocketlatencySocksSlot, 65536),
         "socketlatency_inflight_stats": MapSpec("percpu_array", ctypes.c_uint32, ctypes.c_uint64, 6),
-        "datapath_costs": MapSpec("percpu_array", ctypes.c_uint32, DatapathCost, 16),
+        "tcprtt_hists": MapSpec("array", ctypes.c_uint32, TcprttHistsSlot, 8192),
+        "tcprtt_hists_full": MapSpec("percpu_array", ctypes.c_uint32, ctypes.c_uint64, 1),
+        "tcprtt_socks": MapSpec("array", ctypes.c_uint32, TcprttSock, 16384),
+        "tcpconnect_ratelimit": MapSpec("lru_hash", RatelimitKey, RatelimitBucket, 4096),
+        "tcpconnect_events": MapSpec("ringbuf", None, None, 262144),
+        "tcpconnect_losses": MapSpec("percpu_array", ctypes.c_uint32, ctypes.c_uint64, 2),
+        "tcpconnect_counters": MapSpec("hash", TypecountKey, ctypes.c_uint64, 16384),
+        "tcpconnect_counters_full": MapSpec("percpu_array", ctypes.c_uint32, ctypes.c_uint64, 1),
+        "tcpconnect_hists": MapSpec("array", ctypes.c_uint32, TcpconnectHistsSlot, 4096),
+        "tcpconnect_hists_full": MapSpec("percpu_array", ctypes.c_uint32, ctypes.c_uint64, 1),
+        "tcpconnect_socks": MapSpec("array", ctypes.c_uint32, TcpconnectSocksSlot, 16384),
+        "tcpconnect_inflight_stats": MapSpec("percpu_array", ctypes.c_uint32, ctypes.c_uint64, 6),
+        "datapath_costs": MapSpec("percpu_array", ctypes.c_uint32, DatapathCost, 19),
     },
     rodata={
         "kernellatency_hists_mask": ctypes.c_uint32,
         "netiftxlat_hists_mask": ctypes.c_uint32,
         "socketlatency_hists_mask": ctypes.c_uint32,
+        "tcprtt_hists_mask": ctypes.c_uint32,
+        "tcpconnect_hists_mask": ctypes.c_uint32,
     },
     globals={
         "packetloss_targ_reason_consumed": ctypes.c_uint32,
@@ -169,6 +195,11 @@ OBJECT = ObjectSpec(
         "socketlatency_targ_threshold_ns": ctypes.c_uint64,
         "socketlatency_targ_rate_per_sec": ctypes.c_uint32,
         "socketlatency_targ_burst": ctypes.c_uint32,
+        "tcprtt_targ_interval_ns": ctypes.c_uint64,
+        "tcpconnect_targ_reason_consumed": ctypes.c_uint32,
+        "tcpconnect_targ_reason_not_dropped": ctypes.c_uint32,
+        "tcpconnect_targ_rate_per_sec": ctypes.c_uint32,
+        "tcpconnect_targ_burst": ctypes.c_uint32,
         "packetloss_targ_emit": ctypes.c_bool,
         "packetloss_targ_stack": ctypes.c_bool,
         "kernellatency_targ_emit": ctypes.c_bool,
@@ -177,8 +208,10 @@ OBJECT = ObjectSpec(
         "netiftxlat_targ_since_ns": ctypes.c_uint64,
         "socketlatency_targ_emit": ctypes.c_bool,
         "socketlatency_targ_since_ns": ctypes.c_uint64,
+        "tcpconnect_targ_emit": ctypes.c_bool,
+        "tcpconnect_targ_since_ns": ctypes.c_uint64,
         "datapath_enabled": ctypes.c_uint32,
         "datapath_stats": ctypes.c_bool,
     },
-    members=("packetloss", "kernellatency", "netiftxlat", "socketlatency"),
+    members=("packetloss", "kernellatency", "netiftxlat", "socketlatency", "tcprtt", "tcpconnect"),
 )

@@ -17,7 +17,7 @@ import pytest
 from otel_kubeskoop.bpf import attach, codegen, contract, generated
 from otel_kubeskoop.bpf.spec import ContractError
 from otel_kubeskoop.bpf.spec import ObjectSpec
-from otel_kubeskoop.probe import ProbeContext, Source
+from otel_kubeskoop.probe import Kind, ProbeContext, Source
 from otel_kubeskoop.probes import ALL_PROBES, _bpf, _latency, flow
 
 REPO = Path(__file__).resolve().parents[3]
@@ -164,7 +164,8 @@ def test_the_maps_a_probe_reads_are_in_its_object(probe_spec) -> None:
         assert {flow.FLOWS_MAP, flow.STATS_MAP} <= maps
         assert set(flow.PROGRAMS.values()) == set(attach.unplanned(probe.bpf.spec))
         return
-    assert {_bpf.EVENTS_MAP, _bpf.LOSSES_MAP} <= maps
+    if Kind.EVENTS in probe_spec.kinds:
+        assert {_bpf.EVENTS_MAP, _bpf.LOSSES_MAP} <= maps
     if hasattr(probe, "counters"):
         assert {_bpf.COUNTERS_MAP, _bpf.COUNTERS_FULL_MAP} <= maps
     else:
