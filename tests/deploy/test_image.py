@@ -63,7 +63,7 @@ def test_runtime_stage_has_python_libbpf_and_the_agent_but_no_compiler(image):
     assert compilers == []
     site = next((root / "opt/otel-kubeskoop/lib").glob("python3.*/site-packages"))
     objects = {p.name for p in (site / "otel_kubeskoop/bpf/objects").glob("*.bpf.o")}
-    assert {"packetloss.bpf.o", "flow.bpf.o", "selftest.bpf.o"} <= objects
+    assert {"datapath.bpf.o", "flow.bpf.o", "selftest.bpf.o"} <= objects
     assert not (site / "pip").exists(), "pip is removed from the runtime stage"
     assert env["PATH"].startswith("/opt/otel-kubeskoop/bin")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import resource
 import socket
 import subprocess
@@ -93,6 +94,7 @@ def test_1100_idle_clients_neither_stop_collection_nor_take_its_descriptors(
         t0 = time.monotonic()
         for _ in range(CLIENTS):  # connect and send nothing
             clients.append(socket.create_connection(("127.0.0.1", agent.port), timeout=10))
+        connecting = time.monotonic() - t0
         # Every connection past the cap was answered at once, and closed.
         assert get(agent.port, "/healthz") == (503, b"busy\n")
         # The idle ones holding a slot are cut off after READ_TIMEOUT: health is answered again.
@@ -110,7 +112,9 @@ def test_1100_idle_clients_neither_stop_collection_nor_take_its_descriptors(
     assert during["cycles"] >= before["cycles"] + int(elapsed) - 1, (before["cycles"], during["cycles"], elapsed)
     assert errors(during) == errors(before) == {p: {} for p in errors(before)}
     assert during["limits"]["file_descriptors_open"] < 0.5 * 1024, during["limits"]
-    assert during["http"]["rejected_busy"] >= CLIENTS - server.MAX_CONNECTIONS
+    # A slot frees after READ_TIMEOUT, so a slow machine's connect loop gets a few more in.
+    held = server.MAX_CONNECTIONS * (1 + math.ceil(connecting / server.READ_TIMEOUT))
+    assert during["http"]["rejected_busy"] >= CLIENTS - held, (connecting, during["http"])
     assert get(agent.port, "/readyz") == (200, b"ready\n")
     after = status(agent)
     assert after["problems"] == [] and after["http"]["failed"] == 0
