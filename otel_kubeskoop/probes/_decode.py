@@ -77,6 +77,8 @@ _E = TypeVar("_E", bound=Enum)
 
 # --- names from the running kernel ---------------------------------------------------------
 
+NO_REASON = 0xFFFFFFFF  # no drop reason has this value
+
 
 @dataclass(frozen=True)
 class KernelNames:
@@ -113,6 +115,17 @@ class KernelNames:
             if member == name:
                 return value
         return None
+
+    def reason_setting(self, name: str) -> int:
+        """:meth:`reason_value` as a BPF setting: a value no reason has when this kernel lacks it."""
+        value = self.reason_value(name)
+        return NO_REASON if value is None else value
+
+    def not_drop_settings(self) -> dict[str, int]:
+        """The settings of a probe on the free hook: this kernel's values of the frees that are
+        not drops (the hook's function fallbacks see them)."""
+        return {"targ_reason_consumed": self.reason_setting("SKB_CONSUMED"),
+                "targ_reason_not_dropped": self.reason_setting("SKB_NOT_DROPPED_YET")}
 
     def drop_reason(self, value: int) -> str:
         """The kernel's drop reason name without its ``SKB_DROP_REASON_`` prefix, upper case as

@@ -99,7 +99,6 @@ EVENTS = (PACKETLOSS_DROP,)
 
 
 NETFILTER_DROP = "NETFILTER_DROP"
-_NONE = 0xFFFFFFFF
 
 
 class PacketlossArgs(EventArgs):
@@ -177,13 +176,9 @@ class PacketlossProbe(HandleProbe):
     def settings(self) -> dict[str, int | bool]:
         """The ``const volatile`` settings: this kernel's values of the frees that are not drops
         and of NETFILTER_DROP, and whether events carry the stack."""
-        consumed = self.names.reason_value("SKB_CONSUMED")
-        not_dropped = self.names.reason_value("SKB_NOT_DROPPED_YET")
-        netfilter = self.names.reason_value(f"SKB_DROP_REASON_{NETFILTER_DROP}")
         return {
-            "targ_reason_consumed": _NONE if consumed is None else consumed,
-            "targ_reason_not_dropped": _NONE if not_dropped is None else not_dropped,
-            "targ_reason_netfilter": _NONE if netfilter is None else netfilter,
+            **self.names.not_drop_settings(),
+            "targ_reason_netfilter": self.names.reason_setting(f"SKB_DROP_REASON_{NETFILTER_DROP}"),
             "targ_stack": self.args.enable_stack,
         }
 

@@ -104,8 +104,6 @@ EVENTS_BY_OUTCOME = {
 }
 EVENTS = tuple(EVENTS_BY_OUTCOME.values())
 
-_NONE = 0xFFFFFFFF
-
 
 def decode_tcpconnect(raw: bytes, names: KernelNames, clock_offset_ns: int = 0) -> Event:
     """One ``struct tcpconnect_event`` as an Event. Pure: kernel names are passed in."""
@@ -151,17 +149,9 @@ class TcpconnectProbe(HandleProbe):
         self.counters = Counters(self.bpf)
         self.hists = Histograms(self.bpf, "socks")
 
-    def settings(self) -> dict[str, int]:
-        """This kernel's values of the frees that are not drops (the function fallbacks of
-        the free hook see them)."""
-        consumed = self.names.reason_value("SKB_CONSUMED")
-        not_dropped = self.names.reason_value("SKB_NOT_DROPPED_YET")
-        return {"targ_reason_consumed": _NONE if consumed is None else consumed,
-                "targ_reason_not_dropped": _NONE if not_dropped is None else not_dropped}
-
     def start(self) -> None:
         self.names = kernel_names()
-        self.bpf.start(self.settings(), events=self.args)
+        self.bpf.start(self.names.not_drop_settings(), events=self.args)
 
     def collect(self) -> list[Sample]:
         if self.bpf.obj is None:
