@@ -27,6 +27,9 @@
  *   recv     sock:sock_recv_length; tcp_cleanup_rbuf
  *   sendmsg  tcp:tcp_sendmsg_locked (tp_btf only: its classic record has no socket)
  *   state    sock:inet_sock_set_state; tcp_set_state
+ *
+ * dns runs on queue (queries a local socket sends) and rx (responses), whose programs every
+ * packet runs anyway: a port test on each packet, no program of its own (bpf/dns.bpf.h).
  */
 #define PROBE_SHARED
 #define SETTING volatile
@@ -62,6 +65,9 @@
 #undef PROBE_NAME
 #define PROBE_NAME(x) tcpconnect_##x
 #include "tcpconnect.bpf.h"
+#undef PROBE_NAME
+#define PROBE_NAME(x) dns_##x
+#include "dns.bpf.h"
 #undef PROBE_NAME
 #define PROBE_NAME(x) x
 
@@ -240,6 +246,7 @@ int BPF_KPROBE(datapath_consume_kprobe, struct sk_buff *skb)
 		RUN(on, KERNELLATENCY, QUEUE, kernellatency_queue(btf, skb));	\
 		RUN(on, NETIFTXLAT, QUEUE, netiftxlat_queue(btf, skb));		\
 		RUN(on, SOCKETLATENCY, QUEUE, socketlatency_queue(btf, skb));	\
+		RUN(on, DNS, QUEUE, dns_queue(btf, skb));			\
 	} while (0)
 
 SEC("tp_btf/net_dev_queue")
@@ -272,31 +279,39 @@ int BPF_KPROBE(datapath_queue_kprobe, struct sk_buff *skb)
 
 /* hook "rx": a packet enters the stack. */
 
+#define RX(btf, skb)								\
+	do {									\
+		__u32 on = datapath_enabled;					\
+										\
+		RUN(on, KERNELLATENCY, RX, kernellatency_rx(btf, skb));		\
+		RUN(on, DNS, RX, dns_rx(btf, skb));				\
+	} while (0)
+
 SEC("tp_btf/netif_receive_skb")
 int BPF_PROG(datapath_rx_btf, struct sk_buff *skb)
 {
-	RUN(datapath_enabled, KERNELLATENCY, RX, kernellatency_rx(true, skb));
+	RX(true, skb);
 	return 0;
 }
 
 SEC("tracepoint/net/netif_receive_skb")
 int datapath_rx_tp(struct trace_event_raw_net_dev_template *ctx)
 {
-	RUN(datapath_enabled, KERNELLATENCY, RX, kernellatency_rx(false, ctx->skbaddr));
+	RX(false, ctx->skbaddr);
 	return 0;
 }
 
 SEC("fentry/ip_rcv")
 int BPF_PROG(datapath_rx_fentry, struct sk_buff *skb)
 {
-	RUN(datapath_enabled, KERNELLATENCY, RX, kernellatency_rx(true, skb));
+	RX(true, skb);
 	return 0;
 }
 
 SEC("kprobe/ip_rcv")
 int BPF_KPROBE(datapath_rx_kprobe, struct sk_buff *skb)
 {
-	RUN(datapath_enabled, KERNELLATENCY, RX, kernellatency_rx(false, skb));
+	RX(false, skb);
 	return 0;
 }
 

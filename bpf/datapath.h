@@ -15,7 +15,8 @@ enum datapath_probe {
 	DATAPATH_SOCKETLATENCY = 3,
 	DATAPATH_TCPRTT = 4,
 	DATAPATH_TCPCONNECT = 5,
-	DATAPATH__PROBES = 6,
+	DATAPATH_DNS = 6,
+	DATAPATH__PROBES = 7,
 };
 
 /*
@@ -42,7 +43,9 @@ enum datapath_slot {
 	DATAPATH_TCPRTT_DELIVER = 16,
 	DATAPATH_TCPCONNECT_STATE = 17,
 	DATAPATH_TCPCONNECT_FREE = 18,
-	DATAPATH__SLOTS = 19,
+	DATAPATH_DNS_QUEUE = 19,
+	DATAPATH_DNS_RX = 20,
+	DATAPATH__SLOTS = 21,
 };
 
 /* What one probe cost on one hook, per CPU: runs of its handler and their time. */

@@ -15,7 +15,7 @@ from otel_kubeskoop.probes import packetloss, tcpreset, tcpretrans
 from otel_kubeskoop.probes import conntrack, qdisc, tcpsummary
 from otel_kubeskoop.probes import biolatency, netiftxlat, softirq, virtcmdlatency
 from otel_kubeskoop.probes import flow, kernellatency, socketlatency
-from otel_kubeskoop.probes import tcpconnect, tcprtt
+from otel_kubeskoop.probes import dns, tcpconnect, tcprtt
 from otel_kubeskoop.vocabulary import instruments as I
 from otel_kubeskoop.vocabulary.events import EventSpec
 from otel_kubeskoop.vocabulary.instruments import InstrumentSpec
@@ -47,6 +47,7 @@ ALL_PROBES: tuple[ProbeSpec, ...] = (
     flow.SPEC,
     tcprtt.SPEC,
     tcpconnect.SPEC,
+    dns.SPEC,
 )
 
 REGISTRY: dict[str, ProbeSpec] = {spec.name: spec for spec in ALL_PROBES}

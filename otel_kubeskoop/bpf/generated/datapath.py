@@ -32,6 +32,13 @@ from otel_kubeskoop.bpf.generated.socketlatency import (
 )
 from otel_kubeskoop.bpf.generated.tcprtt import TcprttHistsSlot, TcprttSock
 from otel_kubeskoop.bpf.generated.tcpconnect import TcpconnectHistsSlot, TcpconnectSocksSlot
+from otel_kubeskoop.bpf.generated.dns import (
+    DnsHistsSlot,
+    DnsNameKey,
+    DnsPending,
+    DnsPendingKey,
+    DnsScratch,
+)
 from otel_kubeskoop.bpf.spec import MapSpec, ObjectSpec
 
 
@@ -44,7 +51,8 @@ class DatapathProbe(enum.IntEnum):
     DATAPATH_SOCKETLATENCY = 3
     DATAPATH_TCPRTT = 4
     DATAPATH_TCPCONNECT = 5
-    DATAPATH__PROBES = 6
+    DATAPATH_DNS = 6
+    DATAPATH__PROBES = 7
 
 
 class DatapathSlot(enum.IntEnum):
@@ -69,7 +77,9 @@ class DatapathSlot(enum.IntEnum):
     DATAPATH_TCPRTT_DELIVER = 16
     DATAPATH_TCPCONNECT_STATE = 17
     DATAPATH_TCPCONNECT_FREE = 18
-    DATAPATH__SLOTS = 19
+    DATAPATH_DNS_QUEUE = 19
+    DATAPATH_DNS_RX = 20
+    DATAPATH__SLOTS = 21
 
 
 class DatapathCost(ctypes.LittleEndianStructure):
@@ -171,7 +181,16 @@ OBJECT = ObjectSpec(
         "tcpconnect_hists_full": MapSpec("percpu_array", ctypes.c_uint32, ctypes.c_uint64, 1),
         "tcpconnect_socks": MapSpec("array", ctypes.c_uint32, TcpconnectSocksSlot, 16384),
         "tcpconnect_inflight_stats": MapSpec("percpu_array", ctypes.c_uint32, ctypes.c_uint64, 6),
-        "datapath_costs": MapSpec("percpu_array", ctypes.c_uint32, DatapathCost, 19),
+        "dns_ratelimit": MapSpec("lru_hash", RatelimitKey, RatelimitBucket, 4096),
+        "dns_events": MapSpec("ringbuf", None, None, 262144),
+        "dns_losses": MapSpec("percpu_array", ctypes.c_uint32, ctypes.c_uint64, 2),
+        "dns_hists": MapSpec("array", ctypes.c_uint32, DnsHistsSlot, 4096),
+        "dns_hists_full": MapSpec("percpu_array", ctypes.c_uint32, ctypes.c_uint64, 1),
+        "dns_pending": MapSpec("hash", DnsPendingKey, DnsPending, 8192),
+        "dns_names": MapSpec("hash", DnsNameKey, ctypes.c_uint64, 4096),
+        "dns_stats": MapSpec("percpu_array", ctypes.c_uint32, ctypes.c_uint64, 7),
+        "dns_scratch": MapSpec("percpu_array", ctypes.c_uint32, DnsScratch, 1),
+        "datapath_costs": MapSpec("percpu_array", ctypes.c_uint32, DatapathCost, 21),
     },
     rodata={
         "kernellatency_hists_mask": ctypes.c_uint32,
@@ -179,6 +198,7 @@ OBJECT = ObjectSpec(
         "socketlatency_hists_mask": ctypes.c_uint32,
         "tcprtt_hists_mask": ctypes.c_uint32,
         "tcpconnect_hists_mask": ctypes.c_uint32,
+        "dns_hists_mask": ctypes.c_uint32,
     },
     globals={
         "packetloss_targ_reason_consumed": ctypes.c_uint32,
@@ -200,6 +220,8 @@ OBJECT = ObjectSpec(
         "tcpconnect_targ_reason_not_dropped": ctypes.c_uint32,
         "tcpconnect_targ_rate_per_sec": ctypes.c_uint32,
         "tcpconnect_targ_burst": ctypes.c_uint32,
+        "dns_targ_rate_per_sec": ctypes.c_uint32,
+        "dns_targ_burst": ctypes.c_uint32,
         "packetloss_targ_emit": ctypes.c_bool,
         "packetloss_targ_stack": ctypes.c_bool,
         "kernellatency_targ_emit": ctypes.c_bool,
@@ -210,8 +232,12 @@ OBJECT = ObjectSpec(
         "socketlatency_targ_since_ns": ctypes.c_uint64,
         "tcpconnect_targ_emit": ctypes.c_bool,
         "tcpconnect_targ_since_ns": ctypes.c_uint64,
+        "dns_targ_emit": ctypes.c_bool,
+        "dns_targ_names": ctypes.c_bool,
+        "dns_targ_slow_ns": ctypes.c_uint64,
+        "dns_targ_since_ns": ctypes.c_uint64,
         "datapath_enabled": ctypes.c_uint32,
         "datapath_stats": ctypes.c_bool,
     },
-    members=("packetloss", "kernellatency", "netiftxlat", "socketlatency", "tcprtt", "tcpconnect"),
+    members=("packetloss", "kernellatency", "netiftxlat", "socketlatency", "tcprtt", "tcpconnect", "dns"),
 )
