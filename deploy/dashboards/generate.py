@@ -303,6 +303,17 @@ def otlp_network() -> dict[str, Any]:
     reason, reset, retrans = L("kubeskoop.drop.reason"), L("kubeskoop.reset.type"), L("kubeskoop.retransmit.type")
     error = L("error.type")
     connect_failed = f', {error}!~"reset|aborted"'
+    server, servfail, on_node = L("server.address"), f'{error}="servfail"', f'{NODE}=~"$node"'
+
+    timeouts = rate("kubeskoop.dns.timeouts", NS, POD)
+
+    def either(a: str, b: str) -> str:
+        return f"({a} + {b}) or {a} or {b}"
+
+    def dns_answers(extra: str = "") -> str:
+        match = f", {extra}" if extra else ""
+        return f"sum by ({_by(NS, POD)}) (rate({O('dns.lookup.duration', 'count')}{{{sel}{match}}}[{RATE}]))"
+
     rows: list[Row] = [
         ("Drops, resets and retransmits", [
             ts("Drops by reason", target(rate("kubeskoop.packetloss.total", reason), f"{{{{{reason}}}}}"), unit="pps"),
@@ -332,6 +343,31 @@ def otlp_network() -> dict[str, Any]:
             quantile_heatmap("Smoothed RTT (tcprtt)", "kubeskoop.tcprtt.srtt"),
             ts("RTT variation and RTO p99 (tcprtt)", target(quantile(0.99, "kubeskoop.tcprtt.rttvar"), f"{POD_LEGEND} rttvar"),
                target(quantile(0.99, "kubeskoop.tcprtt.rto"), f"{POD_LEGEND} rto"), unit="s"),
+        ]),
+        ("DNS (dns)", [
+            ts("DNS answers by result, and timeouts (dns)",
+               target(f"sum by ({_by(NS, POD, error)}) (rate({O('dns.lookup.duration', 'count')}{{{sel}}}[{RATE}]))",
+                      f"{POD_LEGEND} {{{{{error}}}}}"),
+               target(rate("kubeskoop.dns.timeouts", NS, POD), f"{POD_LEGEND} timeout"),
+               description="Answers by error.type (the response code; empty: NOERROR) and queries with no answer "
+                           "within timeoutMs, per client pod (docs/bpf-probes.md)."),
+            ts("DNS failure ratio: SERVFAIL and timeouts (dns)",
+               target(f"({either(dns_answers(servfail), timeouts)}) / ({either(dns_answers(), timeouts)})", POD_LEGEND),
+               unit="percentunit", description="A pod with answers or timeouts only still has a ratio (PromQL's "
+                                                "sum of a missing series is empty)."),
+            ts("p99 DNS latency by server (dns)",
+               target(f"histogram_quantile(0.99, sum by ({_by(NS, POD, server, 'le')}) "
+                      f"(rate({O('dns.lookup.duration', 'bucket')}{{{sel}}}[{RATE}])))",
+                      f"{POD_LEGEND} {{{{{server}}}}}"), unit="s"),
+            quantile_heatmap("DNS latency (dns)", "dns.lookup.duration"),
+            ts("Slow DNS answers by server (dns)", target(rate("kubeskoop.dns.slow", NS, POD, server),
+                                                          f"{POD_LEGEND} {{{{{server}}}}}"),
+               description="Answers slower than the probe's slowThresholdMs."),
+            ts("DNS query names, top 10 (dns, queryNames)",
+               target(f"topk(10, {rate('kubeskoop.dns.names', NS, POD, L('dns.question.name'), error)})",
+                      f"{POD_LEGEND} {{{{{L('dns.question.name')}}}}} {{{{{error}}}}}"),
+               target(f"sum(rate({O('kubeskoop.dns.names.overflow')}{{{on_node}}}[{RATE}]))", "past maxQueryNames"),
+               target(f"sum(rate({O('kubeskoop.dns.unreadable')}{{{on_node}}}[{RATE}]))", "TCP unreadable")),
         ]),
         ("Traffic", [
             ts("Pod network I/O (semconv)", target(rate("k8s.pod.network.io", NS, POD, L("network.io.direction")),
