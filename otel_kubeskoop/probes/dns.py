@@ -42,7 +42,14 @@ from otel_kubeskoop.bpf.generated.dns import DnsEvent, DnsEventType, DnsStat
 from otel_kubeskoop.bpf.records import decode_exact
 from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeContext, ProbeSpec, Sample, Scope, Source
 from otel_kubeskoop.probes._bpf import EventArgs, HandleProbe, ObjectHandle, bpf_requires
-from otel_kubeskoop.probes._decode import address, event_type, record_event, transport, tuple_attributes
+from otel_kubeskoop.probes._decode import (
+    address,
+    event_type,
+    network_type,
+    record_event,
+    transport,
+    tuple_attributes,
+)
 from otel_kubeskoop.probes._latency import Histograms, histogram, seconds
 from otel_kubeskoop.probes._reconcile import NetnsReconciler
 from otel_kubeskoop.vocabulary import attributes as A
@@ -184,7 +191,7 @@ def decode_dns(raw: bytes, clock_offset_ns: int = 0) -> Event:
 
 def timeout_event(key: Any, value: Any, now_ns: int, clock_offset_ns: int) -> Event:
     """The event of a pending query swept as a timeout (key and value of "pending")."""
-    attrs = [(A.NETWORK_TYPE, "ipv4" if key.family == 2 else "ipv6"),
+    attrs = [(A.NETWORK_TYPE, network_type(key.family)),
              (A.NETWORK_TRANSPORT, transport(key.transport)),
              (A.SOURCE_ADDRESS, address(key.family, key.client)), (A.SOURCE_PORT, key.client_port),
              (A.DESTINATION_ADDRESS, address(key.family, key.server)),
@@ -236,10 +243,14 @@ class DnsProbe(HandleProbe):
         #: (netns, cookie, name, error.type) -> timeouts per name since start
         self.name_timeouts: Counter[tuple[int, int, str, str]] = Counter()
         self.reported_names: set[tuple[int, str]] = set()  # (netns, name) reported so far
-        self.overflow = 0
-        self._reconciler: NetnsReconciler[Any] = NetnsReconciler(lambda k: (k[0], k[1]))
+        self.started_ns = 0  # pending queries older than this are from before: not ours
+        self._timeouts_netns: NetnsReconciler[Any] = NetnsReconciler(lambda k: (k[0], k[1]))
+        self._name_timeouts_netns: NetnsReconciler[Any] = NetnsReconciler(lambda k: (k[0], k[1]))
+        self._names_netns: NetnsReconciler[Any] = NetnsReconciler(
+            lambda e: (e[0].netns, e[0].netns_cookie))
 
     def start(self) -> None:
+        self.started_ns = time.monotonic_ns()
         self.bpf.start(self.args.settings, events=self.args)
 
     def decode(self, raw: bytes) -> Event:
@@ -247,10 +258,15 @@ class DnsProbe(HandleProbe):
 
     def sweep(self, now_ns: int) -> None:
         """Count the queries pending longer than ``timeoutMs`` as timeouts and delete them (a
-        delete that fails lost the race to the answer, which the kernel counted)."""
+        delete that fails lost the race to the answer, which the kernel counted). Queries from
+        before this probe started (it was stopped while the object stayed loaded: their answers
+        may have come while its bit was off) are deleted uncounted."""
         pending = self.bpf.map("pending")
         deadline = now_ns - int(self.args.timeout_ms * _MS)
         for key, value in pending.items():
+            if value.ts_ns < self.started_ns:
+                pending.delete(key)
+                continue
             if value.ts_ns > deadline or not pending.delete(key):
                 continue
             self.timeouts[(key.netns, value.netns_cookie, key.family, bytes(key.server),
@@ -269,7 +285,7 @@ class DnsProbe(HandleProbe):
         out: list[Sample] = []
         for key, value, netns in self.hists.live():
             out += hist_samples(key, value, netns)
-        verdict = self._reconciler.reconcile(list(self.timeouts), self.ctx.cycle.namespaces)
+        verdict = self._timeouts_netns.reconcile(list(self.timeouts), self.ctx.cycle.namespaces)
         for gone in verdict.gone:
             del self.timeouts[gone]
         for (inode, _, family, server, proto), netns in verdict.live:
@@ -283,23 +299,31 @@ class DnsProbe(HandleProbe):
 
     def name_samples(self) -> list[Sample]:
         """Answers and timeouts per name, the first ``maxQueryNames`` (netns, name) pairs seen
-        staying reported; the rest counted in the overflow."""
+        staying reported (until their namespace goes); the rest counted in the overflow."""
+        namespaces = self.ctx.cycle.namespaces
+        names = self.bpf.map("names")
         counts: Counter[tuple[int, int, str, str | None]] = Counter()
-        for key, value in self.bpf.map("names").items():
+        kernel = self._names_netns.reconcile(names.items(), namespaces)
+        for key, _ in kernel.gone:
+            names.delete(key)
+        for (key, value), _ in kernel.live:
             name = question_name(bytes(key.name), NAME_BYTES)
             counts[(key.netns, key.netns_cookie, name, rcode_error(key.rcode))] += value
-        for (inode, cookie, name, error), value in self.name_timeouts.items():
-            counts[(inode, cookie, name, error)] += value
-        verdict = self._reconciler.reconcile(list(counts), self.ctx.cycle.namespaces)
+        timeouts = self._name_timeouts_netns.reconcile(list(self.name_timeouts), namespaces)
+        for gone in timeouts.gone:
+            del self.name_timeouts[gone]
+        for key, _ in timeouts.live:
+            counts[key] += self.name_timeouts[key]
+        live = {key.netns for (key, _), _ in kernel.live} | {key[0] for key, _ in timeouts.live}
+        self.reported_names = {(inode, name) for inode, name in self.reported_names if inode in live}
         out, overflow = [], 0
-        for (inode, _, name, error), netns in verdict.live:
-            value = counts[(inode, _, name, error)]
+        for (inode, cookie, name, error), value in sorted(counts.items(), key=lambda kv: kv[0][:3]):
             if (inode, name) not in self.reported_names:
                 if len(self.reported_names) >= self.args.max_query_names:
                     overflow += value
                     continue
                 self.reported_names.add((inode, name))
-            out.append(Sample(DNS_NAMES, value, netns, ((QUESTION_NAME, name), *_error(error))))
+            out.append(Sample(DNS_NAMES, value, inode or None, ((QUESTION_NAME, name), *_error(error))))
         out.append(Sample(DNS_NAMES_OVERFLOW, overflow, None))
         return out
 

@@ -90,7 +90,9 @@ def test_the_sweep_counts_overdue_queries_once_and_keeps_the_others(monkeypatch)
     now = 10_000_000_000
     monkeypatch.setattr(dns.time, "monotonic_ns", lambda: now)
     old, fresh = pending(A_NS, now - 1_500_000_000, 1), pending(A_NS, now - 10, 2)
-    probe = probe_with(pendings=[old, fresh], events=True, eventRate=1, eventBurst=1)
+    stale = pending(A_NS, now - 9_000_000_000, 4)  # from before the probe started: not counted
+    probe = probe_with(pendings=[old, fresh, stale], events=True, eventRate=1, eventBurst=1)
+    probe.started_ns = now - 5_000_000_000
     got = samples_by_key(probe.collect())
     server = (("server.address", SERVER), ("network.transport", "udp"))
     assert got[("kubeskoop.dns.timeouts", A_NS, server)] == 1
