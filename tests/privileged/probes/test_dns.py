@@ -19,7 +19,7 @@ from tests.privileged.netnsutil import TestNetns, netns, require_root, veth_pair
 from tests.privileged.probes.conftest import Harness, attrs, no_ipv6
 from tests.privileged.probes.delayutil import python_ready
 from tests.privileged.probes.dnsutil import CLIENT, SERVER
-from tests.privileged.probes.latencyutil import count
+from tests.privileged.probes.latencyutil import KINDS, count, with_kind
 
 require_root()
 
@@ -54,9 +54,10 @@ def ask(ns: TestNetns, names: list[str], transport: str) -> None:
     assert got == [[n, transport, SEEN[n.split(".")[0]]] for n in names], got
 
 
-def start(h: Harness, **args: Any) -> None:
+def start(h: Harness, kind: str = "tp_btf", **args: Any) -> None:
     h.start(dns.SPEC, dns.DnsArgs.model_validate(
-        {"timeoutMs": TIMEOUT_MS, "slowThresholdMs": 200, **args}))
+        {"timeoutMs": TIMEOUT_MS, "slowThresholdMs": 200, **args}),
+        factory=with_kind(dns.DnsProbe, kind))
 
 
 def series(h: Harness, ns: TestNetns) -> dict[tuple[str, tuple[tuple[str, Any], ...]], Any]:
@@ -73,9 +74,10 @@ def by_error(got: dict[Any, Any], instrument: str, transport: str) -> dict[str |
     return out
 
 
-def test_answers_by_rcode_latency_and_timeouts(harness: Harness) -> None:
+@pytest.mark.parametrize("kind", KINDS)
+def test_answers_by_rcode_latency_and_timeouts(harness: Harness, kind: str) -> None:
     transport = "udp"
-    start(harness)
+    start(harness, kind)
     with linked(harness) as (a, b):
         ask(a, QUERIES, transport)
         time.sleep(TIMEOUT_MS / 1000 + 0.1)  # the silent query is now overdue
