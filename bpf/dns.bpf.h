@@ -17,9 +17,10 @@
  *          happens before the packet enters the pod's namespace).
  *
  * TCP: the message follows a 2-byte length at the start of a segment's payload (RFC 1035
- * 4.2.2); segments without payload (handshake, ACKs) are skipped, and a message whose header
- * lies outside the packet's linear data (page fragments, which a tracing program cannot read)
- * is counted (DNS_STAT_NONLINEAR), not followed. The first message of a segment only.
+ * 4.2.2); segments without payload (handshake, ACKs) are skipped. TCP puts the payload in page
+ * fragments, out of a probe read's reach: the tp_btf (and fentry) programs read it through a
+ * dynptr over the skb; the classic tracepoint and kprobe programs count it (DNS_STAT_NONLINEAR),
+ * not followed. The first message of a segment only.
  *
  * Queries never answered stay in "pending" until user space sweeps them (timeouts). SERVFAIL and
  * answers slower than dns_targ_slow_ns are sent, with dns_targ_emit, through the rate-limited ring
@@ -40,6 +41,14 @@
 #include "events.bpf.h"
 #include "latency.bpf.h"
 #include "dns.h"
+
+/*
+ * Packet bytes in page fragments (TCP's payload), which a probe read cannot reach: through a
+ * dynptr over the skb, which tp_btf and fentry programs may make where the kernel allows it
+ * (this one, 6.18, does). Classic tracepoint and kprobe programs count such messages instead.
+ */
+extern int bpf_dynptr_from_skb(struct __sk_buff *skb, __u64 flags,
+			       struct bpf_dynptr *ptr__uninit) __ksym __weak;
 
 #define DNS_HEADER_BYTES 12
 #define DNS_QR 0x8000       /* flags: a response */
@@ -103,9 +112,21 @@ BTF_EXPORT(struct latency_hist, latency_hist);
 struct dns_msg {
 	struct dns_pending_key key;
 	__u16 flags;
-	__u16 name_len;                /* bytes of question in the linear data, up to DNS_NAME_BYTES */
-	const unsigned char *question; /* the question's kernel address */
+	__u16 name_len;                /* bytes of question readable, up to DNS_NAME_BYTES */
+	const unsigned char *question; /* the question's kernel address; NULL: in page fragments */
+	__u32 question_off;            /* its offset from skb->data */
 };
+
+/* len bytes at skb->data + off into dst, fragments included (btf programs only). */
+static __always_inline bool dns_read_skb(const struct sk_buff *skb, __u32 off, void *dst,
+					 __u32 len)
+{
+	struct bpf_dynptr dp;
+
+	if (bpf_dynptr_from_skb((struct __sk_buff *)skb, 0, &dp))
+		return false;
+	return !bpf_dynptr_read(dst, len, &dp, off, 0);
+}
 
 static __always_inline void dns_count(enum dns_stat stat)
 {
@@ -117,12 +138,14 @@ static __always_inline void dns_count(enum dns_stat stat)
 }
 
 /*
- * Whether the IP packet at `ip` (its linear data ends at `end`; l3: skb->protocol, host order)
- * carries a DNS query (`response` false: to port 53) or response (true: from port 53); if so, m
- * holds its key, client and server as the query has them, and where its question is. One probe
- * read of the IP header and ports for any packet; the DNS header is read for port 53 only.
+ * Whether the IP packet at `ip` (skb->data + ip_off; its linear data ends at `end`; l3:
+ * skb->protocol, host order) carries a DNS query (`response` false: to port 53) or response
+ * (true: from port 53); if so, m holds its key, client and server as the query has them, and
+ * where its question is. One probe read of the IP header and ports for any packet; the DNS header
+ * is read for port 53 only, from the page fragments in btf programs when it is there.
  */
-static __always_inline bool dns_parse(const unsigned char *ip, const unsigned char *end, __u16 l3,
+static __always_inline bool dns_parse(bool btf, const struct sk_buff *skb, const unsigned char *ip,
+				      __u32 ip_off, const unsigned char *end, __u16 l3,
 				      bool response, struct dns_msg *m)
 {
 	__u8 h[44]; /* the IP header without options, and the ports */
@@ -179,20 +202,22 @@ static __always_inline bool dns_parse(const unsigned char *ip, const unsigned ch
 	}
 	if (msg + DNS_HEADER_BYTES > total)
 		return false; /* no message: a TCP handshake or ACK, or a runt */
-	if (ip + msg + DNS_HEADER_BYTES > end) {
+	room = total - msg - DNS_HEADER_BYTES;
+	m->question_off = ip_off + msg + DNS_HEADER_BYTES;
+	if (ip + msg + DNS_HEADER_BYTES <= end) {
+		if (bpf_probe_read_kernel(word, 4, ip + msg))
+			return false;
+		m->question = ip + msg + DNS_HEADER_BYTES;
+		if (room > end - m->question)
+			room = end - m->question;
+	} else if (!btf || !dns_read_skb(skb, ip_off + msg, word, 4)) {
 		dns_count(DNS_STAT_NONLINEAR);
 		return false;
 	}
-	if (bpf_probe_read_kernel(word, 4, ip + msg))
-		return false;
 	m->key.id = bpf_ntohs(word[0]);
 	m->flags = bpf_ntohs(word[1]);
 	if (!!(m->flags & DNS_QR) != response)
 		return false;
-	m->question = ip + msg + DNS_HEADER_BYTES;
-	room = end - m->question;
-	if (room > total - msg - DNS_HEADER_BYTES)
-		room = total - msg - DNS_HEADER_BYTES;
 	m->name_len = room < DNS_NAME_BYTES ? room : DNS_NAME_BYTES;
 	return true;
 }
@@ -231,8 +256,8 @@ static __always_inline void dns_queue(bool btf, const struct sk_buff *skb)
 	nh = KREAD(btf, skb, network_header);
 	if (!head || nh == (__u16)~0U)
 		return;
-	if (!dns_parse(head + nh, dns_linear_end(btf, skb, data), bpf_ntohs(KREAD(btf, skb, protocol)),
-		       false, &m))
+	if (!dns_parse(btf, skb, head + nh, head + nh - data, dns_linear_end(btf, skb, data),
+		       bpf_ntohs(KREAD(btf, skb, protocol)), false, &m))
 		return;
 	scratch = bpf_map_lookup_elem(&dns_scratch, &zero);
 	if (!scratch)
@@ -246,7 +271,11 @@ static __always_inline void dns_queue(bool btf, const struct sk_buff *skb)
 	__builtin_memset(p->name, 0, DNS_NAME_BYTES);
 	if (dns_targ_names) {
 		p->name_len = m.name_len;
-		bpf_probe_read_kernel(p->name, DNS_NAME_BYTES, m.question);
+		if (m.question)
+			bpf_probe_read_kernel(p->name, DNS_NAME_BYTES, m.question);
+		else if (btf && (m.name_len > DNS_NAME_BYTES ||
+				 !dns_read_skb(skb, m.question_off, p->name, m.name_len)))
+			p->name_len = 0;
 	}
 	err = bpf_map_update_elem(&dns_pending, &m.key, p, BPF_NOEXIST);
 	if (!err)
@@ -312,8 +341,8 @@ static __always_inline void dns_rx(bool btf, const struct sk_buff *skb)
 	if (!skb)
 		return;
 	data = KREAD(btf, skb, data);
-	if (!dns_parse(data, dns_linear_end(btf, skb, data), bpf_ntohs(KREAD(btf, skb, protocol)),
-		       true, &m))
+	if (!dns_parse(btf, skb, data, 0, dns_linear_end(btf, skb, data),
+		       bpf_ntohs(KREAD(btf, skb, protocol)), true, &m))
 		return;
 	id = skb_netns_id(btf, skb);
 	m.key.netns = id.inum;

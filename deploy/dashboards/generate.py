@@ -367,7 +367,7 @@ def otlp_network() -> dict[str, Any]:
                target(f"topk(10, {rate('kubeskoop.dns.names', NS, POD, L('dns.question.name'), error)})",
                       f"{POD_LEGEND} {{{{{L('dns.question.name')}}}}} {{{{{error}}}}}"),
                target(f"sum(rate({O('kubeskoop.dns.names.overflow')}{{{on_node}}}[{RATE}]))", "past maxQueryNames"),
-               target(f"sum(rate({O('kubeskoop.dns.unreadable')}{{{on_node}}}[{RATE}]))", "TCP unreadable")),
+               target(f"sum(rate({O('kubeskoop.dns.unreadable')}{{{on_node}}}[{RATE}]))", "TCP unreadable (classic tracepoints)")),
         ]),
         ("Traffic", [
             ts("Pod network I/O (semconv)", target(rate("k8s.pod.network.io", NS, POD, L("network.io.direction")),

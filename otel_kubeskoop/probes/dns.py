@@ -91,8 +91,8 @@ DNS_NAMES_OVERFLOW = InstrumentSpec(
     "or the kernel's table of names was full", key="overflow")
 DNS_UNREADABLE = InstrumentSpec(
     "kubeskoop.dns.unreadable", C, "{packet}",
-    "TCP segments to or from port 53 not followed: the DNS header was outside the packet's linear "
-    "data (page fragments)", key="NONLINEAR")
+    "TCP segments to or from port 53 not followed: the DNS header was in the packet's page "
+    "fragments, which the classic tracepoint and kprobe programs cannot read", key="NONLINEAR")
 INSTRUMENTS = (DNS_DURATION, DNS_SLOW, DNS_TIMEOUTS, DNS_NAMES, DNS_NAMES_OVERFLOW, DNS_UNREADABLE)
 
 _EVENT_ATTRIBUTES = (*A.TUPLE, SERVER_ADDRESS, A.ERROR_TYPE, A.LATENCY, TRANSACTION_ID, QUESTION_NAME)
