@@ -23,9 +23,10 @@ def answer(msg):
     flags = 0x8000 | (flags & 0x0100) | 0x0080 | RCODES[label]
     return struct.pack("!HHHHHH", tid, flags, 1, 0, 0, 0) + msg[12:]
 
-udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+family = socket.AF_INET6 if ":" in {host!r} else socket.AF_INET
+udp = socket.socket(family, socket.SOCK_DGRAM)
 udp.bind(({host!r}, 53))
-tcp = socket.create_server(({host!r}, 53))
+tcp = socket.create_server(({host!r}, 53), family=family)
 
 def serve_udp():
     while True:
@@ -72,7 +73,7 @@ for i, (name, transport) in enumerate(queries):
     msg = struct.pack("!HHHHHH", 0x1000 + i, 0x0100, 1, 0, 0, 0) + qname + struct.pack("!HH", 1, 1)
     try:
         if transport == "udp":
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s = socket.socket(socket.AF_INET6 if ":" in {server!r} else socket.AF_INET, socket.SOCK_DGRAM)
             s.settimeout({wait})
             s.sendto(msg, ({server!r}, 53))
             reply = s.recvfrom(512)[0]

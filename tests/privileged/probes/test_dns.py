@@ -47,8 +47,8 @@ def linked(h: Harness) -> Iterator[tuple[TestNetns, TestNetns]]:
             yield a, b
 
 
-def ask(ns: TestNetns, names: list[str], transport: str) -> None:
-    out = ns.python(CLIENT.format(queries=[(n, transport) for n in names], server=SERVER_ADDR,
+def ask(ns: TestNetns, names: list[str], transport: str, server: str = SERVER_ADDR) -> None:
+    out = ns.python(CLIENT.format(queries=[(n, transport) for n in names], server=server,
                                   wait=TIMEOUT_MS / 1000 + 0.2), timeout=60).stdout.split("\n")
     got = [line.split() for line in out if line]
     assert got == [[n, transport, SEEN[n.split(".")[0]]] for n in names], got
@@ -171,3 +171,22 @@ def test_off_bit_stops_counting_while_the_object_stays(harness: Harness) -> None
         hists = by_error(series(harness, a), DURATION, "udp")
     # The histogram of before is kept (the maps stay); nothing counted while the bit was off.
     assert {e: count(h) for e, h in hists.items()} == {None: 1, "servfail": 1}
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_ipv6(harness: Harness, transport: str) -> None:
+    start(harness)
+    with netns() as a, netns() as b:
+        with veth_pair(a, b, "fd00:dd::1/64", "fd00:dd::2/64") as (dev_a, dev_b):
+            deadline = time.monotonic() + 10  # duplicate address detection: about 2 s
+            for ns, dev in ((a, dev_a), (b, dev_b)):
+                while ns.run("ip", "-6", "addr", "show", "dev", dev, "tentative").stdout.strip():
+                    assert time.monotonic() < deadline, f"{dev}: IPv6 address still tentative"
+                    time.sleep(0.1)
+            python_ready(b, SERVER.format(host="fd00:dd::2"))
+            harness.rescan()
+            ask(a, ["ok.a.test", "nx.a.test"], transport, "fd00:dd::2")
+            got = series(harness, a)
+    hists = {dict(attrs).get("error.type"): h for (name, attrs), h in got.items() if name == DURATION}
+    assert {e: count(h) for e, h in hists.items()} == {None: 1, "nxdomain": 1}
+    assert {dict(attrs)["server.address"] for (name, attrs) in got if name == DURATION} == {"fd00:dd::2"}
