@@ -38,6 +38,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from otel_kubeskoop.bpf.generated import dns as contract
+from otel_kubeskoop.bpf.generated.common import FlowTuple
 from otel_kubeskoop.bpf.generated.dns import DnsEvent, DnsEventType, DnsStat
 from otel_kubeskoop.bpf.records import decode_exact
 from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeContext, ProbeSpec, Sample, Scope, Source
@@ -45,7 +46,6 @@ from otel_kubeskoop.probes._bpf import EventArgs, HandleProbe, ObjectHandle, bpf
 from otel_kubeskoop.probes._decode import (
     address,
     event_type,
-    network_type,
     record_event,
     transport,
     tuple_attributes,
@@ -191,11 +191,10 @@ def decode_dns(raw: bytes, clock_offset_ns: int = 0) -> Event:
 
 def timeout_event(key: Any, value: Any, now_ns: int, clock_offset_ns: int) -> Event:
     """The event of a pending query swept as a timeout (key and value of "pending")."""
-    attrs = [(A.NETWORK_TYPE, network_type(key.family)),
-             (A.NETWORK_TRANSPORT, transport(key.transport)),
-             (A.SOURCE_ADDRESS, address(key.family, key.client)), (A.SOURCE_PORT, key.client_port),
-             (A.DESTINATION_ADDRESS, address(key.family, key.server)),
-             (A.DESTINATION_PORT, key.server_port), (SERVER_ADDRESS, address(key.family, key.server)),
+    tuple_ = FlowTuple(family=key.family, protocol=key.transport, sport=key.client_port,
+                       dport=key.server_port)
+    tuple_.saddr[:], tuple_.daddr[:] = key.client, key.server
+    attrs = [*tuple_attributes(tuple_), (SERVER_ADDRESS, address(key.family, key.server)),
              (A.ERROR_TYPE, TIMEOUT), (A.LATENCY, seconds(now_ns - value.ts_ns)),
              (TRANSACTION_ID, key.id)]
     if value.name_len:
@@ -219,6 +218,10 @@ class TokenBuckets:
         self.rate, self.burst = rate, max(burst, 1)
         self._buckets: dict[tuple[int, int], tuple[float, float]] = {}
         self.refused = 0
+
+    def forget(self, live: set[int]) -> None:
+        """Drop the buckets of namespaces not in ``live`` (gone)."""
+        self._buckets = {k: v for k, v in self._buckets.items() if k[0] in live}
 
     def allow(self, netns: int, kind: int, now: float) -> bool:
         if self.rate <= 0:
@@ -282,6 +285,8 @@ class DnsProbe(HandleProbe):
         if self.bpf.obj is None:
             return []
         self.sweep(time.monotonic_ns())
+        if self.ctx.cycle.namespaces:
+            self.buckets.forget(set(self.ctx.cycle.namespaces))
         out: list[Sample] = []
         for key, value, netns in self.hists.live():
             out += hist_samples(key, value, netns)
