@@ -88,7 +88,7 @@ def test_answers_by_rcode_latency_and_timeouts(harness: Harness, kind: str, tran
         None: 3, "nxdomain": 2, "servfail": 1, "refused": 1, "_OTHER": 1}
     # 300 ms: the [2^28, 2^29) ns bucket, 268-537 ms; the other answers well under it.
     assert BOUNDS[27] < 0.3 <= BOUNDS[28]
-    assert hists[None].counts[28] == 1 and sum(hists[None].counts[:20]) == 2
+    assert hists[None].counts[28] == 1 and sum(hists[None].counts[:27]) == 2  # others < 134 ms
     assert by_error(got, SLOW, transport) == {None: 1, "nxdomain": 0, "servfail": 0, "refused": 0,
                                               "_OTHER": 0}
     assert by_error(got, TIMEOUTS, transport) == {None: 1}
