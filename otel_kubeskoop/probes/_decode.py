@@ -246,30 +246,25 @@ class TupleWords:
         self._states: dict[int, Attrs] = {}
 
     def connection(self, family: int, protocol: int, saddr: bytes, daddr: bytes, sport: int,
-                   dport: int, state: int) -> list[tuple[str, Any]]:
-        """:func:`connection_attributes` of a tuple given as its fields (addresses as 16 bytes)."""
+                   dport: int, state: int, tail: Attrs = ()) -> Attrs:
+        """:func:`connection_attributes` of a tuple given as its fields (addresses as 16 bytes),
+        then ``tail``, as one tuple."""
         kind = self._kinds.get((family, protocol))
         if kind is None:
             kind = self._kind(family, protocol)
-        ported, head = kind
-        if not head:
-            attrs: list[tuple[str, Any]] = []
-        else:
-            if family == AF_INET:
-                saddr, daddr = saddr[:4], daddr[:4]
-            src = self._sources.get(saddr) or self._address(self._sources, A.SOURCE_ADDRESS, family, saddr)
-            dst = (self._destinations.get(daddr)
-                   or self._address(self._destinations, A.DESTINATION_ADDRESS, family, daddr))
-            if ported:
-                attrs = [*head, src, (A.SOURCE_PORT, sport), dst, (A.DESTINATION_PORT, dport)]
-            else:
-                attrs = [*head, src, dst]
         words = self._states.get(state)
         if words is None:
             words = self._state(state)
-        if words:
-            attrs += words
-        return attrs
+        ported, head = kind
+        if not head:
+            return (*words, *tail)
+        if family == AF_INET:
+            saddr, daddr = saddr[:4], daddr[:4]
+        src = self._sources.get(saddr) or self._address(self._sources, A.SOURCE_ADDRESS, family, saddr)
+        dst = self._destinations.get(daddr) or self._address(self._destinations, A.DESTINATION_ADDRESS, family, daddr)
+        if ported:
+            return (*head, src, (A.SOURCE_PORT, sport), dst, (A.DESTINATION_PORT, dport), *words, *tail)
+        return (*head, src, dst, *words, *tail)
 
     def _kind(self, family: int, protocol: int) -> tuple[bool, Attrs]:
         kind = self._kinds[(family, protocol)] = (protocol in _PORTED, l3l4_attributes(family, protocol))

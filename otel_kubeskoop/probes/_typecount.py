@@ -95,7 +95,7 @@ class TypecountDecoder:
             "tuple.saddr", "tuple.daddr", "tuple.sport", "tuple.dport")))
         self._extra_at = index[table.extra_field] if table.extra_field else None
         self._words = TupleWords(names)
-        self._types = {kind: (spec.name, spec.upstream_type, (table.attribute, word))
+        self._types = {kind: (spec.name, spec.upstream_type, ((table.attribute, word),))
                        for kind, (word, spec) in table.types.items()}
         self._extras: dict[Any, tuple[tuple[str, Any], ...]] = {}
 
@@ -108,11 +108,9 @@ class TypecountDecoder:
         if known is None:
             raise DecodeError(f"{self.table.object.name}: unknown event type {kind}")
         name, upstream_type, word = known
-        attrs = self._words.connection(family, protocol, saddr, daddr, sport, dport, state)
-        attrs.append(word)
-        if self._extra_at is not None:
-            attrs += self._extra(f[self._extra_at])
-        return Event(name, upstream_type, netns or None, tuple(attrs), "", ts + clock_offset_ns)
+        tail = word if self._extra_at is None else (*word, *self._extra(f[self._extra_at]))
+        attrs = self._words.connection(family, protocol, saddr, daddr, sport, dport, state, tail)
+        return Event(name, upstream_type, netns or None, attrs, "", ts + clock_offset_ns)
 
     def _extra(self, value: Any) -> tuple[tuple[str, Any], ...]:
         hit = self._extras.get(value)
