@@ -23,11 +23,11 @@ from otel_kubeskoop.bpf.spec import ObjectSpec
 from otel_kubeskoop.probe import Event, ProbeContext, Sample
 from otel_kubeskoop.probes._bpf import (
     Counters,
-    EventArgs,
     HandleProbe,
     ObjectHandle,
+    RingEventArgs,
     TupleCounts,
-    small_ring_without_events,
+    event_ring,
 )
 from otel_kubeskoop.probes._decode import MAX_CACHED_WORDS, KernelNames, TupleWords, kernel_names
 from otel_kubeskoop.vocabulary.events import EventSpec
@@ -127,9 +127,9 @@ class TypecountProbe(HandleProbe):
 
     TABLE: ClassVar[Typecount]
 
-    def __init__(self, args: EventArgs | None, ctx: ProbeContext) -> None:
+    def __init__(self, args: RingEventArgs | None, ctx: ProbeContext) -> None:
         self.table = self.TABLE
-        self.args = args if args is not None else EventArgs()
+        self.args = args if args is not None else RingEventArgs()
         self.names = KernelNames()
         self.decoder = TypecountDecoder(self.table, self.names)
         self.bpf = ObjectHandle(self.table.object, ctx, self.decode)
@@ -140,7 +140,7 @@ class TypecountProbe(HandleProbe):
     def start(self) -> None:
         self.names = kernel_names()
         self.decoder = TypecountDecoder(self.table, self.names)
-        self.bpf.start(events=self.args, max_entries=small_ring_without_events(self.bpf.ctx))
+        self.bpf.start(events=self.args, max_entries=event_ring(self.bpf.ctx, self.args))
 
     def collect(self) -> list[Sample]:
         if self.bpf.obj is None:
