@@ -29,7 +29,7 @@ from otel_kubeskoop.probes._bpf import (
     TupleCounts,
     event_ring,
 )
-from otel_kubeskoop.probes._decode import MAX_CACHED_WORDS, KernelNames, TupleWords, kernel_names
+from otel_kubeskoop.probes._decode import MAX_CACHED_WORDS, KernelNames, TupleWords, kernel_names, new_event
 from otel_kubeskoop.vocabulary.events import EventSpec
 from otel_kubeskoop.vocabulary.instruments import InstrumentSpec
 
@@ -110,7 +110,7 @@ class TypecountDecoder:
         name, upstream_type, word = known
         tail = word if self._extra_at is None else (*word, *self._extra(f[self._extra_at]))
         attrs = self._words.connection(family, protocol, saddr, daddr, sport, dport, state, tail)
-        return Event(name, upstream_type, netns or None, attrs, "", ts + clock_offset_ns)
+        return new_event(name, upstream_type, netns or None, attrs, "", ts + clock_offset_ns)
 
     def _extra(self, value: Any) -> tuple[tuple[str, Any], ...]:
         hit = self._extras.get(value)
