@@ -112,8 +112,9 @@ class RecordEncoder:
         self._int_prefixes: dict[str, tuple[bytes, ...]] = {}
 
     def _int_prefixes_of(self, key: str) -> tuple[bytes, ...]:
-        """What precedes an int value's varint of n bytes in its attribute field, at index n."""
-        if len(self._int_prefixes) >= MAX_CACHED_PAIRS:
+        """What precedes an int value's varint of n bytes in its attribute field, at index n
+        (ten per key: the cache keeps a tenth as many keys as it keeps string pairs)."""
+        if len(self._int_prefixes) >= MAX_CACHED_PAIRS // 10:
             self._int_prefixes.clear()
         key_field = length_delimited(_KEY_TAG, key.encode())
         prefixes = [b""]
