@@ -42,6 +42,8 @@ from otel_kubeskoop.telemetry.sender import MetricSender
 from otel_kubeskoop.topology.attribution import Attributor
 from otel_kubeskoop.topology.netns_discovery import NetnsDiscovery
 from otel_kubeskoop.topology.pods import PodCache
+from otel_kubeskoop.topology.remotes import RemoteDirectory
+from otel_kubeskoop.topology.services import ServiceCache
 from otel_kubeskoop.vocabulary import attributes as A
 from otel_kubeskoop.vocabulary import instruments as I
 
@@ -64,6 +66,9 @@ class Agent:
         self.pods = PodCache(config.node_name)
         identity = Identity(config.node_name, socket.gethostname(), config.cluster_name)
         self.directory = ResourceDirectory(identity, Attributor(self.pods), config.additional_labels)
+        # Who connections' peers are (tcprtt, tcpconnect): this node's pods, Services by ClusterIP.
+        self.services = ServiceCache()
+        self.remotes = RemoteDirectory(self.directory.peer, self.services.get)
         if metric_exporter is None:
             metric_exporter = outputs.metric_exporter(config)
         self.pipeline = MetricPipeline(metric_exporter, self.directory) if metric_exporter is not None else None
@@ -150,6 +155,7 @@ class Agent:
         samples = self.collect() if self.cycles and not wedged else None
         self.runtime.stop()
         self.pods.stop()
+        self.services.stop()
         self.events.shutdown(time.monotonic() + max(0.0, deadline - time.monotonic()) / 2)
         if samples is not None:
             self.publish(samples)  # with the event counts the drain has settled
@@ -182,7 +188,7 @@ class Agent:
 
     def scan(self) -> Cycle:
         """This cycle's snapshot of the namespaces; the directory takes it (owners, resources)."""
-        snapshot = Cycle.of(self.discovery.scan())
+        snapshot = Cycle.of(self.discovery.scan(), self.remotes)
         self.directory.refresh(snapshot)
         self.snapshot = snapshot
         return snapshot

@@ -9,7 +9,8 @@ unlike the node's pods (:mod:`otel_kubeskoop.topology.pods`), so the cache lists
 every ``resync_seconds``, in one daemon thread (``kubeskoop-services``); a failed list keeps the
 last map and is retried after the backoff. A periodic list rather than a watch: ClusterIPs change
 rarely, and a Service created since the last list is named at the next one (until then its
-address is "external"). At most ``max_addresses`` addresses are held; the ones past that are
+address is "external"). The thread starts on the first lookup, so an agent whose probes never ask
+(tcprtt and tcpconnect off) never lists Services. At most ``max_addresses`` addresses are held; the ones past that are
 counted in :attr:`ServiceCache.overflow` (per list) and left unnamed.
 
 Without API access (no service account, no kubeconfig) the cache is disabled, says why once, and
@@ -83,30 +84,29 @@ class ServiceCache:
         self._stop = threading.Event()
         self._inflight = InFlight(self._stop.is_set)
         self._synced = threading.Event()
+        self._started = False
         self._thread: threading.Thread | None = None
 
     def get(self, ip: str) -> ServiceName | None:
-        """The Service whose ClusterIP is ``ip`` (canonical text), as of the last list."""
+        """The Service whose ClusterIP is ``ip`` (canonical text), as of the last list; the
+        first call starts the cache."""
+        if not self._started:
+            self.start()
         return self._by_ip.get(ip)
 
     def __len__(self) -> int:
         return len(self._by_ip)
 
     def wait_synced(self, timeout: float | None = None) -> bool:
-        return self.state != "disabled" and self._synced.wait(timeout)
+        """Wait until the first list has been applied; False on timeout or when disabled."""
+        return self._synced.wait(timeout) and self.state != "disabled"
 
     def start(self) -> None:
-        if self._thread is not None or self.state == "disabled":
+        """Start the thread, which gets its API client from the factory (importing the client
+        takes most of a second: not on the caller's time) or becomes disabled."""
+        if self._started or self._stop.is_set():
             return
-        try:
-            api, reason = self._factory()
-        except Exception as exc:  # a factory failure is "no API", never a crash
-            api, reason = None, f"API client setup failed: {type(exc).__name__}: {exc}"
-        if api is None:
-            self.state, self.last_error = "disabled", reason
-            log.warning("service names disabled, remote services are reported as external: %s", reason)
-            return
-        self._api = api
+        self._started = True
         self._thread = threading.Thread(target=self._run, name="kubeskoop-services", daemon=True)
         self._thread.start()
 
@@ -127,7 +127,22 @@ class ServiceCache:
                 log.debug("closing the Kubernetes API client: %s", exc)
             self._api = None
 
+    def _connect(self) -> bool:
+        try:
+            api, reason = self._factory()
+        except Exception as exc:  # a factory failure is "no API", never a crash
+            api, reason = None, f"API client setup failed: {type(exc).__name__}: {exc}"
+        if api is None:
+            self.state, self.last_error = "disabled", reason
+            log.warning("service names disabled, remote services are reported as external: %s", reason)
+            self._synced.set()  # nothing to wait for
+            return False
+        self._api = api
+        return True
+
     def _run(self) -> None:
+        if not self._connect():
+            return
         failures = 0
         while not self._stop.is_set():
             try:
