@@ -198,7 +198,8 @@ class Agent:
         refused = self.pipeline.overflow if self.pipeline is not None else {}
         return {I.CAP_METRIC_RESOURCES: refused.get("resources", 0), I.CAP_METRIC_SERIES: refused.get("series", 0),
                 I.CAP_COMPAT_TUPLE_SERIES: self.compat.overflow if self.compat is not None else 0,
-                I.CAP_DIRECTORY_RESOURCES: self.directory.overflow, I.CAP_NETNS_FD_LIMIT: self.discovery.left_out_total}
+                I.CAP_DIRECTORY_RESOURCES: self.directory.overflow, I.CAP_NETNS_FD_LIMIT: self.discovery.left_out_total,
+                I.CAP_SERVICE_ADDRESSES: self.services.overflow}
 
     @property
     def export_failures(self) -> int:
