@@ -25,7 +25,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from otel_kubeskoop.topology.kubeapi import InFlight, describe, get, load_api_client
+from otel_kubeskoop.topology.kubeapi import InFlight, close_client, describe, get, join_reader, load_api_client
 from otel_kubeskoop.topology.peers import canonical
 from otel_kubeskoop.topology.pods import DEFAULT_RESYNC_BACKOFF, ApiClientFactory
 
@@ -115,16 +115,11 @@ class ServiceCache:
         self._stop.set()
         self._inflight.interrupt()
         if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                log.warning("service cache thread did not stop within %.1f s", timeout)
+            if not join_reader(self._thread, timeout):
                 return
             self._thread = None
         if self._api is not None:
-            try:
-                self._api.close()
-            except Exception as exc:  # closing is best effort: the thread has stopped already
-                log.debug("closing the Kubernetes API client: %s", exc)
+            close_client(self._api)
             self._api = None
 
     def _connect(self) -> bool:

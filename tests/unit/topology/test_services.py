@@ -6,21 +6,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from otel_kubeskoop.topology.services import ServiceCache, parse_service_list
 from tests.kube_apiserver import FIXTURES, KubeAPIServer, make_service
-
-
-@pytest.fixture
-def api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[KubeAPIServer]:
-    with KubeAPIServer() as server:
-        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-        monkeypatch.setenv("KUBECONFIG", server.write_kubeconfig(tmp_path / "kubeconfig"))
-        yield server
 
 
 def test_cluster_ips_of_a_service_list_dual_stack_headless_and_capped() -> None:
