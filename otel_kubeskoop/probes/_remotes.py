@@ -18,14 +18,14 @@ to it) is lost: a window of microseconds once per collection.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable
 from typing import Any
 
 from otel_kubeskoop.probe import Sample
 from otel_kubeskoop.probes._bpf import ObjectHandle
 from otel_kubeskoop.probes._reconcile import NetnsReconciler
-from otel_kubeskoop.topology.remotes import EXTERNAL, LOOPBACK, OVERFLOW, Remote, address
+from otel_kubeskoop.topology.peers import UNKNOWN
+from otel_kubeskoop.topology.remotes import OVERFLOW, Remote, RemoteDirectory, address
 from otel_kubeskoop.vocabulary import attributes as A
 from otel_kubeskoop.vocabulary import instruments as I
 
@@ -40,8 +40,8 @@ NetnsId = tuple[int, int]  # (inode, cookie)
 Flatten = Callable[[Any], list[int]]
 
 
-def _unnamed(ip: str) -> Remote:
-    return LOOPBACK if ipaddress.ip_address(ip).is_loopback else EXTERNAL
+#: without the agent's directory (a probe run alone): loopback or external
+_UNNAMED = RemoteDirectory(lambda ip: UNKNOWN)
 
 
 def remote_attributes(remote: Remote) -> tuple[tuple[str, str], ...]:
@@ -97,7 +97,7 @@ class RemoteTotals:
     def read(self) -> dict[int | None, dict[Remote, list[int]]]:
         """Drain the kernel map into the totals; ``{netns or None: {remote: counts}}`` of the
         namespaces to report, the totals of dead ones forgotten."""
-        self.fold(self.bpf.map(REMOTES_MAP).pop_all(), self.bpf.ctx.cycle.remote or _unnamed)
+        self.fold(self.bpf.map(REMOTES_MAP).pop_all(), self.bpf.ctx.cycle.remote or _UNNAMED)
         verdict = self._reconciler.reconcile(list(self._totals), self.bpf.ctx.cycle.namespaces)
         for netns in verdict.gone:
             del self._totals[netns]
