@@ -60,6 +60,7 @@ DECLARE_EVENTS();
 DECLARE_COUNTERS(struct typecount_key, TCPCONNECT_MAX_COUNTERS);
 DECLARE_LATENCY_HISTS(struct tcpconnect_key, struct latency_hist, TCPCONNECT_MAX_HISTS);
 DECLARE_REMOTES(struct tcpconnect_remote, TCPCONNECT_MAX_REMOTES);
+_Static_assert(TCPCONNECT_RESET < TCPCONNECT_OUTCOMES, "tcpconnect_remote.outcomes misses an outcome");
 
 struct tcpconnect_sock_key {
 	__u64 sk;
