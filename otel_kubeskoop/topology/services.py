@@ -97,6 +97,12 @@ class ServiceCache:
     def __len__(self) -> int:
         return len(self._by_ip)
 
+    def status(self) -> dict[str, Any]:
+        """``state``: ``idle`` until a probe asks, then ``starting``, ``synced``, ``backoff`` or
+        ``disabled``."""
+        return {"state": self.state if self._started else "idle", "addresses": len(self._by_ip),
+                "lists": self.lists, "last_error": self.last_error, "left_out": self.overflow}
+
     def wait_synced(self, timeout: float | None = None) -> bool:
         """Wait until the first list has been applied; False on timeout or when disabled."""
         return self._synced.wait(timeout) and self.state != "disabled"

@@ -19,10 +19,15 @@ def test_each_cycle_carries_the_agent_s_remote_directory(monkeypatch: pytest.Mon
     try:
         agent.open()
         agent.cycle()
+        assert agent.status()["services"]["state"] == "idle"  # no probe has asked
         assert agent.snapshot.remote is agent.remotes
         assert agent.remotes("127.0.0.1") == LOOPBACK
         assert agent.remotes("203.0.113.1") == EXTERNAL
         assert agent.services.wait_synced(5) is False and agent.services.state == "disabled"
         assert agent.overflow()["services.addresses"] == 0
+        agent.cycle()
+        services = agent.status()["services"]
+        assert (services["state"], services["addresses"], services["lists"]) == ("disabled", 0, 0)
+        assert "not in a cluster" in services["last_error"]
     finally:
         agent.stop()

@@ -49,6 +49,8 @@ def test_lists_through_the_api_on_first_lookup_and_again_each_period(api: KubeAP
         api.add_service(make_service("cart", "shop", ("10.96.41.8",)))
         wait_for(lambda: cache.get("10.96.41.8") == ("shop", "cart"))
         assert cache.state == "synced" and api.list_requests >= 2
+        status = cache.status()
+        assert (status["state"], status["addresses"], status["left_out"]) == ("synced", 2, 0)
         assert ("GET", "/api/v1/services?resourceVersion=0") in api.requests
     finally:
         cache.stop()
