@@ -67,8 +67,11 @@ class Agent:
         identity = Identity(config.node_name, socket.gethostname(), config.cluster_name)
         self.directory = ResourceDirectory(identity, Attributor(self.pods), config.additional_labels)
         # Who connections' peers are (tcprtt, tcpconnect): this node's pods, Services by ClusterIP.
+        # Listed from the start when a configured probe names peers, else on the first lookup.
         self.services = ServiceCache()
-        self.remotes = RemoteDirectory(self.directory.peer, self.services.get)
+        self.remotes = RemoteDirectory(self.directory.peer, self.services.get, self.services.settled)
+        self.names_peers = any(A.REMOTE_KIND in i.attributes for p in config.probes if p.name in registry
+                                for i in registry[p.name].instruments)
         if metric_exporter is None:
             metric_exporter = outputs.metric_exporter(config)
         self.pipeline = MetricPipeline(metric_exporter, self.directory) if metric_exporter is not None else None
@@ -103,6 +106,8 @@ class Agent:
     def open(self) -> None:
         """Scan namespaces, start the probes and serve HTTP; cycles are then run by :meth:`cycle`."""
         self.pods.start()
+        if self.names_peers:
+            self.services.start()
         self.runtime.start(self.scan())
         self.board.publish(self)
         if self.server is not None:

@@ -10,6 +10,9 @@ full are counted, ``kubeskoop.agent.bpf.map.full``), and each namespace holds at
 remote, and each address so folded is counted (``kubeskoop.agent.overflow{kubeskoop.cap=
 <probe>.remotes}``). A remote keeps its slot for the namespace's life: the totals are cumulative.
 The totals of a namespace that went away are forgotten (:mod:`otel_kubeskoop.probes._reconcile`).
+Until the Services have been listed once (the classifier's ``settled()``), an address that would be
+"external" may be a ClusterIP: its entries are held back, at most :data:`MAX_HELD`, and folded at
+a later collection.
 
 An increment the kernel makes to an entry between its read and its removal (the batch
 lookup-and-delete takes it out of the table, but a CPU that had just looked it up may still add
@@ -25,16 +28,18 @@ from otel_kubeskoop.probe import Sample
 from otel_kubeskoop.probes._bpf import ObjectHandle
 from otel_kubeskoop.probes._reconcile import NetnsReconciler
 from otel_kubeskoop.topology.peers import UNKNOWN
-from otel_kubeskoop.topology.remotes import OVERFLOW, Remote, RemoteDirectory, address
+from otel_kubeskoop.topology.remotes import EXTERNAL, OVERFLOW, Remote, RemoteDirectory, address
 from otel_kubeskoop.vocabulary import attributes as A
 from otel_kubeskoop.vocabulary import instruments as I
 
-__all__ = ["DEFAULT_MAX_REMOTES", "RemoteTotals", "remote_attributes"]
+__all__ = ["DEFAULT_MAX_REMOTES", "MAX_HELD", "RemoteTotals", "remote_attributes"]
 
 REMOTES_MAP = "remotes"
 REMOTES_FULL_MAP = "remotes_full"
 #: remotes per namespace by default (each a few series)
 DEFAULT_MAX_REMOTES = 32
+#: drained entries held back while the classifier is not settled; past this they are folded
+MAX_HELD = 4096
 
 NetnsId = tuple[int, int]  # (inode, cookie)
 Flatten = Callable[[Any], list[int]]
@@ -69,20 +74,25 @@ class RemoteTotals:
         self.max_remotes = max_remotes
         self.overflow = 0  # addresses folded into the overflow remote, summed over collections
         self._totals: dict[NetnsId, dict[Remote, list[int]]] = {}
+        self._held: list[tuple[Any, Any]] = []  # entries that may be a Service's, not listed yet
         self._reconciler: NetnsReconciler[NetnsId] = NetnsReconciler(lambda netns: netns)
 
     @property
     def cap(self) -> str:
         return f"{self.bpf.ctx.name}.remotes"
 
-    def fold(self, entries: list[tuple[Any, Any]], classify: Callable[[str], Remote]) -> None:
-        """Add drained ``(remote_key, value)`` entries to the totals."""
+    def fold(self, entries: list[tuple[Any, Any]], classify: Callable[[str], Remote], hold: bool = False) -> None:
+        """Add drained ``(remote_key, value)`` entries to the totals; with ``hold``, keep back the
+        external ones (up to :data:`MAX_HELD`) for a later call."""
         for key, value in entries:
             ip = address(key.family, bytes(key.addr))
             if ip is None:
                 continue
-            remotes = self._totals.setdefault((key.netns, key.netns_cookie), {})
             remote = classify(ip)
+            if hold and remote == EXTERNAL and len(self._held) < MAX_HELD:
+                self._held.append((key, value))
+                continue
+            remotes = self._totals.setdefault((key.netns, key.netns_cookie), {})
             if remote not in remotes and len(remotes) >= self.max_remotes:
                 remote = OVERFLOW
                 self.overflow += 1
@@ -97,7 +107,9 @@ class RemoteTotals:
     def read(self) -> dict[int | None, dict[Remote, list[int]]]:
         """Drain the kernel map into the totals; ``{netns or None: {remote: counts}}`` of the
         namespaces to report, the totals of dead ones forgotten."""
-        self.fold(self.bpf.map(REMOTES_MAP).pop_all(), self.bpf.ctx.cycle.remote or _UNNAMED)
+        classify = self.bpf.ctx.cycle.remote or _UNNAMED
+        entries, self._held = self._held + self.bpf.map(REMOTES_MAP).pop_all(), []
+        self.fold(entries, classify, hold=not getattr(classify, "settled", lambda: True)())
         verdict = self._reconciler.reconcile(list(self._totals), self.bpf.ctx.cycle.namespaces)
         for netns in verdict.gone:
             del self._totals[netns]

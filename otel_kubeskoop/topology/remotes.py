@@ -51,12 +51,15 @@ def address(family: int, raw: bytes) -> str | None:
 class RemoteDirectory:
     """``ip -> Remote``: this node's pods and addresses from ``peer``
     (:meth:`ResourceDirectory.peer <otel_kubeskoop.identity.directory.ResourceDirectory.peer>`),
-    then the Services of ``service`` (``ip -> (namespace, name) | None``)."""
+    then the Services of ``service`` (``ip -> (namespace, name) | None``); ``settled()`` is False
+    until the Services have been listed once."""
 
     def __init__(self, peer: Callable[[str], Peer],
-                 service: Callable[[str], tuple[str, str] | None] = lambda ip: None) -> None:
+                 service: Callable[[str], tuple[str, str] | None] = lambda ip: None,
+                 settled: Callable[[], bool] = lambda: True) -> None:
         self._peer = peer
         self._service = service
+        self.settled = settled  # False while the Services are not listed yet: "external" may be wrong
 
     def __call__(self, ip: str) -> Remote:
         kind, node, namespace, name = self._peer(ip)

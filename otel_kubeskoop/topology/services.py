@@ -9,8 +9,9 @@ unlike the node's pods (:mod:`otel_kubeskoop.topology.pods`), so the cache lists
 every ``resync_seconds``, in one daemon thread (``kubeskoop-services``); a failed list keeps the
 last map and is retried after the backoff. A periodic list rather than a watch: ClusterIPs change
 rarely, and a Service created since the last list is named at the next one (until then its
-address is "external"). The thread starts on the first lookup, so an agent whose probes never ask
-(tcprtt and tcpconnect off) never lists Services. At most ``max_addresses`` addresses are held; the ones past that are
+address is "external"). The agent starts it when a configured probe names peers; otherwise the
+first lookup does, so an agent whose probes never ask (tcprtt and tcpconnect off) never lists
+Services. At most ``max_addresses`` addresses are held; the ones past that are
 counted in :attr:`ServiceCache.overflow` (per list) and left unnamed.
 
 Without API access (no service account, no kubeconfig) the cache is disabled, says why once, and
@@ -102,6 +103,11 @@ class ServiceCache:
         ``disabled``."""
         return {"state": self.state if self._started else "idle", "addresses": len(self._by_ip),
                 "lists": self.lists, "last_error": self.last_error, "left_out": self.overflow}
+
+    def settled(self) -> bool:
+        """Whether the first list has been tried (listed, failed, or no API): until then an address
+        not named yet may be a Service's."""
+        return self.state in ("synced", "backoff", "disabled")
 
     def wait_synced(self, timeout: float | None = None) -> bool:
         """Wait until the first list has been applied; False on timeout or when disabled."""

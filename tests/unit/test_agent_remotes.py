@@ -31,3 +31,11 @@ def test_each_cycle_carries_the_agent_s_remote_directory(monkeypatch: pytest.Mon
         assert "not in a cluster" in services["last_error"]
     finally:
         agent.stop()
+
+
+@pytest.mark.parametrize(("probes", "names_peers"), [(["udp"], False), (["udp", "tcpconnect"], True), (["tcprtt"], True)])
+def test_services_are_listed_from_the_start_when_a_probe_names_peers(monkeypatch: pytest.MonkeyPatch, tmp_path,
+                                                                    probes: list[str], names_peers: bool) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    config = parse({"address": "", "metrics": {"probes": [{"name": p} for p in probes]}}, "t", environ={})
+    assert Agent(config).names_peers is names_peers

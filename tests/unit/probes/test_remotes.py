@@ -145,3 +145,22 @@ def test_connect_attempts_failures_and_latency_per_remote() -> None:
     assert sum(got[("kubeskoop.tcpconnect.remote.duration", A_NS, CHECKOUT)].counts) == 0
     assert got[("kubeskoop.agent.overflow", None, (("kubeskoop.cap", "tcpconnect.remotes"),))] == 0
     assert tcpconnect.TcpconnectArgs(maxRemotes=0).max_remotes == 0
+
+
+def test_until_services_are_listed_external_addresses_wait() -> None:
+    listed = {"done": False}
+    remote = RemoteDirectory(lambda ip: PEERS.get(ip, UNKNOWN),
+                             lambda ip: ("shop", "checkout") if listed["done"] and ip == "10.96.41.7" else None,
+                             lambda: listed["done"])
+    probe, drain = rtt_probe()
+    probe.bpf.ctx.cycle = Cycle(namespaces={A_NS: object()}, remote=remote)
+    drain.put(remote_key(A_NS, "10.244.1.5"), hist({24: 1}))
+    drain.put(remote_key(A_NS, "10.96.41.7"), hist({20: 2}))
+    got = samples_by_key(probe.collect())
+    # The pod is named at once; the address that may be a Service's waits.
+    assert {attrs for (name, ns, attrs) in got if name == "kubeskoop.tcprtt.remote.srtt"} == {WEB}
+    listed["done"] = True
+    drain.put(remote_key(A_NS, "10.96.41.7"), hist({20: 1}))
+    got = samples_by_key(probe.collect())
+    assert sum(srtt(got, A_NS, CHECKOUT).counts) == 3 and (
+        "kubeskoop.tcprtt.remote.srtt", A_NS, EXTERNAL) not in got
