@@ -33,7 +33,7 @@ from otel_kubeskoop.probe import Cycle, ProbeSpec, Sample
 from otel_kubeskoop.probes import REGISTRY
 from otel_kubeskoop.reload import Reloader
 from otel_kubeskoop.runtime import ProbeRuntime
-from otel_kubeskoop.server import HTTPServer
+from otel_kubeskoop.server import STOP_SECONDS as HTTP_STOP_SECONDS, HTTPServer
 from otel_kubeskoop.status import StatusBoard, routes
 from otel_kubeskoop.telemetry.compat import CompatEndpoint
 from otel_kubeskoop.telemetry.events import EventEmitter
@@ -165,7 +165,9 @@ class Agent:
         if samples is not None:
             self.publish(samples)  # with the event counts the drain has settled
         if self.sender is not None:
-            delivered = self.sender.close(deadline)
+            # The HTTP server's stop comes after and may wait a poll interval: keep it in the budget.
+            release = HTTP_STOP_SECONDS if self.server is not None else 0.0
+            delivered = self.sender.close(max(time.monotonic(), deadline - release))
             log.info("final metric export %s", "delivered" if delivered else f"not delivered: {self.sender.last_error}")
         if self.pipeline is not None:
             self.pipeline.shutdown()
