@@ -51,6 +51,8 @@ REQUEST_DEADLINE = 15.0
 ACCEPT_BACKOFF = 0.5
 #: Pending connections the kernel keeps for the listener (they cost the agent nothing).
 BACKLOG = 128
+# serve_forever's poll interval: stop() waits up to this long for the loop to notice.
+STOP_SECONDS = 0.5
 _LOG_EVERY = 60.0
 _BUSY = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n"
          b"Connection: close\r\n\r\nbusy\n")
@@ -231,7 +233,8 @@ class HTTPServer:
             self.bound = f"{bound_host}:{bound_port}"
         server._init_bounds(max_connections, deadline)
         self._server = server
-        self._thread = threading.Thread(target=self._server.serve_forever, name="kubeskoop-http", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(STOP_SECONDS,),
+                                        name="kubeskoop-http", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
