@@ -22,8 +22,9 @@
  * read as a struct tcp_sock). bpf_rdonly_cast() (Linux 6.2, commit a35b9af4ec2c "bpf: Add a
  * kfunc for generic type cast"; the verifier turns the call into a register move) gives the
  * pointer as the other type, read-only and fault-safe, so KREAD_AS() is plain loads too. With
- * type id 0 it gives read-only memory of any size (newer kernels; where the verifier refuses it,
- * the tp_btf program fails to load and the loader takes the hook's next candidate).
+ * type id 0 it gives read-only memory of any size, for KREAD_BYTES() (Linux 6.17; where the
+ * verifier refuses that, the tp_btf program fails to load and the loader takes the hook's
+ * classic tracepoint, whose reads are probe reads).
  */
 #ifndef __OTEL_KUBESKOOP_KREAD_BPF_H
 #define __OTEL_KUBESKOOP_KREAD_BPF_H
