@@ -1,41 +1,46 @@
 # SPDX-License-Identifier: Apache-2.0
 """Event path throughput: kernel events -> ring buffer -> decode -> pod resource -> OTLP logs.
 
-Generator processes inside a test network namespace make refused TCP connects to a closed port on
-loopback at a paced rate (``--generators`` of them share it: one Python process tops out near the
-rates measured here); each connect makes the tcpreset probe emit two events (TCPRESET_NOSOCK for
-the reset sent, TCPRESET_RECEIVE for the reset received). The agent runs in this process (probe,
-event pump, event queue and export thread) with the rate limit off, exporting OTLP/HTTP to a
-receiver in another process, for SECONDS at each offered rate; with ``--stalled``, each rate is
-run in alternating pairs without and with one live-stream client (``telemetry/stream.py``)
-that connects to the agent's unix socket, asks for every event and never reads.
+A generator in a test network namespace makes the kernel send TCP resets at a paced rate
+(``bench/refused_connects.c``, built with ``cc`` at start): by default (``--mode syn``) SYN
+segments from a raw socket, 64 per ``sendmmsg``, to a closed port on loopback, each answered by
+a RST that reaches no socket (one TCPRESET_NOSOCK event); ``--mode connect``, refused connects
+(two events each, nosock and receive: the method of the rows before 2026-12-02 10:30, which
+used Python generators). The generator is C and batched so that on this machine of 2 cores the
+CPU goes to the agent: a Python loop of refused connects cost about 0.65 core at 52,000 events/s,
+the C one 0.5 core, SYN segments 0.3 core (all of it the kernel's own work). The agent runs in
+this process (probe, event pump, event queue and export thread) with the rate limit off,
+exporting OTLP/HTTP to ``bench/log_counter.py`` in another process, which parses every request
+and counts its log records: ``delivered`` is what the receiver counted, for SECONDS at each
+offered rate. With ``--stalled``, each rate is run in alternating pairs without and with one
+live-stream client (``telemetry/stream.py``) that asks for every event and never reads.
 
 Accounting: what the kernel saw is its own count, the probe's ``counters`` map (every reset the
 programs see, in any namespace, plus ``counters_full``), read before and after the run, each time
 after the event path has drained and the count stood still. Recorded per row: events the kernel
 saw, how many of them the generator caused in the test namespace (the rest are other resets on
-the host in the meantime), delivered, lost by reason; ``accounted`` is kernel-seen == delivered +
-lost, exactly. The rows before this method compared with twice the connects and were off by the
-few resets of other processes (``accounted: false`` with nothing lost). Also recorded: delivered
-per second, this process's CPU seconds per wall second (agent threads only; the generators and
-the receiver are other processes), CPU per delivered event, the load average before the row.
+the host in the meantime), log records the receiver got, the agent's own delivered count, lost by
+reason from the agent's counters; ``accounted`` is kernel-seen == received + lost, exactly, and
+received == the agent's delivered. Also recorded: received per second, this process's CPU
+seconds per wall second (agent threads only: generator and receiver are other processes, their
+CPU is recorded too), CPU per delivered event, ring buffer size, the load average before the
+row and the ``uptime`` line after it.
 
-Where the time went (a scratch profile of the same path over synthetic tcpreset records, one
-thread, then per-thread CPU in the agent; us per event on this 2-core machine): before, 1.2 in
-libbpf's callback and the copy, 12.5 decoding (a ctypes object per record, then
-``connection_attributes``: socket.inet_ntop and new tuples), 15 building an opentelemetry-proto
-``LogRecord`` per event (nine ``KeyValue`` messages extended into it), 5 merging the records into
-the request and serializing it: about 33, the 40 measured here with requests of a few dozen
-records (about 1 ms of CPU each in the HTTP client) and full garbage collections during backlogs.
-After: 0.5 reading the ring's memory, 3.5 decoding (one ``struct`` unpack, attribute pairs built
-once per distinct value), 4 to 5 writing the record in wire form from cached attribute encodings,
-1.5 joining and sending full batches: 13 to 14 in all at 50,000 events/s (README "Event path").
+Where the time goes (py-spy over the agent at 100,000 events/s offered, and a scratch loop of
+the same decode and emit over synthetic tcpreset records on one thread): the pump thread is the
+one that saturates; of its time about 45% is writing the log records (``telemetry/logwire.py``),
+35% decoding (``struct`` unpack, attribute tuples, the ``Event``), the rest the ring read and the
+queue; the export thread (joining and sending batches of 2,048) takes about a sixth as much.
+The scratch loop went from 6.5 to 5.4 us per event with ports' varints written inline, one
+join per record, one tuple of attributes per event and ``Event`` slots filled directly
+(``probes/_decode.py`` ``new_event``).
 
-    python bench/event_path.py [--seconds 60] [--rates 25000] [--generators 2] [--stalled] [--append]
+    sudo .venv/bin/python bench/event_path.py --seconds 60 --rates 60000 [--mode syn|connect]
+        [--ring-kib N] [--stalled] [--append] [--out FILE]
 
-Results go to bench/results/event_path.json (``--append``: added to the rows there); each row
-names the commit of the tree it ran (``code``), so runs of two trees alternate into one file.
-Run as root.
+``--rates`` are events per second offered. Results go to bench/results/event_path.json
+(``--append``: added to the rows there); each row names the commit of the tree it ran
+(``code``), so runs of two trees alternate into one file. Run as root.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -66,28 +72,34 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "results" / "event_path.json"
 SETTLE_TRIES = 100
 
-GENERATOR = """
-import socket, time, sys
-rate, seconds, port = {rate}, {seconds}, 9
-n = 0
-start = time.monotonic()
-end = start + seconds
-while True:
-    now = time.monotonic()
-    if now >= end:
-        break
-    due = int((now - start) * rate)
-    while n < due:
-        s = socket.socket()
-        try:
-            s.connect(("127.0.0.1", port))
-        except ConnectionRefusedError:
-            pass
-        s.close()
-        n += 1
-    time.sleep(0.0005)
-print(n)
-"""
+SOURCE = ROOT / "bench" / "refused_connects.c"
+PORT = 9  # closed in the test namespace
+
+
+def build(out_dir: str) -> str:
+    """The generator, compiled into ``out_dir``."""
+    binary = f"{out_dir}/refused_connects"
+    subprocess.run(["cc", "-O2", "-Wall", "-o", binary, str(SOURCE)], check=True)
+    return binary
+
+
+class Receiver:
+    """``bench/log_counter.py`` in a process of its own, on ``port``."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "log_counter.py"), str(port)],
+                                     cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        if self.proc.stdout is None or self.proc.stdout.readline().strip() != "ready":
+            raise RuntimeError("bench/log_counter.py did not start")
+
+    def state(self) -> dict[str, Any]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/count", timeout=10) as answer:
+            return json.loads(answer.read())
+
+    def close(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(30)
 
 
 def cpu_seconds() -> float:
@@ -158,12 +170,27 @@ def code() -> str:
     return head.stdout.strip() + ("+changes" if dirty else "")
 
 
-def run(rate: int, seconds: float, http_port: int, generators: int, stalled: bool) -> dict[str, Any]:
+def uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+def received(receiver: Receiver) -> tuple[int, float]:
+    """tcpreset log records the receiver counted so far, and its CPU seconds."""
+    state = receiver.state()
+    return (sum(n for name, n in state["records"].items() if name.startswith("kubeskoop.tcpreset.")),
+            state["cpu_seconds"])
+
+
+def run(args: argparse.Namespace, rate: int, receiver: Receiver, generator: str,
+        stalled: bool) -> dict[str, Any]:
     sock_dir = tempfile.mkdtemp(prefix="okp-bench-")
+    probe_args: dict[str, Any] = {"eventRate": 0}
+    if args.ring_kib is not None:
+        probe_args["ringBufferKiB"] = args.ring_kib
     config = parse({
         "address": "", "nodeName": "bench",
-        "event": {"probes": [{"name": "tcpreset", "args": {"eventRate": 0}}]},
-        "otlp": {"endpoint": f"http://127.0.0.1:{http_port}"},
+        "event": {"probes": [{"name": "tcpreset", "args": probe_args}]},
+        "otlp": {"endpoint": f"http://127.0.0.1:{receiver.port}"},
         "eventStream": {"path": f"{sock_dir}/events.sock"},
     }, "bench", environ={})
     loadavg = load()
@@ -175,6 +202,7 @@ def run(rate: int, seconds: float, http_port: int, generators: int, stalled: boo
         try:
             agent.cycle()
             probe = next(run.probe for run in agent.runtime.runs if run.name == "tcpreset")
+            ring_bytes = probe.bpf.obj.map("events").max_entries
             if stalled:
                 client = stalled_client(config.raw.event_stream.path)
                 deadline = time.monotonic() + 5
@@ -183,31 +211,39 @@ def run(rate: int, seconds: float, http_port: int, generators: int, stalled: boo
                         raise RuntimeError("the stalled client was not accepted")
                     time.sleep(0.05)
             seen0, netns0, out0 = settled(agent, probe)
+            rx0, rx_cpu0 = received(receiver)
             stream0 = stream_counts(agent)
             cpu0, t0 = cpu_seconds(), time.monotonic()
-            gens = [ns.popen(sys.executable, "-c", GENERATOR.format(rate=rate / generators, seconds=seconds),
-                             stdout=subprocess.PIPE) for _ in range(generators)]
-            connects = sum(int(g.communicate(timeout=seconds + 120)[0].strip()) for g in gens)
+            gen = ns.popen(generator, args.mode, str(rate), str(args.seconds), str(PORT), stdout=subprocess.PIPE)
+            out, _ = gen.communicate(timeout=args.seconds + 120)
+            if gen.returncode:
+                raise RuntimeError(f"generator failed ({gen.returncode})")
+            caused, gen_cpu = out.split()
             wall = time.monotonic() - t0
             seen1, netns1, out1 = settled(agent, probe)
             cpu = cpu_seconds() - cpu0
+            rx1, rx_cpu1 = received(receiver)
             stream1 = stream_counts(agent)
         finally:
             if client is not None:
                 client.close()
             agent.stop()
     got = out1 - out0
-    delivered = got.pop("delivered", 0)
+    agent_delivered = got.pop("delivered", 0)
+    delivered = rx1 - rx0
     lost = {k: v for k, v in sorted(got.items()) if v}
     seen = seen1 - seen0
     row = {
-        "code": code(), "offered_events_per_s": 2 * rate, "generators": generators, "stalled_client": stalled,
-        "connects": connects, "events_caused": 2 * connects,
+        "code": code(), "mode": args.mode, "offered_events_per_s": rate, "stalled_client": stalled,
+        "ring_buffer_bytes": ring_bytes, "events_caused": int(caused),
         "kernel_seen": seen, "kernel_seen_test_netns": netns1[ns.inode] - netns0[ns.inode],
-        "delivered": delivered, "lost": lost, "accounted": delivered + sum(lost.values()) == seen,
+        "delivered": delivered, "agent_delivered": agent_delivered, "lost": lost,
+        "accounted": delivered + sum(lost.values()) == seen and delivered == agent_delivered,
         "delivered_per_s": round(delivered / wall), "agent_cpu_per_s": round(cpu / wall, 3),
-        "cpu_us_per_event": round(cpu / max(delivered, 1) * 1e6, 1), "seconds": round(wall, 1),
-        "load_before": loadavg,
+        "cpu_us_per_event": round(cpu / max(delivered, 1) * 1e6, 1),
+        "generator_cpu_per_s": round(float(gen_cpu) / wall, 3),
+        "receiver_cpu_per_s": round((rx_cpu1 - rx_cpu0) / wall, 3), "seconds": round(wall, 1),
+        "load_before": loadavg, "uptime_after": uptime(),
     }
     if stalled:
         row["stalled_client_dropped"] = stream1.get("dropped", 0) - stream0.get("dropped", 0)
@@ -217,8 +253,10 @@ def run(rate: int, seconds: float, http_port: int, generators: int, stalled: boo
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=60)
-    parser.add_argument("--rates", default="25000", help="connects per second (2 events each)")
-    parser.add_argument("--generators", type=int, default=2, help="generator processes sharing a rate")
+    parser.add_argument("--rates", default="60000", help="events per second offered, comma-separated")
+    parser.add_argument("--mode", choices=("syn", "connect"), default="syn",
+                        help="SYN segments (one event each) or refused connects (two)")
+    parser.add_argument("--ring-kib", type=int, help="the probe's ringBufferKiB (default: the probe's)")
     parser.add_argument("--stalled", action="store_true",
                         help="each rate twice, without then with a stalled live-stream client")
     parser.add_argument("--out", type=Path, default=OUT)
@@ -226,20 +264,17 @@ def main() -> None:
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/event_path.py needs root")
-    http_port = free_port()
-    receiver = subprocess.Popen([sys.executable, "-m", "tests.otlp_receiver", "--grpc-port", "0",
-                                 "--http-port", str(http_port), "--quiet"],
-                                cwd=ROOT, stdout=subprocess.DEVNULL)
-    time.sleep(1.5)
+    build_dir = tempfile.mkdtemp(prefix="okp-bench-gen-")
+    generator = build(build_dir)
+    receiver = Receiver(free_port())
     rows = []
     try:
         for rate in (int(r) for r in args.rates.split(",")):
             for stalled in (False, True) if args.stalled else (False,):
-                rows.append(run(rate, args.seconds, http_port, args.generators, stalled))
+                rows.append(run(args, rate, receiver, generator, stalled))
                 print(json.dumps(rows[-1]), flush=True)
     finally:
-        receiver.send_signal(signal.SIGTERM)
-        receiver.wait(30)
+        receiver.close()
     if args.append and args.out.exists():
         rows = json.loads(args.out.read_text())["rows"] + rows
     args.out.parent.mkdir(exist_ok=True)

@@ -5,9 +5,10 @@
   running (Python start-up, imports, config, namespace scan, BPF load and attach);
 - probes: ``ProbeRuntime.start()`` alone in a warm process (BTF read, load, attach).
 
-Median of RUNS. Results go to bench/results/startup.json, by probe set. Run as root.
+Median of RUNS. Results go to bench/results/startup.json, by probe set, with the load average
+before and after (the machine is shared). Run as root.
 
-    python bench/startup.py [probe,probe...]    (default: packetloss,tcpreset,tcpretrans)
+    sudo .venv/bin/python bench/startup.py [probe,probe...]    (default: packetloss,tcpreset,tcpretrans)
 """
 
 from __future__ import annotations
@@ -78,19 +79,25 @@ def probes_start() -> float:
     return took
 
 
+def load() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 def main() -> None:
     global PROBES
     if os.geteuid() != 0:
         sys.exit("bench/startup.py needs root")
     if len(sys.argv) > 1:
         PROBES = sys.argv[1].split(",")
+    load_before = load()
     proc = [process_start() for _ in range(RUNS)]
     probes_start()  # warm: the kernel BTF is read once per process
     warm = [probes_start() for _ in range(RUNS)]
     result = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "probes": PROBES,
               "process_to_attached_s": round(statistics.median(proc), 3),
               "process_runs_s": [round(x, 3) for x in proc],
-              "warm_probe_start_s": round(statistics.median(warm), 3)}
+              "warm_probe_start_s": round(statistics.median(warm), 3),
+              "load_before": load_before, "load_after": load()}
     print(json.dumps(result))
     results = json.loads(OUT.read_text()) if OUT.exists() else {}
     if "when" in results:  # one result, as this file was first written

@@ -19,7 +19,9 @@
  *          "socks" (an outgoing SYN: skb->sk is set until the packet leaves the namespace, as
  *          veth's skb_scrub_packet() orphans it) records its drop reason in the entry.
  *
- * Outcomes are counted in counters[(netns, outcome)]; failures are sent, with
+ * Outcomes are counted in counters[(netns, outcome)] and, with tcpconnect_targ_remotes, in
+ * remotes[(netns, peer address)] (remote.bpf.h: one hash lookup per counted state change), with
+ * the connect latency; failures are sent, with
  * tcpconnect_targ_emit, through the rate-limited ring buffer (events.bpf.h). A socket in
  * SYN_SENT before the probe started (entries older than tcpconnect_targ_since_ns, left by an
  * earlier run while the object stayed loaded, are discarded), or evicted from "socks"
@@ -37,6 +39,7 @@
 #include "tuple.bpf.h"
 #include "events.bpf.h"
 #include "latency.bpf.h"
+#include "remote.bpf.h"
 #include "tcpconnect.h"
 
 /* include/uapi/asm-generic/errno-base.h and errno.h (the values every Linux architecture with
@@ -48,6 +51,7 @@
 
 /* Settings (user space writes them before it sets the probe's bit, datapath.bpf.c). */
 SETTING bool tcpconnect_targ_emit = false;                 /* send events */
+SETTING bool tcpconnect_targ_remotes = false;              /* count per peer too */
 SETTING __u64 tcpconnect_targ_since_ns = 0; /* the probe started: older entries of socks are stale */
 SETTING __u32 tcpconnect_targ_reason_consumed = ~0U;       /* SKB_CONSUMED in this kernel */
 SETTING __u32 tcpconnect_targ_reason_not_dropped = ~0U;    /* SKB_NOT_DROPPED_YET in this kernel */
@@ -55,6 +59,8 @@ SETTING __u32 tcpconnect_targ_reason_not_dropped = ~0U;    /* SKB_NOT_DROPPED_YE
 DECLARE_EVENTS();
 DECLARE_COUNTERS(struct typecount_key, TCPCONNECT_MAX_COUNTERS);
 DECLARE_LATENCY_HISTS(struct tcpconnect_key, struct latency_hist, TCPCONNECT_MAX_HISTS);
+DECLARE_REMOTES(struct tcpconnect_remote, TCPCONNECT_MAX_REMOTES);
+_Static_assert(TCPCONNECT_RESET < TCPCONNECT_OUTCOMES, "tcpconnect_remote.outcomes misses an outcome");
 
 struct tcpconnect_sock_key {
 	__u64 sk;
@@ -76,12 +82,28 @@ BTF_EXPORT(struct typecount_key, typecount_key);
 BTF_EXPORT(struct flow_tuple, flow_tuple);
 BTF_EXPORT(struct latency_hist, latency_hist);
 BTF_EXPORT(enum inflight_stat, inflight_stat);
+BTF_EXPORT(struct remote_key, remote_key);
+BTF_EXPORT(struct tcpconnect_remote, tcpconnect_remote);
 
-static __always_inline void tcpconnect_count(struct netns_id id, __u32 outcome)
+/* Count outcome for the namespace and, with remotes on, for the socket's peer; latency_ns (or
+ * ~0: none) is the connect latency of an ESTABLISHED. */
+static __always_inline void tcpconnect_count(const struct sock *sk, struct netns_id id,
+					     __u32 outcome, __u64 latency_ns)
 {
 	struct typecount_key key = { .netns = id.inum, .netns_cookie = id.cookie, .type = outcome };
+	struct remote_key peer = {};
+	struct tcpconnect_remote *r;
 
 	tcpconnect_counters_add(&key);
+	if (!tcpconnect_targ_remotes || outcome >= TCPCONNECT_OUTCOMES ||
+	    !remote_key_of(&peer, sk, id))
+		return;
+	r = tcpconnect_remotes_lookup(&peer);
+	if (!r)
+		return;
+	__sync_fetch_and_add(&r->outcomes[outcome], 1);
+	if (latency_ns != ~0ULL)
+		latency_add(&r->duration, latency_ns, 0, 0);
 }
 
 static __always_inline void tcpconnect_fail(const struct sock *sk, struct netns_id id,
@@ -90,7 +112,7 @@ static __always_inline void tcpconnect_fail(const struct sock *sk, struct netns_
 {
 	struct tcpconnect_event *e;
 
-	tcpconnect_count(id, outcome);
+	tcpconnect_count(sk, id, outcome, ~0ULL);
 	if (!tcpconnect_targ_emit)
 		return;
 	e = event_reserve(struct tcpconnect_event, id.inum, outcome, oldstate);
@@ -136,7 +158,7 @@ static __always_inline void tcpconnect_state(bool btf, const struct sock *sk, in
 			return;
 		s.ts_ns = bpf_ktime_get_ns();
 		tcpconnect_socks_start(&key, &s);
-		tcpconnect_count(sk_netns_id(btf, sk), TCPCONNECT_ATTEMPT);
+		tcpconnect_count(sk, sk_netns_id(btf, sk), TCPCONNECT_ATTEMPT, ~0ULL);
 		return;
 	}
 	if (newstate != TCP_ESTABLISHED && newstate != TCP_CLOSE)
@@ -152,11 +174,12 @@ static __always_inline void tcpconnect_state(bool btf, const struct sock *sk, in
 		id = sk_netns_id(btf, sk);
 		if (newstate == TCP_ESTABLISHED) {
 			struct tcpconnect_key hkey = { .netns = id.inum, .netns_cookie = id.cookie };
+			__u64 took = now > s.ts_ns ? now - s.ts_ns : 0;
 
-			tcpconnect_count(id, TCPCONNECT_ESTABLISHED);
+			tcpconnect_count(sk, id, TCPCONNECT_ESTABLISHED, took);
 			h = tcpconnect_hists_lookup(&hkey);
 			if (h)
-				latency_add(h, now > s.ts_ns ? now - s.ts_ns : 0, 0, 0);
+				latency_add(h, took, 0, 0);
 			return;
 		}
 		error = BPF_CORE_READ(sk, sk_err);

@@ -3,8 +3,9 @@
  * tcpconnect: the kernel <-> user-space contract of tcpconnect.bpf.h: TCP connection attempts
  * and how they ended, counted per (namespace, outcome) in "counters" (struct typecount_key,
  * typecount.h); the connect latency (SYN sent to ESTABLISHED) as a log2 histogram per namespace
- * (latency.h); and, when events are on, each failure. Mirrored in otel_kubeskoop/bpf/generated/
- * (make).
+ * (latency.h); the same counts and latency per (namespace, peer address) in "remotes" (remote.h),
+ * which user space empties every collection; and, when events are on, each failure. Mirrored in
+ * otel_kubeskoop/bpf/generated/ (make).
  */
 #ifndef __TCPCONNECT_H
 #define __TCPCONNECT_H
@@ -13,10 +14,13 @@
 #include "tuple.h"
 #include "typecount.h"
 #include "latency.h"
+#include "remote.h"
 
 #define TCPCONNECT_MAX_COUNTERS 16384
 #define TCPCONNECT_MAX_HISTS 4096      /* namespaces */
 #define TCPCONNECT_MAX_INFLIGHT 16384  /* sockets in SYN_SENT being followed */
+#define TCPCONNECT_MAX_REMOTES 4096    /* (namespace, peer) entries between two collections */
+#define TCPCONNECT_OUTCOMES 9          /* enum tcpconnect_outcome values, 0 unused */
 
 /* typecount_key.type, and event_header.type for the failures (all but ATTEMPT and ESTABLISHED). */
 enum tcpconnect_outcome {
@@ -34,6 +38,12 @@ enum tcpconnect_outcome {
 struct tcpconnect_key {
 	__u32 netns;
 	__u32 netns_cookie; /* low 32 bits of the namespace's never-reused id (netns.bpf.h) */
+};
+
+/* Value of the "remotes" map: the outcomes and the connect latency towards one peer. */
+struct tcpconnect_remote {
+	__u64 outcomes[TCPCONNECT_OUTCOMES]; /* indexed by enum tcpconnect_outcome */
+	struct latency_hist duration;        /* SYN sent to ESTABLISHED */
 };
 
 /* tcpconnect_event.drop_reason when no SYN of the socket was dropped on this node. */

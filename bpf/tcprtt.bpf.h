@@ -8,7 +8,8 @@
  * tcprtt_targ_interval_ns the handler reads the socket's RTT state, as tcp_info reports it:
  * srtt_us >> 3, mdev_us >> 2 and icsk_rto (jiffies, converted with the kernel's CONFIG_HZ), and
  * adds each, in nanoseconds, to hists[(netns, quantity)]. Sockets without an RTT sample yet
- * (srtt_us 0) are skipped.
+ * (srtt_us 0) are skipped. With tcprtt_targ_remotes, the smoothed RTT also goes to
+ * remotes[(netns, peer address)] (remote.bpf.h): one hash lookup per sample, not per packet.
  *
  * The interval is kept in "socks", a direct-mapped ARRAY of (socket, last sample time) slots,
  * picked by hashing the socket's address: a lookup is inline loads, no helper call, as the
@@ -25,6 +26,7 @@
 #include <bpf/bpf_core_read.h>
 #include "netns.bpf.h"
 #include "latency.bpf.h"
+#include "remote.bpf.h"
 #include "tcprtt.h"
 
 /* The kernel's timer frequency, for icsk_rto (jiffies); libbpf reads it from the kernel's config
@@ -33,8 +35,10 @@ extern unsigned int CONFIG_HZ __kconfig __weak;
 
 /* Settings (user space writes them before it sets the probe's bit, datapath.bpf.c). */
 SETTING __u64 tcprtt_targ_interval_ns = 1000000000ULL; /* at most one sample per socket per this */
+SETTING bool tcprtt_targ_remotes = false; /* the smoothed RTT per peer too */
 
 DECLARE_LATENCY_HISTS(struct tcprtt_key, struct latency_hist, TCPRTT_MAX_HISTS);
+DECLARE_REMOTES(struct latency_hist, TCPRTT_MAX_REMOTES);
 
 struct tcprtt_sock {
 	__u64 sk;    /* the socket's address */
@@ -51,6 +55,7 @@ struct {
 BTF_EXPORT(struct tcprtt_key, tcprtt_key);
 BTF_EXPORT(enum tcprtt_quantity, tcprtt_quantity);
 BTF_EXPORT(struct latency_hist, latency_hist);
+BTF_EXPORT(struct remote_key, remote_key);
 
 static __always_inline void tcprtt_add(struct tcprtt_key *key, __u32 quantity, __u64 ns)
 {
@@ -69,7 +74,9 @@ static __always_inline void tcprtt_deliver(bool btf, const struct sock *sk)
 	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
 	__u64 addr = (__u64)sk, now, srtt_us;
 	struct tcprtt_key key = {};
+	struct remote_key peer = {};
 	struct tcprtt_sock *slot;
+	struct latency_hist *h;
 	struct netns_id id;
 	__u32 idx;
 
@@ -92,6 +99,11 @@ static __always_inline void tcprtt_deliver(bool btf, const struct sock *sk)
 	key.netns = id.inum;
 	key.netns_cookie = id.cookie;
 	tcprtt_add(&key, TCPRTT_SRTT, srtt_us * 1000);
+	if (tcprtt_targ_remotes && remote_key_of(&peer, sk, id)) {
+		h = tcprtt_remotes_lookup(&peer);
+		if (h)
+			latency_add(h, srtt_us * 1000, 0, 0);
+	}
 	tcprtt_add(&key, TCPRTT_RTTVAR, (__u64)(BPF_CORE_READ(tp, mdev_us) >> 2) * 1000);
 	if (CONFIG_HZ)
 		tcprtt_add(&key, TCPRTT_RTO,

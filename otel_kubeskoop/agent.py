@@ -42,6 +42,8 @@ from otel_kubeskoop.telemetry.sender import MetricSender
 from otel_kubeskoop.topology.attribution import Attributor
 from otel_kubeskoop.topology.netns_discovery import NetnsDiscovery
 from otel_kubeskoop.topology.pods import PodCache
+from otel_kubeskoop.topology.remotes import RemoteDirectory
+from otel_kubeskoop.topology.services import ServiceCache
 from otel_kubeskoop.vocabulary import attributes as A
 from otel_kubeskoop.vocabulary import instruments as I
 
@@ -64,6 +66,12 @@ class Agent:
         self.pods = PodCache(config.node_name)
         identity = Identity(config.node_name, socket.gethostname(), config.cluster_name)
         self.directory = ResourceDirectory(identity, Attributor(self.pods), config.additional_labels)
+        # Who connections' peers are (tcprtt, tcpconnect): this node's pods, Services by ClusterIP.
+        # Listed from the start when a configured probe names peers, else on the first lookup.
+        self.services = ServiceCache()
+        self.remotes = RemoteDirectory(self.directory.peer, self.services.get, self.services.settled)
+        self.names_peers = any(A.REMOTE_KIND in i.attributes for p in config.probes if p.name in registry
+                                for i in registry[p.name].instruments)
         if metric_exporter is None:
             metric_exporter = outputs.metric_exporter(config)
         self.pipeline = MetricPipeline(metric_exporter, self.directory) if metric_exporter is not None else None
@@ -98,6 +106,8 @@ class Agent:
     def open(self) -> None:
         """Scan namespaces, start the probes and serve HTTP; cycles are then run by :meth:`cycle`."""
         self.pods.start()
+        if self.names_peers:
+            self.services.start()
         self.runtime.start(self.scan())
         self.board.publish(self)
         if self.server is not None:
@@ -150,6 +160,7 @@ class Agent:
         samples = self.collect() if self.cycles and not wedged else None
         self.runtime.stop()
         self.pods.stop()
+        self.services.stop()
         self.events.shutdown(time.monotonic() + max(0.0, deadline - time.monotonic()) / 2)
         if samples is not None:
             self.publish(samples)  # with the event counts the drain has settled
@@ -182,7 +193,7 @@ class Agent:
 
     def scan(self) -> Cycle:
         """This cycle's snapshot of the namespaces; the directory takes it (owners, resources)."""
-        snapshot = Cycle.of(self.discovery.scan())
+        snapshot = Cycle.of(self.discovery.scan(), self.remotes)
         self.directory.refresh(snapshot)
         self.snapshot = snapshot
         return snapshot
@@ -192,7 +203,8 @@ class Agent:
         refused = self.pipeline.overflow if self.pipeline is not None else {}
         return {I.CAP_METRIC_RESOURCES: refused.get("resources", 0), I.CAP_METRIC_SERIES: refused.get("series", 0),
                 I.CAP_COMPAT_TUPLE_SERIES: self.compat.overflow if self.compat is not None else 0,
-                I.CAP_DIRECTORY_RESOURCES: self.directory.overflow, I.CAP_NETNS_FD_LIMIT: self.discovery.left_out_total}
+                I.CAP_DIRECTORY_RESOURCES: self.directory.overflow, I.CAP_NETNS_FD_LIMIT: self.discovery.left_out_total,
+                I.CAP_SERVICE_ADDRESSES: self.services.overflow}
 
     @property
     def export_failures(self) -> int:

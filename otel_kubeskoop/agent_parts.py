@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from otel_kubeskoop.telemetry.sender import MetricSender
     from otel_kubeskoop.topology.netns_discovery import NetnsDiscovery
     from otel_kubeskoop.topology.pods import PodCache
+    from otel_kubeskoop.topology.services import ServiceCache
 
 
 class Reloading(Protocol):
@@ -45,6 +46,7 @@ class AgentParts(Protocol):
     discovery: NetnsDiscovery
     fd_limit: int
     pods: PodCache
+    services: ServiceCache
     events: EventEmitter
     pipeline: MetricPipeline | None
     compat: CompatEndpoint | None

@@ -135,14 +135,17 @@ class Cycle:
     # inode -> namespace handle (a procfs FileSource over /proc/<pid>/ of that namespace).
     namespaces: Mapping[int, Netns] = field(default_factory=dict)
     host: Netns | None = None
+    # Who a peer address is: ip -> (kind, namespace, name) (topology/remotes.py); None: unknown.
+    remote: Callable[[str], tuple[str, str, str]] | None = None
     # Shared reads, filled on first use (results and failures alike).
     _snmp: dict[int, Snmp | Exception] = field(default_factory=dict, init=False, repr=False)
     _pod_processes: dict[tuple[Hierarchy, ...], PodProcesses] = field(default_factory=dict, init=False, repr=False)
 
     @classmethod
-    def of(cls, namespaces: Mapping[int, Netns]) -> Cycle:
+    def of(cls, namespaces: Mapping[int, Netns],
+           remote: Callable[[str], tuple[str, str, str]] | None = None) -> Cycle:
         """The cycle over one namespace scan (the host is the namespace marked ``is_host``)."""
-        return cls(namespaces, next((ns for ns in namespaces.values() if ns.is_host), None))
+        return cls(namespaces, next((ns for ns in namespaces.values() if ns.is_host), None), remote)
 
     def snmp(self, ns: FileSource) -> Snmp:
         """``net/snmp`` of one namespace, read once per cycle for ``tcp``, ``udp`` and ``ip``.

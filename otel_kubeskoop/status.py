@@ -64,6 +64,7 @@ def status_document(agent: AgentParts) -> dict[str, Any]:
         "probes": probes,
         "namespaces": [namespace_status(agent, ns) for ns in agent.snapshot.namespaces.values()],
         "kubernetes": agent.pods.status(),
+        "services": agent.services.status(),  # ClusterIPs naming tcprtt's and tcpconnect's peers
         # Their namespace-level data is the node's (they share its namespace).
         "host_network_pods": sorted(f"{p.namespace}/{p.name}" for p in agent.directory.attributor.host_network_pods()),
         "otlp": otlp_status(agent),

@@ -19,6 +19,7 @@ driven against it over HTTP:
   410 and reason ``Expired``, then the stream ends (what a real API server does for a too-old
   version). ``timeoutSeconds`` ends the stream cleanly. With a field selector, a modification moving
   an object into (out of) the selection is sent as ``ADDED`` (``DELETED``), as the real server does;
+- ``GET /api/v1/services``: a ``ServiceList`` of the Services added (:meth:`add_service`);
 - ``GET /apis/apps/v1/namespaces/<ns>/replicasets/<name>`` and
   ``GET /apis/batch/v1/namespaces/<ns>/jobs/<name>`` (``404`` ``Status`` JSON when absent, ``403``
   after :meth:`KubeAPIServer.forbid`).
@@ -274,6 +275,15 @@ def make_job(
     else:
         meta["ownerReferences"] = [_owner_ref("CronJob", cronjob, None, namespace)]
     return job
+
+
+def make_service(name: str, namespace: str, cluster_ips: Sequence[str] = ("10.96.41.7",)) -> dict[str, Any]:
+    """Real Service JSON from ``tests/fixtures/k8s/service.json``; ``cluster_ips`` empty: headless."""
+    svc = _fixture("service.json")
+    svc["metadata"].update(name=name, namespace=namespace, uid=_uid_for("Service", namespace, name))
+    svc["spec"]["clusterIP"] = cluster_ips[0] if cluster_ips else "None"
+    svc["spec"]["clusterIPs"] = list(cluster_ips) if cluster_ips else ["None"]
+    return svc
 
 
 def _status(code: int, reason: str, message: str, details: Mapping[str, Any] | None = None) -> dict:
@@ -540,6 +550,10 @@ class KubeAPIServer:
     def add_job(self, job: Mapping[str, Any]) -> None:
         self._add_object("jobs", job)
 
+    def add_service(self, svc: Mapping[str, Any]) -> None:
+        """Listed by ``GET /api/v1/services`` (a ServiceList; no watch)."""
+        self._add_object("services", svc)
+
     def remove_object(self, resource: str, namespace: str, name: str) -> None:
         with self._lock:
             self._objects.pop((resource, namespace, name), None)
@@ -708,6 +722,22 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self._watch(namespace, selector, query)
             else:
                 self._list(namespace, selector)
+            return
+
+        if parts == ["api", "v1", "services"]:
+            failure = api._take_failure("list")
+            if failure is not None:
+                self._send_status(failure, f"injected failure {failure}")
+                return
+            with api._lock:
+                api.list_requests += 1
+                items = [copy.deepcopy(o) for (res, _, _), o in sorted(api._objects.items()) if res == "services"]
+                rv = api._rv
+            for item in items:
+                item.pop("kind", None)  # list items carry no kind/apiVersion
+                item.pop("apiVersion", None)
+            self._send_json(200, {"kind": "ServiceList", "apiVersion": "v1",
+                                  "metadata": {"resourceVersion": str(rv)}, "items": items})
             return
 
         if len(parts) == 7 and parts[0] == "apis" and parts[3] == "namespaces":

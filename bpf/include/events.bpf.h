@@ -9,7 +9,9 @@
  *     delivered + losses[RINGBUF_FULL] + losses[RATE_LIMITED] == events the kernel saw.
  *
  * The ring buffer is "events" (NAME(events) in the shared object, probe.bpf.h); user space may
- * resize a probe's own (a power-of-two multiple of the page size) between open and load.
+ * resize a probe's own (a power-of-two multiple of the page size) between open and load: one
+ * page without events, else the probe's ringBufferKiB (otel_kubeskoop/probes/_bpf.py
+ * RingEventArgs, whose default is EVENTS_RINGBUF_BYTES).
  */
 #ifndef __OTEL_KUBESKOOP_EVENTS_BPF_H
 #define __OTEL_KUBESKOOP_EVENTS_BPF_H

@@ -27,6 +27,7 @@ from typing import Any
 
 from otel_kubeskoop.docs import prom_name
 from otel_kubeskoop.probes import INSTRUMENTS
+from otel_kubeskoop.vocabulary import attributes as A
 
 HERE = Path(__file__).resolve().parent
 RATE = "$__rate_interval"
@@ -281,6 +282,12 @@ POD_LEGEND = f"{{{{{NS}}}}}/{{{{{POD}}}}}"
 SNAT = tuple(L(a) for a in ("network.transport", "source.address", "destination.address", "destination.port"))
 
 
+REMOTE_LEGEND = (f"{POD_LEGEND} -> {{{{{L('kubeskoop.remote.kind')}}}}} "
+                 f"{{{{{L('kubeskoop.remote.namespace')}}}}}/{{{{{L('kubeskoop.remote.name')}}}}}")
+REMOTE_NOTE = ("The peer as a bounded label: a pod of this node, a Service (ClusterIP), the node, loopback, "
+               "external (pods of other nodes included), or overflow past maxRemotes (docs/bpf-probes.md).")
+
+
 def _by(*labels: str) -> str:
     return ", ".join(labels)
 
@@ -302,6 +309,7 @@ def otlp_network() -> dict[str, Any]:
 
     reason, reset, retrans = L("kubeskoop.drop.reason"), L("kubeskoop.reset.type"), L("kubeskoop.retransmit.type")
     error = L("error.type")
+    remote = tuple(L(a) for a in A.REMOTE)
     connect_failed = f', {error}!~"reset|aborted"'
     rows: list[Row] = [
         ("Drops, resets and retransmits", [
@@ -332,6 +340,22 @@ def otlp_network() -> dict[str, Any]:
             quantile_heatmap("Smoothed RTT (tcprtt)", "kubeskoop.tcprtt.srtt"),
             ts("RTT variation and RTO p99 (tcprtt)", target(quantile(0.99, "kubeskoop.tcprtt.rttvar"), f"{POD_LEGEND} rttvar"),
                target(quantile(0.99, "kubeskoop.tcprtt.rto"), f"{POD_LEGEND} rto"), unit="s"),
+        ]),
+        ("Connections by peer (tcpconnect, tcprtt)", [
+            ts("p99 smoothed RTT by peer (tcprtt)",
+               target(f"histogram_quantile(0.99, sum by ({_by(NS, POD, *remote)}, le) "
+                      f"(rate({O('kubeskoop.tcprtt.remote.srtt', 'bucket')}{{{sel}}}[{RATE}])))", REMOTE_LEGEND),
+               unit="s", description=REMOTE_NOTE),
+            ts("Connect failures by peer and cause (tcpconnect)",
+               target(rate("kubeskoop.tcpconnect.remote.failures", NS, POD, *remote, error),
+                      f"{REMOTE_LEGEND} {{{{{error}}}}}"), description=REMOTE_NOTE),
+            ts("Connect attempts by peer (tcpconnect)",
+               target(rate("kubeskoop.tcpconnect.remote.attempts", NS, POD, *remote), REMOTE_LEGEND),
+               description=REMOTE_NOTE),
+            ts("p99 connect latency by peer (tcpconnect)",
+               target(f"histogram_quantile(0.99, sum by ({_by(NS, POD, *remote)}, le) "
+                      f"(rate({O('kubeskoop.tcpconnect.remote.duration', 'bucket')}{{{sel}}}[{RATE}])))", REMOTE_LEGEND),
+               unit="s", description=REMOTE_NOTE),
         ]),
         ("Traffic", [
             ts("Pod network I/O (semconv)", target(rate("k8s.pod.network.io", NS, POD, L("network.io.direction")),

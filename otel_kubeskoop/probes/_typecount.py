@@ -23,13 +23,13 @@ from otel_kubeskoop.bpf.spec import ObjectSpec
 from otel_kubeskoop.probe import Event, ProbeContext, Sample
 from otel_kubeskoop.probes._bpf import (
     Counters,
-    EventArgs,
     HandleProbe,
     ObjectHandle,
+    RingEventArgs,
     TupleCounts,
-    small_ring_without_events,
+    event_ring,
 )
-from otel_kubeskoop.probes._decode import MAX_CACHED_WORDS, KernelNames, TupleWords, kernel_names
+from otel_kubeskoop.probes._decode import MAX_CACHED_WORDS, KernelNames, TupleWords, kernel_names, new_event
 from otel_kubeskoop.vocabulary.events import EventSpec
 from otel_kubeskoop.vocabulary.instruments import InstrumentSpec
 
@@ -95,7 +95,7 @@ class TypecountDecoder:
             "tuple.saddr", "tuple.daddr", "tuple.sport", "tuple.dport")))
         self._extra_at = index[table.extra_field] if table.extra_field else None
         self._words = TupleWords(names)
-        self._types = {kind: (spec.name, spec.upstream_type, (table.attribute, word))
+        self._types = {kind: (spec.name, spec.upstream_type, ((table.attribute, word),))
                        for kind, (word, spec) in table.types.items()}
         self._extras: dict[Any, tuple[tuple[str, Any], ...]] = {}
 
@@ -108,11 +108,9 @@ class TypecountDecoder:
         if known is None:
             raise DecodeError(f"{self.table.object.name}: unknown event type {kind}")
         name, upstream_type, word = known
-        attrs = self._words.connection(family, protocol, saddr, daddr, sport, dport, state)
-        attrs.append(word)
-        if self._extra_at is not None:
-            attrs += self._extra(f[self._extra_at])
-        return Event(name, upstream_type, netns or None, tuple(attrs), "", ts + clock_offset_ns)
+        tail = word if self._extra_at is None else (*word, *self._extra(f[self._extra_at]))
+        attrs = self._words.connection(family, protocol, saddr, daddr, sport, dport, state, tail)
+        return new_event(name, upstream_type, netns or None, attrs, "", ts + clock_offset_ns)
 
     def _extra(self, value: Any) -> tuple[tuple[str, Any], ...]:
         hit = self._extras.get(value)
@@ -129,9 +127,9 @@ class TypecountProbe(HandleProbe):
 
     TABLE: ClassVar[Typecount]
 
-    def __init__(self, args: EventArgs | None, ctx: ProbeContext) -> None:
+    def __init__(self, args: RingEventArgs | None, ctx: ProbeContext) -> None:
         self.table = self.TABLE
-        self.args = args if args is not None else EventArgs()
+        self.args = args if args is not None else RingEventArgs()
         self.names = KernelNames()
         self.decoder = TypecountDecoder(self.table, self.names)
         self.bpf = ObjectHandle(self.table.object, ctx, self.decode)
@@ -142,7 +140,7 @@ class TypecountProbe(HandleProbe):
     def start(self) -> None:
         self.names = kernel_names()
         self.decoder = TypecountDecoder(self.table, self.names)
-        self.bpf.start(events=self.args, max_entries=small_ring_without_events(self.bpf.ctx))
+        self.bpf.start(events=self.args, max_entries=event_ring(self.bpf.ctx, self.args))
 
     def collect(self) -> list[Sample]:
         if self.bpf.obj is None:

@@ -21,6 +21,13 @@ hooks of the shared object (``bpf/tcpconnect.bpf.h``):
 - ``reset``: a connection past its handshake closed by a RST it received (``ECONNRESET``, or
   ``EPIPE`` in ``CLOSE_WAIT``); a local abort (``SO_LINGER`` 0) is not one.
 
+The same attempts, failures and connect latency per peer, ``kubeskoop.tcpconnect.remote.*`` by
+``kubeskoop.remote.kind``/``namespace``/``name``: a pod of this node, a Service (by ClusterIP: the
+socket keeps the address it connected to, before kube-proxy's DNAT), the node, loopback or
+external (:mod:`otel_kubeskoop.topology.remotes`), at most ``maxRemotes`` per namespace, the rest
+folded into ``overflow`` (:mod:`otel_kubeskoop.probes._remotes`). The per-namespace counts are
+kept apart and stay whole whatever the per-peer map holds.
+
 Events (``event.probes``): ``kubeskoop.tcpconnect.<error.type>`` for each failure, rate-limited
 per namespace and type in the kernel, with the connection (source = the local end), the state it
 left, the errno, the time since the SYN, the SYNs retransmitted, and for ``dropped`` the drop
@@ -31,17 +38,21 @@ names are this project's until it lands. Upstream KubeSkoop has no such probe.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 from typing import Any
+
+from pydantic import Field
 
 from otel_kubeskoop.bpf.generated import tcpconnect as contract
 from otel_kubeskoop.bpf.generated.tcpconnect import (
     TcpconnectDrop,
     TcpconnectEvent,
     TcpconnectOutcome,
+    TcpconnectRemote,
 )
 from otel_kubeskoop.bpf.records import decode_exact
-from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeContext, ProbeSpec, Sample, Scope, Source
+from otel_kubeskoop.probe import Event, Histogram, Kind, Overhead, ProbeContext, ProbeSpec, Sample, Scope, Source
 from otel_kubeskoop.probes._bpf import Counters, EventArgs, HandleProbe, ObjectHandle, bpf_requires
 from otel_kubeskoop.probes._decode import (
     KernelNames,
@@ -50,8 +61,10 @@ from otel_kubeskoop.probes._decode import (
     kernel_names,
     record_event,
 )
-from otel_kubeskoop.probes._latency import Histograms, histogram, seconds
+from otel_kubeskoop.probes._latency import BOUNDS, Histograms, histogram, seconds
+from otel_kubeskoop.probes._remotes import DEFAULT_MAX_REMOTES, RemoteTotals, remote_attributes
 from otel_kubeskoop.probes.packetloss import DROP_REASON
+from otel_kubeskoop.topology.remotes import Remote
 from otel_kubeskoop.vocabulary import attributes as A
 from otel_kubeskoop.vocabulary.events import EventSpec
 from otel_kubeskoop.vocabulary.instruments import C, H, InstrumentSpec
@@ -84,7 +97,18 @@ TCPCONNECT_DURATION = InstrumentSpec(
     "kubeskoop.tcpconnect.duration", H, "s",
     "TCP connect latency: from the SYN sent (CLOSE -> SYN_SENT) to ESTABLISHED "
     "(sock:inet_sock_set_state)")
-INSTRUMENTS = (TCPCONNECT_ATTEMPTS, TCPCONNECT_FAILURES, TCPCONNECT_DURATION)
+_BY_PEER = " by peer (a pod of this node, a Service, the node, loopback, external, or overflow past maxRemotes)"
+TCPCONNECT_REMOTE_ATTEMPTS = InstrumentSpec(
+    "kubeskoop.tcpconnect.remote.attempts", C, "{connection}",
+    f"TCP connection attempts{_BY_PEER}", A.REMOTE, key="ATTEMPT")
+TCPCONNECT_REMOTE_FAILURES = InstrumentSpec(
+    "kubeskoop.tcpconnect.remote.failures", C, "{connection}",
+    f"TCP connections that failed, by cause (error.type, as kubeskoop.tcpconnect.failures){_BY_PEER}",
+    (A.ERROR_TYPE, *A.REMOTE), key="failures")
+TCPCONNECT_REMOTE_DURATION = InstrumentSpec(
+    "kubeskoop.tcpconnect.remote.duration", H, "s", f"TCP connect latency{_BY_PEER}", A.REMOTE)
+INSTRUMENTS = (TCPCONNECT_ATTEMPTS, TCPCONNECT_FAILURES, TCPCONNECT_DURATION,
+               TCPCONNECT_REMOTE_ATTEMPTS, TCPCONNECT_REMOTE_FAILURES, TCPCONNECT_REMOTE_DURATION)
 
 _EVENT_ATTRIBUTES = (*A.TUPLE, A.NETWORK_CONNECTION_STATE, A.ERROR_TYPE, ERRNO, A.LATENCY,
                      SYN_RETRANSMITS, SYN_DROPS, DROP_REASON)
@@ -141,23 +165,57 @@ def duration_samples(key: Any, value: Any, netns: int | None) -> list[Sample]:
     return [Sample(TCPCONNECT_DURATION, histogram(value), netns)]
 
 
+_OUTCOMES = TcpconnectRemote.outcomes.size // ctypes.sizeof(ctypes.c_uint64)
+
+
+def _flatten(r: TcpconnectRemote) -> list[int]:
+    return [*r.outcomes, *r.duration.slots, r.duration.sum_ns]
+
+
+def remote_samples(by_netns: dict[int | None, dict[Remote, list[int]]]) -> list[Sample]:
+    """Attempts, failures by error.type and the connect latency per peer, from
+    :meth:`RemoteTotals.read` (counts of the outcomes, then the latency histogram)."""
+    out: list[Sample] = []
+    for netns, remotes in by_netns.items():
+        for remote, counts in remotes.items():
+            attrs = remote_attributes(remote)
+            out.append(Sample(TCPCONNECT_REMOTE_ATTEMPTS, counts[O.TCPCONNECT_ATTEMPT], netns, attrs))
+            out += [Sample(TCPCONNECT_REMOTE_FAILURES, counts[outcome], netns,
+                           ((A.ERROR_TYPE, word), *attrs))
+                    for outcome, word in ERROR_TYPES.items() if counts[outcome]]
+            hist = counts[_OUTCOMES:]
+            out.append(Sample(TCPCONNECT_REMOTE_DURATION,
+                              Histogram(BOUNDS, tuple(hist[:-1]), seconds(hist[-1])), netns, attrs))
+    return out
+
+
+class TcpconnectArgs(EventArgs):
+    """The event settings, and ``maxRemotes``: peers per namespace counted apart (0: none)."""
+
+    max_remotes: int = Field(DEFAULT_MAX_REMOTES, alias="maxRemotes", ge=0, le=1024)
+
+
 class TcpconnectProbe(HandleProbe):
-    def __init__(self, args: EventArgs | None, ctx: ProbeContext) -> None:
-        self.args = args if args is not None else EventArgs()
+    def __init__(self, args: TcpconnectArgs | None, ctx: ProbeContext) -> None:
+        self.args = args if args is not None else TcpconnectArgs()
         self.names = KernelNames()
         self.bpf = ObjectHandle(contract.OBJECT, ctx, self.decode)
         self.counters = Counters(self.bpf)
         self.hists = Histograms(self.bpf, "socks")
+        self.remotes = RemoteTotals(self.bpf, _flatten, self.args.max_remotes)
 
     def start(self) -> None:
         self.names = kernel_names()
-        self.bpf.start(self.names.not_drop_settings(), events=self.args)
+        self.bpf.start({**self.names.not_drop_settings(), "targ_remotes": self.args.max_remotes > 0},
+                       events=self.args)
 
     def collect(self) -> list[Sample]:
         if self.bpf.obj is None:
             return []
         out = count_samples(self.counters.read())
         out.append(self.bpf.full_sample("counters_full", "counters"))
+        if self.args.max_remotes:
+            out += remote_samples(self.remotes.read()) + self.remotes.self_samples()
         return out + self.hists.collect(duration_samples)
 
     def decode(self, raw: bytes) -> Event:
@@ -167,20 +225,22 @@ class TcpconnectProbe(HandleProbe):
 SPEC = ProbeSpec(
     name="tcpconnect",
     summary="TCP connection attempts, failures by cause (refused, timed out, dropped here with "
-            "the drop reason, unreachable, aborted, reset) and connect latency, per namespace",
+            "the drop reason, unreachable, aborted, reset) and connect latency, per namespace and "
+            "per peer (pod, Service, external)",
     kinds=frozenset({Kind.METRICS, Kind.EVENTS}),
     source=Source.BPF,
     scope=Scope.NETNS,
     overhead=Overhead.LOW,
     overhead_note="per TCP state change to SYN_SENT, ESTABLISHED or CLOSE, an inline slot "
-                  "lookup and a counter update (a socket read on close); per dropped packet "
-                  "with a socket, one slot lookup; with events, one record per failure up to "
-                  "eventRate per namespace; one map read per collection",
+                  "lookup, a counter update and a per-peer hash lookup (a socket read on close); "
+                  "per dropped packet with a socket, one slot lookup; with events, one record per "
+                  "failure up to eventRate per namespace; one map read and one map drain per "
+                  "collection",
     default_enabled=False,
     factory=TcpconnectProbe,
     instruments=INSTRUMENTS,
     events=EVENTS,
-    args=EventArgs,
+    args=TcpconnectArgs,
     requires=bpf_requires("tracepoints sock:inet_sock_set_state and skb:kfree_skb; else "
                           "fentry or kprobes on tcp_set_state and kfree_skb_reason"),
 )

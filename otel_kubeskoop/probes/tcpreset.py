@@ -30,7 +30,7 @@ from typing import Any
 from otel_kubeskoop.bpf.generated import tcpreset as contract
 from otel_kubeskoop.bpf.generated.tcpreset import TcpresetEvent, TcpresetReason, TcpresetType
 from otel_kubeskoop.probe import Kind, Overhead, ProbeSpec, Scope, Source
-from otel_kubeskoop.probes._bpf import EventArgs, bpf_requires
+from otel_kubeskoop.probes._bpf import RingEventArgs, bpf_requires
 from otel_kubeskoop.probes._decode import KernelNames
 from otel_kubeskoop.probes._typecount import Typecount, TypecountProbe
 from otel_kubeskoop.vocabulary import attributes as A
@@ -104,7 +104,7 @@ SPEC = ProbeSpec(
     factory=TcpresetProbe,
     instruments=INSTRUMENTS,
     events=EVENTS,
-    args=EventArgs,
+    args=RingEventArgs,
     requires=bpf_requires("tracepoints tcp:tcp_send_reset (nosock resets: Linux 6.10+) and "
                           "tcp:tcp_receive_reset"),
 )

@@ -35,7 +35,7 @@ from __future__ import annotations
 from otel_kubeskoop.bpf.generated import tcpretrans as contract
 from otel_kubeskoop.bpf.generated.tcpretrans import TcpretransEvent, TcpretransType
 from otel_kubeskoop.probe import Kind, Overhead, ProbeSpec, Scope, Source
-from otel_kubeskoop.probes._bpf import EventArgs, bpf_requires
+from otel_kubeskoop.probes._bpf import RingEventArgs, bpf_requires
 from otel_kubeskoop.probes._typecount import Typecount, TypecountProbe
 from otel_kubeskoop.vocabulary import attributes as A
 from otel_kubeskoop.vocabulary import instruments as I
@@ -98,6 +98,6 @@ SPEC = ProbeSpec(
     factory=TcpretransProbe,
     instruments=INSTRUMENTS,
     events=EVENTS,
-    args=EventArgs,
+    args=RingEventArgs,
     requires=bpf_requires("tracepoints tcp:tcp_retransmit_skb and tcp:tcp_retransmit_synack"),
 )

@@ -221,16 +221,15 @@ class EventEmitter:
                 self.delivered.update(probe(event.name) for event in events)
             return
         now, record = time.time_ns(), self._encoder.record
-        encoded = [(probe(event.name), resource,
-                    record(event.name, event.upstream_type, event.body, event.attributes,
-                           event.timestamp_ns or now, now))
-                   for event, resource in batch]
-        lost: Counter[tuple[str, str]] = Counter()
+        encoded = [record(event.name, event.upstream_type, event.body, event.attributes, event.timestamp_ns or now, now)
+                   for event in events]
+        probes, lost = self._probes, Counter[tuple[str, str]]()
         with self._lock:
             reason = "shutdown" if self._closed else "export_queue_full"
             queued, budget, queue, n = self.queued_bytes, self._queue_bytes, self._queue, 0
             chunk = queue[-1] if queue else None
-            for probe_name, resource, data in encoded:
+            for (event, resource), data in zip(batch, encoded):
+                probe_name = probes.get(event.name) or probe(event.name)
                 cost = len(data) + ENTRY_OVERHEAD
                 if queued + cost > budget or self._closed:
                     lost[(probe_name, reason)] += 1
@@ -247,7 +246,7 @@ class EventEmitter:
             if lost:
                 self.lost.update(lost)
             full = self._queued >= self._batch_size
-        if full:
+        if full and not self._wake.is_set():  # set() takes a lock and wakes waiters: once will do
             self._wake.set()
 
     def _probe_of(self, name: str) -> str:

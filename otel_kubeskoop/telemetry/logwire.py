@@ -38,6 +38,10 @@ def varint(value: int) -> bytes:
     """A non-negative int as a protobuf base-128 varint."""
     if value < 0x80:
         return bytes((value,))
+    if value < 0x4000:  # ports and the like: one int operation instead of the loop
+        return (value & 0x7F | 0x80 | (value >> 7) << 8).to_bytes(2, "little")
+    if value < 0x200000:
+        return (value & 0x7F | 0x80 | (value >> 7 & 0x7F | 0x80) << 8 | (value >> 14) << 16).to_bytes(3, "little")
     out = bytearray()
     while value >= 0x80:
         out.append(value & 0x7F | 0x80)
@@ -105,15 +109,20 @@ class RecordEncoder:
         self._upstream_key = upstream_type_key
         self._pairs: dict[tuple[str, Any], bytes] = {}
         self._kinds: dict[tuple[str, str, str], tuple[bytes, bytes, bytes]] = {}
-        self._int_prefixes: dict[tuple[str, int], bytes] = {}
+        self._int_prefixes: dict[str, tuple[bytes, ...]] = {}
 
-    def _int_prefix(self, key: str, size: int) -> bytes:
-        """What precedes an int value's varint of ``size`` bytes in its attribute field."""
-        if len(self._int_prefixes) >= MAX_CACHED_PAIRS:
+    def _int_prefixes_of(self, key: str) -> tuple[bytes, ...]:
+        """What precedes an int value's varint of n bytes in its attribute field, at index n
+        (ten per key: the cache keeps a tenth as many keys as it keeps string pairs)."""
+        if len(self._int_prefixes) >= MAX_CACHED_PAIRS // 10:
             self._int_prefixes.clear()
-        kv = length_delimited(_KEY_TAG, key.encode()) + _VALUE_TAG + varint(size + 1) + _INT_TAG
-        prefix = self._int_prefixes[(key, size)] = _ATTRIBUTE_TAG + varint(len(kv) + size) + kv
-        return prefix
+        key_field = length_delimited(_KEY_TAG, key.encode())
+        prefixes = [b""]
+        for size in range(1, 11):
+            kv = key_field + _VALUE_TAG + varint(size + 1) + _INT_TAG
+            prefixes.append(_ATTRIBUTE_TAG + varint(len(kv) + size) + kv)
+        hit = self._int_prefixes[key] = tuple(prefixes)
+        return hit
 
     def pair(self, pair: tuple[str, Any]) -> bytes:
         """An attribute's encoding. Strings are built once per distinct (key, value) while kept:
@@ -130,19 +139,24 @@ class RecordEncoder:
                 hit = self._pairs[pair] = encode_pair(key, value)
             return hit
         if kind is int and 0 <= value <= _INT64_MAX:
+            prefixes = self._int_prefixes.get(key) or self._int_prefixes_of(key)
+            if 0x80 <= value < 0x200000:  # ports: the varint written inline
+                if value < 0x4000:
+                    return prefixes[2] + (value & 0x7F | 0x80 | (value >> 7) << 8).to_bytes(2, "little")
+                return prefixes[3] + (value & 0x7F | 0x80 | (value >> 7 & 0x7F | 0x80) << 8
+                                      | (value >> 14) << 16).to_bytes(3, "little")
             vb = varint(value)
-            prefix = self._int_prefixes.get((key, len(vb))) or self._int_prefix(key, len(vb))
-            return prefix + vb
+            return prefixes[len(vb)] + vb
         return encode_pair(key, value)
 
     def _kind(self, name: str, upstream_type: str, body: str) -> tuple[bytes, bytes, bytes]:
         """The parts of a record fixed by its event: severity and body; the upstream type
-        attribute; ``event_name``. Bodies other than the name are rare (none today)."""
+        attribute and the tag of the observed time; ``event_name``. Bodies other than the name are rare (none today)."""
         if len(self._kinds) >= MAX_CACHED_PAIRS:
             self._kinds.clear()
         head = self._severity + length_delimited(_BODY_TAG, _string(body or name))
         hit = self._kinds[(name, upstream_type, body)] = (
-            head, encode_pair(self._upstream_key, upstream_type),
+            head, encode_pair(self._upstream_key, upstream_type) + _OBSERVED_TAG,
             length_delimited(_EVENT_NAME_TAG, name.encode()))
         return hit
 
@@ -152,11 +166,11 @@ class RecordEncoder:
         kind = self._kinds.get((name, upstream_type, body)) or self._kind(name, upstream_type, body)
         get, pair = self._pairs.get, self.pair
         # String attributes from the cache (the common case); the rest through pair().
-        pairs = [get(kv) or pair(kv) if type(kv[1]) is str else pair(kv) for kv in attributes]
-        data = b"".join((_TIME_TAG, _TIME.pack(time_ns), kind[0], *pairs, kind[1], _OBSERVED_TAG,
-                         _TIME.pack(observed_ns), kind[2]))
+        data = b"".join((_TIME_TAG, _TIME.pack(time_ns), kind[0],
+                         *[get(kv) or pair(kv) if type(kv[1]) is str else pair(kv) for kv in attributes],
+                         kind[1], _TIME.pack(observed_ns), kind[2]))
         size = len(data)
-        return b"".join((_RECORD_TAG, _LENGTHS[size] if size < len(_LENGTHS) else varint(size), data))
+        return (_RECORD_TAG + _LENGTHS[size] if size < len(_LENGTHS) else _RECORD_TAG + varint(size)) + data
 
 
 def resource_logs_head(resource: bytes, scope: InstrumentationScope) -> tuple[bytes, bytes]:

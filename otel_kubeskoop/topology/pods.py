@@ -47,7 +47,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from otel_kubeskoop.topology.kubeapi import InFlight, describe, get, iter_lines, load_api_client
+from otel_kubeskoop.topology.kubeapi import InFlight, close_client, describe, get, iter_lines, join_reader, load_api_client
 from otel_kubeskoop.topology.owners import OwnerResolver
 from otel_kubeskoop.topology.podinfo import PodInfo, nonempty_str, normalise_container_id, pod_info_from_api
 
@@ -208,20 +208,13 @@ class PodCache:
         """Stop the thread (idempotent): ends a blocked watch read at once, then joins."""
         self._stop.set()
         self._inflight.interrupt()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                log.warning("pod cache thread did not stop within %.1f s", timeout)
-            else:
-                self._thread = None
+        if self._thread is not None and join_reader(self._thread, timeout):
+            self._thread = None
         with self._lock:
             if self._state != "disabled":
                 self._state = "stopped"
         if self._api is not None and self._thread is None:
-            try:
-                self._api.close()
-            except Exception as exc:  # closing is best effort: the thread has stopped already
-                log.debug("closing the Kubernetes API client: %s", exc)
+            close_client(self._api)
             self._api = None
 
     # ---- the cache thread ------------------------------------------------------------------------

@@ -44,6 +44,15 @@ TUPLE = (NETWORK_TYPE, NETWORK_TRANSPORT, SOURCE_ADDRESS, SOURCE_PORT, DESTINATI
 
 BPF_MAP = "kubeskoop.bpf.map"  # a probe's BPF map name
 
+# A connection's peer as a bounded label (tcprtt, tcpconnect; topology/remotes.py): its kind
+# (pod, service, node, loopback, external, overflow), and for a pod or Service its namespace and
+# name, for the node its name. Not semconv's server.address/network.peer.address: one series per
+# address would be unbounded.
+REMOTE_KIND = "kubeskoop.remote.kind"
+REMOTE_NAMESPACE = "kubeskoop.remote.namespace"
+REMOTE_NAME = "kubeskoop.remote.name"
+REMOTE = (REMOTE_KIND, REMOTE_NAMESPACE, REMOTE_NAME)
+
 # Latency probes (netiftxlat, softirq, biolatency, virtcmdlatency, socketlatency, kernellatency).
 LATENCY = "kubeskoop.latency"  # double, seconds: the interval an event is about
 LATENCY_START = "kubeskoop.latency.start"  # the attach point that starts the interval: tp_btf/netif_receive_skb

@@ -99,12 +99,16 @@ CAP_METRIC_SERIES = "metrics.series"
 CAP_COMPAT_TUPLE_SERIES = "compat.tuple_series"
 CAP_DIRECTORY_RESOURCES = "directory.resources"
 CAP_NETNS_FD_LIMIT = "netns.fd_limit"
-CAPS = (CAP_METRIC_RESOURCES, CAP_METRIC_SERIES, CAP_COMPAT_TUPLE_SERIES, CAP_DIRECTORY_RESOURCES, CAP_NETNS_FD_LIMIT)
+CAP_SERVICE_ADDRESSES = "services.addresses"  # ClusterIPs held for naming peers (topology/services.py)
+CAPS = (CAP_METRIC_RESOURCES, CAP_METRIC_SERIES, CAP_COMPAT_TUPLE_SERIES, CAP_DIRECTORY_RESOURCES, CAP_NETNS_FD_LIMIT,
+        CAP_SERVICE_ADDRESSES)
 AGENT_OVERFLOW = InstrumentSpec(
     "kubeskoop.agent.overflow", C, "{item}",
     "Items left out because a cap on tracked state was full, summed over cycles, by cap: samples "
     "(metrics.resources, metrics.series), tuples folded into the overflow series (compat.tuple_series), "
-    "resource lookups not kept (directory.resources), namespaces not watched (netns.fd_limit)", (A.CAP,))
+    "resource lookups not kept (directory.resources), namespaces not watched (netns.fd_limit), Service "
+    "addresses not named (services.addresses); from the probes that keep per-peer figures, peer addresses "
+    "folded into the overflow remote (<probe>.remotes: tcprtt.remotes, tcpconnect.remotes)", (A.CAP,))
 AGENT_CYCLE_DURATION = InstrumentSpec(
     "kubeskoop.agent.cycle.duration", G, "s", "Wall time of the last whole collection cycle")
 AGENT_EXPORT_FAILURES = InstrumentSpec(

@@ -86,12 +86,12 @@ def test_security_posture():
     assert all(mounts[name]["readOnly"] for name in host_paths)
 
 
-def test_rbac_reads_pods_and_owners_and_writes_nothing():
+def test_rbac_reads_pods_owners_and_services_and_writes_nothing():
     objects = render()
     rules = one(objects, "ClusterRole")["rules"]
     granted = {(g, r, v) for rule in rules for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
     assert granted == {("", "pods", "list"), ("", "pods", "watch"), ("apps", "replicasets", "get"),
-                       ("batch", "jobs", "get")}
+                       ("batch", "jobs", "get"), ("", "services", "list")}
     binding = one(objects, "ClusterRoleBinding")
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": one(objects, "ServiceAccount")["metadata"]["name"],
                                     "namespace": "observability"}]

@@ -65,6 +65,23 @@ def test_varint():
         assert decoded == value and all(b & 0x80 for b in encoded[:-1]) and not encoded[-1] & 0x80
 
 
+def test_varint_and_int_pairs_of_every_port_as_the_official_types_write_them():
+    def reference(value: int) -> bytes:
+        out = bytearray()
+        while value >= 0x80:
+            out.append(value & 0x7F | 0x80)
+            value >>= 7
+        return bytes((*out, value))
+
+    encoder = RecordEncoder(WARN, "WARN", UPSTREAM_TYPE)
+    for value in (*range(0x10000), 0x1FFFFF, 0x200000, 0x200001):
+        assert varint(value) == reference(value), value
+    attribute_tag = bytes([LogRecord.DESCRIPTOR.fields_by_name["attributes"].number << 3 | 2])
+    for value in (*range(0, 0x10000, 97), 127, 128, 16383, 16384, 65535, 0x1FFFFF, 0x200000):
+        (kv,) = key_values((("source.port", value),))
+        assert encoder.pair(("source.port", value)) == attribute_tag + varint(kv.ByteSize()) + kv.SerializeToString()
+
+
 def emitted_request(events: list[Event], observed_ns: int, monkeypatch) -> ExportLogsServiceRequest:
     monkeypatch.setattr(time, "time_ns", lambda: observed_ns)
     mem = MemoryLogExporter()

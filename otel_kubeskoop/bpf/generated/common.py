@@ -99,6 +99,17 @@ class RatelimitKey(ctypes.LittleEndianStructure):
     ]
 
 
+class RemoteKey(ctypes.LittleEndianStructure):
+    """``struct remote_key``: 28 bytes."""
+
+    _fields_ = [
+        ("netns", ctypes.c_uint32),
+        ("netns_cookie", ctypes.c_uint32),
+        ("family", ctypes.c_uint32),
+        ("addr", ctypes.c_uint8 * 16),
+    ]
+
+
 class TypecountKey(ctypes.LittleEndianStructure):
     """``struct typecount_key``: 12 bytes."""
 

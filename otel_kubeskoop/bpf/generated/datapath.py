@@ -11,8 +11,10 @@ import enum
 
 from otel_kubeskoop.bpf.generated.common import (
     FlowTuple,
+    LatencyHist,
     RatelimitBucket,
     RatelimitKey,
+    RemoteKey,
     TypecountKey,
 )
 from otel_kubeskoop.bpf.generated.packetloss import PacketlossKey
@@ -31,7 +33,11 @@ from otel_kubeskoop.bpf.generated.socketlatency import (
     SocketlatencySocksSlot,
 )
 from otel_kubeskoop.bpf.generated.tcprtt import TcprttHistsSlot, TcprttSock
-from otel_kubeskoop.bpf.generated.tcpconnect import TcpconnectHistsSlot, TcpconnectSocksSlot
+from otel_kubeskoop.bpf.generated.tcpconnect import (
+    TcpconnectHistsSlot,
+    TcpconnectRemote,
+    TcpconnectSocksSlot,
+)
 from otel_kubeskoop.bpf.spec import MapSpec, ObjectSpec
 
 
@@ -161,6 +167,9 @@ OBJECT = ObjectSpec(
         "socketlatency_inflight_stats": MapSpec("percpu_array", ctypes.c_uint32, ctypes.c_uint64, 6),
         "tcprtt_hists": MapSpec("array", ctypes.c_uint32, TcprttHistsSlot, 8192),
         "tcprtt_hists_full": MapSpec("percpu_array", ctypes.c_uint32, ctypes.c_uint64, 1),
+        "tcprtt_remotes": MapSpec("hash", RemoteKey, LatencyHist, 4096),
+        "tcprtt_remotes_full": MapSpec("percpu_array", ctypes.c_uint32, ctypes.c_uint64, 1),
+        "tcprtt_remotes_zero": MapSpec("array", ctypes.c_uint32, LatencyHist, 1),
         "tcprtt_socks": MapSpec("array", ctypes.c_uint32, TcprttSock, 16384),
         "tcpconnect_ratelimit": MapSpec("lru_hash", RatelimitKey, RatelimitBucket, 4096),
         "tcpconnect_events": MapSpec("ringbuf", None, None, 262144),
@@ -169,6 +178,9 @@ OBJECT = ObjectSpec(
         "tcpconnect_counters_full": MapSpec("percpu_array", ctypes.c_uint32, ctypes.c_uint64, 1),
         "tcpconnect_hists": MapSpec("array", ctypes.c_uint32, TcpconnectHistsSlot, 4096),
         "tcpconnect_hists_full": MapSpec("percpu_array", ctypes.c_uint32, ctypes.c_uint64, 1),
+        "tcpconnect_remotes": MapSpec("hash", RemoteKey, TcpconnectRemote, 4096),
+        "tcpconnect_remotes_full": MapSpec("percpu_array", ctypes.c_uint32, ctypes.c_uint64, 1),
+        "tcpconnect_remotes_zero": MapSpec("array", ctypes.c_uint32, TcpconnectRemote, 1),
         "tcpconnect_socks": MapSpec("array", ctypes.c_uint32, TcpconnectSocksSlot, 16384),
         "tcpconnect_inflight_stats": MapSpec("percpu_array", ctypes.c_uint32, ctypes.c_uint64, 6),
         "datapath_costs": MapSpec("percpu_array", ctypes.c_uint32, DatapathCost, 19),
@@ -208,7 +220,9 @@ OBJECT = ObjectSpec(
         "netiftxlat_targ_since_ns": ctypes.c_uint64,
         "socketlatency_targ_emit": ctypes.c_bool,
         "socketlatency_targ_since_ns": ctypes.c_uint64,
+        "tcprtt_targ_remotes": ctypes.c_bool,
         "tcpconnect_targ_emit": ctypes.c_bool,
+        "tcpconnect_targ_remotes": ctypes.c_bool,
         "tcpconnect_targ_since_ns": ctypes.c_uint64,
         "datapath_enabled": ctypes.c_uint32,
         "datapath_stats": ctypes.c_bool,

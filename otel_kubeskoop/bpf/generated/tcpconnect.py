@@ -16,6 +16,7 @@ from otel_kubeskoop.bpf.generated.common import (
     LatencyHist,
     RatelimitBucket,
     RatelimitKey,
+    RemoteKey,
     TypecountKey,
 )
 from otel_kubeskoop.bpf.spec import MapSpec, ObjectSpec
@@ -73,6 +74,15 @@ class TcpconnectHistsSlot(ctypes.LittleEndianStructure):
     ]
 
 
+class TcpconnectRemote(ctypes.LittleEndianStructure):
+    """``struct tcpconnect_remote``: 384 bytes."""
+
+    _fields_ = [
+        ("outcomes", ctypes.c_uint64 * 9),
+        ("duration", LatencyHist),
+    ]
+
+
 class TcpconnectSock(ctypes.LittleEndianStructure):
     """``struct tcpconnect_sock``: 16 bytes."""
 
@@ -113,6 +123,9 @@ OBJECT = ObjectSpec(
         "counters_full": MapSpec("percpu_array", ctypes.c_uint32, ctypes.c_uint64, 1),
         "hists": MapSpec("array", ctypes.c_uint32, TcpconnectHistsSlot, 4096),
         "hists_full": MapSpec("percpu_array", ctypes.c_uint32, ctypes.c_uint64, 1),
+        "remotes": MapSpec("hash", RemoteKey, TcpconnectRemote, 4096),
+        "remotes_full": MapSpec("percpu_array", ctypes.c_uint32, ctypes.c_uint64, 1),
+        "remotes_zero": MapSpec("array", ctypes.c_uint32, TcpconnectRemote, 1),
         "socks": MapSpec("array", ctypes.c_uint32, TcpconnectSocksSlot, 16384),
         "inflight_stats": MapSpec("percpu_array", ctypes.c_uint32, ctypes.c_uint64, 6),
     },
@@ -125,6 +138,7 @@ OBJECT = ObjectSpec(
         "targ_rate_per_sec": ctypes.c_uint32,
         "targ_burst": ctypes.c_uint32,
         "targ_emit": ctypes.c_bool,
+        "targ_remotes": ctypes.c_bool,
         "targ_since_ns": ctypes.c_uint64,
     },
     host="datapath",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ctypes
 import enum
 
-from otel_kubeskoop.bpf.generated.common import LatencyHist
+from otel_kubeskoop.bpf.generated.common import LatencyHist, RemoteKey
 from otel_kubeskoop.bpf.spec import MapSpec, ObjectSpec
 
 
@@ -58,6 +58,9 @@ OBJECT = ObjectSpec(
     maps={
         "hists": MapSpec("array", ctypes.c_uint32, TcprttHistsSlot, 8192),
         "hists_full": MapSpec("percpu_array", ctypes.c_uint32, ctypes.c_uint64, 1),
+        "remotes": MapSpec("hash", RemoteKey, LatencyHist, 4096),
+        "remotes_full": MapSpec("percpu_array", ctypes.c_uint32, ctypes.c_uint64, 1),
+        "remotes_zero": MapSpec("array", ctypes.c_uint32, LatencyHist, 1),
         "socks": MapSpec("array", ctypes.c_uint32, TcprttSock, 16384),
     },
     rodata={
@@ -65,6 +68,7 @@ OBJECT = ObjectSpec(
     },
     globals={
         "targ_interval_ns": ctypes.c_uint64,
+        "targ_remotes": ctypes.c_bool,
     },
     host="datapath",
 )

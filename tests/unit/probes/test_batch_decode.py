@@ -134,7 +134,7 @@ def test_tuple_words_stay_right_past_their_bound(monkeypatch: pytest.MonkeyPatch
         t.saddr[:] = list(address)
         t.daddr[:] = list(address)
         got = words.connection(2, 6, address, address, i, 80, 1 + i % 2)
-        assert got == connection_attributes(t, NAMES, 1 + i % 2)
+        assert list(got) == connection_attributes(t, NAMES, 1 + i % 2)
         assert len(words._sources) <= 8 and len(words._states) <= 8
 
 
@@ -165,3 +165,13 @@ def test_a_relabelled_pod_is_never_served_stale() -> None:
                      for rl in request.resource_logs])
     assert seen == [[("web-0", "v1", 3)], [("web-0", "v2", 3)], [("web-1", "v2", 3)]]
     emitter.shutdown()
+
+
+def test_new_event_is_the_event_the_dataclass_builds() -> None:
+    attrs = (("network.type", "ipv4"), ("source.port", 1))
+    made = _decode.new_event("kubeskoop.tcpreset.nosock", "TCPRESET_NOSOCK", 7, attrs, "body", 42)
+    assert made == Event("kubeskoop.tcpreset.nosock", "TCPRESET_NOSOCK", 7, attrs, "body", 42)
+    assert (made.name, made.upstream_type, made.netns, made.attributes, made.body, made.timestamp_ns) == (
+        "kubeskoop.tcpreset.nosock", "TCPRESET_NOSOCK", 7, attrs, "body", 42)
+    with pytest.raises(AttributeError):  # still frozen
+        made.netns = 8  # type: ignore[misc]

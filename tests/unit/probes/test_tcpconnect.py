@@ -20,6 +20,7 @@ from otel_kubeskoop.probe import Cycle, Kind, ProbeContext
 from otel_kubeskoop.probes import tcpconnect
 from otel_kubeskoop.probes._decode import KernelNames
 from tests.unit.probes.bpfdumps import FakeMap, flow_tuple
+from tests.unit.probes.remotefakes import remote_maps
 from tests.unit.probes.latencyfakes import hist, latency_object, samples_by_key
 
 A_NS, B_NS = 4026532281, 4026532282
@@ -34,6 +35,7 @@ def probe_with(counts, hists=()) -> tcpconnect.TcpconnectProbe:
     obj = latency_object(list(hists))
     obj.maps["counters"] = FakeMap([(TypecountKey(ns, 3, outcome), n) for ns, outcome, n in counts])
     obj.maps["counters_full"] = FakeMap({0: 1})
+    obj.maps.update(remote_maps()[1])
     probe.bpf.obj = obj
     return probe
 

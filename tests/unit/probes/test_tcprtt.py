@@ -15,6 +15,7 @@ from otel_kubeskoop.bpf.shared import SharedObject
 from otel_kubeskoop.probe import Cycle, Histogram, Kind, ProbeContext
 from otel_kubeskoop.probes import tcprtt
 from otel_kubeskoop.probes._latency import BOUNDS
+from tests.unit.probes.remotefakes import remote_maps
 from tests.unit.probes.latencyfakes import hist, latency_object, samples_by_key
 
 A_NS, B_NS, GONE_NS = 4026532281, 4026532282, 4026532999
@@ -27,6 +28,7 @@ def probe_with(entries, **kwargs) -> tcprtt.TcprttProbe:
     ctx = ProbeContext(name="tcprtt", cycle=Cycle(namespaces={A_NS: object(), B_NS: object()}))
     probe = tcprtt.TcprttProbe(None, ctx)
     probe.bpf.obj = latency_object(entries, **kwargs)
+    probe.bpf.obj.maps.update(remote_maps()[1])
     return probe
 
 
@@ -53,19 +55,21 @@ def test_three_histograms_per_namespace_in_seconds() -> None:
 
 
 def test_sample_interval_is_the_setting() -> None:
-    assert tcprtt.TcprttArgs().settings == {"targ_interval_ns": 1_000_000_000}
-    assert tcprtt.SPEC.args(sampleIntervalMs=10).settings == {"targ_interval_ns": 10_000_000}
-    for wrong in ({"sampleIntervalMs": 0}, {"interval": 5}):
+    assert tcprtt.TcprttArgs().settings == {"targ_interval_ns": 1_000_000_000, "targ_remotes": True}
+    assert tcprtt.SPEC.args(sampleIntervalMs=10, maxRemotes=0).settings == {
+        "targ_interval_ns": 10_000_000, "targ_remotes": False}
+    for wrong in ({"sampleIntervalMs": 0}, {"interval": 5}, {"maxRemotes": -1}):
         with pytest.raises(ValidationError):
             tcprtt.SPEC.args(**wrong)
-    assert set(contract.OBJECT.globals) == {"targ_interval_ns"}
+    assert set(contract.OBJECT.globals) == {"targ_interval_ns", "targ_remotes"}
 
 
 def test_spec_joins_the_shared_object_on_deliver() -> None:
     spec = tcprtt.SPEC
     assert spec.kinds == {Kind.METRICS} and not spec.events
     assert {i.name for i in spec.instruments} == {
-        "kubeskoop.tcprtt.srtt", "kubeskoop.tcprtt.rttvar", "kubeskoop.tcprtt.rto"}
+        "kubeskoop.tcprtt.srtt", "kubeskoop.tcprtt.rttvar", "kubeskoop.tcprtt.rto",
+        "kubeskoop.tcprtt.remote.srtt"}
     assert all(i.unit == "s" and i.compat is None for i in spec.instruments)
     assert contract.OBJECT.host == "datapath"
     shared = SharedObject(datapath.OBJECT)

@@ -41,15 +41,6 @@ def uid(n: int) -> str:
     return f"00000000-0000-4000-8000-{n:012d}"
 
 
-@pytest.fixture
-def api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[KubeAPIServer]:
-    """A running stand-in, and the environment pointing ``load_api_client()`` at it."""
-    with KubeAPIServer() as server:
-        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-        monkeypatch.setenv("KUBECONFIG", server.write_kubeconfig(tmp_path / "kubeconfig"))
-        yield server
-
-
 class Changes:
     """Records on_change calls (uid, info) from the cache thread."""
 
