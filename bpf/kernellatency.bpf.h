@@ -123,9 +123,9 @@ static __always_inline bool kernellatency_rx_is_tcp(bool btf, const struct sk_bu
 	__u8 l4 = 0;
 
 	if (proto == TUPLE_ETH_P_IP)
-		KREAD_BYTES(btf, &l4, data + 9, 1); /* iphdr.protocol */
+		KREAD_BYTES(&l4, data + 9, 1); /* iphdr.protocol */
 	else if (proto == TUPLE_ETH_P_IPV6)
-		KREAD_BYTES(btf, &l4, data + 6, 1); /* ipv6hdr.nexthdr */
+		KREAD_BYTES(&l4, data + 6, 1); /* ipv6hdr.nexthdr */
 	return l4 == IPPROTO_TCP;
 }
 

@@ -44,7 +44,7 @@
 #include "socketlatency.h"
 
 /* A field of the TCP socket sk is (socketlatency_is_tcp()). */
-#define SOCKETLATENCY_TP(btf, sk, field) KREAD_AS(btf, struct tcp_sock, sk, field)
+#define SOCKETLATENCY_TP(btf, sk, field) KREAD_TCP(btf, sk, field)
 
 #define MSG_PEEK 2
 #define SOCK_STREAM 1
@@ -212,11 +212,15 @@ static __always_inline void socketlatency_queue(bool btf, const struct sk_buff *
 	if (!s || s->ts_ns < socketlatency_targ_since_ns)
 		return; /* only sockets we time (full TCP sockets) have entries */
 	seg = hook_tcp_segment(btf, run, skb);
-	if (!seg || !seg->payload || seg->seq != SOCKETLATENCY_TP(btf, sk, snd_nxt))
+	/*
+	 * Probe reads (btf false) even in tp_btf: skb->sk loads as an RCU pointer, which
+	 * bpf_skc_to_tcp_sock() refuses; only segments of a socket being timed get here.
+	 */
+	if (!seg || !seg->payload || seg->seq != SOCKETLATENCY_TP(false, sk, snd_nxt))
 		return;
 	now = hook_now(run);
 	socketlatency_measure(btf, sk, SOCKETLATENCY_WRITE, now > s->ts_ns ? now - s->ts_ns : 0, s);
-	if (seg->seq + seg->payload != SOCKETLATENCY_TP(btf, sk, write_seq))
+	if (seg->seq + seg->payload != SOCKETLATENCY_TP(false, sk, write_seq))
 		s->ts_ns = now; /* more unsent data: it waits from now on */
 	else
 		socketlatency_socks_end(&key);

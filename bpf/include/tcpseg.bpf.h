@@ -41,7 +41,7 @@ static __always_inline bool tcp_segment(bool btf, const struct sk_buff *skb, str
 	if (!head || nh == TCPSEG_UNSET_HEADER || th == TCPSEG_UNSET_HEADER || th <= nh)
 		return false;
 	/* One read per header: the IP version and protocol, then the TCP sequence and offset. */
-	if (KREAD_BYTES(btf, ip, head + nh, sizeof(ip)))
+	if (KREAD_BYTES(ip, head + nh, sizeof(ip)))
 		return false;
 	if ((ip[0] >> 4) == 4)
 		proto = ip[9]; /* iphdr.protocol */
@@ -49,7 +49,7 @@ static __always_inline bool tcp_segment(bool btf, const struct sk_buff *skb, str
 		proto = ip[6]; /* ipv6hdr.nexthdr */
 	else
 		return false;
-	if (proto != IPPROTO_TCP || KREAD_BYTES(btf, tcp, head + th, sizeof(tcp)))
+	if (proto != IPPROTO_TCP || KREAD_BYTES(tcp, head + th, sizeof(tcp)))
 		return false;
 	len = KREAD(btf, skb, len);
 	hdrs = (__u32)(head + th - data) + (tcp[12] >> 4) * 4; /* data offset: high 4 bits */
