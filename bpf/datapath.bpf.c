@@ -10,6 +10,8 @@
  *
  * A hook's program reads datapath_enabled once and runs the handler of each probe whose bit is
  * set, in the order below, so a probe that is off costs one test and no clock read or lookup.
+ * The handlers of one run share a struct hook_run (include/hookrun.bpf.h): the clock and the
+ * packet's TCP segment are read once, by the first handler that needs them.
  * User space sets a bit after writing the probe's settings and clears it when the probe stops
  * (otel_kubeskoop/bpf/shared.py). With datapath_stats (config bpfStats), each handler's run
  * count and time go to datapath_costs[DATAPATH_<PROBE>_<HOOK>], per CPU: the kernel's statistics
@@ -45,6 +47,7 @@
 #include "events.bpf.h"
 #include "tuples.bpf.h"
 #include "latency.bpf.h"
+#include "hookrun.bpf.h"
 #include "datapath.h"
 
 #undef PROBE_NAME
@@ -242,10 +245,11 @@ int BPF_KPROBE(datapath_consume_kprobe, struct sk_buff *skb)
 #define QUEUE(btf, skb)								\
 	do {									\
 		__u32 on = datapath_enabled;					\
+		struct hook_run run = {};					\
 										\
-		RUN(on, KERNELLATENCY, QUEUE, kernellatency_queue(btf, skb));	\
-		RUN(on, NETIFTXLAT, QUEUE, netiftxlat_queue(btf, skb));		\
-		RUN(on, SOCKETLATENCY, QUEUE, socketlatency_queue(btf, skb));	\
+		RUN(on, KERNELLATENCY, QUEUE, kernellatency_queue(btf, skb, &run));	\
+		RUN(on, NETIFTXLAT, QUEUE, netiftxlat_queue(btf, skb, &run));		\
+		RUN(on, SOCKETLATENCY, QUEUE, socketlatency_queue(btf, skb, &run));	\
 		RUN(on, DNS, QUEUE, dns_queue(btf, skb));			\
 	} while (0)
 
@@ -282,8 +286,9 @@ int BPF_KPROBE(datapath_queue_kprobe, struct sk_buff *skb)
 #define RX(btf, skb)								\
 	do {									\
 		__u32 on = datapath_enabled;					\
+		struct hook_run run = {};					\
 										\
-		RUN(on, KERNELLATENCY, RX, kernellatency_rx(btf, skb));		\
+		RUN(on, KERNELLATENCY, RX, kernellatency_rx(btf, skb, &run));	\
 		RUN(on, DNS, RX, dns_rx(btf, skb));				\
 	} while (0)
 
@@ -321,8 +326,9 @@ SEC("tp_btf/tcp_probe")
 int BPF_PROG(datapath_deliver_btf, struct sock *sk, const struct sk_buff *skb)
 {
 	__u32 on = datapath_enabled;
+	struct hook_run run = {};
 
-	RUN(on, KERNELLATENCY, DELIVER, kernellatency_deliver(true, sk, skb));
+	RUN(on, KERNELLATENCY, DELIVER, kernellatency_deliver(true, sk, skb, &run));
 	RUN(on, TCPRTT, DELIVER, tcprtt_deliver(true, sk));
 	return 0;
 }
@@ -331,8 +337,10 @@ SEC("tracepoint/tcp/tcp_probe")
 int datapath_deliver_tp(struct trace_event_raw_tcp_probe *ctx)
 {
 	__u32 on = datapath_enabled;
+	struct hook_run run = {};
 
-	RUN(on, KERNELLATENCY, DELIVER, kernellatency_deliver(false, ctx->skaddr, ctx->skbaddr));
+	RUN(on, KERNELLATENCY, DELIVER,
+	    kernellatency_deliver(false, ctx->skaddr, ctx->skbaddr, &run));
 	RUN(on, TCPRTT, DELIVER, tcprtt_deliver(false, ctx->skaddr));
 	return 0;
 }
@@ -341,8 +349,9 @@ SEC("fentry/tcp_rcv_established")
 int BPF_PROG(datapath_deliver_fentry, struct sock *sk, struct sk_buff *skb)
 {
 	__u32 on = datapath_enabled;
+	struct hook_run run = {};
 
-	RUN(on, KERNELLATENCY, DELIVER, kernellatency_deliver(true, sk, skb));
+	RUN(on, KERNELLATENCY, DELIVER, kernellatency_deliver(true, sk, skb, &run));
 	RUN(on, TCPRTT, DELIVER, tcprtt_deliver(true, sk));
 	return 0;
 }
@@ -351,8 +360,9 @@ SEC("kprobe/tcp_rcv_established")
 int BPF_KPROBE(datapath_deliver_kprobe, struct sock *sk, struct sk_buff *skb)
 {
 	__u32 on = datapath_enabled;
+	struct hook_run run = {};
 
-	RUN(on, KERNELLATENCY, DELIVER, kernellatency_deliver(false, sk, skb));
+	RUN(on, KERNELLATENCY, DELIVER, kernellatency_deliver(false, sk, skb, &run));
 	RUN(on, TCPRTT, DELIVER, tcprtt_deliver(false, sk));
 	return 0;
 }
@@ -362,17 +372,20 @@ int BPF_KPROBE(datapath_deliver_kprobe, struct sock *sk, struct sk_buff *skb)
 SEC("tp_btf/net_dev_start_xmit")
 int BPF_PROG(datapath_start_btf, const struct sk_buff *skb, const struct net_device *dev)
 {
-	RUN(datapath_enabled, NETIFTXLAT, START, netiftxlat_start(true, skb, dev));
+	struct hook_run run = {};
+
+	RUN(datapath_enabled, NETIFTXLAT, START, netiftxlat_start(true, skb, dev, &run));
 	return 0;
 }
 
 SEC("tracepoint/net/net_dev_start_xmit")
 int datapath_start_tp(struct trace_event_raw_net_dev_start_xmit *ctx)
 {
+	struct hook_run run = {};
 	const struct sk_buff *skb = ctx->skbaddr;
 
 	RUN(datapath_enabled, NETIFTXLAT, START,
-	    netiftxlat_start(false, skb, BPF_CORE_READ(skb, dev)));
+	    netiftxlat_start(false, skb, BPF_CORE_READ(skb, dev), &run));
 	return 0;
 }
 
@@ -381,14 +394,19 @@ int datapath_start_tp(struct trace_event_raw_net_dev_start_xmit *ctx)
 SEC("tp_btf/net_dev_xmit")
 int BPF_PROG(datapath_xmit_btf, struct sk_buff *skb, int rc, struct net_device *dev)
 {
-	RUN(datapath_enabled, NETIFTXLAT, XMIT, netiftxlat_xmit(true, skb, rc, dev));
+	struct hook_run run = {};
+
+	RUN(datapath_enabled, NETIFTXLAT, XMIT, netiftxlat_xmit(true, skb, rc, dev, &run));
 	return 0;
 }
 
 SEC("tracepoint/net/net_dev_xmit")
 int datapath_xmit_tp(struct trace_event_raw_net_dev_xmit *ctx)
 {
-	RUN(datapath_enabled, NETIFTXLAT, XMIT, netiftxlat_xmit(false, ctx->skbaddr, ctx->rc, NULL));
+	struct hook_run run = {};
+
+	RUN(datapath_enabled, NETIFTXLAT, XMIT,
+	    netiftxlat_xmit(false, ctx->skbaddr, ctx->rc, NULL, &run));
 	return 0;
 }
 
@@ -397,28 +415,36 @@ int datapath_xmit_tp(struct trace_event_raw_net_dev_xmit *ctx)
 SEC("tp_btf/sk_data_ready")
 int BPF_PROG(datapath_ready_btf, const struct sock *sk)
 {
-	RUN(datapath_enabled, SOCKETLATENCY, READY, socketlatency_ready(true, sk));
+	struct hook_run run = {};
+
+	RUN(datapath_enabled, SOCKETLATENCY, READY, socketlatency_ready(true, sk, &run));
 	return 0;
 }
 
 SEC("tracepoint/sock/sk_data_ready")
 int datapath_ready_tp(struct trace_event_raw_sk_data_ready *ctx)
 {
-	RUN(datapath_enabled, SOCKETLATENCY, READY, socketlatency_ready(false, ctx->skaddr));
+	struct hook_run run = {};
+
+	RUN(datapath_enabled, SOCKETLATENCY, READY, socketlatency_ready(false, ctx->skaddr, &run));
 	return 0;
 }
 
 SEC("fentry/sock_def_readable")
 int BPF_PROG(datapath_ready_fentry, struct sock *sk)
 {
-	RUN(datapath_enabled, SOCKETLATENCY, READY, socketlatency_ready(true, sk));
+	struct hook_run run = {};
+
+	RUN(datapath_enabled, SOCKETLATENCY, READY, socketlatency_ready(true, sk, &run));
 	return 0;
 }
 
 SEC("kprobe/sock_def_readable")
 int BPF_KPROBE(datapath_ready_kprobe, struct sock *sk)
 {
-	RUN(datapath_enabled, SOCKETLATENCY, READY, socketlatency_ready(false, sk));
+	struct hook_run run = {};
+
+	RUN(datapath_enabled, SOCKETLATENCY, READY, socketlatency_ready(false, sk, &run));
 	return 0;
 }
 
@@ -427,29 +453,37 @@ int BPF_KPROBE(datapath_ready_kprobe, struct sock *sk)
 SEC("tp_btf/sock_recv_length")
 int BPF_PROG(datapath_recv_btf, struct sock *sk, int ret, int flags)
 {
-	RUN(datapath_enabled, SOCKETLATENCY, RECV, socketlatency_recv(true, sk, ret, flags));
+	struct hook_run run = {};
+
+	RUN(datapath_enabled, SOCKETLATENCY, RECV, socketlatency_recv(true, sk, ret, flags, &run));
 	return 0;
 }
 
 SEC("tracepoint/sock/sock_recv_length")
 int datapath_recv_tp(struct trace_event_raw_sock_msg_length *ctx)
 {
+	struct hook_run run = {};
+
 	RUN(datapath_enabled, SOCKETLATENCY, RECV,
-	    socketlatency_recv(false, ctx->sk, ctx->ret, ctx->flags));
+	    socketlatency_recv(false, ctx->sk, ctx->ret, ctx->flags, &run));
 	return 0;
 }
 
 SEC("fentry/tcp_cleanup_rbuf")
 int BPF_PROG(datapath_recv_fentry, struct sock *sk, int copied)
 {
-	RUN(datapath_enabled, SOCKETLATENCY, RECV, socketlatency_recv(true, sk, copied, 0));
+	struct hook_run run = {};
+
+	RUN(datapath_enabled, SOCKETLATENCY, RECV, socketlatency_recv(true, sk, copied, 0, &run));
 	return 0;
 }
 
 SEC("kprobe/tcp_cleanup_rbuf")
 int BPF_KPROBE(datapath_recv_kprobe, struct sock *sk, int copied)
 {
-	RUN(datapath_enabled, SOCKETLATENCY, RECV, socketlatency_recv(false, sk, copied, 0));
+	struct hook_run run = {};
+
+	RUN(datapath_enabled, SOCKETLATENCY, RECV, socketlatency_recv(false, sk, copied, 0, &run));
 	return 0;
 }
 
@@ -458,21 +492,27 @@ int BPF_KPROBE(datapath_recv_kprobe, struct sock *sk, int copied)
 SEC("tp_btf/tcp_sendmsg_locked")
 int BPF_PROG(datapath_sendmsg_btf, const struct sock *sk)
 {
-	RUN(datapath_enabled, SOCKETLATENCY, SENDMSG, socketlatency_sendmsg(true, sk));
+	struct hook_run run = {};
+
+	RUN(datapath_enabled, SOCKETLATENCY, SENDMSG, socketlatency_sendmsg(true, sk, &run));
 	return 0;
 }
 
 SEC("fentry/tcp_sendmsg_locked")
 int BPF_PROG(datapath_sendmsg_fentry, struct sock *sk)
 {
-	RUN(datapath_enabled, SOCKETLATENCY, SENDMSG, socketlatency_sendmsg(true, sk));
+	struct hook_run run = {};
+
+	RUN(datapath_enabled, SOCKETLATENCY, SENDMSG, socketlatency_sendmsg(true, sk, &run));
 	return 0;
 }
 
 SEC("kprobe/tcp_sendmsg_locked")
 int BPF_KPROBE(datapath_sendmsg_kprobe, struct sock *sk)
 {
-	RUN(datapath_enabled, SOCKETLATENCY, SENDMSG, socketlatency_sendmsg(false, sk));
+	struct hook_run run = {};
+
+	RUN(datapath_enabled, SOCKETLATENCY, SENDMSG, socketlatency_sendmsg(false, sk, &run));
 	return 0;
 }
 

@@ -44,6 +44,7 @@
 #include "tcpseg.bpf.h"
 #include "events.bpf.h"
 #include "latency.bpf.h"
+#include "hookrun.bpf.h"
 #include "kernellatency.h"
 
 /* Settings (user space writes them before it sets the probe's bit, datapath.bpf.c). */
@@ -122,14 +123,15 @@ static __always_inline bool kernellatency_rx_is_tcp(bool btf, const struct sk_bu
 	__u8 l4 = 0;
 
 	if (proto == TUPLE_ETH_P_IP)
-		bpf_probe_read_kernel(&l4, 1, data + 9); /* iphdr.protocol */
+		KREAD_BYTES(&l4, data + 9, 1); /* iphdr.protocol */
 	else if (proto == TUPLE_ETH_P_IPV6)
-		bpf_probe_read_kernel(&l4, 1, data + 6); /* ipv6hdr.nexthdr */
+		KREAD_BYTES(&l4, data + 6, 1); /* ipv6hdr.nexthdr */
 	return l4 == IPPROTO_TCP;
 }
 
 /* hook "rx": the packet enters the stack. */
-static __always_inline void kernellatency_rx(bool btf, const struct sk_buff *skb)
+static __always_inline void kernellatency_rx(bool btf, const struct sk_buff *skb,
+					     struct hook_run *run)
 {
 	struct kernellatency_skb s = {};
 	struct net_device *dev;
@@ -138,7 +140,7 @@ static __always_inline void kernellatency_rx(bool btf, const struct sk_buff *skb
 	if (!skb || !kernellatency_rx_is_tcp(btf, skb))
 		return;
 	dev = KREAD(btf, skb, dev);
-	s.ts_ns = bpf_ktime_get_ns();
+	s.ts_ns = hook_now(run);
 	s.dev = (__u64)dev;
 	s.ifindex = KREAD(btf, dev, ifindex);
 	s.len = KREAD(btf, skb, len);
@@ -147,7 +149,7 @@ static __always_inline void kernellatency_rx(bool btf, const struct sk_buff *skb
 
 /* hook "deliver": the packet reaches its established TCP socket. */
 static __always_inline void kernellatency_deliver(bool btf, const struct sock *sk,
-						  const struct sk_buff *skb)
+						  const struct sk_buff *skb, struct hook_run *run)
 {
 	const struct net_device *dev;
 	__u64 key = (__u64)skb, now;
@@ -161,7 +163,7 @@ static __always_inline void kernellatency_deliver(bool btf, const struct sock *s
 		return;
 	}
 	kernellatency_skbs_end(&key);
-	now = bpf_ktime_get_ns();
+	now = hook_now(run);
 	dev = (const struct net_device *)s.dev;
 	netns = sk_netns_id(btf, sk);
 	if (!netns.inum) /* dev is a number from the map: probe reads */
@@ -180,11 +182,12 @@ static __always_inline void kernellatency_free(const struct sk_buff *skb)
 }
 
 /* hook "queue" (TX): a packet is queued to a device; a TCP data segment carries TCP's departure stamp. */
-static __always_inline void kernellatency_queue(bool btf, const struct sk_buff *skb)
+static __always_inline void kernellatency_queue(bool btf, const struct sk_buff *skb,
+						struct hook_run *run)
 {
 	const struct net_device *dev;
 	const struct sock *sk;
-	struct tcpseg seg;
+	const struct tcpseg *seg;
 	struct kernellatency_last_tx *last;
 	__u64 stamp, now;
 	__u32 zero = 0;
@@ -206,9 +209,10 @@ static __always_inline void kernellatency_queue(bool btf, const struct sk_buff *
 	last = bpf_map_lookup_elem(&kernellatency_last_tx, &zero);
 	if (!last || (last->skb == (__u64)skb && last->stamp == stamp))
 		return;
-	if (!tcp_segment(btf, skb, &seg) || !seg.payload)
+	seg = hook_tcp_segment(btf, run, skb);
+	if (!seg || !seg->payload)
 		return;
-	now = bpf_ktime_get_ns(); /* after the filters: pure ACKs need no clock read */
+	now = hook_now(run); /* after the filters: pure ACKs need no clock read */
 	if (stamp > now)
 		return;
 	last->skb = (__u64)skb;

@@ -37,6 +37,7 @@
 #include "tuple.bpf.h"
 #include "events.bpf.h"
 #include "latency.bpf.h"
+#include "hookrun.bpf.h"
 #include "netiftxlat.h"
 
 #define NETDEV_TX_BUSY 0x10
@@ -164,7 +165,8 @@ static __always_inline void netiftxlat_emit(__u32 stage, const struct sk_buff *s
 	event_submit(e);
 }
 
-static __always_inline void netiftxlat_queue(bool btf, const struct sk_buff *skb)
+static __always_inline void netiftxlat_queue(bool btf, const struct sk_buff *skb,
+					     struct hook_run *run)
 {
 	const struct net_device *dev;
 	struct netiftxlat_skb_key key = {};
@@ -177,14 +179,14 @@ static __always_inline void netiftxlat_queue(bool btf, const struct sk_buff *skb
 		return;
 	key.skb = (__u64)skb;
 	key.ifindex = KREAD(btf, dev, ifindex);
-	s.queued_ns = bpf_ktime_get_ns();
+	s.queued_ns = hook_now(run);
 	s.netns = net_id(btf, KREAD(btf, dev, nd_net.net));
 	s.len = KREAD(btf, skb, len);
 	netiftxlat_skbs_start(&key, &s);
 }
 
 static __always_inline void netiftxlat_start(bool btf, const struct sk_buff *skb,
-					     const struct net_device *dev)
+					     const struct net_device *dev, struct hook_run *run)
 {
 	struct netiftxlat_skb_key key = {};
 	struct netiftxlat_skb *s;
@@ -200,7 +202,7 @@ static __always_inline void netiftxlat_start(bool btf, const struct sk_buff *skb
 		netiftxlat_inflight_count(INFLIGHT_UNMATCHED);
 		return;
 	}
-	now = bpf_ktime_get_ns();
+	now = hook_now(run);
 	if (s->started_ns) { /* again after NETDEV_TX_BUSY: the qdisc wait was counted */
 		s->started_ns = now;
 		return;
@@ -214,7 +216,7 @@ static __always_inline void netiftxlat_start(bool btf, const struct sk_buff *skb
 
 /* dev may be NULL (classic tracepoint): then it is the one remembered at start (btf false). */
 static __always_inline void netiftxlat_xmit(bool btf, const void *skb, int rc,
-					    const struct net_device *dev)
+					    const struct net_device *dev, struct hook_run *run)
 {
 	struct netiftxlat_skb_key key = {};
 	struct netiftxlat_skb s;
@@ -238,7 +240,7 @@ static __always_inline void netiftxlat_xmit(bool btf, const void *skb, int rc,
 	if (rc == NETDEV_TX_BUSY) /* requeued: it will start again */
 		return;
 	netiftxlat_skbs_end(&key);
-	now = bpf_ktime_get_ns();
+	now = hook_now(run);
 	delta = now > s.started_ns ? now - s.started_ns : 0;
 	netiftxlat_record(NETIFTXLAT_XMIT, s.netns, dev, key.ifindex, delta);
 	if (netiftxlat_targ_emit && delta > netiftxlat_targ_threshold_ns)

@@ -40,7 +40,11 @@
 #include "tcpseg.bpf.h"
 #include "events.bpf.h"
 #include "latency.bpf.h"
+#include "hookrun.bpf.h"
 #include "socketlatency.h"
+
+/* A field of the TCP socket sk is (socketlatency_is_tcp()). */
+#define SOCKETLATENCY_TP(btf, sk, field) KREAD_TCP(btf, sk, field)
 
 #define MSG_PEEK 2
 #define SOCK_STREAM 1
@@ -123,7 +127,8 @@ static __always_inline void socketlatency_measure(bool btf, const struct sock *s
 }
 
 /* hook "ready": data was queued on the socket. The oldest unread data's wait goes on. */
-static __always_inline void socketlatency_ready(bool btf, const struct sock *sk)
+static __always_inline void socketlatency_ready(bool btf, const struct sock *sk,
+						struct hook_run *run)
 {
 	struct socketlatency_sock_key key = { .sk = (__u64)sk, .direction = SOCKETLATENCY_READ };
 	struct socketlatency_sock start = {}, *s;
@@ -133,16 +138,15 @@ static __always_inline void socketlatency_ready(bool btf, const struct sock *sk)
 	s = socketlatency_socks_lookup(&key);
 	if (s && s->ts_ns >= socketlatency_targ_since_ns)
 		return;
-	start.ts_ns = bpf_ktime_get_ns();
+	start.ts_ns = hook_now(run);
 	socketlatency_socks_start(&key, &start);
 }
 
 /* hook "recv": the application read copied bytes (MSG_PEEK reads leave the data waiting). */
 static __always_inline void socketlatency_recv(bool btf, const struct sock *sk, int copied,
-					       int flags)
+					       int flags, struct hook_run *run)
 {
 	struct socketlatency_sock_key key = { .sk = (__u64)sk, .direction = SOCKETLATENCY_READ };
-	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
 	struct socketlatency_sock *s;
 	__u64 now;
 
@@ -153,19 +157,19 @@ static __always_inline void socketlatency_recv(bool btf, const struct sock *sk, 
 		socketlatency_inflight_count(INFLIGHT_UNMATCHED);
 		return;
 	}
-	now = bpf_ktime_get_ns();
+	now = hook_now(run);
 	socketlatency_measure(btf, sk, SOCKETLATENCY_READ, now > s->ts_ns ? now - s->ts_ns : 0, s);
-	if (BPF_CORE_READ(tp, rcv_nxt) != BPF_CORE_READ(tp, copied_seq))
+	if (SOCKETLATENCY_TP(btf, sk, rcv_nxt) != SOCKETLATENCY_TP(btf, sk, copied_seq))
 		s->ts_ns = now; /* unread data is left: it waits from now on */
 	else
 		socketlatency_socks_end(&key);
 }
 
 /* hook "sendmsg": the application writes. A socket with no unsent data starts waiting. */
-static __always_inline void socketlatency_sendmsg(bool btf, const struct sock *sk)
+static __always_inline void socketlatency_sendmsg(bool btf, const struct sock *sk,
+						  struct hook_run *run)
 {
 	struct socketlatency_sock_key key = { .sk = (__u64)sk, .direction = SOCKETLATENCY_WRITE };
-	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
 	struct socketlatency_sock s = {};
 
 	if (!socketlatency_is_tcp(btf, sk))
@@ -176,9 +180,9 @@ static __always_inline void socketlatency_sendmsg(bool btf, const struct sock *s
 	 * are hot here, rather than of the table: the hook runs for every buffer sendmsg() fills
 	 * (about 3 per GSO packet under iperf3), and a table slot is most often a cache miss.
 	 */
-	if (BPF_CORE_READ(tp, write_seq) != BPF_CORE_READ(tp, snd_nxt))
+	if (SOCKETLATENCY_TP(btf, sk, write_seq) != SOCKETLATENCY_TP(btf, sk, snd_nxt))
 		return;
-	s.ts_ns = bpf_ktime_get_ns();
+	s.ts_ns = hook_now(run);
 	s.pid = bpf_get_current_pid_tgid() >> 32;
 	bpf_get_current_comm(s.comm, sizeof(s.comm));
 	socketlatency_socks_start(&key, &s);
@@ -189,13 +193,13 @@ static __always_inline void socketlatency_sendmsg(bool btf, const struct sock *s
  * snd_nxt, which TCP advances after the transmit returns) ends a socket's write wait; pure ACKs
  * and retransmissions do not.
  */
-static __always_inline void socketlatency_queue(bool btf, const struct sk_buff *skb)
+static __always_inline void socketlatency_queue(bool btf, const struct sk_buff *skb,
+						struct hook_run *run)
 {
 	struct socketlatency_sock_key key = { .direction = SOCKETLATENCY_WRITE };
-	const struct tcp_sock *tp;
 	const struct sock *sk;
 	struct socketlatency_sock *s;
-	struct tcpseg seg;
+	const struct tcpseg *seg;
 	__u64 now;
 
 	if (!skb)
@@ -207,12 +211,16 @@ static __always_inline void socketlatency_queue(bool btf, const struct sk_buff *
 	s = socketlatency_socks_lookup(&key);
 	if (!s || s->ts_ns < socketlatency_targ_since_ns)
 		return; /* only sockets we time (full TCP sockets) have entries */
-	tp = (const struct tcp_sock *)sk;
-	if (!tcp_segment(btf, skb, &seg) || !seg.payload || seg.seq != BPF_CORE_READ(tp, snd_nxt))
+	seg = hook_tcp_segment(btf, run, skb);
+	/*
+	 * Probe reads (btf false) even in tp_btf: skb->sk loads as an RCU pointer, which
+	 * bpf_skc_to_tcp_sock() refuses; only segments of a socket being timed get here.
+	 */
+	if (!seg || !seg->payload || seg->seq != SOCKETLATENCY_TP(false, sk, snd_nxt))
 		return;
-	now = bpf_ktime_get_ns();
+	now = hook_now(run);
 	socketlatency_measure(btf, sk, SOCKETLATENCY_WRITE, now > s->ts_ns ? now - s->ts_ns : 0, s);
-	if (seg.seq + seg.payload != BPF_CORE_READ(tp, write_seq))
+	if (seg->seq + seg->payload != SOCKETLATENCY_TP(false, sk, write_seq))
 		s->ts_ns = now; /* more unsent data: it waits from now on */
 	else
 		socketlatency_socks_end(&key);

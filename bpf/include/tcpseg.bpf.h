@@ -2,8 +2,8 @@
 /*
  * The TCP segment an outgoing packet carries, read from its headers (BPF side only): used at
  * net:net_dev_queue by socketlatency (did new data leave the socket?) and kernellatency (only
- * data segments carry a fresh departure stamp). Field reads as kread.bpf.h says (btf), header
- * bytes with probe reads, so it works from any program type and a bad pointer reads as "not TCP".
+ * data segments carry a fresh departure stamp). Reads as kread.bpf.h says (btf), header bytes
+ * with KREAD_BYTES(), so it works from any program type and a bad pointer reads as "not TCP".
  */
 #ifndef __OTEL_KUBESKOOP_TCPSEG_BPF_H
 #define __OTEL_KUBESKOOP_TCPSEG_BPF_H
@@ -41,7 +41,7 @@ static __always_inline bool tcp_segment(bool btf, const struct sk_buff *skb, str
 	if (!head || nh == TCPSEG_UNSET_HEADER || th == TCPSEG_UNSET_HEADER || th <= nh)
 		return false;
 	/* One read per header: the IP version and protocol, then the TCP sequence and offset. */
-	if (bpf_probe_read_kernel(ip, sizeof(ip), head + nh))
+	if (KREAD_BYTES(ip, head + nh, sizeof(ip)))
 		return false;
 	if ((ip[0] >> 4) == 4)
 		proto = ip[9]; /* iphdr.protocol */
@@ -49,7 +49,7 @@ static __always_inline bool tcp_segment(bool btf, const struct sk_buff *skb, str
 		proto = ip[6]; /* ipv6hdr.nexthdr */
 	else
 		return false;
-	if (proto != IPPROTO_TCP || bpf_probe_read_kernel(tcp, sizeof(tcp), head + th))
+	if (proto != IPPROTO_TCP || KREAD_BYTES(tcp, head + th, sizeof(tcp)))
 		return false;
 	len = KREAD(btf, skb, len);
 	hdrs = (__u32)(head + th - data) + (tcp[12] >> 4) * 4; /* data offset: high 4 bits */

@@ -11,6 +11,10 @@ That is detected: :attr:`Kallsyms.hidden` is then the reason, and addresses are 
 (``0xffffffff81f28dd0``) instead of a wrong name. Names stay visible: the loader asks
 :attr:`KallsymsTable.symbols` whether a kprobe target exists.
 
+:func:`shared_kallsyms` is the process's one reader of a path: parsing takes about 0.2 s of CPU
+(measured here), which a probe started again (a reload, each run of ``bench/datapath.py``) should
+not pay again while the kernel's code has not moved.
+
 :func:`read_kallsyms` reads the file and :func:`parse_kallsyms` parses its content; they are the
 only reader and parser of ``/proc/kallsyms`` in the package.
 """
@@ -25,10 +29,12 @@ from dataclasses import dataclass
 
 from otel_kubeskoop.procfs import read_fd
 
-__all__ = ["KALLSYMS", "MAX_BYTES", "MAX_OFFSET", "Kallsyms", "KallsymsTable", "parse_kallsyms",
-           "read_kallsyms"]
+__all__ = ["KALLSYMS", "MAX_BYTES", "MAX_OFFSET", "MODULES", "Kallsyms", "KallsymsTable",
+           "parse_kallsyms", "read_kallsyms", "shared_kallsyms"]
 
 KALLSYMS = "/proc/kallsyms"
+#: The loaded modules and their addresses: what moves code symbols after boot.
+MODULES = "/proc/modules"
 #: Read cap: the file is about 5 MiB with every module of a distribution kernel loaded.
 MAX_BYTES = 64 << 20
 
@@ -142,3 +148,22 @@ class Kallsyms:
         name, _, module = self._names[i].partition("\t")
         text = f"{name}+{address - addresses[i]:#x}"
         return f"{text} {module}" if module else text
+
+
+_shared: dict[str, tuple[bytes, Kallsyms]] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_kallsyms(path: str = KALLSYMS, modules: str = MODULES) -> Kallsyms:
+    """The process's :class:`Kallsyms` of ``path``, a new one (read lazily) when the content of
+    ``modules`` changed since the last call made one: loading or unloading a module adds, moves or
+    drops code symbols; the kernel's own stay where boot put them."""
+    try:
+        stamp = read_fd(os.open(modules, os.O_RDONLY | os.O_CLOEXEC), MAX_BYTES)
+    except OSError:
+        stamp = b""
+    with _shared_lock:
+        got = _shared.get(path)
+        if got is None or got[0] != stamp:
+            got = _shared[path] = (stamp, Kallsyms(path))
+        return got[1]

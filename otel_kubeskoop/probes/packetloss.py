@@ -183,11 +183,11 @@ class PacketlossProbe(HandleProbe):
         }
 
     def start(self) -> None:
-        from otel_kubeskoop.bpf.kallsyms import Kallsyms
+        from otel_kubeskoop.bpf.kallsyms import shared_kallsyms
 
         self.names = kernel_names()
         if self.bpf.ctx.events_enabled:
-            self.kallsyms = self.kallsyms or Kallsyms()
+            self.kallsyms = shared_kallsyms()
         self.bpf.start(self.settings(), events=self.args,
                        max_entries=small_ring_without_events(self.bpf.ctx))
 

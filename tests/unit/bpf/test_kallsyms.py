@@ -3,7 +3,13 @@
 
 from __future__ import annotations
 
-from otel_kubeskoop.bpf.kallsyms import MAX_OFFSET, Kallsyms, parse_kallsyms, read_kallsyms
+from otel_kubeskoop.bpf.kallsyms import (
+    MAX_OFFSET,
+    Kallsyms,
+    parse_kallsyms,
+    read_kallsyms,
+    shared_kallsyms,
+)
 
 LINES = [
     "ffffffff81000000 T _stext",
@@ -75,3 +81,17 @@ def test_read_once_lazily(tmp_path) -> None:
     assert k.symbolize(0xFFFFFFFF820339C5) == "tcp_v4_rcv+0x5"
     path.unlink()
     assert k.symbolize(0xFFFFFFFF820339C6) == "tcp_v4_rcv+0x6"
+
+
+def test_shared_kallsyms_is_read_again_only_when_the_modules_change(tmp_path):
+    syms, modules = tmp_path / "kallsyms", tmp_path / "modules"
+    syms.write_text("ffffffff81000000 T _stext\nffffffff81f28c30 T tcp_v4_rcv\n")
+    modules.write_text("veth 45056 0 - Live 0xffffffffc0a00000\n")
+    first = shared_kallsyms(str(syms), str(modules))
+    assert first.symbolize(0xFFFFFFFF81F28C40) == "tcp_v4_rcv+0x10"
+    assert shared_kallsyms(str(syms), str(modules)) is first
+    modules.write_text("veth 45056 0 - Live 0xffffffffc0b00000\n")
+    syms.write_text("ffffffff81000000 T _stext\nffffffff81f28c38 T tcp_v4_rcv\n")
+    again = shared_kallsyms(str(syms), str(modules))
+    assert again is not first
+    assert again.symbolize(0xFFFFFFFF81F28C40) == "tcp_v4_rcv+0x8"
