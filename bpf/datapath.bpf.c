@@ -20,8 +20,8 @@
  * Hooks and their candidates, most preferred first (bpf/README.md, "Programs and attach plans"):
  *   free     skb:kfree_skb; sk_skb_reason_drop (6.10+) or kfree_skb_reason (5.17 to 6.9)
  *   consume  skb:consume_skb; consume_skb
- *   queue    net:net_dev_queue; __dev_queue_xmit
- *   rx       net:netif_receive_skb; ip_rcv
+ *   queue    net:net_dev_queue (tp_btf, then tp_btf without dns' dynptr); __dev_queue_xmit
+ *   rx       net:netif_receive_skb (the same two tp_btf programs); ip_rcv
  *   deliver  tcp:tcp_probe; tcp_rcv_established
  *   start    net:net_dev_start_xmit
  *   xmit     net:net_dev_xmit
@@ -242,7 +242,7 @@ int BPF_KPROBE(datapath_consume_kprobe, struct sk_buff *skb)
 
 /* hook "queue": a packet is handed to a device. */
 
-#define QUEUE(btf, skb)								\
+#define QUEUE(btf, frags, skb)								\
 	do {									\
 		__u32 on = datapath_enabled;					\
 		struct hook_run run = {};					\
@@ -250,73 +250,89 @@ int BPF_KPROBE(datapath_consume_kprobe, struct sk_buff *skb)
 		RUN(on, KERNELLATENCY, QUEUE, kernellatency_queue(btf, skb, &run));	\
 		RUN(on, NETIFTXLAT, QUEUE, netiftxlat_queue(btf, skb, &run));		\
 		RUN(on, SOCKETLATENCY, QUEUE, socketlatency_queue(btf, skb, &run));	\
-		RUN(on, DNS, QUEUE, dns_queue(btf, skb));			\
+		RUN(on, DNS, QUEUE, dns_queue(btf, frags, skb));			\
 	} while (0)
 
 SEC("tp_btf/net_dev_queue")
 int BPF_PROG(datapath_queue_btf, struct sk_buff *skb)
 {
-	QUEUE(true, skb);
+	QUEUE(true, true, skb);
+	return 0;
+}
+
+/* The same where the kernel refuses a dynptr over the skb here (dns.bpf.h). */
+SEC("tp_btf/net_dev_queue")
+int BPF_PROG(datapath_queue_linear_btf, struct sk_buff *skb)
+{
+	QUEUE(true, false, skb);
 	return 0;
 }
 
 SEC("tracepoint/net/net_dev_queue")
 int datapath_queue_tp(struct trace_event_raw_net_dev_template *ctx)
 {
-	QUEUE(false, ctx->skbaddr);
+	QUEUE(false, false, ctx->skbaddr);
 	return 0;
 }
 
 SEC("fentry/__dev_queue_xmit")
 int BPF_PROG(datapath_queue_fentry, struct sk_buff *skb)
 {
-	QUEUE(true, skb);
+	QUEUE(true, false, skb);
 	return 0;
 }
 
 SEC("kprobe/__dev_queue_xmit")
 int BPF_KPROBE(datapath_queue_kprobe, struct sk_buff *skb)
 {
-	QUEUE(false, skb);
+	QUEUE(false, false, skb);
 	return 0;
 }
 
 /* hook "rx": a packet enters the stack. */
 
-#define RX(btf, skb)								\
+#define RX(btf, frags, skb)								\
 	do {									\
 		__u32 on = datapath_enabled;					\
 		struct hook_run run = {};					\
 										\
 		RUN(on, KERNELLATENCY, RX, kernellatency_rx(btf, skb, &run));	\
-		RUN(on, DNS, RX, dns_rx(btf, skb));				\
+		RUN(on, DNS, RX, dns_rx(btf, frags, skb));				\
 	} while (0)
 
 SEC("tp_btf/netif_receive_skb")
 int BPF_PROG(datapath_rx_btf, struct sk_buff *skb)
 {
-	RX(true, skb);
+	RX(true, true, skb);
+	return 0;
+}
+
+/* The same where the kernel refuses a dynptr over the skb here (dns.bpf.h). */
+SEC("tp_btf/netif_receive_skb")
+int BPF_PROG(datapath_rx_linear_btf, struct sk_buff *skb)
+{
+	RX(true, false, skb);
 	return 0;
 }
 
 SEC("tracepoint/net/netif_receive_skb")
 int datapath_rx_tp(struct trace_event_raw_net_dev_template *ctx)
 {
-	RX(false, ctx->skbaddr);
+	RX(false, false, ctx->skbaddr);
 	return 0;
 }
 
 SEC("fentry/ip_rcv")
 int BPF_PROG(datapath_rx_fentry, struct sk_buff *skb)
 {
-	RX(true, skb);
+	RX(true, false, skb);
 	return 0;
 }
 
 SEC("kprobe/ip_rcv")
 int BPF_KPROBE(datapath_rx_kprobe, struct sk_buff *skb)
 {
-	RX(false, skb);
+	RX(false, false, skb);
 	return 0;
 }
 

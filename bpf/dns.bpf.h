@@ -18,9 +18,8 @@
  *
  * TCP: the message follows a 2-byte length at the start of a segment's payload (RFC 1035
  * 4.2.2); segments without payload (handshake, ACKs) are skipped. TCP puts the payload in page
- * fragments, out of a probe read's reach: the tp_btf (and fentry) programs read it through a
- * dynptr over the skb; the classic tracepoint and kprobe programs count it (DNS_STAT_NONLINEAR),
- * not followed. The first message of a segment only.
+ * fragments, out of a probe read's reach: the first tp_btf programs read it through a dynptr
+ * over the skb; the others count it (DNS_STAT_NONLINEAR), not followed. The first message of a segment only.
  *
  * Queries never answered stay in "pending" until user space sweeps them (timeouts). SERVFAIL and
  * answers slower than dns_targ_slow_ns are sent, with dns_targ_emit, through the rate-limited ring
@@ -44,8 +43,11 @@
 
 /*
  * Packet bytes in page fragments (TCP's payload), which a probe read cannot reach: through a
- * dynptr over the skb, which tp_btf and fentry programs may make where the kernel allows it
- * (this one, 6.18, does). Classic tracepoint and kprobe programs count such messages instead.
+ * dynptr over the skb (the handlers' frags argument), which tp_btf programs may make where the
+ * kernel allows it (this one, 6.18, does). A program calling it does not load on a kernel that
+ * refuses it there, so each shared hook that runs dns has a tp_btf variant without it
+ * (datapath.bpf.c, "_linear_"), tried next; it and the classic tracepoint and kprobe programs
+ * count such messages instead (DNS_STAT_NONLINEAR).
  */
 extern int bpf_dynptr_from_skb(struct __sk_buff *skb, __u64 flags,
 			       struct bpf_dynptr *ptr__uninit) __ksym __weak;
@@ -117,7 +119,7 @@ struct dns_msg {
 	__u32 question_off;            /* its offset from skb->data */
 };
 
-/* len bytes at skb->data + off into dst, fragments included (btf programs only). */
+/* len bytes at skb->data + off into dst, fragments included (programs built with frags only). */
 static __always_inline bool dns_read_skb(const struct sk_buff *skb, __u32 off, void *dst,
 					 __u32 len)
 {
@@ -142,9 +144,9 @@ static __always_inline void dns_count(enum dns_stat stat)
  * skb->protocol, host order) carries a DNS query (`response` false: to port 53) or response
  * (true: from port 53); if so, m holds its key, client and server as the query has them, and
  * where its question is. One probe read of the IP header and ports for any packet; the DNS header
- * is read for port 53 only, from the page fragments in btf programs when it is there.
+ * is read for port 53 only, from the page fragments when it is there and frags allows.
  */
-static __always_inline bool dns_parse(bool btf, const struct sk_buff *skb, const unsigned char *ip,
+static __always_inline bool dns_parse(bool frags, const struct sk_buff *skb, const unsigned char *ip,
 				      __u32 ip_off, const unsigned char *end, __u16 l3,
 				      bool response, struct dns_msg *m)
 {
@@ -210,7 +212,7 @@ static __always_inline bool dns_parse(bool btf, const struct sk_buff *skb, const
 		m->question = ip + msg + DNS_HEADER_BYTES;
 		if (room > end - m->question)
 			room = end - m->question;
-	} else if (!btf || !dns_read_skb(skb, ip_off + msg, word, 4)) {
+	} else if (!frags || !dns_read_skb(skb, ip_off + msg, word, 4)) {
 		dns_count(DNS_STAT_NONLINEAR);
 		return false;
 	}
@@ -230,7 +232,7 @@ static __always_inline const unsigned char *dns_linear_end(bool btf, const struc
 }
 
 /* hook "queue": a packet is handed to a device; one a local socket sends may be a query. */
-static __always_inline void dns_queue(bool btf, const struct sk_buff *skb)
+static __always_inline void dns_queue(bool btf, bool frags, const struct sk_buff *skb)
 {
 	const unsigned char *head, *data;
 	struct dns_scratch *scratch;
@@ -256,7 +258,7 @@ static __always_inline void dns_queue(bool btf, const struct sk_buff *skb)
 	nh = KREAD(btf, skb, network_header);
 	if (!head || nh == (__u16)~0U)
 		return;
-	if (!dns_parse(btf, skb, head + nh, head + nh - data, dns_linear_end(btf, skb, data),
+	if (!dns_parse(frags, skb, head + nh, head + nh - data, dns_linear_end(btf, skb, data),
 		       bpf_ntohs(KREAD(btf, skb, protocol)), false, &m))
 		return;
 	scratch = bpf_map_lookup_elem(&dns_scratch, &zero);
@@ -273,7 +275,7 @@ static __always_inline void dns_queue(bool btf, const struct sk_buff *skb)
 		p->name_len = m.name_len;
 		if (m.question)
 			bpf_probe_read_kernel(p->name, DNS_NAME_BYTES, m.question);
-		else if (btf && (m.name_len > DNS_NAME_BYTES ||
+		else if (frags && (m.name_len > DNS_NAME_BYTES ||
 				 !dns_read_skb(skb, m.question_off, p->name, m.name_len)))
 			p->name_len = 0;
 	}
@@ -325,7 +327,7 @@ static __always_inline void dns_emit(const struct dns_msg *m, const struct dns_p
 }
 
 /* hook "rx": a packet enters the stack; one from port 53 may answer a pending query. */
-static __always_inline void dns_rx(bool btf, const struct sk_buff *skb)
+static __always_inline void dns_rx(bool btf, bool frags, const struct sk_buff *skb)
 {
 	struct dns_pending *found, *p;
 	struct dns_scratch *scratch;
@@ -341,7 +343,7 @@ static __always_inline void dns_rx(bool btf, const struct sk_buff *skb)
 	if (!skb)
 		return;
 	data = KREAD(btf, skb, data);
-	if (!dns_parse(btf, skb, data, 0, dns_linear_end(btf, skb, data),
+	if (!dns_parse(frags, skb, data, 0, dns_linear_end(btf, skb, data),
 		       bpf_ntohs(KREAD(btf, skb, protocol)), true, &m))
 		return;
 	id = skb_netns_id(btf, skb);

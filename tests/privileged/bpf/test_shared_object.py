@@ -12,6 +12,8 @@ import time
 
 import pytest
 
+from otel_kubeskoop.bpf.generated.datapath import OBJECT as DATAPATH
+from otel_kubeskoop.bpf.loader import BPFObject
 from otel_kubeskoop.config import parse
 from otel_kubeskoop.probe import Cycle
 from otel_kubeskoop.runtime import ProbeRuntime
@@ -169,3 +171,20 @@ def test_a_probe_started_again_ignores_the_starts_it_recorded_before():
     finally:
         rt.stop()
         discovery.close()
+
+
+def test_without_dns_dynptr_the_packet_hooks_keep_a_btf_program():
+    """A kernel that refuses bpf_dynptr_from_skb() in tp_btf programs (dns.bpf.h) rejects
+    datapath_queue_btf and datapath_rx_btf; their variants without it load next, so the probes on
+    those hooks keep tp_btf and do not all fall back to the classic tracepoints."""
+    obj = BPFObject.of(DATAPATH, partial=True)
+    for program in ("datapath_queue_btf", "datapath_rx_btf"):
+        obj.rejected[program] = "refused (test: no dynptr over an skb in tp_btf programs)"
+    try:
+        obj.start()
+        loaded = set(obj.program_fds())
+        assert {"datapath_queue_linear_btf", "datapath_rx_linear_btf"} <= loaded
+        assert not {"datapath_queue_btf", "datapath_rx_btf", "datapath_queue_tp", "datapath_rx_tp"} & loaded
+        assert {"queue", "rx"} <= obj.attached_hooks
+    finally:
+        obj.close()
