@@ -51,6 +51,7 @@ from otel_kubeskoop.probes._decode import (
     tuple_attributes,
 )
 from otel_kubeskoop.probes._latency import Histograms, histogram, seconds
+from otel_kubeskoop.probes._ratelimit import TokenBuckets
 from otel_kubeskoop.probes._reconcile import NetnsReconciler
 from otel_kubeskoop.vocabulary import attributes as A
 from otel_kubeskoop.vocabulary import instruments as I
@@ -208,30 +209,6 @@ def hist_samples(key: Any, value: Any, netns: int | None) -> list[Sample]:
     attrs = (*_server_attributes(key.family, key.server, key.transport), *_error(rcode_error(key.rcode)))
     return [Sample(DNS_DURATION, histogram(value), netns, attrs),
             Sample(DNS_SLOW, value.slow[0], netns, attrs)]
-
-
-class TokenBuckets:
-    """Per (namespace, type) token buckets: ``rate`` per second, bursts of ``burst`` (the
-    kernel's rule, bpf/include/ratelimit.bpf.h, for the events user space makes); rate 0: none."""
-
-    def __init__(self, rate: int, burst: int) -> None:
-        self.rate, self.burst = rate, max(burst, 1)
-        self._buckets: dict[tuple[int, int], tuple[float, float]] = {}
-        self.refused = 0
-
-    def forget(self, live: set[int]) -> None:
-        """Drop the buckets of namespaces not in ``live`` (gone)."""
-        self._buckets = {k: v for k, v in self._buckets.items() if k[0] in live}
-
-    def allow(self, netns: int, kind: int, now: float) -> bool:
-        if self.rate <= 0:
-            return True
-        tokens, last = self._buckets.get((netns, kind), (float(self.burst), now))
-        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
-        ok = tokens >= 1.0
-        self._buckets[(netns, kind)] = (tokens - 1.0 if ok else tokens, now)
-        self.refused += not ok
-        return ok
 
 
 class DnsProbe(HandleProbe):

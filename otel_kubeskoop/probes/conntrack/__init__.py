@@ -52,6 +52,7 @@ from otel_kubeskoop.probe import Event, Kind, Overhead, ProbeContext, ProbeSpec,
 from otel_kubeskoop.probes._bpf import EventArgs
 from otel_kubeskoop.probes._decode import network_type, transport
 from otel_kubeskoop.probes._netlink import NetlinkSequence, report_failures, request_here
+from otel_kubeskoop.probes._ratelimit import TokenBuckets
 from otel_kubeskoop.probes.conntrack import table
 from otel_kubeskoop.probes.conntrack.table import CONNTRACK_STATE
 from otel_kubeskoop.vocabulary import attributes as A
@@ -182,7 +183,7 @@ class ConntrackProbe(NetlinkSequence):
         self._events: NetnsSockets | None = None
         self._epoll: select.epoll | None = None
         self._fd_inode: dict[int, int] = {}
-        self._buckets: dict[tuple[int, str], list[float]] = {}
+        self.buckets = TokenBuckets(self.args.event_rate, self.args.event_burst)
         self._types = frozenset(self.args.event_types)
         self._groups = sum(1 << (EVENT_GROUPS[t] - 1) for t in self._types)
         self._recv = bytearray(RECV_BUFFER)
@@ -286,8 +287,7 @@ class ConntrackProbe(NetlinkSequence):
             except (OSError, ValueError):
                 pass
         self.rate_limited.pop(inode, None)
-        for key in [k for k in self._buckets if k[0] == inode]:
-            del self._buckets[key]
+        self.buckets.drop(inode)
 
     def _sync_events(self) -> None:
         """Event sockets for exactly the scanned namespaces (lock held)."""
@@ -299,22 +299,6 @@ class ConntrackProbe(NetlinkSequence):
             if fd not in self._fd_inode:
                 self._fd_inode[fd] = inode
                 self._epoll.register(fd, select.EPOLLIN)
-
-    def _allow(self, inode: int, kind: str, now: float) -> bool:
-        rate = self.args.event_rate
-        if rate <= 0:
-            return True
-        burst = max(self.args.event_burst, 1)
-        bucket = self._buckets.get((inode, kind))
-        if bucket is None:
-            bucket = self._buckets[(inode, kind)] = [float(burst), now]
-        tokens = min(float(burst), bucket[0] + (now - bucket[1]) * rate)
-        bucket[1] = now
-        if tokens >= 1.0:
-            bucket[0] = tokens - 1.0
-            return True
-        bucket[0] = tokens
-        return False
 
     def _consume(self) -> None:
         """Called by the event pump when a socket is readable: read, limit, decode, emit."""
@@ -336,7 +320,7 @@ class ConntrackProbe(NetlinkSequence):
         buf = self._recv
         view = memoryview(buf)
         now = time.monotonic()  # one clock reading per batch: a batch takes milliseconds
-        allow, types = self._allow, self._types
+        allow, types = self.buckets.allow, self._types
         unpack = _HEADER.unpack_from
         for _ in range(MAX_BATCH):
             try:

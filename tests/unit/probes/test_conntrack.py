@@ -187,7 +187,7 @@ def test_a_vanished_namespace_releases_its_socket_and_counters(recorded_events):
     run.ctx.cycle.namespaces = {8: FakeNs(8)}
     assert run.lost("socket_buffer_full") == {8: 1} and run.lost("rate_limited") == {8: 0}
     assert gone.near.fileno() == -1 and 7 not in run.probe._events
-    assert not [k for k in run.probe._buckets if k[0] == 7] and 7 not in run.probe.rate_limited
+    assert not [k for k in run.probe.buckets.keys() if k[0] == 7] and 7 not in run.probe.rate_limited
     assert list(run.probe._fd_inode.values()) == [8]
     run.probe.stop()
     run.probe.stop()  # idempotent
@@ -206,12 +206,12 @@ def test_event_types_narrow_the_subscription(recorded_events):
 
 def test_token_bucket():
     run = Run({}, conntrack.ConntrackArgs(eventRate=10, eventBurst=2), events=False)
-    allow = run.probe._allow
+    allow = run.probe.buckets.allow
     assert [allow(1, "new", 100.0) for _ in range(3)] == [True, True, False]
     assert allow(1, "update", 100.0)  # its own bucket
     assert not allow(1, "new", 100.05) and allow(1, "new", 100.2)  # refills at 10/s
     unlimited = Run({}, conntrack.ConntrackArgs(eventRate=0), events=False).probe
-    assert all(unlimited._allow(1, "new", 0.0) for _ in range(1000))
+    assert all(unlimited.buckets.allow(1, "new", 0.0) for _ in range(1000))
 
 
 def test_args_from_an_upstream_style_config():
