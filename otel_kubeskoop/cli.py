@@ -18,6 +18,8 @@ from otel_kubeskoop.top import COLUMNS as TOP_COLUMNS
 
 log = logging.getLogger("otel_kubeskoop")
 
+_CONTROL_SIGNALS = {signal.SIGHUP, signal.SIGTERM, signal.SIGINT}
+
 
 def _setup_logging(debug: bool) -> None:
     logging.basicConfig(
@@ -55,12 +57,11 @@ def main() -> None:
 @click.option("-d", "--debug", is_flag=True, help="Debug logging (same as debugMode: true).")
 def run(config_path: str | None, debug: bool) -> None:
     """Run the agent until SIGTERM or SIGINT."""
-
-    def _hangup(signum: int, frame: object) -> None:
-        # Until the agent is up to reload, ignored rather than fatal (the default action).
-        log.warning("received SIGHUP while starting: ignored (it reloads the config once the agent runs)")
-
-    signal.signal(signal.SIGHUP, _hangup)
+    # Blocked before any thread exists, so every thread inherits the mask and the kernel hands these
+    # signals to the main thread alone, once it unblocks them below. Taken by another thread, a
+    # signal leaves the main thread asleep in wait() and its Python handler never runs. One sent
+    # during start-up waits, and acts once the agent runs.
+    signal.pthread_sigmask(signal.SIG_BLOCK, _CONTROL_SIGNALS)
     config = _load(config_path)
     _setup_logging(debug or config.debug)
     if config.warning:
@@ -89,9 +90,9 @@ def run(config_path: str | None, debug: bool) -> None:
 
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGINT, _terminate)
+    signal.signal(signal.SIGHUP, lambda signum, frame: agent.reloader.request("SIGHUP"))  # reload.py
     agent.start()
-    # SIGHUP reloads the config (reload.py), from now on: the agent is up to apply it.
-    signal.signal(signal.SIGHUP, lambda signum, frame: agent.reloader.request("SIGHUP"))
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _CONTROL_SIGNALS)
     agent.wait()
     agent.stop()
     log.info("stopped")
