@@ -34,6 +34,7 @@ CLI (foreground, one summary line per request)::
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import gzip
 import http.server
 import logging
@@ -936,11 +937,16 @@ def main(argv: list[str] | None = None) -> int:
     def on_signal(signum: int, _frame: object) -> None:
         stop.set()
 
+    stopping = {_signal.SIGINT, _signal.SIGTERM}
+    faulthandler.register(_signal.SIGUSR1)  # every thread's stack, for a caller that waited too long
+    # The server threads inherit the blocked mask, so the main thread alone takes the signals.
+    _signal.pthread_sigmask(_signal.SIG_BLOCK, stopping)
     rx = OTLPReceiver(args.host, args.grpc_port, args.http_port, on_request=on_request)
-    old = {s: _signal.signal(s, on_signal) for s in (_signal.SIGINT, _signal.SIGTERM)}
+    old = {s: _signal.signal(s, on_signal) for s in stopping}
     started = time.monotonic()
     try:
         with rx:
+            _signal.pthread_sigmask(_signal.SIG_UNBLOCK, stopping)
             print(f"OTLP receiver: grpc {rx.grpc_endpoint}  http {rx.http_endpoint}", flush=True)
             while not stop.wait(0.5):
                 pass

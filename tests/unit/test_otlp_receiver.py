@@ -445,7 +445,13 @@ def test_cli_prints_a_line_per_request_and_exits_on_sigterm() -> None:
         line = proc.stdout.readline()
         assert " http " in line and "metrics" in line and "resources=1" in line, line
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=10)
+        try:
+            out, err = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGUSR1)  # its threads' stacks (faulthandler) say where it hangs
+            time.sleep(1)
+            proc.kill()
+            raise AssertionError(f"no exit 20 s after SIGTERM:\n{proc.communicate()[1][-4000:]}") from None
         assert proc.returncode == 0, err
         assert "stopped after" in out and "'http/metrics': 1" in out
     finally:
