@@ -1,0 +1,176 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Where the probes' kernel time goes, instruction by instruction: iperf3 between two network
+namespaces over a veth pair, pinned to CPU 0 as bench/datapath.py does, with a probe set loaded
+and ``perf record`` sampling CPU 0 (cpu-clock: this machine has no hardware counters). Each
+sample that lands in one of our JIT-compiled programs is mapped to its offset in the program's
+image, read back from the kernel (BPF_OBJ_GET_INFO_BY_FD) and disassembled with objdump. A
+sample lands on the instruction after one that stalled, so a load that misses the cache shows as
+a spike on the instruction that follows it.
+
+    python bench/bpf_hotspots.py packetloss,tcpreset,...,flow [--seconds 8] [--top 6]
+
+Prints, and merges into bench/results/bpf_hotspots.json by probe set: each program's share of
+CPU 0 and its hottest offsets with the instructions there. Needs root, perf and objdump.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import ctypes
+import json
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from datapath import iperf, started  # noqa: E402
+
+from otel_kubeskoop.bpf import btf, libbpf  # noqa: E402
+from otel_kubeskoop.topology.netns_discovery import NetnsDiscovery  # noqa: E402
+from tests.privileged.netnsutil import netns, veth_pair  # noqa: E402
+
+OUT = Path(__file__).resolve().parent / "results" / "bpf_hotspots.json"
+
+
+def our_programs() -> list[dict]:
+    """bpftool's records of the BPF programs this process holds a descriptor of (its fdinfo)."""
+    ids = set()
+    for fd in os.listdir("/proc/self/fdinfo"):
+        try:
+            with open(f"/proc/self/fdinfo/{fd}") as f:
+                ids.update(int(line.split()[1]) for line in f if line.startswith("prog_id:"))
+        except OSError:  # the descriptor listing itself, closed by now
+            continue
+    out = subprocess.run(["bpftool", "prog", "show", "-j"], capture_output=True, text=True, check=True).stdout
+    return [p for p in json.loads(out) if p["id"] in ids]
+
+
+def jited_image(prog_id: int) -> bytes:
+    """The program's machine code, as the kernel's JIT wrote it."""
+    lib = libbpf.lib()
+    layout = btf.vmlinux_btf().struct_layout("bpf_prog_info")
+    fd = lib.bpf_prog_get_fd_by_id(prog_id)
+    if fd < 0:
+        raise SystemExit(f"program {prog_id}: {libbpf.strerror(-fd)}")
+    try:
+        buf = ctypes.create_string_buffer(layout.size)
+        size = ctypes.c_uint32(layout.size)
+        if lib.bpf_obj_get_info_by_fd(fd, buf, ctypes.byref(size)) != 0:
+            raise SystemExit(f"program {prog_id}: no info")
+        (length,) = struct.unpack_from("<I", buf.raw, layout.offsets["jited_prog_len"])
+        image = ctypes.create_string_buffer(length)
+        ask = ctypes.create_string_buffer(layout.size)
+        struct.pack_into("<I", ask, layout.offsets["jited_prog_len"], length)
+        struct.pack_into("<Q", ask, layout.offsets["jited_prog_insns"], ctypes.addressof(image))
+        size = ctypes.c_uint32(layout.size)
+        if lib.bpf_obj_get_info_by_fd(fd, ask, ctypes.byref(size)) != 0:
+            raise SystemExit(f"program {prog_id}: no JIT image (bpf_jit_enable off?)")
+        return image.raw
+    finally:
+        os.close(fd)
+
+
+def disassembly(image: bytes) -> dict[int, str]:
+    """Offset -> instruction text."""
+    with tempfile.NamedTemporaryFile(suffix=".bin") as f:
+        f.write(image)
+        f.flush()
+        out = subprocess.run(["objdump", "-D", "-b", "binary", "-m", "i386:x86-64", f.name],
+                             capture_output=True, text=True, check=True).stdout
+    lines = {}
+    for line in out.splitlines():
+        m = re.match(r"\s*([0-9a-f]+):\s+(?:[0-9a-f]{2} )+\s*(.*)", line)
+        if m:
+            lines[int(m.group(1), 16)] = " ".join(m.group(2).split())
+    return lines
+
+
+def kallsyms(names: set[str]) -> dict[str, int]:
+    found = {}
+    with open("/proc/kallsyms") as f:
+        for line in f:
+            addr, _, name = line.split()[:3]
+            if name in names:
+                found[name] = int(addr, 16)
+    return found
+
+
+def profile(probes: list[str], seconds: float, top: int) -> dict:
+    with netns() as a, netns() as b, veth_pair(a, b, "10.231.7.1/24", "10.231.7.2/24"):
+        server = b.popen("iperf3", "-s", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)
+        discovery = NetnsDiscovery()
+        rt = started(probes, discovery, stats=False)
+        try:
+            progs = {f"bpf_prog_{p['tag']}_{p['name']}": p for p in our_programs()}
+            starts = kallsyms(set(progs))
+            code = {sym: disassembly(jited_image(progs[sym]["id"])) for sym in starts}
+            iperf(a, "10.231.7.2", 1, "0,0")  # warm-up
+            with tempfile.TemporaryDirectory() as tmp:
+                data = os.path.join(tmp, "perf.data")
+                perf = subprocess.Popen(["perf", "record", "-F", "9999", "-C", "0", "-o", data, "--", "sleep", str(seconds)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                iperf(a, "10.231.7.2", seconds + 1, "0,0")
+                perf.wait()
+                script = subprocess.run(["perf", "script", "-i", data, "-F", "ip,sym"],
+                                        capture_output=True, text=True, check=True).stdout
+        finally:
+            rt.stop()
+            discovery.close()
+            server.kill()
+            server.wait()
+    total, hits = 0, collections.Counter()
+    for line in script.splitlines():
+        parts = line.split()
+        if len(parts) < 2:
+            continue
+        total += 1
+        if parts[1] in starts:
+            hits[(parts[1], int(parts[0], 16) - starts[parts[1]])] += 1
+    programs = {}
+    for sym in starts:
+        mine = {off: n for (s, off), n in hits.items() if s == sym}
+        if not mine:
+            continue
+        offsets = sorted(code[sym])
+        hottest = []
+        for off, n in sorted(mine.items(), key=lambda kv: -kv[1])[:top]:
+            before = [o for o in offsets if o < off][-2:]  # the stalled instruction is just before
+            hottest.append({"offset": off, "share_of_program": round(n / sum(mine.values()), 3),
+                            "instructions": [code[sym][o] for o in before + [off] if o in code[sym]]})
+        programs[progs[sym]["name"]] = {"share_of_cpu0": round(sum(mine.values()) / total, 4), "hottest": hottest}
+    return {"probes": probes, "seconds": seconds, "samples": total,
+            "bpf_share_of_cpu0": round(sum(hits.values()) / total, 4),
+            "programs": dict(sorted(programs.items(), key=lambda kv: -kv[1]["share_of_cpu0"]))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("set", help="comma-separated probe names loaded together")
+    parser.add_argument("--seconds", type=float, default=8)
+    parser.add_argument("--top", type=int, default=6, help="hottest offsets shown per program")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench/bpf_hotspots.py needs root")
+    for tool in ("perf", "objdump", "bpftool", "iperf3"):
+        if shutil.which(tool) is None:
+            sys.exit(f"bench/bpf_hotspots.py needs {tool}")
+    row = profile(args.set.split(","), args.seconds, args.top)
+    row["when"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    print(json.dumps(row, indent=1))
+    results = json.loads(OUT.read_text()) if OUT.exists() else {}
+    results[args.set] = row
+    OUT.write_text(json.dumps(results, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
