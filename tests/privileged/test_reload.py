@@ -1,14 +1,16 @@
 # SPDX-License-Identifier: Apache-2.0
 """Config reloads on the real kernel: an eBPF probe added and removed under traffic while another
 probe's counter goes on, the kernel's BPF program count back where it was, no TC filter left after
-``flow`` is removed, SIGHUP reloads a running agent process, 200 reloads leave RSS, fds, threads
-and BPF programs where they started, a pod's series and events take new additionalLabels without
-a reset, and bpfStats turns the programs' run counts on and off."""
+``flow`` is removed, SIGHUP reloads a running agent process (and one still starting, once it
+runs), 200 reloads leave RSS, fds, threads and BPF programs where they started, a pod's series and
+events take new additionalLabels without a reset, and bpfStats turns the programs' run counts on
+and off."""
 
 from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -158,7 +160,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_sighup_reloads_a_running_agent(tmp_path):
+def stderr_line_with(proc: subprocess.Popen, text: str, timeout: float = 30.0) -> str:
+    """The first line of the process's stderr that holds text, read without blocking past timeout."""
+    deadline, seen = time.monotonic() + timeout, b""
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stderr], [], [], 0.1)
+        if ready:
+            chunk = os.read(proc.stderr.fileno(), 65536)
+            if not chunk:
+                break
+            seen += chunk
+            for line in seen.decode(errors="replace").splitlines():
+                if text in line:
+                    return line
+    raise AssertionError(f"no {text!r} on stderr within {timeout}s:\n{seen.decode(errors='replace')[-2000:]}")
+
+
+@pytest.mark.parametrize("when", ["running", "starting"])
+def test_sighup_reloads_the_agent(tmp_path, when):
+    """SIGHUP to a running agent reloads; one sent while it starts is held and reloads once it runs."""
     port = free_port()
     path = tmp_path / "config.yaml"
     doc = document(tmp_path, ["udp"], address=f"127.0.0.1:{port}", reload={"watch": False})
@@ -167,6 +187,7 @@ def test_sighup_reloads_a_running_agent(tmp_path):
     env.pop("KUBECONFIG", None)
     proc = subprocess.Popen([sys.executable, "-m", "otel_kubeskoop.cli", "run", "-c", str(path)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    changed = {**doc, "metrics": {"probes": [{"name": "udp"}, {"name": "tcp"}]}}
 
     def status():
         try:
@@ -175,11 +196,17 @@ def test_sighup_reloads_a_running_agent(tmp_path):
             return {}
 
     try:
-        wait_for(lambda: status().get("ready"), 30)
-        path.write_text(yaml.safe_dump({**doc, "metrics": {"probes": [{"name": "udp"}, {"name": "tcp"}]}}))
-        time.sleep(0.5)
-        assert status()["config"]["generation"] == 1  # no watch: nothing yet
-        proc.send_signal(signal.SIGHUP)
+        if when == "starting":
+            stderr_line_with(proc, " on node ")  # logged once the config is read, before the probes start
+            path.write_text(yaml.safe_dump(changed))
+            proc.send_signal(signal.SIGHUP)
+            wait_for(lambda: status().get("ready"), 30)
+        else:
+            wait_for(lambda: status().get("ready"), 30)
+            path.write_text(yaml.safe_dump(changed))
+            time.sleep(0.5)
+            assert status()["config"]["generation"] == 1  # no watch: nothing yet
+            proc.send_signal(signal.SIGHUP)
         try:  # on a busy machine a signal taken by another thread left the reload undone (cli.py)
             wait_for(lambda: status()["config"]["generation"] == 2)
         except AssertionError:
