@@ -250,7 +250,7 @@ int BPF_KPROBE(datapath_consume_kprobe, struct sk_buff *skb)
 		RUN(on, KERNELLATENCY, QUEUE, kernellatency_queue(btf, skb, &run));	\
 		RUN(on, NETIFTXLAT, QUEUE, netiftxlat_queue(btf, skb, &run));		\
 		RUN(on, SOCKETLATENCY, QUEUE, socketlatency_queue(btf, skb, &run));	\
-		RUN(on, DNS, QUEUE, dns_queue(btf, frags, skb));			\
+		RUN(on, DNS, QUEUE, dns_queue(btf, frags, skb, &run));			\
 	} while (0)
 
 SEC("tp_btf/net_dev_queue")
@@ -297,7 +297,7 @@ int BPF_KPROBE(datapath_queue_kprobe, struct sk_buff *skb)
 		struct hook_run run = {};					\
 										\
 		RUN(on, KERNELLATENCY, RX, kernellatency_rx(btf, skb, &run));	\
-		RUN(on, DNS, RX, dns_rx(btf, frags, skb));				\
+		RUN(on, DNS, RX, dns_rx(btf, frags, skb, &run));				\
 	} while (0)
 
 SEC("tp_btf/netif_receive_skb")

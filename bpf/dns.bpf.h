@@ -39,6 +39,7 @@
 #include "tuple.bpf.h"
 #include "events.bpf.h"
 #include "latency.bpf.h"
+#include "hookrun.bpf.h"
 #include "dns.h"
 
 /*
@@ -224,7 +225,7 @@ static __always_inline bool dns_parse(bool frags, const struct sk_buff *skb, con
 	return true;
 }
 
-/* The linear data of skb: its start and end. */
+/* The end of skb's linear data, which starts at data. */
 static __always_inline const unsigned char *dns_linear_end(bool btf, const struct sk_buff *skb,
 							   const unsigned char *data)
 {
@@ -232,7 +233,8 @@ static __always_inline const unsigned char *dns_linear_end(bool btf, const struc
 }
 
 /* hook "queue": a packet is handed to a device; one a local socket sends may be a query. */
-static __always_inline void dns_queue(bool btf, bool frags, const struct sk_buff *skb)
+static __always_inline void dns_queue(bool btf, bool frags, const struct sk_buff *skb,
+				      struct hook_run *run)
 {
 	const unsigned char *head, *data;
 	struct dns_scratch *scratch;
@@ -267,7 +269,7 @@ static __always_inline void dns_queue(bool btf, bool frags, const struct sk_buff
 	p = &scratch->query;
 	id = sk_netns_id(btf, sk);
 	m.key.netns = id.inum;
-	p->ts_ns = bpf_ktime_get_ns();
+	p->ts_ns = hook_now(run);
 	p->netns_cookie = id.cookie;
 	p->name_len = 0;
 	__builtin_memset(p->name, 0, DNS_NAME_BYTES);
@@ -327,7 +329,8 @@ static __always_inline void dns_emit(const struct dns_msg *m, const struct dns_p
 }
 
 /* hook "rx": a packet enters the stack; one from port 53 may answer a pending query. */
-static __always_inline void dns_rx(bool btf, bool frags, const struct sk_buff *skb)
+static __always_inline void dns_rx(bool btf, bool frags, const struct sk_buff *skb,
+				   struct hook_run *run)
 {
 	struct dns_pending *found, *p;
 	struct dns_scratch *scratch;
@@ -362,7 +365,7 @@ static __always_inline void dns_rx(bool btf, bool frags, const struct sk_buff *s
 		return; /* another CPU matched it first */
 	if (p->ts_ns < dns_targ_since_ns)
 		return; /* from before the probe started */
-	now = bpf_ktime_get_ns();
+	now = hook_now(run);
 	latency = now > p->ts_ns ? now - p->ts_ns : 0;
 	rcode = m.flags & DNS_RCODE;
 	dns_count(DNS_STAT_ANSWERED);

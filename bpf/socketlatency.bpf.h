@@ -43,9 +43,6 @@
 #include "hookrun.bpf.h"
 #include "socketlatency.h"
 
-/* A field of the TCP socket sk is (socketlatency_is_tcp()). */
-#define SOCKETLATENCY_TP(btf, sk, field) KREAD_TCP(btf, sk, field)
-
 #define MSG_PEEK 2
 #define SOCK_STREAM 1
 
@@ -159,7 +156,7 @@ static __always_inline void socketlatency_recv(bool btf, const struct sock *sk, 
 	}
 	now = hook_now(run);
 	socketlatency_measure(btf, sk, SOCKETLATENCY_READ, now > s->ts_ns ? now - s->ts_ns : 0, s);
-	if (SOCKETLATENCY_TP(btf, sk, rcv_nxt) != SOCKETLATENCY_TP(btf, sk, copied_seq))
+	if (KREAD_TCP(btf, sk, rcv_nxt) != KREAD_TCP(btf, sk, copied_seq))
 		s->ts_ns = now; /* unread data is left: it waits from now on */
 	else
 		socketlatency_socks_end(&key);
@@ -180,7 +177,7 @@ static __always_inline void socketlatency_sendmsg(bool btf, const struct sock *s
 	 * are hot here, rather than of the table: the hook runs for every buffer sendmsg() fills
 	 * (about 3 per GSO packet under iperf3), and a table slot is most often a cache miss.
 	 */
-	if (SOCKETLATENCY_TP(btf, sk, write_seq) != SOCKETLATENCY_TP(btf, sk, snd_nxt))
+	if (KREAD_TCP(btf, sk, write_seq) != KREAD_TCP(btf, sk, snd_nxt))
 		return;
 	s.ts_ns = hook_now(run);
 	s.pid = bpf_get_current_pid_tgid() >> 32;
@@ -216,11 +213,11 @@ static __always_inline void socketlatency_queue(bool btf, const struct sk_buff *
 	 * Probe reads (btf false) even in tp_btf: skb->sk loads as an RCU pointer, which
 	 * bpf_skc_to_tcp_sock() refuses; only segments of a socket being timed get here.
 	 */
-	if (!seg || !seg->payload || seg->seq != SOCKETLATENCY_TP(false, sk, snd_nxt))
+	if (!seg || !seg->payload || seg->seq != KREAD_TCP(false, sk, snd_nxt))
 		return;
 	now = hook_now(run);
 	socketlatency_measure(btf, sk, SOCKETLATENCY_WRITE, now > s->ts_ns ? now - s->ts_ns : 0, s);
-	if (seg->seq + seg->payload != SOCKETLATENCY_TP(false, sk, write_seq))
+	if (seg->seq + seg->payload != KREAD_TCP(false, sk, write_seq))
 		s->ts_ns = now; /* more unsent data: it waits from now on */
 	else
 		socketlatency_socks_end(&key);

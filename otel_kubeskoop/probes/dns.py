@@ -176,17 +176,25 @@ def _error(error: str | None) -> tuple[tuple[str, Any], ...]:
     return ((A.ERROR_TYPE, error),) if error is not None else ()
 
 
+def _event_attributes(tuple_: Any, error: str | None, latency_ns: int, txid: int, name: Any,
+                      name_len: int) -> list[tuple[str, Any]]:
+    """An event's attributes: the client and server (tuple_, its daddr the server), error.type,
+    the latency, the transaction id and, when the kernel kept it, the query name."""
+    attrs = [*tuple_attributes(tuple_), (SERVER_ADDRESS, address(tuple_.family, tuple_.daddr)),
+             *_error(error), (A.LATENCY, seconds(latency_ns)), (TRANSACTION_ID, txid)]
+    if name_len:
+        attrs.append((QUESTION_NAME, question_name(bytes(name), name_len)))
+    return attrs
+
+
 def decode_dns(raw: bytes, clock_offset_ns: int = 0) -> Event:
     """One ``struct dns_event`` (an answer) as an Event."""
     rec = decode_exact(DnsEvent, raw)
     kind = event_type(DnsEventType, rec.hdr.type, "dns")
     if kind is T.DNS_EVENT_TIMEOUT:
         raise ValueError("dns: timeouts are not the kernel's to send")
-    attrs = [*tuple_attributes(rec.tuple), (SERVER_ADDRESS, address(rec.tuple.family, rec.tuple.daddr)),
-             *_error(rcode_error(rec.hdr.aux)), (A.LATENCY, seconds(rec.latency_ns)),
-             (TRANSACTION_ID, rec.id)]
-    if rec.name_len:
-        attrs.append((QUESTION_NAME, question_name(bytes(rec.name), rec.name_len)))
+    attrs = _event_attributes(rec.tuple, rcode_error(rec.hdr.aux), rec.latency_ns, rec.id, rec.name,
+                              rec.name_len)
     return record_event(EVENTS_BY_TYPE[kind], rec.hdr, attrs, clock_offset_ns)
 
 
@@ -195,11 +203,8 @@ def timeout_event(key: Any, value: Any, now_ns: int, clock_offset_ns: int) -> Ev
     tuple_ = FlowTuple(family=key.family, protocol=key.transport, sport=key.client_port,
                        dport=key.server_port)
     tuple_.saddr[:], tuple_.daddr[:] = key.client, key.server
-    attrs = [*tuple_attributes(tuple_), (SERVER_ADDRESS, address(key.family, key.server)),
-             (A.ERROR_TYPE, TIMEOUT), (A.LATENCY, seconds(now_ns - value.ts_ns)),
-             (TRANSACTION_ID, key.id)]
-    if value.name_len:
-        attrs.append((QUESTION_NAME, question_name(bytes(value.name), value.name_len)))
+    attrs = _event_attributes(tuple_, TIMEOUT, now_ns - value.ts_ns, key.id, value.name,
+                              value.name_len)
     spec = EVENTS_BY_TYPE[T.DNS_EVENT_TIMEOUT]
     return Event(spec.name, spec.upstream_type, key.netns or None, tuple(attrs), "",
                  now_ns + clock_offset_ns)
@@ -270,9 +275,8 @@ class DnsProbe(HandleProbe):
         verdict = self._timeouts_netns.reconcile(list(self.timeouts), self.ctx.cycle.namespaces)
         for gone in verdict.gone:
             del self.timeouts[gone]
-        for (inode, _, family, server, proto), netns in verdict.live:
-            out.append(Sample(DNS_TIMEOUTS, self.timeouts[(inode, _, family, server, proto)], netns,
-                              _server_attributes(family, server, proto)))
+        for key, netns in verdict.live:
+            out.append(Sample(DNS_TIMEOUTS, self.timeouts[key], netns, _server_attributes(*key[2:])))
         if self.args.query_names:
             out += self.name_samples()
         stats = dict(self.bpf.map("stats").items())
