@@ -304,8 +304,8 @@ def otlp_network() -> dict[str, Any]:
     def quantile_heatmap(title: str, name: str, extra: str = "") -> dict[str, Any]:
         return heatmap(title, f"sum by (le) (rate({O(name, 'bucket')}{{{sel}{extra}}}[{RATE}]))")
 
-    def quantile(q: float, name: str) -> str:
-        return f"histogram_quantile({q}, sum by ({NS}, {POD}, le) (rate({O(name, 'bucket')}{{{sel}}}[{RATE}])))"
+    def quantile(q: float, name: str, *by: str) -> str:
+        return f"histogram_quantile({q}, sum by ({_by(NS, POD, *by)}, le) (rate({O(name, 'bucket')}{{{sel}}}[{RATE}])))"
 
     reason, reset, retrans = L("kubeskoop.drop.reason"), L("kubeskoop.reset.type"), L("kubeskoop.retransmit.type")
     error = L("error.type")
@@ -354,8 +354,7 @@ def otlp_network() -> dict[str, Any]:
         ]),
         ("Connections by peer (tcpconnect, tcprtt)", [
             ts("p99 smoothed RTT by peer (tcprtt)",
-               target(f"histogram_quantile(0.99, sum by ({_by(NS, POD, *remote)}, le) "
-                      f"(rate({O('kubeskoop.tcprtt.remote.srtt', 'bucket')}{{{sel}}}[{RATE}])))", REMOTE_LEGEND),
+               target(quantile(0.99, "kubeskoop.tcprtt.remote.srtt", *remote), REMOTE_LEGEND),
                unit="s", description=REMOTE_NOTE),
             ts("Connect failures by peer and cause (tcpconnect)",
                target(rate("kubeskoop.tcpconnect.remote.failures", NS, POD, *remote, error),
@@ -364,8 +363,7 @@ def otlp_network() -> dict[str, Any]:
                target(rate("kubeskoop.tcpconnect.remote.attempts", NS, POD, *remote), REMOTE_LEGEND),
                description=REMOTE_NOTE),
             ts("p99 connect latency by peer (tcpconnect)",
-               target(f"histogram_quantile(0.99, sum by ({_by(NS, POD, *remote)}, le) "
-                      f"(rate({O('kubeskoop.tcpconnect.remote.duration', 'bucket')}{{{sel}}}[{RATE}])))", REMOTE_LEGEND),
+               target(quantile(0.99, "kubeskoop.tcpconnect.remote.duration", *remote), REMOTE_LEGEND),
                unit="s", description=REMOTE_NOTE),
         ]),
         ("DNS (dns)", [
@@ -380,9 +378,7 @@ def otlp_network() -> dict[str, Any]:
                unit="percentunit", description="A pod with answers or timeouts only still has a ratio (PromQL's "
                                                 "sum of a missing series is empty)."),
             ts("p99 DNS latency by server (dns)",
-               target(f"histogram_quantile(0.99, sum by ({_by(NS, POD, server, 'le')}) "
-                      f"(rate({O('dns.lookup.duration', 'bucket')}{{{sel}}}[{RATE}])))",
-                      f"{POD_LEGEND} {{{{{server}}}}}"), unit="s"),
+               target(quantile(0.99, "dns.lookup.duration", server), f"{POD_LEGEND} {{{{{server}}}}}"), unit="s"),
             quantile_heatmap("DNS latency (dns)", "dns.lookup.duration"),
             ts("Slow DNS answers by server (dns)", target(rate("kubeskoop.dns.slow", NS, POD, server),
                                                           f"{POD_LEGEND} {{{{{server}}}}}"),
