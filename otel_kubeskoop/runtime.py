@@ -406,10 +406,14 @@ class ProbeRuntime:
         return out
 
     def _program_samples(self, run: ProbeRun, probe_attr: tuple[str, str]) -> list[Sample]:
-        stats, programs = self.program_stats, getattr(run.probe, "bpf_programs", None)
-        if stats is None or programs is None or run.state is not State.RUNNING:
+        if run.state is not State.RUNNING:
             return []
-        out = []
+        misses = getattr(run.probe, "bpf_misses", dict)
+        out = [Sample(I.AGENT_BPF_RECURSION_MISSES, count, None, (probe_attr, (A.BPF_PROGRAM, name)))
+               for name, count in misses().items()]
+        stats, programs = self.program_stats, getattr(run.probe, "bpf_programs", None)
+        if stats is None or programs is None:
+            return out
         costs = getattr(run.probe, "bpf_costs", dict)  # its share of a shared object's programs
         for name, got in ({name: stats.read(fd) for name, fd in programs().items()} | costs()).items():
             if got is not None:

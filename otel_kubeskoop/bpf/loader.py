@@ -47,6 +47,7 @@ from otel_kubeskoop.bpf.objects import object_path
 from otel_kubeskoop.bpf.ringbuf import RingBuffer
 from otel_kubeskoop.bpf.settings import Setting
 from otel_kubeskoop.bpf.spec import ObjectSpec
+from otel_kubeskoop.bpf.stats import recursion_misses
 from otel_kubeskoop.probe import Unavailable
 
 __all__ = ["BPFObject", "Setting"]
@@ -306,6 +307,21 @@ class BPFObject:
             fd = so.bpf_program__fd(ptr) if so.bpf_program__autoload(ptr) else -1
             if fd >= 0:
                 out[name] = fd
+        return out
+
+    def hook_fds(self) -> dict[str, int]:
+        """Each attached hook -> the fd of its program."""
+        fds = self.program_fds()
+        return {hook: fds[c.program] for hook, c in self._choice.items()
+                if hook in self._attached and c.program in fds}
+
+    def misses(self) -> dict[str, int]:
+        """Loaded programs by name -> runs the kernel skipped as recursive (where it counts them)."""
+        out = {}
+        for name, fd in self.program_fds().items():
+            got = recursion_misses(fd)
+            if got is not None:
+                out[name] = got
         return out
 
     def map_names(self) -> list[str]:

@@ -35,6 +35,7 @@ from otel_kubeskoop.bpf.loader import BPFObject, Setting
 from otel_kubeskoop.bpf.maps import BPFMap
 from otel_kubeskoop.bpf.ringbuf import RingBuffer
 from otel_kubeskoop.bpf.spec import ObjectSpec
+from otel_kubeskoop.bpf.stats import recursion_misses
 from otel_kubeskoop.probe import Unavailable
 
 __all__ = ["Member", "SharedObject", "SharedObjects", "member_plans"]
@@ -49,6 +50,11 @@ SINCE = "targ_since_ns"
 
 def _contract(host: str) -> Any:
     return importlib.import_module(f"otel_kubeskoop.bpf.generated.{host}")
+
+
+def _handler(probe: str, hook: str, point: AttachPoint) -> str:
+    """A probe's handler on a hook, named as the kernel's statistics name a program of its own."""
+    return f"{probe}_{hook}_{KIND_WORDS[AttachKind(point.kind)]}"
 
 
 def member_plans(member: ObjectSpec) -> tuple[AttachPlan, ...]:
@@ -164,8 +170,21 @@ class SharedObject:
             if point is None or hook not in self.obj.attached_hooks:
                 continue
             cpus = per_cpu.lookup(slot) or []
-            name = f"{probe}_{hook}_{KIND_WORDS[AttachKind(point.kind)]}"
-            out[name] = (sum(c.runs for c in cpus), sum(c.ns for c in cpus))
+            out[_handler(probe, hook, point)] = (sum(c.runs for c in cpus), sum(c.ns for c in cpus))
+        return out
+
+    def misses(self, probe: str) -> dict[str, int]:
+        """The probe's handlers, named as in :meth:`costs` -> runs the kernel skipped of the shared
+        program on each hook: a skipped run is lost to every probe on that hook."""
+        if self.obj is None:
+            return {}
+        fds = self.obj.hook_fds()
+        out = {}
+        for hook in self.hooks[probe]:
+            point = self.obj.chosen.get(hook)
+            got = recursion_misses(fds[hook]) if hook in fds and point is not None else None
+            if got is not None:
+                out[_handler(probe, hook, point)] = got
         return out
 
 
@@ -218,6 +237,9 @@ class Member:
 
     def costs(self) -> dict[str, tuple[int, int]]:
         return self.host.costs(self.probe)
+
+    def misses(self) -> dict[str, int]:
+        return self.host.misses(self.probe)
 
     def close(self) -> None:
         self.host.leave(self)

@@ -1,5 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
-"""What each BPF program costs: run count and run time from the kernel's program statistics.
+"""What each BPF program costs and misses, from the kernel's ``struct bpf_prog_info``.
+
+Run count and run time are the kernel's program statistics (:class:`ProgramStats`).
 
 The kernel counts them only while statistics are enabled. ``BPF_ENABLE_STATS`` (kernel 5.8,
 commit d46edd671a14 "bpf: Sharing bpf runtime stats with BPF_ENABLE_STATS") enables them for as
@@ -7,11 +9,19 @@ long as the returned fd stays open, so they stop when the agent does, unlike the
 ``kernel.bpf_stats_enabled`` sysctl. Enabling them costs each program run two clock reads (see
 Documentation/admin-guide/sysctl/kernel.rst, bpf_stats_enabled), so it is a config switch.
 ``struct bpf_prog_info`` offsets come from the running kernel's BTF.
+
+Recursion misses (:func:`recursion_misses`) are counted whether statistics are on or not: the
+runs the kernel skipped because the program was already running on that CPU (a tracepoint hit
+from inside an interrupt that came in while the program ran on the same hook). What such a run
+would have counted or sent is lost, so the agent reports them. Counted for tracing programs since
+Linux 5.12 (commit 9ed9e9ba2337, "bpf: Count the number of times recursion was prevented"), for
+BTF and raw tracepoints since 6.2 (commit 05b24ff9b2cf).
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import os
 import struct
@@ -21,6 +31,31 @@ from otel_kubeskoop.bpf import btf, libbpf
 log = logging.getLogger(__name__)
 
 BPF_STATS_RUN_TIME = 0  # enum bpf_stats_type
+
+
+@functools.cache
+def _layout() -> btf.StructLayout:
+    return btf.vmlinux_btf().struct_layout("bpf_prog_info")
+
+
+def _info(prog_fd: int, layout: btf.StructLayout) -> bytes | None:
+    buf = ctypes.create_string_buffer(layout.size)
+    size = ctypes.c_uint32(layout.size)
+    if libbpf.lib().bpf_obj_get_info_by_fd(prog_fd, buf, ctypes.byref(size)) != 0:
+        return None
+    return buf.raw
+
+
+def recursion_misses(prog_fd: int) -> int | None:
+    """Runs of one program the kernel skipped as recursive, or None (no such count here, or the
+    program is gone)."""
+    try:
+        layout = _layout()
+    except (OSError, btf.BTFError, KeyError):
+        return None
+    offset = layout.offsets.get("recursion_misses")
+    raw = _info(prog_fd, layout) if offset is not None else None
+    return None if raw is None else struct.unpack_from("<Q", raw, offset)[0]
 
 
 class ProgramStats:
@@ -34,7 +69,7 @@ class ProgramStats:
         if self._fd is not None:
             return True
         try:
-            layout = btf.vmlinux_btf().struct_layout("bpf_prog_info")
+            layout = _layout()
             if "run_time_ns" not in layout.offsets or "run_cnt" not in layout.offsets:
                 self.reason = "the kernel's struct bpf_prog_info has no run_time_ns/run_cnt (kernel < 5.1)"
                 return False
@@ -53,11 +88,9 @@ class ProgramStats:
         layout = self._layout
         if layout is None:
             return None
-        buf = ctypes.create_string_buffer(layout.size)
-        size = ctypes.c_uint32(layout.size)
-        if libbpf.lib().bpf_obj_get_info_by_fd(prog_fd, buf, ctypes.byref(size)) != 0:
+        raw = _info(prog_fd, layout)
+        if raw is None:
             return None
-        raw = buf.raw
         (run_time,) = struct.unpack_from("<Q", raw, layout.offsets["run_time_ns"])
         (run_cnt,) = struct.unpack_from("<Q", raw, layout.offsets["run_cnt"])
         return run_cnt, run_time

@@ -208,6 +208,11 @@ class ObjectHandle:
         """Loaded programs and their fds, for per-program statistics (config ``bpfStats``)."""
         return self.obj.program_fds() if self.obj is not None else {}
 
+    def misses(self) -> dict[str, int]:
+        """Its programs (a probe of a shared object: its handlers, named as by :meth:`costs`) ->
+        runs the kernel skipped as recursive."""
+        return self.obj.misses() if self.obj is not None else {}
+
     def costs(self) -> dict[str, tuple[int, int]]:
         """A probe of a shared object: (runs, ns) of its handler per hook, named as a program of
         its own would be (``packetloss_free_btf``), counted while ``bpfStats`` is on."""
@@ -252,7 +257,8 @@ class ObjectHandle:
 
 class HandleProbe:
     """What every eBPF probe holding an :class:`ObjectHandle` (``bpf``) does alike: stop it, and
-    list its programs for the runtime's per-program statistics (config ``bpfStats``)."""
+    list its programs for the runtime's per-program statistics (config ``bpfStats``) and their
+    recursion misses (always)."""
 
     bpf: ObjectHandle
 
@@ -264,6 +270,9 @@ class HandleProbe:
 
     def bpf_costs(self) -> dict[str, tuple[int, int]]:
         return self.bpf.costs()
+
+    def bpf_misses(self) -> dict[str, int]:
+        return self.bpf.misses()
 
 
 class TupleCounts:

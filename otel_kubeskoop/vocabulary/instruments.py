@@ -129,6 +129,12 @@ AGENT_BPF_RUNS = InstrumentSpec(
 AGENT_BPF_TIME = InstrumentSpec(
     "kubeskoop.agent.bpf.program.time", C, "s", "CPU time spent in the probe's BPF program",
     (A.PROBE, A.BPF_PROGRAM))
+# Runs of a probe's BPF program the kernel skipped because it was already running on that CPU
+# (read whether bpfStats is on or not, otel_kubeskoop/bpf/stats.py): what they would have counted is lost.
+AGENT_BPF_RECURSION_MISSES = InstrumentSpec(
+    "kubeskoop.agent.bpf.program.recursion_misses", C, "{run}",
+    "Runs of the probe's BPF program the kernel skipped because the program was already running on "
+    "that CPU (what those runs would have counted or sent is lost)", (A.PROBE, A.BPF_PROGRAM))
 # A BPF probe's counter map was full: increments that found no room (the probe reports them).
 AGENT_BPF_MAP_FULL = InstrumentSpec(
     "kubeskoop.agent.bpf.map.full", C, "{update}",
@@ -155,5 +161,5 @@ AGENT_STREAM_CLIENTS = InstrumentSpec(
 AGENT_STREAM_DROPPED = InstrumentSpec(
     "kubeskoop.agent.event_stream.dropped", C, "{event}",
     "Events a live stream client's full queue had no room for (the client was told)")
-AGENT = (AGENT_CONFIG_RELOADS, AGENT_STREAM_CLIENTS, AGENT_STREAM_DROPPED, AGENT_BPF_MAP_EVICTED, AGENT_BPF_INFLIGHT_EVICTED, AGENT_BPF_MAP_FULL, AGENT_BPF_RUNS, AGENT_BPF_TIME, AGENT_EVENTS_DELIVERED, AGENT_EVENTS_LOST, AGENT_PROBE_DURATION, AGENT_PROBE_ERRORS, AGENT_PROBE_STATE, AGENT_NETNS_COUNT,
+AGENT = (AGENT_CONFIG_RELOADS, AGENT_STREAM_CLIENTS, AGENT_STREAM_DROPPED, AGENT_BPF_MAP_EVICTED, AGENT_BPF_INFLIGHT_EVICTED, AGENT_BPF_MAP_FULL, AGENT_BPF_RUNS, AGENT_BPF_TIME, AGENT_BPF_RECURSION_MISSES, AGENT_EVENTS_DELIVERED, AGENT_EVENTS_LOST, AGENT_PROBE_DURATION, AGENT_PROBE_ERRORS, AGENT_PROBE_STATE, AGENT_NETNS_COUNT,
          AGENT_NETNS_LEFT_OUT, AGENT_OVERFLOW, AGENT_CYCLE_DURATION, AGENT_EXPORT_FAILURES)

@@ -116,9 +116,18 @@ def test_bpf_stats_count_each_probe_in_the_shared_programs():
         return {dict(s.attributes)["kubeskoop.bpf.program"]: (dict(s.attributes)["kubeskoop.probe"], s.value)
                 for s in rt.self_samples() if s.instrument is I.AGENT_BPF_RUNS}
 
+    def misses() -> dict[str, tuple[str, int]]:
+        return {dict(s.attributes)["kubeskoop.bpf.program"]: (dict(s.attributes)["kubeskoop.probe"], s.value)
+                for s in rt.self_samples() if s.instrument is I.AGENT_BPF_RECURSION_MISSES}
+
     try:
         rt.start(Cycle())
         assert runs() == {}
+        # Recursion misses are read with statistics off too, named as the handlers' runs are:
+        # the shared program's count on each hook the probe runs on.
+        assert {name for name, (probe, _) in misses().items() if probe == "netiftxlat"} == {
+            f"netiftxlat_{hook}_btf" for hook in ("queue", "start", "xmit", "free", "consume")}
+        assert all(isinstance(n, int) and n >= 0 for _, n in misses().values())
         assert rt.set_bpf_stats(True) == ""  # what a reload turning bpfStats.enabled on does
         with netns() as ns:
             tcp_refused(ns, 5)
