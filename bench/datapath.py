@@ -7,11 +7,12 @@ it on records each program's runs per received packet and run time per run: for 
 shared object (bpf/datapath.bpf.c), its handler on each hook as the agent reports it, and each
 shared program as the kernel counts it (its handlers' time and its own).
 
-    python bench/datapath.py packetloss,tcpreset,tcpretrans [more probe sets...] [--pairs 7] [--seconds 3]
+    python bench/datapath.py packetloss,tcpreset,tcpretrans [more probe sets...] [--pairs 7] [--seconds 3] [--floor]
 
 Each argument is one set of probes loaded together (metrics and, where the probe has them,
 events). Results go to bench/results/datapath.json (merged by probe set; unpinned runs under
-"<set> (unpinned)"). Run as root.
+"<set> (unpinned)", runs with --floor under "<set> (with floor)"). Each median ratio comes with its
+95% bootstrap interval. Run as root.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import argparse
 import importlib
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -36,6 +38,8 @@ from otel_kubeskoop.runtime import ProbeRuntime  # noqa: E402
 from otel_kubeskoop.vocabulary import instruments as I  # noqa: E402
 from otel_kubeskoop.topology.netns_discovery import NetnsDiscovery  # noqa: E402
 from tests.privileged.netnsutil import netns, veth_pair  # noqa: E402
+
+from floor import Floor, tc_hooks, traced_hooks  # noqa: E402  (bench/floor.py)
 
 OUT = Path(__file__).resolve().parent / "results" / "datapath.json"
 
@@ -107,19 +111,49 @@ def rx_packets(ns, dev: str) -> int:
     return int(ns.run("cat", f"/sys/class/net/{dev}/statistics/rx_packets", check=True).stdout)
 
 
-def measure(probes: list[str], pairs: int, seconds: float, affinity: str) -> dict:
+def median_ci(ratios: list[float], resamples: int = 2000) -> list[float]:
+    """95% bootstrap interval of the median ratio (percentile method, fixed seed): how well the
+    pairs pin the figure down on this machine at this time."""
+    rng = random.Random(0)
+    medians = sorted(statistics.median(rng.choices(ratios, k=len(ratios))) for _ in range(resamples))
+    return [round(medians[int(0.025 * resamples)], 4), round(medians[int(0.975 * resamples) - 1], 4)]
+
+
+def floor_of(probes: list[str], discovery: NetnsDiscovery, interfaces: list) -> Floor:
+    """Empty programs on the hooks the set runs on (bench/floor.py), read from the set running."""
+    rt = started(probes, discovery, stats=False)
+    try:
+        return Floor(traced_hooks(rt), tc_hooks(interfaces))
+    finally:
+        rt.stop()
+
+
+def floor_row(hooks: Floor, empty: list[float], without: list[float]) -> dict:
+    ratios = [e / wo for e, wo in zip(empty, without)]
+    return {"hooks": hooks.describe(), "empty_gbps": [round(x / 1e9, 3) for x in empty],
+            "median_ratio": round(statistics.median(ratios), 4), "median_ratio_ci95": median_ci(ratios)}
+
+
+def measure(probes: list[str], pairs: int, seconds: float, affinity: str, floor: bool = False) -> dict:
     """Throughput pairs with bpfStats off (the default, what users pay), then one run with it on
     for each program's runs per received packet and run time per run (the clock reads it costs
-    make that run slower, so it is not one of the pairs)."""
-    with netns() as a, netns() as b, veth_pair(a, b, "10.231.7.1/24", "10.231.7.2/24") as (_, dev_b):
+    make that run slower, so it is not one of the pairs). With ``floor``, each pair has a third
+    run between the two, with empty programs on the set's hooks instead of the set."""
+    with netns() as a, netns() as b, veth_pair(a, b, "10.231.7.1/24", "10.231.7.2/24") as (dev_a, dev_b):
         server = b.popen("iperf3", "-s", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.5)
-        without, with_ = [], []
+        without, with_, empty = [], [], []
         discovery = NetnsDiscovery()
+        hooks = None
         try:
+            if floor:
+                hooks = floor_of(probes, discovery, [(a, dev_a), (b, dev_b)])
             iperf(a, "10.231.7.2", 1, affinity)  # warm-up
             for _ in range(pairs):
                 without.append(iperf(a, "10.231.7.2", seconds, affinity))
+                if hooks is not None:
+                    with hooks.attached():
+                        empty.append(iperf(a, "10.231.7.2", seconds, affinity))
                 rt = started(probes, discovery, stats=False)
                 try:
                     with_.append(iperf(a, "10.231.7.2", seconds, affinity))
@@ -137,6 +171,8 @@ def measure(probes: list[str], pairs: int, seconds: float, affinity: str) -> dic
             per_run, per_packet = per_packet_of(before, after, packets)
             shared_per_run, shared_per_packet = per_packet_of(shared_before, shared_after, packets)
         finally:
+            if hooks is not None:
+                hooks.close()
             discovery.close()
             server.kill()
             server.wait()
@@ -147,12 +183,13 @@ def measure(probes: list[str], pairs: int, seconds: float, affinity: str) -> dic
     return {
         "probes": probes, "pairs": pairs, "seconds": seconds, "affinity": affinity,
         "without_gbps": [round(x / 1e9, 3) for x in without], "with_gbps": [round(x / 1e9, 3) for x in with_],
-        "median_ratio": round(statistics.median(ratios), 4),
+        "median_ratio": round(statistics.median(ratios), 4), "median_ratio_ci95": median_ci(ratios),
         "ns_per_run": per_run, "runs_per_packet": per_packet,
         "shared_ns_per_run": shared_per_run, "shared_runs_per_packet": shared_per_packet,
         "bpf_ns_per_packet": round(
             sum(per_run[n] * per_packet[n] for n in per_run if n not in handlers)
             + sum(shared_per_run[n] * shared_per_packet[n] for n in shared_per_run), 1),
+        **({"floor": floor_row(hooks, empty, without)} if hooks is not None else {}),
     }
 
 
@@ -164,18 +201,23 @@ def main() -> None:
     parser.add_argument("--affinity", default="0,0",
                         help='iperf3 -A: client and server CPUs ("" for none). Both on one CPU by '
                              "default: the whole path runs there, so every cycle a probe adds comes out "
-                             "of throughput, and runs vary by 2%% (coefficient of variation, 8 runs) "
-                             "instead of 11%% unpinned or on two CPUs, where the scheduler moves "
-                             "the softirq work about")
+                             "of throughput, and runs varied by 2%% (coefficient of variation of the "
+                             "runs without probes) instead of 8%% unpinned, where the scheduler moves "
+                             "the softirq work about, on 2026-11-25; on 2026-12-02 by 4 to 14%% pinned "
+                             "and 8 to 20%% unpinned (bench/results/datapath.json, without_gbps)")
+    parser.add_argument("--floor", action="store_true",
+                        help="a third run in each pair with an empty program on each of the set's "
+                             "hooks instead of the set (bench/floor.py): the kernel's own cost of "
+                             "running programs there, which no probe goes below")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/datapath.py needs root")
     results = json.loads(OUT.read_text()) if OUT.exists() else {}
     for spec in args.sets:
         probes = spec.split(",")
-        row = measure(probes, args.pairs, args.seconds, args.affinity)
+        row = measure(probes, args.pairs, args.seconds, args.affinity, args.floor)
         row["when"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        results[spec if args.affinity else f"{spec} (unpinned)"] = row
+        results[spec + (" (with floor)" if args.floor else "") + ("" if args.affinity else " (unpinned)")] = row
         print(json.dumps(row), flush=True)
     OUT.parent.mkdir(exist_ok=True)
     OUT.write_text(json.dumps(results, indent=1) + "\n")
