@@ -72,7 +72,8 @@ def settled(h: Harness, *namespaces: TestNetns, timeout: float = 10.0) -> Counts
         if first == second and all(sum(r.counted.values()) == r.sent for r in second.values()):
             return second
         if time.monotonic() > deadline:
-            pytest.fail(f"probe counts and the kernel's still differ after {timeout:.0f} s: {second}")
+            pytest.fail(f"probe counts and the kernel's still differ after {timeout:.0f} s: {second}; "
+                        f"runs the kernel skipped: {h.probes['tcpretrans'].bpf_misses()}")
 
 
 def blackholed_writer(a: TestNetns) -> subprocess.Popen[bytes]:
