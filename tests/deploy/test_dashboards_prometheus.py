@@ -141,12 +141,15 @@ def test_every_compat_expression_returns_data(tmp_path, prometheus):
                 assert not empty, "no data:\n" + "\n".join(f"{where}: {e}" for e, where in empty.items())
                 assert all(p.poll() is None for p in procs.values()), "the traffic ran throughout"
                 # and the traffic is what they show: drops in iptables, SYN retransmits, flows
-                # upstream's tuple metrics name pods in their tuple labels only
-                for name, label, pod in (("kubeskoop.packetloss.netfilter.tuples", "dst_pod", PODS["server"]),
-                                         ("kubeskoop.tcpretrans.tuples", "src_pod", PODS["client"]),
-                                         ("kubeskoop.flow.bytes", "src_pod", PODS["client"])):
-                    rate = f'sum(rate({C(name)}{{{label}="{pod}"}}[{RATE}]))'
-                    assert float(prom.query(rate)[0]["value"][1]) > 0, rate
+                # upstream's tuple metrics name pods in their tuple labels only. A SYN's tuple
+                # series lives for its socket's 5 s, so one 20 s window can catch none rising
+                # when scrapes come late on a loaded machine: each must rise within a minute.
+                rising = [f'sum(rate({C(name)}{{{label}="{pod}"}}[{RATE}])) > 0'
+                          for name, label, pod in (("kubeskoop.packetloss.netfilter.tuples", "dst_pod", PODS["server"]),
+                                                   ("kubeskoop.tcpretrans.tuples", "src_pod", PODS["client"]),
+                                                   ("kubeskoop.flow.bytes", "src_pod", PODS["client"]))]
+                flat = _wait_all(prom, dict.fromkeys(rising, "traffic"), timeout=60)
+                assert not flat, f"not rising within 60 s: {list(flat)}"
             finally:
                 agent.close()
                 for p in procs.values():
