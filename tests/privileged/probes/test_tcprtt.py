@@ -53,15 +53,15 @@ c.close()
 
 
 def exchange(client: TestNetns, server: TestNetns, rounds: int, gap: float) -> float:
-    """Send ``rounds`` writes from ``client`` to a reader in ``server``; the seconds it took.
-    The client's RTT samples come from the ACKs of its data; the server sends no data, so its
-    smoothed RTT is the handshake's (SYN-ACK to ACK), sampled as it receives."""
+    """Send ``rounds`` writes from ``client`` to a reader in ``server``; the seconds it took,
+    until the reader has read the end of the stream (the client may exit with its last writes
+    still in flight). The client's RTT samples come from the ACKs of its data; the server sends
+    no data, so its smoothed RTT is the handshake's (SYN-ACK to ACK), sampled as it receives."""
     proc = python_ready(server, SINK.format(host=SERVER, port=PORT))
     began = time.monotonic()
     client.python(CLIENT.format(host=SERVER, port=PORT, rounds=rounds, gap=gap))
-    took = time.monotonic() - began
     proc.wait(10)
-    return took
+    return time.monotonic() - began
 
 
 def histograms(h: Harness, ns: int) -> dict[str, Any]:
@@ -86,7 +86,7 @@ def test_a_20ms_delay_moves_the_rtt_histogram(harness: Harness, kind: str) -> No
             harness.rescan()
             exchange(a, b, rounds=40, gap=0.02)
             with delayed_output(c, SERVER, 0.020):
-                exchange(c, d, rounds=40, gap=0.02)
+                took = exchange(c, d, rounds=40, gap=0.02)
             fast = {ns.name: histograms(harness, ns.inode) for ns in (a, b)}
             slow = {ns.name: histograms(harness, ns.inode) for ns in (c, d)}
 
@@ -98,9 +98,14 @@ def test_a_20ms_delay_moves_the_rtt_histogram(harness: Harness, kind: str) -> No
         assert count(got["rttvar"]) == count(srtt)
     for name, got in slow.items():
         srtt = got["srtt"]
-        # 40 writes 20 ms apart at one sample per 50 ms: 0.8 s or more, 16 or more samples.
-        assert 8 <= count(srtt) <= 40, (name, srtt.counts)
-        assert below(srtt, BOUNDS[23]) == 0 and at_least(srtt, BOUNDS[24]) == 0, (name, srtt.counts)
+        # 40 writes 20 ms apart at one sample per 50 ms: 0.8 s or more, 16 or more samples; at
+        # most one per 50 ms of the exchange (one sampling socket per namespace), which takes
+        # longer on a loaded machine. Unlimited, every ACK and segment would be a sample:
+        # hundreds.
+        assert 8 <= count(srtt) <= took / 0.050 + 1, (name, took, srtt.counts)
+        # all at 16.8 ms or more; below 33.6 ms but for the odd one a late ACK (a delayed-ACK
+        # timer, a descheduled reader) pushed up (one in 31 in a run here)
+        assert below(srtt, BOUNDS[23]) == 0 and at_least(srtt, BOUNDS[24]) <= count(srtt) // 10, (name, srtt.counts)
         assert 0.020 <= srtt.sum / count(srtt) < 0.030, (name, srtt.sum)
         rto_at_least_min(got["rto"], count(srtt))
         assert count(got["rttvar"]) == count(srtt)
