@@ -15,7 +15,8 @@ runs the kernel skipped because the program was already running on that CPU (a t
 from inside an interrupt that came in while the program ran on the same hook). What such a run
 would have counted or sent is lost, so the agent reports them. Counted for tracing programs since
 Linux 5.12 (commit 9ed9e9ba2337, "bpf: Count the number of times recursion was prevented"), for
-BTF and raw tracepoints since 6.2 (commit 05b24ff9b2cf).
+BTF and raw tracepoints since 6.1 (commit 05b24ff9b2cf, "bpf: Prevent bpf program recursion for
+raw tracepoint probes").
 """
 
 from __future__ import annotations
