@@ -111,12 +111,14 @@ def rx_packets(ns, dev: str) -> int:
     return int(ns.run("cat", f"/sys/class/net/{dev}/statistics/rx_packets", check=True).stdout)
 
 
-def median_ci(ratios: list[float], resamples: int = 2000) -> list[float]:
-    """95% bootstrap interval of the median ratio (percentile method, fixed seed): how well the
-    pairs pin the figure down on this machine at this time."""
+def median_ratio(ratios: list[float], resamples: int = 2000) -> dict[str, float | list[float]]:
+    """The median ratio and its 95% bootstrap interval (percentile method, fixed seed): how well
+    the pairs pin the figure down on this machine at this time."""
     rng = random.Random(0)
     medians = sorted(statistics.median(rng.choices(ratios, k=len(ratios))) for _ in range(resamples))
-    return [round(medians[int(0.025 * resamples)], 4), round(medians[int(0.975 * resamples) - 1], 4)]
+    return {"median_ratio": round(statistics.median(ratios), 4),
+            "median_ratio_ci95": [round(medians[int(0.025 * resamples)], 4),
+                                  round(medians[int(0.975 * resamples) - 1], 4)]}
 
 
 def floor_of(probes: list[str], discovery: NetnsDiscovery, interfaces: list) -> Floor:
@@ -129,9 +131,8 @@ def floor_of(probes: list[str], discovery: NetnsDiscovery, interfaces: list) -> 
 
 
 def floor_row(hooks: Floor, empty: list[float], without: list[float]) -> dict:
-    ratios = [e / wo for e, wo in zip(empty, without)]
     return {"hooks": hooks.describe(), "empty_gbps": [round(x / 1e9, 3) for x in empty],
-            "median_ratio": round(statistics.median(ratios), 4), "median_ratio_ci95": median_ci(ratios)}
+            **median_ratio([e / wo for e, wo in zip(empty, without)])}
 
 
 def measure(probes: list[str], pairs: int, seconds: float, affinity: str, floor: bool = False) -> dict:
@@ -183,7 +184,7 @@ def measure(probes: list[str], pairs: int, seconds: float, affinity: str, floor:
     return {
         "probes": probes, "pairs": pairs, "seconds": seconds, "affinity": affinity,
         "without_gbps": [round(x / 1e9, 3) for x in without], "with_gbps": [round(x / 1e9, 3) for x in with_],
-        "median_ratio": round(statistics.median(ratios), 4), "median_ratio_ci95": median_ci(ratios),
+        **median_ratio(ratios),
         "ns_per_run": per_run, "runs_per_packet": per_packet,
         "shared_ns_per_run": shared_per_run, "shared_runs_per_packet": shared_per_packet,
         "bpf_ns_per_packet": round(

@@ -178,13 +178,12 @@ class SharedObject:
         program on each hook: a skipped run is lost to every probe on that hook."""
         if self.obj is None:
             return {}
-        fds = self.obj.hook_fds()
+        fds = self.obj.hook_fds()  # attached hooks only, each with its chosen attach point
         out = {}
         for hook in self.hooks[probe]:
-            point = self.obj.chosen.get(hook)
-            got = recursion_misses(fds[hook]) if hook in fds and point is not None else None
+            got = recursion_misses(fds[hook]) if hook in fds else None
             if got is not None:
-                out[_handler(probe, hook, point)] = got
+                out[_handler(probe, hook, self.obj.chosen[hook])] = got
         return out
 
 
