@@ -112,7 +112,8 @@ def test_health_and_readiness_follow_collection_not_the_backend(no_kubernetes):
         agent = Agent(config)
         try:
             agent.start()
-            wait_for(lambda: agent.cycles >= 4, seconds=12)
+            # /status is the document the cycle publishes after counting itself: wait on it, not the counter.
+            wait_for(lambda: json.loads(get(agent, "/status")[1]).get("cycles", 0) >= 4, seconds=12)
             status = json.loads(get(agent, "/status")[1])
             assert get(agent, "/healthz")[0] == 200 and get(agent, "/readyz")[0] == 200
             assert status["otlp"]["state"] == "exporting" and status["otlp"]["exports"]["skipped"] >= 2
