@@ -10,7 +10,9 @@ a spike on the instruction that follows it.
     python bench/bpf_hotspots.py packetloss,tcpreset,...,flow [--seconds 8] [--top 6]
 
 Prints, and merges into bench/results/bpf_hotspots.json by probe set: each program's share of
-CPU 0 and its hottest offsets with the instructions there. Needs root, perf and objdump.
+CPU 0 and its hottest offsets with the instructions there and the source line they were compiled
+from (the kernel's line info for the JIT image, with bpftool's text of it). Needs root, perf,
+objdump and bpftool.
 """
 
 from __future__ import annotations
@@ -54,8 +56,10 @@ def our_programs() -> list[dict]:
     return [p for p in json.loads(out) if p["id"] in ids]
 
 
-def jited_image(prog_id: int) -> bytes:
-    """The program's machine code, as the kernel's JIT wrote it."""
+def prog_info(prog_id: int, arrays: dict[str, tuple[str, int]]) -> tuple[bytes, dict[str, bytes]]:
+    """The program's ``struct bpf_prog_info``, and the arrays it points to: name -> (the field that
+    counts its records, the record size) for each array field wanted (BPF_OBJ_GET_INFO_BY_FD, asked
+    once for the counts and once with buffers)."""
     lib = libbpf.lib()
     layout = btf.vmlinux_btf().struct_layout("bpf_prog_info")
     fd = lib.bpf_prog_get_fd_by_id(prog_id)
@@ -66,17 +70,53 @@ def jited_image(prog_id: int) -> bytes:
         size = ctypes.c_uint32(layout.size)
         if lib.bpf_obj_get_info_by_fd(fd, buf, ctypes.byref(size)) != 0:
             raise SystemExit(f"program {prog_id}: no info")
-        (length,) = struct.unpack_from("<I", buf.raw, layout.offsets["jited_prog_len"])
-        image = ctypes.create_string_buffer(length)
         ask = ctypes.create_string_buffer(layout.size)
-        struct.pack_into("<I", ask, layout.offsets["jited_prog_len"], length)
-        struct.pack_into("<Q", ask, layout.offsets["jited_prog_insns"], ctypes.addressof(image))
+        buffers = {}
+        for name, (count, record) in arrays.items():
+            (n,) = struct.unpack_from("<I", buf.raw, layout.offsets[count])
+            buffers[name] = ctypes.create_string_buffer(max(n * record, 1))
+            struct.pack_into("<I", ask, layout.offsets[count], n)
+            if f"{name}_rec_size" in layout.offsets:
+                struct.pack_into("<I", ask, layout.offsets[f"{name}_rec_size"], record)
+            struct.pack_into("<Q", ask, layout.offsets[name], ctypes.addressof(buffers[name]))
         size = ctypes.c_uint32(layout.size)
         if lib.bpf_obj_get_info_by_fd(fd, ask, ctypes.byref(size)) != 0:
             raise SystemExit(f"program {prog_id}: no JIT image (bpf_jit_enable off?)")
-        return image.raw
+        return buf.raw, {name: b.raw for name, b in buffers.items()}
     finally:
         os.close(fd)
+
+
+def jited_image(prog_id: int) -> bytes:
+    """The program's machine code, as the kernel's JIT wrote it."""
+    return prog_info(prog_id, {"jited_prog_insns": ("jited_prog_len", 1)})[1]["jited_prog_insns"]
+
+
+def source_lines(prog_id: int, start: int) -> list[tuple[int, str]]:
+    """(offset in the JIT image, source line) of each line record of the program, in order: the
+    kernel's line info (``struct bpf_line_info``, 16 bytes: the BPF instruction it starts at) and
+    the JIT address of each (jited_line_info), with the text bpftool prints for that instruction."""
+    _, got = prog_info(prog_id, {"line_info": ("nr_line_info", 16), "jited_line_info": ("nr_jited_line_info", 8)})
+    insns = [struct.unpack_from("<I", got["line_info"], i)[0] for i in range(0, len(got["line_info"]) - 15, 16)]
+    addrs = [struct.unpack_from("<Q", got["jited_line_info"], i)[0] for i in range(0, len(got["jited_line_info"]) - 7, 8)]
+    xlated = subprocess.run(["bpftool", "prog", "dump", "xlated", "id", str(prog_id), "linum"],
+                            capture_output=True, text=True, check=True).stdout
+    text, pending = {}, ""
+    for line in xlated.splitlines():
+        if line.startswith(";"):
+            m = re.match(r"; (.*) \[file:.*/([^/]+) line_num:(\d+)", line)
+            pending = f"{m.group(2)}:{m.group(3)}: {m.group(1).strip()}" if m else line[2:].strip()
+        elif m := re.match(r"\s*(\d+):", line):
+            if pending:
+                text[int(m.group(1))] = pending
+                pending = ""
+    return [(addr - start, text.get(insn, "")) for insn, addr in zip(insns, addrs)]
+
+
+def line_at(lines: list[tuple[int, str]], offset: int) -> str:
+    """The source line of the instruction before offset (the one a sample there waited on)."""
+    before = [text for off, text in lines if off < offset]
+    return before[-1] if before else ""
 
 
 def disassembly(image: bytes) -> dict[int, str]:
@@ -114,6 +154,7 @@ def profile(probes: list[str], seconds: float, top: int) -> dict:
             progs = {f"bpf_prog_{p['tag']}_{p['name']}": p for p in our_programs()}
             starts = kallsyms(set(progs))
             code = {sym: disassembly(jited_image(progs[sym]["id"])) for sym in starts}
+            lines = {sym: source_lines(progs[sym]["id"], starts[sym]) for sym in starts}
             iperf(a, "10.231.7.2", 1, "0,0")  # warm-up
             with tempfile.TemporaryDirectory() as tmp:
                 data = os.path.join(tmp, "perf.data")
@@ -146,7 +187,8 @@ def profile(probes: list[str], seconds: float, top: int) -> dict:
         for off, n in sorted(mine.items(), key=lambda kv: -kv[1])[:top]:
             before = [o for o in offsets if o < off][-2:]  # the stalled instruction is just before
             hottest.append({"offset": off, "share_of_program": round(n / sum(mine.values()), 3),
-                            "instructions": [code[sym][o] for o in before + [off] if o in code[sym]]})
+                            "instructions": [code[sym][o] for o in before + [off] if o in code[sym]],
+                            "source": line_at(lines[sym], off)})
         programs[progs[sym]["name"]] = {"share_of_cpu0": round(sum(mine.values()) / total, 4), "hottest": hottest}
     return {"probes": probes, "seconds": seconds, "samples": total,
             "bpf_share_of_cpu0": round(sum(hits.values()) / total, 4),
