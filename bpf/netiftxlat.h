@@ -12,7 +12,7 @@
 #include "latency.h"
 
 #define NETIFTXLAT_MAX_HISTS 4096     /* (namespace, interface, stage) keys */
-#define NETIFTXLAT_MAX_INFLIGHT 16384 /* packets between net_dev_queue and net_dev_xmit */
+#define NETIFTXLAT_MAX_INFLIGHT 16384 /* packets in a qdisc: net_dev_queue to net_dev_start_xmit */
 #define NETIFTXLAT_IFNAMSIZ 16
 /* The upstream counters (qdiscslow100ms, netdevslow100ms): latency_hist.slow[0]. */
 #define NETIFTXLAT_SLOW_NS (100ULL * 1000 * 1000)

@@ -24,6 +24,7 @@ from otel_kubeskoop.bpf.generated.kernellatency import (
     KernellatencySkbsSlot,
 )
 from otel_kubeskoop.bpf.generated.netiftxlat import (
+    NetiftxlatHeld,
     NetiftxlatHistsSlot,
     NetiftxlatSkbsSlot,
     NetiftxlatXmitRing,
@@ -169,6 +170,7 @@ OBJECT = ObjectSpec(
         "netiftxlat_hists_full": MapSpec("percpu_array", ctypes.c_uint32, ctypes.c_uint64, 1),
         "netiftxlat_skbs": MapSpec("array", ctypes.c_uint32, NetiftxlatSkbsSlot, 16384),
         "netiftxlat_inflight_stats": MapSpec("percpu_array", ctypes.c_uint32, ctypes.c_uint64, 6),
+        "netiftxlat_held": MapSpec("percpu_array", ctypes.c_uint32, NetiftxlatHeld, 1),
         "netiftxlat_xmit_rings": MapSpec("percpu_array", ctypes.c_uint32, NetiftxlatXmitRing, 1),
         "socketlatency_ratelimit": MapSpec("lru_hash", RatelimitKey, RatelimitBucket, 4096),
         "socketlatency_events": MapSpec("ringbuf", None, None, 262144),

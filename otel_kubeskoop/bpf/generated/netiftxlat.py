@@ -45,6 +45,38 @@ class NetiftxlatEvent(ctypes.LittleEndianStructure):
     ]
 
 
+class NetiftxlatSkbKey(ctypes.LittleEndianStructure):
+    """``struct netiftxlat_skb_key``: 16 bytes."""
+
+    _fields_ = [
+        ("skb", ctypes.c_uint64),
+        ("ifindex", ctypes.c_uint32),
+        ("pad", ctypes.c_uint32),
+    ]
+
+
+class NetiftxlatSkb(ctypes.LittleEndianStructure):
+    """``struct netiftxlat_skb``: 40 bytes."""
+
+    _fields_ = [
+        ("queued_ns", ctypes.c_uint64),
+        ("started_ns", ctypes.c_uint64),
+        ("qdisc_ns", ctypes.c_uint64),
+        ("netns", NetnsId),
+        ("len", ctypes.c_uint32),
+        ("pad", ctypes.c_uint32),
+    ]
+
+
+class NetiftxlatHeld(ctypes.LittleEndianStructure):
+    """``struct netiftxlat_held``: 56 bytes."""
+
+    _fields_ = [
+        ("key", NetiftxlatSkbKey),
+        ("value", NetiftxlatSkb),
+    ]
+
+
 class NetiftxlatKey(ctypes.LittleEndianStructure):
     """``struct netiftxlat_key``: 16 bytes."""
 
@@ -75,29 +107,6 @@ class NetiftxlatHistsSlot(ctypes.LittleEndianStructure):
     ]
 
 
-class NetiftxlatSkb(ctypes.LittleEndianStructure):
-    """``struct netiftxlat_skb``: 40 bytes."""
-
-    _fields_ = [
-        ("queued_ns", ctypes.c_uint64),
-        ("started_ns", ctypes.c_uint64),
-        ("qdisc_ns", ctypes.c_uint64),
-        ("netns", NetnsId),
-        ("len", ctypes.c_uint32),
-        ("pad", ctypes.c_uint32),
-    ]
-
-
-class NetiftxlatSkbKey(ctypes.LittleEndianStructure):
-    """``struct netiftxlat_skb_key``: 16 bytes."""
-
-    _fields_ = [
-        ("skb", ctypes.c_uint64),
-        ("ifindex", ctypes.c_uint32),
-        ("pad", ctypes.c_uint32),
-    ]
-
-
 class NetiftxlatSkbsSlot(ctypes.LittleEndianStructure):
     """``struct netiftxlat_skbs_slot``: 64 bytes."""
 
@@ -108,12 +117,23 @@ class NetiftxlatSkbsSlot(ctypes.LittleEndianStructure):
     ]
 
 
-class NetiftxlatXmitRing(ctypes.LittleEndianStructure):
-    """``struct netiftxlat_xmit_ring``: 136 bytes."""
+class NetiftxlatStarted(ctypes.LittleEndianStructure):
+    """``struct netiftxlat_started``: 64 bytes."""
 
     _fields_ = [
-        ("skb", ctypes.c_uint64 * 8),
-        ("dev", ctypes.c_uint64 * 8),
+        ("skb", ctypes.c_uint64),
+        ("dev", ctypes.c_uint64),
+        ("ifindex", ctypes.c_uint32),
+        ("pad", ctypes.c_uint32),
+        ("s", NetiftxlatSkb),
+    ]
+
+
+class NetiftxlatXmitRing(ctypes.LittleEndianStructure):
+    """``struct netiftxlat_xmit_ring``: 520 bytes."""
+
+    _fields_ = [
+        ("e", NetiftxlatStarted * 8),
         ("head", ctypes.c_uint32),
     ]
 
@@ -130,6 +150,7 @@ OBJECT = ObjectSpec(
         "hists_full": MapSpec("percpu_array", ctypes.c_uint32, ctypes.c_uint64, 1),
         "skbs": MapSpec("array", ctypes.c_uint32, NetiftxlatSkbsSlot, 16384),
         "inflight_stats": MapSpec("percpu_array", ctypes.c_uint32, ctypes.c_uint64, 6),
+        "held": MapSpec("percpu_array", ctypes.c_uint32, NetiftxlatHeld, 1),
         "xmit_rings": MapSpec("percpu_array", ctypes.c_uint32, NetiftxlatXmitRing, 1),
     },
     rodata={

@@ -126,6 +126,32 @@ def test_tbf_waits_land_in_the_buckets_they_imply(harness: Harness, kind: str) -
     assert not harness.events_in(a.inode, "kubeskoop.netiftxlat.xmit")
 
 
+def test_a_device_without_a_queue_is_timed_on_its_cpu(harness: Harness) -> None:
+    """veth's noqueue: each packet's start record waits in a per-CPU slot, not the shared table
+    (bpf/netiftxlat.bpf.h), and every packet is still timed in both stages."""
+    probe = harness.start(netiftxlat.SPEC)
+    with netns() as a, netns() as b:
+        no_ipv6(a, b)
+        with veth_pair(a, b) as (dev_a, dev_b):
+            mac_b = json.loads(ip("-n", b.name, "-j", "link", "show", dev_b).stdout)[0]["address"]
+            ip("-n", a.name, "neigh", "replace", "10.231.0.2", "lladdr", mac_b, "dev", dev_a, "nud", "permanent")
+            ifindex = json.loads(ip("-n", a.name, "-j", "link", "show", dev_a).stdout)[0]["ifindex"]
+            before, inflight_before = hists(harness, a.inode, dev_a), probe.hists.inflight()
+            a.python(BLAST.format(count=PACKETS, size=PAYLOAD))
+            harness.drain()
+            after, inflight_after = hists(harness, a.inode, dev_a), probe.hists.inflight()
+            held = probe.bpf.map("held").lookup(0)
+    qdisc = minus(after["qdisc"], before["qdisc"])
+    xmit = minus(after["xmit"], before["xmit"])
+    assert PACKETS <= count(qdisc) <= PACKETS + 2
+    assert below(qdisc, 0.001) == count(qdisc)  # nothing to wait in
+    assert PACKETS <= count(xmit) <= PACKETS + 2
+    # The sender's CPU held its last packet's record, and took it at net_dev_start_xmit.
+    assert any(h.key.ifindex == ifindex and h.key.skb == 0 and h.value.len == PAYLOAD + 42 for h in held)
+    assert live(inflight_after) <= live(inflight_before) + 2  # (other traffic on the machine)
+    assert inflight_after["evicted"] == inflight_before["evicted"]
+
+
 def test_events_over_the_rate_are_counted_as_lost(harness: Harness) -> None:
     args = netiftxlat.NetiftxlatArgs(thresholdMs=1, eventRate=1, eventBurst=3)
     probe = harness.start(netiftxlat.SPEC, args)
