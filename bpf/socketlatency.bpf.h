@@ -204,16 +204,20 @@ static __always_inline void socketlatency_queue(bool btf, const struct sk_buff *
 	sk = KREAD(btf, skb, sk);
 	if (!sk)
 		return;
+	/* The segment first: kernellatency has most often read it in this run, and a pure ACK needs
+	 * no look in the table, whose slot for the socket is most often a cache miss. */
+	seg = hook_tcp_segment(btf, run, skb);
+	if (!seg || !seg->payload)
+		return;
 	key.sk = (__u64)sk;
 	s = socketlatency_socks_lookup(&key);
 	if (!s || s->ts_ns < socketlatency_targ_since_ns)
 		return; /* only sockets we time (full TCP sockets) have entries */
-	seg = hook_tcp_segment(btf, run, skb);
 	/*
 	 * Probe reads (btf false) even in tp_btf: skb->sk loads as an RCU pointer, which
 	 * bpf_skc_to_tcp_sock() refuses; only segments of a socket being timed get here.
 	 */
-	if (!seg || !seg->payload || seg->seq != KREAD_TCP(false, sk, snd_nxt))
+	if (seg->seq != KREAD_TCP(false, sk, snd_nxt))
 		return;
 	now = hook_now(run);
 	socketlatency_measure(btf, sk, SOCKETLATENCY_WRITE, now > s->ts_ns ? now - s->ts_ns : 0, s);
