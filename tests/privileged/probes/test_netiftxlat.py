@@ -40,11 +40,16 @@ for _ in range({count}):
 """
 
 
-def shaped_pair(a: TestNetns, b: TestNetns, dev_a: str, dev_b: str, limit: str = "") -> None:
-    """tbf at 1 Mbit/s on a's end; b's address resolved for good, so no ARP goes first."""
+def resolved(a: TestNetns, b: TestNetns, dev_a: str, dev_b: str) -> None:
+    """b's address resolved for good in a, so no ARP goes first."""
     mac_b = json.loads(ip("-n", b.name, "-j", "link", "show", dev_b).stdout)[0]["address"]
     ip("-n", a.name, "neigh", "replace", "10.231.0.2", "lladdr", mac_b, "dev", dev_a, "nud",
        "permanent")
+
+
+def shaped_pair(a: TestNetns, b: TestNetns, dev_a: str, dev_b: str, limit: str = "") -> None:
+    """tbf at 1 Mbit/s on a's end, b's address resolved."""
+    resolved(a, b, dev_a, dev_b)
     extra = ["limit", limit] if limit else ["latency", "5s"]
     a.run("tc", "qdisc", "add", "dev", dev_a, "root", "tbf", "rate", f"{RATE_BITS}bit",
           "burst", "1600", *extra)
@@ -133,8 +138,7 @@ def test_a_device_without_a_queue_is_timed_on_its_cpu(harness: Harness) -> None:
     with netns() as a, netns() as b:
         no_ipv6(a, b)
         with veth_pair(a, b) as (dev_a, dev_b):
-            mac_b = json.loads(ip("-n", b.name, "-j", "link", "show", dev_b).stdout)[0]["address"]
-            ip("-n", a.name, "neigh", "replace", "10.231.0.2", "lladdr", mac_b, "dev", dev_a, "nud", "permanent")
+            resolved(a, b, dev_a, dev_b)
             ifindex = json.loads(ip("-n", a.name, "-j", "link", "show", dev_a).stdout)[0]["ifindex"]
             before, inflight_before = hists(harness, a.inode, dev_a), probe.hists.inflight()
             a.python(BLAST.format(count=PACKETS, size=PAYLOAD))
