@@ -7,18 +7,23 @@ image, read back from the kernel (BPF_OBJ_GET_INFO_BY_FD) and disassembled with 
 sample lands on the instruction after one that stalled, so a load that misses the cache shows as
 a spike on the instruction that follows it.
 
-    python bench/bpf_hotspots.py packetloss,tcpreset,...,flow [--seconds 8] [--top 6]
+    python bench/bpf_hotspots.py packetloss,tcpreset,...,flow [--seconds 8] [--top 6] [--load floor]
 
 Prints, and merges into bench/results/bpf_hotspots.json by probe set: each program's share of
 CPU 0 and its hottest offsets with the instructions there and the source line they were compiled
-from (the kernel's line info for the JIT image, with bpftool's text of it). Needs root, perf,
-objdump and bpftool.
+from (the kernel's line info for the JIT image, with bpftool's text of it), and the share of the
+kernel functions that run programs at a hook (KERNEL_GROUPS). ``--load floor`` profiles empty
+programs on the set's hooks instead (bench/floor.py), ``--load none`` no programs at all: with
+iperf3 and its softirqs holding CPU 0, a share of CPU 0 is the share of throughput it costs,
+measured to a few hundredths of a percent where throughput pairs vary by several percent. Needs
+root, perf, objdump and bpftool.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import ctypes
 import json
 import os
@@ -34,13 +39,23 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from datapath import iperf, started  # noqa: E402
+from datapath import floor_of, iperf, started  # noqa: E402
 
 from otel_kubeskoop.bpf import btf, libbpf  # noqa: E402
 from otel_kubeskoop.topology.netns_discovery import NetnsDiscovery  # noqa: E402
 from tests.privileged.netnsutil import netns, veth_pair  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "bpf_hotspots.json"
+
+# Kernel functions whose time a hook's programs cause, whatever the programs do: the tracepoint's
+# call into BPF (bpf_trace_run<N>() from the __bpf_trace_<event>() the tracepoint calls,
+# kernel/trace/bpf_trace.c), the TC classifier's, and clock reads (read_tsc also runs without
+# probes: compare with --load none).
+KERNEL_GROUPS = {
+    "tracepoint_dispatch": re.compile(r"(bpf_trace_run\d+|__bpf_trace_\w+|__traceiter_\w+)$"),
+    "tc_dispatch": re.compile(r"(tcf_classify|cls_bpf_classify|tcx_run|sch_handle_(ingress|egress))$"),
+    "clock": re.compile(r"(read_tsc|ktime_get\w*|bpf_ktime_get\w*)$"),
+}
 
 
 def our_programs() -> list[dict]:
@@ -144,12 +159,25 @@ def kallsyms(names: set[str]) -> dict[str, int]:
     return found
 
 
-def profile(probes: list[str], seconds: float, top: int) -> dict:
-    with netns() as a, netns() as b, veth_pair(a, b, "10.231.7.1/24", "10.231.7.2/24"):
+def loaded(load: str, probes: list[str], discovery: NetnsDiscovery, interfaces: list) -> contextlib.ExitStack:
+    """The programs profiled: the set, empty ones on its hooks, or none."""
+    stack = contextlib.ExitStack()
+    if load == "set":
+        stack.callback(started(probes, discovery, stats=False).stop)
+    elif load == "floor":
+        hooks = floor_of(probes, discovery, interfaces)
+        stack.callback(hooks.close)
+        stack.enter_context(hooks.attached())
+    return stack
+
+
+def profile(probes: list[str], seconds: float, top: int, load: str) -> dict:
+    with netns() as a, netns() as b, \
+            veth_pair(a, b, "10.231.7.1/24", "10.231.7.2/24") as (dev_a, dev_b):
         server = b.popen("iperf3", "-s", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.5)
         discovery = NetnsDiscovery()
-        rt = started(probes, discovery, stats=False)
+        stack = loaded(load, probes, discovery, [(a, dev_a), (b, dev_b)])
         try:
             progs = {f"bpf_prog_{p['tag']}_{p['name']}": p for p in our_programs()}
             starts = kallsyms(set(progs))
@@ -165,11 +193,11 @@ def profile(probes: list[str], seconds: float, top: int) -> dict:
                 script = subprocess.run(["perf", "script", "-i", data, "-F", "ip,sym"],
                                         capture_output=True, text=True, check=True).stdout
         finally:
-            rt.stop()
+            stack.close()
             discovery.close()
             server.kill()
             server.wait()
-    total, hits = 0, collections.Counter()
+    total, hits, kernel = 0, collections.Counter(), collections.Counter()
     for line in script.splitlines():
         parts = line.split()
         if len(parts) < 2:
@@ -177,6 +205,9 @@ def profile(probes: list[str], seconds: float, top: int) -> dict:
         total += 1
         if parts[1] in starts:
             hits[(parts[1], int(parts[0], 16) - starts[parts[1]])] += 1
+        for group, pattern in KERNEL_GROUPS.items():
+            if pattern.match(parts[1]):
+                kernel[group] += 1
     programs = {}
     for sym in starts:
         mine = {off: n for (s, off), n in hits.items() if s == sym}
@@ -190,8 +221,9 @@ def profile(probes: list[str], seconds: float, top: int) -> dict:
                             "instructions": [code[sym][o] for o in before + [off] if o in code[sym]],
                             "source": line_at(lines[sym], off)})
         programs[progs[sym]["name"]] = {"share_of_cpu0": round(sum(mine.values()) / total, 4), "hottest": hottest}
-    return {"probes": probes, "seconds": seconds, "samples": total,
+    return {"probes": probes, "load": load, "seconds": seconds, "samples": total,
             "bpf_share_of_cpu0": round(sum(hits.values()) / total, 4),
+            "kernel_share_of_cpu0": {g: round(kernel[g] / total, 4) for g in KERNEL_GROUPS},
             "programs": dict(sorted(programs.items(), key=lambda kv: -kv[1]["share_of_cpu0"]))}
 
 
@@ -200,17 +232,19 @@ def main() -> None:
     parser.add_argument("set", help="comma-separated probe names loaded together")
     parser.add_argument("--seconds", type=float, default=8)
     parser.add_argument("--top", type=int, default=6, help="hottest offsets shown per program")
+    parser.add_argument("--load", choices=("set", "floor", "none"), default="set",
+                        help="profile the set, empty programs on its hooks, or no programs")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/bpf_hotspots.py needs root")
     for tool in ("perf", "objdump", "bpftool", "iperf3"):
         if shutil.which(tool) is None:
             sys.exit(f"bench/bpf_hotspots.py needs {tool}")
-    row = profile(args.set.split(","), args.seconds, args.top)
+    row = profile(args.set.split(","), args.seconds, args.top, args.load)
     row["when"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     print(json.dumps(row, indent=1))
     results = json.loads(OUT.read_text()) if OUT.exists() else {}
-    results[args.set] = row
+    results[args.set + ("" if args.load == "set" else f" ({args.load})")] = row
     OUT.write_text(json.dumps(results, indent=1) + "\n")
 
 
