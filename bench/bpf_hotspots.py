@@ -160,15 +160,16 @@ def kallsyms(names: set[str]) -> dict[str, int]:
 
 
 def loaded(load: str, probes: list[str], discovery: NetnsDiscovery, interfaces: list) -> contextlib.ExitStack:
-    """The programs profiled: the set, empty ones on its hooks, or none."""
-    stack = contextlib.ExitStack()
-    if load == "set":
-        stack.callback(started(probes, discovery, stats=False).stop)
-    elif load == "floor":
-        hooks = floor_of(probes, discovery, interfaces)
-        stack.callback(hooks.close)
-        stack.enter_context(hooks.attached())
-    return stack
+    """The programs profiled: the set, empty ones on its hooks, or none; closing the stack removes
+    them (and so does a failure part-way through loading them)."""
+    with contextlib.ExitStack() as stack:
+        if load == "set":
+            stack.callback(started(probes, discovery, stats=False).stop)
+        elif load == "floor":
+            hooks = floor_of(probes, discovery, interfaces)
+            stack.callback(hooks.close)
+            stack.enter_context(hooks.attached())
+        return stack.pop_all()
 
 
 def profile(probes: list[str], seconds: float, top: int, load: str) -> dict:
